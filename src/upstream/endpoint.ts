@@ -1,0 +1,51 @@
+// One instance of an upstream as discovery describes it (immutable), and its live per-endpoint state.
+
+/** How a peer is reached: mTLS to its meshlet, or plain HTTP. */
+export type EndpointTransport = 'mtls' | 'plain';
+
+/** One instance of an upstream, as a registry reported it. Immutable; a new snapshot replaces it. */
+export interface Endpoint {
+  /** `address:port`, unique within an upstream. */
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  /** Relative weight for weighted balancing; defaults to 1. */
+  readonly weight: number;
+  readonly tags: readonly string[];
+  readonly meta: Readonly<Record<string, string>>;
+  /** Whether the endpoint's meshlet accepts mTLS; plain when discovery says nothing. */
+  readonly transport: EndpointTransport;
+}
+
+/** Builds an endpoint with defaults (weight 1, no tags, no meta, plain). */
+export function makeEndpoint(address: string, port: number, extra: Partial<Endpoint> = {}): Endpoint {
+  return Object.freeze({
+    id: `${address.includes(':') ? `[${address}]` : address}:${port}`,
+    address,
+    port,
+    weight: extra.weight ?? 1,
+    tags: Object.freeze([...(extra.tags ?? [])]),
+    meta: Object.freeze({ ...(extra.meta ?? {}) }),
+    transport: extra.transport ?? 'plain',
+  });
+}
+
+/**
+ * Live state of one endpoint inside an upstream: what balancers read (in-flight requests, latency
+ * estimate) and what outlier detection writes (ejected or not). One handle lives as long as the
+ * endpoint stays in the upstream's snapshots, so its counters survive snapshot swaps.
+ */
+export class EndpointHandle {
+  readonly endpoint: Endpoint;
+  /** Requests in flight to this endpoint right now. */
+  active = 0;
+  /** Peak-EWMA latency estimate in milliseconds (maintained by the peak_ewma balancer). */
+  ewmaMs = 0;
+  /** Clock reading (ms) of the last EWMA update. */
+  ewmaAtMs = 0;
+  /** True while outlier detection has this endpoint ejected. */
+  ejected = false;
+  constructor(endpoint: Endpoint) {
+    this.endpoint = endpoint;
+  }
+}
