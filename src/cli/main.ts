@@ -1,0 +1,90 @@
+// The `meshlet` command line: verbs, flags, help, and the mapping of failures to exit codes.
+import yargs from 'yargs';
+import { loadConfigFile } from '../config/load-config.ts';
+import { ConfigError } from '../errors/config-error.ts';
+import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
+import { EXIT, runCommand } from './run-command.ts';
+
+/** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
+function configCheck(file: string): number {
+  const config = loadConfigFile(file);
+  const upstreams = new Set([...Object.keys(config.upstreams), ...Object.keys(config.registry.endpoints)]);
+  process.stdout.write(
+    `${file}: ok (${upstreams.size} upstream(s), ${config.routes.length} route(s), registry ${config.registry.type})\n`,
+  );
+  return EXIT.ok;
+}
+
+/**
+ * Runs the CLI with `argv` (without node and script). Sets `process.exitCode`, and exits
+ * explicitly after `run` so no stray handle keeps the process alive.
+ */
+export async function main(argv: string[]): Promise<void> {
+  let code: number = EXIT.ok;
+  try {
+    await yargs(argv)
+      .scriptName('meshlet')
+      .usage('$0 <command> [options]')
+      .command(
+        'run',
+        'Run the sidecar daemon',
+        (y) =>
+          y
+            .option('config', {
+              alias: 'c',
+              type: 'string',
+              demandOption: true,
+              describe: 'config file (YAML)',
+            })
+            .option('log-level', {
+              type: 'string',
+              choices: LOG_LEVELS,
+              default: 'info',
+              describe: 'log level (logs are JSON on stdout)',
+            }),
+        async (args) => {
+          code = await runCommand(args.config, args['log-level'] as LogLevel);
+        },
+      )
+      .command('config', 'Work with config files', (y) =>
+        y
+          .command(
+            'check <file>',
+            'Validate a config file; exit 0 when valid, 2 with the bad key otherwise',
+            (c) =>
+              c.positional('file', { type: 'string', demandOption: true, describe: 'config file (YAML)' }),
+            (args) => {
+              code = configCheck(args.file);
+            },
+          )
+          .demandCommand(1, 'name a config subcommand: check'),
+      )
+      .demandCommand(1, 'name a command: run, config check')
+      .strict()
+      .help()
+      .alias('h', 'help')
+      .version()
+      .fail((msg, err) => {
+        if (err) throw err;
+        throw new UsageError(msg);
+      })
+      .parseAsync();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
+      code = EXIT.usage;
+    } else if (err instanceof UsageError) {
+      process.stderr.write(`meshlet: ${err.message}\nRun "meshlet --help" for usage.\n`);
+      code = EXIT.usage;
+    } else {
+      process.stderr.write(`meshlet: ${(err as Error).stack ?? String(err)}\n`);
+      code = EXIT.runtime;
+    }
+  }
+  process.exitCode = code;
+  if (argv[0] === 'run') setImmediate(() => process.exit(code));
+}
+
+class UsageError extends Error {}
+
+if (import.meta.main) await main(process.argv.slice(2));

@@ -1,0 +1,42 @@
+// `meshlet run`: loads config, starts the daemon, wires signals (SIGTERM/SIGINT drain, SIGHUP reload).
+import { loadConfigFile } from '../config/load-config.ts';
+import { Daemon } from '../daemon.ts';
+import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts';
+
+/** Exit codes of the CLI. */
+export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
+
+/** Runs the daemon until a signal stops it. Resolves with the process exit code. */
+export async function runCommand(configFile: string, logLevel: LogLevel): Promise<number> {
+  const config = loadConfigFile(configFile); // ConfigError → exit 2 in main
+  const logger = createLogger(logLevel);
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, { logger, configFile });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const reason = e.code === 'EADDRINUSE' ? `address in use (${e.message})` : e.message;
+    logger.fatal({ msg: 'meshlet failed to start', reason });
+    flushLogger(logger);
+    process.stderr.write(`meshlet: cannot start: ${reason}\n`);
+    return EXIT.runtime;
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      daemon.shutdown(signal).then(
+        () => {
+          flushLogger(logger);
+          resolve(EXIT.ok);
+        },
+        (err: Error) => {
+          logger.error({ msg: 'shutdown failed', reason: err.message });
+          flushLogger(logger);
+          resolve(EXIT.runtime);
+        },
+      );
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    process.on('SIGHUP', () => daemon.reload());
+  });
+}

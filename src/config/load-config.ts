@@ -1,0 +1,106 @@
+// Reads, parses and validates a config file (or text) into a MeshletConfig, or throws one ConfigError.
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors/config-error.ts';
+import { configSchema, endpointMap, type MeshletConfig } from './schema.ts';
+
+/** Formats a zod issue path as a key path: `upstreams.users.timeouts.connect`, `routes[0].upstream`. */
+function keyPathOf(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+/** Turns the first zod issue into a ConfigError naming the key. */
+export function configErrorFrom(
+  error: z.ZodError,
+  file?: string,
+  prefix: readonly PropertyKey[] = [],
+): ConfigError {
+  const issue = error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0]!;
+    return new ConfigError(keyPathOf([...prefix, ...issue.path, key]), 'unknown key', file);
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'required';
+  else if (issue.code === 'invalid_union' && 'errors' in issue) {
+    // Report the branch that got furthest, so "wrong type inside an object" beats "not a string".
+    const deepest = issue.errors
+      .flat()
+      .sort((a, b) => b.path.length - a.path.length)
+      .at(0);
+    if (deepest !== undefined) {
+      return new ConfigError(keyPathOf([...prefix, ...issue.path, ...deepest.path]), deepest.message, file);
+    }
+  }
+  return new ConfigError(keyPathOf([...prefix, ...issue.path]), message, file);
+}
+
+/** Parses YAML text, throwing a ConfigError with line and column on a syntax error. */
+export function parseYaml(text: string, file?: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const err = doc.errors[0];
+  if (err !== undefined) {
+    const pos = err.linePos?.[0];
+    const at = pos === undefined ? '' : ` at line ${pos.line}, column ${pos.col}`;
+    throw new ConfigError('', `not valid YAML${at}: ${err.message.split('\n')[0]}`, file);
+  }
+  return doc.toJS() ?? {};
+}
+
+function readText(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError('', `cannot read ${what}: ${code === 'ENOENT' ? 'no such file' : code}`, file);
+  }
+}
+
+/** Validates an already parsed config object. Relative paths are resolved against `baseDir`. */
+export function validateConfig(raw: unknown, file?: string, baseDir = process.cwd()): MeshletConfig {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) throw configErrorFrom(parsed.error, file);
+  const config = parsed.data;
+  if (config.registry.type === 'static' && config.registry.file !== undefined) {
+    config.registry.file = resolve(baseDir, config.registry.file);
+  }
+  checkPorts(config, file);
+  return config;
+}
+
+/** Listener ports must not collide (0 means "any free port" and never collides). */
+function checkPorts(config: MeshletConfig, file?: string): void {
+  const seen = new Map<number, string>();
+  const claim = (port: number, key: string) => {
+    if (port === 0) return;
+    const other = seen.get(port);
+    if (other !== undefined) throw new ConfigError(key, `port ${port} is already used by ${other}`, file);
+    seen.set(port, key);
+  };
+  claim(config.listeners.outbound.port, 'listeners.outbound.port');
+  claim(config.listeners.admin.port, 'listeners.admin.port');
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    if (upstream.port !== undefined) claim(upstream.port, `upstreams.${name}.port`);
+  }
+}
+
+/** Reads and validates the config file at `file`. Throws ConfigError. */
+export function loadConfigFile(file: string): MeshletConfig {
+  const path = resolve(file);
+  return validateConfig(parseYaml(readText(path, 'config file'), file), file, dirname(path));
+}
+
+/** Reads and validates a static endpoints file (`registry.file`): upstream → endpoints. */
+export function loadEndpointsFile(file: string): z.output<typeof endpointMap> {
+  const raw = parseYaml(readText(file, 'endpoints file'), file);
+  const parsed = endpointMap.safeParse(raw);
+  if (!parsed.success) throw configErrorFrom(parsed.error, file);
+  return parsed.data;
+}

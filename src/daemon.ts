@@ -1,0 +1,206 @@
+// The running meshlet: assembles registry, upstreams, router and listeners from config; reload and drain.
+import { adminHandler } from './admin/admin-handler.ts';
+import { loadConfigFile } from './config/load-config.ts';
+import type { MeshletConfig } from './config/schema.ts';
+import { type HttpListener, listenHttp } from './listener/http-listener.ts';
+import { outboundHandler, upstreamListenerHandler } from './proxy/outbound-stack.ts';
+import type { ProxyContext } from './proxy/proxy-context.ts';
+import type { Registry } from './registry/registry.ts';
+import { StaticRegistry } from './registry/static/static-registry.ts';
+import { Router } from './route/router.ts';
+import type { Logger } from './telemetry/logger.ts';
+import { Metrics } from './telemetry/metrics.ts';
+import { UpstreamTable } from './upstream/upstream-table.ts';
+
+/** Options for starting a daemon. */
+export interface DaemonOptions {
+  logger: Logger;
+  /** The config file, re-read on `reload()` (SIGHUP). */
+  configFile?: string;
+  /** Export Node process metrics. Default true. */
+  processMetrics?: boolean;
+}
+
+/** Where the daemon's listeners ended up (useful with port 0). */
+export interface DaemonAddresses {
+  outbound: { address: string; port: number };
+  admin: { address: string; port: number };
+  /** Per-upstream listeners by upstream name. */
+  upstreams: Record<string, { address: string; port: number }>;
+}
+
+/** One running meshlet. Create with `Daemon.start`. */
+export class Daemon {
+  readonly metrics: Metrics;
+  readonly table: UpstreamTable;
+  readonly logger: Logger;
+  config: MeshletConfig;
+  #router: Router;
+  readonly #registry: StaticRegistry;
+  readonly #ctx: ProxyContext;
+  readonly #configFile: string | undefined;
+  #listeners: HttpListener[] = [];
+  #admin: HttpListener | null = null;
+  #draining = false;
+  #stopped: Promise<void> | null = null;
+
+  private constructor(config: MeshletConfig, options: DaemonOptions) {
+    this.config = config;
+    this.logger = options.logger;
+    this.#configFile = options.configFile;
+    this.metrics = new Metrics({ processMetrics: options.processMetrics ?? true });
+    this.table = new UpstreamTable(this.metrics, config.upstreams);
+    this.#router = new Router(config.routes, this.table);
+    this.#registry = new StaticRegistry({
+      endpoints: config.registry.endpoints,
+      file: config.registry.file,
+      table: this.table,
+      metrics: this.metrics,
+      logger: this.logger,
+    });
+    this.#ctx = {
+      logger: this.logger,
+      metrics: this.metrics,
+      accessLog: config.accessLog,
+      unrouted: this.metrics.forUpstream('outbound', ''),
+      draining: false,
+    };
+  }
+
+  /** Starts registry and listeners. Rejects (after cleaning up) when a port cannot be bound. */
+  static async start(config: MeshletConfig, options: DaemonOptions): Promise<Daemon> {
+    const daemon = new Daemon(config, options);
+    try {
+      await daemon.#start();
+    } catch (err) {
+      await daemon.#closeEverything();
+      throw err;
+    }
+    return daemon;
+  }
+
+  async #start(): Promise<void> {
+    const { listeners } = this.config;
+    await this.#registry.start();
+    const view = {
+      metrics: this.metrics,
+      table: this.table,
+      registry: this.#registry as Registry,
+      draining: () => this.#draining,
+      readinessChecks: () => [] as [string, boolean, string][],
+    };
+    this.#admin = await listenHttp(listeners.admin.address, listeners.admin.port, adminHandler(view));
+    this.#listeners.push(
+      await listenHttp(
+        listeners.outbound.address,
+        listeners.outbound.port,
+        outboundHandler(this.#ctx, () => this.#router),
+      ),
+    );
+    for (const [name, spec] of Object.entries(this.config.upstreams)) {
+      if (spec.port === undefined) continue;
+      const listener = await listenHttp(
+        '127.0.0.1',
+        spec.port,
+        upstreamListenerHandler(this.#ctx, () => this.table.ensure(name)),
+      );
+      this.#perUpstream[name] = listener;
+      this.#listeners.push(listener);
+    }
+    this.logger.info({ msg: 'meshlet started', ...this.addresses() });
+  }
+
+  readonly #perUpstream: Record<string, HttpListener> = {};
+
+  addresses(): DaemonAddresses {
+    const outbound = this.#listeners[0]!;
+    const upstreams: DaemonAddresses['upstreams'] = {};
+    for (const [name, l] of Object.entries(this.#perUpstream))
+      upstreams[name] = { address: l.address, port: l.port };
+    return {
+      outbound: { address: outbound.address, port: outbound.port },
+      admin: { address: this.#admin!.address, port: this.#admin!.port },
+      upstreams,
+    };
+  }
+
+  /**
+   * Re-reads the config file and applies what can change without dropping connections: routes,
+   * upstream policies, static endpoints, access log. An invalid file is refused and the old config
+   * kept. Listener addresses need a restart (logged). Returns whether the new config was applied.
+   */
+  reload(): boolean {
+    if (this.#configFile === undefined) return false;
+    let next: MeshletConfig;
+    try {
+      next = loadConfigFile(this.#configFile);
+    } catch (err) {
+      this.metrics.configReloads.labels('config', 'failed').inc();
+      this.logger.error({
+        msg: 'config reload refused; keeping the running config',
+        reason: (err as Error).message,
+      });
+      return false;
+    }
+    if (JSON.stringify(next.listeners) !== JSON.stringify(this.config.listeners)) {
+      this.logger.warn({ msg: 'listener changes need a restart; other changes applied' });
+    }
+    this.table.applySpecs(next.upstreams);
+    this.#router = new Router(next.routes, this.table);
+    this.#registry.updateConfigEndpoints(next.registry.endpoints);
+    this.#ctx.accessLog = next.accessLog;
+    this.config = next;
+    this.metrics.configReloads.labels('config', 'ok').inc();
+    this.logger.info({ msg: 'config reloaded', file: this.#configFile });
+    return true;
+  }
+
+  /**
+   * Graceful shutdown: /ready turns 503, wait `shutdown.drainDelay`, stop accepting, let in-flight
+   * requests finish within `shutdown.drainTimeout`, then close everything. Idempotent.
+   */
+  shutdown(reason = 'shutdown'): Promise<void> {
+    this.#stopped ??= this.#drain(reason);
+    return this.#stopped;
+  }
+
+  async #drain(reason: string): Promise<void> {
+    const { drainDelay, drainTimeout } = this.config.shutdown;
+    this.logger.info({ msg: 'draining', reason, drainDelayMs: drainDelay, drainTimeoutMs: drainTimeout });
+    this.#draining = true;
+    this.#ctx.draining = true;
+    if (drainDelay > 0) await sleep(drainDelay);
+    for (const l of this.#listeners) l.stopAccepting();
+    // Keep-alive connections close once their in-flight response is done (they get `connection: close`).
+    const sweep = setInterval(() => {
+      for (const l of this.#listeners) l.server.closeIdleConnections();
+    }, 50);
+    const deadline = sleep(drainTimeout).then(() => 'timeout' as const);
+    const done = Promise.all(this.#listeners.map((l) => l.closed())).then(() => 'drained' as const);
+    const outcome = await Promise.race([done, deadline]);
+    clearInterval(sweep);
+    if (outcome === 'timeout') {
+      this.logger.warn({ msg: 'drain timeout: closing remaining connections' });
+      for (const l of this.#listeners) l.destroy();
+    }
+    await this.#closeEverything();
+    this.logger.info({ msg: 'meshlet stopped', outcome });
+  }
+
+  async #closeEverything(): Promise<void> {
+    for (const l of this.#listeners) {
+      l.stopAccepting();
+      l.destroy();
+    }
+    await this.#registry.stop();
+    await this.table.close();
+    if (this.#admin !== null) {
+      this.#admin.stopAccepting();
+      this.#admin.destroy();
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

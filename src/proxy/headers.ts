@@ -1,0 +1,102 @@
+// Header rewriting at the proxy boundary: hop-by-hop removal, x-forwarded-*, x-request-id.
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus `expect`, which meshlet answers itself. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'expect',
+]);
+
+/** Extra hop-by-hop names listed in a `Connection` header, lowercased; null when none. */
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const text = (Array.isArray(value) ? value.join(',') : value).toLowerCase();
+  if (text === 'keep-alive' || text === 'close') return null;
+  const out = new Set<string>();
+  for (const token of text.split(',')) {
+    const t = token.trim();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive') out.add(t);
+  }
+  return out.size === 0 ? null : out;
+}
+
+/** What the request header pass found out, besides the header list. */
+export interface ForwardedRequestHeaders {
+  /** Flat `[name, value, name, value…]` list for undici. */
+  headers: string[];
+  /** The request's `x-request-id`, generated when absent. */
+  requestId: string;
+}
+
+/**
+ * Builds the header list sent upstream from the downstream request: hop-by-hop headers (and those
+ * named in `Connection`) dropped; `x-forwarded-for` gets the client address appended;
+ * `x-forwarded-proto` set when absent; `x-request-id` added when absent. Trace headers
+ * (`traceparent`, `tracestate`, `b3`, `x-b3-*`) and everything else pass through unchanged.
+ * @param drop extra lowercased names to remove (e.g. identity headers only meshlet may set).
+ */
+export function forwardRequestHeaders(
+  req: IncomingMessage,
+  proto: 'http' | 'https',
+  drop: ReadonlySet<string> | null = null,
+): ForwardedRequestHeaders {
+  const raw = req.rawHeaders;
+  const extra = connectionTokens(req.headers.connection);
+  const headers: string[] = [];
+  let requestId: string | undefined;
+  let forwardedFor: string | undefined;
+  let hasProto = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || extra?.has(lower) || drop?.has(lower)) continue;
+    const value = raw[i + 1]!;
+    if (lower === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      continue;
+    }
+    if (lower === 'x-request-id') {
+      if (requestId !== undefined) continue;
+      requestId = value;
+    } else if (lower === 'x-forwarded-proto') hasProto = true;
+    headers.push(name, value);
+  }
+  if (requestId === undefined) {
+    requestId = randomUUID();
+    headers.push('x-request-id', requestId);
+  }
+  const client = req.socket.remoteAddress;
+  if (client !== undefined) forwardedFor = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
+  if (forwardedFor !== undefined) headers.push('x-forwarded-for', forwardedFor);
+  if (!hasProto) headers.push('x-forwarded-proto', proto);
+  return { headers, requestId };
+}
+
+/**
+ * Builds the header list sent to the client from an upstream response's headers: hop-by-hop
+ * headers (and those named in `Connection`) dropped, `x-request-id` echoed when the upstream did not.
+ */
+export function forwardResponseHeaders(upstream: IncomingHttpHeaders, requestId: string): string[] {
+  const extra = connectionTokens(upstream.connection);
+  const out: string[] = [];
+  let sawRequestId = false;
+  for (const name in upstream) {
+    if (HOP_BY_HOP.has(name) || extra?.has(name)) continue;
+    const value = upstream[name];
+    if (value === undefined) continue;
+    if (name === 'x-request-id') sawRequestId = true;
+    if (typeof value === 'string') out.push(name, value);
+    else for (const v of value) out.push(name, v);
+  }
+  if (!sawRequestId) out.push('x-request-id', requestId);
+  return out;
+}

@@ -1,0 +1,100 @@
+// The outbound request path in one screen: parse the target → route → upstream → exchange (balance, forward).
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { sendError } from '../errors/error-response.ts';
+import { MeshletError } from '../errors/meshlet-error.ts';
+import type { Router } from '../route/router.ts';
+import type { Upstream } from '../upstream/upstream.ts';
+import { Exchange } from './exchange.ts';
+import type { ProxyContext } from './proxy-context.ts';
+
+/** Splits an absolute-form target (`http://users/v1/42`) into authority and path; null if malformed. */
+function splitAbsoluteForm(url: string): { authority: string; path: string } | null {
+  const scheme = url.indexOf('://');
+  if (scheme <= 0) return null;
+  const start = scheme + 3;
+  let end = url.indexOf('/', start);
+  const query = url.indexOf('?', start);
+  if (query !== -1 && (end === -1 || query < end)) end = query;
+  const authority = end === -1 ? url.slice(start) : url.slice(start, end);
+  const at = authority.lastIndexOf('@');
+  const host = at === -1 ? authority : authority.slice(at + 1);
+  if (host === '') return null;
+  const rest = end === -1 ? '/' : url.slice(end);
+  return { authority: host, path: rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest };
+}
+
+/** Answers a request meshlet refuses before any upstream is involved. */
+function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, err: MeshletError): void {
+  ctx.unrouted.localReply(err.code);
+  ctx.unrouted.finished(err.status, 0);
+  ctx.logger.info({
+    msg: 'access',
+    direction: 'outbound',
+    method: req.method,
+    status: err.status,
+    error: err.code,
+  });
+  sendError(res, err);
+}
+
+/**
+ * The outbound listener's handler: the destination is named by the absolute-form URL
+ * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header.
+ * `router` is read through a getter so that a config reload swaps it atomically.
+ */
+export function outboundHandler(ctx: ProxyContext, router: () => Router): RequestListener {
+  return function outbound(req, res) {
+    const url = req.url ?? '/';
+    let authority: string;
+    let path: string;
+    if (url.charCodeAt(0) === 47 /* / */) {
+      authority = req.headers.host ?? '';
+      path = url;
+    } else {
+      const parts = splitAbsoluteForm(url);
+      if (parts === null) {
+        refuse(
+          ctx,
+          req,
+          res,
+          new MeshletError('bad_request', `malformed request target "${url.slice(0, 200)}"`),
+        );
+        return;
+      }
+      authority = parts.authority;
+      path = parts.path;
+    }
+    let upstream: Upstream;
+    try {
+      const target = router().resolve(authority, path, req.headers);
+      upstream = target.upstream;
+      path = target.path;
+    } catch (err) {
+      if (!(err instanceof MeshletError)) throw err;
+      refuse(ctx, req, res, err);
+      return;
+    }
+    new Exchange(ctx, req, res, upstream, path).start();
+  };
+}
+
+/** The handler of a per-upstream listener: every request goes to `upstream`, whatever it names. */
+export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstream): RequestListener {
+  return function perUpstream(req, res) {
+    let path = req.url ?? '/';
+    if (path.charCodeAt(0) !== 47) {
+      const parts = splitAbsoluteForm(path);
+      if (parts === null) {
+        refuse(
+          ctx,
+          req,
+          res,
+          new MeshletError('bad_request', `malformed request target "${path.slice(0, 200)}"`),
+        );
+        return;
+      }
+      path = parts.path;
+    }
+    new Exchange(ctx, req, res, upstream(), path).start();
+  };
+}

@@ -1,0 +1,56 @@
+// Classifies why an attempt to an endpoint failed (undici and socket error codes → a failure kind).
+import { MeshletError } from '../errors/meshlet-error.ts';
+
+/**
+ * Why an attempt failed before a response finished:
+ * - `connect`: no connection (refused, unreachable, connect timeout, TLS handshake); nothing was sent.
+ * - `reset`: the connection broke after the request may have reached the app.
+ * - `timeout`: no response headers in time (per-try or request timeout) or the body went idle.
+ * - `aborted`: meshlet cancelled it (client gone, shutdown).
+ */
+export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted';
+
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** The failure kind of an error raised by undici or the socket. */
+export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
+  const code = (err as { code?: string }).code ?? '';
+  if (CONNECT_CODES.has(code)) return 'connect';
+  if (TIMEOUT_CODES.has(code)) return 'timeout';
+  if (code === 'UND_ERR_ABORTED' || err.name === 'AbortError') return 'aborted';
+  // TLS handshake failures surface before the request is written: still "nothing sent".
+  if (
+    !requestStarted &&
+    (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED/.test(code))
+  )
+    return 'connect';
+  return 'reset';
+}
+
+/** The error meshlet answers with after a failure of this kind. */
+export function errorForFailure(
+  kind: FailureKind,
+  err: Error,
+  upstream: string,
+  endpoint: string,
+): MeshletError {
+  const why = (err as { code?: string }).code ?? err.message;
+  if (kind === 'timeout') {
+    return new MeshletError(
+      'upstream_timeout',
+      `endpoint ${endpoint}: no response in time (${why})`,
+      upstream,
+    );
+  }
+  const what = kind === 'connect' ? 'connect failed' : 'connection reset';
+  return new MeshletError('upstream_unreachable', `endpoint ${endpoint}: ${what} (${why})`, upstream);
+}

@@ -1,0 +1,134 @@
+// The static registry: endpoints from the config file and an optional watched endpoints file.
+import { type FSWatcher, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { z } from 'zod';
+import { loadEndpointsFile } from '../../config/load-config.ts';
+import type { EndpointSpec, endpointMap } from '../../config/schema.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import type { Metrics } from '../../telemetry/metrics.ts';
+import { type Endpoint, makeEndpoint } from '../../upstream/endpoint.ts';
+import type { UpstreamTable } from '../../upstream/upstream-table.ts';
+import type { Registry } from '../registry.ts';
+
+type EndpointMap = z.output<typeof endpointMap>;
+
+/** Converts an endpoint as config writes it (`"host:port"` or an object) to an Endpoint. */
+export function toEndpoint(spec: EndpointSpec): Endpoint {
+  if (typeof spec === 'string') {
+    const colon = spec.lastIndexOf(':');
+    let host = spec.slice(0, colon);
+    if (host.startsWith('[')) host = host.slice(1, -1);
+    return makeEndpoint(host, Number(spec.slice(colon + 1)));
+  }
+  return makeEndpoint(spec.address, spec.port, {
+    weight: spec.weight ?? 1,
+    tags: spec.tags ?? [],
+    meta: spec.meta ?? {},
+  });
+}
+
+/** Options of the static registry. */
+export interface StaticRegistryOptions {
+  /** `registry.endpoints` from the config file. */
+  endpoints: EndpointMap;
+  /** Absolute path of `registry.file`, watched; its upstreams override same-named ones in `endpoints`. */
+  file: string | undefined;
+  table: UpstreamTable;
+  metrics: Metrics;
+  logger: Logger;
+  /** Debounce of file-change events, ms. Default 50. */
+  debounceMs?: number;
+}
+
+/**
+ * Endpoints written in config, or in a file that is watched: an edit is validated and applied as a
+ * new snapshot per upstream within ~100 ms; an invalid edit is logged, counted
+ * (`meshlet_config_reloads_total{source="endpoints_file",result="failed"}`) and the last good set kept.
+ */
+export class StaticRegistry implements Registry {
+  readonly type = 'static';
+  #options: StaticRegistryOptions;
+  #watcher: FSWatcher | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #fromFile: EndpointMap = {};
+  #lastError: string | null = null;
+  #synced = false;
+
+  constructor(options: StaticRegistryOptions) {
+    this.#options = options;
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  async start(): Promise<void> {
+    const { file } = this.#options;
+    if (file !== undefined) {
+      this.#fromFile = loadEndpointsFile(file);
+      this.#watch(file);
+    }
+    this.#apply();
+    this.#synced = true;
+  }
+
+  /** Applies `registry.endpoints` from a reloaded config. */
+  updateConfigEndpoints(endpoints: EndpointMap): void {
+    this.#options = { ...this.#options, endpoints };
+    this.#apply();
+  }
+
+  async stop(): Promise<void> {
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      type: 'static',
+      file: this.#options.file ?? null,
+      synced: this.#synced,
+      lastError: this.#lastError,
+    };
+  }
+
+  #apply(): void {
+    const merged: EndpointMap = { ...this.#options.endpoints, ...this.#fromFile };
+    const { table } = this.#options;
+    for (const [name, specs] of Object.entries(merged)) table.setEndpoints(name, specs.map(toEndpoint));
+    // An upstream that left the files keeps existing with no endpoints (503, not a silent 404).
+    for (const upstream of table.values()) if (!(upstream.name in merged)) upstream.setEndpoints([]);
+  }
+
+  /** Watches the file's directory, so editors that replace the file (rename) are seen too. */
+  #watch(file: string): void {
+    const name = basename(file);
+    this.#watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
+      if (changed !== null && changed !== name) return;
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => this.#reload(file), this.#options.debounceMs ?? 50);
+      this.#timer.unref();
+    });
+  }
+
+  #reload(file: string): void {
+    const { metrics, logger } = this.#options;
+    try {
+      this.#fromFile = loadEndpointsFile(file);
+    } catch (err) {
+      this.#lastError = (err as Error).message;
+      metrics.configReloads.labels('endpoints_file', 'failed').inc();
+      logger.error({
+        msg: 'endpoints file refused; keeping the last good endpoints',
+        file,
+        reason: this.#lastError,
+      });
+      return;
+    }
+    this.#lastError = null;
+    this.#apply();
+    metrics.configReloads.labels('endpoints_file', 'ok').inc();
+    logger.info({ msg: 'endpoints file reloaded', file, upstreams: Object.keys(this.#fromFile).length });
+  }
+}
