@@ -3,6 +3,7 @@ import yargs from 'yargs';
 import { loadConfigFile } from '../config/load-config.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
+import { ensureGcTuning } from './gc-tuning.ts';
 import { EXIT, runCommand } from './run-command.ts';
 
 /** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
@@ -43,6 +44,7 @@ export async function main(argv: string[]): Promise<void> {
               describe: 'log level (logs are JSON on stdout)',
             }),
         async (args) => {
+          ensureGcTuning();
           code = await runCommand(args.config, args['log-level'] as LogLevel);
         },
       )

@@ -1,7 +1,7 @@
 // Reads, parses and validates a config file (or text) into a MeshletConfig, or throws one ConfigError.
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { configSchema, endpointMap, type MeshletConfig } from './schema.ts';
@@ -27,8 +27,8 @@ export function configErrorFrom(
     const key = issue.keys[0]!;
     return new ConfigError(keyPathOf([...prefix, ...issue.path, key]), 'unknown key', file);
   }
-  let message = issue.message;
-  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'required';
+  let message = issue.message.replace(/^Invalid input: /, '');
+  if (issue.code === 'invalid_type' && message.endsWith('received undefined')) message = 'required';
   else if (issue.code === 'invalid_union' && 'errors' in issue) {
     // Report the branch that got furthest, so "wrong type inside an object" beats "not a string".
     const deepest = issue.errors
@@ -44,10 +44,11 @@ export function configErrorFrom(
 
 /** Parses YAML text, throwing a ConfigError with line and column on a syntax error. */
 export function parseYaml(text: string, file?: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   const err = doc.errors[0];
   if (err !== undefined) {
-    const pos = err.linePos?.[0];
+    const pos = lineCounter.linePos(err.pos[0]);
     const at = pos === undefined ? '' : ` at line ${pos.line}, column ${pos.col}`;
     throw new ConfigError('', `not valid YAML${at}: ${err.message.split('\n')[0]}`, file);
   }

@@ -11,11 +11,11 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 const REDACT = ['token', '*.token', 'key', '*.key', 'headers["x-consul-token"]', 'headers.authorization'];
 
 /**
- * Creates the logger. Writes are buffered (4 KiB) off the request path and flushed on exit.
+ * Creates the logger. Writes are asynchronous (batched while one is in progress), off the request path, and flushed on exit.
  * @param destination a writable stream for tests; default stdout.
  */
 export function createLogger(level: LogLevel = 'info', destination?: NodeJS.WritableStream): Logger {
-  const stream = destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const stream = destination ?? pino.destination({ dest: 1, sync: false });
   return pino(
     {
       level,
