@@ -1,0 +1,23 @@
+# meshlet sidecar image: build the TypeScript once, ship only runtime dependencies and dist/.
+FROM node:24-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY bin ./bin
+RUN npm ci --no-audit --no-fund && npm run build
+
+FROM node:24-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+COPY protos ./protos
+USER node
+# outbound (app → meshlet), admin (health, metrics), inbound (peers, mTLS)
+EXPOSE 15001 15000 15443
+HEALTHCHECK --interval=10s --timeout=2s CMD node -e "fetch('http://127.0.0.1:15000/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# --max-semi-space-size=1 keeps RSS small under load (see README "Memory and GC").
+ENTRYPOINT ["node", "--max-semi-space-size=1", "bin/meshlet.js"]
+CMD ["run", "--config", "/etc/meshlet/meshlet.yaml"]
