@@ -1,0 +1,463 @@
+// A test double of the Consul agent HTTP API on a real socket, with switches for faults and resets.
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { type AclOptions, Authorizer, requestToken } from './acl.ts';
+import { Agent, type InstanceSpec } from './agent.ts';
+import { agentRoutes } from './api-agent.ts';
+import { catalogRoutes } from './api-catalog.ts';
+import { kvRoutes } from './api-kv.ts';
+import { controlRoutes } from './control.ts';
+import type { Ctx } from './http-util.ts';
+import { sendText } from './http-util.ts';
+import type { CheckRecord, HealthStatus, ServiceRecord } from './model.ts';
+import { decodeService, HttpError } from './register.ts';
+
+export type { AclOptions, TokenPolicy } from './acl.ts';
+export type { InstanceSpec } from './agent.ts';
+export type { CheckRecord, HealthStatus, ServiceRecord } from './model.ts';
+
+/** Settings of a `ConsulDouble`; every field is optional. */
+export interface ConsulDoubleOptions {
+  /** Datacenter name. Default `"dc1"`. */
+  datacenter?: string;
+  /** Other datacenters `?dc=` may name (they answer like the local one). Default none. */
+  extraDatacenters?: string[];
+  /** The agent's node name. Default `"consul-double"`. */
+  nodeName?: string;
+  /** The agent's node address. Default `"127.0.0.1"`. */
+  nodeAddress?: string;
+  /** ACLs; when absent every request is allowed (ACLs disabled). */
+  acl?: AclOptions;
+  /** Add Consul's random extra wait (up to wait/16) to blocking queries. Default `true`. */
+  jitter?: boolean;
+  /** Keep the server's own `consul` service in the catalog. Default `true`. */
+  consulService?: boolean;
+  /** Lower bound on HTTP/TCP check intervals in ms (Consul: 1000). Default `1000`. */
+  minCheckIntervalMs?: number;
+  /** How many requests `requests` keeps (oldest dropped first). Default `10_000`. */
+  maxLoggedRequests?: number;
+}
+
+/** One request as the double received it (recorded before any fault is applied). */
+export interface RecordedRequest {
+  method: string;
+  /** Decoded path, e.g. `/v1/health/service/web`. */
+  path: string;
+  /** Query parameters (repeated names keep every value). */
+  query: URLSearchParams;
+  /** Raw headers, lower-cased names, nothing removed (tokens included). */
+  headers: IncomingHttpHeaders;
+  /** The ACL token Consul would use (`?token`, `X-Consul-Token`, `Authorization: Bearer`), or `''`. */
+  token: string;
+  /** Request body as text. */
+  body: string;
+  /** `Date.now()` at arrival. */
+  at: number;
+}
+
+/** A failure switch set by `setFailing`. */
+interface Failing {
+  status: number;
+  body: string;
+  remaining: number;
+}
+
+const MAX_BODY = 4 * 1024 * 1024;
+
+/**
+ * Speaks the Consul agent HTTP API (agent services and checks, TTL checks, health, catalog, KV,
+ * blocking queries, ACL tokens) on 127.0.0.1, and lets tests break it: refuse connections, answer
+ * slowly or with errors, move the index backwards, or forget everything like a restarted agent.
+ */
+export class ConsulDouble {
+  readonly options: Readonly<ConsulDoubleOptions>;
+  readonly #agent: Agent;
+  #server: http.Server | undefined;
+  #host = '127.0.0.1';
+  #port = 0;
+  #sockets = new Set<Socket>();
+  #onStop = new Set<() => void>();
+  #timers = new Set<NodeJS.Timeout>();
+  #requests: RecordedRequest[] = [];
+  #tokens: string[] = [];
+  #down = false;
+  #downTimer: NodeJS.Timeout | undefined;
+  #slowMs = 0;
+  #failing: Failing | undefined;
+  #stopped = false;
+
+  constructor(options: ConsulDoubleOptions = {}) {
+    this.options = options;
+    this.#agent = new Agent({
+      datacenter: options.datacenter ?? 'dc1',
+      nodeName: options.nodeName ?? 'consul-double',
+      address: options.nodeAddress ?? '127.0.0.1',
+      consulService: options.consulService ?? true,
+      minCheckIntervalMs: options.minCheckIntervalMs ?? 1000,
+    });
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------
+
+  /** Listens (default 127.0.0.1, port 0 = any free port) and resolves with the bound address. */
+  async start(opts: { host?: string; port?: number } = {}): Promise<{ address: string; port: number }> {
+    if (this.#server !== undefined) throw new Error('ConsulDouble already started');
+    this.#stopped = false;
+    this.#host = opts.host ?? '127.0.0.1';
+    await this.#listen(opts.port ?? 0);
+    return { address: this.#host, port: this.#port };
+  }
+
+  async #listen(port: number): Promise<void> {
+    const server = http.createServer((req, res) => {
+      void this.#handle(req, res);
+    });
+    server.keepAliveTimeout = 5_000;
+    server.on('connection', (s: Socket) => {
+      this.#sockets.add(s);
+      s.once('close', () => this.#sockets.delete(s));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, this.#host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address();
+    if (addr !== null && typeof addr === 'object') this.#port = addr.port;
+    this.#server = server;
+  }
+
+  async #close(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    if (server === undefined) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets.clear();
+    await closed;
+  }
+
+  /** Stops listening, answers nothing more, drops every connection (blocked queries included), clears timers. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#downTimer);
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    for (const f of [...this.#onStop]) f();
+    this.#onStop.clear();
+    this.#agent.runner.stopAll();
+    this.#agent.store.abandon();
+    await this.#close();
+  }
+
+  /** The bound port (0 before `start`). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Base URL, e.g. `http://127.0.0.1:8500`. */
+  get url(): string {
+    return `http://${this.#host}:${this.#port}`;
+  }
+
+  /** Host and port as Consul clients take them (`127.0.0.1:8500`). */
+  get address(): string {
+    return `${this.#host}:${this.#port}`;
+  }
+
+  // ---- observation -------------------------------------------------------------------------------
+
+  /** Requests received so far, oldest first (bounded by `maxLoggedRequests`). */
+  get requests(): readonly RecordedRequest[] {
+    return this.#requests;
+  }
+
+  /** Forgets the request log and the seen tokens. */
+  clearRequests(): void {
+    this.#requests = [];
+    this.#tokens = [];
+  }
+
+  /** Every distinct non-empty ACL token received, in order of first use. */
+  get seenTokens(): readonly string[] {
+    return this.#tokens;
+  }
+
+  /** The current raft index (last write). */
+  get index(): number {
+    return this.#agent.store.index;
+  }
+
+  /** Blocking queries (and hash-blocking service reads) currently held open. */
+  get blockedQueries(): number {
+    return this.#agent.store.watchCount;
+  }
+
+  /** Catalog instances, optionally of one service name (agent-local and peers). */
+  instances(service?: string): ServiceRecord[] {
+    return [...this.#agent.store.services.values()].filter(
+      (s) => service === undefined || s.name === service,
+    );
+  }
+
+  /** Checks, optionally only those of one service ID. */
+  checks(serviceId?: string): CheckRecord[] {
+    return [...this.#agent.store.checks.values()].filter(
+      (c) => serviceId === undefined || c.serviceId === serviceId,
+    );
+  }
+
+  /** Resolves once `predicate(this)` is truthy (polled every 10 ms); rejects after `timeoutMs` (default 5000). */
+  async waitFor(predicate: (d: this) => unknown, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await predicate(this)) return;
+      if (Date.now() >= deadline)
+        throw new Error(`ConsulDouble.waitFor: ${what} not met within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  // ---- state control -----------------------------------------------------------------------------
+
+  /** Registers a local service from a Consul JSON definition, as `PUT /v1/agent/service/register` would. */
+  registerService(definition: Record<string, unknown>, replaceExistingChecks = false): ServiceRecord {
+    return this.#agent.registerService(decodeService(definition), replaceExistingChecks);
+  }
+
+  /** Deregisters a local service. Returns false when it was not registered. */
+  deregisterService(id: string): boolean {
+    return this.#agent.deregisterService(id);
+  }
+
+  /** Adds a peer instance to the catalog (own node, `service:<id>` check). Returns its service ID. */
+  addInstance(spec: InstanceSpec): string {
+    return this.#agent.addInstance(spec).id;
+  }
+
+  /** Removes an instance (peer or local) by service ID. Returns false when absent. */
+  removeInstance(id: string): boolean {
+    return this.#agent.removeInstance(id);
+  }
+
+  /** Sets a check's status (and output) by check ID; TTL checks also restart their TTL. False when absent. */
+  setCheckStatus(checkId: string, status: HealthStatus, output?: string): boolean {
+    return this.#agent.setCheckStatus(checkId, status, output);
+  }
+
+  /** Sets the `service:<id>` check of an instance (as made by `addInstance` or a single-check registration). */
+  setInstanceStatus(serviceId: string, status: HealthStatus, output?: string): boolean {
+    return this.#agent.setCheckStatus(`service:${serviceId}`, status, output);
+  }
+
+  /** Sets a node's `serfHealth` check (default: the agent's node). False when the node is unknown. */
+  setNodeHealth(status: HealthStatus, node?: string): boolean {
+    return this.#agent.setCheckStatus('serfHealth', status, undefined, node ?? this.#agent.identity.nodeName);
+  }
+
+  /** Writes a KV entry directly. */
+  kvPut(key: string, value: string | Buffer, flags = 0): void {
+    const store = this.#agent.store;
+    const buf = typeof value === 'string' ? Buffer.from(value) : value;
+    store.write(() => store.kvPut(key, buf.length === 0 ? null : buf, flags));
+  }
+
+  /** Reads a KV value directly (`undefined` when absent). */
+  kvGet(key: string): Buffer | undefined {
+    const e = this.#agent.store.kv.get(key);
+    return e === undefined ? undefined : (e.value ?? Buffer.alloc(0));
+  }
+
+  /**
+   * Moves the raft index back to `to` (default 1) as after a snapshot restore: every record's
+   * indexes are lowered, and blocked queries wake and answer with the lower index.
+   */
+  resetIndex(to = 1): void {
+    this.#agent.store.resetIndex(Math.max(1, Math.floor(to)));
+  }
+
+  /** Forgets every service, check and KV entry and restarts the index, like an agent restarted with no state. */
+  restart(): void {
+    this.#agent.restart();
+  }
+
+  // ---- faults ------------------------------------------------------------------------------------
+
+  /**
+   * Refuses connections (`true`: listener closed, open connections destroyed, so clients get
+   * ECONNREFUSED) or listens again on the same port (`false`). With `forMs`, comes back up by itself.
+   */
+  async setDown(down: boolean, forMs?: number): Promise<void> {
+    clearTimeout(this.#downTimer);
+    this.#downTimer = undefined;
+    if (down) {
+      if (!this.#down) {
+        this.#down = true;
+        await this.#close();
+      }
+      if (forMs !== undefined) {
+        this.#downTimer = setTimeout(() => {
+          void this.setDown(false);
+        }, forMs).unref();
+      }
+      return;
+    }
+    if (!this.#down || this.#stopped) return;
+    this.#down = false;
+    await this.#listen(this.#port);
+  }
+
+  /** Whether `setDown(true)` is in effect. */
+  get down(): boolean {
+    return this.#down;
+  }
+
+  /** Delays every Consul API answer by `ms` milliseconds (0 turns it off). */
+  setSlow(ms: number): void {
+    this.#slowMs = Math.max(0, ms);
+  }
+
+  /**
+   * Answers every Consul API request with `status` (e.g. 500; body "No cluster leader" unless
+   * given), for the next `times` requests or until `setFailing(null)`.
+   */
+  setFailing(status: number | null, opts: { body?: string; times?: number } = {}): void {
+    if (status === null) {
+      this.#failing = undefined;
+      return;
+    }
+    this.#failing = {
+      status,
+      body: opts.body ?? (status === 500 ? 'No cluster leader' : 'consul-double: injected failure'),
+      remaining: opts.times ?? Number.POSITIVE_INFINITY,
+    };
+  }
+
+  /** Current fault switches (for `/_double/state`). */
+  get faults(): { down: boolean; slowMs: number; failing: number | null } {
+    return { down: this.#down, slowMs: this.#slowMs, failing: this.#failing?.status ?? null };
+  }
+
+  // ---- request handling --------------------------------------------------------------------------
+
+  async #readBody(req: IncomingMessage): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > MAX_BODY) throw new HttpError(413, 'Request body too large');
+      chunks.push(c as Buffer);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  #delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.#timers.delete(t);
+        resolve();
+      }, ms);
+      this.#timers.add(t);
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://consul-double');
+      let path: string;
+      try {
+        path = decodeURIComponent(url.pathname);
+      } catch {
+        path = url.pathname;
+      }
+      const body = await this.#readBody(req);
+      const method = req.method ?? 'GET';
+      const token = requestToken(req, url.searchParams);
+      this.#record({
+        method,
+        path,
+        query: url.searchParams,
+        headers: req.headers,
+        token,
+        body: body.toString(),
+        at: Date.now(),
+      });
+
+      if (path.startsWith('/_double/') || path === '/_double') {
+        await controlRoutes(this, { method, path, query: url.searchParams, body, res });
+        return;
+      }
+      if (this.#slowMs > 0) await this.#delay(this.#slowMs);
+      if (this.#stopped || res.destroyed) return;
+      const failing = this.#failing;
+      if (failing !== undefined) {
+        failing.remaining -= 1;
+        if (failing.remaining <= 0) this.#failing = undefined;
+        sendText(res, failing.status, failing.body);
+        return;
+      }
+      await this.#route(req, res, method, path, url.searchParams, body, token);
+    } catch (err) {
+      if (res.headersSent || res.destroyed) return;
+      if (err instanceof HttpError) sendText(res, err.status, err.message);
+      else sendText(res, 500, (err as Error).message ?? String(err));
+    }
+  }
+
+  #record(r: RecordedRequest): void {
+    const max = this.options.maxLoggedRequests ?? 10_000;
+    this.#requests.push(r);
+    if (this.#requests.length > max) this.#requests.splice(0, this.#requests.length - max);
+    if (r.token !== '' && !this.#tokens.includes(r.token)) this.#tokens.push(r.token);
+  }
+
+  async #route(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    path: string,
+    query: URLSearchParams,
+    body: Buffer,
+    token: string,
+  ): Promise<void> {
+    let cancel: () => void = () => undefined;
+    const cancelled = new Promise<void>((resolve) => {
+      cancel = resolve;
+    });
+    this.#onStop.add(cancel);
+    res.once('close', () => {
+      this.#onStop.delete(cancel);
+      cancel();
+    });
+    let auth: Authorizer | undefined;
+    const acl = this.options.acl;
+    const ctx: Ctx = {
+      req,
+      res,
+      method,
+      path,
+      query,
+      body,
+      agent: this.#agent,
+      auth: () => {
+        auth ??= new Authorizer(acl, token);
+        return auth;
+      },
+      defaultPolicy: acl === undefined ? 'allow' : (acl.defaultPolicy ?? 'deny'),
+      blocking: { store: this.#agent.store, jitter: this.options.jitter ?? true, cancelled },
+    };
+    const dcs = [this.#agent.identity.datacenter, ...(this.options.extraDatacenters ?? [])];
+    if (path.startsWith('/v1/agent/') && (await agentRoutes(ctx))) return;
+    if (path.startsWith('/v1/kv/') || path === '/v1/kv') {
+      ctx.path = path === '/v1/kv' ? '/v1/kv/' : path;
+      await kvRoutes(ctx, dcs);
+      return;
+    }
+    if (await catalogRoutes(ctx, dcs)) return;
+    sendText(res, 404, '404 page not found\n');
+  }
+}
