@@ -1,4 +1,6 @@
 // The double's agent and health API: registration round trip, TTL checks, ?passing, reaping.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConsulDouble } from './consul-double.ts';
 import { call } from './test-client.ts';
@@ -35,7 +37,9 @@ describe('service registration', () => {
     });
     expect(reg.status).toBe(200);
 
-    const services = (await call(consul, 'GET', '/v1/agent/services')).json<Record<string, Record<string, unknown>>>();
+    const services = (await call(consul, 'GET', '/v1/agent/services')).json<
+      Record<string, Record<string, unknown>>
+    >();
     expect(services['web-1']).toEqual({
       ID: 'web-1',
       Service: 'web',
@@ -53,7 +57,9 @@ describe('service registration', () => {
     expect(one.status).toBe(200);
     expect(one.json<Record<string, unknown>>().ContentHash).toBe(one.headers.get('x-consul-contenthash'));
 
-    const checks = (await call(consul, 'GET', '/v1/agent/checks')).json<Record<string, Record<string, unknown>>>();
+    const checks = (await call(consul, 'GET', '/v1/agent/checks')).json<
+      Record<string, Record<string, unknown>>
+    >();
     expect(checks['service:web-1']).toMatchObject({
       Node: 'consul-double',
       CheckID: 'service:web-1',
@@ -79,7 +85,9 @@ describe('service registration', () => {
     const svc = (await call(consul, 'GET', '/v1/agent/service/api')).json<Record<string, unknown>>();
     expect(svc).toMatchObject({ ID: 'api', Service: 'api', Port: 9000, Weights: { Passing: 1, Warning: 1 } });
     expect(svc.EnableTagOverride).toBe(true);
-    const checks = (await call(consul, 'GET', '/v1/agent/checks')).json<Record<string, Record<string, unknown>>>();
+    const checks = (await call(consul, 'GET', '/v1/agent/checks')).json<
+      Record<string, Record<string, unknown>>
+    >();
     expect(Object.keys(checks).sort()).toEqual(['service:api:1', 'service:api:2']);
     expect(checks['service:api:2']!.Status).toBe('passing');
   });
@@ -87,7 +95,10 @@ describe('service registration', () => {
   it('answers Consul errors for bad registrations and unknown IDs', async () => {
     const noName = await call(consul, 'PUT', '/v1/agent/service/register', { Port: 1 });
     expect([noName.status, noName.text]).toEqual([400, 'Missing service name']);
-    const badCheck = await call(consul, 'PUT', '/v1/agent/service/register', { Name: 'x', Check: { HTTP: 'http://a' } });
+    const badCheck = await call(consul, 'PUT', '/v1/agent/service/register', {
+      Name: 'x',
+      Check: { HTTP: 'http://a' },
+    });
     expect(badCheck.status).toBe(400);
     expect(badCheck.text).toMatch(/^Invalid check: Interval must be > 0/);
     const get = await call(consul, 'GET', '/v1/agent/service/missing');
@@ -99,7 +110,9 @@ describe('service registration', () => {
     );
     const pass = await call(consul, 'PUT', '/v1/agent/check/pass/missing');
     expect(pass.status).toBe(404);
-    expect(pass.text).toBe('Unknown check ID "missing". Ensure that the check ID is passed, not the check name.');
+    expect(pass.text).toBe(
+      'Unknown check ID "missing". Ensure that the check ID is passed, not the check name.',
+    );
     const wrongMethod = await call(consul, 'GET', '/v1/agent/service/register');
     expect(wrongMethod.status).toBe(405);
   });
@@ -115,14 +128,19 @@ describe('service registration', () => {
   it('keeps check status on re-registration and honours replace-existing-checks', async () => {
     await call(consul, 'PUT', '/v1/agent/service/register', {
       Name: 'web',
-      Checks: [{ CheckID: 'a', TTL: '10s' }, { CheckID: 'b', TTL: '10s' }],
+      Checks: [
+        { CheckID: 'a', TTL: '10s' },
+        { CheckID: 'b', TTL: '10s' },
+      ],
     });
     await call(consul, 'PUT', '/v1/agent/check/pass/a');
     await call(consul, 'PUT', '/v1/agent/service/register?replace-existing-checks=true', {
       Name: 'web',
       Checks: [{ CheckID: 'a', TTL: '10s' }],
     });
-    const checks = (await call(consul, 'GET', '/v1/agent/checks')).json<Record<string, Record<string, unknown>>>();
+    const checks = (await call(consul, 'GET', '/v1/agent/checks')).json<
+      Record<string, Record<string, unknown>>
+    >();
     expect(Object.keys(checks)).toEqual(['a']);
     expect(checks.a!.Status).toBe('passing');
   });
@@ -134,7 +152,10 @@ describe('checks and health', () => {
     await call(consul, 'PUT', '/v1/agent/check/warn/service:web?note=slow');
     let c = (await call(consul, 'GET', '/v1/agent/checks')).json<Record<string, Record<string, unknown>>>();
     expect(c['service:web']).toMatchObject({ Status: 'warning', Output: 'slow' });
-    const upd = await call(consul, 'PUT', '/v1/agent/check/update/service:web', { Status: 'passing', Output: 'ok' });
+    const upd = await call(consul, 'PUT', '/v1/agent/check/update/service:web', {
+      Status: 'passing',
+      Output: 'ok',
+    });
     expect(upd.status).toBe(200);
     c = (await call(consul, 'GET', '/v1/agent/checks')).json();
     expect(c['service:web']).toMatchObject({ Status: 'passing', Output: 'ok' });
@@ -163,7 +184,9 @@ describe('checks and health', () => {
     await call(consul, 'PUT', '/v1/agent/service/register', { Name: 'web', Check: { TTL: '150ms' } });
     await call(consul, 'PUT', '/v1/agent/check/pass/service:web?note=all%20good');
     await consul.waitFor((d) => d.checks('web')[0]?.status === 'critical', 2_000);
-    expect(consul.checks('web')[0]!.output).toBe('TTL expired (last output before timeout follows): all good');
+    expect(consul.checks('web')[0]!.output).toBe(
+      'TTL expired (last output before timeout follows): all good',
+    );
   });
 
   it('drops warning instances and instances on unhealthy nodes under ?passing', async () => {
@@ -181,11 +204,19 @@ describe('checks and health', () => {
   it('filters by every ?tag given', async () => {
     consul.addInstance({ service: 'db', id: 'a', port: 1, tags: ['primary', 'v1'] });
     consul.addInstance({ service: 'db', id: 'b', port: 2, tags: ['v1'] });
-    const both = (await call(consul, 'GET', '/v1/health/service/db?tag=v1&tag=primary')).json<HealthEntry[]>();
+    const both = (await call(consul, 'GET', '/v1/health/service/db?tag=v1&tag=primary')).json<
+      HealthEntry[]
+    >();
     expect(both.map((e) => e.Service.ID)).toEqual(['a']);
-    const cat = (await call(consul, 'GET', '/v1/catalog/service/db?tag=v1')).json<Array<Record<string, unknown>>>();
+    const cat = (await call(consul, 'GET', '/v1/catalog/service/db?tag=v1')).json<
+      Array<Record<string, unknown>>
+    >();
     expect(cat.map((e) => e.ServiceID)).toEqual(['a', 'b']);
-    expect(cat[0]).toMatchObject({ ServiceName: 'db', ServicePort: 1, ServiceWeights: { Passing: 1, Warning: 1 } });
+    expect(cat[0]).toMatchObject({
+      ServiceName: 'db',
+      ServicePort: 1,
+      ServiceWeights: { Passing: 1, Warning: 1 },
+    });
   });
 
   it('reaps a service whose check stays critical past DeregisterCriticalServiceAfter', async () => {
@@ -210,5 +241,52 @@ describe('checks and health', () => {
     expect(self.Config).toMatchObject({ Datacenter: 'dc1', NodeName: 'consul-double' });
     const otherDc = await call(consul, 'GET', '/v1/health/service/db?dc=dc9');
     expect([otherDc.status, otherDc.text]).toEqual([500, 'No path to datacenter']);
+  });
+});
+
+describe('HTTP and TCP checks', () => {
+  it('runs HTTP checks (2xx passing, 429 warning, else critical) and TCP checks', async () => {
+    let code = 200;
+    const app = http.createServer((_req, res) => {
+      res.writeHead(code);
+      res.end('fine');
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const port = (app.address() as AddressInfo).port;
+    const fast = new ConsulDouble({ minCheckIntervalMs: 20 });
+    await fast.start();
+    try {
+      await call(fast, 'PUT', '/v1/agent/service/register', {
+        Name: 'app',
+        Port: port,
+        Checks: [
+          { CheckID: 'http', HTTP: `http://127.0.0.1:${port}/health`, Interval: '50ms', Timeout: '1s' },
+          { CheckID: 'tcp', TCP: `127.0.0.1:${port}`, Interval: '50ms' },
+        ],
+      });
+      await fast.waitFor((d) => d.checks('app').every((c) => c.status === 'passing'), 3_000, 'checks pass');
+      const http1 = fast.checks('app').find((c) => c.checkId === 'http')!;
+      expect(http1.output).toBe(`HTTP GET http://127.0.0.1:${port}/health: 200 OK Output: fine`);
+      expect(fast.checks('app').find((c) => c.checkId === 'tcp')!.output).toBe(
+        `TCP connect 127.0.0.1:${port}: Success`,
+      );
+      code = 429;
+      await fast.waitFor(
+        (d) => d.checks('app').find((c) => c.checkId === 'http')?.status === 'warning',
+        3_000,
+      );
+      code = 503;
+      await fast.waitFor(
+        (d) => d.checks('app').find((c) => c.checkId === 'http')?.status === 'critical',
+        3_000,
+      );
+      const checks = (await call(fast, 'GET', '/v1/agent/checks')).json<
+        Record<string, Record<string, unknown>>
+      >();
+      expect(checks.http).toMatchObject({ Type: 'http', Interval: '50ms', Timeout: '1s' });
+    } finally {
+      await fast.stop();
+      await new Promise((r) => app.close(r));
+    }
   });
 });

@@ -24,7 +24,9 @@ export interface Ctx {
 
 /** Headers Consul puts on answers of queries that go through the servers. */
 export function queryHeaders(ctx: Ctx, index: number): Record<string, string> {
+  const cache: Record<string, string> = ctx.query.has('cached') ? { 'X-Cache': 'MISS' } : {};
   return {
+    ...cache,
     'X-Consul-Index': String(index),
     'X-Consul-KnownLeader': 'true',
     'X-Consul-LastContact': '0',

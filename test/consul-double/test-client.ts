@@ -21,7 +21,8 @@ export async function call(
   headers: Record<string, string> = {},
 ): Promise<Reply> {
   const init: RequestInit = { method, headers };
-  if (body !== undefined) init.body = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
+  if (body !== undefined)
+    init.body = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
   const res = await fetch(`${double.url}${path}`, init);
   const text = await res.text();
   return {
