@@ -3,13 +3,7 @@ import type { EndpointHandle } from '../upstream/endpoint.ts';
 
 /** Names of the load balancers config may choose. */
 export type LoadBalancerKind =
-  | 'round_robin'
-  | 'random'
-  | 'least_request'
-  | 'weighted'
-  | 'ring_hash'
-  | 'maglev'
-  | 'peak_ewma';
+  'round_robin' | 'random' | 'least_request' | 'weighted' | 'ring_hash' | 'maglev' | 'peak_ewma';
 
 /**
  * A load balancer picks one endpoint per attempt. It holds no sockets: the upstream calls `update`
