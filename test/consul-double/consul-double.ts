@@ -86,6 +86,8 @@ export class ConsulDouble {
   #slowMs = 0;
   #failing: Failing | undefined;
   #stopped = false;
+  /** The last error of a background action (coming back up after `setDown(true, forMs)`), if any. */
+  lastError: Error | undefined;
 
   constructor(options: ConsulDoubleOptions = {}) {
     this.options = options;
@@ -301,14 +303,21 @@ export class ConsulDouble {
       }
       if (forMs !== undefined) {
         this.#downTimer = setTimeout(() => {
-          void this.setDown(false);
+          this.setDown(false).catch((err: unknown) => {
+            // The port was taken meanwhile: stay down rather than crash the test process.
+            this.lastError = err as Error;
+          });
         }, forMs).unref();
       }
       return;
     }
     if (!this.#down || this.#stopped) return;
+    try {
+      await this.#listen(this.#port);
+    } catch (err) {
+      throw new Error(`ConsulDouble: cannot listen again on port ${this.#port}: ${(err as Error).message}`);
+    }
     this.#down = false;
-    await this.#listen(this.#port);
   }
 
   /** Whether `setDown(true)` is in effect. */
@@ -355,13 +364,18 @@ export class ConsulDouble {
     return Buffer.concat(chunks);
   }
 
+  /** Waits `ms`; settles early when the double stops. */
   #delay(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
+      const done = (): void => {
+        clearTimeout(t);
         this.#timers.delete(t);
+        this.#onStop.delete(done);
         resolve();
-      }, ms);
+      };
+      const t = setTimeout(done, ms);
       this.#timers.add(t);
+      this.#onStop.add(done);
     });
   }
 
