@@ -196,16 +196,11 @@ function outcomeMask(outcome: AttemptOutcome, statusCodes: ReadonlySet<number>):
 
 /** Why an attempt is not retried (a metric label and log field). */
 export type NoRetryReason =
-  | 'response-started'
-  | 'not-retriable'
-  | 'attempts-exhausted'
-  | 'not-idempotent'
-  | 'body-not-replayable';
+  'response-started' | 'not-retriable' | 'attempts-exhausted' | 'not-idempotent' | 'body-not-replayable';
 
 /** {@link shouldRetry}'s answer: retry, and under which condition, or not, and why. */
 export type RetryDecision =
-  | { readonly retry: true; readonly reason: RetryOn }
-  | { readonly retry: false; readonly why: NoRetryReason };
+  { readonly retry: true; readonly reason: RetryOn } | { readonly retry: false; readonly why: NoRetryReason };
 
 /** What {@link shouldRetry} weighs. The request path may reuse one object across calls. */
 export interface RetryContext {

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { ConcurrencyLimit } from './concurrency-limit.ts';
+
+describe('ConcurrencyLimit', () => {
+  it('defaults to Envoy’s 1024 requests, 1024 pending, 3 retries', () => {
+    const l = new ConcurrencyLimit();
+    expect([l.maxConcurrent, l.maxPending, l.maxRetries]).toEqual([1024, 1024, 3]);
+  });
+
+  it('admits up to the limit, counts overflows, and admits again after a release', () => {
+    const l = new ConcurrencyLimit({ maxConcurrent: 2 });
+    expect(l.tryAcquireRequest()).toBe(true);
+    expect(l.tryAcquireRequest()).toBe(true);
+    expect(l.tryAcquireRequest()).toBe(false);
+    expect(l.activeRequests).toBe(2);
+    expect(l.overflowTotal).toEqual({ request: 1, pending: 0, retry: 0 });
+    l.releaseRequest();
+    expect(l.tryAcquireRequest()).toBe(true);
+  });
+
+  it('limits pending requests and retries separately', () => {
+    const l = new ConcurrencyLimit({ maxPending: 1, maxRetries: 3 });
+    expect(l.tryAcquirePending()).toBe(true);
+    expect(l.tryAcquirePending()).toBe(false);
+    for (let i = 0; i < 3; i++) expect(l.tryAcquireRetry()).toBe(true);
+    expect(l.tryAcquireRetry()).toBe(false);
+    expect(l.tryAcquireRequest()).toBe(true);
+    expect(l.overflowTotal).toEqual({ request: 0, pending: 1, retry: 1 });
+    expect([l.activeRequests, l.pendingRequests, l.activeRetries]).toEqual([1, 1, 3]);
+    l.releasePending();
+    l.releaseRetry();
+    expect([l.pendingRequests, l.activeRetries]).toEqual([0, 2]);
+  });
+
+  it('ignores a release with nothing held', () => {
+    const l = new ConcurrencyLimit();
+    l.releaseRequest();
+    l.releasePending();
+    l.releaseRetry();
+    expect([l.activeRequests, l.pendingRequests, l.activeRetries]).toEqual([0, 0, 0]);
+  });
+
+  it('refuses limits that are not positive integers', () => {
+    expect(() => new ConcurrencyLimit({ maxConcurrent: 0 })).toThrow(
+      /maxConcurrent must be a positive integer/,
+    );
+    expect(() => new ConcurrencyLimit({ maxRetries: 1.5 })).toThrow(/maxRetries/);
+  });
+});

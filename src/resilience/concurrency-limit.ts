@@ -1,0 +1,95 @@
+// Resource limits per upstream (Envoy's "circuit breakers"): caps on requests, pending requests and retries.
+
+/** Options of {@link ConcurrencyLimit}. Each a positive integer. */
+export interface ConcurrencyLimitOptions {
+  /** Requests in flight to the upstream at once. Defaults to 1024 (Envoy's max_requests). */
+  maxConcurrent?: number;
+  /** Requests waiting for a connection at once. Defaults to 1024 (Envoy's max_pending_requests). */
+  maxPending?: number;
+  /** Retries in flight at once. Defaults to 3 (Envoy's max_retries). */
+  maxRetries?: number;
+}
+
+/** Which limit refused a request (the `overloaded` error's detail, a metric label). */
+export type LimitKind = 'request' | 'pending' | 'retry';
+
+/**
+ * Counting semaphores for one upstream. `tryAcquire*` takes a slot and returns true, or counts an
+ * overflow and returns false (the request path then answers `overloaded` without sending anything,
+ * or skips the retry); every successful acquire must be matched by one release. A release with
+ * nothing held is ignored rather than driving the gauge negative. O(1), allocation-free.
+ */
+export class ConcurrencyLimit {
+  /** Requests in flight allowed. */
+  readonly maxConcurrent: number;
+  /** Pending requests allowed. */
+  readonly maxPending: number;
+  /** Retries in flight allowed. */
+  readonly maxRetries: number;
+  /** Requests in flight now (a gauge). */
+  activeRequests = 0;
+  /** Requests waiting for a connection now (a gauge). */
+  pendingRequests = 0;
+  /** Retries in flight now (a gauge). */
+  activeRetries = 0;
+  /** Refusals since construction, by limit (counters; Envoy's upstream_rq_pending_overflow, upstream_rq_retry_overflow). */
+  readonly overflowTotal: Record<LimitKind, number> = { request: 0, pending: 0, retry: 0 };
+
+  /** @throws RangeError when a limit is not a positive integer. */
+  constructor(options: ConcurrencyLimitOptions = {}) {
+    this.maxConcurrent = positive('maxConcurrent', options.maxConcurrent ?? 1024);
+    this.maxPending = positive('maxPending', options.maxPending ?? 1024);
+    this.maxRetries = positive('maxRetries', options.maxRetries ?? 3);
+  }
+
+  /** Takes a request slot; false (and an overflow counted) when `maxConcurrent` are in flight. */
+  tryAcquireRequest(): boolean {
+    if (this.activeRequests >= this.maxConcurrent) {
+      this.overflowTotal.request += 1;
+      return false;
+    }
+    this.activeRequests += 1;
+    return true;
+  }
+
+  /** Gives back a request slot. */
+  releaseRequest(): void {
+    if (this.activeRequests > 0) this.activeRequests -= 1;
+  }
+
+  /** Takes a pending slot (a request queued for a connection); false when `maxPending` wait. */
+  tryAcquirePending(): boolean {
+    if (this.pendingRequests >= this.maxPending) {
+      this.overflowTotal.pending += 1;
+      return false;
+    }
+    this.pendingRequests += 1;
+    return true;
+  }
+
+  /** Gives back a pending slot (the request got a connection, or gave up). */
+  releasePending(): void {
+    if (this.pendingRequests > 0) this.pendingRequests -= 1;
+  }
+
+  /** Takes a retry slot; false when `maxRetries` retries are in flight. */
+  tryAcquireRetry(): boolean {
+    if (this.activeRetries >= this.maxRetries) {
+      this.overflowTotal.retry += 1;
+      return false;
+    }
+    this.activeRetries += 1;
+    return true;
+  }
+
+  /** Gives back a retry slot (the retry attempt ended). */
+  releaseRetry(): void {
+    if (this.activeRetries > 0) this.activeRetries -= 1;
+  }
+}
+
+function positive(name: string, v: number): number {
+  if (!(Number.isInteger(v) && v >= 1))
+    throw new RangeError(`limits: ${name} must be a positive integer, got ${v}`);
+  return v;
+}
