@@ -142,11 +142,10 @@ export class KeyedTokenBuckets {
 
   /** Ms until `key`'s bucket holds `n` tokens (default 1): 0 now, Infinity when `n` exceeds the burst. */
   retryAfterMs(key: string, n = 1): number {
-    const now = this.#clock.now();
     const s = this.#buckets.get(key);
-    return s === undefined
-      ? this.#rate.wait(new BucketState(this.#rate.burst, now), n, now)
-      : this.#rate.wait(s, n, now);
+    // An untracked key has a full bucket.
+    if (s === undefined) return n > this.#rate.burst ? Number.POSITIVE_INFINITY : 0;
+    return this.#rate.wait(s, n, this.#clock.now());
   }
 
   /** Finds or creates `key`'s bucket and marks it most recently used. */
