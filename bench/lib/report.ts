@@ -1,0 +1,364 @@
+// Turns a bench run into figures with ratios (taken within one round) and a markdown report.
+import type { ClosedLoopResult, FixedRateResult } from './load.ts';
+
+/** Fixed-rate figures of one target: medians over rounds; added = median of (row − direct) per round. */
+export interface FixedSummary extends FixedRateResult {
+  addedP50Ms: number;
+  addedP99Ms: number;
+}
+
+/** Everything a run measured; written as JSON to bench/results/. */
+export interface BenchResults {
+  machine: {
+    date: string;
+    cores: number;
+    cpu: string;
+    memoryGiB: number;
+    kernel: string;
+    node: string;
+    tools: Record<string, string | null>;
+    commit: string;
+    loadAverage: number[];
+    loadAverageEnd?: number[];
+  };
+  quick: boolean;
+  plan: Record<string, number | string>;
+  upstream: string;
+  labels: Record<string, string>;
+  skipped: { target: string; reason: string }[];
+  notes: string[];
+  idleRss: Record<string, number>;
+  rounds: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null; rssAfterMiB: number | null }>[];
+  fixedRounds: Record<string, FixedRateResult>[];
+  fixed: Record<string, FixedSummary>;
+  large: Record<string, ClosedLoopResult & { rssAfterMiB: number | null }>;
+  hops: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null }>;
+  micro: { results: { group: string; name: string; opsPerSec: number; rme: number }[]; notes: string[] };
+}
+
+/** Closed-loop figures of one target: medians over rounds; ratios are per-round ratios' medians. */
+export interface ClosedSummary {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuUsPerReq: number | null;
+  rssIdleMiB: number | null;
+  rssAfterMiB: number | null;
+  xDirect: number;
+  xHaproxy: number | null;
+  xHttpProxy: number | null;
+  cpuXHaproxy: number | null;
+  rssXHaproxy: number | null;
+  errors: number;
+}
+
+/** A target of the issue, checked. */
+export interface Verdict {
+  target: string;
+  goal: string;
+  measured: string;
+  met: boolean | null;
+}
+
+export interface Summary {
+  closed: Record<string, ClosedSummary>;
+  verdicts: Verdict[];
+}
+
+export function median(xs: readonly number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function ratioMedian(
+  rounds: BenchResults['rounds'],
+  key: string,
+  ref: string,
+  pick: (r: ClosedLoopResult & { cpuUsPerReq: number | null; rssAfterMiB: number | null }) => number | null,
+): number | null {
+  const xs: number[] = [];
+  for (const round of rounds) {
+    const a = round[key];
+    const b = round[ref];
+    if (a === undefined || b === undefined) continue;
+    const va = pick(a);
+    const vb = pick(b);
+    if (va === null || vb === null || !(vb > 0)) continue;
+    xs.push(va / vb);
+  }
+  return xs.length === 0 ? null : median(xs);
+}
+
+export function summarise(r: BenchResults): Summary {
+  const closed: Record<string, ClosedSummary> = {};
+  const keys = Object.keys(r.rounds[0] ?? {});
+  for (const key of keys) {
+    const rows = r.rounds.map((round) => round[key]!).filter((x) => x !== undefined);
+    const cpu = rows.map((x) => x.cpuUsPerReq).filter((x): x is number => x !== null);
+    const rss = rows.map((x) => x.rssAfterMiB).filter((x): x is number => x !== null);
+    closed[key] = {
+      rps: median(rows.map((x) => x.rps)),
+      p50Ms: median(rows.map((x) => x.p50Ms)),
+      p99Ms: median(rows.map((x) => x.p99Ms)),
+      cpuUsPerReq: cpu.length === 0 ? null : median(cpu),
+      rssIdleMiB: r.idleRss[key] ?? null,
+      rssAfterMiB: rss.length === 0 ? null : Math.max(...rss),
+      xDirect: ratioMedian(r.rounds, key, 'direct', (x) => x.rps) ?? Number.NaN,
+      xHaproxy: ratioMedian(r.rounds, key, 'haproxy', (x) => x.rps),
+      xHttpProxy: ratioMedian(r.rounds, key, 'http-proxy', (x) => x.rps),
+      cpuXHaproxy: ratioMedian(r.rounds, key, 'haproxy', (x) => x.cpuUsPerReq),
+      rssXHaproxy: ratioMedian(r.rounds, key, 'haproxy', (x) => x.rssAfterMiB),
+      errors: rows.reduce((a, x) => a + x.errors, 0),
+    };
+  }
+  return { closed, verdicts: verdicts(r, closed) };
+}
+
+const f1 = (x: number | null | undefined): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(1);
+const f2 = (x: number | null | undefined): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(2);
+const f3 = (x: number | null | undefined): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(3);
+const signed = (x: number | null | undefined): string =>
+  x === null || x === undefined || !Number.isFinite(x)
+    ? '–'
+    : `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(3)}`;
+const k = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(1)}k` : '–');
+const times = (x: number | null | undefined): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`;
+const mib = (bytes: number): number => bytes / 1024 ** 2;
+
+function verdicts(r: BenchResults, c: Record<string, ClosedSummary>): Verdict[] {
+  const out: Verdict[] = [];
+  const m = c.meshlet;
+  const check = (
+    target: string,
+    goal: string,
+    value: number | null,
+    limit: number,
+    atLeast: boolean,
+    unit = '',
+  ) => {
+    if (value === null || !Number.isFinite(value)) {
+      out.push({ target, goal, measured: 'not measured', met: null });
+      return;
+    }
+    const met = atLeast ? value >= limit : value <= limit;
+    const by = atLeast ? value / limit : limit === 0 ? Number.NaN : value / limit;
+    out.push({
+      target,
+      goal,
+      measured: `${f2(value)}${unit} (${met ? 'met' : 'missed'}; ${f2(by)}× the goal)`,
+      met,
+    });
+  };
+  check('req/s vs node-http-proxy', '≥ 2.0×', m?.xHttpProxy ?? null, 2.0, true, '×');
+  check('req/s vs HAProxy', '≥ 0.25×', m?.xHaproxy ?? null, 0.25, true, '×');
+  const direct = r.fixed.direct;
+  const fm = r.fixed.meshlet;
+  const fh = r.fixed.haproxy;
+  const addedP50 = direct && fm ? fm.addedP50Ms : null;
+  check('added p50 at 2,000 req/s', '≤ +0.4 ms', addedP50, 0.4, false, ' ms');
+  if (direct && fm && fh) {
+    const addedP99 = fm.addedP99Ms;
+    const limit = fh.addedP99Ms + 1;
+    out.push({
+      target: 'added p99 at 2,000 req/s',
+      goal: `≤ HAProxy's added p99 + 1 ms = ${signed(limit)} ms`,
+      measured: `${signed(addedP99)} ms (${addedP99 <= limit ? 'met' : `missed by ${f3(addedP99 - limit)} ms`})`,
+      met: addedP99 <= limit,
+    });
+  } else
+    out.push({
+      target: 'added p99 at 2,000 req/s',
+      goal: "≤ HAProxy's + 1 ms",
+      measured: 'not measured',
+      met: null,
+    });
+  check('RSS idle', '≤ 60 MiB', m?.rssIdleMiB ?? null, 60, false, ' MiB');
+  check('RSS after closed-loop load', '≤ 100 MiB', m?.rssAfterMiB ?? null, 100, false, ' MiB');
+  const lm = r.large.meshlet;
+  const lh = r.large.haproxy;
+  check(
+    '1 MiB responses vs HAProxy',
+    '≥ 0.6×',
+    lm && lh ? lm.bytesPerSec / lh.bytesPerSec : null,
+    0.6,
+    true,
+    '×',
+  );
+  out.push({ target: 'mTLS two hops vs plain', goal: '≥ 0.6×', measured: 'skipped: no mTLS yet', met: null });
+  const micro = r.micro.results;
+  const picks = micro.filter((x) => x.group === 'balancer' && !x.name.includes('avoid'));
+  const rr = picks.find((x) => x.name === 'pick round_robin');
+  if (rr !== undefined) {
+    const slowest = picks.reduce((a, b) => (b.opsPerSec < a.opsPerSec ? b : a));
+    check(
+      'balancer pick (round_robin, the default)',
+      '≥ 10 M ops/s',
+      rr.opsPerSec / 1e6,
+      10,
+      true,
+      ' M ops/s',
+    );
+    check(
+      `balancer pick, slowest kind (${slowest.name})`,
+      '≥ 10 M ops/s',
+      slowest.opsPerSec / 1e6,
+      10,
+      true,
+      ' M ops/s',
+    );
+  }
+  const breaker = micro.find((x) => /breaker/i.test(x.name));
+  if (breaker === undefined) {
+    out.push({
+      target: 'breaker decision',
+      goal: '≥ 5 M ops/s',
+      measured: 'no breaker in src/resilience/ yet',
+      met: null,
+    });
+  } else
+    check(`breaker decision (${breaker.name})`, '≥ 5 M ops/s', breaker.opsPerSec / 1e6, 5, true, ' M ops/s');
+  return out;
+}
+
+export function renderMarkdown(r: BenchResults, s: Summary): string {
+  const L: string[] = [];
+  const mach = r.machine;
+  const label = (key: string): string => r.labels[key] ?? key;
+  L.push(`# meshlet bench — ${mach.date}${r.quick ? ' (--quick smoke run)' : ''}`);
+  L.push('');
+  L.push(
+    `Machine: ${mach.cores} cores, ${mach.cpu}, ${mach.memoryGiB} GiB, ${mach.kernel}; Node ${mach.node}; meshlet ${mach.commit}; load average ${mach.loadAverage.join(' ')} at start, ${(mach.loadAverageEnd ?? []).join(' ')} at end.`,
+  );
+  L.push(
+    `Tools: ${Object.entries(mach.tools)
+      .map(([name, v]) => `${name} ${v ?? 'not installed'}`)
+      .join('; ')}.`,
+  );
+  L.push(`Upstream: ${r.upstream}. Everything on 127.0.0.1, one process per proxy.`);
+  L.push('');
+  L.push(
+    `## Closed loop: ${r.plan.tool} 1 thread, ${r.plan.connections} connections, ${r.plan.durationS} s × ${r.rounds.length} round(s), interleaved`,
+  );
+  L.push('');
+  L.push(
+    'Medians over rounds; each ratio is taken within a round, then the median of those. CPU = (utime + stime) of the proxy process over the run ÷ requests. RSS after load = largest right after a run.',
+  );
+  L.push('');
+  L.push(
+    '| target | req/s | × direct | × HAProxy | p50 ms | p99 ms | CPU µs/req | CPU × HAProxy | RSS idle MiB | RSS after load MiB | RSS × HAProxy |',
+  );
+  L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const [key, c] of Object.entries(s.closed)) {
+    L.push(
+      `| ${label(key)} | ${k(c.rps)} | ${times(c.xDirect)} | ${times(c.xHaproxy)} | ${f2(c.p50Ms)} | ${f2(c.p99Ms)} | ${f1(c.cpuUsPerReq)} | ${times(c.cpuXHaproxy)} | ${f1(c.rssIdleMiB)} | ${f1(c.rssAfterMiB)} | ${times(c.rssXHaproxy)} |${c.errors > 0 ? ` ${c.errors} errors` : ''}`,
+    );
+  }
+  L.push('');
+  const semis = Object.keys(s.closed).filter((x) => x === 'meshlet' || x.startsWith('meshlet-semi'));
+  if (semis.length > 1 && s.closed.meshlet !== undefined) {
+    L.push('### meshlet: V8 semi-space (young generation) size, throughput against memory');
+    L.push('');
+    L.push(
+      '| `MESHLET_SEMI_SPACE_MB` | req/s | × 1 MiB (default) | CPU µs/req | RSS idle MiB | RSS after load MiB | RSS after 1 MiB responses |',
+    );
+    L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+    const order = ['meshlet', 'meshlet-semi4', 'meshlet-semi8', 'meshlet-semi0'].filter((x) =>
+      semis.includes(x),
+    );
+    for (const key of order) {
+      const c = s.closed[key]!;
+      const name =
+        key === 'meshlet' ? '1 (default)' : key === 'meshlet-semi0' ? "0 (Node's default)" : key.slice(12);
+      const ratio = ratioMedian(r.rounds, key, 'meshlet', (x) => x.rps);
+      L.push(
+        `| ${name} | ${k(c.rps)} | ${times(ratio)} | ${f1(c.cpuUsPerReq)} | ${f1(c.rssIdleMiB)} | ${f1(c.rssAfterMiB)} | ${f1(r.large[key]?.rssAfterMiB)} |`,
+      );
+    }
+    L.push('');
+  }
+  const d = r.fixed.direct;
+  const h = r.fixed.haproxy;
+  L.push(
+    `## Fixed rate: ${r.plan.rate} req/s, open loop (bench/open-loop.ts), ${r.plan.rateS} s each × ${r.fixedRounds.length} round(s), interleaved`,
+  );
+  L.push('');
+  L.push(
+    'Latency from send to the end of the body; medians over rounds. Added = this row − direct in the same round, then the median. Errors and late sends (> 5 ms behind schedule: the generator itself was starved) are summed.',
+  );
+  L.push('');
+  L.push(
+    "| target | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | added p99 × HAProxy's | errors | late sends |",
+  );
+  L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const [key, x] of Object.entries(r.fixed)) {
+    const ap50 = d ? x.addedP50Ms : null;
+    const ap99 = d ? x.addedP99Ms : null;
+    const hp99 = d && h ? h.addedP99Ms : null;
+    const rel = ap99 !== null && hp99 !== null && hp99 > 0 && key !== 'direct' ? ap99 / hp99 : null;
+    L.push(
+      `| ${label(key)} | ${f3(x.p50Ms)} | ${f3(x.p90Ms)} | ${f3(x.p99Ms)} | ${f3(x.p999Ms)} | ${signed(ap50)} | ${signed(ap99)} | ${times(rel)} | ${x.errors} | ${x.late} |`,
+    );
+  }
+  L.push('');
+  const ld = r.large.direct;
+  const lh = r.large.haproxy;
+  L.push(
+    `## 1 MiB responses: ${r.plan.tool} 1 thread, ${r.plan.connections} connections, ${r.plan.largeS} s each`,
+  );
+  L.push('');
+  L.push('| target | MiB/s | × direct | × HAProxy | RSS right after MiB |');
+  L.push('| --- | ---: | ---: | ---: | ---: |');
+  for (const [key, x] of Object.entries(r.large)) {
+    L.push(
+      `| ${label(key)} | ${f1(mib(x.bytesPerSec))} | ${times(ld ? x.bytesPerSec / ld.bytesPerSec : null)} | ${times(lh ? x.bytesPerSec / lh.bytesPerSec : null)} | ${f1(x.rssAfterMiB)} |${x.errors > 0 ? ` ${x.errors} errors` : ''}`,
+    );
+  }
+  L.push('');
+  const one = r.hops.meshlet;
+  L.push(`## Two hops (meshlet → meshlet → app, plain HTTP), ${r.plan.hopS} s each`);
+  L.push('');
+  L.push('| path | req/s | × one meshlet | p50 ms | p99 ms | CPU µs/req (all meshlets) |');
+  L.push('| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const [key, x] of Object.entries(r.hops)) {
+    L.push(
+      `| ${label(key)} | ${k(x.rps)} | ${times(one ? x.rps / one.rps : null)} | ${f2(x.p50Ms)} | ${f2(x.p99Ms)} | ${f1(x.cpuUsPerReq)} |`,
+    );
+  }
+  L.push('| mTLS two hops | skipped: meshlet has no peer mTLS yet | | | | |');
+  L.push('');
+  L.push('## Micro-benchmarks (tinybench, batches of 1,000 calls)');
+  L.push('');
+  if (r.micro.results.length > 0) {
+    L.push('| group | benchmark | M ops/s | ± % |');
+    L.push('| --- | --- | ---: | ---: |');
+    for (const x of r.micro.results)
+      L.push(`| ${x.group} | ${x.name} | ${f2(x.opsPerSec / 1e6)} | ${f1(x.rme)} |`);
+    L.push('');
+  }
+  for (const n of r.micro.notes) L.push(`- ${n}`);
+  L.push('');
+  L.push('## Targets (issue 6)');
+  L.push('');
+  L.push('| target | goal | measured | |');
+  L.push('| --- | --- | --- | --- |');
+  for (const v of s.verdicts) {
+    L.push(
+      `| ${v.target} | ${v.goal} | ${v.measured} | ${v.met === null ? '–' : v.met ? 'met' : '**missed**'} |`,
+    );
+  }
+  L.push('');
+  if (r.skipped.length > 0 || r.notes.length > 0) {
+    L.push('## Skipped and notes');
+    L.push('');
+    for (const x of r.skipped) L.push(`- ${x.target}: ${x.reason}`);
+    for (const n of r.notes) L.push(`- ${n}`);
+    L.push('');
+  }
+  return L.join('\n');
+}

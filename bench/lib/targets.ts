@@ -1,0 +1,192 @@
+// The processes a bench run compares: the fixed upstream, meshlet variants, node-http-proxy, HAProxy, nginx.
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, start, waitForPort, which } from './proc.ts';
+
+/** One thing the load is pointed at: 127.0.0.1:port, served by process `pid` (null for direct). */
+export interface Target {
+  key: string;
+  label: string;
+  port: number;
+  pid: number | null;
+  child: ChildProcess | null;
+}
+
+let MESHLET_MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+/** Runs meshlet from another tree's src/cli/main.ts (see `--ref` in run.ts). */
+export function useMeshletMain(file: string): void {
+  MESHLET_MAIN = file;
+}
+const NODE_UPSTREAM = fileURLToPath(new URL('../servers/node-upstream.ts', import.meta.url));
+const HTTP_PROXY = fileURLToPath(new URL('../servers/http-proxy.ts', import.meta.url));
+
+export const NGINX = which('nginx');
+export const HAPROXY = which('haproxy');
+
+/** The 100-byte body of the fixed upstream. */
+export const SMALL_BODY = `${'meshlet-bench '.repeat(7)}xx`;
+if (SMALL_BODY.length !== 100) throw new Error('SMALL_BODY must be 100 bytes');
+
+async function ready(t: Target): Promise<Target> {
+  await waitForPort(t.port, 20_000, t.child ?? undefined);
+  return t;
+}
+
+/** The fixed upstream: nginx (1 worker, no master) when installed, else a small Node server. */
+export async function startUpstream(dir: string): Promise<{ target: Target; kind: string }> {
+  const port = await freePort();
+  if (NGINX !== null) {
+    const root = join(dir, 'www');
+    mkdirSync(root, { recursive: true });
+    writeFileSync(join(root, '1m.bin'), Buffer.alloc(1024 * 1024, 'y'));
+    const conf = join(dir, 'nginx-upstream.conf');
+    writeFileSync(
+      conf,
+      `worker_processes 1;
+master_process off;
+daemon off;
+pid ${dir}/nginx-upstream.pid;
+error_log ${dir}/nginx-upstream.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000000;
+  keepalive_timeout 60s;
+  client_body_temp_path ${dir}/nginx-upstream-body;
+  proxy_temp_path ${dir}/nginx-upstream-proxy;
+  server {
+    listen 127.0.0.1:${port} reuseport;
+    location = / { default_type text/plain; return 200 "${SMALL_BODY}"; }
+    location / { root ${root}; }
+  }
+}
+`,
+    );
+    const child = start(NGINX, ['-p', dir, '-e', `${dir}/nginx-upstream.error.log`, '-c', conf]);
+    const target = await ready({ key: 'direct', label: 'direct (no proxy)', port, pid: null, child });
+    return { target, kind: 'nginx (1 worker, 100-byte body on /, 1 MiB file on /1m.bin)' };
+  }
+  const child = start(process.execPath, [NODE_UPSTREAM, String(port)]);
+  const target = await ready({ key: 'direct', label: 'direct (no proxy)', port, pid: null, child });
+  return { target, kind: `Node ${process.version} node:http server (nginx not installed; 100-byte body)` };
+}
+
+/** Options of {@link startMeshlet}. */
+export interface MeshletOptions {
+  key: string;
+  label: string;
+  /** `MESHLET_SEMI_SPACE_MB`; undefined = meshlet's own default (1). */
+  semiSpaceMb?: number;
+  accessLog: boolean;
+  /** Endpoint the `bench` upstream points at. */
+  upstreamPort: number;
+  dir: string;
+  /** Extra node flags (placed before the script, e.g. --cpu-prof); then the re-exec is skipped. */
+  nodeFlags?: string[];
+}
+
+/** A meshlet with its defaults and a per-upstream listener for `bench`, from src/ (Node strips types). */
+export async function startMeshlet(o: MeshletOptions): Promise<Target> {
+  const [port, outbound, admin] = [await freePort(), await freePort(), await freePort()];
+  const conf = join(o.dir, `${o.key}.yaml`);
+  writeFileSync(
+    conf,
+    `listeners: { outbound: { port: ${outbound} }, admin: { port: ${admin} } }
+registry: { type: static, endpoints: { bench: ["127.0.0.1:${o.upstreamPort}"] } }
+upstreams: { bench: { port: ${port} } }
+accessLog: { enabled: ${o.accessLog} }
+`,
+  );
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.MESHLET_SEMI_SPACE_MB;
+  delete env.MESHLET_GC_TUNED;
+  if (o.semiSpaceMb !== undefined) env.MESHLET_SEMI_SPACE_MB = String(o.semiSpaceMb);
+  const child = start(process.execPath, [...(o.nodeFlags ?? []), MESHLET_MAIN, 'run', '--config', conf], {
+    env,
+    logFile: join(o.dir, `${o.key}.log`),
+  });
+  return ready({ key: o.key, label: o.label, port, pid: child.pid ?? null, child });
+}
+
+/** node-http-proxy with a keep-alive agent (Node's default GC settings). */
+export async function startHttpProxy(upstreamPort: number, dir: string): Promise<Target> {
+  const port = await freePort();
+  const child = start(process.execPath, [HTTP_PROXY, String(port), String(upstreamPort)], {
+    logFile: join(dir, 'http-proxy.log'),
+  });
+  return ready({
+    key: 'http-proxy',
+    label: 'node-http-proxy, keep-alive agent',
+    port,
+    pid: child.pid ?? null,
+    child,
+  });
+}
+
+/** HAProxy, one thread, keep-alive to the upstream; null when not installed. */
+export async function startHaproxy(upstreamPort: number, dir: string): Promise<Target | null> {
+  if (HAPROXY === null) return null;
+  const port = await freePort();
+  const conf = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    conf,
+    `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend be
+backend be
+  server app 127.0.0.1:${upstreamPort}
+`,
+  );
+  const child = start(HAPROXY, ['-db', '-f', conf], { logFile: join(dir, 'haproxy.log') });
+  return ready({ key: 'haproxy', label: 'HAProxy, 1 thread', port, pid: child.pid ?? null, child });
+}
+
+/** nginx as a reverse proxy, one worker (no master), keep-alive upstream; null when not installed. */
+export async function startNginxProxy(upstreamPort: number, dir: string): Promise<Target | null> {
+  if (NGINX === null) return null;
+  const port = await freePort();
+  const conf = join(dir, 'nginx-proxy.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1;
+master_process off;
+daemon off;
+pid ${dir}/nginx-proxy.pid;
+error_log ${dir}/nginx-proxy.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 60s;
+  client_body_temp_path ${dir}/nginx-proxy-body;
+  proxy_temp_path ${dir}/nginx-proxy-temp;
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; keepalive_requests 10000000; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`,
+  );
+  const child = start(NGINX, ['-p', dir, '-e', `${dir}/nginx-proxy.error.log`, '-c', conf]);
+  return ready({ key: 'nginx', label: 'nginx, 1 worker', port, pid: child.pid ?? null, child });
+}

@@ -1,0 +1,418 @@
+// `npm run bench`: meshlet against direct, node-http-proxy, HAProxy and nginx on this machine, in one run.
+//
+// Phases (see bench/README.md): closed loop (wrk -t1 -c32, interleaved over rounds), fixed rate
+// (2,000 req/s, open loop) for added latency, 1 MiB responses, two meshlet hops, micro-benchmarks.
+// Everything listens on 127.0.0.1; every load is bounded; every child is killed at the end or on
+// SIGINT/SIGTERM.
+//
+//   npm run bench [-- --quick] [-- --no-micro] [-- --profile] [-- --ref COMMIT]
+//
+// --ref runs meshlet from `git archive COMMIT src` instead of the working tree (which may be
+// mid-edit); the micro-benchmarks always use the working tree.
+import { execFileSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { topSelfFrames } from './cpu-profile.ts';
+import {
+  type ClosedLoopResult,
+  closedLoop,
+  closedLoopTool,
+  type FixedRateResult,
+  fixedRate,
+} from './lib/load.ts';
+import {
+  cpuSeconds,
+  killAll,
+  killAllNow,
+  rssMiB,
+  runBounded,
+  sleep,
+  stop,
+  versionOf,
+  which,
+} from './lib/proc.ts';
+import { type BenchResults, type FixedSummary, median, renderMarkdown, summarise } from './lib/report.ts';
+import {
+  HAPROXY,
+  NGINX,
+  startHaproxy,
+  startHttpProxy,
+  startMeshlet,
+  startNginxProxy,
+  startUpstream,
+  type Target,
+  useMeshletMain,
+} from './lib/targets.ts';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'no-micro': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    ref: { type: 'string' },
+  },
+});
+const quick = values.quick;
+const plan = quick
+  ? { durationS: 3, rounds: 1, warmS: 1, rateS: 3, largeS: 3, hopS: 3 }
+  : { durationS: 10, rounds: 3, warmS: 2, rateS: 6, largeS: 8, hopS: 10 };
+const CONNECTIONS = 32;
+const RATE = 2000;
+
+const benchDir = fileURLToPath(new URL('.', import.meta.url));
+const resultsDir = join(benchDir, 'results');
+const tmp = mkdtempSync(join(os.tmpdir(), 'meshlet-bench-'));
+
+let stopping = false;
+async function shutdown(code: number): Promise<never> {
+  stopping = true;
+  await killAll();
+  rmSync(tmp, { recursive: true, force: true });
+  process.exit(code);
+}
+process.on('SIGINT', () => {
+  process.stderr.write('\ninterrupted: stopping every child process\n');
+  void shutdown(130);
+});
+process.on('SIGTERM', () => void shutdown(143));
+process.on('exit', killAllNow);
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function fmtLoad(r: ClosedLoopResult): string {
+  return `${Math.round(r.rps)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms${r.errors > 0 ? `, ${r.errors} errors` : ''}`;
+}
+
+function machineInfo(): BenchResults['machine'] {
+  const cpus = os.cpus();
+  let commit = 'unknown';
+  let dirty = false;
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    dirty = execFileSync('git', ['status', '--porcelain', 'src'], { encoding: 'utf8' }).trim() !== '';
+  } catch {
+    // not a git checkout
+  }
+  const pkg = (name: string): string | null => {
+    try {
+      const p = new URL(`../node_modules/${name}/package.json`, import.meta.url);
+      return (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
+    } catch {
+      return null;
+    }
+  };
+  const wrk = which('wrk');
+  return {
+    date: new Date().toISOString(),
+    cores: cpus.length,
+    cpu: cpus[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    tools: {
+      wrk: wrk === null ? null : versionOf(wrk, ['-v']),
+      haproxy: HAPROXY === null ? null : versionOf(HAPROXY, ['-v']),
+      nginx: NGINX === null ? null : versionOf(NGINX, ['-v']),
+      autocannon: pkg('autocannon'),
+      'http-proxy': pkg('http-proxy'),
+      tinybench: pkg('tinybench'),
+      undici: pkg('undici'),
+    },
+    commit: `${commit}${dirty ? ' (src/ has uncommitted changes)' : ''}`,
+    loadAverage: os.loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+/** `--ref`: extracts `src/` of a commit into the temp dir and runs meshlet from there. */
+function checkoutRef(ref: string): string {
+  const tree = join(tmp, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const archive = execFileSync('git', ['archive', '--format=tar', ref, 'src', 'package.json'], {
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  execFileSync('tar', ['-x', '-C', tree], { input: archive });
+  symlinkSync(fileURLToPath(new URL('../node_modules', import.meta.url)), join(tree, 'node_modules'));
+  useMeshletMain(join(tree, 'src', 'cli', 'main.ts'));
+  return execFileSync('git', ['rev-parse', '--short', ref], { encoding: 'utf8' }).trim();
+}
+
+async function main(): Promise<void> {
+  const machine = machineInfo();
+  if (values.ref !== undefined) machine.commit = `${checkoutRef(values.ref)} (--ref ${values.ref})`;
+  const notes: string[] = [];
+  const skipped: { target: string; reason: string }[] = [];
+  log(
+    `meshlet bench${quick ? ' (--quick)' : ''}: ${machine.cores} cores, ${machine.cpu}, Node ${machine.node}`,
+  );
+  log(`closed-loop tool: ${closedLoopTool}${closedLoopTool === 'autocannon' ? ' (wrk not installed)' : ''}`);
+
+  const { target: direct, kind: upstreamKind } = await startUpstream(tmp);
+  log(`upstream: ${upstreamKind} on 127.0.0.1:${direct.port}`);
+  const up = direct.port;
+  const meshlet = await startMeshlet({
+    key: 'meshlet',
+    label: 'meshlet, defaults (semi-space 1 MiB, access log off)',
+    accessLog: false,
+    upstreamPort: up,
+    dir: tmp,
+  });
+  if (values.profile) {
+    await profile(up);
+    return;
+  }
+  const meshletLog = await startMeshlet({
+    key: 'meshlet-log',
+    label: 'meshlet, access log on (to a file)',
+    accessLog: true,
+    upstreamPort: up,
+    dir: tmp,
+  });
+  const semi: Target[] = [];
+  for (const mb of [0, 4, 8]) {
+    semi.push(
+      await startMeshlet({
+        key: `meshlet-semi${mb}`,
+        label: mb === 0 ? "meshlet, Node's default semi-space" : `meshlet, semi-space ${mb} MiB`,
+        semiSpaceMb: mb,
+        accessLog: false,
+        upstreamPort: up,
+        dir: tmp,
+      }),
+    );
+  }
+  const httpProxy = await startHttpProxy(up, tmp);
+  const haproxy = await startHaproxy(up, tmp);
+  if (haproxy === null)
+    skipped.push({ target: 'HAProxy', reason: 'not installed (apt-get install haproxy)' });
+  const nginx = await startNginxProxy(up, tmp);
+  if (nginx === null)
+    skipped.push({ target: 'nginx proxy', reason: 'not installed (apt-get install nginx)' });
+  if (closedLoopTool === 'autocannon') notes.push('wrk not installed: closed loop measured with autocannon');
+  const hop2 = await startMeshlet({
+    key: 'meshlet-hop2',
+    label: 'meshlet (second hop)',
+    accessLog: false,
+    upstreamPort: up,
+    dir: tmp,
+  });
+  const hop1 = await startMeshlet({
+    key: 'meshlet-2hops',
+    label: 'meshlet → meshlet → app (plain)',
+    accessLog: false,
+    upstreamPort: hop2.port,
+    dir: tmp,
+  });
+
+  const proxies = [meshlet, meshletLog, ...semi, httpProxy, haproxy, nginx].filter(
+    (t): t is Target => t !== null,
+  );
+  const closedTargets = [direct, ...proxies];
+  await sleep(2000);
+  const idleRss: Record<string, number> = {};
+  for (const t of [...proxies, hop1, hop2]) if (t.pid !== null) idleRss[t.key] = rssMiB(t.pid);
+  log(
+    `idle RSS (MiB): ${Object.entries(idleRss)
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(', ')}`,
+  );
+
+  log(`warm-up: ${plan.warmS} s each`);
+  for (const t of [...closedTargets, hop1]) {
+    const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.warmS });
+    if (r.errors > 0 || !(r.requests > 0)) throw new Error(`${t.key} fails under load: ${fmtLoad(r)}`);
+  }
+
+  // --- closed loop, interleaved A B C … per round.
+  type Row = ClosedLoopResult & { cpuUsPerReq: number | null; rssAfterMiB: number | null };
+  const rounds: Record<string, Row>[] = [];
+  for (let round = 1; round <= plan.rounds && !stopping; round++) {
+    log(`closed loop round ${round}/${plan.rounds}: wrk-like -t1 -c${CONNECTIONS} ${plan.durationS} s each`);
+    const rows: Record<string, Row> = {};
+    for (const t of closedTargets) {
+      const cpu0 = t.pid === null ? 0 : cpuSeconds(t.pid);
+      const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.durationS });
+      const cpu1 = t.pid === null ? 0 : cpuSeconds(t.pid);
+      rows[t.key] = {
+        ...r,
+        cpuUsPerReq: t.pid === null ? null : ((cpu1 - cpu0) * 1e6) / r.requests,
+        rssAfterMiB: t.pid === null ? null : rssMiB(t.pid),
+      };
+      log(`  ${t.key.padEnd(16)} ${fmtLoad(r)}`);
+    }
+    rounds.push(rows);
+  }
+
+  // --- fixed rate: added latency over direct, interleaved over rounds; added = row − direct in the round.
+  log(`fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rounds} round(s)`);
+  const fixedRounds: Record<string, FixedRateResult>[] = [];
+  const fixedTargets = [direct, meshlet, meshletLog, semi[0]!, httpProxy, haproxy, nginx].filter(
+    (t): t is Target => t !== null,
+  );
+  for (let round = 1; round <= plan.rounds && !stopping; round++) {
+    const rows: Record<string, FixedRateResult> = {};
+    for (const t of fixedTargets) {
+      const r = await fixedRate(t.port, RATE, plan.rateS);
+      rows[t.key] = r;
+      log(
+        `  ${round} ${t.key.padEnd(16)} p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, ${r.completed}/${r.sent} ok, ${r.errors} errors, ${r.late} late`,
+      );
+    }
+    fixedRounds.push(rows);
+  }
+  const fixed: Record<string, FixedSummary> = {};
+  for (const t of fixedTargets) {
+    const rows = fixedRounds.map((round) => round[t.key]!);
+    const added = (pick: (x: FixedRateResult) => number) =>
+      median(fixedRounds.map((round) => pick(round[t.key]!) - pick(round.direct!)));
+    fixed[t.key] = {
+      rate: RATE,
+      sent: rows.reduce((a, x) => a + x.sent, 0),
+      completed: rows.reduce((a, x) => a + x.completed, 0),
+      errors: rows.reduce((a, x) => a + x.errors, 0),
+      late: rows.reduce((a, x) => a + x.late, 0),
+      p50Ms: median(rows.map((x) => x.p50Ms)),
+      p90Ms: median(rows.map((x) => x.p90Ms)),
+      p99Ms: median(rows.map((x) => x.p99Ms)),
+      p999Ms: median(rows.map((x) => x.p999Ms)),
+      maxMs: Math.max(...rows.map((x) => x.maxMs)),
+      addedP50Ms: added((x) => x.p50Ms),
+      addedP99Ms: added((x) => x.p99Ms),
+    };
+  }
+
+  // --- 1 MiB responses.
+  log(`1 MiB responses, -c${CONNECTIONS}, ${plan.largeS} s each`);
+  const large: Record<string, ClosedLoopResult & { rssAfterMiB: number | null }> = {};
+  for (const t of [direct, meshlet, semi[0]!, httpProxy, haproxy, nginx]) {
+    if (t === null || stopping) continue;
+    const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.largeS, path: '/1m.bin' });
+    large[t.key] = { ...r, rssAfterMiB: t.pid === null ? null : rssMiB(t.pid) };
+    log(
+      `  ${t.key.padEnd(16)} ${(r.bytesPerSec / 1024 ** 2).toFixed(0)} MiB/s${r.errors > 0 ? `, ${r.errors} errors` : ''}`,
+    );
+  }
+
+  // --- two hops.
+  log(`two hops, ${plan.hopS} s each`);
+  const hops: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null }> = {};
+  for (const t of [direct, meshlet, hop1]) {
+    if (stopping) break;
+    const pids = t === hop1 ? [hop1.pid!, hop2.pid!] : t.pid === null ? [] : [t.pid];
+    const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+    const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.hopS });
+    const cpu1 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+    hops[t.key] = { ...r, cpuUsPerReq: pids.length === 0 ? null : ((cpu1 - cpu0) * 1e6) / r.requests };
+    log(`  ${t.key.padEnd(16)} ${fmtLoad(r)}`);
+  }
+  skipped.push({ target: 'mTLS two hops', reason: 'meshlet has no mTLS between peers yet' });
+
+  const labels: Record<string, string> = {};
+  for (const t of [...closedTargets, hop1]) labels[t.key] = t.label;
+  await killAll();
+
+  // --- micro-benchmarks, with every server stopped.
+  let micro: BenchResults['micro'] = { results: [], notes: ['skipped (--no-micro)'] };
+  if (!values['no-micro']) {
+    log('micro-benchmarks (tinybench)');
+    const args = [fileURLToPath(new URL('micro.ts', import.meta.url)), '--json'];
+    if (quick) args.push('--quick');
+    const r = await runBounded(process.execPath, args, 180_000);
+    if (r.code === 0) micro = JSON.parse(r.stdout) as BenchResults['micro'];
+    else micro = { results: [], notes: [`micro-benchmarks failed: ${r.stderr.slice(0, 500)}`] };
+  }
+
+  const results: BenchResults = {
+    machine: { ...machine, loadAverageEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) },
+    quick,
+    plan: { ...plan, connections: CONNECTIONS, rate: RATE, tool: closedLoopTool },
+    upstream: upstreamKind,
+    labels,
+    skipped,
+    notes,
+    idleRss,
+    rounds,
+    fixedRounds,
+    fixed,
+    large,
+    hops,
+    micro,
+  };
+  const md = renderMarkdown(results, summarise(results));
+  process.stdout.write(`\n${md}\n`);
+  mkdirSync(resultsDir, { recursive: true });
+  const stamp = machine.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  const base = join(resultsDir, `${stamp}${quick ? '-quick' : ''}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${base}.md`, md);
+  if (!quick) {
+    writeFileSync(join(resultsDir, 'latest.md'), md);
+    updateReadme(md);
+  }
+  log(`written: ${base}.json, ${base}.md${quick ? '' : ', bench/results/latest.md, bench/README.md'}`);
+}
+
+/** Replaces the table between the markers in bench/README.md with the latest run's. */
+function updateReadme(md: string): void {
+  const file = join(benchDir, 'README.md');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return;
+  }
+  const begin = '<!-- latest-results:begin -->';
+  const end = '<!-- latest-results:end -->';
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a === -1 || b === -1) return;
+  const body = md.replace(/^# .*\n/, '').replace(/^## /gm, '#### ');
+  writeFileSync(file, `${text.slice(0, a + begin.length)}\n${body}\n${text.slice(b)}`);
+}
+
+/** `--profile`: meshlet under the closed-loop load with --cpu-prof, then its top self-time frames. */
+async function profile(upstreamPort: number): Promise<void> {
+  const dir = join(tmp, 'prof');
+  mkdirSync(dir, { recursive: true });
+  const t = await startMeshlet({
+    key: 'meshlet-prof',
+    label: 'meshlet under --cpu-prof',
+    accessLog: false,
+    upstreamPort,
+    dir: tmp,
+    nodeFlags: ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${dir}`],
+  });
+  await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.warmS });
+  const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.durationS });
+  log(`meshlet under --cpu-prof: ${fmtLoad(r)}`);
+  await stop(t.child!, 10_000);
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (file === undefined) throw new Error('no .cpuprofile written');
+  mkdirSync(resultsDir, { recursive: true });
+  const lines = topSelfFrames(join(dir, file), 25).map(
+    (f) => `| ${f.selfPct.toFixed(1)}% | ${f.selfMs.toFixed(0)} | \`${f.frame}\` |`,
+  );
+  const md = `# meshlet CPU profile under wrk -t1 -c${CONNECTIONS}, ${plan.durationS} s (${new Date().toISOString()})\n\n${fmtLoad(r)} while profiling (the profiler itself slows it).\n\n| self | ms | frame |\n| ---: | ---: | --- |\n${lines.join('\n')}\n`;
+  process.stdout.write(`\n${md}\n`);
+  writeFileSync(join(resultsDir, `profile${quick ? '-quick' : ''}.md`), md);
+}
+
+try {
+  await main();
+  await shutdown(0);
+} catch (err) {
+  log(`bench failed: ${(err as Error).stack ?? String(err)}`);
+  await shutdown(1);
+}
