@@ -61,6 +61,7 @@ export class Daemon {
     this.#ctx = {
       logger: this.logger,
       metrics: this.metrics,
+      upstreams: this.table,
       accessLog: config.accessLog,
       unrouted: this.metrics.forUpstream('outbound', ''),
       draining: false,
@@ -87,6 +88,7 @@ export class Daemon {
       table: this.table,
       registry: this.#registry as Registry,
       draining: () => this.#draining,
+      adminToken: listeners.admin.token,
       readinessChecks: () => [] as [string, boolean, string][],
     };
     this.#admin = await listenHttp(listeners.admin.address, listeners.admin.port, adminHandler(view));

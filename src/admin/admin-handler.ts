@@ -1,4 +1,5 @@
 // The admin listener's routes: /live, /ready, /metrics, /upstreams (one small handler per concern).
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Registry } from '../registry/registry.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
@@ -11,6 +12,8 @@ export interface AdminView {
   readonly registry: Registry;
   /** True while shutting down: /ready answers 503. */
   draining(): boolean;
+  /** Bearer token for mutating calls, or undefined (then only loopback callers may mutate). */
+  readonly adminToken?: string | undefined;
   /** Extra readiness conditions (e.g. the local app's health check), each `[name, ok, detail]`. */
   readinessChecks(): readonly [string, boolean, string][];
 }
@@ -52,9 +55,33 @@ export function upstreamsView(view: AdminView): Record<string, unknown> {
         state: h.ejected ? 'ejected' : 'healthy',
         active: h.active,
       })),
+      circuitBreaker: u.breaker === null ? 'disabled' : u.breaker.state,
+      outlierDetection: { ejectionsActive: u.outlier.ejectionsActive, panic: u.outlier.panic },
+      limits: {
+        activeRequests: u.limits.activeRequests,
+        pendingRequests: u.limits.pendingRequests,
+        activeRetries: u.limits.activeRetries,
+      },
+      fallback: u.settings.fallback,
     };
   }
   return { registry: view.registry.status(), upstreams };
+}
+
+/** Mutating calls: with a token configured, `Authorization: Bearer TOKEN`; without, loopback callers only. */
+function mayMutate(view: AdminView, req: IncomingMessage): boolean {
+  if (view.adminToken !== undefined) {
+    const given = req.headers.authorization ?? '';
+    const expected = `Bearer ${view.adminToken}`;
+    return given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
+  }
+  const remote = req.socket.remoteAddress ?? '';
+  return (
+    remote === '127.0.0.1' ||
+    remote === '::1' ||
+    remote.startsWith('::ffff:127.') ||
+    remote.startsWith('127.')
+  );
 }
 
 /** The admin request handler. Unknown paths → 404; wrong methods → 405. */
@@ -83,8 +110,26 @@ export function adminHandler(view: AdminView): RequestListener {
       case '/upstreams':
         if (!get) return json(res, 405, { error: 'method_not_allowed' });
         return json(res, 200, upstreamsView(view));
-      default:
+      default: {
+        const reset = /^\/upstreams\/([^/]+)\/breaker\/reset$/.exec(path ?? '');
+        if (reset !== null) {
+          if (method !== 'POST') return json(res, 405, { error: 'method_not_allowed' });
+          if (!mayMutate(view, req)) {
+            return json(res, 403, {
+              error: 'forbidden',
+              message: 'mutating admin calls need the admin token',
+            });
+          }
+          const upstream = view.table.has(reset[1]!) ? view.table.get(reset[1]!) : undefined;
+          if (upstream === undefined)
+            return json(res, 404, { error: 'not_found', message: `no upstream ${reset[1]}` });
+          if (upstream.breaker === null)
+            return json(res, 409, { error: 'breaker_disabled', upstream: upstream.name });
+          upstream.breaker.reset();
+          return json(res, 200, { upstream: upstream.name, circuitBreaker: upstream.breaker.state });
+        }
         return json(res, 404, { error: 'not_found', message: `no admin endpoint ${path}` });
+      }
     }
   };
 }

@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
+import { resolveRouteOverride, resolveUpstreamSettings } from '../upstream/upstream-settings.ts';
 import { configSchema, endpointMap, type MeshletConfig } from './schema.ts';
 
 /** Formats a zod issue path as a key path: `upstreams.users.timeouts.connect`, `routes[0].upstream`. */
@@ -73,6 +74,7 @@ export function validateConfig(raw: unknown, file?: string, baseDir = process.cw
     config.registry.file = resolve(baseDir, config.registry.file);
   }
   checkPorts(config, file);
+  checkPolicies(config, file);
   return config;
 }
 
@@ -89,6 +91,24 @@ function checkPorts(config: MeshletConfig, file?: string): void {
   claim(config.listeners.admin.port, 'listeners.admin.port');
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     if (upstream.port !== undefined) claim(upstream.port, `upstreams.${name}.port`);
+  }
+}
+
+/** Resolves every upstream and route policy once, so a bad retryOn or fallback fails at load time. */
+function checkPolicies(config: MeshletConfig, file?: string): void {
+  const withFile = (err: unknown) =>
+    err instanceof ConfigError
+      ? new ConfigError(err.keyPath, err.message.replace(/^config: [^:]*: /, ''), file)
+      : err;
+  try {
+    for (const [name, spec] of Object.entries(config.upstreams)) {
+      resolveUpstreamSettings(spec, name);
+      if (spec.fallback === name)
+        throw new ConfigError(`upstreams.${name}.fallback`, 'an upstream cannot be its own fallback');
+    }
+    config.routes.forEach((route, i) => resolveRouteOverride(route, i));
+  } catch (err) {
+    throw withFile(err);
   }
 }
 

@@ -54,10 +54,83 @@ const timeouts = z
     connect: duration.default(1000),
     /** Time from the request's start until response headers arrive, covering every attempt. Default 15 s (Envoy's route timeout). */
     request: duration.default(15_000),
+    /** Time one attempt may wait for response headers; unset = the request timeout. */
+    perTry: duration.optional(),
     /** Longest gap between two body chunks of a response before it is cut. Default 5 m (Envoy's stream idle timeout). */
     idle: duration.default(300_000),
   })
   .prefault({});
+
+const retryOnItem = z.union([z.string(), z.number().int()]);
+
+/** Retry policy of an upstream (or a route override). */
+export const retriesSpec = z
+  .strictObject({
+    /** Attempts in all, the first included (3 = the first try plus up to 2 retries). Default 3; 1 turns retries off. */
+    attempts: z.number().int().min(1).max(10).default(3),
+    /** Conditions that are retried. Default connect-failure, refused-stream, gateway-error. */
+    retryOn: z.array(retryOnItem).default(['connect-failure', 'refused-stream', 'gateway-error']),
+    backoff: z.strictObject({ base: duration.default(25), max: duration.default(250) }).prefault({}),
+    /** Longest `Retry-After` honoured before a retry. Default 1 s. */
+    retryAfterMax: duration.default(1000),
+    /** Largest request body kept for replay. Default 64 KiB (Linkerd's). */
+    bufferLimitBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(16 * 1024 * 1024)
+      .default(64 * 1024),
+    budget: z
+      .strictObject({
+        /** Retries allowed per request over the window. Default 0.2. */
+        ratio: z.number().min(0).max(10).default(0.2),
+        /** Retries per second always allowed. Default 10 (Linkerd's floor). */
+        minRetriesPerSecond: z.number().min(0).max(10_000).default(10),
+        window: duration.default(10_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+const circuitBreaker = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    /** Error percentage over the rolling window that opens the breaker. Default 50. */
+    errorThresholdPercentage: z.number().min(1).max(100).default(50),
+    /** Requests in the window before the breaker may open. Default 20. */
+    volumeThreshold: z.number().int().min(1).default(20),
+    /** Time open before a half-open trial. Default 30 s. */
+    resetTimeout: duration.default(30_000),
+    /** Rolling window length. Default 10 s, in 10 buckets. */
+    rollingWindow: duration.default(10_000),
+  })
+  .prefault({});
+
+const outlierDetection = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    consecutive5xx: z.number().int().min(0).default(5),
+    consecutiveGatewayFailure: z.number().int().min(0).default(5),
+    consecutiveConnectFailure: z.number().int().min(0).default(5),
+    baseEjectionTime: duration.default(30_000),
+    maxEjectionTime: duration.default(300_000),
+    maxEjectionPercent: z.number().min(0).max(100).default(50),
+    panicThreshold: z.number().min(0).max(100).default(50),
+  })
+  .prefault({});
+
+const limits = z
+  .strictObject({
+    maxConcurrent: z.number().int().min(1).default(1024),
+    maxPending: z.number().int().min(1).default(1024),
+    maxRetries: z.number().int().min(0).default(3),
+  })
+  .prefault({});
+
+const hashOn = z.union([
+  z.strictObject({ header: z.string().min(1) }),
+  z.strictObject({ cookie: z.string().min(1) }),
+]);
 
 const loadBalancer = z.enum([
   'round_robin',
@@ -74,7 +147,15 @@ export const upstreamSpec = z.strictObject({
   /** A dedicated listener on 127.0.0.1:port whose every request goes to this upstream. */
   port: port.optional(),
   loadBalancer: loadBalancer.default('round_robin'),
+  /** Key of ring_hash / maglev: a request header or a cookie. Without it they pick at random. */
+  hashOn: hashOn.optional(),
   timeouts,
+  retries: retriesSpec,
+  circuitBreaker,
+  outlierDetection,
+  limits,
+  /** Another upstream that serves while this one has no usable endpoint or its breaker is open. */
+  fallback: z.string().min(1).optional(),
 });
 
 const headerMatch = z.strictObject({
@@ -94,6 +175,12 @@ export const routeSpec = z.strictObject({
     .prefault({}),
   upstream: name,
   stripPrefix: z.boolean().default(false),
+  /** Overrides the upstream's timeouts for requests on this route (keys given replace the upstream's). */
+  timeouts: z
+    .strictObject({ request: duration.optional(), perTry: duration.optional(), idle: duration.optional() })
+    .optional(),
+  /** Overrides the upstream's retry policy for requests on this route. */
+  retries: retriesSpec.optional(),
 });
 
 const staticRegistry = z.strictObject({
@@ -117,7 +204,14 @@ export const configSchema = z.strictObject({
   listeners: z
     .strictObject({
       outbound: listener('127.0.0.1', 15001),
-      admin: listener('127.0.0.1', 15000),
+      admin: z
+        .strictObject({
+          address: z.string().min(1).default('127.0.0.1'),
+          port: portOrZero.default(15000),
+          /** Bearer token required by mutating admin calls; without it they are allowed from loopback callers only. */
+          token: z.string().min(8, 'expected at least 8 characters').optional(),
+        })
+        .prefault({}),
     })
     .prefault({}),
   registry: z.discriminatedUnion('type', [staticRegistry]).prefault({ type: 'static' }),

@@ -11,10 +11,15 @@ export interface ErrorBody {
 
 /**
  * Writes `err` as meshlet's error response: its status, `{"error","message","upstream"}` and
- * `x-meshlet-error: CODE` (plus `retry-after` when set). When headers already went out, the
+ * `x-meshlet-error: CODE` (plus `retry-after` when set, and `x-meshlet-attempts` once attempts were made). When headers already went out, the
  * response is cut instead, so the client sees a broken body rather than a spliced one.
  */
-export function sendError(res: ServerResponse, err: MeshletError, requestId?: string): void {
+export function sendError(
+  res: ServerResponse,
+  err: MeshletError,
+  requestId?: string,
+  attempts?: number,
+): void {
   if (res.headersSent) {
     res.destroy(err);
     return;
@@ -27,6 +32,7 @@ export function sendError(res: ServerResponse, err: MeshletError, requestId?: st
     'x-meshlet-error': err.code,
   };
   if (requestId !== undefined) headers['x-request-id'] = requestId;
+  if (attempts !== undefined) headers['x-meshlet-attempts'] = attempts;
   if (err.retryAfterSeconds !== undefined)
     headers['retry-after'] = Math.max(1, Math.ceil(err.retryAfterSeconds));
   if (err.code === 'bad_request') headers.connection = 'close';

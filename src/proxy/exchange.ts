@@ -1,43 +1,82 @@
-// One proxied request: picks an endpoint, streams the request to it and its response back (undici dispatch).
+// One proxied request: admission, the attempt loop (pick, dispatch, retry) and streaming the response back.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
+import { retryAfterMs } from '../resilience/backoff.ts';
+import type { BreakerTicket } from '../resilience/circuit-breaker.ts';
+import type { OutlierFailureKind } from '../resilience/outlier-detector.ts';
+import {
+  type AttemptOutcome,
+  IDEMPOTENCY_KEY_HEADER,
+  type RetryContext,
+  shouldRetry,
+} from '../resilience/retry-policy.ts';
 import type { EndpointHandle } from '../upstream/endpoint.ts';
 import type { Upstream } from '../upstream/upstream.ts';
+import type { RequestPolicy } from '../upstream/upstream-settings.ts';
+import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { ProxyContext } from './proxy-context.ts';
-import { classifyFailure, errorForFailure } from './upstream-failure.ts';
+import { prepareBody } from './request-body.ts';
+import { classifyFailure, errorForFailure, type FailureKind } from './upstream-failure.ts';
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
+/** Headers only meshlet sets upstream: an incoming copy is dropped. */
+const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
+const OUTCOME_CONNECT: AttemptOutcome = { kind: 'connect-failure' };
+const OUTCOME_RESET: AttemptOutcome = { kind: 'reset' };
+const OUTCOME_TIMEOUT: AttemptOutcome = { kind: 'timeout' };
 
-/** Whether the downstream request carries a body to stream. */
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  if (length !== undefined) return length !== '0';
-  return req.headers['transfer-encoding'] !== undefined;
+/** The first cookie called `name` in a Cookie header. */
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
 }
 
 /**
- * The life of one request through meshlet. It is its own undici dispatch handler: response headers
- * and body chunks are written straight into the client's response with backpressure (pause/resume),
- * nothing is buffered whole, and a client abort aborts the upstream request.
+ * The life of one request through meshlet. Admission (fallback, limits, breaker, budget), then
+ * attempts: each picks an endpoint (another one on a retry when there is one), dispatches through
+ * the endpoint's undici pool with this object as the handler, and either streams the response
+ * straight into the client's response with backpressure, or — when the retry policy, the budget, the
+ * limits and the deadline all allow — discards it and tries again after a jittered backoff.
+ * Nothing is retried once response headers went to the client.
  */
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly #ctx: ProxyContext;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
-  readonly #upstream: Upstream;
+  #upstream: Upstream;
   readonly #path: string;
+  readonly #policy: RequestPolicy;
   readonly #startedAt: number;
+  #deadlineAt = 0;
   #requestId = '';
   #headers: string[] = [];
+  #timeoutSlot = 0;
+  #body: Buffer | Readable | null = null;
+  #hashKey: string | undefined;
+  #ticket: BreakerTicket | null = null;
+  #retry: RetryContext | null = null;
+  // Per-attempt state.
   #handle: EndpointHandle | undefined;
   #controller: Dispatcher.DispatchController | null = null;
-  #attempts = 0;
+  #attemptStartedAt = 0;
   #requestStarted = false;
   #inflight = false;
+  #pending = false;
+  #discarding = false;
+  #retryAfter: string | undefined;
+  // Whole-exchange state.
+  #attempts = 0;
+  #holdsRequest = false;
+  #holdsRetry = false;
   #status = 0;
   #done = false;
 
@@ -47,28 +86,102 @@ export class Exchange implements Dispatcher.DispatchHandler {
     res: ServerResponse,
     upstream: Upstream,
     path: string,
+    policy: RequestPolicy,
   ) {
     this.#ctx = ctx;
     this.#req = req;
     this.#res = res;
     this.#upstream = upstream;
     this.#path = path;
+    this.#policy = policy;
     this.#startedAt = performance.now();
   }
 
-  /** Starts the exchange; everything after happens in handler callbacks. */
+  /** Starts the exchange; everything after happens in callbacks. */
   start(): void {
-    const forwarded = forwardRequestHeaders(this.#req, 'http');
+    const req = this.#req;
+    const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
     this.#headers = forwarded.headers;
     this.#requestId = forwarded.requestId;
-    this.#upstream.metrics.active.inc();
     this.#res.on('close', this.#onClientClose);
-    this.#attempt();
+
+    const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
+    const budget =
+      incoming === undefined
+        ? this.#policy.requestTimeoutMs
+        : Math.min(incoming, this.#policy.requestTimeoutMs);
+    this.#deadlineAt = this.#startedAt + budget;
+    this.#timeoutSlot = this.#headers.push(TIMEOUT_HEADER, '') - 1;
+
+    const upstream = this.#chooseUpstream(this.#upstream);
+    this.#upstream = upstream;
+    upstream.metrics.active.inc();
+    if (!upstream.limits.tryAcquireRequest()) {
+      this.#ctx.metrics.resilience.overflows.labels(upstream.name, 'request').inc();
+      this.#fail(
+        new MeshletError(
+          'overloaded',
+          `upstream "${upstream.name}" is at its concurrency limit`,
+          upstream.name,
+        ),
+      );
+      return;
+    }
+    this.#holdsRequest = true;
+    if (upstream.breaker !== null) {
+      this.#ticket = upstream.breaker.admit();
+      if (this.#ticket === null) {
+        this.#fail(
+          new MeshletError(
+            'circuit_open',
+            `upstream "${upstream.name}" circuit breaker is open`,
+            upstream.name,
+          ),
+        );
+        return;
+      }
+    }
+    upstream.budget(this.#policy.retry).onRequest();
+    const hashOn = upstream.settings.hashOn;
+    if (hashOn !== null) {
+      this.#hashKey =
+        'header' in hashOn
+          ? (req.headers[hashOn.header] as string | undefined)
+          : cookieValue(req.headers.cookie, hashOn.cookie);
+    }
+    prepareBody(req, this.#policy.retry.bufferLimitBytes, (prepared) => {
+      if (prepared === null || this.#done) return;
+      this.#body = prepared.body;
+      this.#retry = {
+        outcome: OUTCOME_RESET,
+        method: req.method ?? 'GET',
+        hasIdempotencyKey: req.headers[IDEMPOTENCY_KEY_HEADER] !== undefined,
+        requestSent: false,
+        responseStarted: false,
+        bodyReplayable: prepared.replayable,
+        attempt: 0,
+        maxAttempts: this.#policy.retry.attempts,
+        retryOn: this.#policy.retry.retryOn,
+      };
+      this.#attempt();
+    });
+  }
+
+  /** The upstream to use: the primary, or its fallback while the primary is empty or open. */
+  #chooseUpstream(primary: Upstream): Upstream {
+    const fallbackName = primary.settings.fallback;
+    if (fallbackName === null) return primary;
+    if (primary.hasEndpoints && primary.breaker?.state !== 'open') return primary;
+    const fallback = this.#ctx.upstreams.get(fallbackName);
+    if (fallback === undefined || fallback === primary) return primary;
+    this.#ctx.metrics.resilience.failovers.labels(primary.name, fallback.name).inc();
+    return fallback;
   }
 
   #attempt(): void {
+    if (this.#done) return;
     const upstream = this.#upstream;
-    const handle = upstream.pick(undefined, this.#handle);
+    const handle = upstream.pick(this.#hashKey, this.#handle);
     const pool = handle === undefined ? undefined : upstream.poolOf(handle);
     if (handle === undefined || pool === undefined) {
       this.#fail(
@@ -80,20 +193,44 @@ export class Exchange implements Dispatcher.DispatchHandler {
       );
       return;
     }
+    const now = performance.now();
+    const remaining = this.#deadlineAt - now;
+    if (remaining <= 0) {
+      this.#fail(
+        new MeshletError('upstream_timeout', `upstream "${upstream.name}": request timeout`, upstream.name),
+      );
+      return;
+    }
+    if (!upstream.limits.tryAcquirePending()) {
+      this.#ctx.metrics.resilience.overflows.labels(upstream.name, 'pending').inc();
+      this.#fail(
+        new MeshletError(
+          'overloaded',
+          `upstream "${upstream.name}" has too many pending requests`,
+          upstream.name,
+        ),
+      );
+      return;
+    }
+    this.#pending = true;
     this.#handle = handle;
     this.#attempts++;
     this.#requestStarted = false;
-    handle.active++;
+    this.#discarding = false;
+    this.#retryAfter = undefined;
+    this.#attemptStartedAt = now;
     this.#inflight = true;
-    const settings = upstream.settings;
+    handle.active++;
+    this.#headers[this.#timeoutSlot] = String(Math.ceil(remaining));
+    const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
     pool.dispatch(
       {
         path: this.#path,
         method: this.#req.method as Dispatcher.HttpMethod,
         headers: this.#headers,
-        body: hasBody(this.#req) ? this.#req : null,
-        headersTimeout: settings.requestTimeoutMs,
-        bodyTimeout: settings.idleTimeoutMs,
+        body: this.#body,
+        headersTimeout: Math.max(1, Math.ceil(perTry)),
+        bodyTimeout: this.#policy.idleTimeoutMs,
       },
       this,
     );
@@ -102,6 +239,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
     this.#requestStarted = true;
+    this.#releasePending();
     if (this.#done) controller.abort(new Error('client closed'));
   }
 
@@ -110,18 +248,35 @@ export class Exchange implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
+    const upstream = this.#upstream;
+    const handle = this.#handle!;
+    this.#releasePending();
+    upstream.observe(handle, performance.now() - this.#attemptStartedAt);
+    this.#ctx.metrics.resilience.attempts.labels(upstream.name, 'response').inc();
+    if (statusCode >= 500)
+      this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
+    else upstream.outlier.onSuccess(handle);
     const res = this.#res;
     if (this.#done || res.destroyed) {
       controller.abort(new Error('client closed'));
       return;
     }
+    if (statusCode >= 409 && this.#mayRetry({ kind: 'response', status: statusCode })) {
+      // Retry: read and drop this response, then try again when it ends.
+      const retryAfter = headers['retry-after'];
+      this.#retryAfter = typeof retryAfter === 'string' ? retryAfter : undefined;
+      this.#discarding = true;
+      return;
+    }
     this.#status = statusCode;
     const out = forwardResponseHeaders(headers, this.#requestId);
+    out.push('x-meshlet-attempts', String(this.#attempts));
     if (this.#ctx.draining) out.push('connection', 'close');
     res.writeHead(statusCode, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#discarding) return;
     if (!this.#res.write(chunk)) {
       controller.pause();
       this.#res.once('drain', () => controller.resume());
@@ -129,47 +284,161 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#endAttempt();
+    if (this.#discarding) {
+      this.#scheduleRetry();
+      return;
+    }
     this.#res.end();
-    this.#release();
+    this.#settleBreaker(this.#status < 500);
     this.#complete(this.#status);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const handle = this.#handle;
-    this.#release();
+    const upstream = this.#upstream;
+    const discarding = this.#discarding;
+    this.#endAttempt();
     if (this.#done) return;
+    if (discarding) {
+      // The response being dropped for a retry broke off: retry all the same.
+      this.#scheduleRetry();
+      return;
+    }
     const kind = classifyFailure(err, this.#requestStarted);
-    if (kind === 'connect') this.#upstream.metrics.connectErrors.inc();
+    this.#recordFailure(kind, handle);
     if (this.#res.headersSent) {
       // The response already started: cut it so the client sees a broken body, never a hang.
       this.#res.destroy(err);
+      this.#settleBreaker(false);
       this.#complete(this.#status === 0 ? 502 : this.#status);
       return;
     }
+    const outcome =
+      kind === 'connect' ? OUTCOME_CONNECT : kind === 'timeout' ? OUTCOME_TIMEOUT : OUTCOME_RESET;
+    if (kind !== 'aborted' && this.#mayRetry(outcome)) {
+      this.#scheduleRetry();
+      return;
+    }
     const endpoint = handle === undefined ? '?' : handle.endpoint.id;
-    this.#fail(errorForFailure(kind, err, this.#upstream.name, endpoint));
+    this.#fail(errorForFailure(kind, err, upstream.name, endpoint));
   }
 
-  /** Answers with meshlet's own error and finishes. */
-  #fail(err: MeshletError): void {
-    if (this.#done) return;
-    this.#upstream.metrics.localReply(err.code);
-    sendError(this.#res, err, this.#requestId);
-    this.#complete(err.status, err);
+  /** Counts a failed attempt for metrics and outlier detection. */
+  #recordFailure(kind: FailureKind, handle: EndpointHandle | undefined): void {
+    const upstream = this.#upstream;
+    const m = this.#ctx.metrics.resilience.attempts;
+    if (kind === 'connect') {
+      upstream.metrics.connectErrors.inc();
+      m.labels(upstream.name, 'connect_failure').inc();
+      if (handle !== undefined) this.#reportOutlier(handle, 'connect');
+    } else if (kind === 'timeout' || kind === 'reset') {
+      m.labels(upstream.name, kind).inc();
+      if (handle !== undefined) this.#reportOutlier(handle, 'gateway');
+    }
   }
 
-  /** Ends the current attempt's claim on its endpoint (once per attempt). */
-  #release(): void {
+  /** Tells outlier detection about a failed attempt, counting an ejection it causes. */
+  #reportOutlier(handle: EndpointHandle, kind: OutlierFailureKind): void {
+    if (this.#upstream.outlier.onFailure(handle, kind)) {
+      this.#ctx.metrics.resilience.ejections.labels(this.#upstream.name, kind).inc();
+    }
+  }
+
+  /**
+   * Whether the failed attempt may be retried: the retry policy (condition, idempotency, replayable
+   * body, attempts), then the retry budget, the active-retries limit and the deadline. Counts why not.
+   */
+  #mayRetry(outcome: AttemptOutcome): boolean {
+    const ctx = this.#retry!;
+    const upstream = this.#upstream;
+    const r = this.#ctx.metrics.resilience;
+    ctx.outcome = outcome;
+    ctx.attempt = this.#attempts;
+    ctx.requestSent =
+      this.#requestStarted || (this.#body !== null && !Buffer.isBuffer(this.#body) && this.#bodyTouched());
+    ctx.responseStarted = this.#res.headersSent;
+    const decision = shouldRetry(ctx);
+    if (!decision.retry) {
+      if (decision.why !== 'not-retriable' && decision.why !== 'response-started') {
+        r.retriesSkipped.labels(upstream.name, decision.why).inc();
+      }
+      return false;
+    }
+    if (performance.now() + this.#policy.retry.backoffBaseMs >= this.#deadlineAt) {
+      r.retriesSkipped.labels(upstream.name, 'deadline').inc();
+      return false;
+    }
+    if (!this.#holdsRetry) {
+      if (!upstream.limits.tryAcquireRetry()) {
+        r.overflows.labels(upstream.name, 'retry').inc();
+        r.retriesSkipped.labels(upstream.name, 'retry-limit').inc();
+        return false;
+      }
+      this.#holdsRetry = true;
+    }
+    if (!upstream.budget(this.#policy.retry).tryRetry()) {
+      r.retriesSkipped.labels(upstream.name, 'budget-exhausted').inc();
+      return false;
+    }
+    r.retries.labels(upstream.name, decision.reason).inc();
+    return true;
+  }
+
+  /** Whether a streamed body was already read from (then it cannot be sent again). */
+  #bodyTouched(): boolean {
+    const req = this.#req;
+    return req.destroyed || req.readableDidRead;
+  }
+
+  #scheduleRetry(): void {
+    const retry = this.#policy.retry;
+    let delay = this.#upstream.backoff(retry).delay(this.#attempts);
+    if (this.#retryAfter !== undefined) {
+      const asked = retryAfterMs(this.#retryAfter, Date.now(), retry.retryAfterMaxMs);
+      if (asked !== undefined) delay = Math.max(delay, asked);
+    }
+    delay = Math.min(delay, Math.max(0, this.#deadlineAt - performance.now() - 1));
+    setTimeout(() => this.#attempt(), delay).unref();
+  }
+
+  /** Ends the current attempt's claims (endpoint in-flight count, pending slot); once per attempt. */
+  #endAttempt(): void {
+    this.#releasePending();
     if (!this.#inflight) return;
     this.#inflight = false;
     this.#controller = null;
     this.#handle!.active--;
   }
 
+  #releasePending(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    this.#upstream.limits.releasePending();
+  }
+
+  #settleBreaker(success: boolean): void {
+    const ticket = this.#ticket;
+    if (ticket === null) return;
+    this.#ticket = null;
+    if (success) ticket.success();
+    else ticket.failure();
+  }
+
+  /** Answers with meshlet's own error and finishes. */
+  #fail(err: MeshletError): void {
+    if (this.#done) return;
+    this.#upstream.metrics.localReply(err.code);
+    this.#settleBreaker(err.code !== 'upstream_timeout' && err.code !== 'upstream_unreachable');
+    sendError(this.#res, err, this.#requestId, this.#attempts);
+    this.#complete(err.status, err);
+  }
+
   #onClientClose = (): void => {
     if (this.#done) return;
     const controller = this.#controller;
     if (controller !== null) controller.abort(new Error('client closed the connection'));
+    this.#settleBreaker(true);
     this.#complete(CLIENT_CLOSED);
   };
 
@@ -177,6 +446,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     this.#done = true;
     const upstream = this.#upstream;
+    if (this.#holdsRequest) upstream.limits.releaseRequest();
+    if (this.#holdsRetry) upstream.limits.releaseRetry();
     const seconds = (performance.now() - this.#startedAt) / 1000;
     upstream.metrics.active.dec();
     upstream.metrics.finished(status, seconds);

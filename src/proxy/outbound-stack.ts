@@ -2,7 +2,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { sendError } from '../errors/error-response.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
-import type { Router } from '../route/router.ts';
+import type { RouteTarget, Router } from '../route/router.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { Exchange } from './exchange.ts';
 import type { ProxyContext } from './proxy-context.ts';
@@ -64,17 +64,15 @@ export function outboundHandler(ctx: ProxyContext, router: () => Router): Reques
       authority = parts.authority;
       path = parts.path;
     }
-    let upstream: Upstream;
+    let target: RouteTarget;
     try {
-      const target = router().resolve(authority, path, req.headers);
-      upstream = target.upstream;
-      path = target.path;
+      target = router().resolve(authority, path, req.headers);
     } catch (err) {
       if (!(err instanceof MeshletError)) throw err;
       refuse(ctx, req, res, err);
       return;
     }
-    new Exchange(ctx, req, res, upstream, path).start();
+    new Exchange(ctx, req, res, target.upstream, target.path, target.policy).start();
   };
 }
 
@@ -95,6 +93,7 @@ export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstr
       }
       path = parts.path;
     }
-    new Exchange(ctx, req, res, upstream(), path).start();
+    const u = upstream();
+    new Exchange(ctx, req, res, u, path, u.settings.policy).start();
   };
 }

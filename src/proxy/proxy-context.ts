@@ -1,6 +1,7 @@
 // What every exchange shares: logger, metrics and access-log settings, resolved once at load time.
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
+import type { UpstreamTable } from '../upstream/upstream-table.ts';
 
 /** Access-log settings: `enabled` and `sampleRate` (0..1). */
 export interface AccessLogSettings {
@@ -12,6 +13,8 @@ export interface AccessLogSettings {
 export interface ProxyContext {
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Upstreams by name (fallback lookups). */
+  readonly upstreams: UpstreamTable;
   accessLog: AccessLogSettings;
   /** Metrics of requests that matched no upstream (label upstream=""). */
   readonly unrouted: UpstreamMetrics;

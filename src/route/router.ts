@@ -4,6 +4,7 @@ import type { RouteSpec } from '../config/schema.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
+import { mergePolicy, type RequestPolicy, resolveRouteOverride } from '../upstream/upstream-settings.ts';
 import { upstreamNameOf } from './authority.ts';
 
 /** A route compiled at load time: lowercased names, no per-request parsing. */
@@ -13,15 +14,19 @@ interface CompiledRoute {
   readonly pathPrefix: string | null;
   readonly stripPrefix: boolean;
   readonly headers: readonly { name: string; exact: string | undefined; present: boolean | undefined }[];
+  /** The route's timeouts/retries override, or null. */
+  readonly override: Partial<RequestPolicy> | null;
 }
 
 /** Where a request goes: the upstream and the path to send it (prefix stripped when configured). */
 export interface RouteTarget {
   upstream: Upstream;
   path: string;
+  /** Timeouts and retries for this request: the upstream's, with the route's override applied. */
+  policy: RequestPolicy;
 }
 
-function compile(spec: RouteSpec): CompiledRoute {
+function compile(spec: RouteSpec, index: number): CompiledRoute {
   return {
     upstream: spec.upstream,
     authority: spec.match.authority === undefined ? null : upstreamNameOf(spec.match.authority),
@@ -32,6 +37,7 @@ function compile(spec: RouteSpec): CompiledRoute {
       exact: h.exact,
       present: h.present,
     })),
+    override: resolveRouteOverride(spec, index),
   };
 }
 
@@ -81,7 +87,7 @@ export class Router {
       }
       const routed =
         route.stripPrefix && route.pathPrefix !== null ? stripPath(path, route.pathPrefix) : path;
-      return { upstream, path: routed };
+      return { upstream, path: routed, policy: mergePolicy(upstream.settings.policy, route.override) };
     }
     const upstream = name === '' ? undefined : this.#table.get(name);
     if (upstream === undefined) {
@@ -93,6 +99,6 @@ export class Router {
         name === '' ? undefined : name,
       );
     }
-    return { upstream, path };
+    return { upstream, path, policy: upstream.settings.policy };
   }
 }

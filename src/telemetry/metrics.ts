@@ -1,5 +1,6 @@
 // Core metrics (prom-client), declared in one block, with children pre-bound per upstream.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { ResilienceMetrics } from './resilience-metrics.ts';
 
 /** Which listener a request came through. */
 export type Direction = 'outbound' | 'inbound';
@@ -61,6 +62,9 @@ export class Metrics {
     labelNames: ['source', 'result'] as const,
     registers: [this.registry],
   });
+
+  /** Retries, breaker, ejections, overflows, failovers. */
+  readonly resilience = new ResilienceMetrics(this.registry);
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false)

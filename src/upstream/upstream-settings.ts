@@ -1,33 +1,111 @@
-// An upstream's policy resolved at load time from config (defaults filled, durations in ms).
+// An upstream's policy resolved at load time from config (defaults filled, durations in ms, lists parsed).
 import type { LoadBalancerKind } from '../balancer/load-balancer.ts';
-import type { UpstreamSpec } from '../config/schema.ts';
+import { type RouteSpec, upstreamSpec, type UpstreamSpec } from '../config/schema.ts';
+import { parseRetryOn, type RetryOnPolicy } from '../resilience/retry-policy.ts';
+
+/** Retry policy, resolved. */
+export interface RetrySettings {
+  /** Attempts in all, the first included. */
+  readonly attempts: number;
+  readonly retryOn: RetryOnPolicy;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  /** Longest `Retry-After` honoured, ms. */
+  readonly retryAfterMaxMs: number;
+  /** Largest request body kept for replay, bytes. */
+  readonly bufferLimitBytes: number;
+  readonly budgetRatio: number;
+  readonly budgetMinRetriesPerSecond: number;
+  readonly budgetWindowMs: number;
+}
+
+/** Timeouts and retries of one request: the upstream's, or a route's override of them. */
+export interface RequestPolicy {
+  /** Until response headers, all attempts and backoff included, ms. */
+  readonly requestTimeoutMs: number;
+  /** Until response headers for one attempt, ms (≤ the request timeout). */
+  readonly perTryTimeoutMs: number;
+  /** Longest gap between response body chunks, ms. */
+  readonly idleTimeoutMs: number;
+  readonly retry: RetrySettings;
+}
 
 /** Everything the request path needs to know about an upstream's policy, resolved once. */
 export interface UpstreamSettings {
   readonly loadBalancer: LoadBalancerKind;
+  /** Where ring_hash / maglev read their key; null = no key (random pick). */
+  readonly hashOn: { readonly header: string } | { readonly cookie: string } | null;
   /** Connect timeout per connection attempt, ms. Default 1000. */
   readonly connectTimeoutMs: number;
-  /** Time until response headers, covering every attempt, ms. Default 15000. */
-  readonly requestTimeoutMs: number;
-  /** Longest gap between response body chunks, ms. Default 300000. */
-  readonly idleTimeoutMs: number;
+  readonly policy: RequestPolicy;
+  readonly circuitBreaker: UpstreamSpec['circuitBreaker'];
+  readonly outlierDetection: UpstreamSpec['outlierDetection'];
+  readonly limits: UpstreamSpec['limits'];
+  readonly fallback: string | null;
+}
+
+function resolveRetries(spec: UpstreamSpec['retries'], keyPath: string): RetrySettings {
+  return Object.freeze({
+    attempts: spec.attempts,
+    retryOn: parseRetryOn(spec.retryOn, `${keyPath}.retryOn`),
+    backoffBaseMs: spec.backoff.base,
+    backoffMaxMs: Math.max(spec.backoff.max, spec.backoff.base),
+    retryAfterMaxMs: spec.retryAfterMax,
+    bufferLimitBytes: spec.bufferLimitBytes,
+    budgetRatio: spec.budget.ratio,
+    budgetMinRetriesPerSecond: spec.budget.minRetriesPerSecond,
+    budgetWindowMs: spec.budget.window,
+  });
+}
+
+/** Resolves an upstream's config section into settings. Throws ConfigError on a bad retryOn list. */
+export function resolveUpstreamSettings(spec: UpstreamSpec | undefined, name = '*'): UpstreamSettings {
+  const s = spec ?? upstreamSpec.parse({});
+  const requestTimeoutMs = s.timeouts.request;
+  return Object.freeze({
+    loadBalancer: s.loadBalancer,
+    hashOn:
+      s.hashOn === undefined
+        ? null
+        : 'header' in s.hashOn
+          ? { header: s.hashOn.header.toLowerCase() }
+          : s.hashOn,
+    connectTimeoutMs: s.timeouts.connect,
+    policy: Object.freeze({
+      requestTimeoutMs,
+      perTryTimeoutMs: Math.min(s.timeouts.perTry ?? requestTimeoutMs, requestTimeoutMs),
+      idleTimeoutMs: s.timeouts.idle,
+      retry: resolveRetries(s.retries, `upstreams.${name}.retries`),
+    }),
+    circuitBreaker: s.circuitBreaker,
+    outlierDetection: s.outlierDetection,
+    limits: s.limits,
+    fallback: s.fallback ?? null,
+  });
 }
 
 /** Settings of an upstream that config does not mention. */
-export const DEFAULT_UPSTREAM_SETTINGS: UpstreamSettings = Object.freeze({
-  loadBalancer: 'round_robin',
-  connectTimeoutMs: 1000,
-  requestTimeoutMs: 15_000,
-  idleTimeoutMs: 300_000,
-});
+export const DEFAULT_UPSTREAM_SETTINGS: UpstreamSettings = resolveUpstreamSettings(undefined);
 
-/** Resolves an upstream's config section into settings. */
-export function resolveUpstreamSettings(spec: UpstreamSpec | undefined): UpstreamSettings {
-  if (spec === undefined) return DEFAULT_UPSTREAM_SETTINGS;
-  return Object.freeze({
-    loadBalancer: spec.loadBalancer,
-    connectTimeoutMs: spec.timeouts.connect,
-    requestTimeoutMs: spec.timeouts.request,
-    idleTimeoutMs: spec.timeouts.idle,
-  });
+/** A route's override of its upstream's request policy, or null when the route overrides nothing. */
+export function resolveRouteOverride(route: RouteSpec, index: number): Partial<RequestPolicy> | null {
+  if (route.timeouts === undefined && route.retries === undefined) return null;
+  const out: { -readonly [K in keyof RequestPolicy]?: RequestPolicy[K] } = {};
+  if (route.timeouts?.request !== undefined) out.requestTimeoutMs = route.timeouts.request;
+  if (route.timeouts?.perTry !== undefined) out.perTryTimeoutMs = route.timeouts.perTry;
+  if (route.timeouts?.idle !== undefined) out.idleTimeoutMs = route.timeouts.idle;
+  if (route.retries !== undefined) out.retry = resolveRetries(route.retries, `routes[${index}].retries`);
+  return out;
+}
+
+/** Applies a route override on top of an upstream's policy. */
+export function mergePolicy(base: RequestPolicy, override: Partial<RequestPolicy> | null): RequestPolicy {
+  if (override === null) return base;
+  const requestTimeoutMs = override.requestTimeoutMs ?? base.requestTimeoutMs;
+  return {
+    requestTimeoutMs,
+    perTryTimeoutMs: Math.min(override.perTryTimeoutMs ?? base.perTryTimeoutMs, requestTimeoutMs),
+    idleTimeoutMs: override.idleTimeoutMs ?? base.idleTimeoutMs,
+    retry: override.retry ?? base.retry,
+  };
 }

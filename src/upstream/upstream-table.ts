@@ -3,7 +3,7 @@
 import type { UpstreamSpec } from '../config/schema.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Endpoint } from './endpoint.ts';
-import { type BalancerFactory, Upstream } from './upstream.ts';
+import { type PoolFactory, Upstream } from './upstream.ts';
 import { resolveUpstreamSettings, type UpstreamSettings } from './upstream-settings.ts';
 
 /**
@@ -14,26 +14,27 @@ import { resolveUpstreamSettings, type UpstreamSettings } from './upstream-setti
 export class UpstreamTable {
   readonly #upstreams = new Map<string, Upstream>();
   readonly #metrics: Metrics;
-  readonly #balancerFactory: BalancerFactory | undefined;
+  readonly #poolFactory: PoolFactory | undefined;
   #specs: Readonly<Record<string, UpstreamSpec>>;
   /** Called for a name not in the table; returns the new upstream or undefined. */
   discover: ((name: string) => Upstream | undefined) | null = null;
+  /** Called with each name `get` finds (registries that stop idle on-demand watches track use with it). */
+  onUse: ((name: string) => void) | null = null;
 
-  constructor(
-    metrics: Metrics,
-    specs: Readonly<Record<string, UpstreamSpec>>,
-    balancerFactory?: BalancerFactory,
-  ) {
+  constructor(metrics: Metrics, specs: Readonly<Record<string, UpstreamSpec>>, poolFactory?: PoolFactory) {
     this.#metrics = metrics;
     this.#specs = specs;
-    this.#balancerFactory = balancerFactory;
+    this.#poolFactory = poolFactory;
     for (const name of Object.keys(specs)) this.ensure(name);
   }
 
   /** The upstream called `name`, if known (or discovered now). */
   get(name: string): Upstream | undefined {
     const found = this.#upstreams.get(name);
-    if (found !== undefined) return found;
+    if (found !== undefined) {
+      if (this.onUse !== null) this.onUse(name);
+      return found;
+    }
     return this.discover === null ? undefined : this.discover(name);
   }
 
@@ -46,7 +47,7 @@ export class UpstreamTable {
   ensure(name: string): Upstream {
     let upstream = this.#upstreams.get(name);
     if (upstream === undefined) {
-      upstream = new Upstream(name, this.settingsFor(name), this.#metrics, this.#balancerFactory);
+      upstream = new Upstream(name, this.settingsFor(name), this.#metrics, this.#poolFactory);
       this.#upstreams.set(name, upstream);
     }
     return upstream;
@@ -54,7 +55,7 @@ export class UpstreamTable {
 
   /** Settings for `name` from config, or the defaults. */
   settingsFor(name: string): UpstreamSettings {
-    return resolveUpstreamSettings(this.#specs[name]);
+    return resolveUpstreamSettings(this.#specs[name], name);
   }
 
   /** Replaces an upstream's endpoints, creating the upstream when new. */

@@ -1,41 +1,51 @@
-// An upstream: its endpoint snapshot, live endpoint handles, balancer and one connection pool per endpoint.
+// An upstream: its endpoints, balancer, connection pools, and the resilience policies that guard it.
 import { Pool } from 'undici';
+import { createBalancer } from '../balancer/create-balancer.ts';
 import type { LoadBalancer } from '../balancer/load-balancer.ts';
-import { RoundRobinBalancer } from '../balancer/round-robin.ts';
+import { ExponentialBackoff } from '../resilience/backoff.ts';
+import { type BreakerState, UpstreamBreaker } from '../resilience/circuit-breaker.ts';
+import { ConcurrencyLimit } from '../resilience/concurrency-limit.ts';
+import { OutlierDetector } from '../resilience/outlier-detector.ts';
+import { RetryBudget } from '../resilience/retry-budget.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
-import type { UpstreamSettings } from './upstream-settings.ts';
+import type { RetrySettings, UpstreamSettings } from './upstream-settings.ts';
 
-/** Creates the balancer an upstream's settings name. */
-export type BalancerFactory = (settings: UpstreamSettings) => LoadBalancer;
+/** Creates the connection pool of one endpoint (plain HTTP here; the TLS layer may supply another). */
+export type PoolFactory = (endpoint: Endpoint, settings: UpstreamSettings) => Pool;
 
-const defaultBalancerFactory: BalancerFactory = () => new RoundRobinBalancer();
-
-/** Per-endpoint keep-alive pool options. */
-function createPool(endpoint: Endpoint, settings: UpstreamSettings): Pool {
-  return new Pool(`http://${endpoint.id}`, {
+/** Per-endpoint keep-alive pool: pipelining off, connect timeout from settings. */
+export const plainPoolFactory: PoolFactory = (endpoint, settings) =>
+  new Pool(`http://${endpoint.id}`, {
     pipelining: 1,
     connect: { timeout: settings.connectTimeoutMs },
-    headersTimeout: settings.requestTimeoutMs,
-    bodyTimeout: settings.idleTimeoutMs,
     keepAliveTimeout: 4000,
   });
-}
+
+const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
 
 /**
  * A named destination service. Discovery hands it immutable endpoint snapshots (`setEndpoints`);
- * it keeps one handle and one undici pool per endpoint across snapshots, and the balancer picks
- * among the eligible handles on each attempt.
+ * it keeps one handle and one undici pool per endpoint across snapshots. Outlier detection decides
+ * which handles are eligible; the balancer picks among those on each attempt. It also owns the
+ * upstream's breaker, resource limits, retry budget and backoff.
  */
 export class Upstream {
   readonly name: string;
   settings: UpstreamSettings;
   readonly metrics: UpstreamMetrics;
+  readonly limits: ConcurrencyLimit;
+  readonly outlier: OutlierDetector;
+  breaker: UpstreamBreaker | null;
+  #budgets = new WeakMap<RetrySettings, RetryBudget>();
+  #backoffs = new WeakMap<RetrySettings, ExponentialBackoff>();
   #balancer: LoadBalancer;
-  readonly #balancerFactory: BalancerFactory;
   readonly #metricsRoot: Metrics;
+  readonly #poolFactory: PoolFactory;
   #handles: readonly EndpointHandle[] = [];
   readonly #pools = new Map<EndpointHandle, Pool>();
+  #tick: NodeJS.Timeout | null = null;
+  #closed = false;
   /** True once discovery delivered a first snapshot (even an empty one). */
   synced = false;
 
@@ -43,14 +53,17 @@ export class Upstream {
     name: string,
     settings: UpstreamSettings,
     metrics: Metrics,
-    balancerFactory: BalancerFactory = defaultBalancerFactory,
+    poolFactory: PoolFactory = plainPoolFactory,
   ) {
     this.name = name;
     this.settings = settings;
     this.#metricsRoot = metrics;
     this.metrics = metrics.forUpstream('outbound', name);
-    this.#balancerFactory = balancerFactory;
-    this.#balancer = balancerFactory(settings);
+    this.#poolFactory = poolFactory;
+    this.#balancer = createBalancer(settings.loadBalancer);
+    this.limits = new ConcurrencyLimit(settings.limits);
+    this.outlier = this.#createOutlier(settings);
+    this.breaker = this.#createBreaker(settings);
     this.#publishEndpointGauges();
   }
 
@@ -61,6 +74,35 @@ export class Upstream {
 
   get balancerKind(): string {
     return this.#balancer.kind;
+  }
+
+  /** Whether the balancer has something to pick (eligible endpoints exist). */
+  get hasEndpoints(): boolean {
+    return this.#handles.length > 0;
+  }
+
+  /** The retry budget shared by requests using `retry` settings on this upstream. */
+  budget(retry: RetrySettings): RetryBudget {
+    let b = this.#budgets.get(retry);
+    if (b === undefined) {
+      b = new RetryBudget({
+        ratio: retry.budgetRatio,
+        minRetriesPerSecond: retry.budgetMinRetriesPerSecond,
+        windowMs: retry.budgetWindowMs,
+      });
+      this.#budgets.set(retry, b);
+    }
+    return b;
+  }
+
+  /** The backoff of `retry` settings. */
+  backoff(retry: RetrySettings): ExponentialBackoff {
+    let b = this.#backoffs.get(retry);
+    if (b === undefined) {
+      b = new ExponentialBackoff({ baseMs: retry.backoffBaseMs, maxMs: retry.backoffMaxMs });
+      this.#backoffs.set(retry, b);
+    }
+    return b;
   }
 
   /**
@@ -79,32 +121,33 @@ export class Upstream {
         continue;
       }
       const handle = new EndpointHandle(endpoint);
-      this.#pools.set(handle, createPool(endpoint, this.settings));
+      this.#pools.set(handle, this.#poolFactory(endpoint, this.settings));
       next.push(handle);
     }
     for (const gone of byId.values()) this.#retire(gone);
     this.#handles = next;
     this.synced = true;
-    this.#balancer.update(next);
-    this.#publishEndpointGauges();
+    this.outlier.update(next);
+    this.#rebalance();
   }
 
-  /** Applies new settings (a config reload): a new balancer, and fresh pools when timeouts changed. */
+  /** Applies new settings (a config reload): policies are rebuilt; endpoints and pools stay. */
   updateSettings(settings: UpstreamSettings): void {
     const old = this.settings;
     this.settings = settings;
-    if (old.loadBalancer !== settings.loadBalancer) this.#balancer = this.#balancerFactory(settings);
-    if (
-      old.connectTimeoutMs !== settings.connectTimeoutMs ||
-      old.requestTimeoutMs !== settings.requestTimeoutMs
-    ) {
+    if (old.loadBalancer !== settings.loadBalancer) this.#balancer = createBalancer(settings.loadBalancer);
+    if (JSON.stringify(old.circuitBreaker) !== JSON.stringify(settings.circuitBreaker)) {
+      this.breaker?.shutdown();
+      this.breaker = this.#createBreaker(settings);
+    }
+    if (old.connectTimeoutMs !== settings.connectTimeoutMs) {
       for (const h of this.#handles) {
         const pool = this.#pools.get(h);
-        this.#pools.set(h, createPool(h.endpoint, settings));
+        this.#pools.set(h, this.#poolFactory(h.endpoint, settings));
         pool?.close().catch(() => {});
       }
     }
-    this.#balancer.update(this.#handles);
+    this.#rebalance();
   }
 
   /** Picks an endpoint for an attempt (see LoadBalancer.pick). */
@@ -112,18 +155,77 @@ export class Upstream {
     return this.#balancer.pick(hashKey, avoid);
   }
 
+  /** Tells the balancer an attempt's latency (ms). */
+  observe(handle: EndpointHandle, latencyMs: number): void {
+    this.#balancer.observe?.(handle, latencyMs);
+  }
+
   /** The connection pool of a handle this upstream gave out. */
   poolOf(handle: EndpointHandle): Pool | undefined {
     return this.#pools.get(handle);
   }
 
-  /** Closes every pool, waiting for in-flight requests. */
+  /** Closes every pool, waiting for in-flight requests, and stops timers. */
   async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#tick !== null) clearTimeout(this.#tick);
+    this.breaker?.shutdown();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     this.#handles = [];
     this.#balancer.update([]);
     await Promise.all(pools.map((p) => p.close().catch(() => {})));
+  }
+
+  #createOutlier(settings: UpstreamSettings): OutlierDetector {
+    const o = settings.outlierDetection;
+    const off = !o.enabled;
+    return new OutlierDetector({
+      consecutive5xx: off ? 0 : o.consecutive5xx,
+      consecutiveGatewayFailure: off ? 0 : o.consecutiveGatewayFailure,
+      consecutiveLocalOriginFailure: off ? 0 : o.consecutiveConnectFailure,
+      baseEjectionTimeMs: o.baseEjectionTime,
+      maxEjectionTimeMs: Math.max(o.maxEjectionTime, o.baseEjectionTime),
+      maxEjectionPercent: o.maxEjectionPercent,
+      panicThresholdPercent: o.panicThreshold,
+      onChange: () => this.#rebalance(),
+    });
+  }
+
+  #createBreaker(settings: UpstreamSettings): UpstreamBreaker | null {
+    const b = settings.circuitBreaker;
+    const m = this.#metricsRoot.resilience;
+    const publish = (state: BreakerState) => {
+      for (const s of BREAKER_STATES) m.breakerState.labels(this.name, s).set(s === state ? 1 : 0);
+    };
+    publish('closed');
+    if (!b.enabled) return null;
+    return new UpstreamBreaker(b, (state) => {
+      publish(state);
+      m.breakerTransitions.labels(this.name, state).inc();
+    });
+  }
+
+  /** Gives the balancer the eligible endpoints and schedules the next ejection's end. */
+  #rebalance(): void {
+    if (this.#closed) return;
+    this.#balancer.update(this.outlier.eligible(this.#handles));
+    this.#publishEndpointGauges();
+    const next = this.outlier.nextTickAtMs();
+    if (this.#tick !== null) {
+      clearTimeout(this.#tick);
+      this.#tick = null;
+    }
+    if (next !== undefined) {
+      this.#tick = setTimeout(
+        () => {
+          this.#tick = null;
+          if (this.outlier.tick() === 0) this.#rebalance();
+        },
+        Math.max(0, next - performance.now()) + 1,
+      );
+      this.#tick.unref();
+    }
   }
 
   #retire(handle: EndpointHandle): void {
@@ -137,6 +239,7 @@ export class Upstream {
     for (const h of this.#handles) if (h.ejected) ejected++;
     this.#metricsRoot.endpoints.labels(this.name, 'healthy').set(this.#handles.length - ejected);
     this.#metricsRoot.endpoints.labels(this.name, 'ejected').set(ejected);
+    this.#metricsRoot.resilience.ejectionsActive.labels(this.name).set(ejected);
   }
 }
 
