@@ -11,8 +11,11 @@ import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
 import type { RetrySettings, UpstreamSettings } from './upstream-settings.ts';
 
-/** Creates the connection pool of one endpoint (plain HTTP here; the TLS layer may supply another). */
-export type PoolFactory = (endpoint: Endpoint, settings: UpstreamSettings) => Pool;
+/**
+ * Creates the connection pool of one endpoint (plain HTTP here; the TLS layer supplies mTLS pools).
+ * `upstream` is the upstream's name: the identity an mTLS server must prove.
+ */
+export type PoolFactory = (endpoint: Endpoint, settings: UpstreamSettings, upstream: string) => Pool;
 
 /** Per-endpoint keep-alive pool: pipelining off, connect timeout from settings. */
 export const plainPoolFactory: PoolFactory = (endpoint, settings) =>
@@ -121,7 +124,7 @@ export class Upstream {
         continue;
       }
       const handle = new EndpointHandle(endpoint);
-      this.#pools.set(handle, this.#poolFactory(endpoint, this.settings));
+      this.#pools.set(handle, this.#poolFactory(endpoint, this.settings, this.name));
       next.push(handle);
     }
     for (const gone of byId.values()) this.#retire(gone);
@@ -143,7 +146,7 @@ export class Upstream {
     if (old.connectTimeoutMs !== settings.connectTimeoutMs) {
       for (const h of this.#handles) {
         const pool = this.#pools.get(h);
-        this.#pools.set(h, this.#poolFactory(h.endpoint, settings));
+        this.#pools.set(h, this.#poolFactory(h.endpoint, settings, this.name));
         pool?.close().catch(() => {});
       }
     }
