@@ -20,7 +20,12 @@ import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { ProxyContext } from './proxy-context.ts';
 import { prepareBody } from './request-body.ts';
-import { classifyFailure, errorForFailure, type FailureKind } from './upstream-failure.ts';
+import {
+  AttemptTimeoutError,
+  classifyFailure,
+  errorForFailure,
+  type FailureKind,
+} from './upstream-failure.ts';
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -29,6 +34,12 @@ const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
 const OUTCOME_CONNECT: AttemptOutcome = { kind: 'connect-failure' };
 const OUTCOME_RESET: AttemptOutcome = { kind: 'reset' };
 const OUTCOME_TIMEOUT: AttemptOutcome = { kind: 'timeout' };
+
+/**
+ * Per-try timeouts shorter than this run on meshlet's own timer; longer ones on undici's coarse
+ * (~1 s resolution) headers timeout, which costs nothing per request. Milliseconds.
+ */
+const PRECISE_TIMEOUT_BELOW_MS = 2000;
 
 /** The first cookie called `name` in a Cookie header. */
 function cookieValue(header: string | undefined, name: string): string | undefined {
@@ -73,6 +84,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #pending = false;
   #discarding = false;
   #retryAfter: string | undefined;
+  #timer: NodeJS.Timeout | null = null;
+  #timedOut = false;
   // Whole-exchange state.
   #attempts = 0;
   #holdsRequest = false;
@@ -223,6 +236,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     handle.active++;
     this.#headers[this.#timeoutSlot] = String(Math.ceil(remaining));
     const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
+    this.#timedOut = false;
+    if (perTry < PRECISE_TIMEOUT_BELOW_MS) this.#timer = setTimeout(Exchange.#onTimer, perTry, this, perTry);
     pool.dispatch(
       {
         path: this.#path,
@@ -241,6 +256,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#requestStarted = true;
     this.#releasePending();
     if (this.#done) controller.abort(new Error('client closed'));
+    else if (this.#timedOut) controller.abort(new AttemptTimeoutError(this.#policy.perTryTimeoutMs));
+  }
+
+  /** The per-try timer fired before response headers: abort the attempt as a timeout. */
+  static #onTimer(exchange: Exchange, ms: number): void {
+    exchange.#timer = null;
+    exchange.#timedOut = true;
+    exchange.#controller?.abort(new AttemptTimeoutError(ms));
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
   }
 
   onResponseStart(
@@ -250,6 +280,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   ): void {
     const upstream = this.#upstream;
     const handle = this.#handle!;
+    this.#clearTimer();
     this.#releasePending();
     upstream.observe(handle, performance.now() - this.#attemptStartedAt);
     this.#ctx.metrics.resilience.attempts.labels(upstream.name, 'response').inc();
@@ -404,6 +435,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** Ends the current attempt's claims (endpoint in-flight count, pending slot); once per attempt. */
   #endAttempt(): void {
+    this.#clearTimer();
     this.#releasePending();
     if (!this.#inflight) return;
     this.#inflight = false;
@@ -445,6 +477,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #complete(status: number, err?: MeshletError): void {
     if (this.#done) return;
     this.#done = true;
+    this.#clearTimer();
     const upstream = this.#upstream;
     if (this.#holdsRequest) upstream.limits.releaseRequest();
     if (this.#holdsRetry) upstream.limits.releaseRetry();

@@ -19,7 +19,16 @@ const CONNECT_CODES = new Set([
   'EAI_AGAIN',
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'MESHLET_ATTEMPT_TIMEOUT']);
+
+/** The error meshlet aborts an attempt with when its own per-try timer fires. */
+export class AttemptTimeoutError extends Error {
+  readonly code = 'MESHLET_ATTEMPT_TIMEOUT';
+  constructor(ms: number) {
+    super(`no response headers within ${Math.round(ms)} ms`);
+    this.name = 'AttemptTimeoutError';
+  }
+}
 
 /** The failure kind of an error raised by undici or the socket. */
 export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
