@@ -5,8 +5,8 @@ import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp } from './listener/http-listener.ts';
 import { outboundHandler, upstreamListenerHandler } from './proxy/outbound-stack.ts';
 import type { ProxyContext } from './proxy/proxy-context.ts';
+import { createRegistry } from './registry/create-registry.ts';
 import type { Registry } from './registry/registry.ts';
-import { StaticRegistry } from './registry/static/static-registry.ts';
 import { Router } from './route/router.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
@@ -36,7 +36,7 @@ export class Daemon {
   readonly logger: Logger;
   config: MeshletConfig;
   #router: Router;
-  readonly #registry: StaticRegistry;
+  readonly #registry: Registry;
   readonly #ctx: ProxyContext;
   readonly #configFile: string | undefined;
   #listeners: HttpListener[] = [];
@@ -51,9 +51,7 @@ export class Daemon {
     this.metrics = new Metrics({ processMetrics: options.processMetrics ?? true });
     this.table = new UpstreamTable(this.metrics, config.upstreams);
     this.#router = new Router(config.routes, this.table);
-    this.#registry = new StaticRegistry({
-      endpoints: config.registry.endpoints,
-      file: config.registry.file,
+    this.#registry = createRegistry(config, {
       table: this.table,
       metrics: this.metrics,
       logger: this.logger,
@@ -86,10 +84,10 @@ export class Daemon {
     const view = {
       metrics: this.metrics,
       table: this.table,
-      registry: this.#registry as Registry,
+      registry: this.#registry,
       draining: () => this.#draining,
       adminToken: listeners.admin.token,
-      readinessChecks: () => [] as [string, boolean, string][],
+      readinessChecks: () => this.#registry.readinessChecks?.() ?? [],
     };
     this.#admin = await listenHttp(listeners.admin.address, listeners.admin.port, adminHandler(view));
     this.#listeners.push(
@@ -149,7 +147,8 @@ export class Daemon {
     }
     this.table.applySpecs(next.upstreams);
     this.#router = new Router(next.routes, this.table);
-    this.#registry.updateConfigEndpoints(next.registry.endpoints);
+    if (next.registry.type === this.#registry.type) this.#registry.reload?.(next);
+    else this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
     this.#ctx.accessLog = next.accessLog;
     this.config = next;
     this.metrics.configReloads.labels('config', 'ok').inc();
@@ -171,6 +170,8 @@ export class Daemon {
     this.logger.info({ msg: 'draining', reason, drainDelayMs: drainDelay, drainTimeoutMs: drainTimeout });
     this.#draining = true;
     this.#ctx.draining = true;
+    // Peers first: the instance turns critical in Consul, then the drain delay lets their watches see it.
+    await this.#registry.beforeDrain?.();
     if (drainDelay > 0) await sleep(drainDelay);
     for (const l of this.#listeners) l.stopAccepting();
     // Keep-alive connections close once their in-flight response is done (they get `connection: close`).

@@ -1,15 +1,18 @@
 // The `meshlet` command line: verbs, flags, help, and the mapping of failures to exit codes.
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { loadConfigFile } from '../config/load-config.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
+import { healthCommand } from './health-command.ts';
 import { EXIT, runCommand } from './run-command.ts';
+import { servicesCommand } from './services-command.ts';
 
 /** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
 function configCheck(file: string): number {
   const config = loadConfigFile(file);
-  const upstreams = new Set([...Object.keys(config.upstreams), ...Object.keys(config.registry.endpoints)]);
+  const fromRegistry = config.registry.type === 'static' ? Object.keys(config.registry.endpoints) : [];
+  const upstreams = new Set([...Object.keys(config.upstreams), ...fromRegistry]);
   process.stdout.write(
     `${file}: ok (${upstreams.size} upstream(s), ${config.routes.length} route(s), registry ${config.registry.type})\n`,
   );
@@ -61,7 +64,23 @@ export async function main(argv: string[]): Promise<void> {
           )
           .demandCommand(1, 'name a config subcommand: check'),
       )
-      .demandCommand(1, 'name a command: run, config check')
+      .command(
+        'services',
+        'List upstreams with healthy/total endpoints, as the running meshlet sees them; exit 1 when one has none',
+        (y) => adminOptions(y),
+        async (args) => {
+          code = await servicesCommand(args.admin, args.json);
+        },
+      )
+      .command(
+        'health',
+        "This instance's checks, each upstream's healthy/total and an overall status; exit 1 when degraded",
+        (y) => adminOptions(y),
+        async (args) => {
+          code = await healthCommand(args.admin, args.json);
+        },
+      )
+      .demandCommand(1, 'name a command: run, config check, services, health')
       .strict()
       .help()
       .alias('h', 'help')
@@ -88,5 +107,16 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 class UsageError extends Error {}
+
+/** `--admin URL` and `--json`, shared by the verbs that read a running meshlet's admin API. */
+function adminOptions<T>(y: Argv<T>) {
+  return y
+    .option('admin', {
+      type: 'string',
+      default: 'http://127.0.0.1:15000',
+      describe: 'admin API of the running meshlet',
+    })
+    .option('json', { type: 'boolean', default: false, describe: 'print JSON instead of a table' });
+}
 
 if (import.meta.main) await main(process.argv.slice(2));

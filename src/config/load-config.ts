@@ -73,9 +73,35 @@ export function validateConfig(raw: unknown, file?: string, baseDir = process.cw
   if (config.registry.type === 'static' && config.registry.file !== undefined) {
     config.registry.file = resolve(baseDir, config.registry.file);
   }
+  if (config.registry.type === 'consul') checkConsul(config, file, baseDir);
   checkPorts(config, file);
   checkPolicies(config, file);
   return config;
+}
+
+/** Consul settings that zod cannot check alone; resolves the token and TLS files against `baseDir`. */
+function checkConsul(config: MeshletConfig, file: string | undefined, baseDir: string): void {
+  if (config.registry.type !== 'consul') return;
+  const { consul, check } = config.registry;
+  if (consul.token !== undefined && consul.tokenFile !== undefined) {
+    throw new ConfigError('registry.consul.tokenFile', 'set either token or tokenFile, not both', file);
+  }
+  if (check.http !== undefined && check.tcp === true) {
+    throw new ConfigError('registry.check.tcp', 'set either http or tcp: true, not both', file);
+  }
+  if (check.timeout >= check.interval) {
+    throw new ConfigError('registry.check.timeout', 'must be shorter than registry.check.interval', file);
+  }
+  if (config.registry.register === true && config.service === undefined) {
+    throw new ConfigError('service', 'required when registry.register is true', file);
+  }
+  if (consul.tokenFile !== undefined) consul.tokenFile = resolve(baseDir, consul.tokenFile);
+  if (consul.tls !== undefined) {
+    for (const k of ['ca', 'cert', 'key'] as const) {
+      const path = consul.tls[k];
+      if (path !== undefined) consul.tls[k] = resolve(baseDir, path);
+    }
+  }
 }
 
 /** Listener ports must not collide (0 means "any free port" and never collides). */

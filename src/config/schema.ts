@@ -1,5 +1,6 @@
 // The config file's schema (zod): every key, its type and its default; unknown keys are errors.
 import { z } from 'zod';
+import { CONSUL_DRAIN_DELAY_MS, consulRegistry } from './consul-schema.ts';
 import { parseDuration } from './duration.ts';
 
 /** A duration: `"250ms"`, `"1s"`, `"5m"`, `"1m30s"` or a number of milliseconds; parsed to ms. */
@@ -191,49 +192,58 @@ const staticRegistry = z.strictObject({
 });
 
 /** The whole config file. */
-export const configSchema = z.strictObject({
-  service: z
-    .strictObject({
-      name,
-      port,
-      address: z.string().min(1).optional(),
-      tags: z.array(z.string()).default([]),
-      meta: z.record(z.string(), z.string()).default({}),
-    })
-    .optional(),
-  listeners: z
-    .strictObject({
-      outbound: listener('127.0.0.1', 15001),
-      admin: z
-        .strictObject({
-          address: z.string().min(1).default('127.0.0.1'),
-          port: portOrZero.default(15000),
-          /** Bearer token required by mutating admin calls; without it they are allowed from loopback callers only. */
-          token: z.string().min(8, 'expected at least 8 characters').optional(),
-        })
-        .prefault({}),
-    })
-    .prefault({}),
-  registry: z.discriminatedUnion('type', [staticRegistry]).prefault({ type: 'static' }),
-  upstreams: z.record(name, upstreamSpec.prefault({})).default({}),
-  routes: z.array(routeSpec).default([]),
-  accessLog: z
-    .strictObject({
-      /** One JSON line per request on stdout. Default on. */
-      enabled: z.boolean().default(true),
-      /** Share of requests logged, 0..1. Default 1 (all). Errors from meshlet itself are always logged. */
-      sampleRate: z.number().min(0).max(1).default(1),
-    })
-    .prefault({}),
-  shutdown: z
-    .strictObject({
-      /** Wait after SIGTERM before the listeners stop accepting, so peers notice. Default 0 s. */
-      drainDelay: duration.default(0),
-      /** Longest wait for in-flight requests after the listeners closed. Default 25 s. */
-      drainTimeout: duration.default(25_000),
-    })
-    .prefault({}),
-});
+export const configSchema = z
+  .strictObject({
+    service: z
+      .strictObject({
+        name,
+        port,
+        address: z.string().min(1).optional(),
+        tags: z.array(z.string()).default([]),
+        meta: z.record(z.string(), z.string()).default({}),
+      })
+      .optional(),
+    listeners: z
+      .strictObject({
+        outbound: listener('127.0.0.1', 15001),
+        admin: z
+          .strictObject({
+            address: z.string().min(1).default('127.0.0.1'),
+            port: portOrZero.default(15000),
+            /** Bearer token required by mutating admin calls; without it they are allowed from loopback callers only. */
+            token: z.string().min(8, 'expected at least 8 characters').optional(),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    registry: z.discriminatedUnion('type', [staticRegistry, consulRegistry]).prefault({ type: 'static' }),
+    upstreams: z.record(name, upstreamSpec.prefault({})).default({}),
+    routes: z.array(routeSpec).default([]),
+    accessLog: z
+      .strictObject({
+        /** One JSON line per request on stdout. Default on. */
+        enabled: z.boolean().default(true),
+        /** Share of requests logged, 0..1. Default 1 (all). Errors from meshlet itself are always logged. */
+        sampleRate: z.number().min(0).max(1).default(1),
+      })
+      .prefault({}),
+    shutdown: z
+      .strictObject({
+        /** Wait after SIGTERM before the listeners stop accepting, so peers notice. Default 0 s; 5 s with Consul. */
+        drainDelay: duration.optional(),
+        /** Longest wait for in-flight requests after the listeners closed. Default 25 s. */
+        drainTimeout: duration.default(25_000),
+      })
+      .prefault({}),
+  })
+  .transform((config) => ({
+    ...config,
+    shutdown: {
+      ...config.shutdown,
+      drainDelay:
+        config.shutdown.drainDelay ?? (config.registry.type === 'consul' ? CONSUL_DRAIN_DELAY_MS : 0),
+    },
+  }));
 
 /** The config file as written. */
 export type ConfigInput = z.input<typeof configSchema>;

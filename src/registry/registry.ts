@@ -1,4 +1,8 @@
 // The contract of a registry: where endpoints come from (and, for some, where this instance is registered).
+import type { MeshletConfig } from '../config/schema.ts';
+
+/** One readiness condition for `/ready`: `[name, ok, detail]`. */
+export type ReadinessCheck = [string, boolean, string];
 
 /** A source of endpoints that fills the UpstreamTable. */
 export interface Registry {
@@ -10,6 +14,12 @@ export interface Registry {
   readonly synced: boolean;
   /** Stops watching (and deregisters, for registries that register). */
   stop(): Promise<void>;
-  /** A JSON-able view for `/upstreams` and `/ready`. */
+  /** A JSON-able view for `/upstreams` and `/ready`. Never holds secrets. */
   status(): Record<string, unknown>;
+  /** Extra `/ready` conditions, e.g. the local app's check. */
+  readinessChecks?(): ReadinessCheck[];
+  /** Shutdown, before the drain delay: tell peers to stop sending (mark critical / deregister). */
+  beforeDrain?(): Promise<void>;
+  /** Applies a reloaded config (same registry type). */
+  reload?(config: MeshletConfig): void;
 }

@@ -3,7 +3,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { z } from 'zod';
 import { loadEndpointsFile } from '../../config/load-config.ts';
-import type { EndpointSpec, endpointMap } from '../../config/schema.ts';
+import type { EndpointSpec, endpointMap, MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { type Endpoint, makeEndpoint } from '../../upstream/endpoint.ts';
@@ -76,6 +76,11 @@ export class StaticRegistry implements Registry {
   updateConfigEndpoints(endpoints: EndpointMap): void {
     this.#options = { ...this.#options, endpoints };
     this.#apply();
+  }
+
+  /** Applies a reloaded config's `registry.endpoints`. */
+  reload(config: MeshletConfig): void {
+    if (config.registry.type === 'static') this.updateConfigEndpoints(config.registry.endpoints);
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,114 @@
+// The `registry: {type: consul}` branch of the config schema: agent connection, registration, health probe, watches.
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+
+/** A duration (`"250ms"`, `"1s"`, `"5m"` or ms), parsed to ms. Local copy so this file needs nothing from schema.ts. */
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a duration like "250ms", "1s" or "5m", got ${JSON.stringify(value)}`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const serviceName = z
+  .string()
+  .regex(
+    /^[a-z0-9]([a-z0-9_.-]{0,62}[a-z0-9])?$/i,
+    'expected a service name of letters, digits, "-", "_", "."',
+  );
+
+/** How meshlet reaches the Consul agent. */
+const consulAgent = z
+  .strictObject({
+    /** Agent HTTP(S) address. Default `http://127.0.0.1:8500`. */
+    address: z
+      .string()
+      .regex(/^https?:\/\/[^/\s]+\/?$/, 'expected "http://host:port" or "https://host:port"')
+      .default('http://127.0.0.1:8500'),
+    /** ACL token, sent as `X-Consul-Token`. Never logged. */
+    token: z.string().min(1).optional(),
+    /** A file holding the ACL token (trailing whitespace trimmed); relative to the config file. */
+    tokenFile: z.string().min(1).optional(),
+    /** Datacenter for discovery queries (`?dc=`); default: the agent's own. */
+    datacenter: z.string().min(1).optional(),
+    /** TLS to the agent (`https://` addresses): CA bundle, client certificate and key (PEM files). */
+    tls: z
+      .strictObject({
+        ca: z.string().min(1).optional(),
+        cert: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+      })
+      .optional(),
+  })
+  .prefault({});
+
+/** meshlet's own probe of the local app, reported to Consul through a TTL check. */
+const appCheck = z
+  .strictObject({
+    /** HTTP path probed with GET on 127.0.0.1:service.port (2xx passing, 429 warning, else critical). */
+    http: z.string().startsWith('/', 'expected a path starting with "/"').optional(),
+    /** TCP connect probe on 127.0.0.1:service.port; the default when `http` is not set. */
+    tcp: z.boolean().optional(),
+    /** Time between probes. Default 10 s. */
+    interval: duration.default(10_000),
+    /** Time one probe may take. Default 2 s. */
+    timeout: duration.default(2000),
+    /** TTL of the Consul check; default 3 × interval (a crashed meshlet turns critical after it). */
+    ttl: duration.optional(),
+    /** Consecutive successes before a critical app is reported passing again. Default 1. */
+    successThreshold: z.number().int().min(1).default(1),
+    /** Consecutive failures before a passing app is reported critical. Default 1 (Consul's own checks). */
+    failureThreshold: z.number().int().min(1).default(1),
+    /** Consul removes an instance whose check stayed critical this long. Default 1 m. */
+    deregisterCriticalServiceAfter: duration.default(60_000),
+  })
+  .prefault({});
+
+/** Per-upstream discovery filter. */
+const discoveryFilter = z.strictObject({
+  /** Only instances carrying every one of these tags (`?tag=`). Default none. */
+  tags: z.array(z.string().min(1)).default([]),
+  /** Discover this upstream in another datacenter. Default `consul.datacenter`. */
+  datacenter: z.string().min(1).optional(),
+});
+
+/** `registry` with `type: consul`. */
+export const consulRegistry = z.strictObject({
+  type: z.literal('consul'),
+  consul: consulAgent,
+  /** Register `service` in Consul. Default: true when `service` is set. */
+  register: z.boolean().optional(),
+  /** Service ID; default `<service.name>-<hostname>-<service.port>` (stable across restarts). */
+  serviceId: z.string().min(1).optional(),
+  /** Weights peers' balancers read (Consul's `Weights`). Defaults 1 and 1, as Consul. */
+  weights: z
+    .strictObject({
+      passing: z.number().int().min(1).default(1),
+      warning: z.number().int().min(0).default(1),
+    })
+    .prefault({}),
+  check: appCheck,
+  /** Upstream name → tag/datacenter filter for its watch. */
+  filters: z.record(serviceName, discoveryFilter).default({}),
+  watch: z
+    .strictObject({
+      /** `wait` of each blocking query. Default 5 m (Consul's default; max 10 m). */
+      wait: duration.default(300_000),
+      /** An on-demand watch (an upstream not named in config) unused this long is stopped. Default 5 m. */
+      idleTimeout: duration.default(300_000),
+      /** Most on-demand watches at once; a request for one more new name gets `no_route`. Default 100. */
+      maxOnDemand: z.number().int().min(0).default(100),
+    })
+    .prefault({}),
+});
+
+/** The consul registry section with defaults filled in. */
+export type ConsulRegistryConfig = z.output<typeof consulRegistry>;
+
+/** Default `shutdown.drainDelay` with the Consul registry, ms: time for peers' watches to drop this instance. */
+export const CONSUL_DRAIN_DELAY_MS = 5000;

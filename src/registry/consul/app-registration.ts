@@ -1,0 +1,221 @@
+// Registers this instance in Consul and keeps its TTL check following meshlet's probe of the local app.
+import type { Logger } from '../../telemetry/logger.ts';
+import type { AgentReachability } from './agent-reachability.ts';
+import { type CheckStatus, probeApp, ProbeStatus, type ProbeTarget } from './app-probe.ts';
+import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
+import type { ConsulMetrics } from './consul-metrics.ts';
+
+/** What is registered, resolved from config. */
+export interface RegistrationSpec {
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  tags: readonly string[];
+  meta: Readonly<Record<string, string>>;
+  weights: { passing: number; warning: number };
+  probe: ProbeTarget;
+  /** Time between probes (and TTL refreshes), ms. */
+  intervalMs: number;
+  ttlMs: number;
+  deregisterCriticalServiceAfterMs: number;
+  successThreshold: number;
+  failureThreshold: number;
+}
+
+/** Longest wait for Consul during shutdown (mark critical, deregister), ms. */
+const SHUTDOWN_CALL_MS = 2000;
+
+/**
+ * True when Consul no longer knows the check: the agent restarted without state or someone
+ * deregistered the service. Consul ≥ 1.11 answers 404 `Unknown check ID`; older agents 500
+ * `CheckID "…" does not have associated TTL`.
+ */
+export function registrationLost(err: unknown): boolean {
+  if (!(err instanceof ConsulHttpError)) return false;
+  if (err.status === 404) return true;
+  return err.status === 500 && /does not have associated TTL|unknown check/i.test(err.message);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The instance's registration. Every `intervalMs` it probes the local app and reports the result
+ * through the TTL check (`PUT /v1/agent/check/update`, the probe's output as the note), which also
+ * refreshes the TTL. When the agent answers that the check is unknown, it registers again at once,
+ * so a lost registration comes back within one interval. Consul unreachable at start: it registers
+ * on the first tick that reaches the agent.
+ */
+export class AppRegistration {
+  readonly spec: RegistrationSpec;
+  readonly checkId: string;
+  readonly #client: ConsulClient;
+  readonly #reach: AgentReachability;
+  readonly #metrics: ConsulMetrics;
+  readonly #logger: Logger;
+  readonly #probe: ProbeStatus;
+  #registered = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | null = null;
+  #tick: Promise<void> = Promise.resolve();
+
+  constructor(
+    spec: RegistrationSpec,
+    deps: { client: ConsulClient; reach: AgentReachability; metrics: ConsulMetrics; logger: Logger },
+  ) {
+    this.spec = spec;
+    this.checkId = `service:${spec.id}`;
+    this.#client = deps.client;
+    this.#reach = deps.reach;
+    this.#metrics = deps.metrics;
+    this.#logger = deps.logger;
+    this.#probe = new ProbeStatus(spec.successThreshold, spec.failureThreshold);
+  }
+
+  /** Whether Consul accepted the registration (and has not lost it since, as far as meshlet knows). */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /** The status last reported (undefined before the first probe) and the probe's output. */
+  get check(): { status: CheckStatus | undefined; output: string } {
+    return { status: this.#probe.status, output: this.#probe.output };
+  }
+
+  /** Starts probing and registering; returns at once. */
+  start(): void {
+    this.#schedule(0);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      const startedAt = performance.now();
+      this.#tick = this.#probeAndReport().finally(() =>
+        this.#schedule(Math.max(0, this.spec.intervalMs - (performance.now() - startedAt))),
+      );
+    }, delayMs);
+  }
+
+  async #probeAndReport(): Promise<void> {
+    const result = await probeApp(this.spec.probe);
+    if (this.#stopped) return;
+    const before = this.#probe.status;
+    const status = this.#probe.record(result);
+    this.#metrics.setAppStatus(status);
+    if (before !== status) {
+      const level = status === 'passing' ? 'info' : 'warn';
+      this.#logger[level]({ msg: 'local app check', status, output: this.#probe.output });
+    }
+    await this.#report(status, this.#probe.output);
+  }
+
+  async #report(status: CheckStatus, output: string): Promise<void> {
+    if (!this.#registered) {
+      await this.#register(status, output);
+      return;
+    }
+    try {
+      await this.#client.updateCheck(this.checkId, status, output);
+      this.#reach.ok();
+    } catch (err) {
+      if (registrationLost(err)) {
+        this.#reach.ok();
+        this.#registered = false;
+        this.#logger.warn({ msg: 'Consul lost this instance; registering again', serviceId: this.spec.id });
+        await this.#register(status, output);
+      } else {
+        this.#reach.failed('check_update', err as Error);
+      }
+    }
+  }
+
+  /** The registration body, in Consul's field names. */
+  definition(status: CheckStatus): Record<string, unknown> {
+    const s = this.spec;
+    return {
+      ID: s.id,
+      Name: s.name,
+      Tags: [...s.tags],
+      Address: s.address,
+      Port: s.port,
+      Meta: { ...s.meta },
+      Weights: { Passing: s.weights.passing, Warning: s.weights.warning },
+      Check: {
+        CheckID: this.checkId,
+        Name: `meshlet: ${s.probe.httpPath === undefined ? 'TCP connect' : `HTTP GET ${s.probe.httpPath}`} on the local app`,
+        Notes: `meshlet probes 127.0.0.1:${s.probe.port} every ${s.intervalMs} ms and reports here`,
+        TTL: `${s.ttlMs}ms`,
+        Status: status,
+        DeregisterCriticalServiceAfter: `${s.deregisterCriticalServiceAfterMs}ms`,
+      },
+    };
+  }
+
+  async #register(status: CheckStatus, output: string): Promise<void> {
+    try {
+      await this.#client.register(this.definition(status));
+      await this.#client.updateCheck(this.checkId, status, output);
+      this.#reach.ok();
+    } catch (err) {
+      this.#reach.failed('register', err as Error);
+      return;
+    }
+    this.#registered = true;
+    this.#metrics.registrations.inc();
+    this.#logger.info({
+      msg: 'registered in Consul',
+      serviceId: this.spec.id,
+      service: this.spec.name,
+      address: this.spec.address,
+      port: this.spec.port,
+      status,
+    });
+  }
+
+  async #halt(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    await this.#tick;
+  }
+
+  /** Shutdown, step 1: stop probing and mark the check critical, so peers stop sending. Bounded to 2 s. */
+  async markDraining(): Promise<void> {
+    await this.#halt();
+    if (!this.#registered) return;
+    const marked = await withTimeout(
+      this.#client.updateCheck(this.checkId, 'critical', 'meshlet is shutting down: draining').then(
+        () => true,
+        (err: Error) => {
+          this.#reach.failed('check_update', err);
+          return false;
+        },
+      ),
+      SHUTDOWN_CALL_MS,
+    );
+    this.#logger.info({
+      msg: 'marked critical in Consul for the drain',
+      serviceId: this.spec.id,
+      ok: marked === true,
+    });
+  }
+
+  /** Shutdown, last step: deregister. Bounded to 2 s. */
+  async deregister(): Promise<void> {
+    await this.#halt();
+    if (!this.#registered) return;
+    this.#registered = false;
+    await withTimeout(
+      this.#client.deregister(this.spec.id).catch((err: Error) => this.#reach.failed('deregister', err)),
+      SHUTDOWN_CALL_MS,
+    );
+  }
+}

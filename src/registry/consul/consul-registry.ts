@@ -1,0 +1,367 @@
+// The Consul registry: watches upstreams with blocking queries, discovers new names on use, registers this instance.
+import { hostname, networkInterfaces } from 'node:os';
+import type { ConsulRegistryConfig } from '../../config/consul-schema.ts';
+import type { MeshletConfig } from '../../config/schema.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import type { Metrics } from '../../telemetry/metrics.ts';
+import type { Upstream } from '../../upstream/upstream.ts';
+import type { UpstreamTable } from '../../upstream/upstream-table.ts';
+import type { ReadinessCheck, Registry } from '../registry.ts';
+import { AgentReachability } from './agent-reachability.ts';
+import { AppRegistration, type RegistrationSpec } from './app-registration.ts';
+import { BlockingWatch } from './blocking-watch.ts';
+import { ConsulClient, readToken } from './consul-client.ts';
+import { ConsulMetrics } from './consul-metrics.ts';
+import { endpointsFromHealth } from './health-endpoints.ts';
+import { meshletVersion } from './meshlet-version.ts';
+
+type ServiceConfig = NonNullable<MeshletConfig['service']>;
+type WatchKind = 'configured' | 'on_demand';
+
+/** Options of the Consul registry. */
+export interface ConsulRegistryOptions {
+  config: MeshletConfig;
+  table: UpstreamTable;
+  metrics: Metrics;
+  logger: Logger;
+  /** Test hooks: least time between two reads of one watch, and error backoff bounds, ms. */
+  watchTiming?: { minIntervalMs?: number; backoffBaseMs?: number; backoffMaxMs?: number };
+}
+
+interface UpstreamWatch {
+  kind: WatchKind;
+  watch: BlockingWatch<unknown>;
+  /** `performance.now()` of the last request that used the upstream (on-demand watches). */
+  lastUsed: number;
+}
+
+/** The first non-internal IPv4 address of this host, or 127.0.0.1. */
+export function firstIPv4(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const ni of list ?? []) if (ni.family === 'IPv4' && !ni.internal) return ni.address;
+  }
+  return '127.0.0.1';
+}
+
+/** Upstream names config mentions: `upstreams:` keys, routes' upstreams and discovery filters. */
+export function configuredNames(config: MeshletConfig, registry: ConsulRegistryConfig): Set<string> {
+  return new Set([
+    ...Object.keys(config.upstreams),
+    ...config.routes.map((r) => r.upstream),
+    ...Object.keys(registry.filters),
+  ]);
+}
+
+/** Resolves what to register from `service` and `registry`. */
+export function registrationSpec(service: ServiceConfig, registry: ConsulRegistryConfig): RegistrationSpec {
+  const { check } = registry;
+  return {
+    id: registry.serviceId ?? `${service.name}-${hostname()}-${service.port}`,
+    name: service.name,
+    address: service.address ?? firstIPv4(),
+    port: service.port,
+    tags: service.tags,
+    meta: { ...service.meta, meshlet_version: meshletVersion(), meshlet_inbound: 'plain' },
+    weights: registry.weights,
+    probe: { port: service.port, httpPath: check.http, timeoutMs: check.timeout },
+    intervalMs: check.interval,
+    ttlMs: check.ttl ?? 3 * check.interval,
+    deregisterCriticalServiceAfterMs: check.deregisterCriticalServiceAfter,
+    successThreshold: check.successThreshold,
+    failureThreshold: check.failureThreshold,
+  };
+}
+
+/**
+ * Endpoints from Consul. Each upstream named in config is watched from start with a blocking query
+ * on `/v1/health/service/<name>?passing`; each answer replaces the upstream's endpoints at once. Any
+ * other name is discovered on first use: when the catalog (watched too) lists it, meshlet creates
+ * the upstream and starts its watch; the requests that arrive before the first answer get
+ * `503 no_healthy_endpoints`. A name the catalog does not list is `no_route`. On-demand watches
+ * unused for `watch.idleTimeout` stop, and at most `watch.maxOnDemand` run at once.
+ * When Consul is unreachable, every upstream keeps its last endpoints and the watches retry with backoff.
+ */
+export class ConsulRegistry implements Registry {
+  readonly type = 'consul';
+  #config: MeshletConfig;
+  readonly #settings: ConsulRegistryConfig;
+  readonly #table: UpstreamTable;
+  readonly #logger: Logger;
+  readonly #metrics: ConsulMetrics;
+  readonly #reach: AgentReachability;
+  readonly #client: ConsulClient;
+  readonly #tokenSet: boolean;
+  readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
+  readonly #watches = new Map<string, UpstreamWatch>();
+  #catalog: BlockingWatch<Record<string, string[]>> | null = null;
+  #catalogNames = new Set<string>();
+  #registration: AppRegistration | null = null;
+  #sweeper: NodeJS.Timeout | null = null;
+  #stopped = false;
+  #capLogged = false;
+
+  constructor(options: ConsulRegistryOptions) {
+    const { config } = options;
+    if (config.registry.type !== 'consul') throw new Error('ConsulRegistry needs registry.type consul');
+    this.#config = config;
+    this.#settings = config.registry;
+    this.#table = options.table;
+    this.#logger = options.logger;
+    this.#timing = options.watchTiming ?? {};
+    this.#metrics = new ConsulMetrics(options.metrics.registry);
+    this.#reach = new AgentReachability(this.#metrics, this.#logger);
+    const { consul } = this.#settings;
+    const token = readToken(consul.token, consul.tokenFile);
+    this.#tokenSet = token !== undefined;
+    this.#client = new ConsulClient({ address: consul.address, token, tls: consul.tls });
+  }
+
+  /** True once the catalog and every configured upstream got a first answer from Consul. */
+  get synced(): boolean {
+    if (this.#catalog !== null && !this.#catalog.synced) return false;
+    for (const w of this.#watches.values()) if (w.kind === 'configured' && !w.watch.synced) return false;
+    return true;
+  }
+
+  async start(): Promise<void> {
+    for (const name of configuredNames(this.#config, this.#settings)) this.#watch(name, 'configured');
+    if (this.#settings.watch.maxOnDemand > 0) {
+      this.#startCatalogWatch();
+      this.#table.discover = (name) => this.#discover(name);
+      this.#table.onUse = (name) => {
+        const w = this.#watches.get(name);
+        if (w !== undefined) w.lastUsed = performance.now();
+      };
+      const every = Math.max(50, Math.min(30_000, this.#settings.watch.idleTimeout / 4));
+      this.#sweeper = setInterval(() => this.#sweepIdle(), every);
+      this.#sweeper.unref();
+    }
+    const register = this.#settings.register ?? this.#config.service !== undefined;
+    if (register && this.#config.service !== undefined) {
+      this.#registration = new AppRegistration(registrationSpec(this.#config.service, this.#settings), {
+        client: this.#client,
+        reach: this.#reach,
+        metrics: this.#metrics,
+        logger: this.#logger,
+      });
+      this.#registration.start();
+    }
+  }
+
+  /** Starts watches for upstreams a reloaded config names; a name no longer named becomes on-demand. */
+  reload(config: MeshletConfig): void {
+    if (config.registry.type !== 'consul') return;
+    this.#config = config;
+    const names = configuredNames(config, config.registry);
+    for (const [name, w] of this.#watches) {
+      if (!names.has(name) && w.kind === 'configured') {
+        w.kind = 'on_demand';
+        w.lastUsed = performance.now();
+      }
+    }
+    for (const name of names) {
+      const w = this.#watches.get(name);
+      if (w === undefined) this.#watch(name, 'configured');
+      else w.kind = 'configured';
+    }
+    this.#publishWatchCounts();
+  }
+
+  #startCatalogWatch(): void {
+    this.#catalog = new BlockingWatch({
+      name: 'catalog',
+      ...this.#timing,
+      fetch: (index, signal) =>
+        this.#client.catalogServices({
+          index,
+          waitMs: this.#settings.watch.wait,
+          signal,
+          datacenter: this.#settings.consul.datacenter,
+        }),
+      onAnswer: (services) => this.#applyCatalog(services),
+      onError: (err) => this.#reach.failed('catalog', err),
+      onSuccess: () => this.#reach.ok(),
+      onIndexReset: () => this.#resyncAll('catalog'),
+    });
+    this.#catalog.start();
+  }
+
+  #applyCatalog(services: Record<string, string[]>): void {
+    this.#catalogNames = new Set(Object.keys(services ?? {}));
+    // An on-demand upstream whose service left the catalog goes back to `no_route`.
+    for (const [name, w] of this.#watches) {
+      if (w.kind === 'on_demand' && !this.#catalogNames.has(name))
+        void this.#unwatch(name, 'left the catalog');
+    }
+  }
+
+  #discover(name: string): Upstream | undefined {
+    if (this.#stopped) return undefined;
+    if (this.#watches.has(name)) return this.#table.ensure(name);
+    // Before the catalog's first answer, give the name the benefit of the doubt.
+    if (this.#catalog?.synced === true && !this.#catalogNames.has(name)) return undefined;
+    let onDemand = 0;
+    for (const w of this.#watches.values()) if (w.kind === 'on_demand') onDemand++;
+    if (onDemand >= this.#settings.watch.maxOnDemand) {
+      if (!this.#capLogged) {
+        this.#capLogged = true;
+        this.#logger.warn({
+          msg: 'on-demand watch limit reached; new upstream names get no_route',
+          upstream: name,
+          maxOnDemand: this.#settings.watch.maxOnDemand,
+        });
+      }
+      return undefined;
+    }
+    this.#logger.info({ msg: 'discovering upstream on first use', upstream: name });
+    return this.#watch(name, 'on_demand');
+  }
+
+  #watch(name: string, kind: WatchKind): Upstream {
+    const upstream = this.#table.ensure(name);
+    if (this.#watches.has(name)) return upstream;
+    const filter = this.#settings.filters[name];
+    const tags = filter?.tags ?? [];
+    const datacenter = filter?.datacenter ?? this.#settings.consul.datacenter;
+    const watch = new BlockingWatch({
+      name: `health:${name}`,
+      ...this.#timing,
+      fetch: (index, signal) =>
+        this.#client.healthService(name, tags, {
+          index,
+          waitMs: this.#settings.watch.wait,
+          signal,
+          datacenter,
+        }),
+      onAnswer: (entries) => {
+        if (!this.#table.has(name)) return;
+        this.#table.setEndpoints(name, endpointsFromHealth(entries));
+        this.#metrics.snapshots.inc();
+      },
+      onError: (err, retryInMs) => {
+        this.#reach.failed('watch', err);
+        this.#logger.debug({ msg: 'Consul watch failed', upstream: name, reason: err.message, retryInMs });
+      },
+      onSuccess: () => this.#reach.ok(),
+      onIndexReset: () => this.#resyncAll(`health:${name}`),
+    });
+    this.#watches.set(name, { kind, watch: watch as BlockingWatch<unknown>, lastUsed: performance.now() });
+    watch.start();
+    this.#publishWatchCounts();
+    return upstream;
+  }
+
+  /**
+   * One watch saw the index go backwards: every other watch may be blocked on an index the agent
+   * will not reach for a long time, so all start over at index 0.
+   */
+  #resyncAll(seenBy: string): void {
+    this.#logger.warn({ msg: 'Consul index went backwards; resyncing every watch', seenBy });
+    for (const w of [this.#catalog, ...[...this.#watches.values()].map((x) => x.watch)]) {
+      if (w !== null && w.name !== seenBy) w.resync();
+    }
+  }
+
+  async #unwatch(name: string, why: string): Promise<void> {
+    const w = this.#watches.get(name);
+    if (w === undefined) return;
+    this.#watches.delete(name);
+    this.#publishWatchCounts();
+    this.#logger.info({ msg: 'stopped watching upstream', upstream: name, why });
+    await w.watch.stop();
+    await this.#table.remove(name);
+  }
+
+  #sweepIdle(): void {
+    const now = performance.now();
+    for (const [name, w] of this.#watches) {
+      if (w.kind === 'on_demand' && now - w.lastUsed > this.#settings.watch.idleTimeout) {
+        void this.#unwatch(name, 'idle');
+      }
+    }
+  }
+
+  #publishWatchCounts(): void {
+    const counts = { configured: 0, on_demand: 0 };
+    for (const w of this.#watches.values()) counts[w.kind]++;
+    this.#metrics.watches.labels('configured').set(counts.configured);
+    this.#metrics.watches.labels('on_demand').set(counts.on_demand);
+    if (counts.on_demand < this.#settings.watch.maxOnDemand) this.#capLogged = false;
+  }
+
+  /** `app`: the local app's check (when registering); `consul`: whether the agent answers. */
+  readinessChecks(): ReadinessCheck[] {
+    const checks: ReadinessCheck[] = [];
+    const reg = this.#registration;
+    if (reg !== null) {
+      const { status, output } = reg.check;
+      checks.push([
+        'app',
+        status !== undefined && status !== 'critical',
+        status === undefined ? output : `${status}: ${output}`,
+      ]);
+    }
+    // An outage after the first sync does not fail readiness: routing goes on with the last endpoints.
+    const reach = this.#reach;
+    const detail = reach.reachable
+      ? 'reachable'
+      : reach.answered
+        ? `unreachable for ${Math.round((Date.now() - reach.since) / 1000)} s: routing on the last known endpoints (${reach.lastError ?? 'no answer'})`
+        : `not reached yet (${reach.lastError ?? 'waiting for the first answer'})`;
+    checks.push(['consul', reach.reachable || reach.answered, detail]);
+    return checks;
+  }
+
+  /** Shutdown step 1: the instance turns critical in Consul before the drain delay. */
+  async beforeDrain(): Promise<void> {
+    await this.#registration?.markDraining();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#table.discover = null;
+    this.#table.onUse = null;
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    await this.#registration?.deregister();
+    await Promise.all([this.#catalog?.stop(), ...[...this.#watches.values()].map((w) => w.watch.stop())]);
+    await this.#client.close();
+  }
+
+  status(): Record<string, unknown> {
+    const watches: Record<string, unknown> = {};
+    for (const [name, w] of this.#watches) {
+      watches[name] = {
+        kind: w.kind,
+        synced: w.watch.synced,
+        index: w.watch.index,
+        lastError: w.watch.lastError,
+      };
+    }
+    const reg = this.#registration;
+    return {
+      type: 'consul',
+      address: this.#settings.consul.address,
+      datacenter: this.#settings.consul.datacenter ?? null,
+      acl: this.#tokenSet ? 'token set' : 'no token',
+      synced: this.synced,
+      reachable: this.#reach.reachable,
+      since: new Date(this.#reach.since).toISOString(),
+      lastError: this.#reach.lastError,
+      watches,
+      registration:
+        reg === null
+          ? null
+          : {
+              serviceId: reg.spec.id,
+              service: reg.spec.name,
+              address: reg.spec.address,
+              port: reg.spec.port,
+              checkId: reg.checkId,
+              registered: reg.registered,
+              status: reg.check.status ?? null,
+              output: reg.check.output,
+            },
+    };
+  }
+}
