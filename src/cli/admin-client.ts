@@ -57,3 +57,26 @@ export function table(rows: readonly (readonly string[])[]): string {
     .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
     .join('\n');
 }
+
+/** POSTs to `path` on the admin API (with `Authorization: Bearer TOKEN` when given) and parses JSON. */
+export async function postAdmin<T>(
+  admin: string,
+  path: string,
+  token: string | undefined,
+  timeoutMs = 5000,
+): Promise<{ status: number; body: T }> {
+  const url = `${admin.replace(/\/+$/, '')}${path}`;
+  try {
+    const res = await request(url, {
+      method: 'POST',
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    return { status: res.statusCode, body: (await res.body.json()) as T };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new AdminUnreachable(`cannot reach ${url}: ${e.code ?? e.message}`);
+  }
+}

@@ -3,6 +3,7 @@ import yargs, { type Argv } from 'yargs';
 import { loadConfigFile } from '../config/load-config.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
+import { breakerResetCommand, breakersCommand } from './breakers-command.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
 import { healthCommand } from './health-command.ts';
 import { EXIT, runCommand } from './run-command.ts';
@@ -80,7 +81,34 @@ export async function main(argv: string[]): Promise<void> {
           code = await healthCommand(args.admin, args.json);
         },
       )
-      .demandCommand(1, 'name a command: run, config check, services, health')
+      .command(
+        'breakers',
+        'Circuit breaker state of each upstream; `breakers reset NAME` closes one; exit 1 when one is open',
+        (y) =>
+          adminOptions(y).command(
+            'reset <name>',
+            'Close an upstream circuit breaker by hand',
+            (c) =>
+              adminOptions(c)
+                .positional('name', { type: 'string', demandOption: true, describe: 'upstream name' })
+                .option('token', {
+                  type: 'string',
+                  describe: 'admin token (listeners.admin.token), or MESHLET_ADMIN_TOKEN',
+                }),
+            async (args) => {
+              code = await breakerResetCommand(
+                args.admin,
+                args.name,
+                args.token ?? process.env.MESHLET_ADMIN_TOKEN,
+              );
+            },
+          ),
+        async (args) => {
+          if (args._.length > 1) return;
+          code = await breakersCommand(args.admin, args.json);
+        },
+      )
+      .demandCommand(1, 'name a command: run, config check, services, health, breakers')
       .strict()
       .help()
       .alias('h', 'help')
