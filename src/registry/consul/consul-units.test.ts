@@ -1,0 +1,78 @@
+// Pure pieces of the Consul registry: index handling, backoff, probe thresholds, health → endpoints.
+import { describe, expect, it } from 'vitest';
+import { ProbeStatus } from './app-probe.ts';
+import { registrationLost } from './app-registration.ts';
+import { backoffMs, nextIndex } from './blocking-watch.ts';
+import { ConsulHttpError, type HealthEntry } from './consul-client.ts';
+import { endpointsFromHealth } from './health-endpoints.ts';
+
+describe('nextIndex', () => {
+  it('follows X-Consul-Index, resets to 0 when it goes backwards, never sends 0 after an answer', () => {
+    expect(nextIndex(0, 42)).toBe(42);
+    expect(nextIndex(42, 43)).toBe(43);
+    expect(nextIndex(42, 42)).toBe(42);
+    expect(nextIndex(42, 7)).toBe(0);
+    expect(nextIndex(0, 0)).toBe(1);
+    expect(nextIndex(0, undefined)).toBe(1);
+  });
+});
+
+describe('backoffMs', () => {
+  it('grows exponentially to the cap with equal jitter', () => {
+    expect(backoffMs(1, 250, 5000, () => 0)).toBe(125);
+    expect(backoffMs(1, 250, 5000, () => 0.999)).toBe(250);
+    expect(backoffMs(3, 250, 5000, () => 0)).toBe(500);
+    expect(backoffMs(30, 250, 5000, () => 0.999)).toBe(4998);
+  });
+});
+
+describe('ProbeStatus', () => {
+  it('the first probe decides; then thresholds of consecutive results', () => {
+    const s = new ProbeStatus(2, 3);
+    expect(s.record({ status: 'passing', output: 'ok' })).toBe('passing');
+    expect(s.record({ status: 'critical', output: 'refused' })).toBe('passing');
+    expect(s.output).toBe('refused (1 of 3 failures before critical)');
+    expect(s.record({ status: 'critical', output: 'refused' })).toBe('passing');
+    expect(s.record({ status: 'critical', output: 'refused' })).toBe('critical');
+    expect(s.record({ status: 'passing', output: 'ok' })).toBe('critical');
+    expect(s.record({ status: 'passing', output: 'ok' })).toBe('passing');
+    expect(s.record({ status: 'warning', output: '429' })).toBe('warning');
+  });
+});
+
+describe('registrationLost', () => {
+  it('recognises the answers of an agent that no longer knows the check', () => {
+    expect(registrationLost(new ConsulHttpError(404, 'Unknown check ID "service:web-1"'))).toBe(true);
+    expect(
+      registrationLost(new ConsulHttpError(500, 'CheckID "service:web-1" does not have associated TTL')),
+    ).toBe(true);
+    expect(registrationLost(new ConsulHttpError(500, 'No cluster leader'))).toBe(false);
+    expect(registrationLost(new Error('ECONNREFUSED'))).toBe(false);
+  });
+});
+
+describe('endpointsFromHealth', () => {
+  const entry = (over: Partial<HealthEntry['Service']>, status = 'passing'): HealthEntry => ({
+    Node: { Node: 'n1', Address: '10.0.0.9' },
+    Service: { ID: 'x', Service: 'users', Address: '', Port: 8080, Tags: null, Meta: null, ...over },
+    Checks: [{ CheckID: 'serfHealth', Status: status }],
+  });
+  it('Service.Address else Node.Address; weight from Weights; tags, meta, transport; sorted; zero weight dropped', () => {
+    const eps = endpointsFromHealth([
+      entry({
+        Address: '10.0.0.2',
+        Weights: { Passing: 5, Warning: 1 },
+        Tags: ['v2'],
+        Meta: { meshlet_inbound: 'mtls' },
+      }),
+      entry({}),
+      entry({ Address: '10.0.0.3', Weights: { Passing: 1, Warning: 0 } }, 'warning'),
+    ]);
+    expect(eps.map((e) => [e.id, e.weight, e.transport])).toEqual([
+      ['10.0.0.2:8080', 5, 'mtls'],
+      ['10.0.0.9:8080', 1, 'plain'],
+    ]);
+    expect(eps[0]!.tags).toEqual(['v2']);
+    expect(Object.isFrozen(eps[0])).toBe(true);
+  });
+});
