@@ -1,6 +1,8 @@
 // A node:http server for a listener: limits, malformed-request answers, and graceful close.
 import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Server as TlsHttpServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
 import type { ErrorBody } from '../errors/error-response.ts';
 
 /** Server limits every meshlet HTTP listener applies. */
@@ -31,6 +33,8 @@ function clientErrorReason(err: NodeJS.ErrnoException): string {
       return 'chunk extensions too large';
     case 'HPE_INVALID_METHOD':
       return 'invalid HTTP method';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return 'request not received in time (slow client)';
     default:
       return `malformed HTTP request (${err.code ?? err.message})`;
   }
@@ -38,7 +42,7 @@ function clientErrorReason(err: NodeJS.ErrnoException): string {
 
 /** A started HTTP listener. */
 export interface HttpListener {
-  readonly server: Server;
+  readonly server: Server | TlsHttpServer;
   readonly address: string;
   readonly port: number;
   /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
@@ -66,11 +70,25 @@ export async function listenHttp(
     },
     handler,
   );
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+  answerClientErrors(server);
+  return bindListener(server, address, port);
+}
+
+/** Answers bytes that are not a valid HTTP request (too-large headers, bad method…) with meshlet's 400 and closes. */
+export function answerClientErrors(server: Server | TlsHttpServer): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
       socket.end(badRequestPayload(clientErrorReason(err)));
     } else socket.destroy();
   });
+}
+
+/** Binds `server` on address:port and wraps it as an {@link HttpListener}. Rejects when the port cannot be bound. */
+export async function bindListener(
+  server: Server | TlsHttpServer,
+  address: string,
+  port: number,
+): Promise<HttpListener> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: address, port }, () => {

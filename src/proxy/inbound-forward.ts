@@ -1,0 +1,115 @@
+// Forwards one authorized inbound request to the local app and streams the answer back (an undici dispatch handler).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher, Pool } from 'undici';
+import { sendError } from '../errors/error-response.ts';
+import { type MeshletError } from '../errors/meshlet-error.ts';
+import { hasBody } from './request-body.ts';
+import { forwardResponseHeaders } from './headers.ts';
+import { classifyFailure, errorForFailure } from './upstream-failure.ts';
+
+/** Status recorded when the client went away before the response finished (nginx's 499). */
+const CLIENT_CLOSED = 499;
+
+/**
+ * One request from a peer's meshlet to the local app: no retries (the caller's meshlet owns those),
+ * the body streamed through, the response streamed back with backpressure. A local app that refuses
+ * the connection gives `502 upstream_unreachable`, one that does not answer in time `504`.
+ * `done(status, error?)` is called exactly once.
+ */
+export class InboundForward implements Dispatcher.DispatchHandler {
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #app: string;
+  readonly #requestId: string;
+  readonly #done: (status: number, err?: MeshletError) => void;
+  #controller: Dispatcher.DispatchController | null = null;
+  #requestStarted = false;
+  #status = 0;
+  #finished = false;
+
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    app: string,
+    requestId: string,
+    done: (status: number, err?: MeshletError) => void,
+  ) {
+    this.#req = req;
+    this.#res = res;
+    this.#app = app;
+    this.#requestId = requestId;
+    this.#done = done;
+  }
+
+  /** Dispatches on `pool` with `headers`; `timeoutMs` bounds the wait for response headers. */
+  start(pool: Pool, path: string, headers: string[], timeoutMs: number, idleTimeoutMs: number): void {
+    this.#res.on('close', this.#onClientClose);
+    pool.dispatch(
+      {
+        path,
+        method: this.#req.method as Dispatcher.HttpMethod,
+        headers,
+        body: hasBody(this.#req) ? this.#req : null,
+        headersTimeout: Math.max(1, timeoutMs),
+        bodyTimeout: idleTimeoutMs,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    this.#requestStarted = true;
+    if (this.#finished) controller.abort(new Error('client closed'));
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (this.#finished || this.#res.destroyed) {
+      controller.abort(new Error('client closed'));
+      return;
+    }
+    this.#status = statusCode;
+    this.#res.writeHead(statusCode, forwardResponseHeaders(headers, this.#requestId));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      this.#res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#res.end();
+    this.#finish(this.#status);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.#finished) return;
+    if (this.#res.headersSent) {
+      this.#res.destroy(err);
+      this.#finish(this.#status);
+      return;
+    }
+    const kind = classifyFailure(err, this.#requestStarted);
+    const error = errorForFailure(kind === 'aborted' ? 'reset' : kind, err, this.#app, this.#app);
+    sendError(this.#res, error, this.#requestId);
+    this.#finish(error.status, error);
+  }
+
+  #onClientClose = (): void => {
+    if (this.#finished) return;
+    this.#controller?.abort(new Error('client closed the connection'));
+    this.#finish(CLIENT_CLOSED);
+  };
+
+  #finish(status: number, err?: MeshletError): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#done(status, err);
+  }
+}

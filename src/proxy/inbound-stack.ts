@@ -1,0 +1,171 @@
+// The inbound request path in one screen: verified peer → authorize → concurrency and rate limits → local app.
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Pool } from 'undici';
+import { sendError } from '../errors/error-response.ts';
+import { MeshletError } from '../errors/meshlet-error.ts';
+import { inboundPeerOf, type InboundPeer } from '../listener/inbound-listener.ts';
+import type { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { UpstreamMetrics } from '../telemetry/metrics.ts';
+import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import { isAllowed } from '../tls/identity.ts';
+import type { AuthorizeResult } from '../tls/tls-source.ts';
+import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
+import { forwardRequestHeaders } from './headers.ts';
+import { InboundForward } from './inbound-forward.ts';
+import type { AccessLogSettings } from './proxy-context.ts';
+
+/** The header carrying the caller's service name to the local app. */
+export const PEER_IDENTITY_HEADER = 'x-meshlet-peer-identity';
+/** The header carrying the caller's full SPIFFE ID to the local app. */
+export const PEER_SPIFFE_ID_HEADER = 'x-meshlet-peer-spiffe-id';
+/** Identity headers only meshlet may set: a copy arriving from the peer is removed. */
+const DROP_INCOMING = new Set([PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER]);
+
+/** What the inbound path shares across requests. */
+export interface InboundContext {
+  readonly logger: Logger;
+  readonly tlsMetrics: TlsMetrics;
+  /** Request metrics, direction `inbound`, upstream = this instance's service. */
+  readonly metrics: UpstreamMetrics;
+  /** This instance's service name (the local app). */
+  readonly service: string;
+  /** Keep-alive pool to the local app on 127.0.0.1:<service.port>. */
+  readonly app: Pool;
+  /** `listeners.inbound.allow`: service names or SPIFFE IDs, or `'*'`. Used when `authorize` is absent. */
+  allow: readonly string[] | '*';
+  /** Consul intentions, when the certificate source provides them; replaces `allow`. */
+  readonly authorize?: ((peer: InboundPeer) => Promise<AuthorizeResult>) | undefined;
+  /** Most inbound requests in flight; more get 503 `overloaded`. */
+  maxConcurrent: number;
+  /** Per-caller token buckets (keyed by service), or null for no rate limit. */
+  rateLimit: KeyedTokenBuckets | null;
+  /** Longest wait for the local app's response headers, ms (a smaller `x-meshlet-timeout-ms` wins). */
+  readonly appTimeoutMs: number;
+  /** Longest gap between response body chunks from the local app, ms. */
+  readonly idleTimeoutMs: number;
+  accessLog: AccessLogSettings;
+  /** Whether the daemon is draining. */
+  draining: boolean;
+}
+
+/** Builds the inbound listener's request handler. */
+export function inboundHandler(ctx: InboundContext): RequestListener {
+  let active = 0;
+  return function inbound(req: IncomingMessage, res: ServerResponse) {
+    const peer = inboundPeerOf(req);
+    if (peer === undefined) {
+      req.socket.destroy();
+      return;
+    }
+    const startedAt = performance.now();
+    const caller = peer.identity.service;
+    const refuse = (err: MeshletError, reason: string): void => {
+      ctx.tlsMetrics.denied.labels(caller, reason).inc();
+      ctx.metrics.localReply(err.code);
+      ctx.metrics.finished(err.status, (performance.now() - startedAt) / 1000);
+      ctx.logger.info({
+        msg: 'access',
+        direction: 'inbound',
+        caller: peer.identity.uri,
+        peerSerial: peer.serial,
+        method: req.method,
+        path: req.url,
+        status: err.status,
+        error: err.code,
+      });
+      req.resume();
+      sendError(res, err);
+    };
+    const proceed = (decision: AuthorizeResult): void => {
+      if (!decision.allowed) {
+        refuse(
+          new MeshletError('forbidden', `caller ${peer.identity.uri} is not allowed: ${decision.reason}`),
+          'forbidden',
+        );
+        return;
+      }
+      if (active >= ctx.maxConcurrent) {
+        refuse(
+          new MeshletError('overloaded', `inbound listener is at its limit of ${ctx.maxConcurrent} requests`),
+          'overloaded',
+        );
+        return;
+      }
+      const rate = ctx.rateLimit;
+      if (rate !== null && !rate.tryTake(caller)) {
+        const waitMs = rate.retryAfterMs(caller);
+        refuse(
+          new MeshletError(
+            'rate_limited',
+            `caller "${caller}" is over its rate limit`,
+            undefined,
+            Number.isFinite(waitMs) ? waitMs / 1000 : 60,
+          ),
+          'rate_limited',
+        );
+        return;
+      }
+      forward(ctx, req, res, peer, startedAt, () => {
+        active--;
+        ctx.tlsMetrics.inboundActive.dec();
+      });
+      active++;
+      ctx.tlsMetrics.inboundActive.inc();
+    };
+    if (ctx.authorize === undefined) {
+      proceed(
+        isAllowed(peer.identity, ctx.allow)
+          ? { allowed: true, reason: 'allow-list' }
+          : { allowed: false, reason: 'not in listeners.inbound.allow' },
+      );
+      return;
+    }
+    ctx
+      .authorize(peer)
+      .then(proceed, (err: Error) =>
+        proceed({ allowed: false, reason: `authorization unavailable (${err.message})` }),
+      );
+  };
+}
+
+/** Sends an authorized request to the local app with the caller's identity attached. */
+function forward(
+  ctx: InboundContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  peer: InboundPeer,
+  startedAt: number,
+  release: () => void,
+): void {
+  const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
+  const headers = forwarded.headers;
+  headers.push(PEER_IDENTITY_HEADER, peer.identity.service, PEER_SPIFFE_ID_HEADER, peer.identity.uri);
+  const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
+  const timeout = incoming === undefined ? ctx.appTimeoutMs : Math.min(incoming, ctx.appTimeoutMs);
+  ctx.metrics.active.inc();
+  if (ctx.draining) res.setHeader('connection', 'close');
+  new InboundForward(req, res, ctx.service, forwarded.requestId, (status, err) => {
+    release();
+    const seconds = (performance.now() - startedAt) / 1000;
+    ctx.metrics.active.dec();
+    ctx.metrics.finished(status, seconds);
+    if (err !== undefined) ctx.metrics.localReply(err.code);
+    const log = ctx.accessLog;
+    if (err !== undefined || (log.enabled && (log.sampleRate >= 1 || Math.random() < log.sampleRate))) {
+      ctx.logger.info({
+        msg: 'access',
+        requestId: forwarded.requestId,
+        direction: 'inbound',
+        caller: peer.identity.uri,
+        peerSerial: peer.serial,
+        method: req.method,
+        path: req.url,
+        upstream: ctx.service,
+        status,
+        durationMs: Math.round(seconds * 1e6) / 1e3,
+        error: err?.code,
+      });
+    }
+  }).start(ctx.app, req.url ?? '/', headers, timeout, ctx.idleTimeoutMs);
+}

@@ -1,0 +1,160 @@
+// Certificate source `files`: reads tls.cert / tls.key / tls.ca, watches their directories, reloads on change.
+import { type FSWatcher, watch } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import type { Logger } from '../telemetry/logger.ts';
+import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import { loadTlsFiles, type TlsFilePaths } from './certificate-info.ts';
+import { ChangeListeners, type TlsMaterial, type TlsSource } from './tls-source.ts';
+
+/** Options of {@link FilesTlsSource}. */
+export interface FilesTlsSourceOptions {
+  readonly paths: TlsFilePaths;
+  /** Trust domain peers must belong to; undefined = any. */
+  readonly trustDomain?: string;
+  readonly logger: Logger;
+  readonly metrics: TlsMetrics;
+  /** Quiet time after a file event before reloading, ms. Default 50. */
+  readonly debounceMs?: number;
+  /** How long an inconsistent set (new key, old certificate) is retried before giving up, ms. Default 3000. */
+  readonly settleMs?: number;
+  /** Also re-read the files this often, ms, in case a watch event was missed; 0 = never. Default 10 000. */
+  readonly pollMs?: number;
+}
+
+/**
+ * Loads the three PEM files and watches the directories that hold them (editors and `cert-manager`
+ * style tools replace files by rename, which a file watch would miss). A change is reloaded after a
+ * short debounce; a set that does not fit together yet (the key written before the certificate, as
+ * `meshlet certs issue` and most tools do) is retried until it does or `settleMs` passed, then the
+ * failure is logged and counted and the old material stays. An unchanged set is not re-applied.
+ */
+export class FilesTlsSource implements TlsSource {
+  readonly kind = 'files' as const;
+  readonly #options: FilesTlsSourceOptions;
+  readonly #paths: TlsFilePaths;
+  readonly #listeners = new ChangeListeners();
+  #material: TlsMaterial | null = null;
+  #watchers: FSWatcher[] = [];
+  #timer: NodeJS.Timeout | null = null;
+  #poll: NodeJS.Timeout | null = null;
+  #reloading = false;
+  #again = false;
+  #stopped = false;
+
+  constructor(options: FilesTlsSourceOptions) {
+    this.#options = options;
+    const p = options.paths;
+    this.#paths = { cert: resolve(p.cert), key: resolve(p.key), ca: resolve(p.ca) };
+  }
+
+  async start(): Promise<void> {
+    this.#material = await this.#load();
+    const names = new Map<string, Set<string>>();
+    for (const file of [this.#paths.cert, this.#paths.key, this.#paths.ca]) {
+      const dir = dirname(file);
+      if (!names.has(dir)) names.set(dir, new Set());
+      names.get(dir)!.add(basename(file));
+    }
+    for (const [dir, files] of names) {
+      const w = watch(dir, { persistent: false }, (_event, name) => {
+        if (name === null || files.has(String(name))) this.#schedule();
+      });
+      w.on('error', () => this.#schedule());
+      this.#watchers.push(w);
+    }
+    const pollMs = this.#options.pollMs ?? 10_000;
+    if (pollMs > 0) {
+      this.#poll = setInterval(() => this.#schedule(), pollMs);
+      this.#poll.unref();
+    }
+  }
+
+  current(): TlsMaterial {
+    if (this.#material === null) throw new Error('files TLS source not started');
+    return this.#material;
+  }
+
+  onChange(listener: (material: TlsMaterial) => void): () => void {
+    return this.#listeners.add(listener);
+  }
+
+  /** Re-reads the files now (also what a watch event triggers). Resolves when done. */
+  async reload(): Promise<void> {
+    if (this.#reloading) {
+      this.#again = true;
+      return;
+    }
+    this.#reloading = true;
+    try {
+      do {
+        this.#again = false;
+        await this.#reloadOnce();
+      } while (this.#again && !this.#stopped);
+    } finally {
+      this.#reloading = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const w of this.#watchers) w.close();
+    this.#watchers = [];
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#poll !== null) clearInterval(this.#poll);
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.reload();
+    }, this.#options.debounceMs ?? 50);
+    this.#timer.unref();
+  }
+
+  async #reloadOnce(): Promise<void> {
+    const deadline = Date.now() + (this.#options.settleMs ?? 3000);
+    for (;;) {
+      try {
+        const next = await this.#load();
+        if (this.#stopped) return;
+        const old = this.#material;
+        if (
+          old !== null &&
+          old.certPem === next.certPem &&
+          old.keyPem === next.keyPem &&
+          old.caPem === next.caPem
+        )
+          return;
+        this.#material = next;
+        this.#listeners.emit(next);
+        return;
+      } catch (err) {
+        if (this.#stopped) return;
+        if (Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50).unref());
+          continue;
+        }
+        this.#options.metrics.reloads.labels('files', 'failed').inc();
+        this.#options.logger.error({
+          msg: 'tls certificate reload failed; keeping the current certificate',
+          source: 'files',
+          reason: (err as Error).message,
+        });
+        return;
+      }
+    }
+  }
+
+  async #load(): Promise<TlsMaterial> {
+    const loaded = await loadTlsFiles(this.#paths);
+    return {
+      certPem: loaded.certPem,
+      keyPem: loaded.keyPem,
+      caPem: loaded.caPem,
+      cert: loaded.cert,
+      trustDomain: this.#options.trustDomain,
+    };
+  }
+}

@@ -1,0 +1,109 @@
+// The live TLS state of one meshlet: current secure contexts from a source, swapped on rotation, with metrics and logs.
+import {
+  createSecureContext,
+  type SecureContext,
+  type SecureContextOptions,
+  type SecureVersion,
+} from 'node:tls';
+import type { Logger } from '../telemetry/logger.ts';
+import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import type { TlsMaterial, TlsSource } from './tls-source.ts';
+
+/** Options of {@link MeshTls}. */
+export interface MeshTlsOptions {
+  readonly source: TlsSource;
+  readonly metrics: TlsMetrics;
+  readonly logger: Logger;
+  /** Lowest TLS version accepted and offered. Default `TLSv1.3`. */
+  readonly minVersion?: SecureVersion;
+}
+
+/**
+ * Holds the secure context built from the source's current material. Outbound connections take
+ * {@link clientContext} at connect time and the inbound server gets {@link serverContextOptions}
+ * through `setSecureContext` on every change, so new connections always use the newest certificate
+ * while established keep-alive connections keep theirs. Every change is logged (`tls certificate
+ * reloaded` with serial and expiry) and exported as the expiry gauge.
+ */
+export class MeshTls {
+  readonly source: TlsSource;
+  readonly metrics: TlsMetrics;
+  readonly minVersion: SecureVersion;
+  readonly #logger: Logger;
+  #material: TlsMaterial | null = null;
+  #client: SecureContext | null = null;
+  #unsubscribe: (() => void) | null = null;
+  readonly #listeners = new Set<(options: SecureContextOptions) => void>();
+
+  constructor(options: MeshTlsOptions) {
+    this.source = options.source;
+    this.metrics = options.metrics;
+    this.minVersion = options.minVersion ?? 'TLSv1.3';
+    this.#logger = options.logger;
+  }
+
+  /** Starts the source and builds the first contexts. Rejects when the source cannot load. */
+  async start(): Promise<void> {
+    await this.source.start();
+    this.#apply(this.source.current(), 'loaded');
+    this.#unsubscribe = this.source.onChange((m) => this.#apply(m, 'reloaded'));
+  }
+
+  /** The material in use. */
+  get material(): TlsMaterial {
+    if (this.#material === null) throw new Error('MeshTls not started');
+    return this.#material;
+  }
+
+  /** The trust domain peers must belong to (undefined: any that chains to the bundle). */
+  get trustDomain(): string | undefined {
+    return this.material.trustDomain;
+  }
+
+  /** The client secure context for a new outbound connection (newest certificate). */
+  clientContext(): SecureContext {
+    if (this.#client === null) throw new Error('MeshTls not started');
+    return this.#client;
+  }
+
+  /** Options for `tls.Server#setSecureContext` / `createServer` with the newest certificate. */
+  serverContextOptions(): SecureContextOptions {
+    const m = this.material;
+    return { cert: m.certPem, key: m.keyPem, ca: m.caPem, minVersion: this.minVersion };
+  }
+
+  /** Calls `listener` with new server context options after each rotation; returns an unsubscribe function. */
+  onServerContext(listener: (options: SecureContextOptions) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    await this.source.stop();
+  }
+
+  #apply(material: TlsMaterial, what: 'loaded' | 'reloaded'): void {
+    const client = createSecureContext({
+      cert: material.certPem,
+      key: material.keyPem,
+      ca: material.caPem,
+      minVersion: this.minVersion,
+    });
+    this.#material = material;
+    this.#client = client;
+    const kind = this.source.kind;
+    this.metrics.certificateExpiry.labels(kind).set(Math.floor(material.cert.notAfter.getTime() / 1000));
+    this.metrics.reloads.labels(kind, 'ok').inc();
+    this.#logger.info({
+      msg: `tls certificate ${what}`,
+      source: kind,
+      serial: material.cert.serialNumber,
+      spiffeId: material.cert.spiffeId ?? null,
+      notAfter: material.cert.notAfter.toISOString(),
+    });
+    const options = this.serverContextOptions();
+    for (const l of this.#listeners) l(options);
+  }
+}

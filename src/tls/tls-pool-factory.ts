@@ -1,0 +1,137 @@
+// Outbound connection pools: mTLS to endpoints that advertise it (server identity checked), plain otherwise.
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { Pool, type buildConnector } from 'undici';
+import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import { handshakeFailureReason } from '../telemetry/tls-metrics.ts';
+import type { Endpoint } from '../upstream/endpoint.ts';
+import { type PoolFactory, plainPoolFactory } from '../upstream/upstream.ts';
+import { identityFromPeerCertificate } from './identity.ts';
+import type { MeshTls } from './mesh-tls.ts';
+
+/** Idle keep-alive lifetime of an outbound connection, ms (as the plain pools). */
+const KEEP_ALIVE_MS = 4000;
+
+/**
+ * How meshlet talks to an endpoint, as `/upstreams` shows it: `mtls`, or `plain (<reason>)` —
+ * plain always says why (Linkerd's "no TLS" reasons).
+ */
+export function tlsModeOf(endpoint: Endpoint, tlsConfigured: boolean): string {
+  if (endpoint.transport !== 'mtls') return 'plain (not provided by discovery)';
+  if (!tlsConfigured) return 'plain (tls not configured)';
+  return 'mtls';
+}
+
+/** An error raised while establishing an outbound mTLS connection; its code marks it a connect failure. */
+class TlsConnectError extends Error {
+  readonly code: string;
+  constructor(message: string, code: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'TlsConnectError';
+    this.code = code;
+  }
+}
+
+/** The error `checkServerIdentity` returns when the server is not the service routed to. */
+function identityError(message: string): Error {
+  return new TlsConnectError(message, 'ERR_MESHLET_PEER_IDENTITY');
+}
+
+/**
+ * An undici connector that opens a TLS connection with the newest client context of `tls`, verifies
+ * the server's chain against the trust bundle and that its SPIFFE identity is `service` (in the
+ * trust domain, when one is set). Every failure after TCP connected — bad chain, wrong identity,
+ * reset during the handshake — is reported with an `ERR_TLS*` code before anything was sent, so the
+ * request path counts it as a connect failure (retries, outlier detection).
+ */
+export function mtlsConnector(
+  tls: MeshTls,
+  service: string,
+  connectTimeoutMs: number,
+  metrics: TlsMetrics,
+): buildConnector.connector {
+  return (options, callback) => {
+    const host = options.hostname.startsWith('[') ? options.hostname.slice(1, -1) : options.hostname;
+    let tcpConnected = false;
+    let settled = false;
+    const socket: TLSSocket = tlsConnect({
+      host,
+      port: Number(options.port),
+      secureContext: tls.clientContext(),
+      ...(isIP(host) === 0 ? { servername: host } : {}),
+      ALPNProtocols: ['http/1.1'],
+      rejectUnauthorized: true,
+      checkServerIdentity: (_name: string, cert: PeerCertificate) => {
+        const trustDomain = tls.trustDomain;
+        const identity = identityFromPeerCertificate(cert);
+        if (identity === undefined) return identityError('server certificate holds no SPIFFE identity');
+        if (trustDomain !== undefined && identity.trustDomain !== trustDomain)
+          return identityError(`server identity ${identity.uri} is outside trust domain ${trustDomain}`);
+        if (identity.service !== service)
+          return identityError(`server identity ${identity.uri} is not service "${service}"`);
+        return undefined;
+      },
+    });
+    const finish = (err: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err === null) {
+        socket.off('error', onError);
+        metrics.ok('outbound');
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, 60_000);
+        callback(null, socket);
+        return;
+      }
+      socket.destroy();
+      callback(err, null);
+    };
+    const onError = (err: NodeJS.ErrnoException): void => {
+      if (!tcpConnected) {
+        finish(err);
+        return;
+      }
+      const code = err.code ?? '';
+      const reason = handshakeFailureReason(code);
+      metrics.failed('outbound', reason);
+      const tlsCode = code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') ? code : 'ERR_TLS_HANDSHAKE';
+      finish(
+        new TlsConnectError(
+          `mTLS handshake with ${host}:${options.port} failed: ${err.message}${code === '' ? '' : ` (${code})`}`,
+          tlsCode,
+          err,
+        ),
+      );
+    };
+    const timer = setTimeout(() => {
+      const err = new TlsConnectError(
+        `connect to ${host}:${options.port} timed out after ${connectTimeoutMs} ms`,
+        'UND_ERR_CONNECT_TIMEOUT',
+      );
+      if (tcpConnected) metrics.failed('outbound', 'timeout');
+      finish(err);
+    }, connectTimeoutMs);
+    socket.once('connect', () => {
+      tcpConnected = true;
+    });
+    socket.on('error', onError);
+    socket.once('secureConnect', () => finish(null));
+  };
+}
+
+/**
+ * The pool factory the upstream table uses: an mTLS pool for endpoints whose transport is `mtls`
+ * when TLS is configured (`tls` not null), the plain pool otherwise.
+ */
+export function tlsPoolFactory(tls: MeshTls | null): PoolFactory {
+  return (endpoint, settings, upstream) => {
+    if (tls === null || tlsModeOf(endpoint, true) !== 'mtls')
+      return plainPoolFactory(endpoint, settings, upstream);
+    return new Pool(`https://${endpoint.id}`, {
+      pipelining: 1,
+      connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics),
+      keepAliveTimeout: KEEP_ALIVE_MS,
+    });
+  };
+}
