@@ -55,7 +55,15 @@ export class AgentReachability {
   /** Records a failed call. */
   failed(operation: ConsulOperation, err: Error): void {
     this.#metrics.errors.labels(operation).inc();
+    const first = !this.#answered && this.#lastError === null;
     this.#lastError = `${operation}: ${err.message}`;
+    if (first) {
+      this.#logger.warn({
+        msg: 'Consul agent not reachable yet; retrying with backoff',
+        operation,
+        reason: err.message,
+      });
+    }
     if (this.#reachable) {
       this.#reachable = false;
       this.#since = Date.now();
