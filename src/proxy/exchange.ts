@@ -40,6 +40,8 @@ const OUTCOME_TIMEOUT: AttemptOutcome = { kind: 'timeout' };
  * (~1 s resolution) headers timeout, which costs nothing per request. Milliseconds.
  */
 const PRECISE_TIMEOUT_BELOW_MS = 2000;
+/** Longest wait for an on-demand upstream's first discovery answer, ms (Linkerd's 3 s fail-fast). */
+const FIRST_SYNC_WAIT_MS = 3000;
 
 /** The first cookie called `name` in a Cookie header. */
 function cookieValue(header: string | undefined, name: string): string | undefined {
@@ -89,6 +91,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   // Whole-exchange state.
   #attempts = 0;
   #holdsRequest = false;
+  #admitted = false;
   #holdsRetry = false;
   #status = 0;
   #done = false;
@@ -126,6 +129,23 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#deadlineAt = this.#startedAt + budget;
     this.#timeoutSlot = this.#headers.push(TIMEOUT_HEADER, '') - 1;
 
+    const primary = this.#upstream;
+    if (primary.synced) this.#admit();
+    else {
+      // An upstream discovered on first use: wait for its first snapshot (Linkerd fails fast after 3 s).
+      const wait = setTimeout(() => this.#admit(), Math.max(0, Math.min(FIRST_SYNC_WAIT_MS, budget)));
+      primary.onceSynced(() => {
+        clearTimeout(wait);
+        this.#admit();
+      });
+    }
+  }
+
+  /** Admission: fallback choice, concurrency limit, breaker, budget; then the body and the first attempt. */
+  #admit(): void {
+    if (this.#done || this.#admitted) return;
+    this.#admitted = true;
+    const req = this.#req;
     const upstream = this.#chooseUpstream(this.#upstream);
     this.#upstream = upstream;
     upstream.metrics.active.inc();
@@ -482,7 +502,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#holdsRequest) upstream.limits.releaseRequest();
     if (this.#holdsRetry) upstream.limits.releaseRetry();
     const seconds = (performance.now() - this.#startedAt) / 1000;
-    upstream.metrics.active.dec();
+    if (this.#admitted) upstream.metrics.active.dec();
     upstream.metrics.finished(status, seconds);
     const log = this.#ctx.accessLog;
     if (err !== undefined || (log.enabled && (log.sampleRate >= 1 || Math.random() < log.sampleRate))) {

@@ -51,6 +51,7 @@ export class Upstream {
   #closed = false;
   /** True once discovery delivered a first snapshot (even an empty one). */
   synced = false;
+  #syncWaiters: (() => void)[] | null = null;
 
   constructor(
     name: string,
@@ -132,6 +133,17 @@ export class Upstream {
     this.synced = true;
     this.outlier.update(next);
     this.#rebalance();
+    const waiters = this.#syncWaiters;
+    if (waiters !== null) {
+      this.#syncWaiters = null;
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Calls `cb` once discovery delivered the first snapshot (at once when it has). */
+  onceSynced(cb: () => void): void {
+    if (this.synced) cb();
+    else (this.#syncWaiters ??= []).push(cb);
   }
 
   /** Applies new settings (a config reload): policies are rebuilt; endpoints and pools stay. */
