@@ -53,6 +53,7 @@ describe('safe retries', () => {
         halfdead: { loadBalancer: 'round_robin', outlierDetection: { enabled: false } },
         flaky: { retries: { retryOn: ['gateway-error'] } },
       },
+      routes: [{ match: { pathPrefix: '/once/' }, upstream: 'resets', retries: { attempts: 1 } }],
       accessLog: { enabled: false },
     });
   });
@@ -122,5 +123,14 @@ describe('safe retries', () => {
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe('ok');
     expect(res.headers['x-meshlet-attempts']).toBe('3');
+  });
+
+  it('a route overrides its upstream retry policy', async () => {
+    const before = resetter.requests.length;
+    const res = await request(`${mesh.outbound}/once/read`);
+    expect(res.statusCode).toBe(502);
+    expect(res.headers['x-meshlet-attempts']).toBe('1');
+    await res.body.dump();
+    expect(resetter.requests.length - before).toBe(1);
   });
 });
