@@ -61,6 +61,8 @@ export function writeConfig(config: ConfigInput | string, name = 'meshlet.yaml')
 
 export interface MeshletProcess {
   proc: ChildProcess;
+  /** The config file the process runs on (rewrite it and send SIGHUP to reload). */
+  configFile: string;
   outbound: string;
   admin: string;
   stdout: string[];
@@ -136,6 +138,7 @@ export async function spawnMeshlet(input: ConfigInput, extraArgs: string[] = [])
   const ports = await started;
   return {
     proc,
+    configFile: file,
     outbound: `http://127.0.0.1:${ports.outbound}`,
     admin: `http://127.0.0.1:${ports.admin}`,
     stdout,
