@@ -6,6 +6,8 @@ import { type AclOptions, Authorizer, requestToken } from './acl.ts';
 import { Agent, type InstanceSpec } from './agent.ts';
 import { agentRoutes } from './api-agent.ts';
 import { catalogRoutes } from './api-catalog.ts';
+import { connectControl, connectRoutes } from './api-connect.ts';
+import { ConnectCa } from './connect-ca.ts';
 import { kvRoutes } from './api-kv.ts';
 import { controlRoutes } from './control.ts';
 import type { Ctx } from './http-util.ts';
@@ -37,6 +39,8 @@ export interface ConsulDoubleOptions {
   minCheckIntervalMs?: number;
   /** How many requests `requests` keeps (oldest dropped first). Default `10_000`. */
   maxLoggedRequests?: number;
+  /** Connect CA: leaf validity in ms (default 72 h) and the answer when no intention matches (default allow). */
+  connect?: { leafTtlMs?: number; defaultAllow?: boolean };
 }
 
 /** One request as the double received it (recorded before any fault is applied). */
@@ -73,6 +77,8 @@ const MAX_BODY = 4 * 1024 * 1024;
 export class ConsulDouble {
   readonly options: Readonly<ConsulDoubleOptions>;
   readonly #agent: Agent;
+  /** The Connect CA (roots, leaves, intentions); tests rotate leaves and set intentions through it. */
+  readonly connect: ConnectCa;
   #server: http.Server | undefined;
   #host = '127.0.0.1';
   #port = 0;
@@ -98,6 +104,7 @@ export class ConsulDouble {
       consulService: options.consulService ?? true,
       minCheckIntervalMs: options.minCheckIntervalMs ?? 1000,
     });
+    this.connect = new ConnectCa({ datacenter: options.datacenter ?? 'dc1', ...options.connect });
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------------
@@ -401,6 +408,10 @@ export class ConsulDouble {
         at: Date.now(),
       });
 
+      if (path.startsWith('/_double/connect/')) {
+        await this.#route(req, res, method, path, url.searchParams, body, token);
+        return;
+      }
       if (path.startsWith('/_double/') || path === '/_double') {
         await controlRoutes(this, { method, path, query: url.searchParams, body, res });
         return;
@@ -465,6 +476,15 @@ export class ConsulDouble {
       blocking: { store: this.#agent.store, jitter: this.options.jitter ?? true, cancelled },
     };
     const dcs = [this.#agent.identity.datacenter, ...(this.options.extraDatacenters ?? [])];
+    if (path.startsWith('/_double/connect/')) {
+      if (!(await connectControl(ctx, this.connect))) sendText(res, 404, 'no such control\n');
+      return;
+    }
+    if (
+      (path.startsWith('/v1/agent/connect/') || path.startsWith('/v1/connect/')) &&
+      (await connectRoutes(ctx, this.connect))
+    )
+      return;
     if (path.startsWith('/v1/agent/') && (await agentRoutes(ctx))) return;
     if (path.startsWith('/v1/kv/') || path === '/v1/kv') {
       ctx.path = path === '/v1/kv' ? '/v1/kv/' : path;

@@ -1,0 +1,281 @@
+// Certificate source `consul`: leaf and roots from the agent's Connect CA, kept fresh; intentions for authorization.
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
+import type { Logger } from '../telemetry/logger.ts';
+import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import type { WorkloadIdentity } from './identity.ts';
+import {
+  type AuthorizeResult,
+  ChangeListeners,
+  type TlsMaterial,
+  type TlsSource,
+  tlsMaterial,
+} from './tls-source.ts';
+
+/** Options of {@link ConnectCaSource}. */
+export interface ConnectCaSourceOptions {
+  /** Agent address, `http(s)://host:port`. */
+  readonly address: string;
+  /** ACL token (needs `service:write` on `service` for the leaf). */
+  readonly token?: string | undefined;
+  /** TLS to the agent: PEM file paths. */
+  readonly agentTls?:
+    { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } | undefined;
+  /** This instance's service name: the leaf is issued for it and intentions are checked against it. */
+  readonly service: string;
+  /** Overrides the trust domain Consul reports. */
+  readonly trustDomain?: string | undefined;
+  readonly logger: Logger;
+  readonly metrics: TlsMetrics;
+  /** `wait` of the blocking queries, ms. Default 5 min. */
+  readonly waitMs?: number;
+  /** How long an intentions decision is reused, ms. Default 1000. */
+  readonly authorizeCacheMs?: number;
+  /** How long a cached decision may serve while the agent cannot answer, ms. Default 60 000. */
+  readonly authorizeStaleMs?: number;
+  /** Error backoff bounds, ms. Defaults 500 and 30 000. */
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+interface LeafAnswer {
+  SerialNumber: string;
+  CertPEM: string;
+  PrivateKeyPEM: string;
+  ValidAfter: string;
+  ValidBefore: string;
+}
+interface RootsAnswer {
+  TrustDomain: string;
+  Roots: { RootCert: string; IntermediateCerts: string[] | null; Active: boolean }[];
+}
+
+/** Share of a leaf's lifetime after which meshlet fetches a new one itself (Consul renews in 60–90 %). */
+const RENEW_AT = 0.9;
+
+/**
+ * Keeps this instance's leaf certificate and the CA roots fresh with two blocking-query loops on
+ * `/v1/agent/connect/ca/leaf/<service>` and `/v1/agent/connect/ca/roots`; every change is applied
+ * at once (new connections use it). It does not trust the leaf query to return in time: at 90 % of
+ * the leaf's lifetime (`ValidAfter`..`ValidBefore`) it cancels the pending query and fetches again,
+ * and keeps doing so with backoff until a new leaf arrives (consul#16779). Authorization asks
+ * `POST /v1/agent/connect/authorize` and caches each caller's decision briefly.
+ */
+export class ConnectCaSource implements TlsSource {
+  readonly kind = 'consul' as const;
+  readonly #o: ConnectCaSourceOptions;
+  readonly #base: string;
+  readonly #headers: Record<string, string>;
+  readonly #dispatcher: Agent;
+  readonly #listeners = new ChangeListeners();
+  #leaf: LeafAnswer | null = null;
+  #roots: RootsAnswer | null = null;
+  #material: TlsMaterial | null = null;
+  #stopped = false;
+  #leafAbort: AbortController | null = null;
+  #rootsAbort: AbortController | null = null;
+  #renewTimer: NodeJS.Timeout | null = null;
+  readonly #decisions = new Map<string, { result: AuthorizeResult; at: number }>();
+
+  constructor(options: ConnectCaSourceOptions) {
+    this.#o = options;
+    const url = new URL(options.address);
+    this.#base = `${url.protocol}//${url.host}`;
+    this.#headers = options.token === undefined ? {} : { 'x-consul-token': options.token };
+    const t = options.agentTls;
+    const tls =
+      url.protocol === 'https:'
+        ? {
+            ca: t?.ca === undefined ? undefined : readFileSync(t.ca),
+            cert: t?.cert === undefined ? undefined : readFileSync(t.cert),
+            key: t?.key === undefined ? undefined : readFileSync(t.key),
+          }
+        : {};
+    this.#dispatcher = new Agent({ connect: { timeout: 5000, ...tls } });
+  }
+
+  async start(): Promise<void> {
+    const [roots, leaf] = await Promise.all([
+      this.#get<RootsAnswer>('/v1/agent/connect/ca/roots', 0, undefined),
+      this.#get<LeafAnswer>(this.#leafPath(), 0, undefined),
+    ]);
+    this.#roots = roots.value;
+    this.#leaf = leaf.value;
+    this.#material = this.#build();
+    this.#scheduleRenewal();
+    void this.#loop('roots', roots.index);
+    void this.#loop('leaf', leaf.index);
+  }
+
+  current(): TlsMaterial {
+    if (this.#material === null) throw new Error('consul TLS source not started');
+    return this.#material;
+  }
+
+  onChange(listener: (material: TlsMaterial) => void): () => void {
+    return this.#listeners.add(listener);
+  }
+
+  async authorize(caller: WorkloadIdentity, serial: string): Promise<AuthorizeResult> {
+    const now = Date.now();
+    const cached = this.#decisions.get(caller.uri);
+    if (cached !== undefined && now - cached.at < (this.#o.authorizeCacheMs ?? 1000)) return cached.result;
+    try {
+      const res = await request(`${this.#base}/v1/agent/connect/authorize`, {
+        method: 'POST',
+        dispatcher: this.#dispatcher,
+        headers: { ...this.#headers, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          Target: this.#o.service,
+          ClientCertURI: caller.uri,
+          ClientCertSerial: serial,
+        }),
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
+      });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`Consul answered ${res.statusCode}: ${text.slice(0, 200)}`);
+      const body = JSON.parse(text) as { Authorized: boolean; Reason: string };
+      const result = { allowed: body.Authorized === true, reason: `intentions: ${body.Reason}` };
+      if (this.#decisions.size > 10_000) this.#decisions.clear();
+      this.#decisions.set(caller.uri, { result, at: now });
+      return result;
+    } catch (err) {
+      if (cached !== undefined && now - cached.at < (this.#o.authorizeStaleMs ?? 60_000))
+        return cached.result;
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#leafAbort?.abort();
+    this.#rootsAbort?.abort();
+    if (this.#renewTimer !== null) clearTimeout(this.#renewTimer);
+    await this.#dispatcher.close().catch(() => undefined);
+  }
+
+  #leafPath(): string {
+    return `/v1/agent/connect/ca/leaf/${encodeURIComponent(this.#o.service)}`;
+  }
+
+  /** One blocking-query loop; `what` says which answer it keeps. */
+  async #loop(what: 'leaf' | 'roots', startIndex: number | undefined): Promise<void> {
+    let index = startIndex ?? 0;
+    let failures = 0;
+    const path = what === 'leaf' ? this.#leafPath() : '/v1/agent/connect/ca/roots';
+    while (!this.#stopped) {
+      const abort = new AbortController();
+      if (what === 'leaf') this.#leafAbort = abort;
+      else this.#rootsAbort = abort;
+      try {
+        const answer = await this.#get<LeafAnswer | RootsAnswer>(path, index, abort.signal);
+        failures = 0;
+        // An index that went backwards (agent restart, snapshot restore) restarts from 0.
+        index = answer.index === undefined || answer.index < index ? 0 : answer.index;
+        if (what === 'leaf') this.#setLeaf(answer.value as LeafAnswer);
+        else this.#setRoots(answer.value as RootsAnswer);
+      } catch (err) {
+        if (this.#stopped) return;
+        if (abort.signal.aborted) {
+          index = 0; // a renewal cancelled the query: fetch at once
+          continue;
+        }
+        failures++;
+        const base = this.#o.backoffBaseMs ?? 500;
+        const delay = Math.min(this.#o.backoffMaxMs ?? 30_000, base * 2 ** Math.min(failures - 1, 10));
+        this.#o.metrics.reloads.labels('consul', 'failed').inc();
+        this.#o.logger.warn({
+          msg: `consul connect ${what} fetch failed; retrying`,
+          reason: (err as Error).message,
+          retryInMs: delay,
+        });
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() / 2)).unref());
+      }
+    }
+  }
+
+  #setLeaf(leaf: LeafAnswer): void {
+    if (this.#leaf !== null && this.#leaf.CertPEM === leaf.CertPEM) {
+      this.#scheduleRenewal();
+      return;
+    }
+    this.#leaf = leaf;
+    this.#apply();
+    this.#scheduleRenewal();
+  }
+
+  #setRoots(roots: RootsAnswer): void {
+    if (this.#roots !== null && JSON.stringify(this.#roots.Roots) === JSON.stringify(roots.Roots)) return;
+    this.#roots = roots;
+    this.#apply();
+  }
+
+  #apply(): void {
+    let next: TlsMaterial;
+    try {
+      next = this.#build();
+    } catch (err) {
+      this.#o.metrics.reloads.labels('consul', 'failed').inc();
+      this.#o.logger.error({ msg: 'consul connect certificate refused', reason: (err as Error).message });
+      return;
+    }
+    this.#material = next;
+    this.#listeners.emit(next);
+  }
+
+  /** At 90 % of the leaf's lifetime (or soon after, while it is not replaced), cancel the query and re-fetch. */
+  #scheduleRenewal(): void {
+    if (this.#renewTimer !== null) clearTimeout(this.#renewTimer);
+    const leaf = this.#leaf;
+    if (leaf === null || this.#stopped) return;
+    const after = Date.parse(leaf.ValidAfter);
+    const before = Date.parse(leaf.ValidBefore);
+    const renewAt = after + (before - after) * RENEW_AT;
+    const now = Date.now();
+    const delay = renewAt > now ? renewAt - now : Math.min(5000, Math.max(200, (before - now) / 10));
+    this.#renewTimer = setTimeout(
+      () => {
+        this.#renewTimer = null;
+        if (Date.now() >= before - (before - after) * (1 - RENEW_AT)) {
+          this.#o.logger.info({
+            msg: 'consul connect leaf near expiry; fetching a new one',
+            validBefore: leaf.ValidBefore,
+          });
+        }
+        this.#leafAbort?.abort();
+      },
+      Math.max(1, delay),
+    );
+    this.#renewTimer.unref();
+  }
+
+  #build(): TlsMaterial {
+    const leaf = this.#leaf!;
+    const roots = this.#roots!;
+    const ca = roots.Roots.map((r) => [r.RootCert, ...(r.IntermediateCerts ?? [])].join('\n')).join('\n');
+    return tlsMaterial(leaf.CertPEM, leaf.PrivateKeyPEM, ca, this.#o.trustDomain ?? roots.TrustDomain);
+  }
+
+  async #get<T>(
+    path: string,
+    index: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ value: T; index: number | undefined }> {
+    const waitMs = this.#o.waitMs ?? 300_000;
+    const query = index > 0 ? `?index=${index}&wait=${waitMs}ms` : '';
+    const res = await request(`${this.#base}${path}${query}`, {
+      dispatcher: this.#dispatcher,
+      headers: this.#headers,
+      signal,
+      headersTimeout: waitMs + Math.ceil(waitMs / 16) + 5000,
+      bodyTimeout: 30_000,
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200)
+      throw new Error(`Consul answered ${res.statusCode} on ${path}: ${text.slice(0, 200)}`);
+    const raw = res.headers['x-consul-index'];
+    const n = Number(Array.isArray(raw) ? raw[0] : raw);
+    return { value: JSON.parse(text) as T, index: Number.isFinite(n) && n > 0 ? n : undefined };
+  }
+}
