@@ -140,4 +140,27 @@ describe('forwarding', () => {
     expect(res.statusCode).toBe(200);
     await expect(res.body.text()).rejects.toThrow();
   });
+
+  it('request headers over 16 KiB → 400 bad_request, and the upstream sees nothing', async () => {
+    const port = mesh.daemon.addresses().outbound.port;
+    const before = app.requests.length;
+    const reply = parseReply(
+      await rawRequest(port, `GET / HTTP/1.1\r\nHost: app\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`),
+    );
+    expect(reply.status).toBe(400);
+    expect(reply.headers['x-meshlet-error']).toBe('bad_request');
+    expect(JSON.parse(reply.body)).toEqual({
+      error: 'bad_request',
+      message: 'request headers too large',
+      upstream: null,
+    });
+    expect(app.requests.length).toBe(before);
+  });
+
+  it('garbage instead of HTTP → 400 bad_request', async () => {
+    const port = mesh.daemon.addresses().outbound.port;
+    const reply = parseReply(await rawRequest(port, 'HELLO?\r\n\r\n'));
+    expect(reply.status).toBe(400);
+    expect(reply.headers['x-meshlet-error']).toBe('bad_request');
+  });
 });
