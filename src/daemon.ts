@@ -3,6 +3,7 @@ import { adminHandler } from './admin/admin-handler.ts';
 import { loadConfigFile } from './config/load-config.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp } from './listener/http-listener.ts';
+import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
 import { outboundHandler, upstreamListenerHandler } from './proxy/outbound-stack.ts';
 import type { ProxyContext } from './proxy/proxy-context.ts';
 import { createRegistry } from './registry/create-registry.ts';
@@ -10,6 +11,10 @@ import type { Registry } from './registry/registry.ts';
 import { Router } from './route/router.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
+import { TlsMetrics } from './telemetry/tls-metrics.ts';
+import { createTlsSource } from './tls/create-tls-source.ts';
+import { MeshTls } from './tls/mesh-tls.ts';
+import { tlsPoolFactory } from './tls/tls-pool-factory.ts';
 import { UpstreamTable } from './upstream/upstream-table.ts';
 
 /** Options for starting a daemon. */
@@ -27,6 +32,8 @@ export interface DaemonAddresses {
   admin: { address: string; port: number };
   /** Per-upstream listeners by upstream name. */
   upstreams: Record<string, { address: string; port: number }>;
+  /** The mTLS inbound listener, when `tls` and `service` are set. */
+  inbound?: { address: string; port: number };
 }
 
 /** One running meshlet. Create with `Daemon.start`. */
@@ -34,6 +41,8 @@ export class Daemon {
   readonly metrics: Metrics;
   readonly table: UpstreamTable;
   readonly logger: Logger;
+  /** This instance's mTLS identity (null without `tls`). */
+  readonly tls: MeshTls | null;
   config: MeshletConfig;
   #router: Router;
   readonly #registry: Registry;
@@ -41,6 +50,7 @@ export class Daemon {
   readonly #configFile: string | undefined;
   #listeners: HttpListener[] = [];
   #admin: HttpListener | null = null;
+  #inbound: InboundRuntime | null = null;
   #draining = false;
   #stopped: Promise<void> | null = null;
 
@@ -49,12 +59,23 @@ export class Daemon {
     this.logger = options.logger;
     this.#configFile = options.configFile;
     this.metrics = new Metrics({ processMetrics: options.processMetrics ?? true });
-    this.table = new UpstreamTable(this.metrics, config.upstreams);
+    const tlsMetrics = new TlsMetrics(this.metrics.registry);
+    this.tls =
+      config.tls === undefined
+        ? null
+        : new MeshTls({
+            source: createTlsSource(config, this.logger, tlsMetrics),
+            metrics: tlsMetrics,
+            logger: this.logger,
+            minVersion: inboundSettings(config).minTlsVersion,
+          });
+    this.table = new UpstreamTable(this.metrics, config.upstreams, tlsPoolFactory(this.tls));
     this.#router = new Router(config.routes, this.table);
     this.#registry = createRegistry(config, {
       table: this.table,
       metrics: this.metrics,
       logger: this.logger,
+      inboundPort: () => this.#inbound?.listener.port,
     });
     this.#ctx = {
       logger: this.logger,
@@ -80,6 +101,14 @@ export class Daemon {
 
   async #start(): Promise<void> {
     const { listeners } = this.config;
+    // Identity first, and the inbound listener bound before registration advertises its port.
+    if (this.tls !== null) await this.tls.start();
+    if (this.tls !== null && this.config.service !== undefined) {
+      this.#inbound = await startInboundRuntime(this.config, this.tls, {
+        logger: this.logger,
+        metrics: this.metrics,
+      });
+    }
     await this.#registry.start();
     const view = {
       metrics: this.metrics,
@@ -88,6 +117,7 @@ export class Daemon {
       draining: () => this.#draining,
       adminToken: listeners.admin.token,
       readinessChecks: () => this.#registry.readinessChecks?.() ?? [],
+      tlsConfigured: this.tls !== null,
     };
     this.#admin = await listenHttp(listeners.admin.address, listeners.admin.port, adminHandler(view));
     this.#listeners.push(
@@ -97,6 +127,7 @@ export class Daemon {
         outboundHandler(this.#ctx, () => this.#router),
       ),
     );
+    if (this.#inbound !== null) this.#listeners.push(this.#inbound.listener);
     for (const [name, spec] of Object.entries(this.config.upstreams)) {
       if (spec.port === undefined) continue;
       const listener = await listenHttp(
@@ -121,6 +152,9 @@ export class Daemon {
       outbound: { address: outbound.address, port: outbound.port },
       admin: { address: this.#admin!.address, port: this.#admin!.port },
       upstreams,
+      ...(this.#inbound === null
+        ? {}
+        : { inbound: { address: this.#inbound.listener.address, port: this.#inbound.listener.port } }),
     };
   }
 
@@ -150,6 +184,7 @@ export class Daemon {
     if (next.registry.type === this.#registry.type) this.#registry.reload?.(next);
     else this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
     this.#ctx.accessLog = next.accessLog;
+    this.#inbound?.apply(next);
     this.config = next;
     this.metrics.configReloads.labels('config', 'ok').inc();
     this.logger.info({ msg: 'config reloaded', file: this.#configFile });
@@ -170,6 +205,7 @@ export class Daemon {
     this.logger.info({ msg: 'draining', reason, drainDelayMs: drainDelay, drainTimeoutMs: drainTimeout });
     this.#draining = true;
     this.#ctx.draining = true;
+    if (this.#inbound !== null) this.#inbound.ctx.draining = true;
     // Peers first: the instance turns critical in Consul, then the drain delay lets their watches see it.
     await this.#registry.beforeDrain?.();
     if (drainDelay > 0) await sleep(drainDelay);
@@ -195,8 +231,14 @@ export class Daemon {
       l.stopAccepting();
       l.destroy();
     }
+    if (this.#inbound !== null && !this.#listeners.includes(this.#inbound.listener)) {
+      this.#inbound.listener.stopAccepting();
+      this.#inbound.listener.destroy();
+    }
     await this.#registry.stop();
     await this.table.close();
+    await this.#inbound?.close();
+    await this.tls?.stop();
     if (this.#admin !== null) {
       this.#admin.stopAccepting();
       this.#admin.destroy();

@@ -3,6 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Registry } from '../registry/registry.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { tlsModeOf } from '../tls/tls-pool-factory.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
 
 /** What the admin handlers read from the running daemon. */
@@ -16,6 +17,8 @@ export interface AdminView {
   readonly adminToken?: string | undefined;
   /** Extra readiness conditions (e.g. the local app's health check), each `[name, ok, detail]`. */
   readinessChecks(): readonly [string, boolean, string][];
+  /** Whether `tls` is configured (then endpoints that advertise mTLS get it). Default false. */
+  readonly tlsConfigured?: boolean;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -52,6 +55,7 @@ export function upstreamsView(view: AdminView): Record<string, unknown> {
         weight: h.endpoint.weight,
         tags: h.endpoint.tags,
         transport: h.endpoint.transport,
+        tls: tlsModeOf(h.endpoint, view.tlsConfigured ?? false),
         state: h.ejected ? 'ejected' : 'healthy',
         active: h.active,
       })),

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { resolveRouteOverride, resolveUpstreamSettings } from '../upstream/upstream-settings.ts';
 import { configSchema, endpointMap, type MeshletConfig } from './schema.ts';
+import { checkTls } from './tls-schema.ts';
 
 /** Formats a zod issue path as a key path: `upstreams.users.timeouts.connect`, `routes[0].upstream`. */
 function keyPathOf(path: readonly PropertyKey[]): string {
@@ -74,6 +75,7 @@ export function validateConfig(raw: unknown, file?: string, baseDir = process.cw
     config.registry.file = resolve(baseDir, config.registry.file);
   }
   if (config.registry.type === 'consul') checkConsul(config, file, baseDir);
+  checkTls(config, file, baseDir);
   checkPorts(config, file);
   checkPolicies(config, file);
   return config;
@@ -115,6 +117,8 @@ function checkPorts(config: MeshletConfig, file?: string): void {
   };
   claim(config.listeners.outbound.port, 'listeners.outbound.port');
   claim(config.listeners.admin.port, 'listeners.admin.port');
+  if (config.tls !== undefined && config.service !== undefined)
+    claim(config.listeners.inbound?.port ?? 15443, 'listeners.inbound.port');
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     if (upstream.port !== undefined) claim(upstream.port, `upstreams.${name}.port`);
   }

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { CONSUL_DRAIN_DELAY_MS, consulRegistry } from './consul-schema.ts';
 import { parseDuration } from './duration.ts';
+import { inboundListenerSpec, tlsSpec } from './tls-schema.ts';
 
 /** A duration: `"250ms"`, `"1s"`, `"5m"`, `"1m30s"` or a number of milliseconds; parsed to ms. */
 export const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -214,8 +215,12 @@ export const configSchema = z
             token: z.string().min(8, 'expected at least 8 characters').optional(),
           })
           .prefault({}),
+        /** The mTLS listener for peers' meshlets; runs when `tls` and `service` are set (defaults then apply). */
+        inbound: inboundListenerSpec.optional(),
       })
       .prefault({}),
+    /** This instance's identity for mTLS (inbound and outbound). */
+    tls: tlsSpec.optional(),
     registry: z.discriminatedUnion('type', [staticRegistry, consulRegistry]).prefault({ type: 'static' }),
     upstreams: z.record(name, upstreamSpec.prefault({})).default({}),
     routes: z.array(routeSpec).default([]),

@@ -12,6 +12,8 @@ export interface RegistryDeps {
   table: UpstreamTable;
   metrics: Metrics;
   logger: Logger;
+  /** The bound port of the mTLS inbound listener, when it runs (Consul registers it). */
+  inboundPort?: () => number | undefined;
 }
 
 /** The registry for `config.registry` (`static` or `consul`). */

@@ -24,6 +24,8 @@ export interface ConsulRegistryOptions {
   table: UpstreamTable;
   metrics: Metrics;
   logger: Logger;
+  /** The bound port of the mTLS inbound listener, when it runs (registered instead of service.port). */
+  inboundPort?: (() => number | undefined) | undefined;
   /** Test hooks: least time between two reads of one watch, and error backoff bounds, ms. */
   watchTiming?: { minIntervalMs?: number; backoffBaseMs?: number; backoffMaxMs?: number };
 }
@@ -52,16 +54,28 @@ export function configuredNames(config: MeshletConfig, registry: ConsulRegistryC
   ]);
 }
 
-/** Resolves what to register from `service` and `registry`. */
-export function registrationSpec(service: ServiceConfig, registry: ConsulRegistryConfig): RegistrationSpec {
+/**
+ * Resolves what to register from `service` and `registry`. With the mTLS inbound listener on
+ * (`inboundPort`), peers are told to dial it: the registered port is the inbound port and
+ * `Meta.meshlet_inbound` is `mtls`; otherwise the app's port and `plain`.
+ */
+export function registrationSpec(
+  service: ServiceConfig,
+  registry: ConsulRegistryConfig,
+  inboundPort?: number,
+): RegistrationSpec {
   const { check } = registry;
   return {
     id: registry.serviceId ?? `${service.name}-${hostname()}-${service.port}`,
     name: service.name,
     address: service.address ?? firstIPv4(),
-    port: service.port,
+    port: inboundPort ?? service.port,
     tags: service.tags,
-    meta: { ...service.meta, meshlet_version: meshletVersion(), meshlet_inbound: 'plain' },
+    meta: {
+      ...service.meta,
+      meshlet_version: meshletVersion(),
+      meshlet_inbound: inboundPort === undefined ? 'plain' : 'mtls',
+    },
     weights: registry.weights,
     probe: { port: service.port, httpPath: check.http, timeoutMs: check.timeout },
     intervalMs: check.interval,
@@ -92,6 +106,7 @@ export class ConsulRegistry implements Registry {
   readonly #client: ConsulClient;
   readonly #tokenSet: boolean;
   readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
+  readonly #inboundPort: (() => number | undefined) | undefined;
   readonly #watches = new Map<string, UpstreamWatch>();
   #catalog: BlockingWatch<Record<string, string[]>> | null = null;
   #catalogNames = new Set<string>();
@@ -108,6 +123,7 @@ export class ConsulRegistry implements Registry {
     this.#table = options.table;
     this.#logger = options.logger;
     this.#timing = options.watchTiming ?? {};
+    this.#inboundPort = options.inboundPort;
     this.#metrics = new ConsulMetrics(options.metrics.registry);
     this.#reach = new AgentReachability(this.#metrics, this.#logger);
     const { consul } = this.#settings;
@@ -138,12 +154,15 @@ export class ConsulRegistry implements Registry {
     }
     const register = this.#settings.register ?? this.#config.service !== undefined;
     if (register && this.#config.service !== undefined) {
-      this.#registration = new AppRegistration(registrationSpec(this.#config.service, this.#settings), {
-        client: this.#client,
-        reach: this.#reach,
-        metrics: this.#metrics,
-        logger: this.#logger,
-      });
+      this.#registration = new AppRegistration(
+        registrationSpec(this.#config.service, this.#settings, this.#inboundPort?.()),
+        {
+          client: this.#client,
+          reach: this.#reach,
+          metrics: this.#metrics,
+          logger: this.#logger,
+        },
+      );
       this.#registration.start();
     }
   }

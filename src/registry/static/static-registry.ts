@@ -24,6 +24,8 @@ export function toEndpoint(spec: EndpointSpec): Endpoint {
     weight: spec.weight ?? 1,
     tags: spec.tags ?? [],
     meta: spec.meta ?? {},
+    // As in Consul: an endpoint whose meshlet speaks mTLS says so in its meta.
+    transport: spec.meta?.meshlet_inbound === 'mtls' ? 'mtls' : 'plain',
   });
 }
 

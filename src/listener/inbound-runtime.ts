@@ -1,0 +1,88 @@
+// Assembles the inbound side from config: the mTLS listener, its request path, the pool to the local app.
+import { Pool } from 'undici';
+import { defaultInboundListener, type InboundListenerConfig } from '../config/tls-schema.ts';
+import type { MeshletConfig } from '../config/schema.ts';
+import { inboundHandler, type InboundContext } from '../proxy/inbound-stack.ts';
+import { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { MeshTls } from '../tls/mesh-tls.ts';
+import type { HttpListener } from './http-listener.ts';
+import { listenInbound } from './inbound-listener.ts';
+
+/** A running inbound side. */
+export interface InboundRuntime {
+  readonly listener: HttpListener;
+  readonly ctx: InboundContext;
+  /** Applies a reloaded config's allow-list, limits and access log (listener settings need a restart). */
+  apply(config: MeshletConfig): void;
+  /** Closes the pool to the local app (the listener is drained with the others). */
+  close(): Promise<void>;
+}
+
+/** `listeners.inbound` with defaults, for a config with `tls` and `service`. */
+export function inboundSettings(config: MeshletConfig): InboundListenerConfig {
+  return config.listeners.inbound ?? defaultInboundListener();
+}
+
+function rateLimitOf(spec: InboundListenerConfig): KeyedTokenBuckets | null {
+  const r = spec.rateLimit;
+  return r === undefined ? null : new KeyedTokenBuckets({ ratePerSecond: r.perSecond, burst: r.burst });
+}
+
+/** Binds the inbound listener for `config.service` (required) with the identity in `tls`. */
+export async function startInboundRuntime(
+  config: MeshletConfig,
+  tls: MeshTls,
+  deps: { logger: Logger; metrics: Metrics },
+): Promise<InboundRuntime> {
+  const service = config.service!;
+  const spec = inboundSettings(config);
+  const app = new Pool(`http://127.0.0.1:${service.port}`, {
+    pipelining: 1,
+    connect: { timeout: 1000 },
+    keepAliveTimeout: 4000,
+  });
+  const source = tls.source;
+  const ctx: InboundContext = {
+    logger: deps.logger,
+    tlsMetrics: tls.metrics,
+    metrics: deps.metrics.forUpstream('inbound', service.name),
+    service: service.name,
+    app,
+    allow: spec.allow,
+    authorize:
+      source.authorize === undefined ? undefined : (peer) => source.authorize!(peer.identity, peer.serial),
+    maxConcurrent: spec.maxConcurrent,
+    rateLimit: rateLimitOf(spec),
+    appTimeoutMs: spec.appTimeout,
+    idleTimeoutMs: 300_000,
+    accessLog: config.accessLog,
+    draining: false,
+  };
+  let listener: HttpListener;
+  try {
+    listener = await listenInbound(spec.address, spec.port, tls, inboundHandler(ctx), {
+      maxHeaderSize: spec.maxHeaderSize,
+      headersTimeoutMs: spec.headersTimeout,
+      requestTimeoutMs: spec.requestTimeout,
+    });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  let current = spec;
+  return {
+    listener,
+    ctx,
+    apply(next) {
+      const n = inboundSettings(next);
+      ctx.allow = n.allow;
+      ctx.maxConcurrent = n.maxConcurrent;
+      if (JSON.stringify(n.rateLimit) !== JSON.stringify(current.rateLimit)) ctx.rateLimit = rateLimitOf(n);
+      ctx.accessLog = next.accessLog;
+      current = n;
+    },
+    close: () => app.close(),
+  };
+}
