@@ -4,6 +4,7 @@ import { loadConfigFile } from '../config/load-config.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
 import { breakerResetCommand, breakersCommand } from './breakers-command.ts';
+import { certsInit, certsIssue, CertsUsageError } from './certs-command.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
 import { healthCommand } from './health-command.ts';
 import { EXIT, runCommand } from './run-command.ts';
@@ -108,7 +109,85 @@ export async function main(argv: string[]): Promise<void> {
           code = await breakersCommand(args.admin, args.json);
         },
       )
-      .demandCommand(1, 'name a command: run, config check, services, health, breakers')
+      .command(
+        'certs',
+        'Development certificates for mTLS (a local CA and SPIFFE leaves; not a production CA)',
+        (y) =>
+          y
+            .command(
+              'init',
+              'Create a development CA: DIR/ca.pem (tls.ca) and DIR/ca-key.pem',
+              (c) =>
+                c
+                  .option('trust-domain', {
+                    type: 'string',
+                    demandOption: true,
+                    describe: 'SPIFFE trust domain, e.g. mesh.local',
+                  })
+                  .option('out', {
+                    type: 'string',
+                    demandOption: true,
+                    describe: 'directory to write the CA into',
+                  })
+                  .option('days', { type: 'number', default: 3650, describe: 'validity in days' })
+                  .option('force', { type: 'boolean', default: false, describe: 'replace an existing CA' }),
+              async (args) => {
+                code = await certsInit({
+                  trustDomain: args['trust-domain'],
+                  out: args.out,
+                  days: args.days,
+                  force: args.force,
+                });
+              },
+            )
+            .command(
+              'issue',
+              'Issue a leaf with the SPIFFE URI SAN spiffe://<td>/svc/NAME: DIR/NAME.pem and DIR/NAME-key.pem',
+              (c) =>
+                c
+                  .option('service', { type: 'string', demandOption: true, describe: 'service name' })
+                  .option('ca', {
+                    type: 'string',
+                    demandOption: true,
+                    describe: 'directory of the CA (certs init --out)',
+                  })
+                  .option('out', {
+                    type: 'string',
+                    demandOption: true,
+                    describe: 'directory to write the leaf into',
+                  })
+                  .option('trust-domain', { type: 'string', describe: "default: the CA's" })
+                  .option('datacenter', {
+                    type: 'string',
+                    describe: "use Consul's form spiffe://<td>/ns/default/dc/DC/svc/NAME",
+                  })
+                  .option('hours', { type: 'number', default: 72, describe: 'validity in hours' })
+                  .option('dns', {
+                    type: 'string',
+                    array: true,
+                    describe: 'DNS names (default NAME, localhost)',
+                  })
+                  .option('ip', {
+                    type: 'string',
+                    array: true,
+                    describe: 'IP addresses (default 127.0.0.1)',
+                  }),
+              async (args) => {
+                code = await certsIssue({
+                  service: args.service,
+                  ca: args.ca,
+                  out: args.out,
+                  trustDomain: args['trust-domain'],
+                  datacenter: args.datacenter,
+                  hours: args.hours,
+                  dns: args.dns,
+                  ip: args.ip,
+                });
+              },
+            )
+            .demandCommand(1, 'name a certs subcommand: init, issue'),
+      )
+      .demandCommand(1, 'name a command: run, config check, services, health, breakers, certs')
       .strict()
       .help()
       .alias('h', 'help')
@@ -122,7 +201,7 @@ export async function main(argv: string[]): Promise<void> {
     if (err instanceof ConfigError) {
       process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
       code = EXIT.usage;
-    } else if (err instanceof UsageError) {
+    } else if (err instanceof UsageError || err instanceof CertsUsageError) {
       process.stderr.write(`meshlet: ${err.message}\nRun "meshlet --help" for usage.\n`);
       code = EXIT.usage;
     } else {
