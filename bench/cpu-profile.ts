@@ -58,6 +58,33 @@ export function topSelfFrames(file: string, top = 15): Frame[] {
     .map(([frame, us]) => ({ frame, selfMs: us / 1000, selfPct: (100 * us) / total }));
 }
 
+/** Self time by where the code lives: meshlet's src/, each package, Node internals, native/GC. */
+export function selfByArea(file: string): { area: string; selfPct: number }[] {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const areas = new Map<string, number>();
+  let total = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    const node = byId.get(p.samples[i]!);
+    if (node === undefined) continue;
+    const dt = p.timeDeltas[i] ?? 0;
+    const url = node.callFrame.url;
+    let area: string;
+    const nm = url.lastIndexOf('node_modules/');
+    if (nm !== -1) area = url.slice(nm + 'node_modules/'.length).split('/')[0]!;
+    else if (url.includes('/src/')) area = 'meshlet src/';
+    else if (url.startsWith('node:')) area = 'Node internals (JS)';
+    else if (url === '')
+      area = node.callFrame.functionName.startsWith('(')
+        ? node.callFrame.functionName
+        : 'native (syscalls, C++)';
+    else area = 'other';
+    areas.set(area, (areas.get(area) ?? 0) + dt);
+    total += dt;
+  }
+  return [...areas].sort((a, b) => b[1] - a[1]).map(([area, us]) => ({ area, selfPct: (100 * us) / total }));
+}
+
 if (import.meta.main) {
   const file = process.argv[2];
   if (file === undefined) {

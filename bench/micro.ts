@@ -42,6 +42,8 @@ const groups = new Map<string, string>();
 const notes: string[] = [];
 /** Keeps results alive so V8 cannot drop the work. */
 let sink: unknown;
+/** Stops timers the policies started, so the process can exit. */
+const cleanups: (() => void)[] = [];
 
 function add(group: string, name: string, op: () => unknown): void {
   groups.set(name, group);
@@ -219,7 +221,78 @@ if (shouldRetry !== undefined && defaultRetryOn !== undefined) {
   add('resilience', 'retry decision, 503 on GET (shouldRetry)', () => shouldRetry(ctx));
 }
 
-// Breakers and outlier detectors: their API is not settled yet, so probe the usual method names.
+// The breaker settles its outcome through a promise (opossum): count the microtasks too.
+const Breaker = exported.get('UpstreamBreaker') as Ctor | undefined;
+if (Breaker !== undefined) {
+  covered.add('UpstreamBreaker');
+  try {
+    type Ticket = { success(): void; failure(): void } | null;
+    const b = new Breaker(
+      { errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeout: 30_000, rollingWindow: 10_000 },
+      () => {},
+    ) as { admit(): Ticket; shutdown(): void };
+    groups.set('breaker decision: admit + success (UpstreamBreaker), settled', 'resilience');
+    bench.add('breaker decision: admit + success (UpstreamBreaker), settled', async () => {
+      for (let i = 0; i < BATCH; i++) b.admit()?.success();
+      await null;
+    });
+    cleanups.push(() => b.shutdown());
+  } catch (err) {
+    notes.push(`UpstreamBreaker not benchmarked: ${(err as Error).message}`);
+  }
+}
+const Limit = exported.get('ConcurrencyLimit') as Ctor | undefined;
+if (Limit !== undefined) {
+  covered.add('ConcurrencyLimit');
+  const l = new Limit({}) as { tryAcquireRequest(): boolean; releaseRequest(): void };
+  add('resilience', 'concurrency limit: tryAcquireRequest + releaseRequest (ConcurrencyLimit)', () => {
+    const ok = l.tryAcquireRequest();
+    if (ok) l.releaseRequest();
+    return ok;
+  });
+}
+const Bucket = exported.get('TokenBucket') as Ctor | undefined;
+if (Bucket !== undefined) {
+  covered.add('TokenBucket');
+  const b = new Bucket({ ratePerSecond: 1e9, clock }) as { tryTake(): boolean };
+  add('resilience', 'token bucket: tryTake (TokenBucket)', () => {
+    now += 0.001;
+    return b.tryTake();
+  });
+}
+const Keyed = exported.get('KeyedTokenBuckets') as Ctor | undefined;
+if (Keyed !== undefined) {
+  covered.add('KeyedTokenBuckets');
+  const b = new Keyed({ ratePerSecond: 1e9, clock }) as { tryTake(key: string): boolean };
+  let i = 0;
+  add('resilience', 'keyed token buckets: tryTake of 64 keys (KeyedTokenBuckets)', () => {
+    now += 0.001;
+    return b.tryTake(keys[i++ & 63]!);
+  });
+}
+const Outlier = exported.get('OutlierDetector') as Ctor | undefined;
+if (Outlier !== undefined) {
+  covered.add('OutlierDetector');
+  try {
+    const d = new Outlier({ clock }) as {
+      update(all: readonly EndpointHandle[]): void;
+      onSuccess(h: EndpointHandle): void;
+      onFailure(h: EndpointHandle, kind: string): boolean;
+    };
+    d.update(handles);
+    let i = 0;
+    add('resilience', 'outlier detector: onSuccess, onFailure(5xx) every 16th (OutlierDetector)', () => {
+      const h = handles[i & 7]!;
+      if ((i++ & 15) === 0) return d.onFailure(h, '5xx');
+      d.onSuccess(h);
+      return true;
+    });
+  } catch (err) {
+    notes.push(`OutlierDetector not benchmarked: ${(err as Error).message}`);
+  }
+}
+
+// Anything else that looks like a policy: probe the usual method names.
 const DECIDE = [
   'allow',
   'tryAcquire',
@@ -276,6 +349,7 @@ if (uncovered.length > 0) notes.push(`resilience exports not benchmarked: ${unco
 if (modules.length > 0) notes.push(`resilience modules found: ${modules.map(([f]) => f).join(', ')}`);
 
 await bench.run();
+for (const c of cleanups) c();
 const results: MicroResult[] = bench.tasks.map((t) => {
   const r = t.result;
   const ok = r.state === 'completed' || r.state === 'aborted-with-statistics';

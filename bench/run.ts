@@ -11,6 +11,7 @@
 // mid-edit); the micro-benchmarks always use the working tree.
 import { execFileSync } from 'node:child_process';
 import {
+  copyFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -23,7 +24,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { topSelfFrames } from './cpu-profile.ts';
+import { selfByArea, topSelfFrames } from './cpu-profile.ts';
 import {
   type ClosedLoopResult,
   closedLoop,
@@ -42,7 +43,14 @@ import {
   versionOf,
   which,
 } from './lib/proc.ts';
-import { type BenchResults, type FixedSummary, median, renderMarkdown, summarise } from './lib/report.ts';
+import {
+  type BenchResults,
+  type FixedSummary,
+  median,
+  renderMarkdown,
+  summarise,
+  updateReadme,
+} from './lib/report.ts';
 import {
   HAPROXY,
   NGINX,
@@ -90,6 +98,13 @@ process.on('exit', killAllNow);
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
+}
+
+/** Load average at the start of each phase, to judge how noisy the machine was. */
+const phaseLoad: string[] = [];
+function phase(name: string, line: string): void {
+  phaseLoad.push(`${name} ${os.loadavg()[0]!.toFixed(2)}`);
+  log(line);
 }
 
 function fmtLoad(r: ClosedLoopResult): string {
@@ -239,7 +254,10 @@ async function main(): Promise<void> {
   type Row = ClosedLoopResult & { cpuUsPerReq: number | null; rssAfterMiB: number | null };
   const rounds: Record<string, Row>[] = [];
   for (let round = 1; round <= plan.rounds && !stopping; round++) {
-    log(`closed loop round ${round}/${plan.rounds}: wrk-like -t1 -c${CONNECTIONS} ${plan.durationS} s each`);
+    phase(
+      `closed loop ${round}`,
+      `closed loop round ${round}/${plan.rounds}: wrk-like -t1 -c${CONNECTIONS} ${plan.durationS} s each`,
+    );
     const rows: Record<string, Row> = {};
     for (const t of closedTargets) {
       const cpu0 = t.pid === null ? 0 : cpuSeconds(t.pid);
@@ -256,7 +274,7 @@ async function main(): Promise<void> {
   }
 
   // --- fixed rate: added latency over direct, interleaved over rounds; added = row − direct in the round.
-  log(`fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rounds} round(s)`);
+  phase('fixed rate', `fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rounds} round(s)`);
   const fixedRounds: Record<string, FixedRateResult>[] = [];
   const fixedTargets = [direct, meshlet, meshletLog, semi[0]!, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
@@ -294,7 +312,7 @@ async function main(): Promise<void> {
   }
 
   // --- 1 MiB responses.
-  log(`1 MiB responses, -c${CONNECTIONS}, ${plan.largeS} s each`);
+  phase('1 MiB', `1 MiB responses, -c${CONNECTIONS}, ${plan.largeS} s each`);
   const large: Record<string, ClosedLoopResult & { rssAfterMiB: number | null }> = {};
   for (const t of [direct, meshlet, semi[0]!, httpProxy, haproxy, nginx]) {
     if (t === null || stopping) continue;
@@ -306,7 +324,7 @@ async function main(): Promise<void> {
   }
 
   // --- two hops.
-  log(`two hops, ${plan.hopS} s each`);
+  phase('two hops', `two hops, ${plan.hopS} s each`);
   const hops: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null }> = {};
   for (const t of [direct, meshlet, hop1]) {
     if (stopping) break;
@@ -334,6 +352,9 @@ async function main(): Promise<void> {
     else micro = { results: [], notes: [`micro-benchmarks failed: ${r.stderr.slice(0, 500)}`] };
   }
 
+  notes.push(
+    `1-minute load average at the start of each phase (2 would fill both cores): ${phaseLoad.join(', ')}`,
+  );
   const results: BenchResults = {
     machine: { ...machine, loadAverageEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) },
     quick,
@@ -359,27 +380,15 @@ async function main(): Promise<void> {
   writeFileSync(`${base}.md`, md);
   if (!quick) {
     writeFileSync(join(resultsDir, 'latest.md'), md);
-    updateReadme(md);
+    updateReadme(join(benchDir, 'README.md'), md);
   }
   log(`written: ${base}.json, ${base}.md${quick ? '' : ', bench/results/latest.md, bench/README.md'}`);
 }
 
-/** Replaces the table between the markers in bench/README.md with the latest run's. */
-function updateReadme(md: string): void {
-  const file = join(benchDir, 'README.md');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return;
-  }
-  const begin = '<!-- latest-results:begin -->';
-  const end = '<!-- latest-results:end -->';
-  const a = text.indexOf(begin);
-  const b = text.indexOf(end);
-  if (a === -1 || b === -1) return;
-  const body = md.replace(/^# .*\n/, '').replace(/^## /gm, '#### ');
-  writeFileSync(file, `${text.slice(0, a + begin.length)}\n${body}\n${text.slice(b)}`);
+/** Read and write syscalls a process made so far (/proc/PID/io). */
+function syscalls(pid: number): { r: number; w: number } {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return { r: Number(/syscr: (\d+)/.exec(io)?.[1]), w: Number(/syscw: (\d+)/.exec(io)?.[1]) };
 }
 
 /** `--profile`: meshlet under the closed-loop load with --cpu-prof, then its top self-time frames. */
@@ -395,8 +404,11 @@ async function profile(upstreamPort: number): Promise<void> {
     nodeFlags: ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${dir}`],
   });
   await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.warmS });
+  const io0 = syscalls(t.pid!);
   const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.durationS });
+  const io1 = syscalls(t.pid!);
   log(`meshlet under --cpu-prof: ${fmtLoad(r)}`);
+  const perReq = `read syscalls per request ${((io1.r - io0.r) / r.requests).toFixed(2)}, write syscalls per request ${((io1.w - io0.w) / r.requests).toFixed(2)} (from /proc/PID/io)`;
   await stop(t.child!, 10_000);
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) throw new Error('no .cpuprofile written');
@@ -404,7 +416,11 @@ async function profile(upstreamPort: number): Promise<void> {
   const lines = topSelfFrames(join(dir, file), 25).map(
     (f) => `| ${f.selfPct.toFixed(1)}% | ${f.selfMs.toFixed(0)} | \`${f.frame}\` |`,
   );
-  const md = `# meshlet CPU profile under wrk -t1 -c${CONNECTIONS}, ${plan.durationS} s (${new Date().toISOString()})\n\n${fmtLoad(r)} while profiling (the profiler itself slows it).\n\n| self | ms | frame |\n| ---: | ---: | --- |\n${lines.join('\n')}\n`;
+  const areas = selfByArea(join(dir, file))
+    .map((a) => `| ${a.selfPct.toFixed(1)}% | ${a.area} |`)
+    .join('\n');
+  copyFileSync(join(dir, file), join(resultsDir, 'meshlet.cpuprofile'));
+  const md = `# meshlet CPU profile under wrk -t1 -c${CONNECTIONS}, ${plan.durationS} s (${new Date().toISOString()})\n\nmeshlet ${values.ref === undefined ? 'working tree' : `--ref ${values.ref}`}; ${fmtLoad(r)} while profiling (the profiler itself slows it); ${perReq}. The profile is kept (not in git) as bench/results/meshlet.cpuprofile.\n\n## Top frames by self time\n\n| self | ms | frame |\n| ---: | ---: | --- |\n${lines.join('\n')}\n\n## Self time by area\n\n| self | area |\n| ---: | --- |\n${areas}\n`;
   process.stdout.write(`\n${md}\n`);
   writeFileSync(join(resultsDir, `profile${quick ? '-quick' : ''}.md`), md);
 }

@@ -1,4 +1,5 @@
 // Turns a bench run into figures with ratios (taken within one round) and a markdown report.
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { ClosedLoopResult, FixedRateResult } from './load.ts';
 
 /** Fixed-rate figures of one target: medians over rounds; added = median of (row − direct) per round. */
@@ -160,6 +161,8 @@ function verdicts(r: BenchResults, c: Record<string, ClosedSummary>): Verdict[] 
   const direct = r.fixed.direct;
   const fm = r.fixed.meshlet;
   const fh = r.fixed.haproxy;
+  const overloaded = direct !== undefined && direct.late > 0.01 * direct.sent;
+  const before = out.length;
   const addedP50 = direct && fm ? fm.addedP50Ms : null;
   check('added p50 at 2,000 req/s', '≤ +0.4 ms', addedP50, 0.4, false, ' ms');
   if (direct && fm && fh) {
@@ -178,6 +181,12 @@ function verdicts(r: BenchResults, c: Record<string, ClosedSummary>): Verdict[] 
       measured: 'not measured',
       met: null,
     });
+  if (overloaded) {
+    for (const v of out.slice(before)) {
+      v.measured += ' — unreliable: the machine was overloaded during the fixed-rate phase';
+      v.met = null;
+    }
+  }
   check('RSS idle', '≤ 60 MiB', m?.rssIdleMiB ?? null, 60, false, ' MiB');
   check('RSS after closed-loop load', '≤ 100 MiB', m?.rssAfterMiB ?? null, 100, false, ' MiB');
   const lm = r.large.meshlet;
@@ -292,6 +301,12 @@ export function renderMarkdown(r: BenchResults, s: Summary): string {
     'Latency from send to the end of the body; medians over rounds. Added = this row − direct in the same round, then the median. Errors and late sends (> 5 ms behind schedule: the generator itself was starved) are summed.',
   );
   L.push('');
+  if (d !== undefined && d.late > 0.01 * d.sent) {
+    L.push(
+      `**Warning:** the generator itself sent ${((100 * d.late) / d.sent).toFixed(1)} % of the direct row's requests more than 5 ms late: the machine was overloaded during this phase (other processes), so these latencies mostly measure CPU contention, not the proxies.`,
+    );
+    L.push('');
+  }
   L.push(
     "| target | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | added p99 × HAProxy's | errors | late sends |",
   );
@@ -361,4 +376,21 @@ export function renderMarkdown(r: BenchResults, s: Summary): string {
     L.push('');
   }
   return L.join('\n');
+}
+
+/** Replaces the text between the latest-results markers of a README with a run's report. */
+export function updateReadme(file: string, md: string): void {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return;
+  }
+  const begin = '<!-- latest-results:begin -->';
+  const end = '<!-- latest-results:end -->';
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a === -1 || b === -1) return;
+  const body = md.replace(/^# .*\n/, '').replace(/^## /gm, '#### ');
+  writeFileSync(file, `${text.slice(0, a + begin.length)}\n${body}\n${text.slice(b)}`);
 }
