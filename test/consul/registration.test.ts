@@ -50,7 +50,11 @@ describe('Consul registration', () => {
       }),
       shutdown: { drainDelay: 0 },
     });
-    await double.waitFor((d) => d.checks(id)[0]?.status === 'passing', 3000, 'registered and passing');
+    await double.waitFor(
+      (d) => d.checks(id)[0]?.status === 'passing' && d.checks(id)[0]?.output !== '',
+      3000,
+      'registered, passing, with the probe output',
+    );
   });
   afterAll(async () => {
     await mesh?.close();
@@ -135,7 +139,13 @@ describe('Consul registration', () => {
       port: app.port,
       weights: { Passing: 3, Warning: 1 },
     });
-    expect(await metric(mesh.admin, 'meshlet_registry_consul_registrations_total')).toBe(before + 1);
+    // The counter moves once the registration's second call (the check output) is done too.
+    let registrations = before;
+    for (let i = 0; i < 50 && registrations === before; i++) {
+      registrations = await metric(mesh.admin, 'meshlet_registry_consul_registrations_total');
+      if (registrations === before) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(registrations).toBe(before + 1);
   });
 
   it('manual deregistration → registered again within one check interval', async () => {
