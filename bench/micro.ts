@@ -221,21 +221,16 @@ if (shouldRetry !== undefined && defaultRetryOn !== undefined) {
   add('resilience', 'retry decision, 503 on GET (shouldRetry)', () => shouldRetry(ctx));
 }
 
-// The breaker settles its outcome through a promise (opossum): count the microtasks too.
+// The breaker's decision: admit, then settle the outcome (synchronous; opossum only holds the state).
 const Breaker = exported.get('UpstreamBreaker') as Ctor | undefined;
 if (Breaker !== undefined) {
   covered.add('UpstreamBreaker');
   try {
-    type Ticket = { success(): void; failure(): void } | null;
     const b = new Breaker(
       { errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeout: 30_000, rollingWindow: 10_000 },
       () => {},
-    ) as { admit(): Ticket; shutdown(): void };
-    groups.set('breaker decision: admit + success (UpstreamBreaker), settled', 'resilience');
-    bench.add('breaker decision: admit + success (UpstreamBreaker), settled', async () => {
-      for (let i = 0; i < BATCH; i++) b.admit()?.success();
-      await null;
-    });
+    ) as { admit(): 0 | 1 | 2; settle(a: 0 | 1 | 2, ok: boolean): void; shutdown(): void };
+    add('resilience', 'breaker decision: admit + settle (UpstreamBreaker)', () => b.settle(b.admit(), true));
     cleanups.push(() => b.shutdown());
   } catch (err) {
     notes.push(`UpstreamBreaker not benchmarked: ${(err as Error).message}`);

@@ -6,13 +6,13 @@ import { type HttpListener, listenHttp } from './listener/http-listener.ts';
 import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
 import { outboundHandler, upstreamListenerHandler } from './proxy/outbound-stack.ts';
 import type { ProxyContext } from './proxy/proxy-context.ts';
-import { createRegistry } from './registry/create-registry.ts';
+import { type RegistryFactory, registryFactoryFor } from './registry/create-registry.ts';
 import type { Registry } from './registry/registry.ts';
 import { Router } from './route/router.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import { TlsMetrics } from './telemetry/tls-metrics.ts';
-import { createTlsSource } from './tls/create-tls-source.ts';
+import { type TlsSourceFactory, tlsSourceFactoryFor } from './tls/create-tls-source.ts';
 import { MeshTls } from './tls/mesh-tls.ts';
 import { tlsPoolFactory } from './tls/tls-pool-factory.ts';
 import { UpstreamTable } from './upstream/upstream-table.ts';
@@ -54,7 +54,12 @@ export class Daemon {
   #draining = false;
   #stopped: Promise<void> | null = null;
 
-  private constructor(config: MeshletConfig, options: DaemonOptions) {
+  private constructor(
+    config: MeshletConfig,
+    options: DaemonOptions,
+    createRegistry: RegistryFactory,
+    createTlsSource: TlsSourceFactory,
+  ) {
     this.config = config;
     this.logger = options.logger;
     this.#configFile = options.configFile;
@@ -89,7 +94,11 @@ export class Daemon {
 
   /** Starts registry and listeners. Rejects (after cleaning up) when a port cannot be bound. */
   static async start(config: MeshletConfig, options: DaemonOptions): Promise<Daemon> {
-    const daemon = new Daemon(config, options);
+    const [registry, tlsSource] = await Promise.all([
+      registryFactoryFor(config),
+      tlsSourceFactoryFor(config),
+    ]);
+    const daemon = new Daemon(config, options, registry, tlsSource);
     try {
       await daemon.#start();
     } catch (err) {

@@ -6,7 +6,9 @@ import { isValidPathSegment, isValidTrustDomain } from '../tls/identity.ts';
 import { EXIT } from './run-command.ts';
 
 /** A bad argument: the CLI prints it and exits 2. */
-export class CertsUsageError extends Error {}
+export class CertsUsageError extends Error {
+  override name = 'CertsUsageError';
+}
 
 /** Options of `meshlet certs init`. */
 export interface CertsInitOptions {

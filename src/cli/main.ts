@@ -3,12 +3,8 @@ import yargs, { type Argv } from 'yargs';
 import { loadConfigFile } from '../config/load-config.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
-import { breakerResetCommand, breakersCommand } from './breakers-command.ts';
-import { certsInit, certsIssue, CertsUsageError } from './certs-command.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
-import { healthCommand } from './health-command.ts';
 import { EXIT, runCommand } from './run-command.ts';
-import { servicesCommand } from './services-command.ts';
 
 /** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
 function configCheck(file: string): number {
@@ -20,6 +16,8 @@ function configCheck(file: string): number {
   );
   return EXIT.ok;
 }
+
+// Verbs load their code on use: `meshlet run` keeps the CLI-only modules out of the daemon's memory.
 
 /**
  * Runs the CLI with `argv` (without node and script). Sets `process.exitCode`, and exits
@@ -71,7 +69,7 @@ export async function main(argv: string[]): Promise<void> {
         'List upstreams with healthy/total endpoints, as the running meshlet sees them; exit 1 when one has none',
         (y) => adminOptions(y),
         async (args) => {
-          code = await servicesCommand(args.admin, args.json);
+          code = await (await import('./services-command.ts')).servicesCommand(args.admin, args.json);
         },
       )
       .command(
@@ -79,7 +77,7 @@ export async function main(argv: string[]): Promise<void> {
         "This instance's checks, each upstream's healthy/total and an overall status; exit 1 when degraded",
         (y) => adminOptions(y),
         async (args) => {
-          code = await healthCommand(args.admin, args.json);
+          code = await (await import('./health-command.ts')).healthCommand(args.admin, args.json);
         },
       )
       .command(
@@ -97,16 +95,14 @@ export async function main(argv: string[]): Promise<void> {
                   describe: 'admin token (listeners.admin.token), or MESHLET_ADMIN_TOKEN',
                 }),
             async (args) => {
-              code = await breakerResetCommand(
-                args.admin,
-                args.name,
-                args.token ?? process.env.MESHLET_ADMIN_TOKEN,
-              );
+              code = await (
+                await import('./breakers-command.ts')
+              ).breakerResetCommand(args.admin, args.name, args.token ?? process.env.MESHLET_ADMIN_TOKEN);
             },
           ),
         async (args) => {
           if (args._.length > 1) return;
-          code = await breakersCommand(args.admin, args.json);
+          code = await (await import('./breakers-command.ts')).breakersCommand(args.admin, args.json);
         },
       )
       .command(
@@ -132,7 +128,9 @@ export async function main(argv: string[]): Promise<void> {
                   .option('days', { type: 'number', default: 3650, describe: 'validity in days' })
                   .option('force', { type: 'boolean', default: false, describe: 'replace an existing CA' }),
               async (args) => {
-                code = await certsInit({
+                code = await (
+                  await import('./certs-command.ts')
+                ).certsInit({
                   trustDomain: args['trust-domain'],
                   out: args.out,
                   days: args.days,
@@ -173,7 +171,9 @@ export async function main(argv: string[]): Promise<void> {
                     describe: 'IP addresses (default 127.0.0.1)',
                   }),
               async (args) => {
-                code = await certsIssue({
+                code = await (
+                  await import('./certs-command.ts')
+                ).certsIssue({
                   service: args.service,
                   ca: args.ca,
                   out: args.out,
@@ -201,8 +201,8 @@ export async function main(argv: string[]): Promise<void> {
     if (err instanceof ConfigError) {
       process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
       code = EXIT.usage;
-    } else if (err instanceof UsageError || err instanceof CertsUsageError) {
-      process.stderr.write(`meshlet: ${err.message}\nRun "meshlet --help" for usage.\n`);
+    } else if (err instanceof UsageError || (err instanceof Error && err.name === 'CertsUsageError')) {
+      process.stderr.write(`meshlet: ${(err as Error).message}\nRun "meshlet --help" for usage.\n`);
       code = EXIT.usage;
     } else {
       process.stderr.write(`meshlet: ${(err as Error).stack ?? String(err)}\n`);

@@ -1,5 +1,5 @@
 // Assembles the inbound side from config: the mTLS listener, its request path, the pool to the local app.
-import { Pool } from 'undici';
+import { Pool } from '../upstream/undici-pool.ts';
 import { defaultInboundListener, type InboundListenerConfig } from '../config/tls-schema.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { inboundHandler, type InboundContext } from '../proxy/inbound-stack.ts';

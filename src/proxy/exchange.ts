@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { retryAfterMs } from '../resilience/backoff.ts';
-import type { BreakerTicket } from '../resilience/circuit-breaker.ts';
+import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
 import type { OutlierFailureKind } from '../resilience/outlier-detector.ts';
 import {
   type AttemptOutcome,
@@ -19,7 +19,7 @@ import type { RequestPolicy } from '../upstream/upstream-settings.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { ProxyContext } from './proxy-context.ts';
-import { prepareBody } from './request-body.ts';
+import { hasBody, prepareBody } from './request-body.ts';
 import {
   AttemptTimeoutError,
   classifyFailure,
@@ -75,8 +75,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #timeoutSlot = 0;
   #body: Buffer | Readable | null = null;
   #hashKey: string | undefined;
-  #ticket: BreakerTicket | null = null;
+  #admission: Admission = REFUSED;
   #retry: RetryContext | null = null;
+  #bodyReplayable = true;
   // Per-attempt state.
   #handle: EndpointHandle | undefined;
   #controller: Dispatcher.DispatchController | null = null;
@@ -162,8 +163,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#holdsRequest = true;
     if (upstream.breaker !== null) {
-      this.#ticket = upstream.breaker.admit();
-      if (this.#ticket === null) {
+      this.#admission = upstream.breaker.admit();
+      if (this.#admission === REFUSED) {
         this.#fail(
           new MeshletError(
             'circuit_open',
@@ -182,20 +183,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
           ? (req.headers[hashOn.header] as string | undefined)
           : cookieValue(req.headers.cookie, hashOn.cookie);
     }
+    if (!hasBody(req)) {
+      this.#attempt();
+      return;
+    }
     prepareBody(req, this.#policy.retry.bufferLimitBytes, (prepared) => {
       if (prepared === null || this.#done) return;
       this.#body = prepared.body;
-      this.#retry = {
-        outcome: OUTCOME_RESET,
-        method: req.method ?? 'GET',
-        hasIdempotencyKey: req.headers[IDEMPOTENCY_KEY_HEADER] !== undefined,
-        requestSent: false,
-        responseStarted: false,
-        bodyReplayable: prepared.replayable,
-        attempt: 0,
-        maxAttempts: this.#policy.retry.attempts,
-        retryOn: this.#policy.retry.retryOn,
-      };
+      this.#bodyReplayable = prepared.replayable;
       this.#attempt();
     });
   }
@@ -303,7 +298,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#clearTimer();
     this.#releasePending();
     upstream.observe(handle, performance.now() - this.#attemptStartedAt);
-    this.#ctx.metrics.resilience.attempts.labels(upstream.name, 'response').inc();
+    upstream.metrics.attemptResponses.inc();
     if (statusCode >= 500)
       this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
     else upstream.outlier.onSuccess(handle);
@@ -401,7 +396,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
    * body, attempts), then the retry budget, the active-retries limit and the deadline. Counts why not.
    */
   #mayRetry(outcome: AttemptOutcome): boolean {
-    const ctx = this.#retry!;
+    const req = this.#req;
+    // Built on the first failure only: most requests never need it.
+    const ctx = (this.#retry ??= {
+      outcome: OUTCOME_RESET,
+      method: req.method ?? 'GET',
+      hasIdempotencyKey: req.headers[IDEMPOTENCY_KEY_HEADER] !== undefined,
+      requestSent: false,
+      responseStarted: false,
+      bodyReplayable: this.#bodyReplayable,
+      attempt: 0,
+      maxAttempts: this.#policy.retry.attempts,
+      retryOn: this.#policy.retry.retryOn,
+    });
     const upstream = this.#upstream;
     const r = this.#ctx.metrics.resilience;
     ctx.outcome = outcome;
@@ -470,11 +477,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   #settleBreaker(success: boolean): void {
-    const ticket = this.#ticket;
-    if (ticket === null) return;
-    this.#ticket = null;
-    if (success) ticket.success();
-    else ticket.failure();
+    const admission = this.#admission;
+    if (admission === REFUSED) return;
+    this.#admission = REFUSED;
+    this.#upstream.breaker?.settle(admission, success);
   }
 
   /** Answers with meshlet's own error and finishes. */

@@ -1,5 +1,7 @@
-// An upstream's circuit breaker: opossum's rolling-window state machine, driven by finished requests.
+// An upstream's circuit breaker: a pure decision over an error window, opossum's state machine and reset timer.
 import CircuitBreaker from 'opossum';
+import { type Clock, systemClock } from '../clock.ts';
+import { ErrorWindow } from './error-window.ts';
 
 /** Breaker states as admin, metrics and the CLI name them. */
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -16,99 +18,90 @@ export interface BreakerOptions {
   rollingWindow: number;
 }
 
-/** One request's outcome, settled by the request path when the request ends. */
-export interface BreakerTicket {
-  /** The request succeeded (any answer but a 5xx or a failure to reach the upstream). */
-  success(): void;
-  /** The request failed (5xx, timeout, unreachable). */
-  failure(): void;
-}
+/** What `admit` answered: refused, an ordinary request, or the half-open trial request. */
+export type Admission = 0 | 1 | 2;
+export const REFUSED: Admission = 0;
+export const ADMITTED: Admission = 1;
+export const TRIAL: Admission = 2;
 
-const FAILED = new Error('upstream request failed');
-
-class Ticket implements BreakerTicket {
-  resolve?: (v: undefined) => void;
-  reject?: (e: Error) => void;
-  success(): void {
-    this.resolve?.(undefined);
-  }
-  failure(): void {
-    this.reject?.(FAILED);
-  }
-}
-
-/** The action opossum runs: hands the request path a ticket that settles opossum's promise. */
-function track(ticket: Ticket): Promise<undefined> {
-  return new Promise((resolve, reject) => {
-    ticket.resolve = resolve;
-    ticket.reject = reject;
-  });
-}
+/** opossum needs an action; meshlet never fires through it (that would cost a promise per request). */
+const never = (): Promise<void> => Promise.resolve();
 
 /**
- * A Hystrix-style breaker per upstream (opossum): when the error percentage over the rolling window
- * passes the threshold (after `volumeThreshold` requests), it opens and requests fail at once with
- * `circuit_open`; after `resetTimeout` one trial request goes through (half-open) and its outcome
- * closes or reopens it. `onState` is told every transition.
+ * A Hystrix-style breaker per upstream. The decision is meshlet's own and synchronous: outcomes go
+ * into an `ErrorWindow` (rolling, 10 buckets) and the breaker opens when the failure percentage
+ * passes the threshold after `volumeThreshold` requests. The state machine is opossum's: `open()`
+ * arms its reset timer, which moves it to half-open after `resetTimeout`; then exactly one trial
+ * request goes through, and its outcome closes the breaker or opens it again. Requests while open
+ * are refused at once (`circuit_open`). Nothing on the request path allocates.
  */
 export class UpstreamBreaker {
-  readonly #breaker: CircuitBreaker<[Ticket], undefined>;
-  #state: BreakerState = 'closed';
+  readonly #opossum: CircuitBreaker<[], void>;
+  readonly #window: ErrorWindow;
+  readonly #options: BreakerOptions;
+  #trialInFlight = false;
 
-  constructor(options: BreakerOptions, onState: (state: BreakerState) => void) {
-    this.#breaker = new CircuitBreaker(track, {
+  /** @param onState told every transition. */
+  constructor(options: BreakerOptions, onState: (state: BreakerState) => void, clock: Clock = systemClock) {
+    this.#options = options;
+    this.#window = new ErrorWindow(options.rollingWindow, 10, clock);
+    this.#opossum = new CircuitBreaker(never, {
       timeout: false,
-      errorThresholdPercentage: options.errorThresholdPercentage,
-      volumeThreshold: options.volumeThreshold,
       resetTimeout: options.resetTimeout,
       rollingCountTimeout: options.rollingWindow,
       rollingCountBuckets: 10,
     });
-    const set = (state: BreakerState) => {
-      this.#state = state;
-      onState(state);
-    };
-    this.#breaker.on('open', () => set('open'));
-    this.#breaker.on('halfOpen', () => set('half_open'));
-    this.#breaker.on('close', () => set('closed'));
+    this.#opossum.on('open', () => onState('open'));
+    this.#opossum.on('halfOpen', () => {
+      this.#trialInFlight = false;
+      onState('half_open');
+    });
+    this.#opossum.on('close', () => onState('closed'));
   }
 
   get state(): BreakerState {
-    return this.#state;
+    const b = this.#opossum;
+    return b.opened ? 'open' : b.halfOpen ? 'half_open' : 'closed';
   }
 
-  /**
-   * Admits a request: a ticket to settle when it ends, or null when the breaker refuses it (open,
-   * or half-open with its trial already in flight).
-   */
-  admit(): BreakerTicket | null {
-    const b = this.#breaker;
-    if (b.opened) return null;
-    if (b.halfOpen && this.#trialInFlight) return null;
-    const ticket = new Ticket();
-    const trial = b.halfOpen;
-    if (trial) this.#trialInFlight = true;
-    b.fire(ticket).then(
-      () => {
-        if (trial) this.#trialInFlight = false;
-      },
-      () => {
-        if (trial) this.#trialInFlight = false;
-      },
-    );
-    return ticket;
+  /** Admits a request, or refuses it (open, or half-open with its trial already in flight). */
+  admit(): Admission {
+    const b = this.#opossum;
+    if (b.closed) return ADMITTED;
+    if (b.opened || this.#trialInFlight) return REFUSED;
+    this.#trialInFlight = true;
+    return TRIAL;
   }
 
-  #trialInFlight = false;
+  /** Records how an admitted request ended: success = any answer but a 5xx, timeout or unreachable. */
+  settle(admission: Admission, success: boolean): void {
+    if (admission === REFUSED) return;
+    if (admission === TRIAL) {
+      this.#trialInFlight = false;
+      this.#window.clear();
+      if (success) this.#opossum.close();
+      else this.#opossum.open();
+      return;
+    }
+    this.#window.record(success);
+    if (!success && this.#opossum.closed) {
+      const { volumeThreshold, errorThresholdPercentage } = this.#options;
+      if (this.#window.trips(volumeThreshold, errorThresholdPercentage)) {
+        this.#window.clear();
+        this.#opossum.open();
+      }
+    }
+  }
 
   /** Closes the breaker by hand (admin `POST /upstreams/NAME/breaker/reset`). */
   reset(): void {
     this.#trialInFlight = false;
-    this.#breaker.close();
+    this.#window.clear();
+    this.#opossum.close();
   }
 
   /** Stops the breaker's timers. */
   shutdown(): void {
-    this.#breaker.shutdown();
+    this.#opossum.shutdown();
   }
 }

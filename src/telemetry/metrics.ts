@@ -84,6 +84,8 @@ export class UpstreamMetrics {
   readonly upstream: string;
   readonly active: Gauge.Internal<string>;
   readonly connectErrors: Counter.Internal;
+  /** `meshlet_upstream_attempts_total{result="response"}`, bound once (counted on every response). */
+  readonly attemptResponses: Counter.Internal;
   readonly #requests: Counter.Internal[];
   readonly #durations: Histogram.Internal<string>[];
 
@@ -93,6 +95,7 @@ export class UpstreamMetrics {
     this.upstream = upstream;
     this.active = metrics.activeRequests.labels(direction, upstream);
     this.connectErrors = metrics.connectErrors.labels(upstream);
+    this.attemptResponses = metrics.resilience.attempts.labels(upstream, 'response');
     this.#requests = STATUS_CLASSES.map((c) => metrics.requests.labels(direction, upstream, c));
     this.#durations = STATUS_CLASSES.map((c) => metrics.requestDuration.labels(direction, upstream, c));
   }

@@ -1,7 +1,8 @@
 // Outbound connection pools: mTLS to endpoints that advertise it (server identity checked), plain otherwise.
 import { isIP } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
-import { Pool, type buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
+import { Pool } from '../upstream/undici-pool.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { handshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import type { Endpoint } from '../upstream/endpoint.ts';

@@ -1,5 +1,5 @@
 // An upstream: its endpoints, balancer, connection pools, and the resilience policies that guard it.
-import { Pool } from 'undici';
+import { Pool } from './undici-pool.ts';
 import { createBalancer } from '../balancer/create-balancer.ts';
 import type { LoadBalancer } from '../balancer/load-balancer.ts';
 import { ExponentialBackoff } from '../resilience/backoff.ts';

@@ -1,0 +1,63 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../clock.ts';
+import { ADMITTED, type BreakerState, REFUSED, TRIAL, UpstreamBreaker } from './circuit-breaker.ts';
+
+const options = { errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeout: 20, rollingWindow: 10_000 };
+
+describe('UpstreamBreaker', () => {
+  const made: UpstreamBreaker[] = [];
+  const breaker = (states: BreakerState[] = []) => {
+    const b = new UpstreamBreaker(options, (s) => states.push(s), new ManualClock());
+    made.push(b);
+    return b;
+  };
+  afterEach(() => made.splice(0).forEach((b) => b.shutdown()));
+
+  it('opens once the failure percentage passes the threshold after the volume threshold', () => {
+    const states: BreakerState[] = [];
+    const b = breaker(states);
+    b.settle(b.admit(), false);
+    b.settle(b.admit(), false);
+    b.settle(b.admit(), true);
+    expect(b.state).toBe('closed'); // 3 < volume threshold
+    b.settle(b.admit(), false); // 3 of 4 failed
+    expect(b.state).toBe('open');
+    expect(states).toEqual(['open']);
+    expect(b.admit()).toBe(REFUSED);
+  });
+
+  it('stays closed while failures stay at or below the threshold', () => {
+    const b = breaker();
+    for (let i = 0; i < 20; i++) b.settle(b.admit(), i % 2 === 0);
+    expect(b.state).toBe('closed');
+  });
+
+  it('after the reset timeout lets exactly one trial through; success closes, failure reopens', async () => {
+    const states: BreakerState[] = [];
+    const b = breaker(states);
+    for (let i = 0; i < 4; i++) b.settle(b.admit(), false);
+    await new Promise((r) => setTimeout(r, 40));
+    expect(b.state).toBe('half_open');
+    const trial = b.admit();
+    expect(trial).toBe(TRIAL);
+    expect(b.admit()).toBe(REFUSED);
+    b.settle(trial, false);
+    expect(b.state).toBe('open');
+    await new Promise((r) => setTimeout(r, 40));
+    const second = b.admit();
+    expect(second).toBe(TRIAL);
+    b.settle(second, true);
+    expect(b.state).toBe('closed');
+    expect(b.admit()).toBe(ADMITTED);
+    expect(states).toEqual(['open', 'half_open', 'open', 'half_open', 'closed']);
+  });
+
+  it('reset() closes an open breaker', () => {
+    const b = breaker();
+    for (let i = 0; i < 4; i++) b.settle(b.admit(), false);
+    expect(b.state).toBe('open');
+    b.reset();
+    expect(b.state).toBe('closed');
+    expect(b.admit()).toBe(ADMITTED);
+  });
+});
