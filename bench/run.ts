@@ -59,9 +59,11 @@ import {
   startMeshlet,
   startNginxProxy,
   startUpstream,
+  meshletMain,
   type Target,
   useMeshletMain,
 } from './lib/targets.ts';
+import { freePort } from './lib/proc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -266,13 +268,42 @@ async function main(): Promise<void> {
     dir: tmp,
   });
 
+  // Two hops over mTLS: web's meshlet → (TLS 1.3, client certificate) → bench's inbound listener → app.
+  const certs = join(tmp, 'certs');
+  const cli = (...args: string[]) =>
+    execFileSync(process.execPath, [meshletMain(), 'certs', ...args], { stdio: 'ignore' });
+  cli('init', '--trust-domain', 'bench.local', '--out', certs);
+  for (const svc of ['bench', 'web']) cli('issue', '--service', svc, '--ca', certs, '--out', certs);
+  const tlsYaml = (svc: string) =>
+    `tls: { source: files, cert: ${join(certs, `${svc}.pem`)}, key: ${join(certs, `${svc}-key.pem`)}, ca: ${join(certs, 'ca.pem')} }`;
+  const inboundPort = await freePort();
+  const tlsHop2 = await startMeshlet({
+    key: 'meshlet-mtls-hop2',
+    label: 'meshlet (second hop, mTLS inbound)',
+    accessLog: false,
+    upstreamPort: up,
+    dir: tmp,
+    inboundPort,
+    extraYaml: `service: { name: bench, port: ${up} }\n${tlsYaml('bench')}\n`,
+  });
+  const tlsHop1 = await startMeshlet({
+    key: 'meshlet-2hops-mtls',
+    label: 'meshlet → mTLS → meshlet → app',
+    accessLog: false,
+    upstreamPort: inboundPort,
+    endpointYaml: `{ address: 127.0.0.1, port: ${inboundPort}, meta: { meshlet_inbound: mtls } }`,
+    dir: tmp,
+    extraYaml: `${tlsYaml('web')}\n`,
+  });
+
   const proxies = [meshlet, meshletLog, ...semi, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
   );
   const closedTargets = [direct, ...proxies];
   await sleep(2000);
   const idleRss: Record<string, number> = {};
-  for (const t of [...proxies, hop1, hop2]) if (t.pid !== null) idleRss[t.key] = rssMiB(t.pid);
+  for (const t of [...proxies, hop1, hop2, tlsHop1, tlsHop2])
+    if (t.pid !== null) idleRss[t.key] = rssMiB(t.pid);
   log(
     `idle RSS (MiB): ${Object.entries(idleRss)
       .map(([k, v]) => `${k} ${v.toFixed(1)}`)
@@ -361,19 +392,25 @@ async function main(): Promise<void> {
   // --- two hops.
   phase('two hops', `two hops, ${plan.hopS} s each`);
   const hops: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null }> = {};
-  for (const t of [direct, meshlet, hop1]) {
+  for (const t of [direct, meshlet, hop1, tlsHop1]) {
     if (stopping) break;
-    const pids = t === hop1 ? [hop1.pid!, hop2.pid!] : t.pid === null ? [] : [t.pid];
+    const pids =
+      t === hop1
+        ? [hop1.pid!, hop2.pid!]
+        : t === tlsHop1
+          ? [tlsHop1.pid!, tlsHop2.pid!]
+          : t.pid === null
+            ? []
+            : [t.pid];
     const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
     const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.hopS });
     const cpu1 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
     hops[t.key] = { ...r, cpuUsPerReq: pids.length === 0 ? null : ((cpu1 - cpu0) * 1e6) / r.requests };
     log(`  ${t.key.padEnd(16)} ${fmtLoad(r)}`);
   }
-  skipped.push({ target: 'mTLS two hops', reason: 'meshlet has no mTLS between peers yet' });
 
   const labels: Record<string, string> = {};
-  for (const t of [...closedTargets, hop1]) labels[t.key] = t.label;
+  for (const t of [...closedTargets, hop1, tlsHop1]) labels[t.key] = t.label;
   await killAll();
 
   // --- micro-benchmarks, with every server stopped.

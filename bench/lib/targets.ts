@@ -16,6 +16,11 @@ export interface Target {
 
 let MESHLET_MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
+/** The meshlet entry point the bench runs (for `meshlet certs` too). */
+export function meshletMain(): string {
+  return MESHLET_MAIN;
+}
+
 /** Runs meshlet from another tree's src/cli/main.ts (see `--ref` in run.ts). */
 export function useMeshletMain(file: string): void {
   MESHLET_MAIN = file;
@@ -88,6 +93,12 @@ export interface MeshletOptions {
   dir: string;
   /** Extra node flags (placed before the script, e.g. --cpu-prof); then the re-exec is skipped. */
   nodeFlags?: string[];
+  /** The `bench` endpoint as YAML; default `"127.0.0.1:<upstreamPort>"`. */
+  endpointYaml?: string;
+  /** More top-level config (YAML lines), e.g. `tls:` and `service:` for the mTLS hops. */
+  extraYaml?: string;
+  /** `listeners.inbound` port (mTLS listener), when this meshlet takes peers' calls. */
+  inboundPort?: number;
 }
 
 /** A meshlet with its defaults and a per-upstream listener for `bench`, from src/ (Node strips types). */
@@ -96,11 +107,13 @@ export async function startMeshlet(o: MeshletOptions): Promise<Target> {
   const conf = join(o.dir, `${o.key}.yaml`);
   writeFileSync(
     conf,
-    `listeners: { outbound: { port: ${outbound} }, admin: { port: ${admin} } }
-registry: { type: static, endpoints: { bench: ["127.0.0.1:${o.upstreamPort}"] } }
+    `listeners: { outbound: { port: ${outbound} }, admin: { port: ${admin} }${
+      o.inboundPort === undefined ? '' : `, inbound: { address: 127.0.0.1, port: ${o.inboundPort} }`
+    } }
+registry: { type: static, endpoints: { bench: [${o.endpointYaml ?? `"127.0.0.1:${o.upstreamPort}"`}] } }
 upstreams: { bench: { port: ${port} } }
 accessLog: { enabled: ${o.accessLog} }
-`,
+${o.extraYaml ?? ''}`,
   );
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.MESHLET_SEMI_SPACE_MB;
