@@ -1,19 +1,6 @@
 // The `registry: {type: consul}` branch of the config schema: agent connection, registration, health probe, watches.
 import { z } from 'zod';
-import { parseDuration } from './duration.ts';
-
-/** A duration (`"250ms"`, `"1s"`, `"5m"` or ms), parsed to ms. Local copy so this file needs nothing from schema.ts. */
-const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `expected a duration like "250ms", "1s" or "5m", got ${JSON.stringify(value)}`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
+import { duration } from './duration-schema.ts';
 
 const serviceName = z
   .string()

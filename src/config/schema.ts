@@ -1,21 +1,10 @@
 // The config file's schema (zod): every key, its type and its default; unknown keys are errors.
 import { z } from 'zod';
 import { CONSUL_DRAIN_DELAY_MS, consulRegistry } from './consul-schema.ts';
-import { parseDuration } from './duration.ts';
+import { duration } from './duration-schema.ts';
 import { inboundListenerSpec, tlsSpec } from './tls-schema.ts';
 
-/** A duration: `"250ms"`, `"1s"`, `"5m"`, `"1m30s"` or a number of milliseconds; parsed to ms. */
-export const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `expected a duration like "250ms", "1s" or "5m", got ${JSON.stringify(value)}`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
+export { duration } from './duration-schema.ts';
 
 const port = z.number().int().min(1, 'expected a port in 1..65535').max(65535, 'expected a port in 1..65535');
 const portOrZero = z.number().int().min(0).max(65535, 'expected a port in 0..65535');

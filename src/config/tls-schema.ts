@@ -3,19 +3,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { isValidTrustDomain } from '../tls/identity.ts';
-import { parseDuration } from './duration.ts';
-
-const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `expected a duration like "250ms", "1s" or "5m", got ${JSON.stringify(value)}`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
+import { duration } from './duration-schema.ts';
 
 /** `listeners.inbound`: the mTLS listener peers' meshlets call; it forwards to 127.0.0.1:<service.port>. */
 export const inboundListenerSpec = z.strictObject({
