@@ -29,15 +29,19 @@ export interface ReadyAnswer {
 /** The admin API could not be read; the message names the URL and the reason. */
 export class AdminUnreachable extends Error {}
 
-/** GETs `path` from the admin API and parses JSON; any HTTP status is accepted (`/ready` answers 503). */
-export async function getAdmin<T>(
+/** One call to the admin API, its JSON answer parsed whatever the status (`/ready` answers 503). */
+async function callAdmin<T>(
+  method: 'GET' | 'POST',
   admin: string,
   path: string,
-  timeoutMs = 5000,
+  token: string | undefined,
+  timeoutMs: number,
 ): Promise<{ status: number; body: T }> {
   const url = `${admin.replace(/\/+$/, '')}${path}`;
   try {
     const res = await request(url, {
+      method,
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
       signal: AbortSignal.timeout(timeoutMs),
@@ -45,8 +49,19 @@ export async function getAdmin<T>(
     return { status: res.statusCode, body: (await res.body.json()) as T };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new AdminUnreachable(`cannot read ${url}: ${e.code ?? e.message}`);
+    throw new AdminUnreachable(
+      `cannot ${method === 'GET' ? 'read' : 'reach'} ${url}: ${e.code ?? e.message}`,
+    );
   }
+}
+
+/** GETs `path` from the admin API and parses JSON; any HTTP status is accepted. Timeout in ms, default 5 s. */
+export function getAdmin<T>(
+  admin: string,
+  path: string,
+  timeoutMs = 5000,
+): Promise<{ status: number; body: T }> {
+  return callAdmin<T>('GET', admin, path, undefined, timeoutMs);
 }
 
 /** Pads columns of a table to equal width. */
@@ -59,24 +74,11 @@ export function table(rows: readonly (readonly string[])[]): string {
 }
 
 /** POSTs to `path` on the admin API (with `Authorization: Bearer TOKEN` when given) and parses JSON. */
-export async function postAdmin<T>(
+export function postAdmin<T>(
   admin: string,
   path: string,
   token: string | undefined,
   timeoutMs = 5000,
 ): Promise<{ status: number; body: T }> {
-  const url = `${admin.replace(/\/+$/, '')}${path}`;
-  try {
-    const res = await request(url, {
-      method: 'POST',
-      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    return { status: res.statusCode, body: (await res.body.json()) as T };
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new AdminUnreachable(`cannot reach ${url}: ${e.code ?? e.message}`);
-  }
+  return callAdmin<T>('POST', admin, path, token, timeoutMs);
 }
