@@ -1,5 +1,6 @@
 // Retry budget: caps retries to a share of recent requests plus a small floor (Linkerd, Envoy).
 import { type Clock, systemClock } from '../clock.ts';
+import { SlidingPair } from './sliding-pair.ts';
 
 /** Options of {@link RetryBudget}. */
 export interface RetryBudgetOptions {
@@ -39,15 +40,9 @@ export class RetryBudget {
   readonly windowMs: number;
   /** Retries refused by {@link canRetry} or {@link tryRetry} since construction (a counter for metrics). */
   refusedTotal = 0;
-  readonly #clock: Clock;
   readonly #floor: number;
-  readonly #bucketMs: number;
-  readonly #requests: Float64Array;
-  readonly #retries: Float64Array;
-  #requestSum = 0;
-  #retrySum = 0;
-  /** Index (time / bucketMs) of the newest slot. */
-  #head: number;
+  /** a = original requests, b = retries. */
+  readonly #counts: SlidingPair;
 
   /** @throws RangeError on a negative or non-finite ratio or floor, or a bad window or bucket count. */
   constructor(options: RetryBudgetOptions = {}) {
@@ -72,34 +67,26 @@ export class RetryBudget {
     this.ratio = ratio;
     this.minRetriesPerSecond = minRetriesPerSecond;
     this.windowMs = windowMs;
-    this.#clock = options.clock ?? systemClock;
     this.#floor = (minRetriesPerSecond * windowMs) / 1000;
-    this.#bucketMs = windowMs / buckets;
-    this.#requests = new Float64Array(buckets);
-    this.#retries = new Float64Array(buckets);
-    this.#head = Math.floor(this.#clock.now() / this.#bucketMs);
+    this.#counts = new SlidingPair(windowMs, buckets, options.clock ?? systemClock);
   }
 
   /** Counts one original request (not a retry) towards the budget. */
   onRequest(): void {
-    const i = this.#slide();
-    this.#requests[i]! += 1;
-    this.#requestSum += 1;
+    this.#counts.addA();
   }
 
   /** Whether one more retry fits the budget now. Does not spend it; counts a refusal in `refusedTotal`. */
   canRetry(): boolean {
-    this.#slide();
-    if (this.#retrySum + 1 <= this.ratio * this.#requestSum + this.#floor) return true;
+    const c = this.#counts;
+    if (c.b + 1 <= this.ratio * c.a + this.#floor) return true;
     this.refusedTotal += 1;
     return false;
   }
 
   /** Spends one retry (call when a retry is actually sent). */
   onRetry(): void {
-    const i = this.#slide();
-    this.#retries[i]! += 1;
-    this.#retrySum += 1;
+    this.#counts.addB();
   }
 
   /** {@link canRetry}, and when it allows, {@link onRetry}: true when the retry may go. */
@@ -111,44 +98,16 @@ export class RetryBudget {
 
   /** Original requests counted in the current window. */
   get requests(): number {
-    this.#slide();
-    return this.#requestSum;
+    return this.#counts.a;
   }
 
   /** Retries spent in the current window. */
   get retries(): number {
-    this.#slide();
-    return this.#retrySum;
+    return this.#counts.b;
   }
 
   /** Retries the current window allows in all: `ratio × requests + floor`. */
   get limit(): number {
-    this.#slide();
-    return this.ratio * this.#requestSum + this.#floor;
-  }
-
-  /** Clears the slots the window has slid past; returns the index of the current slot. */
-  #slide(): number {
-    const n = this.#requests.length;
-    const epoch = Math.floor(this.#clock.now() / this.#bucketMs);
-    const steps = epoch - this.#head;
-    if (steps > 0) {
-      if (steps >= n) {
-        this.#requests.fill(0);
-        this.#retries.fill(0);
-        this.#requestSum = 0;
-        this.#retrySum = 0;
-      } else {
-        for (let s = 1; s <= steps; s++) {
-          const i = (this.#head + s) % n;
-          this.#requestSum -= this.#requests[i]!;
-          this.#retrySum -= this.#retries[i]!;
-          this.#requests[i] = 0;
-          this.#retries[i] = 0;
-        }
-      }
-      this.#head = epoch;
-    }
-    return ((this.#head % n) + n) % n;
+    return this.ratio * this.#counts.a + this.#floor;
   }
 }
