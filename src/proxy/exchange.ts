@@ -151,14 +151,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#upstream = upstream;
     upstream.metrics.active.inc();
     if (!upstream.limits.tryAcquireRequest()) {
-      this.#ctx.metrics.resilience.overflows.labels(upstream.name, 'request').inc();
-      this.#fail(
-        new MeshletError(
-          'overloaded',
-          `upstream "${upstream.name}" is at its concurrency limit`,
-          upstream.name,
-        ),
-      );
+      this.#overflow('request', 'is at its concurrency limit');
       return;
     }
     this.#holdsRequest = true;
@@ -230,14 +223,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (!upstream.limits.tryAcquirePending()) {
-      this.#ctx.metrics.resilience.overflows.labels(upstream.name, 'pending').inc();
-      this.#fail(
-        new MeshletError(
-          'overloaded',
-          `upstream "${upstream.name}" has too many pending requests`,
-          upstream.name,
-        ),
-      );
+      this.#overflow('pending', 'has too many pending requests');
       return;
     }
     this.#pending = true;
@@ -481,6 +467,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (admission === REFUSED) return;
     this.#admission = REFUSED;
     this.#upstream.breaker?.settle(admission, success);
+  }
+
+  /** A resource limit is full: count the overflow and answer 503 `overloaded`; nothing goes upstream. */
+  #overflow(limit: 'request' | 'pending', why: string): void {
+    const name = this.#upstream.name;
+    this.#ctx.metrics.resilience.overflows.labels(name, limit).inc();
+    this.#fail(new MeshletError('overloaded', `upstream "${name}" ${why}`, name));
   }
 
   /** Answers with meshlet's own error and finishes. */

@@ -37,6 +37,16 @@ function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, er
   sendError(res, err);
 }
 
+/** Answers 400 `bad_request` to a request target that is neither a path nor an absolute URL. */
+function refuseTarget(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, target: string): void {
+  refuse(
+    ctx,
+    req,
+    res,
+    new MeshletError('bad_request', `malformed request target "${target.slice(0, 200)}"`),
+  );
+}
+
 /**
  * The outbound listener's handler: the destination is named by the absolute-form URL
  * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header.
@@ -52,15 +62,7 @@ export function outboundHandler(ctx: ProxyContext, router: () => Router): Reques
       path = url;
     } else {
       const parts = splitAbsoluteForm(url);
-      if (parts === null) {
-        refuse(
-          ctx,
-          req,
-          res,
-          new MeshletError('bad_request', `malformed request target "${url.slice(0, 200)}"`),
-        );
-        return;
-      }
+      if (parts === null) return refuseTarget(ctx, req, res, url);
       authority = parts.authority;
       path = parts.path;
     }
@@ -82,15 +84,7 @@ export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstr
     let path = req.url ?? '/';
     if (path.charCodeAt(0) !== 47) {
       const parts = splitAbsoluteForm(path);
-      if (parts === null) {
-        refuse(
-          ctx,
-          req,
-          res,
-          new MeshletError('bad_request', `malformed request target "${path.slice(0, 200)}"`),
-        );
-        return;
-      }
+      if (parts === null) return refuseTarget(ctx, req, res, path);
       path = parts.path;
     }
     const u = upstream();
