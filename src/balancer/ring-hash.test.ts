@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EndpointHandle, makeEndpoint } from '../upstream/endpoint.ts';
+import { hashString } from './hash.ts';
 import { RingHashBalancer } from './ring-hash.ts';
 
 const handles = (n: number, weights: number[] = []) =>
@@ -52,6 +53,29 @@ describe('RingHashBalancer', () => {
       const first = a.pick(k, undefined);
       expect(a.pick(k, undefined)).toBe(first);
       expect(b.pick(k, undefined)).toBe(first);
+    }
+  });
+
+  it('sends each key to the first node at or after its hash, on sparse and dense rings alike', () => {
+    // Brute force over the ring's definition, against the bucket-indexed search of pick().
+    for (const [n, size] of [
+      [2, 3],
+      [3, 64],
+      [5, 1024],
+    ] as const) {
+      const list = handles(n);
+      const lb = new RingHashBalancer({ minimumRingSize: size });
+      lb.update(list);
+      const nodes = list
+        .flatMap((h) =>
+          Array.from({ length: size }, (_, i) => ({ hash: hashString(`${h.endpoint.id}_${i}`), h })),
+        )
+        .sort((a, b) => a.hash - b.hash);
+      for (const key of keys.slice(0, 2000)) {
+        const k = hashString(key);
+        const want = (nodes.find((node) => node.hash >= k) ?? nodes[0]!).h;
+        expect(lb.pick(key, undefined)).toBe(want);
+      }
     }
   });
 

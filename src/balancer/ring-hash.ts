@@ -51,6 +51,13 @@ export class RingHashBalancer implements LoadBalancer {
   #hashes: Uint32Array = new Uint32Array(0);
   /** Index into `#endpoints` of the endpoint owning each ring position. */
   #owners: Uint32Array = new Uint32Array(0);
+  /**
+   * Search start per bucket of the 32-bit hash space: `#starts[b]` is the first ring position whose
+   * hash's top `32 − #shift` bits are ≥ b (length 2^bits + 1). With about one node per bucket, a
+   * pick searches one or two positions instead of log2(ring size).
+   */
+  #starts: Uint32Array = new Uint32Array(3);
+  #shift = 31;
 
   constructor(options: RingHashBalancerOptions = {}) {
     const min = options.minimumRingSize ?? 1024;
@@ -81,6 +88,8 @@ export class RingHashBalancer implements LoadBalancer {
     if (n === 0) {
       this.#hashes = new Uint32Array(0);
       this.#owners = new Uint32Array(0);
+      this.#starts = new Uint32Array(3);
+      this.#shift = 31;
       return;
     }
     let minWeight = Number.POSITIVE_INFINITY;
@@ -109,6 +118,24 @@ export class RingHashBalancer implements LoadBalancer {
       this.#owners[i] = owner;
       this.#hashes[i] = (v - owner) / MAX_OWNERS;
     }
+    this.#indexBuckets(size);
+  }
+
+  /** Builds `#starts`: about one bucket per ring node (at most 2^20 buckets, 4 MiB). */
+  #indexBuckets(size: number): void {
+    const bits = Math.min(20, Math.max(1, Math.ceil(Math.log2(size))));
+    const buckets = 2 ** bits;
+    const shift = 32 - bits;
+    const starts = new Uint32Array(buckets + 1);
+    const hashes = this.#hashes;
+    let pos = 0;
+    for (let b = 0; b < buckets; b++) {
+      while (pos < size && hashes[pos]! >>> shift < b) pos++;
+      starts[b] = pos;
+    }
+    starts[buckets] = size;
+    this.#starts = starts;
+    this.#shift = shift;
   }
 
   pick(hashKey: string | undefined, avoid: EndpointHandle | undefined): EndpointHandle | undefined {
@@ -120,9 +147,11 @@ export class RingHashBalancer implements LoadBalancer {
     const hashes = this.#hashes;
     const size = hashes.length;
     const key = hashString(hashKey);
-    // First position whose hash is ≥ the key's, wrapping to 0 past the end.
-    let lo = 0;
-    let hi = size;
+    // First position whose hash is ≥ the key's, wrapping to 0 past the end; the key's bucket
+    // bounds the search (every position before it hashes lower, every one after it higher).
+    const bucket = key >>> this.#shift;
+    let lo = this.#starts[bucket]!;
+    let hi = this.#starts[bucket + 1]!;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (hashes[mid]! < key) lo = mid + 1;
