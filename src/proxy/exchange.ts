@@ -149,7 +149,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const req = this.#req;
     const upstream = this.#chooseUpstream(this.#upstream);
     this.#upstream = upstream;
-    upstream.metrics.active.inc();
+    upstream.metrics.active++;
     if (!upstream.limits.tryAcquireRequest()) {
       this.#overflow('request', 'is at its concurrency limit');
       return;
@@ -284,7 +284,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#clearTimer();
     this.#releasePending();
     upstream.observe(handle, performance.now() - this.#attemptStartedAt);
-    upstream.metrics.attemptResponses.inc();
+    upstream.metrics.attemptResponses++;
     if (statusCode >= 500)
       this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
     else upstream.outlier.onSuccess(handle);
@@ -501,7 +501,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#holdsRequest) upstream.limits.releaseRequest();
     if (this.#holdsRetry) upstream.limits.releaseRetry();
     const seconds = (performance.now() - this.#startedAt) / 1000;
-    if (this.#admitted) upstream.metrics.active.dec();
+    if (this.#admitted) upstream.metrics.active--;
     upstream.metrics.finished(status, seconds);
     const log = this.#ctx.accessLog;
     if (err !== undefined || (log.enabled && (log.sampleRate >= 1 || Math.random() < log.sampleRate))) {

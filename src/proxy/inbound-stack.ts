@@ -143,12 +143,12 @@ function forward(
   headers.push(PEER_IDENTITY_HEADER, peer.identity.service, PEER_SPIFFE_ID_HEADER, peer.identity.uri);
   const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
   const timeout = incoming === undefined ? ctx.appTimeoutMs : Math.min(incoming, ctx.appTimeoutMs);
-  ctx.metrics.active.inc();
+  ctx.metrics.active++;
   if (ctx.draining) res.setHeader('connection', 'close');
   new InboundForward(req, res, ctx.service, forwarded.requestId, (status, err) => {
     release();
     const seconds = (performance.now() - startedAt) / 1000;
-    ctx.metrics.active.dec();
+    ctx.metrics.active--;
     ctx.metrics.finished(status, seconds);
     if (err !== undefined) ctx.metrics.localReply(err.code);
     const log = ctx.accessLog;

@@ -1,5 +1,6 @@
-// Core metrics (prom-client), declared in one block, with children pre-bound per upstream.
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+// Core metrics (prom-client), declared in one block; the per-request ones are plain numbers per upstream, read at scrape.
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { type BucketCounts, BucketHistogram } from './bucket-histogram.ts';
 import { ResilienceMetrics } from './resilience-metrics.ts';
 
 /** Which listener a request came through. */
@@ -15,28 +16,37 @@ const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
  * Every core metric, on its own registry (so several meshlets can live in one process in tests).
  * Label values are bounded: direction, upstream names known to config or discovery, status class,
  * error code; never paths or ids.
+ *
+ * What the request path touches on every request (requests, durations, requests in flight, attempts
+ * answered) is counted in plain numbers on {@link UpstreamMetrics} and copied into the prom-client
+ * families when `/metrics` is read: prom-client's bound children re-validate and re-hash their labels
+ * on each call, which cost about 10% of meshlet's throughput.
  */
 export class Metrics {
   readonly registry = new Registry();
+  /** One per (direction, upstream), kept for the life of the process, as prom-client keeps children. */
+  readonly #bound = new Map<string, UpstreamMetrics>();
 
-  readonly requests = new Counter({
+  readonly requests: Counter<'direction' | 'upstream' | 'status_class'> = new Counter({
     name: 'meshlet_requests_total',
     help: 'Requests handled, by listener direction, upstream and response status class.',
     labelNames: ['direction', 'upstream', 'status_class'] as const,
     registers: [this.registry],
+    collect: () => this.#collectRequests(),
   });
-  readonly requestDuration = new Histogram({
+  readonly requestDuration = new BucketHistogram({
     name: 'meshlet_request_duration_seconds',
     help: 'Time from request received to response finished, in seconds.',
     labelNames: ['direction', 'upstream', 'status_class'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  readonly activeRequests = new Gauge({
+  readonly activeRequests: Gauge<'direction' | 'upstream'> = new Gauge({
     name: 'meshlet_requests_active',
     help: 'Requests in flight, by listener direction and upstream.',
     labelNames: ['direction', 'upstream'] as const,
     registers: [this.registry],
+    collect: () => this.#collectActive(),
   });
   readonly localReplies = new Counter({
     name: 'meshlet_local_replies_total',
@@ -64,51 +74,101 @@ export class Metrics {
   });
 
   /** Retries, breaker, ejections, overflows, failovers. */
-  readonly resilience = new ResilienceMetrics(this.registry);
+  readonly resilience = new ResilienceMetrics(this.registry, () => this.#collectAttempts());
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false)
       collectDefaultMetrics({ register: this.registry, prefix: 'meshlet_' });
   }
 
-  /** Pre-binds the children one upstream uses on the request path. */
+  /** The request-path counters of one (direction, upstream): made once, shared by every later caller. */
   forUpstream(direction: Direction, upstream: string): UpstreamMetrics {
-    return new UpstreamMetrics(this, direction, upstream);
+    const key = `${direction}\u0000${upstream}`;
+    let m = this.#bound.get(key);
+    if (m === undefined) {
+      m = new UpstreamMetrics(this, direction, upstream);
+      this.#bound.set(key, m);
+    }
+    return m;
+  }
+
+  #collectRequests(): void {
+    this.requests.reset();
+    for (const m of this.#bound.values()) {
+      for (let i = 1; i < STATUS_CLASSES.length; i++) {
+        const n = m.requests[i]!;
+        if (n > 0)
+          this.requests.inc(
+            { direction: m.direction, upstream: m.upstream, status_class: STATUS_CLASSES[i] },
+            n,
+          );
+      }
+    }
+  }
+
+  #collectActive(): void {
+    this.activeRequests.reset();
+    for (const m of this.#bound.values()) {
+      if (m.active !== 0 || m.seen)
+        this.activeRequests.set({ direction: m.direction, upstream: m.upstream }, m.active);
+    }
+  }
+
+  #collectAttempts(): void {
+    for (const m of this.#bound.values()) {
+      const n = m.takeAttemptResponses();
+      if (n > 0) this.resilience.attempts.inc({ upstream: m.upstream, result: 'response' }, n);
+    }
   }
 }
 
-/** Children of the core metrics bound to one (direction, upstream): the request path does no label lookups. */
+/**
+ * The request-path counters of one (direction, upstream): plain numbers, no label lookups, read into
+ * the prom-client families at scrape time. Get one from {@link Metrics.forUpstream}.
+ */
 export class UpstreamMetrics {
   readonly #metrics: Metrics;
-  readonly #direction: Direction;
+  readonly direction: Direction;
   readonly upstream: string;
-  readonly active: Gauge.Internal<string>;
+  /** Requests in flight (`meshlet_requests_active`); the request path adds and subtracts 1. */
+  active = 0;
+  /** Whether a request was ever counted here (then `meshlet_requests_active` shows, even at 0). */
+  seen = false;
   readonly connectErrors: Counter.Internal;
-  /** `meshlet_upstream_attempts_total{result="response"}`, bound once (counted on every response). */
-  readonly attemptResponses: Counter.Internal;
-  readonly #requests: Counter.Internal[];
-  readonly #durations: Histogram.Internal<string>[];
+  /** Attempts answered by an endpoint (`meshlet_upstream_attempts_total{result="response"}`). */
+  attemptResponses = 0;
+  #attemptResponsesRead = 0;
+  /** Finished requests by status class index (`status / 100`; 0 unused). */
+  readonly requests = new Float64Array(STATUS_CLASSES.length);
+  readonly #durations: BucketCounts[];
 
   constructor(metrics: Metrics, direction: Direction, upstream: string) {
     this.#metrics = metrics;
-    this.#direction = direction;
+    this.direction = direction;
     this.upstream = upstream;
-    this.active = metrics.activeRequests.labels(direction, upstream);
     this.connectErrors = metrics.connectErrors.labels(upstream);
-    this.attemptResponses = metrics.resilience.attempts.labels(upstream, 'response');
-    this.#requests = STATUS_CLASSES.map((c) => metrics.requests.labels(direction, upstream, c));
-    this.#durations = STATUS_CLASSES.map((c) => metrics.requestDuration.labels(direction, upstream, c));
+    this.#durations = STATUS_CLASSES.map((c) =>
+      metrics.requestDuration.child({ direction, upstream, status_class: c }),
+    );
   }
 
   /** Counts one finished request with its status and duration (seconds). */
   finished(status: number, seconds: number): void {
     const i = status >= 100 && status < 600 ? (status / 100) | 0 : 5;
-    this.#requests[i]!.inc();
+    this.seen = true;
+    this.requests[i]! += 1;
     this.#durations[i]!.observe(seconds);
+  }
+
+  /** Attempts answered since the last call (the scrape adds them to the prom-client counter). */
+  takeAttemptResponses(): number {
+    const n = this.attemptResponses - this.#attemptResponsesRead;
+    this.#attemptResponsesRead = this.attemptResponses;
+    return n;
   }
 
   /** Counts a reply meshlet gave itself. */
   localReply(code: string): void {
-    this.#metrics.localReplies.labels(this.#direction, this.upstream, code).inc();
+    this.#metrics.localReplies.labels(this.direction, this.upstream, code).inc();
   }
 }

@@ -13,7 +13,8 @@ export class ResilienceMetrics {
   readonly failovers: Counter<'upstream' | 'fallback'>;
   readonly attempts: Counter<'upstream' | 'result'>;
 
-  constructor(registry: Registry) {
+  /** @param collectAttempts runs when `meshlet_upstream_attempts_total` is read (adds the request path's counts). */
+  constructor(registry: Registry, collectAttempts?: () => void) {
     const registers = [registry];
     this.retries = new Counter({
       name: 'meshlet_retries_total',
@@ -68,6 +69,7 @@ export class ResilienceMetrics {
       help: 'Attempts sent to endpoints, by result: response, connect_failure, reset, timeout.',
       labelNames: ['upstream', 'result'],
       registers,
+      ...(collectAttempts === undefined ? {} : { collect: collectAttempts }),
     });
   }
 }
