@@ -1,4 +1,5 @@
-// Restarts `meshlet run` in place with V8's young generation capped, so RSS stays small under load.
+// Restarts `meshlet run` in place with V8's young generation capped, as the daemon alone (no CLI parser loaded).
+import { fileURLToPath } from 'node:url';
 
 /**
  * Young-generation semi-space cap, in MiB, that `meshlet run` applies unless told otherwise.
@@ -8,12 +9,19 @@
  */
 export const DEFAULT_SEMI_SPACE_MB = 1;
 
+/** The daemon's own entry point, beside this file (`.ts` when run from src/, `.js` from dist/). */
+const DAEMON_ENTRY = fileURLToPath(new URL(`./daemon-main${import.meta.url.slice(-3)}`, import.meta.url));
+
 /**
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
  * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 1; `0` keeps
- * Node's default). Returns only when no re-exec is needed or possible.
+ * Node's default), into `daemon-main`: the new image runs the daemon without yargs and the other
+ * CLI-only modules (about 5 MiB of RSS). Returns only when no re-exec is needed or possible; then
+ * the caller runs the daemon in this process.
+ * @param configFile `--config`, as the CLI parsed it.
+ * @param logLevel `--log-level`, as the CLI parsed it.
  */
-export function ensureGcTuning(): void {
+export function ensureGcTuning(configFile: string, logLevel: string): void {
   if (process.env.MESHLET_GC_TUNED === '1') return;
   const already = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) =>
     a.includes('max-semi-space-size'),
@@ -23,12 +31,16 @@ export function ensureGcTuning(): void {
   if (!Number.isFinite(mb) || mb <= 0) return;
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never })
     .execve;
-  if (typeof execve !== 'function' || process.argv[1] === undefined) return;
+  if (typeof execve !== 'function') return;
   const args = [
     process.execPath,
     `--max-semi-space-size=${mb}`,
     ...process.execArgv,
-    ...process.argv.slice(1),
+    DAEMON_ENTRY,
+    '--config',
+    configFile,
+    '--log-level',
+    logLevel,
   ];
   execve.call(process, process.execPath, args, { ...process.env, MESHLET_GC_TUNED: '1' });
 }

@@ -47,7 +47,7 @@ export async function main(argv: string[]): Promise<void> {
               describe: 'log level (logs are JSON on stdout)',
             }),
         async (args) => {
-          ensureGcTuning();
+          ensureGcTuning(args.config, args['log-level']);
           code = await runCommand(args.config, args['log-level'] as LogLevel);
         },
       )

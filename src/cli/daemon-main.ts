@@ -1,0 +1,41 @@
+// `meshlet run` after the GC-tuning re-exec: the daemon alone, without the CLI parser in its memory.
+import { ConfigError } from '../errors/config-error.ts';
+import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
+import { EXIT, runCommand } from './run-command.ts';
+
+/**
+ * Runs the daemon from the arguments `ensureGcTuning` (gc-tuning.ts) passes: `--config FILE --log-level LEVEL`,
+ * already checked by the CLI. Reports a bad config as `meshlet run` does (stderr, exit 2).
+ * Resolves with the process exit code.
+ */
+export async function daemonMain(argv: readonly string[]): Promise<number> {
+  const config = valueOf(argv, '--config');
+  const level = valueOf(argv, '--log-level') ?? 'info';
+  if (config === undefined || !(LOG_LEVELS as readonly string[]).includes(level)) {
+    process.stderr.write(
+      `meshlet: daemon entry needs --config FILE and --log-level LEVEL, got: ${argv.join(' ')}\n`,
+    );
+    return EXIT.usage;
+  }
+  try {
+    return await runCommand(config, level as LogLevel);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`meshlet: ${(err as Error).stack ?? String(err)}\n`);
+    return EXIT.runtime;
+  }
+}
+
+function valueOf(argv: readonly string[], flag: string): string | undefined {
+  const i = argv.indexOf(flag);
+  return i === -1 ? undefined : argv[i + 1];
+}
+
+if (import.meta.main) {
+  const code = await daemonMain(process.argv.slice(2));
+  process.exitCode = code;
+  setImmediate(() => process.exit(code));
+}
