@@ -9,6 +9,15 @@ import { fileURLToPath } from 'node:url';
  */
 export const DEFAULT_SEMI_SPACE_MB = 1;
 
+/**
+ * glibc malloc settings the daemon gets unless `GLIBC_TUNABLES` is already set: blocks of 128 KiB
+ * and more are mapped on their own (glibc's default threshold climbs to 32 MiB after the first large
+ * free), and free memory above 128 KiB at the top of the heap goes back to the OS. Under a closed loop
+ * this kept RSS after load 5 MiB lower at no measurable cost; at 64 KiB, Node's 64 KiB socket read
+ * buffers would each be an mmap and 1 MiB responses ran at half speed. Ignored outside glibc.
+ */
+export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072';
+
 /** The daemon's own entry point, beside this file (`.ts` when run from src/, `.js` from dist/). */
 const DAEMON_ENTRY = fileURLToPath(new URL(`./daemon-main${import.meta.url.slice(-3)}`, import.meta.url));
 
@@ -16,8 +25,8 @@ const DAEMON_ENTRY = fileURLToPath(new URL(`./daemon-main${import.meta.url.slice
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
  * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 1; `0` keeps
  * Node's default), into `daemon-main`: the new image runs the daemon without yargs and the other
- * CLI-only modules (about 5 MiB of RSS). Returns only when no re-exec is needed or possible; then
- * the caller runs the daemon in this process.
+ * CLI-only modules (about 5 MiB of RSS), with {@link MALLOC_TUNABLES}. Returns only when no re-exec
+ * is needed or possible; then the caller runs the daemon in this process.
  * @param configFile `--config`, as the CLI parsed it.
  * @param logLevel `--log-level`, as the CLI parsed it.
  */
@@ -42,5 +51,7 @@ export function ensureGcTuning(configFile: string, logLevel: string): void {
     '--log-level',
     logLevel,
   ];
-  execve.call(process, process.execPath, args, { ...process.env, MESHLET_GC_TUNED: '1' });
+  const env: NodeJS.ProcessEnv = { ...process.env, MESHLET_GC_TUNED: '1' };
+  env.GLIBC_TUNABLES ??= MALLOC_TUNABLES;
+  execve.call(process, process.execPath, args, env);
 }

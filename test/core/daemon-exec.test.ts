@@ -1,6 +1,7 @@
 // `meshlet run` re-executes itself as the daemon alone (semi-space capped, no CLI parser), or stays as it is when told.
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { MALLOC_TUNABLES } from '../../src/cli/gc-tuning.ts';
 import { type MeshletProcess, runCli, spawnMeshlet, writeConfig } from '../helpers/meshlet.ts';
 
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
@@ -24,15 +25,24 @@ describe('meshlet run: the daemon process', () => {
     expect(args).toContain('--config');
     expect(args).toContain(mesh.configFile);
     expect(args.some((a) => /main\.ts$/.test(a) && !/daemon-main/.test(a))).toBe(false);
+    // glibc splits the value in place (':' → NUL) as it parses it: look for each setting.
+    const environ = readFileSync(`/proc/${mesh.proc.pid!}/environ`, 'utf8');
+    for (const setting of MALLOC_TUNABLES.split(':')) expect(environ).toContain(setting);
     expect((await fetch(`${mesh.admin}/live`)).status).toBe(200);
     mesh.proc.kill('SIGTERM');
     expect(await mesh.exited).toBe(0);
   });
 
-  it('honours MESHLET_SEMI_SPACE_MB (4) and, at 0, runs in the CLI process with Node’s default', async () => {
+  it('honours MESHLET_SEMI_SPACE_MB (4) and GLIBC_TUNABLES and, at 0, runs in the CLI process with Node’s default', async () => {
     process.env.MESHLET_SEMI_SPACE_MB = '4';
+    process.env.GLIBC_TUNABLES = 'glibc.malloc.arena_max=2';
     mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: {} } });
+    delete process.env.GLIBC_TUNABLES;
     expect(cmdline(mesh.proc.pid!)).toContain('--max-semi-space-size=4');
+    // The operator's own malloc settings win.
+    const environ = readFileSync(`/proc/${mesh.proc.pid!}/environ`, 'utf8');
+    expect(environ).toContain('GLIBC_TUNABLES=glibc.malloc.arena_max=2');
+    expect(environ).not.toContain('trim_threshold');
     mesh.proc.kill('SIGTERM');
     await mesh.exited;
 
