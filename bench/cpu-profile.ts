@@ -30,7 +30,7 @@ function shortUrl(url: string): string {
   if (url === '') return '';
   const nm = url.lastIndexOf('node_modules/');
   if (nm !== -1) return url.slice(nm + 'node_modules/'.length);
-  const src = url.indexOf('/src/');
+  const src = url.search(/\/(src|dist)\//);
   if (src !== -1) return url.slice(src + 1);
   return url.replace(/^file:\/\//, '');
 }
@@ -58,7 +58,7 @@ export function topSelfFrames(file: string, top = 15): Frame[] {
     .map(([frame, us]) => ({ frame, selfMs: us / 1000, selfPct: (100 * us) / total }));
 }
 
-/** Self time by where the code lives: meshlet's src/, each package, Node internals, native/GC. */
+/** Self time by where the code lives: meshlet's own code, each package, Node internals, native/GC. */
 export function selfByArea(file: string): { area: string; selfPct: number }[] {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
@@ -72,7 +72,7 @@ export function selfByArea(file: string): { area: string; selfPct: number }[] {
     let area: string;
     const nm = url.lastIndexOf('node_modules/');
     if (nm !== -1) area = url.slice(nm + 'node_modules/'.length).split('/')[0]!;
-    else if (url.includes('/src/')) area = 'meshlet src/';
+    else if (/\/(src|dist)\//.test(url)) area = 'meshlet (src/, dist/)';
     else if (url.startsWith('node:')) area = 'Node internals (JS)';
     else if (url === '')
       area = node.callFrame.functionName.startsWith('(')

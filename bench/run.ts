@@ -56,6 +56,7 @@ import {
   NGINX,
   startHaproxy,
   startHttpProxy,
+  startUndiciProxy,
   startMeshlet,
   startNginxProxy,
   startUpstream,
@@ -246,6 +247,7 @@ async function main(): Promise<void> {
     );
   }
   const httpProxy = await startHttpProxy(up, tmp);
+  const undiciProxy = await startUndiciProxy(up, tmp);
   const haproxy = await startHaproxy(up, tmp);
   if (haproxy === null)
     skipped.push({ target: 'HAProxy', reason: 'not installed (apt-get install haproxy)' });
@@ -296,7 +298,7 @@ async function main(): Promise<void> {
     extraYaml: `${tlsYaml('web')}\n`,
   });
 
-  const proxies = [meshlet, meshletLog, ...semi, httpProxy, haproxy, nginx].filter(
+  const proxies = [meshlet, meshletLog, ...semi, undiciProxy, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
   );
   const closedTargets = [direct, ...proxies];
@@ -342,7 +344,7 @@ async function main(): Promise<void> {
   // --- fixed rate: added latency over direct, interleaved over rounds; added = row − direct in the round.
   phase('fixed rate', `fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rounds} round(s)`);
   const fixedRounds: Record<string, FixedRateResult>[] = [];
-  const fixedTargets = [direct, meshlet, meshletLog, semi[0]!, httpProxy, haproxy, nginx].filter(
+  const fixedTargets = [direct, meshlet, meshletLog, semi[0]!, undiciProxy, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
   );
   for (let round = 1; round <= plan.rounds && !stopping; round++) {

@@ -27,6 +27,7 @@ export function useMeshletMain(file: string): void {
 }
 const NODE_UPSTREAM = fileURLToPath(new URL('../servers/node-upstream.ts', import.meta.url));
 const HTTP_PROXY = fileURLToPath(new URL('../servers/http-proxy.ts', import.meta.url));
+const UNDICI_PROXY = fileURLToPath(new URL('../servers/undici-proxy.ts', import.meta.url));
 
 export const NGINX = which('nginx');
 export const HAPROXY = which('haproxy');
@@ -135,6 +136,21 @@ export async function startHttpProxy(upstreamPort: number, dir: string): Promise
   return ready({
     key: 'http-proxy',
     label: 'node-http-proxy, keep-alive agent',
+    port,
+    pid: child.pid ?? null,
+    child,
+  });
+}
+
+/** A bare node:http → undici Pool proxy (Node's default GC settings): the floor under any Node proxy. */
+export async function startUndiciProxy(upstreamPort: number, dir: string): Promise<Target> {
+  const port = await freePort();
+  const child = start(process.execPath, [UNDICI_PROXY, String(port), String(upstreamPort)], {
+    logFile: join(dir, 'undici-proxy.log'),
+  });
+  return ready({
+    key: 'undici-proxy',
+    label: 'bare undici proxy (node:http → undici Pool, no policies)',
     port,
     pid: child.pid ?? null,
     child,
