@@ -127,34 +127,30 @@ ${o.extraYaml ?? ''}`,
   return ready({ key: o.key, label: o.label, port, pid: child.pid ?? null, child });
 }
 
-/** node-http-proxy with a keep-alive agent (Node's default GC settings). */
-export async function startHttpProxy(upstreamPort: number, dir: string): Promise<Target> {
+/** A proxy script of bench/servers/ (`SCRIPT LISTEN_PORT UPSTREAM_PORT`), with Node's default GC settings. */
+async function startNodeProxy(
+  script: string,
+  key: string,
+  label: string,
+  upstreamPort: number,
+  dir: string,
+): Promise<Target> {
   const port = await freePort();
-  const child = start(process.execPath, [HTTP_PROXY, String(port), String(upstreamPort)], {
-    logFile: join(dir, 'http-proxy.log'),
+  const child = start(process.execPath, [script, String(port), String(upstreamPort)], {
+    logFile: join(dir, `${key}.log`),
   });
-  return ready({
-    key: 'http-proxy',
-    label: 'node-http-proxy, keep-alive agent',
-    port,
-    pid: child.pid ?? null,
-    child,
-  });
+  return ready({ key, label, port, pid: child.pid ?? null, child });
 }
 
-/** A bare node:http → undici Pool proxy (Node's default GC settings): the floor under any Node proxy. */
-export async function startUndiciProxy(upstreamPort: number, dir: string): Promise<Target> {
-  const port = await freePort();
-  const child = start(process.execPath, [UNDICI_PROXY, String(port), String(upstreamPort)], {
-    logFile: join(dir, 'undici-proxy.log'),
-  });
-  return ready({
-    key: 'undici-proxy',
-    label: 'bare undici proxy (node:http → undici Pool, no policies)',
-    port,
-    pid: child.pid ?? null,
-    child,
-  });
+/** node-http-proxy with a keep-alive agent. */
+export function startHttpProxy(upstreamPort: number, dir: string): Promise<Target> {
+  return startNodeProxy(HTTP_PROXY, 'http-proxy', 'node-http-proxy, keep-alive agent', upstreamPort, dir);
+}
+
+/** A bare node:http → undici Pool proxy: the floor under any Node proxy. */
+export function startUndiciProxy(upstreamPort: number, dir: string): Promise<Target> {
+  const label = 'bare undici proxy (node:http → undici Pool, no policies)';
+  return startNodeProxy(UNDICI_PROXY, 'undici-proxy', label, upstreamPort, dir);
 }
 
 /** HAProxy, one thread, keep-alive to the upstream; null when not installed. */
