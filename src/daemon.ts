@@ -1,6 +1,7 @@
 // The running meshlet: assembles registry, upstreams, router and listeners from config; reload and drain.
 import { adminHandler } from './admin/admin-handler.ts';
 import { loadConfigFile } from './config/load-config.ts';
+import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp } from './listener/http-listener.ts';
 import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
@@ -9,6 +10,7 @@ import type { ProxyContext } from './proxy/proxy-context.ts';
 import { type RegistryFactory, registryFactoryFor } from './registry/create-registry.ts';
 import type { Registry } from './registry/registry.ts';
 import { Router } from './route/router.ts';
+import { AccessLog } from './telemetry/access-log.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import { TlsMetrics } from './telemetry/tls-metrics.ts';
@@ -84,6 +86,7 @@ export class Daemon {
     });
     this.#ctx = {
       logger: this.logger,
+      access: new AccessLog(this.logger),
       metrics: this.metrics,
       upstreams: this.table,
       accessLog: config.accessLog,
@@ -124,7 +127,8 @@ export class Daemon {
       table: this.table,
       registry: this.#registry,
       draining: () => this.#draining,
-      adminToken: listeners.admin.token,
+      // Read on each call, so a reload rotates it.
+      adminToken: () => this.config.listeners.admin.token,
       readinessChecks: () => this.#registry.readinessChecks?.() ?? [],
       tlsConfigured: this.tls !== null,
     };
@@ -169,8 +173,10 @@ export class Daemon {
 
   /**
    * Re-reads the config file and applies what can change without dropping connections: routes,
-   * upstream policies, static endpoints, access log. An invalid file is refused and the old config
-   * kept. Listener addresses need a restart (logged). Returns whether the new config was applied.
+   * upstream policies, static endpoints, access log, the admin token, and the inbound allow-list,
+   * limits and app timeout. An invalid file is refused and the old config kept. Other listener
+   * settings (addresses, ports, socket timeouts) need a restart: the warning names the keys.
+   * Returns whether the new config was applied.
    */
   reload(): boolean {
     if (this.#configFile === undefined) return false;
@@ -185,8 +191,9 @@ export class Daemon {
       });
       return false;
     }
-    if (JSON.stringify(next.listeners) !== JSON.stringify(this.config.listeners)) {
-      this.logger.warn({ msg: 'listener changes need a restart; other changes applied' });
+    const needRestart = restartKeys(this.config, next);
+    if (needRestart.length > 0) {
+      this.logger.warn({ msg: 'listener changes need a restart; other changes applied', keys: needRestart });
     }
     this.table.applySpecs(next.upstreams);
     this.#router = new Router(next.routes, this.table);

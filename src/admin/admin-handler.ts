@@ -13,8 +13,8 @@ export interface AdminView {
   readonly registry: Registry;
   /** True while shutting down: /ready answers 503. */
   draining(): boolean;
-  /** Bearer token for mutating calls, or undefined (then only loopback callers may mutate). */
-  readonly adminToken?: string | undefined;
+  /** Bearer token for mutating calls, or undefined (then only loopback callers may mutate); read per call. */
+  readonly adminToken?: (() => string | undefined) | undefined;
   /** Extra readiness conditions (e.g. the local app's health check), each `[name, ok, detail]`. */
   readinessChecks(): readonly [string, boolean, string][];
   /** Whether `tls` is configured (then endpoints that advertise mTLS get it). Default false. */
@@ -74,9 +74,10 @@ export function upstreamsView(view: AdminView): Record<string, unknown> {
 
 /** Mutating calls: with a token configured, `Authorization: Bearer TOKEN`; without, loopback callers only. */
 function mayMutate(view: AdminView, req: IncomingMessage): boolean {
-  if (view.adminToken !== undefined) {
+  const token = view.adminToken?.();
+  if (token !== undefined) {
     const given = req.headers.authorization ?? '';
-    const expected = `Bearer ${view.adminToken}`;
+    const expected = `Bearer ${token}`;
     return given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
   }
   const remote = req.socket.remoteAddress ?? '';

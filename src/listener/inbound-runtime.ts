@@ -1,4 +1,5 @@
 // Assembles the inbound side from config: the mTLS listener, its request path, the pool to the local app.
+import { AccessLog } from '../telemetry/access-log.ts';
 import { Pool } from '../upstream/undici-pool.ts';
 import { defaultInboundListener, type InboundListenerConfig } from '../config/tls-schema.ts';
 import type { MeshletConfig } from '../config/schema.ts';
@@ -14,7 +15,7 @@ import { listenInbound } from './inbound-listener.ts';
 export interface InboundRuntime {
   readonly listener: HttpListener;
   readonly ctx: InboundContext;
-  /** Applies a reloaded config's allow-list, limits and access log (listener settings need a restart). */
+  /** Applies a reloaded config's allow-list, limits, app timeout and access log (addresses and socket settings need a restart). */
   apply(config: MeshletConfig): void;
   /** Closes the pool to the local app (the listener is drained with the others). */
   close(): Promise<void>;
@@ -46,6 +47,7 @@ export async function startInboundRuntime(
   const source = tls.source;
   const ctx: InboundContext = {
     logger: deps.logger,
+    access: new AccessLog(deps.logger),
     tlsMetrics: tls.metrics,
     metrics: deps.metrics.forUpstream('inbound', service.name),
     service: service.name,
@@ -79,6 +81,7 @@ export async function startInboundRuntime(
       const n = inboundSettings(next);
       ctx.allow = n.allow;
       ctx.maxConcurrent = n.maxConcurrent;
+      ctx.appTimeoutMs = n.appTimeout;
       if (JSON.stringify(n.rateLimit) !== JSON.stringify(current.rateLimit)) ctx.rateLimit = rateLimitOf(n);
       ctx.accessLog = next.accessLog;
       current = n;

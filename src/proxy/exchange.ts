@@ -505,19 +505,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
     upstream.metrics.finished(status, seconds);
     const log = this.#ctx.accessLog;
     if (err !== undefined || (log.enabled && (log.sampleRate >= 1 || Math.random() < log.sampleRate))) {
-      this.#ctx.logger.info({
-        msg: 'access',
-        requestId: this.#requestId,
-        direction: 'outbound',
-        method: this.#req.method,
-        path: this.#path,
-        upstream: upstream.name,
-        endpoint: this.#handle?.endpoint.id ?? null,
+      this.#ctx.access.outbound(
+        this.#requestId,
+        this.#req.method,
+        this.#path,
+        upstream.name,
+        this.#handle?.endpoint.id ?? null,
         status,
-        attempts: this.#attempts,
-        durationMs: Math.round(seconds * 1e6) / 1e3,
-        error: err?.code,
-      });
+        this.#attempts,
+        Math.round(seconds * 1e6) / 1e3,
+        err?.code,
+      );
     }
   }
 }

@@ -1,4 +1,5 @@
 // The inbound request path in one screen: verified peer → authorize → concurrency and rate limits → local app.
+import type { AccessLog } from '../telemetry/access-log.ts';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Pool } from 'undici';
 import { sendError } from '../errors/error-response.ts';
@@ -25,6 +26,8 @@ const DROP_INCOMING = new Set([PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER]);
 /** What the inbound path shares across requests. */
 export interface InboundContext {
   readonly logger: Logger;
+  /** Writes the `access` lines (on the logger's stream). */
+  readonly access: AccessLog;
   readonly tlsMetrics: TlsMetrics;
   /** Request metrics, direction `inbound`, upstream = this instance's service. */
   readonly metrics: UpstreamMetrics;
@@ -41,7 +44,7 @@ export interface InboundContext {
   /** Per-caller token buckets (keyed by service), or null for no rate limit. */
   rateLimit: KeyedTokenBuckets | null;
   /** Longest wait for the local app's response headers, ms (a smaller `x-meshlet-timeout-ms` wins). */
-  readonly appTimeoutMs: number;
+  appTimeoutMs: number;
   /** Longest gap between response body chunks from the local app, ms. */
   readonly idleTimeoutMs: number;
   accessLog: AccessLogSettings;
@@ -64,16 +67,17 @@ export function inboundHandler(ctx: InboundContext): RequestListener {
       ctx.tlsMetrics.denied.labels(caller, reason).inc();
       ctx.metrics.localReply(err.code);
       ctx.metrics.finished(err.status, (performance.now() - startedAt) / 1000);
-      ctx.logger.info({
-        msg: 'access',
-        direction: 'inbound',
-        caller: peer.identity.uri,
-        peerSerial: peer.serial,
-        method: req.method,
-        path: req.url,
-        status: err.status,
-        error: err.code,
-      });
+      ctx.access.inbound(
+        undefined,
+        peer.identity.uri,
+        peer.serial,
+        req.method,
+        req.url,
+        undefined,
+        err.status,
+        undefined,
+        err.code,
+      );
       req.resume();
       sendError(res, err);
     };
@@ -153,19 +157,17 @@ function forward(
     if (err !== undefined) ctx.metrics.localReply(err.code);
     const log = ctx.accessLog;
     if (err !== undefined || (log.enabled && (log.sampleRate >= 1 || Math.random() < log.sampleRate))) {
-      ctx.logger.info({
-        msg: 'access',
-        requestId: forwarded.requestId,
-        direction: 'inbound',
-        caller: peer.identity.uri,
-        peerSerial: peer.serial,
-        method: req.method,
-        path: req.url,
-        upstream: ctx.service,
+      ctx.access.inbound(
+        forwarded.requestId,
+        peer.identity.uri,
+        peer.serial,
+        req.method,
+        req.url,
+        ctx.service,
         status,
-        durationMs: Math.round(seconds * 1e6) / 1e3,
-        error: err?.code,
-      });
+        Math.round(seconds * 1e6) / 1e3,
+        err?.code,
+      );
     }
   }).start(ctx.app, req.url ?? '/', headers, timeout, ctx.idleTimeoutMs);
 }

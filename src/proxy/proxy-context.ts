@@ -1,4 +1,5 @@
 // What every exchange shares: logger, metrics and access-log settings, resolved once at load time.
+import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
@@ -12,6 +13,8 @@ export interface AccessLogSettings {
 /** Shared, long-lived state of the request path. */
 export interface ProxyContext {
   readonly logger: Logger;
+  /** Writes the `access` lines (on the logger's stream). */
+  readonly access: AccessLog;
   readonly metrics: Metrics;
   /** Upstreams by name (fallback lookups). */
   readonly upstreams: UpstreamTable;

@@ -59,4 +59,47 @@ describe('reload on SIGHUP', () => {
     expect(metrics).toMatch(/^meshlet_config_reloads_total\{source="config",result="ok"\} 1$/m);
     expect(metrics).toMatch(/^meshlet_config_reloads_total\{source="config",result="failed"\} 1$/m);
   });
+
+  it('rotates the admin token live, and names the listener keys that need a restart', async () => {
+    const ports = { outbound: Number(new URL(mesh.outbound).port), admin: Number(new URL(mesh.admin).port) };
+    const endpoints = { users: [b.endpoint] };
+    const write = (listeners: object) =>
+      writeFileSync(mesh.configFile, stringify({ listeners, registry: { type: 'static', endpoints } }));
+    const reset = (token?: string) =>
+      request(`${mesh.admin}/upstreams/users/breaker/reset`, {
+        method: 'POST',
+        headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+      }).then(async (r) => {
+        await r.body.dump();
+        return r.statusCode;
+      });
+    const reloads = () => mesh.stdout.filter((l) => l.includes('"config reloaded"')).length;
+    const earlier = mesh.stdout.length;
+    const restartLines = () =>
+      mesh.stdout.slice(earlier).filter((l) => l.includes('listener changes need a restart'));
+
+    let before = reloads();
+    write({ outbound: { port: ports.outbound }, admin: { port: ports.admin, token: 'token-one-abc' } });
+    mesh.proc.kill('SIGHUP');
+    expect(await until(async () => reloads() > before)).toBe(true);
+    expect(await reset()).toBe(403);
+    expect(await reset('token-one-abc')).toBe(200);
+
+    before = reloads();
+    write({ outbound: { port: ports.outbound }, admin: { port: ports.admin, token: 'token-two-abc' } });
+    mesh.proc.kill('SIGHUP');
+    expect(await until(async () => reloads() > before)).toBe(true);
+    expect(await reset('token-one-abc')).toBe(403);
+    expect(await reset('token-two-abc')).toBe(200);
+    expect(restartLines()).toEqual([]);
+
+    before = reloads();
+    write({ outbound: { port: 0 }, admin: { port: ports.admin, token: 'token-two-abc' } });
+    mesh.proc.kill('SIGHUP');
+    expect(await until(async () => reloads() > before)).toBe(true);
+    const [line] = restartLines();
+    expect(JSON.parse(line!).keys).toEqual(['listeners.outbound.port']);
+    expect(line).not.toContain('token-two');
+    expect(await servedBy()).toBe(b.port); // still on the running listener
+  });
 });

@@ -1,4 +1,5 @@
 // Test PKI and in-process assemblies for mTLS tests: CAs and leaves on disk, inbound listener, outbound proxy.
+import { AccessLog } from '../../src/telemetry/access-log.ts';
 import { mkdtempSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -151,6 +152,7 @@ export async function startInbound(pki: TestPki, spec: InboundSpec): Promise<Tes
   const source = tls.source;
   const ctx: InboundContext = {
     logger,
+    access: new AccessLog(logger),
     tlsMetrics,
     metrics: metrics.forUpstream('inbound', spec.service),
     service: spec.service,
@@ -223,6 +225,7 @@ export async function startOutbound(
   const router = new Router([], table);
   const ctx: ProxyContext = {
     logger,
+    access: new AccessLog(logger),
     metrics,
     upstreams: table,
     accessLog: { enabled: true, sampleRate: 1 },

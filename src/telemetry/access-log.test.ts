@@ -1,0 +1,105 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { AccessLog } from './access-log.ts';
+import { createLogger, type LogLevel } from './logger.ts';
+
+function capture(level: LogLevel = 'info') {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const logger = createLogger(level, stream);
+  return { logger, lines, access: new AccessLog(logger) };
+}
+
+/** A line without its time, keys in the order written. */
+const shape = (line: string) => {
+  const { time, ...rest } = JSON.parse(line) as Record<string, unknown>;
+  expect(typeof time).toBe('string');
+  expect(new Date(time as string).toISOString()).toBe(time);
+  return Object.entries(rest);
+};
+
+const NASTY = 'a"b\\c\nd\u0001é☃\ud83d\ude00';
+
+describe('AccessLog', () => {
+  it('writes outbound lines exactly as the logger would (same keys, order, escaping)', async () => {
+    const { logger, lines, access } = capture();
+    access.outbound(`id-${NASTY}`, 'GET', `/p?q=${NASTY}`, 'users', '10.0.0.1:80', 200, 1, 1.234, undefined);
+    logger.info({
+      msg: 'access',
+      requestId: `id-${NASTY}`,
+      direction: 'outbound',
+      method: 'GET',
+      path: `/p?q=${NASTY}`,
+      upstream: 'users',
+      endpoint: '10.0.0.1:80',
+      status: 200,
+      attempts: 1,
+      durationMs: 1.234,
+      error: undefined,
+    });
+    access.outbound('r2', undefined, '/', 'users', null, 503, 0, 0.05, 'no_healthy_endpoints');
+    logger.info({
+      msg: 'access',
+      requestId: 'r2',
+      direction: 'outbound',
+      method: undefined,
+      path: '/',
+      upstream: 'users',
+      endpoint: null,
+      status: 503,
+      attempts: 0,
+      durationMs: 0.05,
+      error: 'no_healthy_endpoints',
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(lines).toHaveLength(4);
+    expect(shape(lines[0]!)).toEqual(shape(lines[1]!));
+    expect(shape(lines[2]!)).toEqual(shape(lines[3]!));
+  });
+
+  it('writes inbound lines exactly as the logger would, with and without a request id', async () => {
+    const { logger, lines, access } = capture();
+    const caller = 'spiffe://mesh.local/svc/web';
+    access.inbound('r1', caller, '0a1b', 'POST', '/x', 'users', 201, 2.5, undefined);
+    logger.info({
+      msg: 'access',
+      requestId: 'r1',
+      direction: 'inbound',
+      caller,
+      peerSerial: '0a1b',
+      method: 'POST',
+      path: '/x',
+      upstream: 'users',
+      status: 201,
+      durationMs: 2.5,
+      error: undefined,
+    });
+    access.inbound(undefined, caller, '0a1b', 'GET', NASTY, undefined, 403, undefined, 'forbidden');
+    logger.info({
+      msg: 'access',
+      direction: 'inbound',
+      caller,
+      peerSerial: '0a1b',
+      method: 'GET',
+      path: NASTY,
+      status: 403,
+      error: 'forbidden',
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(shape(lines[0]!)).toEqual(shape(lines[1]!));
+    expect(shape(lines[2]!)).toEqual(shape(lines[3]!));
+  });
+
+  it('writes nothing when the log level is above info', async () => {
+    const { lines, access } = capture('warn');
+    access.outbound('r', 'GET', '/', 'users', null, 200, 1, 1, undefined);
+    access.inbound('r', 'spiffe://x/svc/y', '01', 'GET', '/', 'users', 200, 1, undefined);
+    await new Promise((r) => setImmediate(r));
+    expect(lines).toEqual([]);
+  });
+});

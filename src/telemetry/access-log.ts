@@ -1,0 +1,95 @@
+// Access log lines (one JSON object per request), built by hand and written to the process logger's own stream.
+import pino, { type Logger } from 'pino';
+
+/** A string as a JSON value (quoted and escaped); client-sent values may hold anything. */
+const str = JSON.stringify as (s: string) => string;
+
+/**
+ * Writes `access` lines in the same shape and on the same stream as the process logger's
+ * (`{"level":"info","time":…,"service":"meshlet","msg":"access",…}`), without pino's generic
+ * serialisation and redaction pass: the fields are fixed and hold no secrets, and that pass cost
+ * about a quarter of meshlet's throughput with the access log on. Lines are dropped when the
+ * logger's level is above `info`, as pino would.
+ */
+export class AccessLog {
+  readonly #write: (line: string) => void;
+  readonly #enabled: boolean;
+  readonly #prefix: string;
+  #lastMs = -1;
+  #lastIso = '';
+
+  /** @param logger the process logger (its stream and level are used; its bindings must be the root's). */
+  constructor(logger: Logger) {
+    const stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[
+      pino.symbols.streamSym
+    ]!;
+    this.#write = (line) => void stream.write(line);
+    this.#enabled = logger.isLevelEnabled('info');
+    this.#prefix = '{"level":"info","time":"';
+  }
+
+  /** ISO time of now, made once per millisecond. */
+  #time(): string {
+    const now = Date.now();
+    if (now !== this.#lastMs) {
+      this.#lastMs = now;
+      this.#lastIso = new Date(now).toISOString();
+    }
+    return this.#lastIso;
+  }
+
+  /**
+   * One outbound request: what the app sent through meshlet.
+   * @param durationMs time from request received to response finished, milliseconds.
+   * @param error meshlet's error code when meshlet answered itself.
+   */
+  outbound(
+    requestId: string,
+    method: string | undefined,
+    path: string,
+    upstream: string,
+    endpoint: string | null,
+    status: number,
+    attempts: number,
+    durationMs: number,
+    error: string | undefined,
+  ): void {
+    if (!this.#enabled) return;
+    this.#write(
+      `${this.#prefix}${this.#time()}","service":"meshlet","msg":"access","requestId":${str(requestId)},"direction":"outbound"${
+        method === undefined ? '' : `,"method":${str(method)}`
+      },"path":${str(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status},"attempts":${attempts},"durationMs":${durationMs}${
+        error === undefined ? '' : `,"error":${str(error)}`
+      }}\n`,
+    );
+  }
+
+  /**
+   * One inbound request: a peer's call to this instance's app.
+   * @param caller the peer's SPIFFE ID. @param requestId undefined when refused before forwarding.
+   */
+  inbound(
+    requestId: string | undefined,
+    caller: string,
+    peerSerial: string,
+    method: string | undefined,
+    path: string | undefined,
+    upstream: string | undefined,
+    status: number,
+    durationMs: number | undefined,
+    error: string | undefined,
+  ): void {
+    if (!this.#enabled) return;
+    this.#write(
+      `${this.#prefix}${this.#time()}","service":"meshlet","msg":"access"${
+        requestId === undefined ? '' : `,"requestId":${str(requestId)}`
+      },"direction":"inbound","caller":${str(caller)},"peerSerial":${str(peerSerial)}${
+        method === undefined ? '' : `,"method":${str(method)}`
+      }${path === undefined ? '' : `,"path":${str(path)}`}${
+        upstream === undefined ? '' : `,"upstream":${str(upstream)}`
+      },"status":${status}${durationMs === undefined ? '' : `,"durationMs":${durationMs}`}${
+        error === undefined ? '' : `,"error":${str(error)}`
+      }}\n`,
+    );
+  }
+}
