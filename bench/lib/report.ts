@@ -376,6 +376,15 @@ export function renderMarkdown(r: BenchResults, s: Summary): string {
     );
   }
   L.push('');
+  // Context, not a target: what meshlet's policies cost over the floor of any Node proxy.
+  const floor = ratioMedian(r.rounds, 'meshlet', 'undici-proxy', (x) => x.rps);
+  const floorCpu = ratioMedian(r.rounds, 'meshlet', 'undici-proxy', (x) => x.cpuUsPerReq);
+  if (floor !== null) {
+    L.push(
+      `meshlet with its defaults runs at ${times(floor)} the req/s of the bare undici proxy (node:http → undici, no policies, Node's default GC), at ${times(floorCpu)} its CPU per request.`,
+    );
+    L.push('');
+  }
   if (r.skipped.length > 0 || r.notes.length > 0) {
     L.push('## Skipped and notes');
     L.push('');
