@@ -96,7 +96,8 @@ export class ConsulClient {
   readonly #consul: Consul;
   readonly #dispatcher: Agent;
   readonly #base: string;
-  readonly #headers: Record<string, string>;
+  /** ACL token of every call from now on (blocking queries in flight keep theirs until they return). */
+  #token: string | undefined;
   readonly #timeoutMs: number;
 
   constructor(options: ConsulClientOptions) {
@@ -109,15 +110,24 @@ export class ConsulClient {
     };
     this.#base = `${url.protocol}//${url.host}`;
     this.#timeoutMs = options.timeoutMs ?? 5000;
-    this.#headers = options.token === undefined ? {} : { 'x-consul-token': options.token };
+    this.#token = options.token;
     this.#consul = new Consul({
       host: url.hostname.replace(/^\[|\]$/g, ''),
       port: Number(url.port || (secure ? 443 : 80)),
       secure,
       agent: secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true }),
-      defaults: options.token === undefined ? {} : { token: options.token },
     });
     this.#dispatcher = new Agent({ connect: { timeout: this.#timeoutMs, ...(secure ? tls : {}) } });
+  }
+
+  /** Replaces the ACL token (a reloaded `token` or `tokenFile`); undefined sends none. */
+  setToken(token: string | undefined): void {
+    this.#token = token;
+  }
+
+  /** The token as the `consul` package's per-call option. */
+  #tokenOption(): { token?: string } {
+    return this.#token === undefined ? {} : { token: this.#token };
   }
 
   /** `GET /v1/health/service/<name>?passing` as a blocking query, optionally filtered by tags. */
@@ -160,7 +170,7 @@ export class ConsulClient {
     try {
       // Consul may hold the query for wait + wait/16; allow a little more before calling it hung.
       const timeout = options.waitMs + Math.ceil(options.waitMs / 16) + this.#timeoutMs;
-      const [res, body] = (await call({ ctx, timeout })) as [
+      const [res, body] = (await call({ ctx, timeout, ...this.#tokenOption() })) as [
         { headers: Record<string, string | string[] | undefined> },
         T,
       ];
@@ -191,7 +201,11 @@ export class ConsulClient {
   /** `PUT /v1/agent/service/deregister/<id>` through the `consul` package. */
   async deregister(serviceId: string): Promise<void> {
     try {
-      await this.#consul.agent.service.deregister({ id: serviceId, timeout: this.#timeoutMs } as never);
+      await this.#consul.agent.service.deregister({
+        id: serviceId,
+        timeout: this.#timeoutMs,
+        ...this.#tokenOption(),
+      } as never);
     } catch (err) {
       throw fromPapi(err as PapiError);
     }
@@ -201,7 +215,10 @@ export class ConsulClient {
     const res = await request(`${this.#base}${path}`, {
       method: 'PUT',
       dispatcher: this.#dispatcher,
-      headers: { ...this.#headers, 'content-type': 'application/json' },
+      headers:
+        this.#token === undefined
+          ? { 'content-type': 'application/json' }
+          : { 'x-consul-token': this.#token, 'content-type': 'application/json' },
       body: JSON.stringify(body),
       headersTimeout: this.#timeoutMs,
       bodyTimeout: this.#timeoutMs,

@@ -104,7 +104,8 @@ export class ConsulRegistry implements Registry {
   readonly #metrics: ConsulMetrics;
   readonly #reach: AgentReachability;
   readonly #client: ConsulClient;
-  readonly #tokenSet: boolean;
+  #tokenSet: boolean;
+  #token: string | undefined;
   readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
   readonly #inboundPort: (() => number | undefined) | undefined;
   readonly #watches = new Map<string, UpstreamWatch>();
@@ -129,6 +130,7 @@ export class ConsulRegistry implements Registry {
     const { consul } = this.#settings;
     const token = readToken(consul.token, consul.tokenFile);
     this.#tokenSet = token !== undefined;
+    this.#token = token;
     this.#client = new ConsulClient({ address: consul.address, token, tls: consul.tls });
   }
 
@@ -167,10 +169,15 @@ export class ConsulRegistry implements Registry {
     }
   }
 
-  /** Starts watches for upstreams a reloaded config names; a name no longer named becomes on-demand. */
+  /**
+   * Starts watches for upstreams a reloaded config names (a name no longer named becomes on-demand),
+   * and takes a changed ACL token (`token`, or `tokenFile` read again) for every later call. A token
+   * file that cannot be read keeps the running token. Other `registry.consul` settings need a restart.
+   */
   reload(config: MeshletConfig): void {
     if (config.registry.type !== 'consul') return;
     this.#config = config;
+    this.#reloadToken(config.registry.consul);
     const names = configuredNames(config, config.registry);
     for (const [name, w] of this.#watches) {
       if (!names.has(name) && w.kind === 'configured') {
@@ -184,6 +191,25 @@ export class ConsulRegistry implements Registry {
       else w.kind = 'configured';
     }
     this.#publishWatchCounts();
+  }
+
+  #reloadToken(consul: ConsulRegistryConfig['consul']): void {
+    let token: string | undefined;
+    try {
+      token = readToken(consul.token, consul.tokenFile);
+    } catch (err) {
+      this.#logger.error({
+        msg: 'consul token file unreadable; keeping the running token',
+        tokenFile: consul.tokenFile,
+        reason: (err as Error).message,
+      });
+      return;
+    }
+    if (token === this.#token) return;
+    this.#token = token;
+    this.#tokenSet = token !== undefined;
+    this.#client.setToken(token);
+    this.#logger.info({ msg: 'consul token reloaded', acl: this.#tokenSet ? 'token set' : 'no token' });
   }
 
   #startCatalogWatch(): void {
