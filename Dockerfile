@@ -18,6 +18,6 @@ USER node
 # outbound (app → meshlet), admin (health, metrics), inbound (peers, mTLS)
 EXPOSE 15001 15000 15443
 HEALTHCHECK --interval=10s --timeout=2s CMD node -e "fetch('http://127.0.0.1:15000/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# `meshlet run` re-executes itself as the daemon alone with --max-semi-space-size=1 (README "Memory and GC").
+# `meshlet run` re-executes itself as the daemon alone with --max-semi-space-size=2 (README "Memory and GC").
 ENTRYPOINT ["node", "bin/meshlet.js"]
 CMD ["run", "--config", "/etc/meshlet/meshlet.yaml"]

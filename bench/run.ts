@@ -65,6 +65,7 @@ import {
   useMeshletMain,
 } from './lib/targets.ts';
 import { freePort } from './lib/proc.ts';
+import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 
 const { values } = parseArgs({
   options: {
@@ -79,6 +80,8 @@ const plan = quick
   ? { durationS: 3, rounds: 1, warmS: 1, rateS: 3, largeS: 3, hopS: 3 }
   : { durationS: 10, rounds: 3, warmS: 2, rateS: 6, largeS: 8, hopS: 10 };
 const CONNECTIONS = 32;
+/** The many-connections closed loop: where a too-small young generation shows (semi-space table). */
+const MANY_CONNECTIONS = 128;
 const RATE = 2000;
 
 const benchDir = fileURLToPath(new URL('.', import.meta.url));
@@ -217,7 +220,7 @@ async function main(): Promise<void> {
   const up = direct.port;
   const meshlet = await startMeshlet({
     key: 'meshlet',
-    label: 'meshlet, defaults (semi-space 1 MiB, access log off)',
+    label: `meshlet, defaults (semi-space ${DEFAULT_SEMI_SPACE_MB} MiB, access log off)`,
     accessLog: false,
     upstreamPort: up,
     dir: tmp,
@@ -234,7 +237,7 @@ async function main(): Promise<void> {
     dir: tmp,
   });
   const semi: Target[] = [];
-  for (const mb of [0, 4, 8]) {
+  for (const mb of [0, 1, 4]) {
     semi.push(
       await startMeshlet({
         key: `meshlet-semi${mb}`,
@@ -341,6 +344,22 @@ async function main(): Promise<void> {
     rounds.push(rows);
   }
 
+  // --- many connections, one round: the semi-space choice under more requests in flight.
+  phase('many connections', `closed loop -c${MANY_CONNECTIONS}, ${plan.durationS} s each, 1 round`);
+  const many: NonNullable<BenchResults['many']> = { connections: MANY_CONNECTIONS, rows: {} };
+  for (const t of [meshlet, ...semi, undiciProxy, haproxy]) {
+    if (t === null || stopping) continue;
+    const cpu0 = t.pid === null ? 0 : cpuSeconds(t.pid);
+    const r = await closedLoop(t.port, { connections: MANY_CONNECTIONS, durationS: plan.durationS });
+    const cpu1 = t.pid === null ? 0 : cpuSeconds(t.pid);
+    many.rows[t.key] = {
+      ...r,
+      cpuUsPerReq: t.pid === null ? null : ((cpu1 - cpu0) * 1e6) / r.requests,
+      rssAfterMiB: t.pid === null ? null : rssMiB(t.pid),
+    };
+    log(`  ${t.key.padEnd(16)} ${fmtLoad(r)}`);
+  }
+
   // --- fixed rate: added latency over direct, interleaved over rounds; added = row − direct in the round.
   phase('fixed rate', `fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rounds} round(s)`);
   const fixedRounds: Record<string, FixedRateResult>[] = [];
@@ -443,6 +462,7 @@ async function main(): Promise<void> {
     fixed,
     large,
     hops,
+    many,
     micro,
   };
   const md = renderMarkdown(results, summarise(results));
@@ -475,7 +495,7 @@ async function profile(upstreamPort: number): Promise<void> {
     accessLog: false,
     upstreamPort,
     dir: tmp,
-    nodeFlags: ['--max-semi-space-size=1', '--cpu-prof', `--cpu-prof-dir=${dir}`],
+    nodeFlags: [`--max-semi-space-size=${DEFAULT_SEMI_SPACE_MB}`, '--cpu-prof', `--cpu-prof-dir=${dir}`],
   });
   await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.warmS });
   const io0 = syscalls(t.pid!);

@@ -34,6 +34,11 @@ export interface BenchResults {
   fixed: Record<string, FixedSummary>;
   large: Record<string, ClosedLoopResult & { rssAfterMiB: number | null }>;
   hops: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null }>;
+  /** One closed-loop round at more connections (meshlet's semi-space sizes, bare undici, HAProxy); runs before 2026-12-01 lack it. */
+  many?: {
+    connections: number;
+    rows: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null; rssAfterMiB: number | null }>;
+  };
   micro: { results: { group: string; name: string; opsPerSec: number; rme: number }[]; notes: string[] };
 }
 
@@ -280,23 +285,50 @@ export function renderMarkdown(r: BenchResults, s: Summary): string {
   L.push('');
   const semis = Object.keys(s.closed).filter((x) => x === 'meshlet' || x.startsWith('meshlet-semi'));
   if (semis.length > 1 && s.closed.meshlet !== undefined) {
+    // The default's size, from its label (it changed from 1 to 2 MiB on 2026-12-01).
+    const defaultMb = /semi-space (\d+) MiB/.exec(r.labels.meshlet ?? '')?.[1] ?? '?';
+    const many = r.many;
+    const n = many?.connections;
     L.push('### meshlet: V8 semi-space (young generation) size, throughput against memory');
     L.push('');
     L.push(
-      '| `MESHLET_SEMI_SPACE_MB` | req/s | × 1 MiB (default) | CPU µs/req | RSS idle MiB | RSS after load MiB | RSS after 1 MiB responses |',
+      `| \`MESHLET_SEMI_SPACE_MB\` | req/s | × default | CPU µs/req | RSS idle MiB | RSS after load MiB | RSS after 1 MiB responses |${
+        many === undefined ? '' : ` req/s, ${n} conns | CPU µs/req, ${n} conns | RSS after ${n} conns MiB |`
+      }`,
     );
-    L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
-    const order = ['meshlet', 'meshlet-semi4', 'meshlet-semi8', 'meshlet-semi0'].filter((x) =>
-      semis.includes(x),
+    L.push(
+      `| --- | ---: | ---: | ---: | ---: | ---: | ---: |${many === undefined ? '' : ' ---: | ---: | ---: |'}`,
     );
+    const size = (key: string) => (key === 'meshlet' ? Number(defaultMb) : Number(key.slice(12)) || 1000);
+    const order = semis.sort((a, b) => size(a) - size(b));
     for (const key of order) {
       const c = s.closed[key]!;
       const name =
-        key === 'meshlet' ? '1 (default)' : key === 'meshlet-semi0' ? "0 (Node's default)" : key.slice(12);
+        key === 'meshlet'
+          ? `${defaultMb} (default)`
+          : key === 'meshlet-semi0'
+            ? "0 (Node's default)"
+            : key.slice(12);
       const ratio = ratioMedian(r.rounds, key, 'meshlet', (x) => x.rps);
+      const m = many?.rows[key];
       L.push(
-        `| ${name} | ${k(c.rps)} | ${times(ratio)} | ${f1(c.cpuUsPerReq)} | ${f1(c.rssIdleMiB)} | ${f1(c.rssAfterMiB)} | ${f1(r.large[key]?.rssAfterMiB)} |`,
+        `| ${name} | ${k(c.rps)} | ${times(ratio)} | ${f1(c.cpuUsPerReq)} | ${f1(c.rssIdleMiB)} | ${f1(c.rssAfterMiB)} | ${f1(r.large[key]?.rssAfterMiB)} |${
+          many === undefined
+            ? ''
+            : ` ${m === undefined ? '–' : k(m.rps)} | ${f1(m?.cpuUsPerReq)} | ${f1(m?.rssAfterMiB)} |`
+        }`,
       );
+    }
+    if (many !== undefined) {
+      const others = Object.keys(many.rows).filter((x) => !semis.includes(x));
+      const line = others
+        .map((x) => {
+          const m = many.rows[x]!;
+          return `${r.labels[x] ?? x}: ${k(m.rps)} req/s, ${f1(m.cpuUsPerReq)} µs CPU/req, RSS ${f1(m.rssAfterMiB)} MiB`;
+        })
+        .join('; ');
+      L.push('');
+      L.push(`At ${n} connections (one ${r.plan.durationS} s round), for scale: ${line}.`);
     }
     L.push('');
   }

@@ -4,10 +4,13 @@ import { fileURLToPath } from 'node:url';
 /**
  * Young-generation semi-space cap, in MiB, that `meshlet run` applies unless told otherwise.
  * Node 24 lets the young generation grow to 32 MiB per semi-space under load, and dead I/O buffers
- * then wait for a collection that comes late: a proxy streaming 50 MiB grew RSS by ~60 MiB. A
- * 1 MiB cap keeps that under 25 MiB at a small throughput cost (see bench/ and the README).
+ * then wait for a collection that comes late: Node's default reached 230-250 MiB RSS under a
+ * 32-connection closed loop where a 2 MiB cap stays near 125 MiB. 1 MiB saves another ~10 MiB at
+ * 32 connections but falls off a cliff past ~100 requests in flight (each request's ~13 KiB no
+ * longer fits the young generation and is promoted): at 128 connections it took 1.3-1.5× the CPU
+ * per request of 2 MiB and 45 MiB more RSS. See bench/ and the README.
  */
-export const DEFAULT_SEMI_SPACE_MB = 1;
+export const DEFAULT_SEMI_SPACE_MB = 2;
 
 /**
  * glibc malloc settings the daemon gets unless `GLIBC_TUNABLES` is already set: blocks of 128 KiB
@@ -23,7 +26,7 @@ const DAEMON_ENTRY = fileURLToPath(new URL(`./daemon-main${import.meta.url.slice
 
 /**
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
- * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 1; `0` keeps
+ * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 2; `0` keeps
  * Node's default), into `daemon-main`: the new image runs the daemon without yargs and the other
  * CLI-only modules (about 5 MiB of RSS), with {@link MALLOC_TUNABLES}. Returns only when no re-exec
  * is needed or possible; then the caller runs the daemon in this process.

@@ -1,7 +1,7 @@
 // `meshlet run` re-executes itself as the daemon alone (semi-space capped, no CLI parser), or stays as it is when told.
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MALLOC_TUNABLES } from '../../src/cli/gc-tuning.ts';
+import { DEFAULT_SEMI_SPACE_MB, MALLOC_TUNABLES } from '../../src/cli/gc-tuning.ts';
 import { type MeshletProcess, runCli, spawnMeshlet, writeConfig } from '../helpers/meshlet.ts';
 
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
@@ -17,10 +17,11 @@ describe('meshlet run: the daemon process', () => {
     mesh = undefined;
   });
 
-  it('becomes daemon-main with --max-semi-space-size=1, same PID, serves, and drains on SIGTERM', async () => {
+  it('becomes daemon-main with --max-semi-space-size=2, same PID, serves, and drains on SIGTERM', async () => {
     mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: {} } });
     const args = cmdline(mesh.proc.pid!);
-    expect(args).toContain('--max-semi-space-size=1');
+    expect(args).toContain(`--max-semi-space-size=${DEFAULT_SEMI_SPACE_MB}`);
+    expect(DEFAULT_SEMI_SPACE_MB).toBe(2);
     expect(args.some((a) => /daemon-main\.(ts|js)$/.test(a))).toBe(true);
     expect(args).toContain('--config');
     expect(args).toContain(mesh.configFile);
