@@ -3,10 +3,11 @@
 // wrk cannot hold a fixed rate, so the "added latency at 2,000 req/s" figures come from here.
 // Every millisecond it sends the requests whose scheduled time has passed (request i is due at
 // start + i / rate), over an undici pool of keep-alive connections, and records each latency from
-// the moment it was sent to the end of its body, in µs. Bounded: exactly rate × duration requests,
-// then at most 10 s to drain. Prints one JSON object (see FixedRateResult in lib/load.ts).
+// the moment it was sent to the end of its body, in µs. First a warm-up at the same rate (default
+// 1 s, not recorded). Bounded: exactly rate × (warmup + duration) requests, then at most 10 s to
+// drain. Prints one JSON object (see FixedRateResult in lib/load.ts).
 //
-//   node bench/open-loop.ts --port 8080 --rate 2000 --duration 10 [--connections 64] [--path /]
+//   node bench/open-loop.ts --port 8080 --rate 2000 --duration 10 [--warmup 1] [--connections 64] [--path /]
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 
@@ -15,6 +16,8 @@ const { values } = parseArgs({
     port: { type: 'string' },
     rate: { type: 'string', default: '2000' },
     duration: { type: 'string', default: '10' },
+    /** Seconds at the full rate before the measured window, not recorded. */
+    warmup: { type: 'string', default: '1' },
     connections: { type: 'string', default: '64' },
     path: { type: 'string', default: '/' },
   },
@@ -52,28 +55,48 @@ function send(): void {
   );
 }
 
-// Warm the connections first so connection setup does not count as latency.
+/** Sends `count` requests at `rate`, each through `fire`; resolves when the last one is sent. */
+function schedule(count: number, fire: (lateMs: number) => void): Promise<void> {
+  const start = performance.now();
+  let n = 0;
+  return new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const now = performance.now();
+      const due = Math.min(count, Math.floor(((now - start) * rate) / 1000));
+      while (n < due) {
+        fire(now - (start + (n * 1000) / rate));
+        n++;
+      }
+      if (n >= count) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
+  });
+}
+
+// Warm the connections, then this generator's own code at the full rate (not recorded): a cold
+// generator is late on its first requests and measures its own JIT, not the target.
 await Promise.all(
   Array.from({ length: Math.min(Number(values.connections), 16) }, () =>
     pool.request({ path: values.path, method: 'GET' }).then(({ body }) => body.dump()),
   ),
 );
+const warm: Promise<void>[] = [];
+await schedule(Math.round(rate * Number(values.warmup)), () => {
+  warm.push(
+    pool.request({ path: values.path, method: 'GET' }).then(
+      ({ body }) => body.dump(),
+      () => {},
+    ),
+  );
+});
+await Promise.all(warm);
 
-const start = performance.now();
-await new Promise<void>((resolve) => {
-  const timer = setInterval(() => {
-    const now = performance.now();
-    const due = Math.min(total, Math.floor(((now - start) * rate) / 1000));
-    while (sent < due) {
-      if (now - (start + (sent * 1000) / rate) > 5) late++;
-      sent++;
-      send();
-    }
-    if (sent >= total) {
-      clearInterval(timer);
-      resolve();
-    }
-  }, 1);
+await schedule(total, (lateMs) => {
+  if (lateMs > 5) late++;
+  sent++;
+  send();
 });
 const drainUntil = performance.now() + 10_000;
 while (completed + errors < sent && performance.now() < drainUntil) {

@@ -64,7 +64,7 @@ import {
   type Target,
   useMeshletMain,
 } from './lib/targets.ts';
-import { freePort } from './lib/proc.ts';
+import { freePort, pinProcess } from './lib/proc.ts';
 import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 
 const { values } = parseArgs({
@@ -366,10 +366,22 @@ async function main(): Promise<void> {
   const fixedTargets = [direct, meshlet, meshletLog, semi[0]!, undiciProxy, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
   );
+  // The generator on CPU 0, every server on the others: a starved generator sends late and
+  // measures itself, not the proxies (the added p99 swung +5 to +20 ms between runs before).
+  const cores = os.cpus().length;
+  const serverCpus = cores > 2 ? `1-${cores - 1}` : '1';
+  // `child` too: direct's upstream has no pid of its own (its CPU is not a proxy's).
+  const servers = fixedTargets
+    .map((t) => t.pid ?? t.child?.pid ?? null)
+    .filter((p): p is number => p !== null);
+  const pinned = cores >= 2 && servers.every((pid) => pinProcess(pid, serverCpus));
+  if (pinned)
+    notes.push(`fixed rate: load generator pinned to CPU 0, servers to CPU ${serverCpus} (taskset)`);
+  else notes.push('fixed rate: processes not pinned (no taskset, or one core)');
   for (let round = 1; round <= plan.rounds && !stopping; round++) {
     const rows: Record<string, FixedRateResult> = {};
     for (const t of fixedTargets) {
-      const r = await fixedRate(t.port, RATE, plan.rateS);
+      const r = await fixedRate(t.port, RATE, plan.rateS, 64, pinned ? '0' : undefined);
       rows[t.key] = r;
       log(
         `  ${round} ${t.key.padEnd(16)} p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, ${r.completed}/${r.sent} ok, ${r.errors} errors, ${r.late} late`,
@@ -377,6 +389,7 @@ async function main(): Promise<void> {
     }
     fixedRounds.push(rows);
   }
+  if (pinned) for (const pid of servers) pinProcess(pid, `0-${cores - 1}`);
   const fixed: Record<string, FixedSummary> = {};
   for (const t of fixedTargets) {
     const rows = fixedRounds.map((round) => round[t.key]!);

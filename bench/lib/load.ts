@@ -1,6 +1,6 @@
 // Load generators: closed loop with wrk (else autocannon), fixed rate with bench/open-loop.ts.
 import { fileURLToPath } from 'node:url';
-import { runBounded, which } from './proc.ts';
+import { runBounded, TASKSET, which } from './proc.ts';
 
 /** What one closed-loop run measured. */
 export interface ClosedLoopResult {
@@ -139,12 +139,16 @@ export interface FixedRateResult {
 
 const OPEN_LOOP = fileURLToPath(new URL('../open-loop.ts', import.meta.url));
 
-/** A fixed-rate (open-loop) run against `http://127.0.0.1:port/` with bench/open-loop.ts. */
+/**
+ * A fixed-rate (open-loop) run against `http://127.0.0.1:port/` with bench/open-loop.ts.
+ * @param cpus when set (and taskset exists), the generator runs pinned to these CPUs.
+ */
 export async function fixedRate(
   port: number,
   rate: number,
   durationS: number,
   connections = 64,
+  cpus?: string,
 ): Promise<FixedRateResult> {
   const args = [
     OPEN_LOOP,
@@ -157,7 +161,10 @@ export async function fixedRate(
     '--connections',
     String(connections),
   ];
-  const r = await runBounded(process.execPath, args, (durationS + 20) * 1000);
+  const r =
+    cpus !== undefined && TASKSET !== null
+      ? await runBounded(TASKSET, ['-c', cpus, process.execPath, ...args], (durationS + 20) * 1000)
+      : await runBounded(process.execPath, args, (durationS + 20) * 1000);
   if (r.code !== 0) throw new Error(`open-loop failed (${r.code}): ${r.stderr}`);
   return JSON.parse(r.stdout) as FixedRateResult;
 }

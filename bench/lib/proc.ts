@@ -180,3 +180,20 @@ export function versionOf(command: string, args: readonly string[]): string | nu
   const text = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim();
   return text === '' ? null : text.split('\n')[0]!.trim();
 }
+
+/** util-linux `taskset`, to pin processes to CPUs (the fixed-rate phase), or null. */
+export const TASKSET = which('taskset');
+
+/**
+ * Pins every thread of a running process to `cpus` (a taskset list such as `1` or `0-1`).
+ * Returns false when it cannot (no taskset, process gone, CPUs not allowed here).
+ */
+export function pinProcess(pid: number, cpus: string): boolean {
+  if (TASKSET === null) return false;
+  try {
+    execFileSync(TASKSET, ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
