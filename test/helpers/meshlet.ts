@@ -1,11 +1,12 @@
 // Starts meshlet for tests: in-process (Daemon) or as a real `meshlet run` process.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { afterAll } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { Daemon } from '../../src/daemon.ts';
@@ -51,9 +52,16 @@ export async function startMeshlet(input: ConfigInput): Promise<InProcessMeshlet
   };
 }
 
-/** Writes a config object (or YAML text) to a fresh temp dir; returns the file path. */
+/** Temp dirs of this test file's configs, removed after its tests (vitest workers end by signal). */
+const tempDirs: string[] = [];
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes a config object (or YAML text) to a fresh temp dir (removed after the file's tests); returns the file path. */
 export function writeConfig(config: ConfigInput | string, name = 'meshlet.yaml'): string {
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-test-'));
+  tempDirs.push(dir);
   const file = join(dir, name);
   writeFileSync(file, typeof config === 'string' ? config : stringify(config));
   return file;
