@@ -86,10 +86,9 @@ export class Daemon {
     });
     this.#ctx = {
       logger: this.logger,
-      access: new AccessLog(this.logger),
+      access: new AccessLog(this.logger, config.accessLog),
       metrics: this.metrics,
       upstreams: this.table,
-      accessLog: config.accessLog,
       unrouted: this.metrics.forUpstream('outbound', ''),
       draining: false,
     };
@@ -199,7 +198,7 @@ export class Daemon {
     this.#router = new Router(next.routes, this.table);
     if (next.registry.type === this.#registry.type) this.#registry.reload?.(next);
     else this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
-    this.#ctx.accessLog = next.accessLog;
+    this.#ctx.access.settings = next.accessLog;
     this.#inbound?.apply(next);
     this.config = next;
     this.metrics.configReloads.labels('config', 'ok').inc();

@@ -1,10 +1,10 @@
 // Assembles the inbound side from config: the mTLS listener, its request path, the pool to the local app.
-import { AccessLog } from '../telemetry/access-log.ts';
 import { Pool } from '../upstream/undici-pool.ts';
 import { defaultInboundListener, type InboundListenerConfig } from '../config/tls-schema.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { inboundHandler, type InboundContext } from '../proxy/inbound-stack.ts';
 import { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
+import { AccessLog } from '../telemetry/access-log.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { MeshTls } from '../tls/mesh-tls.ts';
@@ -47,7 +47,7 @@ export async function startInboundRuntime(
   const source = tls.source;
   const ctx: InboundContext = {
     logger: deps.logger,
-    access: new AccessLog(deps.logger),
+    access: new AccessLog(deps.logger, config.accessLog),
     tlsMetrics: tls.metrics,
     metrics: deps.metrics.forUpstream('inbound', service.name),
     service: service.name,
@@ -59,7 +59,6 @@ export async function startInboundRuntime(
     rateLimit: rateLimitOf(spec),
     appTimeoutMs: spec.appTimeout,
     idleTimeoutMs: 300_000,
-    accessLog: config.accessLog,
     draining: false,
   };
   let listener: HttpListener;
@@ -83,7 +82,7 @@ export async function startInboundRuntime(
       ctx.maxConcurrent = n.maxConcurrent;
       ctx.appTimeoutMs = n.appTimeout;
       if (JSON.stringify(n.rateLimit) !== JSON.stringify(current.rateLimit)) ctx.rateLimit = rateLimitOf(n);
-      ctx.accessLog = next.accessLog;
+      ctx.access.settings = next.accessLog;
       current = n;
     },
     close: () => app.close(),

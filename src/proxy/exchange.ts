@@ -503,19 +503,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const seconds = (performance.now() - this.#startedAt) / 1000;
     if (this.#admitted) upstream.metrics.active--;
     upstream.metrics.finished(status, seconds);
-    const log = this.#ctx.accessLog;
-    if (err !== undefined || (log.enabled && (log.sampleRate >= 1 || Math.random() < log.sampleRate))) {
-      this.#ctx.access.outbound(
-        this.#requestId,
-        this.#req.method,
-        this.#path,
-        upstream.name,
-        this.#handle?.endpoint.id ?? null,
-        status,
-        this.#attempts,
-        Math.round(seconds * 1e6) / 1e3,
-        err?.code,
-      );
-    }
+    this.#ctx.access.outbound(
+      this.#requestId,
+      this.#req.method,
+      this.#path,
+      upstream.name,
+      this.#handle?.endpoint.id ?? null,
+      status,
+      this.#attempts,
+      Math.round(seconds * 1e6) / 1e3,
+      err?.code,
+    );
   }
 }

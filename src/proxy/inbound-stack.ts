@@ -1,7 +1,7 @@
 // The inbound request path in one screen: verified peer → authorize → concurrency and rate limits → local app.
-import type { AccessLog } from '../telemetry/access-log.ts';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Pool } from 'undici';
+import type { AccessLog } from '../telemetry/access-log.ts';
 import { sendError } from '../errors/error-response.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { inboundPeerOf, type InboundPeer } from '../listener/inbound-listener.ts';
@@ -14,7 +14,6 @@ import type { AuthorizeResult } from '../tls/tls-source.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import { forwardRequestHeaders } from './headers.ts';
 import { InboundForward } from './inbound-forward.ts';
-import type { AccessLogSettings } from './proxy-context.ts';
 
 /** The header carrying the caller's service name to the local app. */
 export const PEER_IDENTITY_HEADER = 'x-meshlet-peer-identity';
@@ -26,7 +25,7 @@ const DROP_INCOMING = new Set([PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER]);
 /** What the inbound path shares across requests. */
 export interface InboundContext {
   readonly logger: Logger;
-  /** Writes the `access` lines (on the logger's stream). */
+  /** Writes the `access` lines (on the logger's stream); holds the `accessLog` settings. */
   readonly access: AccessLog;
   readonly tlsMetrics: TlsMetrics;
   /** Request metrics, direction `inbound`, upstream = this instance's service. */
@@ -47,7 +46,6 @@ export interface InboundContext {
   appTimeoutMs: number;
   /** Longest gap between response body chunks from the local app, ms. */
   readonly idleTimeoutMs: number;
-  accessLog: AccessLogSettings;
   /** Whether the daemon is draining. */
   draining: boolean;
 }
@@ -155,19 +153,16 @@ function forward(
     ctx.metrics.active--;
     ctx.metrics.finished(status, seconds);
     if (err !== undefined) ctx.metrics.localReply(err.code);
-    const log = ctx.accessLog;
-    if (err !== undefined || (log.enabled && (log.sampleRate >= 1 || Math.random() < log.sampleRate))) {
-      ctx.access.inbound(
-        forwarded.requestId,
-        peer.identity.uri,
-        peer.serial,
-        req.method,
-        req.url,
-        ctx.service,
-        status,
-        Math.round(seconds * 1e6) / 1e3,
-        err?.code,
-      );
-    }
+    ctx.access.inbound(
+      forwarded.requestId,
+      peer.identity.uri,
+      peer.serial,
+      req.method,
+      req.url,
+      ctx.service,
+      status,
+      Math.round(seconds * 1e6) / 1e3,
+      err?.code,
+    );
   }).start(ctx.app, req.url ?? '/', headers, timeout, ctx.idleTimeoutMs);
 }

@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { AccessLog } from './access-log.ts';
+import { AccessLog, type AccessLogSettings } from './access-log.ts';
 import { createLogger, type LogLevel } from './logger.ts';
 
-function capture(level: LogLevel = 'info') {
+function capture(level: LogLevel = 'info', settings: AccessLogSettings = { enabled: true, sampleRate: 1 }) {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -12,7 +12,7 @@ function capture(level: LogLevel = 'info') {
     },
   });
   const logger = createLogger(level, stream);
-  return { logger, lines, access: new AccessLog(logger) };
+  return { logger, lines, access: new AccessLog(logger, settings) };
 }
 
 /** A line without its time, keys in the order written. */
@@ -101,5 +101,20 @@ describe('AccessLog', () => {
     access.inbound('r', 'spiffe://x/svc/y', '01', 'GET', '/', 'users', 200, 1, undefined);
     await new Promise((r) => setImmediate(r));
     expect(lines).toEqual([]);
+  });
+
+  it('logs meshlet’s own answers always, others only while enabled and as sampled; a reload changes it', async () => {
+    const { lines, access } = capture('info', { enabled: false, sampleRate: 1 });
+    const ok = () => access.outbound('r', 'GET', '/', 'users', null, 200, 1, 1, undefined);
+    const failed = () => access.outbound('r', 'GET', '/', 'users', null, 503, 1, 1, 'overloaded');
+    ok();
+    failed();
+    access.settings = { enabled: true, sampleRate: 0 };
+    ok();
+    failed();
+    access.settings = { enabled: true, sampleRate: 1 };
+    ok();
+    await new Promise((r) => setImmediate(r));
+    expect(lines.map((l) => (JSON.parse(l) as { status: number }).status)).toEqual([503, 503, 200]);
   });
 });

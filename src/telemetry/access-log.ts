@@ -4,28 +4,52 @@ import pino, { type Logger } from 'pino';
 /** A string as a JSON value (quoted and escaped); client-sent values may hold anything. */
 const str = JSON.stringify as (s: string) => string;
 
+/** The start of every line, up to the time. */
+const PREFIX = '{"level":"info","time":"';
+
+/** `accessLog` of the config: `enabled` and `sampleRate` (0..1). */
+export interface AccessLogSettings {
+  readonly enabled: boolean;
+  readonly sampleRate: number;
+}
+
 /**
  * Writes `access` lines in the same shape and on the same stream as the process logger's
  * (`{"level":"info","time":…,"service":"meshlet","msg":"access",…}`), without pino's generic
  * serialisation and redaction pass: the fields are fixed and hold no secrets, and that pass cost
- * about a quarter of meshlet's throughput with the access log on. Lines are dropped when the
- * logger's level is above `info`, as pino would.
+ * about a quarter of meshlet's throughput with the access log on.
+ *
+ * Which requests get a line: every one meshlet answered itself (an `error` code), and of the others
+ * the `settings.sampleRate` share while `settings.enabled`. None when the logger's level is above
+ * `info`, as pino would.
  */
 export class AccessLog {
+  /** The config's `accessLog`; a reload replaces it. */
+  settings: AccessLogSettings;
   readonly #write: (line: string) => void;
-  readonly #enabled: boolean;
-  readonly #prefix: string;
+  readonly #levelOn: boolean;
   #lastMs = -1;
   #lastIso = '';
 
-  /** @param logger the process logger (its stream and level are used; its bindings must be the root's). */
-  constructor(logger: Logger) {
+  /**
+   * @param logger the process logger (its stream and level are used; its bindings must be the root's).
+   * @param settings the config's `accessLog`.
+   */
+  constructor(logger: Logger, settings: AccessLogSettings) {
     const stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[
       pino.symbols.streamSym
     ]!;
     this.#write = (line) => void stream.write(line);
-    this.#enabled = logger.isLevelEnabled('info');
-    this.#prefix = '{"level":"info","time":"';
+    this.#levelOn = logger.isLevelEnabled('info');
+    this.settings = settings;
+  }
+
+  /** Whether this request gets a line: meshlet's own answers always, others as sampled. */
+  #wants(error: string | undefined): boolean {
+    if (!this.#levelOn) return false;
+    if (error !== undefined) return true;
+    const s = this.settings;
+    return s.enabled && (s.sampleRate >= 1 || Math.random() < s.sampleRate);
   }
 
   /** ISO time of now, made once per millisecond. */
@@ -39,7 +63,7 @@ export class AccessLog {
   }
 
   /**
-   * One outbound request: what the app sent through meshlet.
+   * One outbound request, what the app sent through meshlet, if {@link AccessLog} logs it.
    * @param durationMs time from request received to response finished, milliseconds.
    * @param error meshlet's error code when meshlet answered itself.
    */
@@ -54,9 +78,9 @@ export class AccessLog {
     durationMs: number,
     error: string | undefined,
   ): void {
-    if (!this.#enabled) return;
+    if (!this.#wants(error)) return;
     this.#write(
-      `${this.#prefix}${this.#time()}","service":"meshlet","msg":"access","requestId":${str(requestId)},"direction":"outbound"${
+      `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","requestId":${str(requestId)},"direction":"outbound"${
         method === undefined ? '' : `,"method":${str(method)}`
       },"path":${str(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status},"attempts":${attempts},"durationMs":${durationMs}${
         error === undefined ? '' : `,"error":${str(error)}`
@@ -65,7 +89,7 @@ export class AccessLog {
   }
 
   /**
-   * One inbound request: a peer's call to this instance's app.
+   * One inbound request, a peer's call to this instance's app, if {@link AccessLog} logs it.
    * @param caller the peer's SPIFFE ID. @param requestId undefined when refused before forwarding.
    */
   inbound(
@@ -79,9 +103,9 @@ export class AccessLog {
     durationMs: number | undefined,
     error: string | undefined,
   ): void {
-    if (!this.#enabled) return;
+    if (!this.#wants(error)) return;
     this.#write(
-      `${this.#prefix}${this.#time()}","service":"meshlet","msg":"access"${
+      `${PREFIX}${this.#time()}","service":"meshlet","msg":"access"${
         requestId === undefined ? '' : `,"requestId":${str(requestId)}`
       },"direction":"inbound","caller":${str(caller)},"peerSerial":${str(peerSerial)}${
         method === undefined ? '' : `,"method":${str(method)}`

@@ -152,7 +152,7 @@ export async function startInbound(pki: TestPki, spec: InboundSpec): Promise<Tes
   const source = tls.source;
   const ctx: InboundContext = {
     logger,
-    access: new AccessLog(logger),
+    access: new AccessLog(logger, { enabled: true, sampleRate: 1 }),
     tlsMetrics,
     metrics: metrics.forUpstream('inbound', spec.service),
     service: spec.service,
@@ -167,7 +167,6 @@ export async function startInbound(pki: TestPki, spec: InboundSpec): Promise<Tes
         : new KeyedTokenBuckets({ ratePerSecond: spec.rate.perSecond, burst: spec.rate.burst }),
     appTimeoutMs: 15_000,
     idleTimeoutMs: 300_000,
-    accessLog: { enabled: true, sampleRate: 1 },
     draining: false,
   };
   const listener = await listenInbound('127.0.0.1', 0, tls, inboundHandler(ctx), {
@@ -225,10 +224,9 @@ export async function startOutbound(
   const router = new Router([], table);
   const ctx: ProxyContext = {
     logger,
-    access: new AccessLog(logger),
+    access: new AccessLog(logger, { enabled: true, sampleRate: 1 }),
     metrics,
     upstreams: table,
-    accessLog: { enabled: true, sampleRate: 1 },
     unrouted: metrics.forUpstream('outbound', ''),
     draining: false,
   };
