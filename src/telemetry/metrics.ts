@@ -108,8 +108,9 @@ export class Metrics {
 
   #collectActive(): void {
     this.activeRequests.reset();
+    // Shown once the upstream has carried a request, even at 0.
     for (const m of this.#bound.values()) {
-      if (m.active !== 0 || m.seen)
+      if (m.active !== 0 || m.requests.some((n) => n > 0))
         this.activeRequests.set({ direction: m.direction, upstream: m.upstream }, m.active);
     }
   }
@@ -132,8 +133,6 @@ export class UpstreamMetrics {
   readonly upstream: string;
   /** Requests in flight (`meshlet_requests_active`); the request path adds and subtracts 1. */
   active = 0;
-  /** Whether a request was ever counted here (then `meshlet_requests_active` shows, even at 0). */
-  seen = false;
   readonly connectErrors: Counter.Internal;
   /** Attempts answered by an endpoint (`meshlet_upstream_attempts_total{result="response"}`). */
   attemptResponses = 0;
@@ -155,7 +154,6 @@ export class UpstreamMetrics {
   /** Counts one finished request with its status and duration (seconds). */
   finished(status: number, seconds: number): void {
     const i = status >= 100 && status < 600 ? (status / 100) | 0 : 5;
-    this.seen = true;
     this.requests[i]! += 1;
     this.#durations[i]!.observe(seconds);
   }

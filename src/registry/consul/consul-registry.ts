@@ -104,7 +104,6 @@ export class ConsulRegistry implements Registry {
   readonly #metrics: ConsulMetrics;
   readonly #reach: AgentReachability;
   readonly #client: ConsulClient;
-  #tokenSet: boolean;
   #token: string | undefined;
   readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
   readonly #inboundPort: (() => number | undefined) | undefined;
@@ -129,7 +128,6 @@ export class ConsulRegistry implements Registry {
     this.#reach = new AgentReachability(this.#metrics, this.#logger);
     const { consul } = this.#settings;
     const token = readToken(consul.token, consul.tokenFile);
-    this.#tokenSet = token !== undefined;
     this.#token = token;
     this.#client = new ConsulClient({ address: consul.address, token, tls: consul.tls });
   }
@@ -207,9 +205,11 @@ export class ConsulRegistry implements Registry {
     }
     if (token === this.#token) return;
     this.#token = token;
-    this.#tokenSet = token !== undefined;
     this.#client.setToken(token);
-    this.#logger.info({ msg: 'consul token reloaded', acl: this.#tokenSet ? 'token set' : 'no token' });
+    this.#logger.info({
+      msg: 'consul token reloaded',
+      acl: this.#token === undefined ? 'no token' : 'token set',
+    });
   }
 
   #startCatalogWatch(): void {
@@ -388,7 +388,7 @@ export class ConsulRegistry implements Registry {
       type: 'consul',
       address: this.#settings.consul.address,
       datacenter: this.#settings.consul.datacenter ?? null,
-      acl: this.#tokenSet ? 'token set' : 'no token',
+      acl: this.#token === undefined ? 'no token' : 'token set',
       synced: this.synced,
       reachable: this.#reach.reachable,
       since: new Date(this.#reach.since).toISOString(),
