@@ -1,7 +1,6 @@
 // `meshlet run` after the GC-tuning re-exec: the daemon alone, without the CLI parser in its memory.
-import { ConfigError } from '../errors/config-error.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
-import { EXIT, runCommand } from './run-command.ts';
+import { EXIT, reportFailure, runCommand } from './run-command.ts';
 
 /**
  * Runs the daemon from the arguments `ensureGcTuning` (gc-tuning.ts) passes: `--config FILE --log-level LEVEL`,
@@ -20,12 +19,7 @@ export async function daemonMain(argv: readonly string[]): Promise<number> {
   try {
     return await runCommand(config, level as LogLevel);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
-      return EXIT.usage;
-    }
-    process.stderr.write(`meshlet: ${(err as Error).stack ?? String(err)}\n`);
-    return EXIT.runtime;
+    return reportFailure(err);
   }
 }
 

@@ -1,10 +1,9 @@
 // The `meshlet` command line: verbs, flags, help, and the mapping of failures to exit codes.
 import yargs, { type Argv } from 'yargs';
 import { loadConfigFile } from '../config/load-config.ts';
-import { ConfigError } from '../errors/config-error.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
-import { EXIT, runCommand } from './run-command.ts';
+import { EXIT, reportFailure, runCommand } from './run-command.ts';
 
 /** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
 function configCheck(file: string): number {
@@ -198,16 +197,10 @@ export async function main(argv: string[]): Promise<void> {
       })
       .parseAsync();
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
-      code = EXIT.usage;
-    } else if (err instanceof UsageError || (err instanceof Error && err.name === 'CertsUsageError')) {
+    if (err instanceof UsageError || (err instanceof Error && err.name === 'CertsUsageError')) {
       process.stderr.write(`meshlet: ${(err as Error).message}\nRun "meshlet --help" for usage.\n`);
       code = EXIT.usage;
-    } else {
-      process.stderr.write(`meshlet: ${(err as Error).stack ?? String(err)}\n`);
-      code = EXIT.runtime;
-    }
+    } else code = reportFailure(err);
   }
   process.exitCode = code;
   if (argv[0] === 'run') setImmediate(() => process.exit(code));

@@ -1,10 +1,24 @@
 // `meshlet run`: loads config, starts the daemon, wires signals (SIGTERM/SIGINT drain, SIGHUP reload).
 import { loadConfigFile } from '../config/load-config.ts';
+import { ConfigError } from '../errors/config-error.ts';
 import { Daemon } from '../daemon.ts';
 import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts';
 
 /** Exit codes of the CLI. */
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
+
+/**
+ * Reports a failure of a CLI verb on stderr and returns its exit code: a bad config names the key
+ * (exit 2), anything else prints its stack (exit 1).
+ */
+export function reportFailure(err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
+    return EXIT.usage;
+  }
+  process.stderr.write(`meshlet: ${(err as Error).stack ?? String(err)}\n`);
+  return EXIT.runtime;
+}
 
 /** Runs the daemon until a signal stops it. Resolves with the process exit code. */
 export async function runCommand(configFile: string, logLevel: LogLevel): Promise<number> {
