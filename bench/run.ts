@@ -323,6 +323,18 @@ async function main(): Promise<void> {
 
   // --- closed loop, interleaved A B C … per round.
   type Row = ClosedLoopResult & { cpuUsPerReq: number | null; rssAfterMiB: number | null };
+  /** One closed-loop run of `t` with the proxy's CPU per request and RSS right after; logged. */
+  const measured = async (t: Target, connections: number): Promise<Row> => {
+    const cpu0 = t.pid === null ? 0 : cpuSeconds(t.pid);
+    const r = await closedLoop(t.port, { connections, durationS: plan.durationS });
+    const cpu1 = t.pid === null ? 0 : cpuSeconds(t.pid);
+    log(`  ${t.key.padEnd(16)} ${fmtLoad(r)}`);
+    return {
+      ...r,
+      cpuUsPerReq: t.pid === null ? null : ((cpu1 - cpu0) * 1e6) / r.requests,
+      rssAfterMiB: t.pid === null ? null : rssMiB(t.pid),
+    };
+  };
   const rounds: Record<string, Row>[] = [];
   for (let round = 1; round <= plan.rounds && !stopping; round++) {
     phase(
@@ -330,17 +342,7 @@ async function main(): Promise<void> {
       `closed loop round ${round}/${plan.rounds}: wrk-like -t1 -c${CONNECTIONS} ${plan.durationS} s each`,
     );
     const rows: Record<string, Row> = {};
-    for (const t of closedTargets) {
-      const cpu0 = t.pid === null ? 0 : cpuSeconds(t.pid);
-      const r = await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.durationS });
-      const cpu1 = t.pid === null ? 0 : cpuSeconds(t.pid);
-      rows[t.key] = {
-        ...r,
-        cpuUsPerReq: t.pid === null ? null : ((cpu1 - cpu0) * 1e6) / r.requests,
-        rssAfterMiB: t.pid === null ? null : rssMiB(t.pid),
-      };
-      log(`  ${t.key.padEnd(16)} ${fmtLoad(r)}`);
-    }
+    for (const t of closedTargets) rows[t.key] = await measured(t, CONNECTIONS);
     rounds.push(rows);
   }
 
@@ -349,15 +351,7 @@ async function main(): Promise<void> {
   const many: NonNullable<BenchResults['many']> = { connections: MANY_CONNECTIONS, rows: {} };
   for (const t of [meshlet, ...semi, undiciProxy, haproxy]) {
     if (t === null || stopping) continue;
-    const cpu0 = t.pid === null ? 0 : cpuSeconds(t.pid);
-    const r = await closedLoop(t.port, { connections: MANY_CONNECTIONS, durationS: plan.durationS });
-    const cpu1 = t.pid === null ? 0 : cpuSeconds(t.pid);
-    many.rows[t.key] = {
-      ...r,
-      cpuUsPerReq: t.pid === null ? null : ((cpu1 - cpu0) * 1e6) / r.requests,
-      rssAfterMiB: t.pid === null ? null : rssMiB(t.pid),
-    };
-    log(`  ${t.key.padEnd(16)} ${fmtLoad(r)}`);
+    many.rows[t.key] = await measured(t, MANY_CONNECTIONS);
   }
 
   // --- fixed rate: added latency over direct, interleaved over rounds; added = row − direct in the round.
