@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { createBalancer } from '../src/balancer/create-balancer.ts';
 import type { LoadBalancerKind } from '../src/balancer/load-balancer.ts';
-import type { RouteSpec } from '../src/config/schema.ts';
+import { type RouteSpec, upstreamSpec } from '../src/config/schema.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from '../src/proxy/headers.ts';
 import { Router } from '../src/route/router.ts';
 import { Metrics } from '../src/telemetry/metrics.ts';
@@ -86,7 +86,7 @@ for (const kind of KINDS) {
 try {
   const metrics = new Metrics({ processMetrics: false });
   const names = Array.from({ length: 10 }, (_, i) => `svc-${i}`);
-  const table = new UpstreamTable(metrics, {});
+  const table = new UpstreamTable(metrics, {}, upstreamSpec.parse({}));
   for (const n of names) table.ensure(n);
   const emptyRouter = new Router([], table);
   const routes: RouteSpec[] = names.map((n, i) => ({

@@ -1,6 +1,5 @@
 // The running meshlet: assembles registry, upstreams, router and listeners from config; reload and drain.
 import { adminHandler } from './admin/admin-handler.ts';
-import { loadConfigFile } from './config/load-config.ts';
 import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp } from './listener/http-listener.ts';
@@ -76,7 +75,12 @@ export class Daemon {
             logger: this.logger,
             minVersion: inboundSettings(config).minTlsVersion,
           });
-    this.table = new UpstreamTable(this.metrics, config.upstreams, tlsPoolFactory(this.tls));
+    this.table = new UpstreamTable(
+      this.metrics,
+      config.upstreams,
+      config.defaults.upstream,
+      tlsPoolFactory(this.tls),
+    );
     this.#router = new Router(config.routes, this.table);
     this.#registry = createRegistry(config, {
       table: this.table,
@@ -175,13 +179,14 @@ export class Daemon {
    * upstream policies, static endpoints, access log, the admin token, and the inbound allow-list,
    * limits and app timeout. An invalid file is refused and the old config kept. Other listener
    * settings (addresses, ports, socket timeouts) need a restart: the warning names the keys.
-   * Returns whether the new config was applied.
+   * Resolves with whether the new config was applied. The loader (zod, yaml) is imported on the
+   * first reload: a daemon started from a handed-over config has not loaded it.
    */
-  reload(): boolean {
+  async reload(): Promise<boolean> {
     if (this.#configFile === undefined) return false;
     let next: MeshletConfig;
     try {
-      next = loadConfigFile(this.#configFile);
+      next = (await import('./config/load-config.ts')).loadConfigFile(this.#configFile);
     } catch (err) {
       this.metrics.configReloads.labels('config', 'failed').inc();
       this.logger.error({

@@ -1,5 +1,7 @@
 // Restarts `meshlet run` in place with V8's young generation capped, as the daemon alone (no CLI parser loaded).
 import { fileURLToPath } from 'node:url';
+import { handOver } from '../config/config-handover.ts';
+import type { MeshletConfig } from '../config/schema.ts';
 
 /**
  * Young-generation semi-space cap, in MiB, that `meshlet run` applies unless told otherwise.
@@ -28,12 +30,14 @@ const DAEMON_ENTRY = fileURLToPath(new URL(`./daemon-main${import.meta.url.slice
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
  * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 2; `0` keeps
  * Node's default), into `daemon-main`: the new image runs the daemon without yargs and the other
- * CLI-only modules (about 5 MiB of RSS), with {@link MALLOC_TUNABLES}. Returns only when no re-exec
- * is needed or possible; then the caller runs the daemon in this process.
+ * CLI-only modules (about 5 MiB of RSS), with {@link MALLOC_TUNABLES} and with `config` handed over
+ * (config-handover.ts), so the daemon does not load the schema and YAML parser either (about 7 MiB).
+ * Returns only when no re-exec is needed or possible; then the caller runs the daemon in this process.
  * @param configFile `--config`, as the CLI parsed it.
  * @param logLevel `--log-level`, as the CLI parsed it.
+ * @param config The config validated from `configFile`.
  */
-export function ensureGcTuning(configFile: string, logLevel: string): void {
+export function ensureGcTuning(configFile: string, logLevel: string, config: MeshletConfig): void {
   if (process.env.MESHLET_GC_TUNED === '1') return;
   const already = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) =>
     a.includes('max-semi-space-size'),
@@ -56,5 +60,6 @@ export function ensureGcTuning(configFile: string, logLevel: string): void {
   ];
   const env: NodeJS.ProcessEnv = { ...process.env, MESHLET_GC_TUNED: '1' };
   env.GLIBC_TUNABLES ??= MALLOC_TUNABLES;
+  handOver(env, configFile, config);
   execve.call(process, process.execPath, args, env);
 }

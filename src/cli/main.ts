@@ -46,8 +46,10 @@ export async function main(argv: string[]): Promise<void> {
               describe: 'log level (logs are JSON on stdout)',
             }),
         async (args) => {
-          ensureGcTuning(args.config, args['log-level']);
-          code = await runCommand(args.config, args['log-level'] as LogLevel);
+          // Validated here, so a bad config fails before the re-exec, which then hands it over.
+          const config = loadConfigFile(args.config);
+          ensureGcTuning(args.config, args['log-level'], config);
+          code = await runCommand(args.config, args['log-level'] as LogLevel, config);
         },
       )
       .command('config', 'Work with config files', (y) =>

@@ -1,5 +1,6 @@
 // `meshlet run`: loads config, starts the daemon, wires signals (SIGTERM/SIGINT drain, SIGHUP reload).
-import { loadConfigFile } from '../config/load-config.ts';
+import { takeHandedOver } from '../config/config-handover.ts';
+import type { MeshletConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { Daemon } from '../daemon.ts';
 import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts';
@@ -20,9 +21,21 @@ export function reportFailure(err: unknown): number {
   return EXIT.runtime;
 }
 
-/** Runs the daemon until a signal stops it. Resolves with the process exit code. */
-export async function runCommand(configFile: string, logLevel: LogLevel): Promise<number> {
-  const config = loadConfigFile(configFile); // ConfigError → exit 2 in main
+/**
+ * Runs the daemon until a signal stops it. Resolves with the process exit code.
+ * @param loaded The config already validated from `configFile` in this process; else the one
+ *   `meshlet run` handed over across the re-exec; else the file is loaded (and validated) now.
+ */
+export async function runCommand(
+  configFile: string,
+  logLevel: LogLevel,
+  loaded?: MeshletConfig,
+): Promise<number> {
+  // ConfigError → exit 2 in the caller. The loader (zod, yaml) is imported only when needed.
+  const config =
+    loaded ??
+    takeHandedOver(configFile) ??
+    (await import('../config/load-config.ts')).loadConfigFile(configFile);
   const logger = createLogger(logLevel);
   let daemon: Daemon;
   try {
@@ -51,6 +64,6 @@ export async function runCommand(configFile: string, logLevel: LogLevel): Promis
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
-    process.on('SIGHUP', () => daemon.reload());
+    process.on('SIGHUP', () => void daemon.reload());
   });
 }

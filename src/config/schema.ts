@@ -232,6 +232,12 @@ export const configSchema = z
   })
   .transform((config) => ({
     ...config,
+    /**
+     * What applies where config says nothing: to an upstream it does not name, and to the inbound
+     * listener when `tls` and `service` are set without `listeners.inbound`. Filled here so the
+     * daemon needs no schema once the config is loaded (config-handover.ts).
+     */
+    defaults: { upstream: upstreamSpec.parse({}), inboundListener: inboundListenerSpec.parse({}) },
     shutdown: {
       ...config.shutdown,
       drainDelay:

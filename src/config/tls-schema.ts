@@ -62,11 +62,6 @@ export type InboundListenerConfig = z.output<typeof inboundListenerSpec>;
 /** The tls section with defaults filled in. */
 export type TlsConfig = z.output<typeof tlsSpec>;
 
-/** The inbound listener's defaults (when `tls` is set and `listeners.inbound` is not). */
-export function defaultInboundListener(): InboundListenerConfig {
-  return inboundListenerSpec.parse({});
-}
-
 interface TlsCheckInput {
   tls?: TlsConfig | undefined;
   service?: { name: string } | undefined;

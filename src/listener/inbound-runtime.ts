@@ -1,6 +1,6 @@
 // Assembles the inbound side from config: the mTLS listener, its request path, the pool to the local app.
 import { Pool } from '../upstream/undici-pool.ts';
-import { defaultInboundListener, type InboundListenerConfig } from '../config/tls-schema.ts';
+import type { InboundListenerConfig } from '../config/tls-schema.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { inboundHandler, type InboundContext } from '../proxy/inbound-stack.ts';
 import { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
@@ -23,7 +23,7 @@ export interface InboundRuntime {
 
 /** `listeners.inbound` with defaults, for a config with `tls` and `service`. */
 export function inboundSettings(config: MeshletConfig): InboundListenerConfig {
-  return config.listeners.inbound ?? defaultInboundListener();
+  return config.listeners.inbound ?? config.defaults.inboundListener;
 }
 
 function rateLimitOf(spec: InboundListenerConfig): KeyedTokenBuckets | null {

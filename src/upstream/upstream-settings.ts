@@ -1,6 +1,6 @@
 // An upstream's policy resolved at load time from config (defaults filled, durations in ms, lists parsed).
 import type { LoadBalancerKind } from '../balancer/load-balancer.ts';
-import { type RouteSpec, upstreamSpec, type UpstreamSpec } from '../config/schema.ts';
+import type { RouteSpec, UpstreamSpec } from '../config/schema.ts';
 import { parseRetryOn, type RetryOnPolicy } from '../resilience/retry-policy.ts';
 
 /** Retry policy, resolved. */
@@ -58,9 +58,11 @@ function resolveRetries(spec: UpstreamSpec['retries'], keyPath: string): RetrySe
   });
 }
 
-/** Resolves an upstream's config section into settings. Throws ConfigError on a bad retryOn list. */
-export function resolveUpstreamSettings(spec: UpstreamSpec | undefined, name = '*'): UpstreamSettings {
-  const s = spec ?? upstreamSpec.parse({});
+/**
+ * Resolves an upstream's config section (or `config.defaults.upstream` for one config does not name)
+ * into settings. Throws ConfigError on a bad retryOn list.
+ */
+export function resolveUpstreamSettings(s: UpstreamSpec, name = '*'): UpstreamSettings {
   const requestTimeoutMs = s.timeouts.request;
   return Object.freeze({
     loadBalancer: s.loadBalancer,
@@ -83,9 +85,6 @@ export function resolveUpstreamSettings(spec: UpstreamSpec | undefined, name = '
     fallback: s.fallback ?? null,
   });
 }
-
-/** Settings of an upstream that config does not mention. */
-export const DEFAULT_UPSTREAM_SETTINGS: UpstreamSettings = resolveUpstreamSettings(undefined);
 
 /** A route's override of its upstream's request policy, or null when the route overrides nothing. */
 export function resolveRouteOverride(route: RouteSpec, index: number): Partial<RequestPolicy> | null {

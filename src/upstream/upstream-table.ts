@@ -16,14 +16,25 @@ export class UpstreamTable {
   readonly #metrics: Metrics;
   readonly #poolFactory: PoolFactory | undefined;
   #specs: Readonly<Record<string, UpstreamSpec>>;
+  readonly #defaultSpec: UpstreamSpec;
   /** Called for a name not in the table; returns the new upstream or undefined. */
   discover: ((name: string) => Upstream | undefined) | null = null;
   /** Called with each name `get` finds (registries that stop idle on-demand watches track use with it). */
   onUse: ((name: string) => void) | null = null;
 
-  constructor(metrics: Metrics, specs: Readonly<Record<string, UpstreamSpec>>, poolFactory?: PoolFactory) {
+  /**
+   * @param specs `config.upstreams`.
+   * @param defaultSpec `config.defaults.upstream`: the policy of an upstream `specs` does not name.
+   */
+  constructor(
+    metrics: Metrics,
+    specs: Readonly<Record<string, UpstreamSpec>>,
+    defaultSpec: UpstreamSpec,
+    poolFactory?: PoolFactory,
+  ) {
     this.#metrics = metrics;
     this.#specs = specs;
+    this.#defaultSpec = defaultSpec;
     this.#poolFactory = poolFactory;
     for (const name of Object.keys(specs)) this.ensure(name);
   }
@@ -55,7 +66,7 @@ export class UpstreamTable {
 
   /** Settings for `name` from config, or the defaults. */
   settingsFor(name: string): UpstreamSettings {
-    return resolveUpstreamSettings(this.#specs[name], name);
+    return resolveUpstreamSettings(this.#specs[name] ?? this.#defaultSpec, name);
   }
 
   /** Replaces an upstream's endpoints, creating the upstream when new. */

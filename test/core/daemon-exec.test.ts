@@ -1,8 +1,15 @@
 // `meshlet run` re-executes itself as the daemon alone (semi-space capped, no CLI parser), or stays as it is when told.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { stringify } from 'yaml';
 import { DEFAULT_SEMI_SPACE_MB, MALLOC_TUNABLES } from '../../src/cli/gc-tuning.ts';
+import { HANDOVER_ENV } from '../../src/config/config-handover.ts';
 import { type MeshletProcess, runCli, spawnMeshlet, writeConfig } from '../helpers/meshlet.ts';
+import { startUpstream } from '../helpers/upstream-server.ts';
+
+const RECORD_MODULES = fileURLToPath(new URL('../helpers/record-modules.ts', import.meta.url));
 
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
 
@@ -54,10 +61,67 @@ describe('meshlet run: the daemon process', () => {
     expect(args).toContain('run');
   });
 
-  it('reports a bad config from the daemon entry as the CLI does: stderr names the key, exit 2', async () => {
+  it('gets the validated config handed over: the daemon image loads neither zod nor yaml until a SIGHUP reload', async () => {
+    const app = await startUpstream();
+    const log = `${writeConfig('', 'modules.log')}`;
+    process.env.MESHLET_TEST_MODULE_LOG = log;
+    process.env.NODE_OPTIONS = `--import ${RECORD_MODULES}`;
+    try {
+      mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: { users: [app.endpoint] } } });
+    } finally {
+      delete process.env.NODE_OPTIONS;
+      delete process.env.MESHLET_TEST_MODULE_LOG;
+    }
+    try {
+      const res = await request(`${mesh.outbound}/`, { headers: { host: 'users' } });
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+      const loaded = readFileSync(log, 'utf8');
+      expect(loaded).toMatch(/node_modules\/undici\//); // the recorder saw the daemon's imports
+      expect(loaded).toMatch(/daemon\.(ts|js)\n/);
+      expect(loaded).not.toMatch(/node_modules\/(zod|yaml)\//);
+
+      // A reload imports the loader then, and applies the new file.
+      writeFileSync(
+        mesh.configFile,
+        stringify({
+          listeners: { outbound: { port: 0 }, admin: { port: 0 } },
+          registry: { type: 'static', endpoints: { users: [app.endpoint], orders: [app.endpoint] } },
+        }),
+      );
+      mesh.proc.kill('SIGHUP');
+      let status = 0;
+      for (let i = 0; i < 50 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const r = await request(`${mesh.outbound}/`, { headers: { host: 'orders' } });
+        await r.body.dump();
+        status = r.statusCode;
+      }
+      expect(status).toBe(200);
+      expect(readFileSync(log, 'utf8')).toMatch(/node_modules\/zod\//);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('reports a bad config before the re-exec as it always did: stderr names the key, exit 2', async () => {
     const file = writeConfig('listeners: { outbound: { port: "not a port" } }\n');
     const { code, stderr } = await runCli(['run', '--config', file]);
     expect(code).toBe(2);
     expect(stderr).toMatch(/invalid config: .*listeners\.outbound\.port/);
+  });
+
+  it('validates the file itself when nothing was handed over (the daemon entry run directly): exit 2 naming the key', async () => {
+    const file = writeConfig('listeners: { admin: { port: -1 } }\n');
+    const entry = fileURLToPath(new URL('../../src/cli/daemon-main.ts', import.meta.url));
+    expect(existsSync(entry)).toBe(true);
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, [entry, '--config', file, '--log-level', 'info'], {
+      encoding: 'utf8',
+      timeout: 15_000,
+      env: { ...process.env, [HANDOVER_ENV]: undefined },
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/invalid config: .*listeners\.admin\.port/);
   });
 });

@@ -14,6 +14,7 @@ import { outboundHandler } from '../../src/proxy/outbound-stack.ts';
 import type { ProxyContext } from '../../src/proxy/proxy-context.ts';
 import { KeyedTokenBuckets } from '../../src/resilience/token-bucket.ts';
 import { Router } from '../../src/route/router.ts';
+import { upstreamSpec } from '../../src/config/schema.ts';
 import { createLogger, type Logger } from '../../src/telemetry/logger.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
 import { TlsMetrics } from '../../src/telemetry/tls-metrics.ts';
@@ -214,7 +215,7 @@ export async function startOutbound(
     tls = new MeshTls({ source, metrics: new TlsMetrics(metrics.registry), logger });
     await tls.start();
   }
-  const table = new UpstreamTable(metrics, {}, tlsPoolFactory(tls));
+  const table = new UpstreamTable(metrics, {}, upstreamSpec.parse({}), tlsPoolFactory(tls));
   for (const [name, eps] of Object.entries(upstreams)) {
     table.setEndpoints(
       name,

@@ -2,7 +2,7 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { z } from 'zod';
-import { loadEndpointsFile } from '../../config/load-config.ts';
+import type { loadEndpointsFile } from '../../config/load-config.ts';
 import type { EndpointSpec, endpointMap, MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
@@ -11,6 +11,11 @@ import type { UpstreamTable } from '../../upstream/upstream-table.ts';
 import type { Registry } from '../registry.ts';
 
 type EndpointMap = z.output<typeof endpointMap>;
+
+/** The endpoints-file loader, imported on first use: without `registry.file` the daemon loads no schema or YAML parser. */
+async function endpointsFileLoader(): Promise<typeof loadEndpointsFile> {
+  return (await import('../../config/load-config.ts')).loadEndpointsFile;
+}
 
 /** Converts an endpoint as config writes it (`"host:port"` or an object) to an Endpoint. */
 export function toEndpoint(spec: EndpointSpec): Endpoint {
@@ -67,7 +72,7 @@ export class StaticRegistry implements Registry {
   async start(): Promise<void> {
     const { file } = this.#options;
     if (file !== undefined) {
-      this.#fromFile = loadEndpointsFile(file);
+      this.#fromFile = (await endpointsFileLoader())(file);
       this.#watch(file);
     }
     this.#apply();
@@ -114,15 +119,16 @@ export class StaticRegistry implements Registry {
     this.#watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
       if (changed !== null && changed !== name) return;
       if (this.#timer !== null) clearTimeout(this.#timer);
-      this.#timer = setTimeout(() => this.#reload(file), this.#options.debounceMs ?? 50);
+      this.#timer = setTimeout(() => void this.#reload(file), this.#options.debounceMs ?? 50);
       this.#timer.unref();
     });
   }
 
-  #reload(file: string): void {
+  async #reload(file: string): Promise<void> {
     const { metrics, logger } = this.#options;
+    const load = await endpointsFileLoader();
     try {
-      this.#fromFile = loadEndpointsFile(file);
+      this.#fromFile = load(file);
     } catch (err) {
       this.#lastError = (err as Error).message;
       metrics.configReloads.labels('endpoints_file', 'failed').inc();
