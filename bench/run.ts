@@ -64,7 +64,7 @@ import {
   type Target,
   useMeshletMain,
 } from './lib/targets.ts';
-import { freePort, pinProcess } from './lib/proc.ts';
+import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
 import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 
 const { values } = parseArgs({
@@ -372,10 +372,14 @@ async function main(): Promise<void> {
   if (pinned)
     notes.push(`fixed rate: load generator pinned to CPU 0, servers to CPU ${serverCpus} (taskset)`);
   else notes.push('fixed rate: processes not pinned (no taskset, or one core)');
+  notes.push('fixed rate: every other server paused (SIGSTOP) while one is measured, upstream excepted');
   for (let round = 1; round <= plan.rounds && !stopping; round++) {
     const rows: Record<string, FixedRateResult> = {};
     for (const t of fixedTargets) {
-      const r = await fixedRate(t.port, RATE, plan.rateS, 64, pinned ? '0' : undefined);
+      const keep = new Set([direct.child?.pid, t.pid ?? undefined].filter((p) => p !== undefined));
+      const r = await aloneWith(keep, () =>
+        fixedRate(t.port, RATE, plan.rateS, 64, pinned ? '0' : undefined),
+      );
       rows[t.key] = r;
       log(
         `  ${round} ${t.key.padEnd(16)} p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, ${r.completed}/${r.sent} ok, ${r.errors} errors, ${r.late} late`,

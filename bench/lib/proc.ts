@@ -85,7 +85,35 @@ export async function stop(child: ChildProcess, graceMs = 2000): Promise<void> {
 
 /** Stops every child this run started (at the end, and on SIGINT/SIGTERM). */
 export async function killAll(): Promise<void> {
+  resumeAll();
   await Promise.all([...children].map((c) => stop(c)));
+}
+
+/** Children paused by {@link aloneWith} right now. */
+const paused = new Set<ChildProcess>();
+
+function resumeAll(): void {
+  for (const c of paused) c.kill('SIGCONT');
+  paused.clear();
+}
+
+/**
+ * Runs `measure` with every other child of this run paused (SIGSTOP), then resumes them (SIGCONT).
+ * An idle Node server is not idle for the CPU: for tens of seconds after a load its GC shrinks the
+ * heap (mark-compacts of 5-30 ms), and in the fixed-rate phase those landed on the CPU of whichever
+ * server was being measured, as its p99. Connections stay open while a process is paused.
+ * @param keep PIDs that keep running: the measured server and the upstream it calls.
+ */
+export async function aloneWith<T>(keep: ReadonlySet<number>, measure: () => Promise<T>): Promise<T> {
+  for (const c of children) {
+    if (c.pid === undefined || keep.has(c.pid) || c.exitCode !== null) continue;
+    if (c.kill('SIGSTOP')) paused.add(c);
+  }
+  try {
+    return await measure();
+  } finally {
+    resumeAll();
+  }
 }
 
 /** Kills every child synchronously (from an `exit` handler, where nothing async runs). */
