@@ -126,9 +126,8 @@ export class StaticRegistry implements Registry {
 
   async #reload(file: string): Promise<void> {
     const { metrics, logger } = this.#options;
-    const load = await endpointsFileLoader();
     try {
-      this.#fromFile = load(file);
+      this.#fromFile = (await endpointsFileLoader())(file);
     } catch (err) {
       this.#lastError = (err as Error).message;
       metrics.configReloads.labels('endpoints_file', 'failed').inc();
