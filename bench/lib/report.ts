@@ -215,6 +215,13 @@ function verdicts(r: BenchResults, c: Record<string, ClosedSummary>): Verdict[] 
     '×',
   );
   const micro = r.micro.results;
+  if (micro.length === 0) {
+    // Not run at all (--no-micro, or micro.ts failed): say so rather than blame the source tree.
+    const why = `not measured (micro-benchmarks: ${r.micro.notes.join('; ') || 'no results'})`;
+    out.push({ target: 'balancer pick', goal: '≥ 10 M ops/s', measured: why, met: null });
+    out.push({ target: 'breaker decision', goal: '≥ 5 M ops/s', measured: why, met: null });
+    return out;
+  }
   const picks = micro.filter((x) => x.group === 'balancer' && !x.name.includes('avoid'));
   const rr = picks.find((x) => x.name === 'pick round_robin');
   if (rr !== undefined) {
