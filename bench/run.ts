@@ -77,8 +77,10 @@ const { values } = parseArgs({
 });
 const quick = values.quick;
 const plan = quick
-  ? { durationS: 3, rounds: 1, warmS: 1, rateS: 3, largeS: 3, hopS: 3 }
-  : { durationS: 10, rounds: 3, warmS: 2, rateS: 6, largeS: 8, hopS: 10 };
+  ? { durationS: 3, rounds: 1, rateRounds: 1, warmS: 1, rateS: 3, largeS: 3, hopS: 3 }
+  : // Five fixed-rate rounds: a p99 over 12,000 requests swings by several ms between rounds (one
+    // runtime stall of 10-30 ms decides it), so the median needs more rounds than the req/s does.
+    { durationS: 10, rounds: 3, rateRounds: 5, warmS: 2, rateS: 6, largeS: 8, hopS: 10 };
 const CONNECTIONS = 32;
 /** The many-connections closed loop: where a too-small young generation shows (semi-space table). */
 const MANY_CONNECTIONS = 128;
@@ -355,7 +357,7 @@ async function main(): Promise<void> {
   }
 
   // --- fixed rate: added latency over direct, interleaved over rounds; added = row − direct in the round.
-  phase('fixed rate', `fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rounds} round(s)`);
+  phase('fixed rate', `fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rateRounds} round(s)`);
   const fixedRounds: Record<string, FixedRateResult>[] = [];
   const fixedTargets = [direct, meshlet, meshletLog, semi[0]!, undiciProxy, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
@@ -373,7 +375,7 @@ async function main(): Promise<void> {
     notes.push(`fixed rate: load generator pinned to CPU 0, servers to CPU ${serverCpus} (taskset)`);
   else notes.push('fixed rate: processes not pinned (no taskset, or one core)');
   notes.push('fixed rate: every other server paused (SIGSTOP) while one is measured, upstream excepted');
-  for (let round = 1; round <= plan.rounds && !stopping; round++) {
+  for (let round = 1; round <= plan.rateRounds && !stopping; round++) {
     const rows: Record<string, FixedRateResult> = {};
     for (const t of fixedTargets) {
       const keep = new Set([direct.child?.pid, t.pid ?? undefined].filter((p) => p !== undefined));
