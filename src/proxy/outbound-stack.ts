@@ -27,13 +27,7 @@ function splitAbsoluteForm(url: string): { authority: string; path: string } | n
 function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, err: MeshletError): void {
   ctx.unrouted.localReply(err.code);
   ctx.unrouted.finished(err.status, 0);
-  ctx.logger.info({
-    msg: 'access',
-    direction: 'outbound',
-    method: req.method,
-    status: err.status,
-    error: err.code,
-  });
+  ctx.access.refused(req.method, err.status, err.code);
   sendError(res, err);
 }
 

@@ -95,10 +95,29 @@ describe('AccessLog', () => {
     expect(shape(lines[2]!)).toEqual(shape(lines[3]!));
   });
 
+  it('writes a refused outbound request (no upstream chosen) exactly as the logger would, whatever the sampling', async () => {
+    const { logger, lines, access } = capture('info', { enabled: false, sampleRate: 0 });
+    access.refused(`GET${NASTY}`, 400, 'bad_request');
+    logger.info({
+      msg: 'access',
+      direction: 'outbound',
+      method: `GET${NASTY}`,
+      status: 400,
+      error: 'bad_request',
+    });
+    access.refused(undefined, 404, 'no_route');
+    logger.info({ msg: 'access', direction: 'outbound', method: undefined, status: 404, error: 'no_route' });
+    await new Promise((r) => setImmediate(r));
+    expect(lines).toHaveLength(4);
+    expect(shape(lines[0]!)).toEqual(shape(lines[1]!));
+    expect(shape(lines[2]!)).toEqual(shape(lines[3]!));
+  });
+
   it('writes nothing when the log level is above info', async () => {
     const { lines, access } = capture('warn');
     access.outbound('r', 'GET', '/', 'users', null, 200, 1, 1, undefined);
     access.inbound('r', 'spiffe://x/svc/y', '01', 'GET', '/', 'users', 200, 1, undefined);
+    access.refused('GET', 404, 'no_route');
     await new Promise((r) => setImmediate(r));
     expect(lines).toEqual([]);
   });

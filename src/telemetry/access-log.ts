@@ -89,6 +89,19 @@ export class AccessLog {
   }
 
   /**
+   * One outbound request meshlet refused before choosing an upstream (a malformed target, no route):
+   * always logged, as every answer of meshlet's own is.
+   */
+  refused(method: string | undefined, status: number, error: string): void {
+    if (!this.#levelOn) return;
+    this.#write(
+      `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","direction":"outbound"${
+        method === undefined ? '' : `,"method":${str(method)}`
+      },"status":${status},"error":${str(error)}}\n`,
+    );
+  }
+
+  /**
    * One inbound request, a peer's call to this instance's app, if {@link AccessLog} logs it.
    * @param caller the peer's SPIFFE ID. @param requestId undefined when refused before forwarding.
    */

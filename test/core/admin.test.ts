@@ -66,6 +66,17 @@ describe('admin listener', () => {
     expect(typeof line?.durationMs).toBe('number');
   });
 
+  it('a request meshlet refuses before any upstream (no route) gets an access line too', async () => {
+    const before = mesh.logs.length;
+    const res = await request(`${mesh.outbound}/`, { headers: { host: 'nobody-here' } });
+    await res.body.dump();
+    expect(res.statusCode).toBe(404);
+    const lines = mesh.logs.slice(before).filter((l) => l.msg === 'access');
+    expect(lines).toEqual([
+      expect.objectContaining({ direction: 'outbound', method: 'GET', status: 404, error: 'no_route' }),
+    ]);
+  });
+
   it('unknown admin paths → 404, wrong methods → 405', async () => {
     expect((await request(`${mesh.admin}/nope`)).statusCode).toBe(404);
     expect((await request(`${mesh.admin}/live`, { method: 'POST' })).statusCode).toBe(405);
