@@ -120,6 +120,11 @@ export class ConsulClient {
     this.#dispatcher = new Agent({ connect: { timeout: this.#timeoutMs, ...(secure ? tls : {}) } });
   }
 
+  /** The ACL token every call from now on sends; undefined sends none. */
+  get token(): string | undefined {
+    return this.#token;
+  }
+
   /** Replaces the ACL token (a reloaded `token` or `tokenFile`); undefined sends none. */
   setToken(token: string | undefined): void {
     this.#token = token;

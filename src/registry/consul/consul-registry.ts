@@ -37,6 +37,11 @@ interface UpstreamWatch {
   lastUsed: number;
 }
 
+/** How the admin view and logs show the ACL token: whether one is set, never the token. */
+function aclStatus(token: string | undefined): 'token set' | 'no token' {
+  return token === undefined ? 'no token' : 'token set';
+}
+
 /** The first non-internal IPv4 address of this host, or 127.0.0.1. */
 export function firstIPv4(): string {
   for (const list of Object.values(networkInterfaces())) {
@@ -104,7 +109,6 @@ export class ConsulRegistry implements Registry {
   readonly #metrics: ConsulMetrics;
   readonly #reach: AgentReachability;
   readonly #client: ConsulClient;
-  #token: string | undefined;
   readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
   readonly #inboundPort: (() => number | undefined) | undefined;
   readonly #watches = new Map<string, UpstreamWatch>();
@@ -128,7 +132,6 @@ export class ConsulRegistry implements Registry {
     this.#reach = new AgentReachability(this.#metrics, this.#logger);
     const { consul } = this.#settings;
     const token = readToken(consul.token, consul.tokenFile);
-    this.#token = token;
     this.#client = new ConsulClient({ address: consul.address, token, tls: consul.tls });
   }
 
@@ -203,13 +206,9 @@ export class ConsulRegistry implements Registry {
       });
       return;
     }
-    if (token === this.#token) return;
-    this.#token = token;
+    if (token === this.#client.token) return;
     this.#client.setToken(token);
-    this.#logger.info({
-      msg: 'consul token reloaded',
-      acl: this.#token === undefined ? 'no token' : 'token set',
-    });
+    this.#logger.info({ msg: 'consul token reloaded', acl: aclStatus(token) });
   }
 
   #startCatalogWatch(): void {
@@ -388,7 +387,7 @@ export class ConsulRegistry implements Registry {
       type: 'consul',
       address: this.#settings.consul.address,
       datacenter: this.#settings.consul.datacenter ?? null,
-      acl: this.#token === undefined ? 'no token' : 'token set',
+      acl: aclStatus(this.#client.token),
       synced: this.synced,
       reachable: this.#reach.reachable,
       since: new Date(this.#reach.since).toISOString(),
