@@ -1,5 +1,5 @@
 // `meshlet run` re-executes itself as the daemon alone (semi-space capped, no CLI parser), or stays as it is when told.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -10,6 +10,7 @@ import { type MeshletProcess, runCli, spawnMeshlet, writeConfig } from '../helpe
 import { startUpstream } from '../helpers/upstream-server.ts';
 
 const RECORD_MODULES = fileURLToPath(new URL('../helpers/record-modules.ts', import.meta.url));
+const DAEMON_ENTRY = fileURLToPath(new URL('../../src/cli/daemon-main.ts', import.meta.url));
 
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
 
@@ -113,15 +114,9 @@ describe('meshlet run: the daemon process', () => {
 
   it('validates the file itself when nothing was handed over (the daemon entry run directly): exit 2 naming the key', async () => {
     const file = writeConfig('listeners: { admin: { port: -1 } }\n');
-    const entry = fileURLToPath(new URL('../../src/cli/daemon-main.ts', import.meta.url));
-    expect(existsSync(entry)).toBe(true);
-    const { spawnSync } = await import('node:child_process');
-    const r = spawnSync(process.execPath, [entry, '--config', file, '--log-level', 'info'], {
-      encoding: 'utf8',
-      timeout: 15_000,
-      env: { ...process.env, [HANDOVER_ENV]: undefined },
-    });
-    expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/invalid config: .*listeners\.admin\.port/);
+    expect(process.env[HANDOVER_ENV]).toBeUndefined();
+    const { code, stderr } = await runCli(['--config', file, '--log-level', 'info'], 15_000, DAEMON_ENTRY);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/invalid config: .*listeners\.admin\.port/);
   });
 });
