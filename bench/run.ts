@@ -366,10 +366,9 @@ async function main(): Promise<void> {
   // measures itself, not the proxies (the added p99 swung +5 to +20 ms between runs before).
   const cores = os.cpus().length;
   const serverCpus = cores > 2 ? `1-${cores - 1}` : '1';
-  // `child` too: direct's upstream has no pid of its own (its CPU is not a proxy's).
-  const servers = fixedTargets
-    .map((t) => t.pid ?? t.child?.pid ?? null)
-    .filter((p): p is number => p !== null);
+  // The process serving a target: direct has no proxy pid of its own, its `child` is the upstream.
+  const serverPid = (t: Target): number | null => t.pid ?? t.child?.pid ?? null;
+  const servers = fixedTargets.map(serverPid).filter((p): p is number => p !== null);
   const pinned = cores >= 2 && servers.every((pid) => pinProcess(pid, serverCpus));
   if (pinned)
     notes.push(`fixed rate: load generator pinned to CPU 0, servers to CPU ${serverCpus} (taskset)`);
@@ -378,7 +377,8 @@ async function main(): Promise<void> {
   for (let round = 1; round <= plan.rateRounds && !stopping; round++) {
     const rows: Record<string, FixedRateResult> = {};
     for (const t of fixedTargets) {
-      const keep = new Set([direct.child?.pid, t.pid ?? undefined].filter((p) => p !== undefined));
+      // The upstream (direct's server) and this target run; every other server is paused.
+      const keep = new Set([serverPid(direct), serverPid(t)].filter((p): p is number => p !== null));
       const r = await aloneWith(keep, () =>
         fixedRate(t.port, RATE, plan.rateS, 64, pinned ? '0' : undefined),
       );
