@@ -46,4 +46,42 @@ describe('ConcurrencyLimit', () => {
     );
     expect(() => new ConcurrencyLimit({ maxRetries: 1.5 })).toThrow(/maxRetries/);
   });
+
+  it('allows maxRetries 0 (config’s minimum): no retry is admitted', () => {
+    const l = new ConcurrencyLimit({ maxRetries: 0 });
+    expect(l.tryAcquireRetry()).toBe(false);
+    expect(l.overflowTotal.retry).toBe(1);
+  });
+
+  it('configure lowers a maximum in place: held slots stay, are released into the same counters, and new acquires wait under the new maximum', () => {
+    const l = new ConcurrencyLimit({ maxConcurrent: 3 });
+    for (let i = 0; i < 3; i++) expect(l.tryAcquireRequest()).toBe(true);
+    l.configure({ maxConcurrent: 1 });
+    expect(l.maxConcurrent).toBe(1);
+    expect(l.activeRequests).toBe(3);
+    expect(l.tryAcquireRequest()).toBe(false);
+    l.releaseRequest();
+    l.releaseRequest();
+    expect(l.tryAcquireRequest()).toBe(false); // one still held: at the new maximum
+    l.releaseRequest();
+    expect(l.activeRequests).toBe(0);
+    expect(l.tryAcquireRequest()).toBe(true);
+    expect(l.overflowTotal.request).toBe(2);
+  });
+
+  it('configure raises maxima and resets left-out ones to their defaults', () => {
+    const l = new ConcurrencyLimit({ maxConcurrent: 1, maxPending: 1, maxRetries: 1 });
+    expect(l.tryAcquirePending()).toBe(true);
+    l.configure({ maxPending: 2 });
+    expect([l.maxConcurrent, l.maxPending, l.maxRetries]).toEqual([1024, 2, 3]);
+    expect(l.pendingRequests).toBe(1);
+    expect(l.tryAcquirePending()).toBe(true);
+    expect(l.tryAcquirePending()).toBe(false);
+  });
+
+  it('configure with an invalid limit throws and changes nothing', () => {
+    const l = new ConcurrencyLimit({ maxConcurrent: 2, maxPending: 5 });
+    expect(() => l.configure({ maxConcurrent: 4, maxPending: 0 })).toThrow(/maxPending/);
+    expect([l.maxConcurrent, l.maxPending]).toEqual([2, 5]);
+  });
 });
