@@ -72,6 +72,54 @@ export function upstreamsView(view: AdminView): Record<string, unknown> {
   return { registry: view.registry.status(), upstreams };
 }
 
+/** `127.0.0.0/8`, `::1` and their IPv4-mapped forms: the addresses a loopback caller or listener has. */
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/i.test(address);
+}
+
+/** A socket's local address as it appears in a `Host` header: IPv4 unmapped, IPv6 in brackets, lower case. */
+function hostForm(address: string): string {
+  const unmapped = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  return (unmapped.includes(':') ? `[${unmapped}]` : unmapped).toLowerCase();
+}
+
+/**
+ * Why a mutating call is refused whoever makes it (token or not), or undefined when it may go on.
+ * A browser page can send a blind cross-origin `POST` (`text/plain` needs no preflight) and, after
+ * DNS rebinding, send it to this listener under its own name; both are told apart by headers a page
+ * cannot forge:
+ * - `Origin`, when present, must be `http(s)://` `localhost`, `127.x.x.x` or `[::1]`, any port
+ *   (`Origin: null`, from sandboxed frames and file pages, is not loopback);
+ * - `Host` must name this listener: `localhost`, `127.0.0.1`, `[::1]` or the address the connection
+ *   arrived on, with this listener's port. A `Host` without a port means port 80, so it is accepted
+ *   only when the listener is on port 80; a request without `Host` is refused.
+ */
+function crossSiteRefusal(req: IncomingMessage): string | undefined {
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      url = undefined;
+    }
+    const loopback =
+      url !== undefined &&
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
+      (url.hostname === 'localhost' || url.hostname === '[::1]' || isLoopbackAddress(url.hostname));
+    if (!loopback) return `cross-origin request refused: Origin ${origin} is not a loopback origin`;
+  }
+  const host = (req.headers.host ?? '').toLowerCase();
+  const port = req.socket.localPort;
+  const names = new Set(['localhost', '127.0.0.1', '[::1]', hostForm(req.socket.localAddress ?? '')]);
+  const accepted = [...names].some((name) => host === `${name}:${port}` || (port === 80 && host === name));
+  if (!accepted) {
+    const named = host === '' ? 'no Host header' : `Host ${host}`;
+    return `request refused: ${named} does not name this admin listener (port ${port}); guard against DNS rebinding`;
+  }
+  return undefined;
+}
+
 /** Mutating calls: with a token configured, `Authorization: Bearer TOKEN`; without, loopback callers only. */
 function mayMutate(view: AdminView, req: IncomingMessage): boolean {
   const token = view.adminToken?.();
@@ -119,6 +167,8 @@ export function adminHandler(view: AdminView): RequestListener {
         const reset = /^\/upstreams\/([^/]+)\/breaker\/reset$/.exec(path ?? '');
         if (reset !== null) {
           if (method !== 'POST') return json(res, 405, { error: 'method_not_allowed' });
+          const refusal = crossSiteRefusal(req);
+          if (refusal !== undefined) return json(res, 403, { error: 'forbidden', message: refusal });
           if (!mayMutate(view, req)) {
             return json(res, 403, {
               error: 'forbidden',
