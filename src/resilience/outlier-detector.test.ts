@@ -174,4 +174,66 @@ describe('OutlierDetector', () => {
     expect(() => new OutlierDetector({ baseEjectionTimeMs: 0 })).toThrow(/baseEjectionTimeMs/);
     expect(() => new OutlierDetector({ maxEjectionPercent: 150 })).toThrow(/maxEjectionPercent/);
   });
+
+  describe('configure (a reload)', () => {
+    it('a new threshold applies from the next failure, keeping the counts so far', () => {
+      const { eps, od } = setup(4, { consecutive5xx: 5 });
+      fail(od, eps[0]!, '5xx', 2);
+      od.configure({ consecutive5xx: 3 });
+      expect(od.onFailure(eps[0]!, '5xx')).toBe(true);
+      od.configure({ consecutive5xx: 8 });
+      expect(fail(od, eps[1]!, '5xx', 7)).toBe(false);
+      expect(od.onFailure(eps[1]!, '5xx')).toBe(true);
+    });
+
+    it('keeps ejections and counters; a new ejection time applies to the next ejection only', () => {
+      const { clock, eps, od } = setup(4, { baseEjectionTimeMs: 1000 });
+      fail(od, eps[0]!, '5xx', 5);
+      const due = od.nextTickAtMs()!;
+      od.configure({ baseEjectionTimeMs: 5000 });
+      expect(eps[0]!.ejected).toBe(true);
+      expect([od.ejectionsActive, od.ejectionsTotal]).toEqual([1, 1]);
+      expect(od.nextTickAtMs()).toBe(due);
+      fail(od, eps[1]!, '5xx', 5);
+      clock.advance(1000);
+      expect(od.tick()).toBe(1);
+      expect(od.nextTickAtMs()! - clock.now()).toBe(4000);
+    });
+
+    it('a new maxEjectionPercent and panic threshold apply at once', () => {
+      const { eps, od } = setup(4, { maxEjectionPercent: 25 });
+      fail(od, eps[0]!, '5xx', 5);
+      expect(fail(od, eps[1]!, '5xx', 5)).toBe(false);
+      od.configure({ maxEjectionPercent: 100, panicThresholdPercent: 0 });
+      expect(fail(od, eps[1]!, '5xx', 5)).toBe(true);
+      expect(fail(od, eps[2]!, '5xx', 5)).toBe(true);
+      expect(od.eligible(eps)).toEqual([eps[3]]);
+      od.configure({ maxEjectionPercent: 100, panicThresholdPercent: 50 });
+      expect(od.eligible(eps)).toBe(eps);
+      expect(od.panic).toBe(true);
+    });
+
+    it('turned off (counts 0) stops ejecting, and returnAll brings every ejected endpoint back', () => {
+      let changes = 0;
+      const { eps, od } = setup(4, { onChange: () => changes++ });
+      fail(od, eps[0]!, '5xx', 5);
+      fail(od, eps[1]!, 'connect', 5);
+      od.configure({ consecutive5xx: 0, consecutiveGatewayFailure: 0, consecutiveLocalOriginFailure: 0 });
+      expect(od.returnAll()).toBe(2);
+      expect(eps.some((h) => h.ejected)).toBe(false);
+      expect([od.ejectionsActive, od.nextTickAtMs(), changes]).toEqual([0, undefined, 3]);
+      expect(fail(od, eps[2]!, 'gateway', 50)).toBe(false);
+      expect(od.returnAll()).toBe(0);
+      expect(changes).toBe(3);
+    });
+
+    it('an invalid option throws and changes nothing', () => {
+      const { eps, od } = setup(4);
+      expect(() => od.configure({ consecutive5xx: 1, maxEjectionPercent: 101 })).toThrow(
+        /maxEjectionPercent/,
+      );
+      expect(fail(od, eps[0]!, '5xx', 4)).toBe(false);
+      expect(od.onFailure(eps[0]!, '5xx')).toBe(true);
+    });
+  });
 });

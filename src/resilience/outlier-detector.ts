@@ -81,14 +81,14 @@ class OutlierState {
  */
 export class OutlierDetector {
   readonly #clock: Clock;
-  readonly #consecutive5xx: number;
-  readonly #consecutiveGateway: number;
-  readonly #consecutiveConnect: number;
-  readonly #baseMs: number;
-  readonly #maxMs: number;
-  readonly #maxEjectionPercent: number;
-  readonly #panicThresholdPercent: number;
-  readonly #intervalMs: number;
+  #consecutive5xx = 0;
+  #consecutiveGateway = 0;
+  #consecutiveConnect = 0;
+  #baseMs = 0;
+  #maxMs = 0;
+  #maxEjectionPercent = 0;
+  #panicThresholdPercent = 0;
+  #intervalMs = 0;
   readonly #onChange: (() => void) | undefined;
   #states = new Map<EndpointHandle, OutlierState>();
   readonly #ejected = new Set<OutlierState>();
@@ -106,18 +106,54 @@ export class OutlierDetector {
   /** @throws RangeError on negative or non-integer counts, non-positive times, or percentages outside 0–100. */
   constructor(options: OutlierDetectorOptions = {}) {
     this.#clock = options.clock ?? systemClock;
-    this.#consecutive5xx = count('consecutive5xx', options.consecutive5xx ?? 5);
-    this.#consecutiveGateway = count('consecutiveGatewayFailure', options.consecutiveGatewayFailure ?? 5);
-    this.#consecutiveConnect = count(
-      'consecutiveLocalOriginFailure',
-      options.consecutiveLocalOriginFailure ?? 5,
-    );
-    this.#baseMs = duration('baseEjectionTimeMs', options.baseEjectionTimeMs ?? 30_000);
-    this.#maxMs = Math.max(this.#baseMs, duration('maxEjectionTimeMs', options.maxEjectionTimeMs ?? 300_000));
-    this.#maxEjectionPercent = percent('maxEjectionPercent', options.maxEjectionPercent ?? 50);
-    this.#panicThresholdPercent = percent('panicThresholdPercent', options.panicThresholdPercent ?? 50);
-    this.#intervalMs = duration('intervalMs', options.intervalMs ?? 10_000);
     this.#onChange = options.onChange;
+    this.configure(options);
+  }
+
+  /**
+   * Sets new thresholds, times and percentages (a config reload; an option left out takes its
+   * default, as in the constructor; `clock` and `onChange` stay as constructed). Per-endpoint
+   * counts, ejection multipliers and the counters are kept: a threshold applies from the next
+   * failure (a count already at a lowered threshold ejects on it), times and `maxEjectionPercent`
+   * from the next ejection (endpoints ejected now return when they were due), and the panic
+   * threshold from the next `eligible` call. A count set to 0 stops that check; to stop ejecting
+   * altogether, set all three to 0 and call {@link returnAll}.
+   * @throws RangeError (and changes nothing) on an invalid option.
+   */
+  configure(options: Omit<OutlierDetectorOptions, 'clock' | 'onChange'>): void {
+    const c5xx = count('consecutive5xx', options.consecutive5xx ?? 5);
+    const gateway = count('consecutiveGatewayFailure', options.consecutiveGatewayFailure ?? 5);
+    const connect = count('consecutiveLocalOriginFailure', options.consecutiveLocalOriginFailure ?? 5);
+    const baseMs = duration('baseEjectionTimeMs', options.baseEjectionTimeMs ?? 30_000);
+    const maxMs = Math.max(baseMs, duration('maxEjectionTimeMs', options.maxEjectionTimeMs ?? 300_000));
+    const maxEjectionPercent = percent('maxEjectionPercent', options.maxEjectionPercent ?? 50);
+    const panicThresholdPercent = percent('panicThresholdPercent', options.panicThresholdPercent ?? 50);
+    const intervalMs = duration('intervalMs', options.intervalMs ?? 10_000);
+    this.#consecutive5xx = c5xx;
+    this.#consecutiveGateway = gateway;
+    this.#consecutiveConnect = connect;
+    this.#baseMs = baseMs;
+    this.#maxMs = maxMs;
+    this.#maxEjectionPercent = maxEjectionPercent;
+    this.#panicThresholdPercent = panicThresholdPercent;
+    this.#intervalMs = intervalMs;
+  }
+
+  /**
+   * Returns every ejected endpoint now (outlier detection turned off by a reload); their ejection
+   * multipliers are kept. Returns how many came back.
+   */
+  returnAll(): number {
+    const returned = this.#ejected.size;
+    if (returned === 0) return 0;
+    const now = this.#clock.now();
+    for (const s of this.#ejected) {
+      s.handle.ejected = false;
+      s.healthySinceMs = now;
+    }
+    this.#ejected.clear();
+    this.#changed();
+    return returned;
   }
 
   /** Endpoints ejected right now (a gauge for metrics). */
