@@ -60,4 +60,45 @@ describe('UpstreamBreaker', () => {
     expect(b.state).toBe('closed');
     expect(b.admit()).toBe(ADMITTED);
   });
+
+  it('configure: new thresholds apply from the next outcome, keeping the outcomes counted', () => {
+    const b = breaker();
+    b.settle(b.admit(), false);
+    b.settle(b.admit(), false);
+    b.settle(b.admit(), true);
+    b.configure({ ...options, errorThresholdPercentage: 90 });
+    b.settle(b.admit(), false);
+    expect(b.state).toBe('closed'); // 3 of 4 failed: 75 % opened at 50, not at 90
+    b.configure({ ...options, volumeThreshold: 6 });
+    b.settle(b.admit(), false);
+    expect(b.state).toBe('closed'); // 5 requests: under the new volume threshold
+    b.settle(b.admit(), false);
+    expect(b.state).toBe('open');
+  });
+
+  it('configure keeps an open breaker open; a new reset timeout applies from the next opening', async () => {
+    const states: BreakerState[] = [];
+    const b = breaker(states);
+    for (let i = 0; i < 4; i++) b.settle(b.admit(), false);
+    b.configure({ ...options, resetTimeout: 5000 });
+    expect(b.state).toBe('open');
+    expect(b.admit()).toBe(REFUSED);
+    await new Promise((r) => setTimeout(r, 40)); // the old 20 ms timer still runs
+    const trial = b.admit();
+    expect(trial).toBe(TRIAL);
+    b.settle(trial, false);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(b.state).toBe('open'); // now 5 s
+    expect(states).toEqual(['open', 'half_open', 'open']);
+  });
+
+  it('configure with a new rolling window drops the outcomes counted so far', () => {
+    const b = breaker();
+    for (let i = 0; i < 3; i++) b.settle(b.admit(), false);
+    b.configure({ ...options, rollingWindow: 20_000 });
+    b.settle(b.admit(), false);
+    expect(b.state).toBe('closed'); // 1 request in the new window, under the volume threshold
+    for (let i = 0; i < 3; i++) b.settle(b.admit(), false);
+    expect(b.state).toBe('open');
+  });
 });

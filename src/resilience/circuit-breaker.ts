@@ -37,13 +37,15 @@ const never = (): Promise<void> => Promise.resolve();
  */
 export class UpstreamBreaker {
   readonly #opossum: CircuitBreaker<[], void>;
-  readonly #window: ErrorWindow;
-  readonly #options: BreakerOptions;
+  readonly #clock: Clock;
+  #window: ErrorWindow;
+  #options: BreakerOptions;
   #trialInFlight = false;
 
   /** @param onState told every transition. */
   constructor(options: BreakerOptions, onState: (state: BreakerState) => void, clock: Clock = systemClock) {
     this.#options = options;
+    this.#clock = clock;
     this.#window = new ErrorWindow(options.rollingWindow, 10, clock);
     this.#opossum = new CircuitBreaker(never, {
       timeout: false,
@@ -91,6 +93,30 @@ export class UpstreamBreaker {
         this.#opossum.open();
       }
     }
+  }
+
+  /**
+   * Applies new settings in place (a config reload); the state, and a trial in flight, are kept.
+   * The error threshold and volume threshold apply from the next outcome; the reset timeout from
+   * the next opening (an open breaker half-opens when it was due); a new rolling window starts
+   * empty (the outcomes counted so far are dropped), an unchanged one keeps its counts.
+   */
+  configure(options: BreakerOptions): void {
+    if (options.rollingWindow !== this.#options.rollingWindow) {
+      this.#window = new ErrorWindow(options.rollingWindow, 10, this.#clock);
+    }
+    this.#options = options;
+    // opossum reads `options.resetTimeout` each time it arms the reset timer.
+    (this.#opossum as unknown as { options: { resetTimeout: number } }).options.resetTimeout =
+      options.resetTimeout;
+  }
+
+  /**
+   * Gives back an admission without an outcome: the request was refused for its own fault (a bad or
+   * too slow request), which says nothing about the upstream. A trial admission frees the trial slot.
+   */
+  release(admission: Admission): void {
+    if (admission === TRIAL) this.#trialInFlight = false;
   }
 
   /** Closes the breaker by hand (admin `POST /upstreams/NAME/breaker/reset`). */
