@@ -166,6 +166,11 @@ export const routeSpec = z.strictObject({
     .prefault({}),
   upstream: name,
   stripPrefix: z.boolean().default(false),
+  /**
+   * Match and forward the normalised path (dot segments removed, `%2e` decoded, `//` merged; `%2F`,
+   * `%5C` and `\` refused with 400). `false` matches and forwards the raw path instead. Default true.
+   */
+  normalizePath: z.boolean().default(true),
   /** Overrides the upstream's timeouts for requests on this route (keys given replace the upstream's). */
   timeouts: z
     .strictObject({ request: duration.optional(), perTry: duration.optional(), idle: duration.optional() })

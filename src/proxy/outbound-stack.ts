@@ -2,7 +2,8 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { sendError } from '../errors/error-response.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
-import type { RouteTarget, Router } from '../route/router.ts';
+import { normalizePath } from '../route/path-normalize.ts';
+import { pathRefused, type RouteTarget, type Router } from '../route/router.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { Exchange } from './exchange.ts';
 import type { ProxyContext } from './proxy-context.ts';
@@ -43,7 +44,8 @@ function refuseTarget(ctx: ProxyContext, req: IncomingMessage, res: ServerRespon
 
 /**
  * The outbound listener's handler: the destination is named by the absolute-form URL
- * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header.
+ * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header. The router matches
+ * the normalised path (route/path-normalize.ts) and answers a refused one with 400 `bad_request`.
  * `router` is read through a getter so that a config reload swaps it atomically.
  */
 export function outboundHandler(ctx: ProxyContext, router: () => Router): RequestListener {
@@ -72,7 +74,10 @@ export function outboundHandler(ctx: ProxyContext, router: () => Router): Reques
   };
 }
 
-/** The handler of a per-upstream listener: every request goes to `upstream`, whatever it names. */
+/**
+ * The handler of a per-upstream listener: every request goes to `upstream`, whatever it names,
+ * with its path normalised as a route's would be (a refused path is answered 400 `bad_request`).
+ */
 export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstream): RequestListener {
   return function perUpstream(req, res) {
     let path = req.url ?? '/';
@@ -82,6 +87,8 @@ export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstr
       path = parts.path;
     }
     const u = upstream();
-    new Exchange(ctx, req, res, u, path, u.settings.policy).start();
+    const normalized = normalizePath(path);
+    if (typeof normalized !== 'string') return refuse(ctx, req, res, pathRefused(normalized, u.name));
+    new Exchange(ctx, req, res, u, normalized, u.settings.policy).start();
   };
 }
