@@ -180,7 +180,8 @@ export const routeSpec = z.strictObject({
 });
 
 const staticRegistry = z.strictObject({
-  type: z.literal('static'),
+  /** `static` is the default: a `registry` block without `type` is a static one. */
+  type: z.literal('static').default('static'),
   endpoints: endpointMap.default({}),
   /** A YAML file holding the same map as `endpoints`, watched for changes. */
   file: z.string().min(1).optional(),
@@ -215,7 +216,14 @@ export const configSchema = z
       .prefault({}),
     /** This instance's identity for mTLS (inbound and outbound). */
     tls: tlsSpec.optional(),
-    registry: z.discriminatedUnion('type', [staticRegistry, consulRegistry]).prefault({ type: 'static' }),
+    registry: z
+      .discriminatedUnion('type', [staticRegistry, consulRegistry], {
+        error: (issue) =>
+          issue.code === 'invalid_union' && issue.note === 'No matching discriminator'
+            ? `expected "static" (the default) or "consul", got ${JSON.stringify((issue.input as { type?: unknown }).type)}`
+            : undefined,
+      })
+      .prefault({}),
     upstreams: z.record(name, upstreamSpec.prefault({})).default({}),
     routes: z.array(routeSpec).default([]),
     accessLog: z
