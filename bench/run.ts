@@ -5,7 +5,7 @@
 // Everything listens on 127.0.0.1; every load is bounded; every child is killed at the end or on
 // SIGINT/SIGTERM.
 //
-//   npm run bench [-- --quick] [-- --no-micro] [-- --profile] [-- --ref COMMIT]
+//   npm run bench [-- --quick] [-- --no-micro] [-- --profile] [-- --ref COMMIT] [-- --help]
 //
 // --ref runs meshlet from `git archive COMMIT src` instead of the working tree (which may be
 // mid-edit); the micro-benchmarks always use the working tree.
@@ -67,14 +67,41 @@ import {
 import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
 import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    'no-micro': { type: 'boolean', default: false },
-    profile: { type: 'boolean', default: false },
-    ref: { type: 'string' },
-  },
-});
+/** What `--help` prints, and what a bad flag prints after its reason: every flag parseArgs accepts. */
+const USAGE = `usage: npm run bench [-- FLAGS...]   (or: node bench/run.ts [FLAGS...])
+
+Runs meshlet against direct, node-http-proxy, HAProxy and nginx on this machine (about 9 minutes);
+writes bench/results/DATE.{json,md} and, unless --quick, results/latest.md and bench/README.md's table.
+
+  --quick         smoke run: 3 s per load, 1 round (results named *-quick, not kept in git)
+  --no-micro      skip the micro-benchmarks
+  --profile       meshlet alone under the closed loop with --cpu-prof; top frames to bench/results/profile.md
+  --ref COMMIT    run meshlet from \`git archive COMMIT src\` instead of the working tree
+  -h, --help      print this and exit
+`;
+
+function parseFlags() {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        'no-micro': { type: 'boolean', default: false },
+        profile: { type: 'boolean', default: false },
+        ref: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }).values;
+  } catch (err) {
+    // Unknown flag, missing value, stray argument: the reason and the usage, exit 2, no stack.
+    process.stderr.write(`bench: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const values = parseFlags();
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const quick = values.quick;
 const plan = quick
   ? { durationS: 3, rounds: 1, rateRounds: 1, warmS: 1, rateS: 3, largeS: 3, hopS: 3 }
