@@ -5,11 +5,11 @@ import type { LoadBalancer } from '../balancer/load-balancer.ts';
 import { ExponentialBackoff } from '../resilience/backoff.ts';
 import { type BreakerState, UpstreamBreaker } from '../resilience/circuit-breaker.ts';
 import { ConcurrencyLimit } from '../resilience/concurrency-limit.ts';
-import { OutlierDetector } from '../resilience/outlier-detector.ts';
+import { OutlierDetector, type OutlierDetectorOptions } from '../resilience/outlier-detector.ts';
 import { RetryBudget } from '../resilience/retry-budget.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
-import type { RetrySettings, UpstreamSettings } from './upstream-settings.ts';
+import type { RequestPolicy, RetrySettings, UpstreamSettings } from './upstream-settings.ts';
 
 /**
  * Creates the connection pool of one endpoint (plain HTTP here; the TLS layer supplies mTLS pools).
@@ -146,14 +146,37 @@ export class Upstream {
     else (this.#syncWaiters ??= []).push(cb);
   }
 
-  /** Applies new settings (a config reload): policies are rebuilt; endpoints and pools stay. */
+  /**
+   * Applies new settings (a config reload) to the running upstream; endpoints, pools and the
+   * `limits`, `outlier` and `breaker` objects stay (requests in flight settle into them):
+   * - `limits`: new maxima at once, slots held now kept;
+   * - `outlierDetection`: new thresholds, times and percentages from now, ejections kept; turned
+   *   off, every ejected endpoint returns;
+   * - `circuitBreaker`: new thresholds in place, its state kept; turned on or off, a breaker is
+   *   created or dropped;
+   * - `retries`, `timeouts` (request, perTry, idle), `hashOn`, `fallback`: read per request, so
+   *   new requests use them (an unchanged request policy keeps its retry budget);
+   * - `timeouts.connect`: new pools for new connections, old pools finish their requests;
+   * - `loadBalancer`: a new balancer over the same eligible endpoints.
+   */
   updateSettings(settings: UpstreamSettings): void {
     const old = this.settings;
-    this.settings = settings;
+    this.settings = samePolicy(old.policy, settings.policy)
+      ? Object.freeze({ ...settings, policy: old.policy })
+      : settings;
     if (old.loadBalancer !== settings.loadBalancer) this.#balancer = createBalancer(settings.loadBalancer);
-    if (JSON.stringify(old.circuitBreaker) !== JSON.stringify(settings.circuitBreaker)) {
-      this.breaker?.shutdown();
-      this.breaker = this.#createBreaker(settings);
+    if (!sameJson(old.limits, settings.limits)) this.limits.configure(settings.limits);
+    if (!sameJson(old.outlierDetection, settings.outlierDetection)) {
+      this.outlier.configure(outlierOptions(settings));
+      if (!settings.outlierDetection.enabled) this.outlier.returnAll();
+    }
+    if (!sameJson(old.circuitBreaker, settings.circuitBreaker)) {
+      if (this.breaker !== null && settings.circuitBreaker.enabled) {
+        this.breaker.configure(settings.circuitBreaker);
+      } else {
+        this.breaker?.shutdown();
+        this.breaker = this.#createBreaker(settings);
+      }
     }
     if (old.connectTimeoutMs !== settings.connectTimeoutMs) {
       for (const h of this.#handles) {
@@ -193,18 +216,7 @@ export class Upstream {
   }
 
   #createOutlier(settings: UpstreamSettings): OutlierDetector {
-    const o = settings.outlierDetection;
-    const off = !o.enabled;
-    return new OutlierDetector({
-      consecutive5xx: off ? 0 : o.consecutive5xx,
-      consecutiveGatewayFailure: off ? 0 : o.consecutiveGatewayFailure,
-      consecutiveLocalOriginFailure: off ? 0 : o.consecutiveConnectFailure,
-      baseEjectionTimeMs: o.baseEjectionTime,
-      maxEjectionTimeMs: Math.max(o.maxEjectionTime, o.baseEjectionTime),
-      maxEjectionPercent: o.maxEjectionPercent,
-      panicThresholdPercent: o.panicThreshold,
-      onChange: () => this.#rebalance(),
-    });
+    return new OutlierDetector({ ...outlierOptions(settings), onChange: () => this.#rebalance() });
   }
 
   #createBreaker(settings: UpstreamSettings): UpstreamBreaker | null {
@@ -256,6 +268,47 @@ export class Upstream {
     this.#metricsRoot.endpoints.labels(this.name, 'ejected').set(ejected);
     this.#metricsRoot.resilience.ejectionsActive.labels(this.name).set(ejected);
   }
+}
+
+/** The detector's options from config (`enabled: false` turns every check off). */
+function outlierOptions(settings: UpstreamSettings): OutlierDetectorOptions {
+  const o = settings.outlierDetection;
+  const off = !o.enabled;
+  return {
+    consecutive5xx: off ? 0 : o.consecutive5xx,
+    consecutiveGatewayFailure: off ? 0 : o.consecutiveGatewayFailure,
+    consecutiveLocalOriginFailure: off ? 0 : o.consecutiveConnectFailure,
+    baseEjectionTimeMs: o.baseEjectionTime,
+    maxEjectionTimeMs: Math.max(o.maxEjectionTime, o.baseEjectionTime),
+    maxEjectionPercent: o.maxEjectionPercent,
+    panicThresholdPercent: o.panicThreshold,
+  };
+}
+
+/** Whether two config sections (plain JSON from the schema) are equal. */
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Whether two request policies are equal (retryOn compared by its conditions and status codes). */
+function samePolicy(a: RequestPolicy, b: RequestPolicy): boolean {
+  const x = a.retry;
+  const y = b.retry;
+  return (
+    a.requestTimeoutMs === b.requestTimeoutMs &&
+    a.perTryTimeoutMs === b.perTryTimeoutMs &&
+    a.idleTimeoutMs === b.idleTimeoutMs &&
+    x.attempts === y.attempts &&
+    x.backoffBaseMs === y.backoffBaseMs &&
+    x.backoffMaxMs === y.backoffMaxMs &&
+    x.retryAfterMaxMs === y.retryAfterMaxMs &&
+    x.bufferLimitBytes === y.bufferLimitBytes &&
+    x.budgetRatio === y.budgetRatio &&
+    x.budgetMinRetriesPerSecond === y.budgetMinRetriesPerSecond &&
+    x.budgetWindowMs === y.budgetWindowMs &&
+    sameJson(x.retryOn.conditions, y.retryOn.conditions) &&
+    sameJson([...x.retryOn.statusCodes].sort(), [...y.retryOn.statusCodes].sort())
+  );
 }
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
