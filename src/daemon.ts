@@ -176,9 +176,11 @@ export class Daemon {
 
   /**
    * Re-reads the config file and applies what can change without dropping connections: routes,
-   * upstream policies, static endpoints, access log, the admin token, and the inbound allow-list,
-   * limits and app timeout. An invalid file is refused and the old config kept. Other listener
-   * settings (addresses, ports, socket timeouts) need a restart: the warning names the keys.
+   * upstream policies (every key but `port`: see `Upstream.updateSettings`), static endpoints,
+   * access log, the admin token, and the inbound allow-list, limits and app timeout. An invalid
+   * file is refused and the old config kept. Other listener settings (addresses, ports, socket
+   * timeouts, per-upstream `port`) and the registry type need a restart: the warning names the
+   * keys, and the reload counts as `partial`, each key in `meshlet_config_keys_not_applied_total`.
    * Resolves with whether the new config was applied. The loader (zod, yaml) is imported on the
    * first reload: a daemon started from a handed-over config has not loaded it.
    */
@@ -195,19 +197,41 @@ export class Daemon {
       });
       return false;
     }
-    const needRestart = restartKeys(this.config, next);
-    if (needRestart.length > 0) {
-      this.logger.warn({ msg: 'listener changes need a restart; other changes applied', keys: needRestart });
+    // A listener started on port 0 already runs on the port a new file may name: no change there.
+    const bound = this.addresses();
+    const notApplied = restartKeys(this.config, next).filter((key) => {
+      const kind = /^listeners\.(outbound|admin|inbound)\.port$/.exec(key)?.[1] as
+        'outbound' | 'admin' | 'inbound' | undefined;
+      return kind === undefined || next.listeners[kind]?.port !== bound[kind]?.port;
+    });
+    // A per-upstream listener is bound once: a changed `port` needs a restart like any listener.
+    for (const name of new Set([...Object.keys(this.config.upstreams), ...Object.keys(next.upstreams)])) {
+      if (this.config.upstreams[name]?.port !== next.upstreams[name]?.port) {
+        notApplied.push(`upstreams.${name}.port`);
+      }
+    }
+    if (notApplied.length > 0) {
+      this.logger.warn({ msg: 'listener changes need a restart; other changes applied', keys: notApplied });
     }
     this.table.applySpecs(next.upstreams);
     this.#router = new Router(next.routes, this.table);
     if (next.registry.type === this.#registry.type) this.#registry.reload?.(next);
-    else this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
+    else {
+      this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
+      notApplied.push('registry.type');
+    }
     this.#ctx.access.settings = next.accessLog;
     this.#inbound?.apply(next);
     this.config = next;
-    this.metrics.configReloads.labels('config', 'ok').inc();
-    this.logger.info({ msg: 'config reloaded', file: this.#configFile });
+    for (const key of notApplied) this.metrics.configKeysNotApplied.labels(key).inc();
+    const result = notApplied.length > 0 ? 'partial' : 'ok';
+    this.metrics.configReloads.labels('config', result).inc();
+    this.logger.info({
+      msg: 'config reloaded',
+      file: this.#configFile,
+      result,
+      ...(notApplied.length > 0 ? { notApplied } : {}),
+    });
     return true;
   }
 

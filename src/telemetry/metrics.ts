@@ -68,8 +68,14 @@ export class Metrics {
   });
   readonly configReloads = new Counter({
     name: 'meshlet_config_reloads_total',
-    help: 'Reloads of the config file (SIGHUP) or the static endpoints file, by source and result.',
+    help: 'Reloads of the config file (SIGHUP) or the static endpoints file, by source and result (ok, partial: some changed keys need a restart, failed).',
     labelNames: ['source', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly configKeysNotApplied = new Counter({
+    name: 'meshlet_config_keys_not_applied_total',
+    help: 'Changed config keys a reload accepted but could not apply to the running daemon (they need a restart), by key.',
+    labelNames: ['key'] as const,
     registers: [this.registry],
   });
 
