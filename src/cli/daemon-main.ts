@@ -1,6 +1,6 @@
 // `meshlet run` after the GC-tuning re-exec: the daemon alone, without the CLI parser in its memory.
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
-import { EXIT, reportFailure, runCommand } from './run-command.ts';
+import { appCommandUnsupported, EXIT, reportFailure, runCommand } from './run-command.ts';
 
 /**
  * Runs the daemon from the arguments `ensureGcTuning` (gc-tuning.ts) passes: `--config FILE --log-level LEVEL`,
@@ -8,6 +8,11 @@ import { EXIT, reportFailure, runCommand } from './run-command.ts';
  * Resolves with the process exit code.
  */
 export async function daemonMain(argv: readonly string[]): Promise<number> {
+  const dashes = argv.indexOf('--');
+  if (dashes !== -1 && dashes < argv.length - 1) {
+    process.stderr.write(appCommandUnsupported(argv.slice(dashes + 1)));
+    return EXIT.usage;
+  }
   const config = valueOf(argv, '--config');
   const level = valueOf(argv, '--log-level') ?? 'info';
   if (config === undefined || !(LOG_LEVELS as readonly string[]).includes(level)) {

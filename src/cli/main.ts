@@ -3,7 +3,7 @@ import yargs, { type Argv } from 'yargs';
 import { loadConfigFile } from '../config/load-config.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
-import { EXIT, reportFailure, runCommand } from './run-command.ts';
+import { appCommandUnsupported, EXIT, reportFailure, runCommand } from './run-command.ts';
 
 /** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
 function configCheck(file: string): number {
@@ -46,6 +46,13 @@ export async function main(argv: string[]): Promise<void> {
               describe: 'log level (logs are JSON on stdout)',
             }),
         async (args) => {
+          // What follows `--` (strict mode refuses other extras): refused before anything is read or started.
+          const command = args._.slice(1);
+          if (command.length > 0) {
+            process.stderr.write(appCommandUnsupported(command));
+            code = EXIT.usage;
+            return;
+          }
           // Validated here, so a bad config fails before the re-exec, which then hands it over.
           const config = loadConfigFile(args.config);
           ensureGcTuning(args.config, args['log-level'], config);

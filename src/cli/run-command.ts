@@ -9,6 +9,14 @@ import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
 
 /**
+ * The one-line refusal of `meshlet run --config FILE -- CMD…` (DESIGN.md's app wrapper, not built
+ * yet), so the command is not silently ignored. `command` is what followed `--`.
+ */
+export function appCommandUnsupported(command: readonly (string | number)[]): string {
+  return `meshlet: running an app under meshlet (-- ${command.join(' ')}) is not supported yet; start the app separately\n`;
+}
+
+/**
  * Reports a failure of a CLI verb on stderr and returns its exit code: a bad config names the key
  * (exit 2), anything else prints its stack (exit 1).
  */
