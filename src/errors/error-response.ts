@@ -1,6 +1,6 @@
 // The one place that turns a MeshletError into an HTTP response (status, JSON body, x-meshlet-error).
 import type { ServerResponse } from 'node:http';
-import type { MeshletError } from './meshlet-error.ts';
+import { CLIENT_FAULT, type MeshletError } from './meshlet-error.ts';
 
 /** Body of every error meshlet itself returns. */
 export interface ErrorBody {
@@ -35,7 +35,7 @@ export function sendError(
   if (attempts !== undefined) headers['x-meshlet-attempts'] = attempts;
   if (err.retryAfterSeconds !== undefined)
     headers['retry-after'] = Math.max(1, Math.ceil(err.retryAfterSeconds));
-  if (err.code === 'bad_request') headers.connection = 'close';
+  if (CLIENT_FAULT.has(err.code)) headers.connection = 'close';
   res.writeHead(err.status, headers);
   res.end(payload);
 }

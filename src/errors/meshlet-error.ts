@@ -11,7 +11,22 @@ export const ERROR_STATUS = {
   upstream_unreachable: 502,
   forbidden: 403,
   bad_request: 400,
+  request_timeout: 408,
+  body_too_large: 413,
+  method_not_allowed: 405,
 } as const;
+
+/**
+ * Codes that refuse the request itself (what the client sent, or how slowly): never an endpoint's
+ * fault, so they are not counted by the breaker, outlier detection or the retry loop, and the
+ * connection is closed after the answer (the rest of the request may still be on the wire).
+ */
+export const CLIENT_FAULT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'bad_request',
+  'request_timeout',
+  'body_too_large',
+  'method_not_allowed',
+]);
 
 /** A stable error code; apps branch on it (header `x-meshlet-error`). */
 export type ErrorCode = keyof typeof ERROR_STATUS;

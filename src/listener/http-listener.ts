@@ -4,25 +4,40 @@ import type { Server as TlsHttpServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { ErrorBody } from '../errors/error-response.ts';
+import { ERROR_STATUS, type ErrorCode } from '../errors/meshlet-error.ts';
 
 /** Server limits every meshlet HTTP listener applies. */
 export interface HttpListenerOptions {
   /** Largest request header block, bytes. Default 16 KiB. */
   maxHeaderSize?: number;
-  /** Time a client has to send the whole header block, ms. Default 10 s. */
+  /** Time a client has to send the whole header block, ms; then 408 and the connection closes. Default 10 s. */
   headersTimeoutMs?: number;
   /** Idle keep-alive connection lifetime, ms. Default 60 s. */
   keepAliveTimeoutMs?: number;
 }
 
-function badRequestPayload(reason: string): string {
-  const body: ErrorBody = { error: 'bad_request', message: reason, upstream: null };
+const REASON_PHRASE: Partial<Record<ErrorCode, string>> = {
+  bad_request: 'Bad Request',
+  request_timeout: 'Request Timeout',
+  method_not_allowed: 'Method Not Allowed',
+};
+
+/** A whole raw HTTP/1.1 answer with meshlet's error body, for sockets no ServerResponse owns. */
+function rawErrorPayload(code: ErrorCode, reason: string, extra = ''): string {
+  const body: ErrorBody = { error: code, message: reason, upstream: null };
   const json = JSON.stringify(body);
   return (
-    `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-meshlet-error: bad_request\r\n` +
-    `connection: close\r\ncontent-length: ${Buffer.byteLength(json)}\r\n\r\n${json}`
+    `HTTP/1.1 ${ERROR_STATUS[code]} ${REASON_PHRASE[code] ?? ''}\r\ncontent-type: application/json\r\n` +
+    `x-meshlet-error: ${code}\r\n${extra}connection: close\r\ncontent-length: ${Buffer.byteLength(json)}\r\n\r\n${json}`
   );
 }
+
+/** The answer to `CONNECT`: meshlet opens no tunnels (yet). */
+const CONNECT_REFUSAL = rawErrorPayload(
+  'method_not_allowed',
+  'CONNECT tunnels are not supported by meshlet; send the request itself (HTTP_PROXY, not HTTPS_PROXY)',
+  'allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n',
+);
 
 /** Why a client's bytes could not be parsed as HTTP, in words. */
 function clientErrorReason(err: NodeJS.ErrnoException): string {
@@ -60,10 +75,14 @@ export async function listenHttp(
   handler: RequestListener,
   options: HttpListenerOptions = {},
 ): Promise<HttpListener> {
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const server = createServer(
     {
       maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
-      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      headersTimeout,
+      // Node checks headersTimeout only this often (default 30 s): check often enough that a slow
+      // client is cut within a second of its deadline. Bodies are bounded per exchange (bodyTimeout).
+      connectionsCheckingInterval: checkingIntervalMs(headersTimeout),
       requestTimeout: 0,
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
@@ -74,12 +93,28 @@ export async function listenHttp(
   return bindListener(server, address, port);
 }
 
-/** Answers bytes that are not a valid HTTP request (too-large headers, bad method…) with meshlet's 400 and closes. */
+/** How often Node sweeps connections for `headersTimeout`/`requestTimeout`, ms: a quarter of the shortest, at most 1 s. */
+export function checkingIntervalMs(...timeoutsMs: number[]): number {
+  let interval = 1000;
+  for (const t of timeoutsMs) if (t > 0) interval = Math.min(interval, t / 4);
+  return Math.max(50, Math.floor(interval));
+}
+
+/**
+ * Answers bytes that are not a valid HTTP request (too-large headers, bad method…) with meshlet's
+ * 400, headers that did not arrive in time with 408, and `CONNECT` with 405; each then closes.
+ */
 export function answerClientErrors(server: Server | TlsHttpServer): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
-      socket.end(badRequestPayload(clientErrorReason(err)));
+      const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+      socket.end(rawErrorPayload(code, clientErrorReason(err)));
     } else socket.destroy();
+  });
+  server.on('connect', (_req, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    if (socket.writable && !socket.destroyed) socket.end(CONNECT_REFUSAL);
+    else socket.destroy();
   });
 }
 

@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import { handshakeFailureReason, type HandshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import { identityFromPeerCertificate, type WorkloadIdentity } from '../tls/identity.ts';
 import type { MeshTls } from '../tls/mesh-tls.ts';
-import { answerClientErrors, bindListener, type HttpListener } from './http-listener.ts';
+import { answerClientErrors, bindListener, checkingIntervalMs, type HttpListener } from './http-listener.ts';
 
 /** Who is on the other end of an inbound connection, from its verified certificate. */
 export interface InboundPeer {
@@ -66,11 +66,6 @@ export async function listenInbound(
   const metrics = tls.metrics;
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const requestTimeout = options.requestTimeoutMs ?? 60_000;
-  // Node checks these timeouts on an interval (default 30 s); check often enough to honour them.
-  const checkEvery = Math.max(
-    50,
-    Math.min(1000, headersTimeout / 4, requestTimeout > 0 ? requestTimeout / 4 : 1000),
-  );
   const server: HttpsServer = createHttpsServer(
     {
       ...tls.serverContextOptions(),
@@ -81,7 +76,7 @@ export async function listenInbound(
       maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
       headersTimeout,
       requestTimeout,
-      connectionsCheckingInterval: checkEvery,
+      connectionsCheckingInterval: checkingIntervalMs(headersTimeout, requestTimeout),
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
     },

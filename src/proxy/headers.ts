@@ -35,6 +35,11 @@ export interface ForwardedRequestHeaders {
   headers: string[];
   /** The request's `x-request-id`, generated when absent. */
   requestId: string;
+  /**
+   * Why the request cannot be forwarded as it is (meshlet's HTTP client would refuse it: a repeated
+   * `Host` header), or null. The caller answers 400 `bad_request` and sends nothing.
+   */
+  invalid: string | null;
 }
 
 /**
@@ -55,12 +60,14 @@ export function forwardRequestHeaders(
   let requestId: string | undefined;
   let forwardedFor: string | undefined;
   let hasProto = false;
+  let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || extra?.has(lower) || drop?.has(lower)) continue;
     const value = raw[i + 1]!;
-    if (lower === 'x-forwarded-for') {
+    if (lower === 'host') hosts++;
+    else if (lower === 'x-forwarded-for') {
       forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
       continue;
     }
@@ -78,7 +85,7 @@ export function forwardRequestHeaders(
   if (client !== undefined) forwardedFor = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
   if (forwardedFor !== undefined) headers.push('x-forwarded-for', forwardedFor);
   if (!hasProto) headers.push('x-forwarded-proto', proto);
-  return { headers, requestId };
+  return { headers, requestId, invalid: hosts > 1 ? 'the request has more than one Host header' : null };
 }
 
 /**

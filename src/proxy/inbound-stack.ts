@@ -12,7 +12,7 @@ import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { isAllowed } from '../tls/identity.ts';
 import type { AuthorizeResult } from '../tls/tls-source.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
-import { forwardRequestHeaders } from './headers.ts';
+import { type ForwardedRequestHeaders, forwardRequestHeaders } from './headers.ts';
 import { InboundForward } from './inbound-forward.ts';
 
 /** The header carrying the caller's service name to the local app. */
@@ -87,6 +87,11 @@ export function inboundHandler(ctx: InboundContext): RequestListener {
         );
         return;
       }
+      const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
+      if (forwarded.invalid !== null) {
+        refuse(new MeshletError('bad_request', forwarded.invalid), 'bad_request');
+        return;
+      }
       if (active >= ctx.maxConcurrent) {
         refuse(
           new MeshletError('overloaded', `inbound listener is at its limit of ${ctx.maxConcurrent} requests`),
@@ -108,7 +113,7 @@ export function inboundHandler(ctx: InboundContext): RequestListener {
         );
         return;
       }
-      forward(ctx, req, res, peer, startedAt, () => {
+      forward(ctx, req, res, peer, forwarded, startedAt, () => {
         active--;
         ctx.tlsMetrics.inboundActive.dec();
       });
@@ -137,10 +142,10 @@ function forward(
   req: IncomingMessage,
   res: ServerResponse,
   peer: InboundPeer,
+  forwarded: ForwardedRequestHeaders,
   startedAt: number,
   release: () => void,
 ): void {
-  const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
   const headers = forwarded.headers;
   headers.push(PEER_IDENTITY_HEADER, peer.identity.service, PEER_SPIFFE_ID_HEADER, peer.identity.uri);
   const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);

@@ -7,8 +7,17 @@ import { MeshletError } from '../errors/meshlet-error.ts';
  * - `reset`: the connection broke after the request may have reached the app.
  * - `timeout`: no response headers in time (per-try or request timeout) or the body went idle.
  * - `aborted`: meshlet cancelled it (client gone, shutdown).
+ * - `local`: meshlet's own HTTP client refused to send the request (an invalid header, a body
+ *   shorter than its `content-length`): the request's fault, never the endpoint's.
  */
-export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted';
+export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted' | 'local';
+
+/** undici's codes for a request it will not send as given (checked before any byte is written). */
+const LOCAL_CODES = new Set([
+  'UND_ERR_INVALID_ARG',
+  'UND_ERR_NOT_SUPPORTED',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+]);
 
 const CONNECT_CODES = new Set([
   'ECONNREFUSED',
@@ -30,10 +39,25 @@ export class AttemptTimeoutError extends Error {
   }
 }
 
+/**
+ * The request itself failed while meshlet was reading it (its body stalled, or outgrew the
+ * upstream's limit): aborts the attempt, and carries the answer the client gets.
+ */
+export class RequestFaultError extends Error {
+  readonly code = 'MESHLET_REQUEST_FAULT';
+  readonly answer: MeshletError;
+  constructor(answer: MeshletError) {
+    super(answer.message);
+    this.name = 'RequestFaultError';
+    this.answer = answer;
+  }
+}
+
 /** The failure kind of an error raised by undici or the socket. */
 export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
   const code = (err as { code?: string }).code ?? '';
   if (CONNECT_CODES.has(code)) return 'connect';
+  if (LOCAL_CODES.has(code)) return 'local';
   if (TIMEOUT_CODES.has(code)) return 'timeout';
   if (code === 'UND_ERR_ABORTED' || err.name === 'AbortError') return 'aborted';
   // TLS handshake failures surface before the request is written: still "nothing sent".
@@ -53,6 +77,13 @@ export function errorForFailure(
   endpoint: string,
 ): MeshletError {
   const why = (err as { code?: string }).code ?? err.message;
+  if (kind === 'local') {
+    return new MeshletError(
+      'bad_request',
+      `meshlet's HTTP client refused the request: ${err.message} (${why})`,
+      upstream,
+    );
+  }
   if (kind === 'timeout') {
     return new MeshletError(
       'upstream_timeout',
