@@ -93,6 +93,7 @@ try {
     match: { pathPrefix: `/api/v${i}/`, headers: [] },
     upstream: n,
     stripPrefix: i % 2 === 0,
+    normalizePath: true,
   }));
   const routedRouter = new Router(routes, table);
   const reqHeaders = { host: 'svc-3', accept: '*/*' };

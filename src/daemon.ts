@@ -95,6 +95,7 @@ export class Daemon {
       upstreams: this.table,
       unrouted: this.metrics.forUpstream('outbound', ''),
       draining: false,
+      bodyTimeoutMs: config.listeners.outbound.bodyTimeout,
     };
   }
 
@@ -136,11 +137,13 @@ export class Daemon {
       tlsConfigured: this.tls !== null,
     };
     this.#admin = await listenHttp(listeners.admin.address, listeners.admin.port, adminHandler(view));
+    const socketLimits = { headersTimeoutMs: listeners.outbound.headersTimeout };
     this.#listeners.push(
       await listenHttp(
         listeners.outbound.address,
         listeners.outbound.port,
         outboundHandler(this.#ctx, () => this.#router),
+        socketLimits,
       ),
     );
     if (this.#inbound !== null) this.#listeners.push(this.#inbound.listener);
@@ -150,6 +153,7 @@ export class Daemon {
         '127.0.0.1',
         spec.port,
         upstreamListenerHandler(this.#ctx, () => this.table.ensure(name)),
+        socketLimits,
       );
       this.#perUpstream[name] = listener;
       this.#listeners.push(listener);
@@ -221,6 +225,7 @@ export class Daemon {
       notApplied.push('registry.type');
     }
     this.#ctx.access.settings = next.accessLog;
+    this.#ctx.bodyTimeoutMs = next.listeners.outbound.bodyTimeout;
     this.#inbound?.apply(next);
     this.config = next;
     for (const key of notApplied) this.metrics.configKeysNotApplied.labels(key).inc();

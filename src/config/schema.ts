@@ -31,13 +31,17 @@ export type EndpointSpec = z.input<typeof endpointSpec>;
 /** `upstream name → endpoints`, as in `registry.endpoints` or the file `registry.file` names. */
 export const endpointMap = z.record(name, z.array(endpointSpec));
 
-const listener = (defaultAddress: string, defaultPort: number) =>
-  z
-    .strictObject({
-      address: z.string().min(1).default(defaultAddress),
-      port: portOrZero.default(defaultPort),
-    })
-    .prefault({});
+/** The app-facing listener (and the socket limits per-upstream listeners share). */
+const outboundListener = z
+  .strictObject({
+    address: z.string().min(1).default('127.0.0.1'),
+    port: portOrZero.default(15001),
+    /** Time a client has to send its whole header block; then 408 and the connection closes. Default 10 s. */
+    headersTimeout: duration.default(10_000),
+    /** Longest stall between two chunks of a request body; then 408 and the upstream attempt is cancelled. Default 30 s. */
+    bodyTimeout: duration.default(30_000),
+  })
+  .prefault({});
 
 const timeouts = z
   .strictObject({
@@ -145,7 +149,12 @@ export const upstreamSpec = z.strictObject({
   circuitBreaker,
   outlierDetection,
   limits,
-  /** Another upstream that serves while this one has no usable endpoint or its breaker is open. */
+  /** Largest request body accepted for this upstream, bytes; larger → 413 `body_too_large`. Default unlimited (streamed). */
+  maxRequestBodyBytes: z.number().int().min(0).optional(),
+  /**
+   * Another upstream that serves while this one has no usable endpoint (none, or every one ejected),
+   * its breaker is open, or every attempt of a request failed to connect.
+   */
   fallback: z.string().min(1).optional(),
 });
 
@@ -201,7 +210,7 @@ export const configSchema = z
       .optional(),
     listeners: z
       .strictObject({
-        outbound: listener('127.0.0.1', 15001),
+        outbound: outboundListener,
         admin: z
           .strictObject({
             address: z.string().min(1).default('127.0.0.1'),

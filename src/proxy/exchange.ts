@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
-import { MeshletError } from '../errors/meshlet-error.ts';
+import { CLIENT_FAULT, MeshletError } from '../errors/meshlet-error.ts';
 import { retryAfterMs } from '../resilience/backoff.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
 import type { OutlierFailureKind } from '../resilience/outlier-detector.ts';
@@ -19,12 +19,13 @@ import type { RequestPolicy } from '../upstream/upstream-settings.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { ProxyContext } from './proxy-context.ts';
-import { hasBody, prepareBody } from './request-body.ts';
+import { hasBody, prepareBody, TOO_LARGE } from './request-body.ts';
 import {
   AttemptTimeoutError,
   classifyFailure,
   errorForFailure,
   type FailureKind,
+  RequestFaultError,
 } from './upstream-failure.ts';
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
@@ -94,6 +95,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #holdsRequest = false;
   #admitted = false;
   #holdsRetry = false;
+  /** True while every attempt so far failed to connect (then a fallback may still serve). */
+  #onlyConnectFailures = true;
+  #failedOver = false;
   #status = 0;
   #done = false;
 
@@ -121,6 +125,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#headers = forwarded.headers;
     this.#requestId = forwarded.requestId;
     this.#res.on('close', this.#onClientClose);
+    if (forwarded.invalid !== null) {
+      // Refused before admission: no attempt, no breaker, no endpoint is told anything.
+      this.#fail(new MeshletError('bad_request', forwarded.invalid, this.#upstream.name));
+      return;
+    }
 
     const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
     const budget =
@@ -148,11 +157,47 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#admitted = true;
     const req = this.#req;
     const upstream = this.#chooseUpstream(this.#upstream);
+    if (!this.#claim(upstream)) return;
+    const maxBody = upstream.settings.maxRequestBodyBytes;
+    if (Number(req.headers['content-length']) > maxBody) {
+      this.#fail(this.#bodyTooLarge(maxBody));
+      return;
+    }
+    const hashOn = upstream.settings.hashOn;
+    if (hashOn !== null) {
+      this.#hashKey =
+        'header' in hashOn
+          ? (req.headers[hashOn.header] as string | undefined)
+          : cookieValue(req.headers.cookie, hashOn.cookie);
+    }
+    if (!hasBody(req)) {
+      this.#attempt();
+      return;
+    }
+    this.#watchBody();
+    const tooLarge = () => new RequestFaultError(this.#bodyTooLarge(maxBody));
+    prepareBody(req, this.#policy.retry.bufferLimitBytes, maxBody, tooLarge, (prepared) => {
+      if (prepared === null || this.#done) return;
+      if (prepared === TOO_LARGE) {
+        this.#fail(this.#bodyTooLarge(maxBody));
+        return;
+      }
+      this.#body = prepared.body;
+      this.#bodyReplayable = prepared.replayable;
+      this.#attempt();
+    });
+  }
+
+  /**
+   * Takes `upstream`'s admission for this request: a concurrency slot, the breaker, the retry
+   * budget's count. False when refused (then the request is answered).
+   */
+  #claim(upstream: Upstream): boolean {
     this.#upstream = upstream;
     upstream.metrics.active++;
     if (!upstream.limits.tryAcquireRequest()) {
       this.#overflow('request', 'is at its concurrency limit');
-      return;
+      return false;
     }
     this.#holdsRequest = true;
     if (upstream.breaker !== null) {
@@ -165,38 +210,93 @@ export class Exchange implements Dispatcher.DispatchHandler {
             upstream.name,
           ),
         );
-        return;
+        return false;
       }
     }
     upstream.budget(this.#policy.retry).onRequest();
-    const hashOn = upstream.settings.hashOn;
-    if (hashOn !== null) {
-      this.#hashKey =
-        'header' in hashOn
-          ? (req.headers[hashOn.header] as string | undefined)
-          : cookieValue(req.headers.cookie, hashOn.cookie);
-    }
-    if (!hasBody(req)) {
-      this.#attempt();
-      return;
-    }
-    prepareBody(req, this.#policy.retry.bufferLimitBytes, (prepared) => {
-      if (prepared === null || this.#done) return;
-      this.#body = prepared.body;
-      this.#bodyReplayable = prepared.replayable;
-      this.#attempt();
+    return true;
+  }
+
+  #bodyTooLarge(maxBytes: number): MeshletError {
+    const name = this.#upstream.name;
+    return new MeshletError(
+      'body_too_large',
+      `request body is larger than upstream "${name}" accepts (maxRequestBodyBytes ${maxBytes})`,
+      name,
+    );
+  }
+
+  /**
+   * Bounds how long the request body may stall (`listeners.outbound.bodyTimeout`), on the socket's
+   * own idle timer: armed until the body has been read whole.
+   */
+  #watchBody(): void {
+    const ms = this.#ctx.bodyTimeoutMs;
+    const req = this.#req;
+    if (ms <= 0 || req.complete) return;
+    const onStall = (): void => this.#onBodyStall(ms);
+    req.setTimeout(ms, onStall);
+    req.once('end', () => {
+      req.off('timeout', onStall);
+      // Once the response is done, Node's keep-alive timer owns the socket's timeout.
+      if (!this.#res.writableEnded) req.socket.setTimeout(0);
     });
   }
 
-  /** The upstream to use: the primary, or its fallback while the primary is empty or open. */
+  /** The body stalled: answer 408 and cancel the attempt; the endpoint is not to blame. */
+  #onBodyStall(ms: number): void {
+    if (this.#done) {
+      // Answered already, and the client still stalls the rest of its body: nobody waits for it.
+      this.#req.socket.destroy();
+      return;
+    }
+    const controller = this.#controller;
+    const err = new MeshletError(
+      'request_timeout',
+      `request body stalled for more than ${ms} ms`,
+      this.#upstream.name,
+    );
+    this.#fail(err);
+    controller?.abort(new RequestFaultError(err));
+  }
+
+  /** The upstream to use: the primary, or its fallback while the primary has no usable endpoint or is open. */
   #chooseUpstream(primary: Upstream): Upstream {
-    const fallbackName = primary.settings.fallback;
-    if (fallbackName === null) return primary;
-    if (primary.hasEndpoints && primary.breaker?.state !== 'open') return primary;
-    const fallback = this.#ctx.upstreams.get(fallbackName);
-    if (fallback === undefined || fallback === primary) return primary;
+    if (primary.settings.fallback === null) return primary;
+    if (primary.usable && primary.breaker?.state !== 'open') return primary;
+    return this.#fallbackOf(primary) ?? primary;
+  }
+
+  /** The primary's fallback upstream (counting the failover), or undefined when it has none. */
+  #fallbackOf(primary: Upstream): Upstream | undefined {
+    const name = primary.settings.fallback;
+    if (name === null) return undefined;
+    const fallback = this.#ctx.upstreams.get(name);
+    if (fallback === undefined || fallback === primary) return undefined;
     this.#ctx.metrics.resilience.failovers.labels(primary.name, fallback.name).inc();
     return fallback;
+  }
+
+  /**
+   * Every attempt on the primary failed to connect (nothing was sent anywhere): move the request to
+   * the primary's fallback, once. The primary's breaker hears the failure; its slots are given back.
+   * False when there is no fallback (or the request already moved).
+   */
+  #failover(): boolean {
+    if (this.#failedOver || !this.#onlyConnectFailures) return false;
+    const primary = this.#upstream;
+    const fallback = this.#fallbackOf(primary);
+    if (fallback === undefined) return false;
+    this.#failedOver = true;
+    this.#settleBreaker(false);
+    if (this.#holdsRequest) primary.limits.releaseRequest();
+    if (this.#holdsRetry) primary.limits.releaseRetry();
+    this.#holdsRequest = false;
+    this.#holdsRetry = false;
+    primary.metrics.active--;
+    this.#handle = undefined;
+    if (this.#claim(fallback)) this.#attempt();
+    return true;
   }
 
   #attempt(): void {
@@ -205,6 +305,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const handle = upstream.pick(this.#hashKey, this.#handle);
     const pool = handle === undefined ? undefined : upstream.poolOf(handle);
     if (handle === undefined || pool === undefined) {
+      if (this.#attempts > 0 && this.#failover()) return;
       this.#fail(
         new MeshletError(
           'no_healthy_endpoints',
@@ -283,6 +384,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const handle = this.#handle!;
     this.#clearTimer();
     this.#releasePending();
+    this.#onlyConnectFailures = false;
     upstream.observe(handle, performance.now() - this.#attemptStartedAt);
     upstream.metrics.attemptResponses++;
     if (statusCode >= 500)
@@ -337,7 +439,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#scheduleRetry();
       return;
     }
+    if (err instanceof RequestFaultError) {
+      // The request's own fault (body too large): nothing is counted against the endpoint.
+      this.#fail(err.answer);
+      return;
+    }
     const kind = classifyFailure(err, this.#requestStarted);
+    if (kind === 'local') {
+      this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
+      return;
+    }
+    if (kind !== 'connect') this.#onlyConnectFailures = false;
     this.#recordFailure(kind, handle);
     if (this.#res.headersSent) {
       // The response already started: cut it so the client sees a broken body, never a hang.
@@ -352,6 +464,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#scheduleRetry();
       return;
     }
+    if (kind === 'connect' && this.#failover()) return;
     const endpoint = handle === undefined ? '?' : handle.endpoint.id;
     this.#fail(errorForFailure(kind, err, upstream.name, endpoint));
   }
@@ -379,7 +492,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /**
    * Whether the failed attempt may be retried: the retry policy (condition, idempotency, replayable
-   * body, attempts), then the retry budget, the active-retries limit and the deadline. Counts why not.
+   * body, attempts), then the deadline, the active-retries limit and the retry budget. Counts why not.
+   * A lost connection (connect failure, refused stream, a reset before any answer: the attempt never
+   * reached the app, or the endpoint went away under it) is retried whatever the active-retries
+   * limit says, within the budget: a dying endpoint drops every request it holds at once, and
+   * moving them elsewhere adds no load. Retries of answers (5xx, listed statuses) and per-try
+   * timeouts, which do load endpoints that are up, take a slot of `maxRetries` plus one endpoint's
+   * share of the requests in flight, so one endpoint's requests can fail over together.
    */
   #mayRetry(outcome: AttemptOutcome): boolean {
     const req = this.#req;
@@ -413,8 +532,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       r.retriesSkipped.labels(upstream.name, 'deadline').inc();
       return false;
     }
-    if (!this.#holdsRetry) {
-      if (!upstream.limits.tryAcquireRetry()) {
+    const connectionLost = outcome.kind !== 'response' && outcome.kind !== 'timeout';
+    if (!connectionLost && !this.#holdsRetry) {
+      const limits = upstream.limits;
+      const share = Math.ceil(limits.activeRequests / Math.max(1, upstream.endpoints.length));
+      if (!limits.tryAcquireRetry(share)) {
         r.overflows.labels(upstream.name, 'retry').inc();
         r.retriesSkipped.labels(upstream.name, 'retry-limit').inc();
         return false;
@@ -476,11 +598,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#fail(new MeshletError('overloaded', `upstream "${name}" ${why}`, name));
   }
 
-  /** Answers with meshlet's own error and finishes. */
+  /** Answers with meshlet's own error and finishes. A refusal for the request's own fault tells the breaker nothing. */
   #fail(err: MeshletError): void {
     if (this.#done) return;
     this.#upstream.metrics.localReply(err.code);
-    this.#settleBreaker(err.code !== 'upstream_timeout' && err.code !== 'upstream_unreachable');
+    if (CLIENT_FAULT.has(err.code)) {
+      if (this.#admission !== REFUSED) this.#upstream.breaker?.release(this.#admission);
+      this.#admission = REFUSED;
+    } else this.#settleBreaker(err.code !== 'upstream_timeout' && err.code !== 'upstream_unreachable');
     sendError(this.#res, err, this.#requestId, this.#attempts);
     this.#complete(err.status, err);
   }

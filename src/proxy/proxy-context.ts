@@ -16,4 +16,6 @@ export interface ProxyContext {
   readonly unrouted: UpstreamMetrics;
   /** Whether the daemon is draining: responses then carry `connection: close`. */
   draining: boolean;
+  /** Longest stall between two chunks of a request body, ms (`listeners.outbound.bodyTimeout`); 0 = none. */
+  bodyTimeoutMs: number;
 }

@@ -18,21 +18,40 @@ export function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
-async function* concat(prefix: Buffer[], rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+/** `prepareBody`'s answer when the body is larger than the most it may be. */
+export const TOO_LARGE = 'too-large';
+
+async function* concat(
+  prefix: Buffer[],
+  size: number,
+  rest: AsyncIterable<Buffer>,
+  maxBytes: number,
+  tooLarge: () => Error,
+): AsyncGenerator<Buffer> {
   yield* prefix;
-  for await (const chunk of rest) yield chunk;
+  for await (const chunk of rest) {
+    size += chunk.length;
+    if (size > maxBytes) throw tooLarge();
+    yield chunk;
+  }
 }
 
 /**
  * Reads up to `limit` bytes of the request body. A body that ends within the limit becomes a Buffer
  * that every attempt can send; a larger one (known from `content-length` at once, or found while
  * reading a chunked body) is streamed: what was read, then the rest, with backpressure, and can be
- * sent only once. Calls `done` once, with null when the client went away first.
+ * sent only once. Calls `done` once, with null when the client went away first, or TOO_LARGE when
+ * the body is found larger than `maxBytes` before anything was sent. A streamed chunked body that
+ * outgrows `maxBytes` later fails the stream with `tooLarge()`.
+ * @param maxBytes the most the body may be, bytes (Infinity: unlimited). The caller refuses a
+ *   `content-length` above it before calling.
  */
 export function prepareBody(
   req: IncomingMessage,
   limit: number,
-  done: (body: PreparedBody | null) => void,
+  maxBytes: number,
+  tooLarge: () => Error,
+  done: (body: PreparedBody | typeof TOO_LARGE | null) => void,
 ): void {
   if (!hasBody(req)) return done(NO_BODY);
   const length = Number(req.headers['content-length'] ?? Number.NaN);
@@ -40,7 +59,7 @@ export function prepareBody(
   const chunks: Buffer[] = [];
   let size = 0;
   let settled = false;
-  const finish = (result: PreparedBody | null) => {
+  const finish = (result: PreparedBody | typeof TOO_LARGE | null) => {
     if (settled) return;
     settled = true;
     req.off('data', onData);
@@ -51,9 +70,11 @@ export function prepareBody(
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
     size += chunk.length;
-    if (size > limit) {
+    if (size > maxBytes) finish(TOO_LARGE);
+    else if (size > limit) {
       req.pause();
-      finish({ body: Readable.from(concat(chunks, req), { objectMode: false }), replayable: false });
+      const rest = concat(chunks, size, req, maxBytes, tooLarge);
+      finish({ body: Readable.from(rest, { objectMode: false }), replayable: false });
     }
   };
   const onEnd = () =>

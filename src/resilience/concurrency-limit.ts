@@ -99,9 +99,13 @@ export class ConcurrencyLimit {
     if (this.pendingRequests > 0) this.pendingRequests -= 1;
   }
 
-  /** Takes a retry slot; false when `maxRetries` retries are in flight. */
-  tryAcquireRetry(): boolean {
-    if (this.activeRetries >= this.#maxRetries) {
+  /**
+   * Takes a retry slot; false when `maxRetries + share` retries are in flight.
+   * @param share retries allowed on top of `maxRetries` (the request path passes one endpoint's
+   *   share of the requests in flight, so losing one endpoint may fail all its requests over). Default 0.
+   */
+  tryAcquireRetry(share = 0): boolean {
+    if (this.activeRetries >= this.#maxRetries + share) {
       this.overflowTotal.retry += 1;
       return false;
     }

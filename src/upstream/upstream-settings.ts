@@ -41,6 +41,8 @@ export interface UpstreamSettings {
   readonly circuitBreaker: UpstreamSpec['circuitBreaker'];
   readonly outlierDetection: UpstreamSpec['outlierDetection'];
   readonly limits: UpstreamSpec['limits'];
+  /** Largest request body accepted, bytes; Infinity = unlimited (the default). */
+  readonly maxRequestBodyBytes: number;
   readonly fallback: string | null;
 }
 
@@ -82,6 +84,7 @@ export function resolveUpstreamSettings(s: UpstreamSpec, name = '*'): UpstreamSe
     circuitBreaker: s.circuitBreaker,
     outlierDetection: s.outlierDetection,
     limits: s.limits,
+    maxRequestBodyBytes: s.maxRequestBodyBytes ?? Number.POSITIVE_INFINITY,
     fallback: s.fallback ?? null,
   });
 }

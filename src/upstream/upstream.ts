@@ -46,6 +46,8 @@ export class Upstream {
   readonly #metricsRoot: Metrics;
   readonly #poolFactory: PoolFactory;
   #handles: readonly EndpointHandle[] = [];
+  /** Ejected handles, counted when ejections change. */
+  #ejected = 0;
   readonly #pools = new Map<EndpointHandle, Pool>();
   #tick: NodeJS.Timeout | null = null;
   #closed = false;
@@ -80,9 +82,12 @@ export class Upstream {
     return this.#balancer.kind;
   }
 
-  /** Whether the balancer has something to pick (eligible endpoints exist). */
-  get hasEndpoints(): boolean {
-    return this.#handles.length > 0;
+  /**
+   * Whether any endpoint is usable: one exists and not every one is ejected (in panic the balancer
+   * still picks among ejected ones; a fallback is better then).
+   */
+  get usable(): boolean {
+    return this.#handles.length > this.#ejected;
   }
 
   /** The retry budget shared by requests using `retry` settings on this upstream. */
@@ -264,6 +269,7 @@ export class Upstream {
   #publishEndpointGauges(): void {
     let ejected = 0;
     for (const h of this.#handles) if (h.ejected) ejected++;
+    this.#ejected = ejected;
     this.#metricsRoot.endpoints.labels(this.name, 'healthy').set(this.#handles.length - ejected);
     this.#metricsRoot.endpoints.labels(this.name, 'ejected').set(ejected);
     this.#metricsRoot.resilience.ejectionsActive.labels(this.name).set(ejected);

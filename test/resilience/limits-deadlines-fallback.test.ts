@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { closedPort, startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 
 describe('limits, deadlines and fallback', () => {
   let hold: TestUpstream;
@@ -13,7 +13,10 @@ describe('limits, deadlines and fallback', () => {
   let mesh: InProcessMeshlet;
   const agent = new Agent({ connections: 10 });
 
+  let refusing: number;
+
   beforeAll(async () => {
+    refusing = await closedPort();
     let gate = new Promise<void>((r) => {
       release = r;
     });
@@ -39,12 +42,14 @@ describe('limits, deadlines and fallback', () => {
           slow: [slow.endpoint],
           backup: [backup.endpoint],
           flaky: [failing.endpoint],
+          down: [`127.0.0.1:${refusing}`],
         },
       },
       upstreams: {
         held: { limits: { maxConcurrent: 3 } },
         slow: { retries: { attempts: 1 } },
         empty: { fallback: 'backup' },
+        down: { fallback: 'backup' },
         flaky: {
           fallback: 'backup',
           retries: { attempts: 1 },
@@ -123,5 +128,24 @@ describe('limits, deadlines and fallback', () => {
     expect(failing.requests.length).toBe(before);
     const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
     expect(metrics).toMatch(/^meshlet_failovers_total\{upstream="flaky",fallback="backup"\} [1-9]/m);
+  });
+
+  it('a primary whose only endpoint refuses connections is served by its fallback: 5 of 5, POST too', async () => {
+    const before = backup.requests.length;
+    for (let i = 0; i < 5; i++) {
+      const res = await request(`${mesh.outbound}/order/${i}`, {
+        method: i % 2 === 0 ? 'GET' : 'POST',
+        headers: { host: 'down' },
+        body: i % 2 === 0 ? undefined : `order ${i}`,
+      });
+      expect(res.statusCode).toBe(200);
+      expect(Number(res.headers['x-upstream-port'])).toBe(backup.port);
+      await res.body.dump();
+    }
+    expect(backup.requests.slice(before).map((r) => r.url)).toEqual(
+      [0, 1, 2, 3, 4].map((i) => `/order/${i}`),
+    );
+    const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
+    expect(metrics).toMatch(/^meshlet_failovers_total\{upstream="down",fallback="backup"\} 5$/m);
   });
 });

@@ -230,6 +230,7 @@ export async function startOutbound(
     upstreams: table,
     unrouted: metrics.forUpstream('outbound', ''),
     draining: false,
+    bodyTimeoutMs: 30_000,
   };
   const listener = await listenHttp(
     '127.0.0.1',
