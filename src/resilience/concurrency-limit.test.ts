@@ -32,6 +32,16 @@ describe('ConcurrencyLimit', () => {
     expect([l.pendingRequests, l.activeRetries]).toEqual([0, 2]);
   });
 
+  it('allows retries beyond maxRetries by the share the caller passes', () => {
+    const l = new ConcurrencyLimit({ maxRetries: 1 });
+    expect(l.tryAcquireRetry(2)).toBe(true);
+    expect(l.tryAcquireRetry(2)).toBe(true);
+    expect(l.tryAcquireRetry(2)).toBe(true);
+    expect(l.tryAcquireRetry(2)).toBe(false);
+    expect(l.tryAcquireRetry()).toBe(false);
+    expect(l.overflowTotal.retry).toBe(2);
+  });
+
   it('ignores a release with nothing held', () => {
     const l = new ConcurrencyLimit();
     l.releaseRequest();
