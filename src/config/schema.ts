@@ -137,8 +137,17 @@ const loadBalancer = z.enum([
   'peak_ewma',
 ]);
 
+/** What an upstream or the local app speaks: HTTP/1.1, HTTP/2, or gRPC (HTTP/2 plus gRPC's policies). */
+export const protocolSpec = z.enum(['http1', 'http2', 'grpc']);
+export type Protocol = z.output<typeof protocolSpec>;
+
 /** Per-upstream policy. */
 export const upstreamSpec = z.strictObject({
+  /**
+   * What the upstream's endpoints speak. Default http1; an endpoint that advertises its own
+   * (Consul `Meta.meshlet_protocol`) wins. `grpc` implies HTTP/2 and gRPC's retry and status rules.
+   */
+  protocol: protocolSpec.optional(),
   /** A dedicated listener on 127.0.0.1:port whose every request goes to this upstream. */
   port: port.optional(),
   loadBalancer: loadBalancer.default('round_robin'),
@@ -206,6 +215,8 @@ export const configSchema = z
         address: z.string().min(1).optional(),
         tags: z.array(z.string()).default([]),
         meta: z.record(z.string(), z.string()).default({}),
+        /** What the local app speaks: the inbound listener talks h2c to it for http2/grpc. Default http1. */
+        protocol: protocolSpec.default('http1'),
       })
       .optional(),
     listeners: z

@@ -3,6 +3,9 @@
 /** How a peer is reached: mTLS to its meshlet, or plain HTTP. */
 export type EndpointTransport = 'mtls' | 'plain';
 
+/** What an endpoint speaks (config `protocol`, Consul `Meta.meshlet_protocol`). */
+export type EndpointProtocol = 'http1' | 'http2' | 'grpc';
+
 /** One instance of an upstream, as a registry reported it. Immutable; a new snapshot replaces it. */
 export interface Endpoint {
   /** `address:port`, unique within an upstream. */
@@ -15,6 +18,8 @@ export interface Endpoint {
   readonly meta: Readonly<Record<string, string>>;
   /** Whether the endpoint's meshlet accepts mTLS; plain when discovery says nothing. */
   readonly transport: EndpointTransport;
+  /** What the endpoint speaks, when discovery says (else the upstream's `protocol` applies). */
+  readonly protocol: EndpointProtocol | undefined;
 }
 
 /** Builds an endpoint with defaults (weight 1, no tags, no meta, plain). */
@@ -27,6 +32,7 @@ export function makeEndpoint(address: string, port: number, extra: Partial<Endpo
     tags: Object.freeze([...(extra.tags ?? [])]),
     meta: Object.freeze({ ...(extra.meta ?? {}) }),
     transport: extra.transport ?? 'plain',
+    protocol: extra.protocol,
   });
 }
 

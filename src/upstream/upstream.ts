@@ -318,7 +318,8 @@ function samePolicy(a: RequestPolicy, b: RequestPolicy): boolean {
 }
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  if (a.weight !== b.weight || a.transport !== b.transport || a.tags.length !== b.tags.length) return false;
+  if (a.weight !== b.weight || a.transport !== b.transport || a.protocol !== b.protocol) return false;
+  if (a.tags.length !== b.tags.length) return false;
   for (let i = 0; i < a.tags.length; i++) if (a.tags[i] !== b.tags[i]) return false;
   const ak = Object.keys(a.meta);
   if (ak.length !== Object.keys(b.meta).length) return false;

@@ -1,0 +1,74 @@
+// meshlet's refusals as gRPC answers: the error table's codes mapped to gRPC status codes.
+import type { ErrorCode } from './meshlet-error.ts';
+
+/** gRPC status codes meshlet uses (grpc/doc/statuscodes.md). */
+export const GRPC = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+} as const;
+
+/**
+ * The gRPC status a gRPC caller gets for each of meshlet's own refusals. Chosen as gRPC's HTTP
+ * mapping and Envoy do: nothing to route to → UNIMPLEMENTED (Envoy's answer for an unrouted gRPC
+ * call); no endpoint, open breaker, unreachable → UNAVAILABLE (what grpc clients retry); timeouts →
+ * DEADLINE_EXCEEDED; limits → RESOURCE_EXHAUSTED; identity refused → PERMISSION_DENIED; a malformed
+ * request → INTERNAL (gRPC's mapping of HTTP 400).
+ */
+export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
+  no_route: GRPC.UNIMPLEMENTED,
+  no_healthy_endpoints: GRPC.UNAVAILABLE,
+  circuit_open: GRPC.UNAVAILABLE,
+  overloaded: GRPC.RESOURCE_EXHAUSTED,
+  rate_limited: GRPC.RESOURCE_EXHAUSTED,
+  upstream_timeout: GRPC.DEADLINE_EXCEEDED,
+  upstream_unreachable: GRPC.UNAVAILABLE,
+  forbidden: GRPC.PERMISSION_DENIED,
+  bad_request: GRPC.INTERNAL,
+  request_timeout: GRPC.DEADLINE_EXCEEDED,
+  body_too_large: GRPC.RESOURCE_EXHAUSTED,
+  method_not_allowed: GRPC.UNIMPLEMENTED,
+};
+
+/** Whether a request is a gRPC call (`content-type: application/grpc`, `+proto`, `+json`…). */
+export function isGrpcRequest(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.startsWith('application/grpc');
+}
+
+/**
+ * A gRPC status is a server-side failure (what the breaker, outlier detection and error metrics
+ * count, as Envoy maps them to 5xx): UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+ */
+export function isGrpcServerFailure(status: number): boolean {
+  return status === 2 || status === 4 || status === 13 || status === 14 || status === 15;
+}
+
+/** Percent-encodes a `grpc-message` value as the gRPC HTTP/2 spec requires (space to ~ pass, but %). */
+export function encodeGrpcMessage(message: string): string {
+  let plain = true;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(byte);
+  }
+  return out;
+}
