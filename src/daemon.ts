@@ -2,7 +2,7 @@
 import { adminHandler } from './admin/admin-handler.ts';
 import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
-import { type HttpListener, listenHttp } from './listener/http-listener.ts';
+import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
 import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
 import { outboundHandler, upstreamListenerHandler } from './proxy/outbound-stack.ts';
 import type { ProxyContext } from './proxy/proxy-context.ts';
@@ -136,7 +136,7 @@ export class Daemon {
       readinessChecks: () => this.#registry.readinessChecks?.() ?? [],
       tlsConfigured: this.tls !== null,
     };
-    this.#admin = await listenHttp(listeners.admin.address, listeners.admin.port, adminHandler(view));
+    this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view));
     const socketLimits = { headersTimeoutMs: listeners.outbound.headersTimeout };
     this.#listeners.push(
       await listenHttp(
@@ -261,7 +261,7 @@ export class Daemon {
     for (const l of this.#listeners) l.stopAccepting();
     // Keep-alive connections close once their in-flight response is done (they get `connection: close`).
     const sweep = setInterval(() => {
-      for (const l of this.#listeners) l.server.closeIdleConnections();
+      for (const l of this.#listeners) l.closeIdleConnections();
     }, 50);
     const deadline = sleep(drainTimeout).then(() => 'timeout' as const);
     const done = Promise.all(this.#listeners.map((l) => l.closed())).then(() => 'drained' as const);

@@ -15,6 +15,10 @@ const name = z
     'expected a service name of letters, digits, "-", "_", "."',
   );
 
+/** What an upstream or the local app speaks: HTTP/1.1, HTTP/2, or gRPC (HTTP/2 plus gRPC's policies). */
+export const protocolSpec = z.enum(['http1', 'http2', 'grpc']);
+export type Protocol = z.output<typeof protocolSpec>;
+
 /** An endpoint: `"host:port"` or an object. */
 export const endpointSpec = z.union([
   z.string().regex(/^(\[[0-9a-f:.]+\]|[^\s:/[\]]+):\d{1,5}$/i, 'expected "host:port"'),
@@ -24,6 +28,8 @@ export const endpointSpec = z.union([
     weight: z.number().int().min(1).max(10_000).default(1),
     tags: z.array(z.string()).default([]),
     meta: z.record(z.string(), z.string()).default({}),
+    /** What this endpoint speaks; wins over its upstream's `protocol`. Default: the upstream's. */
+    protocol: protocolSpec.optional(),
   }),
 ]);
 export type EndpointSpec = z.input<typeof endpointSpec>;
@@ -63,8 +69,11 @@ export const retriesSpec = z
   .strictObject({
     /** Attempts in all, the first included (3 = the first try plus up to 2 retries). Default 3; 1 turns retries off. */
     attempts: z.number().int().min(1).max(10).default(3),
-    /** Conditions that are retried. Default connect-failure, refused-stream, gateway-error. */
-    retryOn: z.array(retryOnItem).default(['connect-failure', 'refused-stream', 'gateway-error']),
+    /**
+     * Conditions that are retried. Default connect-failure, refused-stream, gateway-error; for a
+     * `grpc` upstream connect-failure, refused-stream, unavailable.
+     */
+    retryOn: z.array(retryOnItem).optional(),
     backoff: z.strictObject({ base: duration.default(25), max: duration.default(250) }).prefault({}),
     /** Longest `Retry-After` honoured before a retry. Default 1 s. */
     retryAfterMax: duration.default(1000),
@@ -136,10 +145,6 @@ const loadBalancer = z.enum([
   'maglev',
   'peak_ewma',
 ]);
-
-/** What an upstream or the local app speaks: HTTP/1.1, HTTP/2, or gRPC (HTTP/2 plus gRPC's policies). */
-export const protocolSpec = z.enum(['http1', 'http2', 'grpc']);
-export type Protocol = z.output<typeof protocolSpec>;
 
 /** Per-upstream policy. */
 export const upstreamSpec = z.strictObject({

@@ -1,5 +1,6 @@
 // The one place that turns a MeshletError into an HTTP response (status, JSON body, x-meshlet-error).
-import type { ServerResponse } from 'node:http';
+import { type DownstreamResponse, respondHeadersOnly, writeHead } from '../proxy/downstream.ts';
+import { encodeGrpcMessage, GRPC_STATUS_OF } from './grpc-status.ts';
 import { CLIENT_FAULT, type MeshletError } from './meshlet-error.ts';
 
 /** Body of every error meshlet itself returns. */
@@ -11,17 +12,42 @@ export interface ErrorBody {
 
 /**
  * Writes `err` as meshlet's error response: its status, `{"error","message","upstream"}` and
- * `x-meshlet-error: CODE` (plus `retry-after` when set, and `x-meshlet-attempts` once attempts were made). When headers already went out, the
- * response is cut instead, so the client sees a broken body rather than a spliced one.
+ * `x-meshlet-error: CODE` (plus `retry-after` when set, and `x-meshlet-attempts` once attempts were
+ * made). To a gRPC caller (`grpc` true) it is a gRPC answer instead: HTTP 200, `grpc-status` (the
+ * code's mapping in grpc-status.ts) and `grpc-message`, in one HEADERS frame that ends the stream
+ * (Trailers-Only). When headers already went out, the response is cut instead, so the client sees
+ * a broken body rather than a spliced one.
  */
 export function sendError(
-  res: ServerResponse,
+  res: DownstreamResponse,
   err: MeshletError,
   requestId?: string,
   attempts?: number,
+  grpc = false,
 ): void {
   if (res.headersSent) {
     res.destroy(err);
+    return;
+  }
+  const h2 = 'stream' in res;
+  if (grpc) {
+    const headers = [
+      'content-type',
+      'application/grpc',
+      'grpc-status',
+      String(GRPC_STATUS_OF[err.code]),
+      'grpc-message',
+      encodeGrpcMessage(err.message),
+      'x-meshlet-error',
+      err.code,
+    ];
+    if (requestId !== undefined) headers.push('x-request-id', requestId);
+    if (attempts !== undefined) headers.push('x-meshlet-attempts', String(attempts));
+    if (h2) respondHeadersOnly(res, 200, headers);
+    else {
+      writeHead(res, 200, headers);
+      res.end();
+    }
     return;
   }
   const body: ErrorBody = { error: err.code, message: err.message, upstream: err.upstream ?? null };
@@ -35,7 +61,8 @@ export function sendError(
   if (attempts !== undefined) headers['x-meshlet-attempts'] = attempts;
   if (err.retryAfterSeconds !== undefined)
     headers['retry-after'] = Math.max(1, Math.ceil(err.retryAfterSeconds));
-  if (CLIENT_FAULT.has(err.code)) headers.connection = 'close';
-  res.writeHead(err.status, headers);
+  // HTTP/2 has no connection header: the stream simply ends.
+  if (!h2 && CLIENT_FAULT.has(err.code)) headers.connection = 'close';
+  writeHead(res, err.status, headers);
   res.end(payload);
 }

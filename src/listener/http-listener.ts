@@ -1,8 +1,11 @@
 // A node:http server for a listener: limits, malformed-request answers, and graceful close.
 import { createServer, type RequestListener, type Server } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Server as TlsHttpServer } from 'node:https';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { AddressInfo } from 'node:net';
+import { createH2cServer, H2Sessions } from '../http2/h2c-server.ts';
+import { routeByPreface } from '../http2/sniff.ts';
 import type { ErrorBody } from '../errors/error-response.ts';
 import { ERROR_STATUS, type ErrorCode } from '../errors/meshlet-error.ts';
 
@@ -55,12 +58,19 @@ function clientErrorReason(err: NodeJS.ErrnoException): string {
   }
 }
 
-/** A started HTTP listener. */
+/** A request handler for HTTP/1.1 and HTTP/2 (node:http2's compatibility API) alike. */
+export type AnyRequestListener = (
+  req: Parameters<RequestListener>[0] | Http2ServerRequest,
+  res: Parameters<RequestListener>[1] | Http2ServerResponse,
+) => void;
+
+/** A started HTTP listener (HTTP/1.1 and, on cleartext and ALPN listeners, HTTP/2). */
 export interface HttpListener {
-  readonly server: Server | TlsHttpServer;
   readonly address: string;
   readonly port: number;
-  /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
+  /** Closes keep-alive connections with nothing in flight (HTTP/2: GOAWAY to idle sessions). */
+  closeIdleConnections(): void;
+  /** Stops accepting; idle keep-alive connections close now, busy ones after their response (HTTP/2: GOAWAY, open streams finish). */
   stopAccepting(): void;
   /** Resolves when every connection has closed. */
   closed(): Promise<void>;
@@ -68,13 +78,44 @@ export interface HttpListener {
   destroy(): void;
 }
 
-/** Creates and binds an HTTP listener. Rejects when the port cannot be bound. */
+/**
+ * Creates and binds a cleartext listener that speaks HTTP/1.1 and HTTP/2 with prior knowledge
+ * (h2c, what gRPC clients send) on one port: the connection's first bytes decide. Both go to
+ * `handler`. Rejects when the port cannot be bound.
+ */
 export async function listenHttp(
+  address: string,
+  port: number,
+  handler: AnyRequestListener,
+  options: HttpListenerOptions = {},
+): Promise<HttpListener> {
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const h1 = createHttp1Server(handler as RequestListener, options);
+  const sessions = new H2Sessions();
+  const h2 = createH2cServer(handler, sessions);
+  const front = createNetServer({ noDelay: true }, (socket) =>
+    routeByPreface(socket, h1, h2, headersTimeout),
+  );
+  const listener = await bindListener(front, address, port, h1, sessions);
+  // node:http tracks connections (keep-alive closing, headersTimeout checks) from 'listening'; h1
+  // never listens itself, its sockets come from the front server.
+  h1.emit('listening');
+  return listener;
+}
+
+/** Creates and binds an HTTP/1.1-only listener (the admin API). Rejects when the port cannot be bound. */
+export async function listenHttp1(
   address: string,
   port: number,
   handler: RequestListener,
   options: HttpListenerOptions = {},
 ): Promise<HttpListener> {
+  const server = createHttp1Server(handler, options);
+  return bindListener(server, address, port, server);
+}
+
+/** A node:http server with meshlet's limits, answering malformed requests itself. */
+function createHttp1Server(handler: RequestListener, options: HttpListenerOptions): Server {
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const server = createServer(
     {
@@ -90,7 +131,7 @@ export async function listenHttp(
     handler,
   );
   answerClientErrors(server);
-  return bindListener(server, address, port);
+  return server;
 }
 
 /** How often Node sweeps connections for `headersTimeout`/`requestTimeout`, ms: a quarter of the shortest, at most 1 s. */
@@ -118,11 +159,17 @@ export function answerClientErrors(server: Server | TlsHttpServer): void {
   });
 }
 
-/** Binds `server` on address:port and wraps it as an {@link HttpListener}. Rejects when the port cannot be bound. */
+/**
+ * Binds `server` on address:port and wraps it as an {@link HttpListener}. `h1` is the node:http
+ * server that parses its HTTP/1.1 connections (`server` itself when it is one) and `h2` its
+ * HTTP/2 sessions, when it has any. Rejects when the port cannot be bound.
+ */
 export async function bindListener(
-  server: Server | TlsHttpServer,
+  server: NetServer,
   address: string,
   port: number,
+  h1: Server | TlsHttpServer,
+  h2: H2Sessions | null = null,
 ): Promise<HttpListener> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -134,16 +181,22 @@ export async function bindListener(
   const bound = server.address() as AddressInfo;
   const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
   return {
-    server,
     address: bound.address,
     port: bound.port,
+    closeIdleConnections() {
+      h1.closeIdleConnections();
+      h2?.closeIdle();
+    },
     stopAccepting() {
       server.close();
-      server.closeIdleConnections();
+      if (h1 !== server) h1.close();
+      h1.closeIdleConnections();
+      h2?.drain();
     },
     closed: () => closed,
     destroy() {
-      server.closeAllConnections();
+      h1.closeAllConnections();
+      h2?.destroy();
     },
   };
 }

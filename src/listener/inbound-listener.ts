@@ -106,5 +106,5 @@ export async function listenInbound(
     socket.destroy();
   });
   answerClientErrors(server);
-  return bindListener(server, address, port);
+  return bindListener(server, address, port, server);
 }

@@ -1,8 +1,8 @@
 // One proxied request: admission, the attempt loop (pick, dispatch, retry) and streaming the response back.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
+import { isGrpcRequest, isGrpcServerFailure } from '../errors/grpc-status.ts';
 import { CLIENT_FAULT, MeshletError } from '../errors/meshlet-error.ts';
 import { retryAfterMs } from '../resilience/backoff.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
@@ -17,9 +17,16 @@ import type { EndpointHandle } from '../upstream/endpoint.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import type { RequestPolicy } from '../upstream/upstream-settings.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
+import {
+  type DownstreamRequest,
+  type DownstreamResponse,
+  isH2,
+  respondHeadersOnly,
+  writeHead,
+} from './downstream.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { ProxyContext } from './proxy-context.ts';
-import { hasBody, prepareBody, TOO_LARGE } from './request-body.ts';
+import { hasBody, prepareBody, TeedBody, TOO_LARGE } from './request-body.ts';
 import {
   AttemptTimeoutError,
   classifyFailure,
@@ -32,6 +39,10 @@ import {
 const CLIENT_CLOSED = 499;
 /** Headers only meshlet sets upstream: an incoming copy is dropped. */
 const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
+/** The same for a gRPC call, whose `grpc-timeout` meshlet rewrites to the remaining budget. */
+const DROP_INCOMING_GRPC = new Set([TIMEOUT_HEADER, 'grpc-timeout']);
+/** gRFC A6: a server's `grpc-retry-pushback-ms` (ms to wait; anything else means do not retry). */
+const PUSHBACK_HEADER = 'grpc-retry-pushback-ms';
 const OUTCOME_CONNECT: AttemptOutcome = { kind: 'connect-failure' };
 const OUTCOME_RESET: AttemptOutcome = { kind: 'reset' };
 const OUTCOME_TIMEOUT: AttemptOutcome = { kind: 'timeout' };
@@ -64,8 +75,8 @@ function cookieValue(header: string | undefined, name: string): string | undefin
  */
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly #ctx: ProxyContext;
-  readonly #req: IncomingMessage;
-  readonly #res: ServerResponse;
+  readonly #req: DownstreamRequest;
+  readonly #res: DownstreamResponse;
   #upstream: Upstream;
   readonly #path: string;
   readonly #policy: RequestPolicy;
@@ -74,11 +85,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #requestId = '';
   #headers: string[] = [];
   #timeoutSlot = 0;
+  /** Where `grpc-timeout` sits in #headers (a gRPC call), else -1. */
+  #grpcTimeoutSlot = -1;
+  /** The request is a gRPC call: refusals are gRPC answers, success is judged by `grpc-status`. */
+  #grpc = false;
+  /** The response went out as one HEADERS frame that ended the stream (gRPC Trailers-Only over HTTP/2). */
+  #headersOnly = false;
   #body: Buffer | Readable | null = null;
   #hashKey: string | undefined;
   #admission: Admission = REFUSED;
   #retry: RetryContext | null = null;
   #bodyReplayable = true;
+  /** A gRPC call's body: streamed, with a replay copy of its start. */
+  #teed: TeedBody | null = null;
   // Per-attempt state.
   #handle: EndpointHandle | undefined;
   #controller: Dispatcher.DispatchController | null = null;
@@ -88,6 +107,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #pending = false;
   #discarding = false;
   #retryAfter: string | undefined;
+  /** A gRPC server's pushback before the retry, ms. */
+  #pushbackMs: number | undefined;
   #timer: NodeJS.Timeout | null = null;
   #timedOut = false;
   // Whole-exchange state.
@@ -99,12 +120,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #onlyConnectFailures = true;
   #failedOver = false;
   #status = 0;
+  /** The call's `grpc-status` once known (from headers or trailers), else -1. */
+  #grpcStatus = -1;
   #done = false;
 
   constructor(
     ctx: ProxyContext,
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: DownstreamRequest,
+    res: DownstreamResponse,
     upstream: Upstream,
     path: string,
     policy: RequestPolicy,
@@ -121,7 +144,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Starts the exchange; everything after happens in callbacks. */
   start(): void {
     const req = this.#req;
-    const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
+    const grpc = isGrpcRequest(req.headers['content-type']);
+    this.#grpc = grpc;
+    const forwarded = forwardRequestHeaders(req, 'http', grpc ? DROP_INCOMING_GRPC : DROP_INCOMING);
     this.#headers = forwarded.headers;
     this.#requestId = forwarded.requestId;
     this.#res.on('close', this.#onClientClose);
@@ -138,6 +163,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
         : Math.min(incoming, this.#policy.requestTimeoutMs);
     this.#deadlineAt = this.#startedAt + budget;
     this.#timeoutSlot = this.#headers.push(TIMEOUT_HEADER, '') - 1;
+    if (grpc) this.#grpcTimeoutSlot = this.#headers.push('grpc-timeout', '') - 1;
 
     const primary = this.#upstream;
     if (primary.synced) this.#admit();
@@ -176,6 +202,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#watchBody();
     const tooLarge = () => new RequestFaultError(this.#bodyTooLarge(maxBody));
+    if (this.#grpc) {
+      // A gRPC stream is sent as it comes (a bidi client waits for answers), its start kept for replay.
+      this.#teed = new TeedBody(req, this.#policy.retry.bufferLimitBytes, maxBody, tooLarge);
+      this.#body = this.#teed.stream;
+      this.#bodyReplayable = false;
+      this.#attempt();
+      return;
+    }
     prepareBody(req, this.#policy.retry.bufferLimitBytes, maxBody, tooLarge, (prepared) => {
       if (prepared === null || this.#done) return;
       if (prepared === TOO_LARGE) {
@@ -235,11 +269,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const req = this.#req;
     if (ms <= 0 || req.complete) return;
     const onStall = (): void => this.#onBodyStall(ms);
+    // HTTP/1.1: the socket's idle timer; HTTP/2: the stream's (node:http2 emits 'timeout' on it).
+    const timer = isH2(req) ? req.stream : req;
     req.setTimeout(ms, onStall);
     req.once('end', () => {
-      req.off('timeout', onStall);
+      timer.off('timeout', onStall);
       // Once the response is done, Node's keep-alive timer owns the socket's timeout.
-      if (!this.#res.writableEnded) req.socket.setTimeout(0);
+      if (!this.#res.writableEnded) req.setTimeout(0);
     });
   }
 
@@ -247,7 +283,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #onBodyStall(ms: number): void {
     if (this.#done) {
       // Answered already, and the client still stalls the rest of its body: nobody waits for it.
-      this.#req.socket.destroy();
+      this.#req.destroy();
       return;
     }
     const controller = this.#controller;
@@ -337,6 +373,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#inflight = true;
     handle.active++;
     this.#headers[this.#timeoutSlot] = String(Math.ceil(remaining));
+    if (this.#grpcTimeoutSlot !== -1) this.#headers[this.#grpcTimeoutSlot] = `${Math.ceil(remaining)}m`;
     const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
     this.#timedOut = false;
     if (perTry < PRECISE_TIMEOUT_BELOW_MS) this.#timer = setTimeout(Exchange.#onTimer, perTry, this, perTry);
@@ -387,15 +424,23 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#onlyConnectFailures = false;
     upstream.observe(handle, performance.now() - this.#attemptStartedAt);
     upstream.metrics.attemptResponses++;
+    // gRPC: `grpc-status` in the headers is a Trailers-Only answer, the whole call's outcome.
+    const grpcHeader = this.#grpc ? headers['grpc-status'] : undefined;
+    const grpcStatus = typeof grpcHeader === 'string' ? Number(grpcHeader) : undefined;
     if (statusCode >= 500)
       this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
-    else upstream.outlier.onSuccess(handle);
+    else if (grpcStatus !== undefined) this.#judgeGrpc(handle, grpcStatus);
+    else if (!this.#grpc) upstream.outlier.onSuccess(handle);
     const res = this.#res;
-    if (this.#done || res.destroyed) {
+    if (this.#done || clientGone(res)) {
       controller.abort(new Error('client closed'));
       return;
     }
-    if (statusCode >= 409 && this.#mayRetry({ kind: 'response', status: statusCode })) {
+    if (
+      (statusCode >= 409 || (grpcStatus !== undefined && grpcStatus !== 0)) &&
+      this.#serverAllowsRetry(headers) &&
+      this.#mayRetry({ kind: 'response', status: statusCode, grpcStatus })
+    ) {
       // Retry: read and drop this response, then try again when it ends.
       const retryAfter = headers['retry-after'];
       this.#retryAfter = typeof retryAfter === 'string' ? retryAfter : undefined;
@@ -403,28 +448,76 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.#status = statusCode;
+    if (grpcStatus !== undefined) this.#grpcStatus = grpcStatus;
     const out = forwardResponseHeaders(headers, this.#requestId);
     out.push('x-meshlet-attempts', String(this.#attempts));
-    if (this.#ctx.draining) out.push('connection', 'close');
-    res.writeHead(statusCode, out);
+    const h2 = 'stream' in res;
+    if (h2 && grpcStatus !== undefined) {
+      this.#headersOnly = true;
+      respondHeadersOnly(res, statusCode, out);
+      return;
+    }
+    if (this.#ctx.draining && !h2) out.push('connection', 'close');
+    writeHead(res, statusCode, out);
+  }
+
+  /**
+   * Whether the server's gRPC pushback allows a retry (gRFC A6): a `grpc-retry-pushback-ms` of
+   * digits is waited for before the retry; any other value forbids it. No header: allowed.
+   */
+  #serverAllowsRetry(headers: Record<string, string | string[] | undefined>): boolean {
+    this.#pushbackMs = undefined;
+    if (!this.#grpc) return true;
+    const pushback = headers[PUSHBACK_HEADER];
+    if (pushback === undefined) return true;
+    if (typeof pushback !== 'string' || !/^\d{1,9}$/.test(pushback)) {
+      this.#ctx.metrics.resilience.retriesSkipped.labels(this.#upstream.name, 'server-pushback').inc();
+      return false;
+    }
+    this.#pushbackMs = Number(pushback);
+    return true;
+  }
+
+  /** Tells outlier detection a gRPC call's outcome: server-side failures count, others are successes. */
+  #judgeGrpc(handle: EndpointHandle, grpcStatus: number): void {
+    if (isGrpcServerFailure(grpcStatus))
+      this.#reportOutlier(handle, grpcStatus === 14 || grpcStatus === 4 ? 'gateway' : '5xx');
+    else this.#upstream.outlier.onSuccess(handle);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#discarding) return;
-    if (!this.#res.write(chunk)) {
+    if (this.#discarding || this.#headersOnly) return;
+    // Both response kinds take a Buffer; their TypeScript overloads just do not unify.
+    if (!(this.#res as Writable).write(chunk)) {
       controller.pause();
       this.#res.once('drain', () => controller.resume());
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(
+    _controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[] | undefined>,
+  ): void {
+    const handle = this.#handle!;
     this.#endAttempt();
     if (this.#discarding) {
       this.#scheduleRetry();
       return;
     }
-    this.#res.end();
-    this.#settleBreaker(this.#status < 500);
+    let success = this.#status < 500;
+    if (this.#grpc && this.#status < 500) {
+      const trailer = trailers['grpc-status'];
+      if (typeof trailer === 'string') {
+        this.#grpcStatus = Number(trailer);
+        this.#judgeGrpc(handle, this.#grpcStatus);
+      }
+      if (this.#grpcStatus !== -1) success = !isGrpcServerFailure(this.#grpcStatus);
+    }
+    if (!this.#headersOnly) {
+      if (hasAny(trailers)) this.#res.addTrailers(trailers as Record<string, string>);
+      this.#res.end();
+    }
+    this.#settleBreaker(success);
     this.#complete(this.#status);
   }
 
@@ -506,7 +599,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const ctx = (this.#retry ??= {
       outcome: OUTCOME_RESET,
       method: req.method ?? 'GET',
-      hasIdempotencyKey: req.headers[IDEMPOTENCY_KEY_HEADER] !== undefined,
+      // A gRPC call is replayed like an idempotent request (see README: gRPC retries).
+      hasIdempotencyKey: this.#grpc || req.headers[IDEMPOTENCY_KEY_HEADER] !== undefined,
       requestSent: false,
       responseStarted: false,
       bodyReplayable: this.#bodyReplayable,
@@ -516,6 +610,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
     });
     const upstream = this.#upstream;
     const r = this.#ctx.metrics.resilience;
+    if (this.#teed !== null) {
+      const whole = this.#teed.replay();
+      if (whole !== null) {
+        this.#body = whole;
+        this.#bodyReplayable = true;
+        this.#teed = null;
+      }
+    }
+    ctx.bodyReplayable = this.#bodyReplayable;
     ctx.outcome = outcome;
     ctx.attempt = this.#attempts;
     ctx.requestSent =
@@ -564,6 +667,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       const asked = retryAfterMs(this.#retryAfter, Date.now(), retry.retryAfterMaxMs);
       if (asked !== undefined) delay = Math.max(delay, asked);
     }
+    if (this.#pushbackMs !== undefined) delay = this.#pushbackMs;
     delay = Math.min(delay, Math.max(0, this.#deadlineAt - performance.now() - 1));
     setTimeout(() => this.#attempt(), delay).unref();
   }
@@ -606,7 +710,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (this.#admission !== REFUSED) this.#upstream.breaker?.release(this.#admission);
       this.#admission = REFUSED;
     } else this.#settleBreaker(err.code !== 'upstream_timeout' && err.code !== 'upstream_unreachable');
-    sendError(this.#res, err, this.#requestId, this.#attempts);
+    sendError(this.#res, err, this.#requestId, this.#attempts, this.#grpc);
     this.#complete(err.status, err);
   }
 
@@ -640,4 +744,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
       err?.code,
     );
   }
+}
+
+/** Whether the client's side of the response is gone (connection or stream destroyed). */
+function clientGone(res: DownstreamResponse): boolean {
+  return 'stream' in res ? res.stream.destroyed : res.destroyed;
+}
+
+/** Whether a trailers object holds any field. */
+function hasAny(trailers: Record<string, unknown> | null | undefined): boolean {
+  if (trailers === null || trailers === undefined) return false;
+  for (const _ in trailers) return true;
+  return false;
 }

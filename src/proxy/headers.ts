@@ -1,8 +1,12 @@
 // Header rewriting at the proxy boundary: hop-by-hop removal, x-forwarded-*, x-request-id.
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { DownstreamRequest } from './downstream.ts';
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) plus `expect`, which meshlet answers itself. */
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) plus `expect`, which meshlet answers itself. `te` goes too,
+ * except `te: trailers` on requests (gRPC needs it, and it is the only `te` HTTP/2 allows).
+ */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -50,7 +54,7 @@ export interface ForwardedRequestHeaders {
  * @param drop extra lowercased names to remove (e.g. identity headers only meshlet may set).
  */
 export function forwardRequestHeaders(
-  req: IncomingMessage,
+  req: DownstreamRequest,
   proto: 'http' | 'https',
   drop: ReadonlySet<string> | null = null,
 ): ForwardedRequestHeaders {
@@ -61,10 +65,19 @@ export function forwardRequestHeaders(
   let forwardedFor: string | undefined;
   let hasProto = false;
   let hosts = 0;
+  let authority: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
+    if (name.charCodeAt(0) === 58 /* : */) {
+      // HTTP/2 pseudo-headers: undici sets its own; `:authority` becomes Host for an HTTP/1.1 upstream.
+      if (name === ':authority') authority = raw[i + 1];
+      continue;
+    }
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || extra?.has(lower) || drop?.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || extra?.has(lower) || drop?.has(lower)) {
+      if (lower === 'te' && raw[i + 1]!.trim().toLowerCase() === 'trailers') headers.push('te', 'trailers');
+      continue;
+    }
     const value = raw[i + 1]!;
     if (lower === 'host') hosts++;
     else if (lower === 'x-forwarded-for') {
@@ -77,6 +90,7 @@ export function forwardRequestHeaders(
     } else if (lower === 'x-forwarded-proto') hasProto = true;
     headers.push(name, value);
   }
+  if (hosts === 0 && authority !== undefined) headers.push('host', authority);
   if (requestId === undefined) {
     requestId = randomUUID();
     headers.push('x-request-id', requestId);

@@ -1,10 +1,12 @@
 // The outbound request path in one screen: parse the target → route → upstream → exchange (balance, forward).
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { sendError } from '../errors/error-response.ts';
+import { isGrpcRequest } from '../errors/grpc-status.ts';
+import type { AnyRequestListener } from '../listener/http-listener.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { normalizePath } from '../route/path-normalize.ts';
 import { pathRefused, type RouteTarget, type Router } from '../route/router.ts';
 import type { Upstream } from '../upstream/upstream.ts';
+import { authorityOf, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
 import { Exchange } from './exchange.ts';
 import type { ProxyContext } from './proxy-context.ts';
 
@@ -25,15 +27,30 @@ function splitAbsoluteForm(url: string): { authority: string; path: string } | n
 }
 
 /** Answers a request meshlet refuses before any upstream is involved. */
-function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, err: MeshletError): void {
+function refuse(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse, err: MeshletError): void {
   ctx.unrouted.localReply(err.code);
   ctx.unrouted.finished(err.status, 0);
   ctx.access.refused(req.method, err.status, err.code);
-  sendError(res, err);
+  sendError(res, err, undefined, undefined, isGrpcRequest(req.headers['content-type']));
+}
+
+/** Answers 405 to an HTTP/2 `CONNECT` (HTTP/1.1's never reaches a handler: the listener answers it). */
+function refuseConnect(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse): void {
+  refuse(
+    ctx,
+    req,
+    res,
+    new MeshletError('method_not_allowed', 'CONNECT tunnels are not supported by meshlet'),
+  );
 }
 
 /** Answers 400 `bad_request` to a request target that is neither a path nor an absolute URL. */
-function refuseTarget(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, target: string): void {
+function refuseTarget(
+  ctx: ProxyContext,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  target: string,
+): void {
   refuse(
     ctx,
     req,
@@ -48,13 +65,14 @@ function refuseTarget(ctx: ProxyContext, req: IncomingMessage, res: ServerRespon
  * the normalised path (route/path-normalize.ts) and answers a refused one with 400 `bad_request`.
  * `router` is read through a getter so that a config reload swaps it atomically.
  */
-export function outboundHandler(ctx: ProxyContext, router: () => Router): RequestListener {
+export function outboundHandler(ctx: ProxyContext, router: () => Router): AnyRequestListener {
   return function outbound(req, res) {
+    if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
     const url = req.url ?? '/';
     let authority: string;
     let path: string;
     if (url.charCodeAt(0) === 47 /* / */) {
-      authority = req.headers.host ?? '';
+      authority = authorityOf(req);
       path = url;
     } else {
       const parts = splitAbsoluteForm(url);
@@ -78,8 +96,9 @@ export function outboundHandler(ctx: ProxyContext, router: () => Router): Reques
  * The handler of a per-upstream listener: every request goes to `upstream`, whatever it names,
  * with its path normalised as a route's would be (a refused path is answered 400 `bad_request`).
  */
-export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstream): RequestListener {
+export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstream): AnyRequestListener {
   return function perUpstream(req, res) {
+    if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
     let path = req.url ?? '/';
     if (path.charCodeAt(0) !== 47) {
       const parts = splitAbsoluteForm(path);

@@ -1,6 +1,6 @@
 // Prepares a request body for forwarding: held whole for replay up to a limit, otherwise streamed.
-import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import { type DownstreamRequest, isH2 } from './downstream.ts';
 
 /** The body to send upstream and whether it can be sent again on a retry. */
 export interface PreparedBody {
@@ -11,8 +11,9 @@ export interface PreparedBody {
 
 const NO_BODY: PreparedBody = Object.freeze({ body: null, replayable: true }) as PreparedBody;
 
-/** Whether the downstream request carries a body. */
-export function hasBody(req: IncomingMessage): boolean {
+/** Whether the downstream request carries a body (HTTP/2: unless its HEADERS ended the stream). */
+export function hasBody(req: DownstreamRequest): boolean {
+  if (isH2(req)) return !req.stream.endAfterHeaders;
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
   return req.headers['transfer-encoding'] !== undefined;
@@ -47,7 +48,7 @@ async function* concat(
  *   `content-length` above it before calling.
  */
 export function prepareBody(
-  req: IncomingMessage,
+  req: DownstreamRequest,
   limit: number,
   maxBytes: number,
   tooLarge: () => Error,
@@ -85,4 +86,52 @@ export function prepareBody(
   req.on('data', onData);
   req.on('end', onEnd);
   req.on('close', onClose);
+}
+
+/**
+ * A request body sent as it arrives (a gRPC stream cannot wait for its end: a bidi call's client
+ * sends more only after answers came back) while a copy of its first `limit` bytes is kept, so an
+ * attempt that failed before the upstream answered can be replayed once the body ended within the
+ * limit (Envoy's retry buffer). Backpressure from the upstream pauses the client.
+ */
+export class TeedBody {
+  /** What the first attempt sends. */
+  readonly stream: Readable;
+  #chunks: Buffer[] | null = [];
+  #size = 0;
+  #ended = false;
+
+  /**
+   * @param limit bytes kept for replay (`retries.bufferLimitBytes`).
+   * @param maxBytes the most the body may be, bytes (Infinity: unlimited); past it the stream fails with `tooLarge()`.
+   */
+  constructor(req: DownstreamRequest, limit: number, maxBytes: number, tooLarge: () => Error) {
+    const stream = new Readable({ read: () => req.resume() });
+    this.stream = stream;
+    req.on('data', (chunk: Buffer) => {
+      this.#size += chunk.length;
+      if (this.#size > maxBytes) {
+        stream.destroy(tooLarge());
+        return;
+      }
+      if (this.#chunks !== null) {
+        if (this.#size <= limit) this.#chunks.push(chunk);
+        else this.#chunks = null;
+      }
+      if (!stream.push(chunk)) req.pause();
+    });
+    req.on('end', () => {
+      this.#ended = true;
+      stream.push(null);
+    });
+    req.on('close', () => {
+      if (!this.#ended) stream.destroy(new Error('client closed the request'));
+    });
+  }
+
+  /** The whole body, when it ended within the replay limit; else null (it cannot be sent again). */
+  replay(): Buffer | null {
+    if (!this.#ended || this.#chunks === null) return null;
+    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
+  }
 }

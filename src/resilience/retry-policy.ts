@@ -12,7 +12,8 @@ import { ConfigError } from '../errors/config-error.ts';
  * - `retriable-4xx`: a 409 Conflict response.
  * - `retriable-status-codes`: a response whose status is listed (numbers in the `retryOn` list).
  * - `cancelled`, `deadline-exceeded`, `resource-exhausted`, `internal`, `unavailable`: a gRPC
- *   response with that `grpc-status` (1, 4, 8, 13, 14).
+ *   response with that `grpc-status` (1, 4, 8, 13, 14) in its headers (Trailers-Only); `unavailable`
+ *   also covers a connection lost before any answer (what a gRPC client reports as UNAVAILABLE).
  */
 export type RetryOn =
   | 'connect-failure'
@@ -47,7 +48,8 @@ export const RETRY_ON_CONDITIONS: readonly RetryOn[] = Object.freeze([
 /** Bit of each condition in a {@link RetryOnPolicy} mask, by its place in RETRY_ON_CONDITIONS. */
 const BIT = Object.fromEntries(RETRY_ON_CONDITIONS.map((c, i) => [c, 1 << i])) as Record<RetryOn, number>;
 
-const RESET_LIKE = BIT.reset | BIT['gateway-error'] | BIT['5xx'];
+/** A lost connection: a gRPC client sees it as UNAVAILABLE, so `unavailable` covers it too. */
+const RESET_LIKE = BIT.reset | BIT['gateway-error'] | BIT['5xx'] | BIT.unavailable;
 const GRPC_BITS: Readonly<Record<number, number>> = {
   1: BIT.cancelled,
   4: BIT['deadline-exceeded'],

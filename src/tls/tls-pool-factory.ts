@@ -6,9 +6,13 @@ import { Pool } from '../upstream/undici-pool.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { handshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import type { Endpoint } from '../upstream/endpoint.ts';
-import { type PoolFactory, plainPoolFactory } from '../upstream/upstream.ts';
+import { h2Client } from '../http2/h2-client.ts';
+import { type PoolFactory, plainPoolFactory, speaksH2 } from '../upstream/upstream.ts';
 import { identityFromPeerCertificate } from './identity.ts';
 import type { MeshTls } from './mesh-tls.ts';
+
+const HTTP1_ALPN: readonly string[] = ['http/1.1'];
+const H2_ALPN: readonly string[] = ['h2'];
 
 /** Idle keep-alive lifetime of an outbound connection, ms (as the plain pools). */
 const KEEP_ALIVE_MS = 4000;
@@ -50,6 +54,7 @@ export function mtlsConnector(
   service: string,
   connectTimeoutMs: number,
   metrics: TlsMetrics,
+  alpn: readonly string[] = HTTP1_ALPN,
 ): buildConnector.connector {
   return (options, callback) => {
     const host = options.hostname.startsWith('[') ? options.hostname.slice(1, -1) : options.hostname;
@@ -60,7 +65,7 @@ export function mtlsConnector(
       port: Number(options.port),
       secureContext: tls.clientContext(),
       ...(isIP(host) === 0 ? { servername: host } : {}),
-      ALPNProtocols: ['http/1.1'],
+      ALPNProtocols: alpn as string[],
       rejectUnauthorized: true,
       checkServerIdentity: (_name: string, cert: PeerCertificate) => {
         const trustDomain = tls.trustDomain;
@@ -123,12 +128,20 @@ export function mtlsConnector(
 
 /**
  * The pool factory the upstream table uses: an mTLS pool for endpoints whose transport is `mtls`
- * when TLS is configured (`tls` not null), the plain pool otherwise.
+ * when TLS is configured (`tls` not null), the plain pool otherwise. An endpoint that speaks HTTP/2
+ * or gRPC gets one h2 session over mTLS, offering ALPN `h2` only: a peer that cannot speak it fails
+ * the handshake (a connect failure), never a silent downgrade to HTTP/1.1.
  */
 export function tlsPoolFactory(tls: MeshTls | null): PoolFactory {
   return (endpoint, settings, upstream) => {
     if (tls === null || tlsModeOf(endpoint, true) !== 'mtls')
       return plainPoolFactory(endpoint, settings, upstream);
+    if (speaksH2(endpoint, settings)) {
+      return h2Client(`https://${endpoint.id}`, {
+        connectTimeoutMs: settings.connectTimeoutMs,
+        connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics, H2_ALPN),
+      });
+    }
     return new Pool(`https://${endpoint.id}`, {
       pipelining: 1,
       connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics),

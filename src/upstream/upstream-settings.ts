@@ -1,6 +1,6 @@
 // An upstream's policy resolved at load time from config (defaults filled, durations in ms, lists parsed).
 import type { LoadBalancerKind } from '../balancer/load-balancer.ts';
-import type { RouteSpec, UpstreamSpec } from '../config/schema.ts';
+import type { Protocol, RouteSpec, UpstreamSpec } from '../config/schema.ts';
 import { parseRetryOn, type RetryOnPolicy } from '../resilience/retry-policy.ts';
 
 /** Retry policy, resolved. */
@@ -32,6 +32,8 @@ export interface RequestPolicy {
 
 /** Everything the request path needs to know about an upstream's policy, resolved once. */
 export interface UpstreamSettings {
+  /** What the endpoints speak unless an endpoint says otherwise. Default http1. */
+  readonly protocol: Protocol;
   readonly loadBalancer: LoadBalancerKind;
   /** Where ring_hash / maglev read their key; null = no key (random pick). */
   readonly hashOn: { readonly header: string } | { readonly cookie: string } | null;
@@ -46,10 +48,17 @@ export interface UpstreamSettings {
   readonly fallback: string | null;
 }
 
-function resolveRetries(spec: UpstreamSpec['retries'], keyPath: string): RetrySettings {
+/** `retryOn` when config gives none: HTTP's, or gRPC's (UNAVAILABLE instead of gateway errors). */
+const DEFAULT_RETRY_ON: Readonly<Record<Protocol, readonly string[]>> = {
+  http1: ['connect-failure', 'refused-stream', 'gateway-error'],
+  http2: ['connect-failure', 'refused-stream', 'gateway-error'],
+  grpc: ['connect-failure', 'refused-stream', 'unavailable'],
+};
+
+function resolveRetries(spec: UpstreamSpec['retries'], keyPath: string, protocol: Protocol): RetrySettings {
   return Object.freeze({
     attempts: spec.attempts,
-    retryOn: parseRetryOn(spec.retryOn, `${keyPath}.retryOn`),
+    retryOn: parseRetryOn(spec.retryOn ?? DEFAULT_RETRY_ON[protocol], `${keyPath}.retryOn`),
     backoffBaseMs: spec.backoff.base,
     backoffMaxMs: Math.max(spec.backoff.max, spec.backoff.base),
     retryAfterMaxMs: spec.retryAfterMax,
@@ -67,6 +76,7 @@ function resolveRetries(spec: UpstreamSpec['retries'], keyPath: string): RetrySe
 export function resolveUpstreamSettings(s: UpstreamSpec, name = '*'): UpstreamSettings {
   const requestTimeoutMs = s.timeouts.request;
   return Object.freeze({
+    protocol: s.protocol ?? 'http1',
     loadBalancer: s.loadBalancer,
     hashOn:
       s.hashOn === undefined
@@ -79,7 +89,7 @@ export function resolveUpstreamSettings(s: UpstreamSpec, name = '*'): UpstreamSe
       requestTimeoutMs,
       perTryTimeoutMs: Math.min(s.timeouts.perTry ?? requestTimeoutMs, requestTimeoutMs),
       idleTimeoutMs: s.timeouts.idle,
-      retry: resolveRetries(s.retries, `upstreams.${name}.retries`),
+      retry: resolveRetries(s.retries, `upstreams.${name}.retries`, s.protocol ?? 'http1'),
     }),
     circuitBreaker: s.circuitBreaker,
     outlierDetection: s.outlierDetection,
@@ -96,7 +106,8 @@ export function resolveRouteOverride(route: RouteSpec, index: number): Partial<R
   if (route.timeouts?.request !== undefined) out.requestTimeoutMs = route.timeouts.request;
   if (route.timeouts?.perTry !== undefined) out.perTryTimeoutMs = route.timeouts.perTry;
   if (route.timeouts?.idle !== undefined) out.idleTimeoutMs = route.timeouts.idle;
-  if (route.retries !== undefined) out.retry = resolveRetries(route.retries, `routes[${index}].retries`);
+  if (route.retries !== undefined)
+    out.retry = resolveRetries(route.retries, `routes[${index}].retries`, 'http1');
   return out;
 }
 

@@ -1,4 +1,6 @@
 // An upstream: its endpoints, balancer, connection pools, and the resilience policies that guard it.
+import type { Dispatcher } from 'undici';
+import { h2Client } from '../http2/h2-client.ts';
 import { Pool } from './undici-pool.ts';
 import { createBalancer } from '../balancer/create-balancer.ts';
 import type { LoadBalancer } from '../balancer/load-balancer.ts';
@@ -11,19 +13,29 @@ import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
 import type { RequestPolicy, RetrySettings, UpstreamSettings } from './upstream-settings.ts';
 
+/** An endpoint's connections: an undici Pool (HTTP/1.1) or Client (one HTTP/2 session). */
+export type EndpointPool = Pick<Dispatcher, 'dispatch' | 'close'>;
+
 /**
  * Creates the connection pool of one endpoint (plain HTTP here; the TLS layer supplies mTLS pools).
  * `upstream` is the upstream's name: the identity an mTLS server must prove.
  */
-export type PoolFactory = (endpoint: Endpoint, settings: UpstreamSettings, upstream: string) => Pool;
+export type PoolFactory = (endpoint: Endpoint, settings: UpstreamSettings, upstream: string) => EndpointPool;
 
-/** Per-endpoint keep-alive pool: pipelining off, connect timeout from settings. */
+/** Whether meshlet speaks HTTP/2 to an endpoint: its own advertised protocol, else the upstream's. */
+export function speaksH2(endpoint: Endpoint, settings: UpstreamSettings): boolean {
+  return (endpoint.protocol ?? settings.protocol) !== 'http1';
+}
+
+/** Per-endpoint keep-alive pool: pipelining off, connect timeout from settings; h2c for HTTP/2 and gRPC. */
 export const plainPoolFactory: PoolFactory = (endpoint, settings) =>
-  new Pool(`http://${endpoint.id}`, {
-    pipelining: 1,
-    connect: { timeout: settings.connectTimeoutMs },
-    keepAliveTimeout: 4000,
-  });
+  speaksH2(endpoint, settings)
+    ? h2Client(`http://${endpoint.id}`, { connectTimeoutMs: settings.connectTimeoutMs })
+    : new Pool(`http://${endpoint.id}`, {
+        pipelining: 1,
+        connect: { timeout: settings.connectTimeoutMs },
+        keepAliveTimeout: 4000,
+      });
 
 const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
 
@@ -48,7 +60,7 @@ export class Upstream {
   #handles: readonly EndpointHandle[] = [];
   /** Ejected handles, counted when ejections change. */
   #ejected = 0;
-  readonly #pools = new Map<EndpointHandle, Pool>();
+  readonly #pools = new Map<EndpointHandle, EndpointPool>();
   #tick: NodeJS.Timeout | null = null;
   #closed = false;
   /** True once discovery delivered a first snapshot (even an empty one). */
@@ -183,7 +195,7 @@ export class Upstream {
         this.breaker = this.#createBreaker(settings);
       }
     }
-    if (old.connectTimeoutMs !== settings.connectTimeoutMs) {
+    if (old.connectTimeoutMs !== settings.connectTimeoutMs || old.protocol !== settings.protocol) {
       for (const h of this.#handles) {
         const pool = this.#pools.get(h);
         this.#pools.set(h, this.#poolFactory(h.endpoint, settings, this.name));
@@ -204,7 +216,7 @@ export class Upstream {
   }
 
   /** The connection pool of a handle this upstream gave out. */
-  poolOf(handle: EndpointHandle): Pool | undefined {
+  poolOf(handle: EndpointHandle): EndpointPool | undefined {
     return this.#pools.get(handle);
   }
 

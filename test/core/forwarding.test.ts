@@ -60,7 +60,7 @@ describe('forwarding', () => {
       await rawRequest(
         port,
         'GET /trace HTTP/1.1\r\nHost: app\r\nConnection: close, x-drop-me\r\nKeep-Alive: timeout=5\r\n' +
-          'Proxy-Authorization: Basic Zm9v\r\nTE: trailers\r\nUpgrade: websocket\r\nX-Drop-Me: 1\r\n' +
+          'Proxy-Authorization: Basic Zm9v\r\nTE: gzip\r\nUpgrade: websocket\r\nX-Drop-Me: 1\r\n' +
           'X-Forwarded-For: 10.1.2.3\r\n' +
           'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\ntracestate: congo=t61rcWkgMzE\r\n' +
           'b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\r\nx-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7\r\n\r\n',
@@ -70,6 +70,11 @@ describe('forwarding', () => {
     const seen = JSON.parse(reply.body).headers as Record<string, string>;
     for (const hop of ['keep-alive', 'proxy-authorization', 'te', 'upgrade', 'x-drop-me'])
       expect(seen[hop]).toBeUndefined();
+    // `TE: trailers` alone passes (gRPC needs it; Envoy keeps it too).
+    const withTrailers = parseReply(
+      await rawRequest(port, 'GET /trace HTTP/1.1\r\nHost: app\r\nTE: trailers\r\nConnection: close\r\n\r\n'),
+    );
+    expect((JSON.parse(withTrailers.body).headers as Record<string, string>).te).toBe('trailers');
     expect(seen.connection).not.toMatch(/x-drop-me/);
     expect(seen['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
     expect(seen['x-forwarded-for']).toBe('10.1.2.3, 127.0.0.1');

@@ -63,7 +63,7 @@ describe('certificate rotation from files', () => {
       await until('A reload', () => a.tls.material.cert.serialNumber === newWeb.serialNumber);
       const atRotation = statuses.length;
       // Let keep-alive connections end so A opens new ones with its new certificate.
-      b.listener.server.closeIdleConnections();
+      b.listener.closeIdleConnections();
       await until('traffic after rotation', () => statuses.length > atRotation + 100);
       stop = true;
       await Promise.all(workers);

@@ -1,0 +1,51 @@
+// The app-facing side of an exchange: HTTP/1.1 (node:http) or HTTP/2 (node:http2's compatibility API).
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+
+/** A request as a listener received it, over HTTP/1.1 or HTTP/2. */
+export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
+/** Its response. */
+export type DownstreamResponse = ServerResponse | Http2ServerResponse;
+
+/**
+ * Writes the status and `[name, value, …]` headers (both node:http and node:http2's compatibility
+ * API take that form; their TypeScript signatures just do not unify).
+ */
+export function writeHead(
+  res: DownstreamResponse,
+  status: number,
+  headers: readonly string[] | OutgoingHttpHeaders,
+): void {
+  (res as ServerResponse).writeHead(status, headers as OutgoingHttpHeaders);
+}
+
+/** Whether the request came over HTTP/2. */
+export function isH2(req: DownstreamRequest): req is Http2ServerRequest {
+  return req.httpVersionMajor === 2;
+}
+
+/** The authority the request names: `Host` (HTTP/1.1) or `:authority` (HTTP/2). */
+export function authorityOf(req: DownstreamRequest): string {
+  const h = req.headers;
+  return (h.host ?? (h[':authority'] as string | undefined) ?? '') as string;
+}
+
+/**
+ * Ends an HTTP/2 response with one HEADERS frame that carries END_STREAM (a gRPC "Trailers-Only"
+ * answer: grpc-js reads `grpc-status` from it only then). `headers` are `[name, value, …]`.
+ */
+export function respondHeadersOnly(
+  res: Http2ServerResponse,
+  status: number,
+  headers: readonly string[],
+): void {
+  const out: Record<string, string | string[] | number> = { ':status': status };
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const prev = out[name];
+    const value = headers[i + 1]!;
+    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+  }
+  const stream = res.stream;
+  if (!stream.destroyed && !stream.headersSent) stream.respond(out, { endStream: true });
+}
