@@ -43,6 +43,19 @@ export const EchoClient = pkg.meshlet.test.v1.Echo;
 export interface SeenCall {
   method: string;
   metadata: grpc.Metadata;
+  /** The deadline the call arrived with (grpc-js parses `grpc-timeout` into it), ms from arrival; Infinity without one. */
+  budgetMs: number;
+}
+
+/** What the server records of a call. */
+function seen(method: string, call: grpc.ServerSurfaceCall): SeenCall {
+  const deadline = call.getDeadline();
+  const at = typeof deadline === 'number' ? deadline : deadline.getTime();
+  return {
+    method,
+    metadata: call.metadata,
+    budgetMs: Number.isFinite(at) ? at - Date.now() : Number.POSITIVE_INFINITY,
+  };
 }
 
 export interface EchoServer {
@@ -66,19 +79,27 @@ function trailers(name: string, md: grpc.Metadata): grpc.Metadata {
   return out;
 }
 
+/** How a test server misbehaves. */
+export interface EchoBehaviour {
+  /** Fail every unary call with this gRPC status (Trailers-Only), whatever the request asks. */
+  failUnary?: number;
+}
+
 /**
  * Starts an Echo server on 127.0.0.1 (h2c). Unary honours `delayMs` and `failCode`; a failed call
- * answers in trailers-only form, as grpc-js does for an error before any message.
+ * answers in trailers-only form, as grpc-js does for an error before any message. ServerStream
+ * ends with `failCode` after its replies when one is asked for.
  * @param name reported as `servedBy`; default the port.
  */
-export async function startEchoServer(name?: string): Promise<EchoServer> {
+export async function startEchoServer(name?: string, behaviour: EchoBehaviour = {}): Promise<EchoServer> {
   const server = new grpc.Server();
   const calls: SeenCall[] = [];
   let who = name ?? '';
   server.addService(EchoClient.service, {
     Unary(call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, callback: grpc.sendUnaryData<EchoReply>) {
-      calls.push({ method: 'Unary', metadata: call.metadata });
-      const { message = '', delayMs = 0, failCode = 0 } = call.request;
+      calls.push(seen('Unary', call));
+      const { message = '', delayMs = 0 } = call.request;
+      const failCode = behaviour.failUnary ?? call.request.failCode ?? 0;
       const answer = (): void => {
         if (failCode !== 0) {
           callback({
@@ -93,9 +114,11 @@ export async function startEchoServer(name?: string): Promise<EchoServer> {
       if (delayMs > 0) setTimeout(answer, delayMs);
       else answer();
     },
-    ServerStream(call: grpc.ServerWritableStream<{ message: string; count: number }, EchoReply>) {
-      calls.push({ method: 'ServerStream', metadata: call.metadata });
-      const { message, count } = call.request;
+    ServerStream(
+      call: grpc.ServerWritableStream<{ message: string; count: number; failCode: number }, EchoReply>,
+    ) {
+      calls.push(seen('ServerStream', call));
+      const { message, count, failCode } = call.request;
       let i = 0;
       const writeMore = (): void => {
         while (i < count) {
@@ -106,7 +129,8 @@ export async function startEchoServer(name?: string): Promise<EchoServer> {
             return;
           }
         }
-        call.end(trailers(who, call.metadata));
+        if (failCode !== 0) call.emit('error', { code: failCode, details: `failed with ${failCode}` });
+        else call.end(trailers(who, call.metadata));
       };
       writeMore();
     },
@@ -114,7 +138,7 @@ export async function startEchoServer(name?: string): Promise<EchoServer> {
       call: grpc.ServerReadableStream<EchoRequest, EchoReply>,
       callback: grpc.sendUnaryData<EchoReply>,
     ) {
-      calls.push({ method: 'ClientStream', metadata: call.metadata });
+      calls.push(seen('ClientStream', call));
       const parts: string[] = [];
       call.on('data', (r: EchoRequest) => parts.push(r.message ?? ''));
       call.on('end', () =>
@@ -126,7 +150,7 @@ export async function startEchoServer(name?: string): Promise<EchoServer> {
       );
     },
     Bidi(call: grpc.ServerDuplexStream<EchoRequest, EchoReply>) {
-      calls.push({ method: 'Bidi', metadata: call.metadata });
+      calls.push(seen('Bidi', call));
       let i = 0;
       call.on('data', (r: EchoRequest) =>
         call.write({ message: r.message ?? '', servedBy: who, index: i++ }),
