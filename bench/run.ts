@@ -1,11 +1,12 @@
 // `npm run bench`: meshlet against direct, node-http-proxy, HAProxy and nginx on this machine, in one run.
 //
 // Phases (see bench/README.md): closed loop (wrk -t1 -c32, interleaved over rounds), fixed rate
-// (2,000 req/s, open loop) for added latency, 1 MiB responses, two meshlet hops, micro-benchmarks.
+// (2,000 req/s, open loop) for added latency, 1 MiB responses, two meshlet hops, gRPC (grpc.ts:
+// unary calls/s, unary latency at 1,000 calls/s, one bidi stream), micro-benchmarks.
 // Everything listens on 127.0.0.1; every load is bounded; every child is killed at the end or on
 // SIGINT/SIGTERM.
 //
-//   npm run bench [-- --quick] [-- --no-micro] [-- --profile] [-- --ref COMMIT] [-- --help]
+//   npm run bench [-- --quick] [-- --no-micro] [-- --no-grpc] [-- --profile] [-- --ref COMMIT] [-- --help]
 //
 // --ref runs meshlet from `git archive COMMIT src` instead of the working tree (which may be
 // mid-edit); the micro-benchmarks always use the working tree.
@@ -65,6 +66,7 @@ import {
   useMeshletMain,
 } from './lib/targets.ts';
 import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
+import { runGrpcPhase } from './grpc.ts';
 import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 
 /** What `--help` prints, and what a bad flag prints after its reason: every flag parseArgs accepts. */
@@ -75,6 +77,7 @@ writes bench/results/DATE.{json,md} and, unless --quick, results/latest.md and b
 
   --quick         smoke run: 3 s per load, 1 round (results named *-quick, not kept in git)
   --no-micro      skip the micro-benchmarks
+  --no-grpc       skip the gRPC phase (about 3.5 minutes; 40 s with --quick)
   --profile       meshlet alone under the closed loop with --cpu-prof; top frames to bench/results/profile.md
   --ref COMMIT    run meshlet from \`git archive COMMIT src\` instead of the working tree
   -h, --help      print this and exit
@@ -86,6 +89,7 @@ function parseFlags() {
       options: {
         quick: { type: 'boolean', default: false },
         'no-micro': { type: 'boolean', default: false },
+        'no-grpc': { type: 'boolean', default: false },
         profile: { type: 'boolean', default: false },
         ref: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -165,6 +169,7 @@ function machineInfo(): BenchResults['machine'] {
     }
   };
   const wrk = which('wrk');
+  const H2LOAD = which('h2load');
   return {
     date: new Date().toISOString(),
     cores: cpus.length,
@@ -174,11 +179,13 @@ function machineInfo(): BenchResults['machine'] {
     node: process.version,
     tools: {
       wrk: wrk === null ? null : versionOf(wrk, ['-v']),
+      h2load: H2LOAD === null ? null : versionOf(H2LOAD, ['--version']),
       haproxy: HAPROXY === null ? null : versionOf(HAPROXY, ['-v']),
       nginx: NGINX === null ? null : versionOf(NGINX, ['-v']),
       autocannon: pkg('autocannon'),
       'http-proxy': pkg('http-proxy'),
       tinybench: pkg('tinybench'),
+      '@grpc/grpc-js': pkg('@grpc/grpc-js'),
       undici: pkg('undici'),
     },
     commit: `${commit}${dirty ? ' (src/ has uncommitted changes)' : ''}`,
@@ -474,6 +481,19 @@ async function main(): Promise<void> {
   for (const t of [...closedTargets, hop1, tlsHop1]) labels[t.key] = t.label;
   await killAll();
 
+  // --- gRPC, with every HTTP server stopped: its own upstream (grpc-js), meshlet, HAProxy, nginx.
+  let grpc: BenchResults['grpc'];
+  if (!values['no-grpc'] && !stopping) {
+    phase('gRPC', 'gRPC phase (unary closed loop, unary at 1,000 calls/s, one bidi stream)');
+    try {
+      grpc = await runGrpcPhase({ quick, dir: tmp, log, stopping: () => stopping });
+    } catch (err) {
+      notes.push(`gRPC phase failed: ${(err as Error).message}`);
+      log(`gRPC phase failed: ${(err as Error).stack ?? String(err)}`);
+    }
+    await killAll();
+  } else notes.push('gRPC phase skipped (--no-grpc)');
+
   // --- micro-benchmarks, with every server stopped.
   let micro: BenchResults['micro'] = { results: [], notes: ['skipped (--no-micro)'] };
   if (!values['no-micro']) {
@@ -503,6 +523,7 @@ async function main(): Promise<void> {
     large,
     hops,
     many,
+    ...(grpc === undefined ? {} : { grpc }),
     micro,
   };
   const md = renderMarkdown(results, summarise(results));

@@ -1,6 +1,7 @@
 // Turns a bench run into figures with ratios (taken within one round) and a markdown report.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { ClosedLoopResult, FixedRateResult } from './load.ts';
+import { type GrpcResults, renderGrpc } from './grpc-report.ts';
 
 /** Fixed-rate figures of one target: medians over rounds; added = median of (row − direct) per round. */
 export interface FixedSummary extends FixedRateResult {
@@ -39,6 +40,8 @@ export interface BenchResults {
     connections: number;
     rows: Record<string, ClosedLoopResult & { cpuUsPerReq: number | null; rssAfterMiB: number | null }>;
   };
+  /** The gRPC phase (bench/grpc.ts); runs before 2026-12-03, and --no-grpc runs, lack it. */
+  grpc?: GrpcResults;
   micro: { results: { group: string; name: string; opsPerSec: number; rme: number }[]; notes: string[] };
 }
 
@@ -394,6 +397,7 @@ export function renderMarkdown(r: BenchResults, s: Summary): string {
     );
   }
   L.push('');
+  if (r.grpc !== undefined) L.push(...renderGrpc(r.grpc));
   L.push('## Micro-benchmarks (tinybench, batches of 1,000 calls)');
   L.push('');
   if (r.micro.results.length > 0) {

@@ -100,19 +100,25 @@ export interface MeshletOptions {
   extraYaml?: string;
   /** `listeners.inbound` port (mTLS listener), when this meshlet takes peers' calls. */
   inboundPort?: number;
+  /** Name of the upstream behind the per-upstream listener; default `bench`. */
+  upstream?: string;
+  /** `upstreams.NAME.protocol` (`grpc` in the gRPC phase); default unset (meshlet's http1). */
+  protocol?: 'http1' | 'http2' | 'grpc';
 }
 
 /** A meshlet with its defaults and a per-upstream listener for `bench`, from src/ (Node strips types). */
 export async function startMeshlet(o: MeshletOptions): Promise<Target> {
   const [port, outbound, admin] = [await freePort(), await freePort(), await freePort()];
   const conf = join(o.dir, `${o.key}.yaml`);
+  const name = o.upstream ?? 'bench';
+  const protocol = o.protocol === undefined ? '' : `, protocol: ${o.protocol}`;
   writeFileSync(
     conf,
     `listeners: { outbound: { port: ${outbound} }, admin: { port: ${admin} }${
       o.inboundPort === undefined ? '' : `, inbound: { address: 127.0.0.1, port: ${o.inboundPort} }`
     } }
-registry: { type: static, endpoints: { bench: [${o.endpointYaml ?? `"127.0.0.1:${o.upstreamPort}"`}] } }
-upstreams: { bench: { port: ${port} } }
+registry: { type: static, endpoints: { ${name}: [${o.endpointYaml ?? `"127.0.0.1:${o.upstreamPort}"`}] } }
+upstreams: { ${name}: { port: ${port}${protocol} } }
 accessLog: { enabled: ${o.accessLog} }
 ${o.extraYaml ?? ''}`,
   );
