@@ -1,11 +1,19 @@
 // The inbound listener: TLS 1.3 with a required, verified client certificate whose SPIFFE identity names the caller.
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createH2cServer, H2Sessions } from '../http2/h2c-server.ts';
+import type { DownstreamRequest } from '../proxy/downstream.ts';
 import { handshakeFailureReason, type HandshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import { identityFromPeerCertificate, type WorkloadIdentity } from '../tls/identity.ts';
 import type { MeshTls } from '../tls/mesh-tls.ts';
-import { answerClientErrors, bindListener, checkingIntervalMs, type HttpListener } from './http-listener.ts';
+import {
+  answerClientErrors,
+  type AnyRequestListener,
+  bindListener,
+  checkingIntervalMs,
+  type HttpListener,
+} from './http-listener.ts';
 
 /** Who is on the other end of an inbound connection, from its verified certificate. */
 export interface InboundPeer {
@@ -26,11 +34,14 @@ export interface InboundListenerOptions {
   readonly keepAliveTimeoutMs?: number;
 }
 
+/** Verified peers by TLS socket (HTTP/1.1) and by session (HTTP/2, whose `socket` is a proxy). */
 const peers = new WeakMap<object, InboundPeer>();
 
 /** The verified peer of a request that came through an inbound listener; undefined otherwise. */
-export function inboundPeerOf(req: IncomingMessage): InboundPeer | undefined {
-  return peers.get(req.socket);
+export function inboundPeerOf(req: DownstreamRequest): InboundPeer | undefined {
+  return req.httpVersionMajor === 2
+    ? peers.get((req as Http2ServerRequest).stream.session as Http2Session)
+    : peers.get(req.socket);
 }
 
 /**
@@ -53,26 +64,30 @@ function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundP
  * Binds the inbound listener. Each connection must complete a TLS handshake (TLS 1.3 unless
  * `tls.minVersion` allows 1.2) with a client certificate that chains to the trust bundle and names a
  * SPIFFE identity; otherwise it is counted by reason (`meshlet_tls_handshakes_total`) and closed
- * before any HTTP byte is read. New connections use the newest certificate after a rotation.
- * `handler` sees only verified requests; {@link inboundPeerOf} tells it who called.
+ * before any HTTP byte is read. ALPN picks the protocol: `h2` goes to an HTTP/2 session,
+ * `http/1.1` (or no ALPN) to the HTTP/1.1 parser. New connections use the newest certificate after
+ * a rotation. `handler` sees only verified requests; {@link inboundPeerOf} tells it who called.
  */
 export async function listenInbound(
   address: string,
   port: number,
   tls: MeshTls,
-  handler: RequestListener,
+  handler: AnyRequestListener,
   options: InboundListenerOptions = {},
 ): Promise<HttpListener> {
   const metrics = tls.metrics;
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const requestTimeout = options.requestTimeoutMs ?? 60_000;
-  const server: HttpsServer = createHttpsServer(
+  const verified = (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse): void => {
+    // Defence in depth: a socket refused at handshake never reaches here, but never serve one without a peer.
+    if (inboundPeerOf(req) === undefined) {
+      req.destroy();
+      return;
+    }
+    handler(req, res);
+  };
+  const h1 = createHttpServer(
     {
-      ...tls.serverContextOptions(),
-      requestCert: true,
-      rejectUnauthorized: false,
-      ALPNProtocols: ['http/1.1'],
-      handshakeTimeout: headersTimeout,
       maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
       headersTimeout,
       requestTimeout,
@@ -80,18 +95,26 @@ export async function listenInbound(
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
     },
-    (req: IncomingMessage, res: ServerResponse) => {
-      // Defence in depth: a socket refused at handshake never reaches here, but never serve one without a peer.
-      if (!peers.has(req.socket)) {
-        req.socket.destroy();
-        return;
-      }
-      handler(req, res);
-    },
+    verified as (req: IncomingMessage, res: ServerResponse) => void,
   );
+  answerClientErrors(h1);
+  const sessions = new H2Sessions();
+  const h2 = createH2cServer(verified, sessions);
+  /** The peer of the connection being handed to the h2 server ('session' fires synchronously). */
+  let handing: InboundPeer | undefined;
+  h2.prependListener('session', (session: Http2Session) => {
+    if (handing !== undefined) peers.set(session, handing);
+  });
+  const server = createTlsServer({
+    ...tls.serverContextOptions(),
+    requestCert: true,
+    rejectUnauthorized: false,
+    ALPNProtocols: ['h2', 'http/1.1'],
+    handshakeTimeout: headersTimeout,
+  });
   const unsubscribe = tls.onServerContext((ctx) => server.setSecureContext(ctx));
   server.once('close', unsubscribe);
-  server.prependListener('secureConnection', (socket: TLSSocket) => {
+  server.on('secureConnection', (socket: TLSSocket) => {
     const peer = checkPeer(socket, tls.trustDomain);
     if (typeof peer === 'string') {
       metrics.failed('inbound', peer);
@@ -99,12 +122,21 @@ export async function listenInbound(
       return;
     }
     metrics.ok('inbound');
-    peers.set(socket, peer);
+    if (socket.alpnProtocol === 'h2') {
+      handing = peer;
+      h2.emit('connection', socket);
+      handing = undefined;
+    } else {
+      peers.set(socket, peer);
+      h1.emit('connection', socket);
+    }
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     metrics.failed('inbound', handshakeFailureReason(err.code));
     socket.destroy();
   });
-  answerClientErrors(server);
-  return bindListener(server, address, port, server);
+  const listener = await bindListener(server, address, port, h1, sessions);
+  // node:http tracks connections (keep-alive, header and request timeouts) from 'listening'.
+  h1.emit('listening');
+  return listener;
 }

@@ -1,4 +1,5 @@
 // Assembles the inbound side from config: the mTLS listener, its request path, the pool to the local app.
+import { h2Client } from '../http2/h2-client.ts';
 import { Pool } from '../upstream/undici-pool.ts';
 import type { InboundListenerConfig } from '../config/tls-schema.ts';
 import type { MeshletConfig } from '../config/schema.ts';
@@ -39,11 +40,14 @@ export async function startInboundRuntime(
 ): Promise<InboundRuntime> {
   const service = config.service!;
   const spec = inboundSettings(config);
-  const app = new Pool(`http://127.0.0.1:${service.port}`, {
-    pipelining: 1,
-    connect: { timeout: 1000 },
-    keepAliveTimeout: 4000,
-  });
+  const app =
+    service.protocol === 'http1'
+      ? new Pool(`http://127.0.0.1:${service.port}`, {
+          pipelining: 1,
+          connect: { timeout: 1000 },
+          keepAliveTimeout: 4000,
+        })
+      : h2Client(`http://127.0.0.1:${service.port}`, { connectTimeoutMs: 1000 });
   const source = tls.source;
   const ctx: InboundContext = {
     logger: deps.logger,

@@ -49,3 +49,36 @@ export function respondHeadersOnly(
   const stream = res.stream;
   if (!stream.destroyed && !stream.headersSent) stream.respond(out, { endStream: true });
 }
+
+/**
+ * Starts the response with the upstream's status and headers. A gRPC Trailers-Only answer
+ * (`grpc-status` in the headers) over HTTP/2 goes out as one HEADERS frame that ends the stream,
+ * and true is returned: nothing more is written.
+ */
+export function startResponse(
+  res: DownstreamResponse,
+  status: number,
+  headers: readonly string[],
+  trailersOnly: boolean,
+): boolean {
+  if (trailersOnly && 'stream' in res) {
+    respondHeadersOnly(res, status, headers);
+    return true;
+  }
+  writeHead(res, status, headers);
+  return false;
+}
+
+/** Ends the response, sending the upstream's trailers when it had any (gRPC's `grpc-status`, custom ones). */
+export function endResponse(
+  res: DownstreamResponse,
+  trailers: Record<string, string | string[] | undefined> | null,
+): void {
+  if (trailers !== null) {
+    for (const _ in trailers) {
+      res.addTrailers(trailers as Record<string, string>);
+      break;
+    }
+  }
+  res.end();
+}

@@ -20,9 +20,9 @@ import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import {
   type DownstreamRequest,
   type DownstreamResponse,
+  endResponse,
   isH2,
-  respondHeadersOnly,
-  writeHead,
+  startResponse,
 } from './downstream.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { ProxyContext } from './proxy-context.ts';
@@ -451,14 +451,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (grpcStatus !== undefined) this.#grpcStatus = grpcStatus;
     const out = forwardResponseHeaders(headers, this.#requestId);
     out.push('x-meshlet-attempts', String(this.#attempts));
-    const h2 = 'stream' in res;
-    if (h2 && grpcStatus !== undefined) {
-      this.#headersOnly = true;
-      respondHeadersOnly(res, statusCode, out);
-      return;
-    }
-    if (this.#ctx.draining && !h2) out.push('connection', 'close');
-    writeHead(res, statusCode, out);
+    if (this.#ctx.draining && !('stream' in res)) out.push('connection', 'close');
+    this.#headersOnly = startResponse(res, statusCode, out, grpcStatus !== undefined);
   }
 
   /**
@@ -513,10 +507,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       }
       if (this.#grpcStatus !== -1) success = !isGrpcServerFailure(this.#grpcStatus);
     }
-    if (!this.#headersOnly) {
-      if (hasAny(trailers)) this.#res.addTrailers(trailers as Record<string, string>);
-      this.#res.end();
-    }
+    if (!this.#headersOnly) endResponse(this.#res, trailers);
     this.#settleBreaker(success);
     this.#complete(this.#status);
   }
@@ -749,11 +740,4 @@ export class Exchange implements Dispatcher.DispatchHandler {
 /** Whether the client's side of the response is gone (connection or stream destroyed). */
 function clientGone(res: DownstreamResponse): boolean {
   return 'stream' in res ? res.stream.destroyed : res.destroyed;
-}
-
-/** Whether a trailers object holds any field. */
-function hasAny(trailers: Record<string, unknown> | null | undefined): boolean {
-  if (trailers === null || trailers === undefined) return false;
-  for (const _ in trailers) return true;
-  return false;
 }

@@ -1,8 +1,10 @@
 // Forwards one authorized inbound request to the local app and streams the answer back (an undici dispatch handler).
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher, Pool } from 'undici';
+import type { Writable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
 import { type MeshletError } from '../errors/meshlet-error.ts';
+import type { EndpointPool } from '../upstream/upstream.ts';
+import { type DownstreamRequest, type DownstreamResponse, endResponse, startResponse } from './downstream.ts';
 import { hasBody } from './request-body.ts';
 import { forwardResponseHeaders } from './headers.ts';
 import { classifyFailure, errorForFailure } from './upstream-failure.ts';
@@ -17,10 +19,13 @@ const CLIENT_CLOSED = 499;
  * `done(status, error?)` is called exactly once.
  */
 export class InboundForward implements Dispatcher.DispatchHandler {
-  readonly #req: IncomingMessage;
-  readonly #res: ServerResponse;
+  readonly #req: DownstreamRequest;
+  readonly #res: DownstreamResponse;
   readonly #app: string;
   readonly #requestId: string;
+  readonly #grpc: boolean;
+  /** The answer went out as one HEADERS frame that ended the stream (gRPC Trailers-Only over HTTP/2). */
+  #headersOnly = false;
   readonly #done: (status: number, err?: MeshletError) => void;
   #controller: Dispatcher.DispatchController | null = null;
   #requestStarted = false;
@@ -28,21 +33,23 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   #finished = false;
 
   constructor(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: DownstreamRequest,
+    res: DownstreamResponse,
     app: string,
     requestId: string,
+    grpc: boolean,
     done: (status: number, err?: MeshletError) => void,
   ) {
     this.#req = req;
     this.#res = res;
     this.#app = app;
     this.#requestId = requestId;
+    this.#grpc = grpc;
     this.#done = done;
   }
 
   /** Dispatches on `pool` with `headers`; `timeoutMs` bounds the wait for response headers. */
-  start(pool: Pool, path: string, headers: string[], timeoutMs: number, idleTimeoutMs: number): void {
+  start(pool: EndpointPool, path: string, headers: string[], timeoutMs: number, idleTimeoutMs: number): void {
     this.#res.on('close', this.#onClientClose);
     pool.dispatch(
       {
@@ -68,23 +75,33 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
-    if (this.#finished || this.#res.destroyed) {
+    if (this.#finished) {
       controller.abort(new Error('client closed'));
       return;
     }
     this.#status = statusCode;
-    this.#res.writeHead(statusCode, forwardResponseHeaders(headers, this.#requestId));
+    const trailersOnly = this.#grpc && headers['grpc-status'] !== undefined;
+    this.#headersOnly = startResponse(
+      this.#res,
+      statusCode,
+      forwardResponseHeaders(headers, this.#requestId),
+      trailersOnly,
+    );
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.#res.write(chunk)) {
+    if (this.#headersOnly) return;
+    if (!(this.#res as Writable).write(chunk)) {
       controller.pause();
       this.#res.once('drain', () => controller.resume());
     }
   }
 
-  onResponseEnd(): void {
-    this.#res.end();
+  onResponseEnd(
+    _controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (!this.#headersOnly) endResponse(this.#res, trailers);
     this.#finish(this.#status);
   }
 
@@ -97,7 +114,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     }
     const kind = classifyFailure(err, this.#requestStarted);
     const error = errorForFailure(kind === 'aborted' ? 'reset' : kind, err, this.#app, this.#app);
-    sendError(this.#res, error, this.#requestId);
+    sendError(this.#res, error, this.#requestId, undefined, this.#grpc);
     this.#finish(error.status, error);
   }
 

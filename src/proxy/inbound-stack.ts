@@ -1,8 +1,8 @@
 // The inbound request path in one screen: verified peer → authorize → concurrency and rate limits → local app.
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type { Pool } from 'undici';
+import type { AnyRequestListener } from '../listener/http-listener.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import { sendError } from '../errors/error-response.ts';
+import { isGrpcRequest } from '../errors/grpc-status.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { inboundPeerOf, type InboundPeer } from '../listener/inbound-listener.ts';
 import type { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
@@ -13,6 +13,8 @@ import { isAllowed } from '../tls/identity.ts';
 import type { AuthorizeResult } from '../tls/tls-source.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import { type ForwardedRequestHeaders, forwardRequestHeaders } from './headers.ts';
+import type { EndpointPool } from '../upstream/upstream.ts';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import { InboundForward } from './inbound-forward.ts';
 
 /** The header carrying the caller's service name to the local app. */
@@ -32,8 +34,8 @@ export interface InboundContext {
   readonly metrics: UpstreamMetrics;
   /** This instance's service name (the local app). */
   readonly service: string;
-  /** Keep-alive pool to the local app on 127.0.0.1:<service.port>. */
-  readonly app: Pool;
+  /** Connections to the local app on 127.0.0.1:<service.port>: a keep-alive pool, or one h2c session when it speaks HTTP/2 or gRPC. */
+  readonly app: EndpointPool;
   /** `listeners.inbound.allow`: service names or SPIFFE IDs, or `'*'`. Used when `authorize` is absent. */
   allow: readonly string[] | '*';
   /** Consul intentions, when the certificate source provides them; replaces `allow`. */
@@ -51,14 +53,15 @@ export interface InboundContext {
 }
 
 /** Builds the inbound listener's request handler. */
-export function inboundHandler(ctx: InboundContext): RequestListener {
+export function inboundHandler(ctx: InboundContext): AnyRequestListener {
   let active = 0;
-  return function inbound(req: IncomingMessage, res: ServerResponse) {
+  return function inbound(req: DownstreamRequest, res: DownstreamResponse) {
     const peer = inboundPeerOf(req);
     if (peer === undefined) {
-      req.socket.destroy();
+      req.destroy();
       return;
     }
+    const grpc = isGrpcRequest(req.headers['content-type']);
     const startedAt = performance.now();
     const caller = peer.identity.service;
     const refuse = (err: MeshletError, reason: string): void => {
@@ -77,7 +80,7 @@ export function inboundHandler(ctx: InboundContext): RequestListener {
         err.code,
       );
       req.resume();
-      sendError(res, err);
+      sendError(res, err, undefined, undefined, grpc);
     };
     const proceed = (decision: AuthorizeResult): void => {
       if (!decision.allowed) {
@@ -113,7 +116,7 @@ export function inboundHandler(ctx: InboundContext): RequestListener {
         );
         return;
       }
-      forward(ctx, req, res, peer, forwarded, startedAt, () => {
+      forward(ctx, req, res, peer, forwarded, grpc, startedAt, () => {
         active--;
         ctx.tlsMetrics.inboundActive.dec();
       });
@@ -139,10 +142,11 @@ export function inboundHandler(ctx: InboundContext): RequestListener {
 /** Sends an authorized request to the local app with the caller's identity attached. */
 function forward(
   ctx: InboundContext,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
   peer: InboundPeer,
   forwarded: ForwardedRequestHeaders,
+  grpc: boolean,
   startedAt: number,
   release: () => void,
 ): void {
@@ -151,8 +155,8 @@ function forward(
   const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
   const timeout = incoming === undefined ? ctx.appTimeoutMs : Math.min(incoming, ctx.appTimeoutMs);
   ctx.metrics.active++;
-  if (ctx.draining) res.setHeader('connection', 'close');
-  new InboundForward(req, res, ctx.service, forwarded.requestId, (status, err) => {
+  if (ctx.draining && !('stream' in res)) res.setHeader('connection', 'close');
+  new InboundForward(req, res, ctx.service, forwarded.requestId, grpc, (status, err) => {
     release();
     const seconds = (performance.now() - startedAt) / 1000;
     ctx.metrics.active--;

@@ -48,7 +48,7 @@ export interface SeenCall {
 }
 
 /** What the server records of a call. */
-function seen(method: string, call: grpc.ServerSurfaceCall): SeenCall {
+function seen(method: string, call: { metadata: grpc.Metadata; getDeadline(): grpc.Deadline }): SeenCall {
   const deadline = call.getDeadline();
   const at = typeof deadline === 'number' ? deadline : deadline.getTime();
   return {
