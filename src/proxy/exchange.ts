@@ -2,7 +2,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
-import { isGrpcRequest, isGrpcServerFailure } from '../errors/grpc-status.ts';
+import { GRPC, GRPC_STATUS_OF, isGrpcRequest, isGrpcServerFailure } from '../errors/grpc-status.ts';
 import { CLIENT_FAULT, MeshletError } from '../errors/meshlet-error.ts';
 import { retryAfterMs } from '../resilience/backoff.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
@@ -723,6 +723,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const seconds = (performance.now() - this.#startedAt) / 1000;
     if (this.#admitted) upstream.metrics.active--;
     upstream.metrics.finished(status, seconds);
+    let grpcStatus: number | undefined;
+    if (this.#grpc) {
+      grpcStatus =
+        err !== undefined
+          ? GRPC_STATUS_OF[err.code]
+          : this.#grpcStatus !== -1
+            ? this.#grpcStatus
+            : status === CLIENT_CLOSED
+              ? GRPC.CANCELLED
+              : GRPC.UNKNOWN;
+      upstream.metrics.grpcFinished(grpcStatus);
+    }
     this.#ctx.access.outbound(
       this.#requestId,
       this.#req.method,
@@ -733,6 +745,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#attempts,
       Math.round(seconds * 1e6) / 1e3,
       err?.code,
+      grpcStatus,
     );
   }
 }

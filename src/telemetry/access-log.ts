@@ -66,6 +66,7 @@ export class AccessLog {
    * One outbound request, what the app sent through meshlet, if {@link AccessLog} logs it.
    * @param durationMs time from request received to response finished, milliseconds.
    * @param error meshlet's error code when meshlet answered itself.
+   * @param grpcStatus a gRPC call's `grpc-status` (its service and method are the path).
    */
   outbound(
     requestId: string,
@@ -77,14 +78,15 @@ export class AccessLog {
     attempts: number,
     durationMs: number,
     error: string | undefined,
+    grpcStatus?: number,
   ): void {
     if (!this.#wants(error)) return;
     this.#write(
       `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","requestId":${str(requestId)},"direction":"outbound"${
         method === undefined ? '' : `,"method":${str(method)}`
-      },"path":${str(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status},"attempts":${attempts},"durationMs":${durationMs}${
-        error === undefined ? '' : `,"error":${str(error)}`
-      }}\n`,
+      },"path":${str(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${
+        grpcStatus === undefined ? '' : `,"grpcStatus":${grpcStatus}`
+      },"attempts":${attempts},"durationMs":${durationMs}${error === undefined ? '' : `,"error":${str(error)}`}}\n`,
     );
   }
 

@@ -9,6 +9,27 @@ export type Direction = 'outbound' | 'inbound';
 /** Latency buckets in seconds: 1 ms to 30 s. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+/** gRPC status names by code (grpc/doc/statuscodes.md): the `grpc_code` label. */
+const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+] as const;
+
 /** Status class label of an HTTP status: `2xx`…`5xx`. */
 const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
@@ -47,6 +68,13 @@ export class Metrics {
     labelNames: ['direction', 'upstream'] as const,
     registers: [this.registry],
     collect: () => this.#collectActive(),
+  });
+  readonly grpcRequests: Counter<'direction' | 'upstream' | 'grpc_code'> = new Counter({
+    name: 'meshlet_grpc_requests_total',
+    help: 'gRPC calls finished with a grpc-status (from the upstream or meshlet itself), by direction, upstream and code.',
+    labelNames: ['direction', 'upstream', 'grpc_code'] as const,
+    registers: [this.registry],
+    collect: () => this.#collectGrpc(),
   });
   readonly localReplies = new Counter({
     name: 'meshlet_local_replies_total',
@@ -112,6 +140,22 @@ export class Metrics {
     }
   }
 
+  #collectGrpc(): void {
+    this.grpcRequests.reset();
+    for (const m of this.#bound.values()) {
+      const counts = m.grpcCodes;
+      if (counts === null) continue;
+      for (let code = 0; code < counts.length; code++) {
+        const n = counts[code]!;
+        if (n > 0)
+          this.grpcRequests.inc(
+            { direction: m.direction, upstream: m.upstream, grpc_code: GRPC_CODES[code]! },
+            n,
+          );
+      }
+    }
+  }
+
   #collectActive(): void {
     this.activeRequests.reset();
     // Shown once the upstream has carried a request, even at 0.
@@ -145,6 +189,8 @@ export class UpstreamMetrics {
   #attemptResponsesRead = 0;
   /** Finished requests by status class index (`status / 100`; 0 unused). */
   readonly requests = new Float64Array(STATUS_CLASSES.length);
+  /** Finished gRPC calls by grpc-status (0–16; others count as UNKNOWN); null until the first. */
+  grpcCodes: Float64Array | null = null;
   readonly #durations: BucketCounts[];
 
   constructor(metrics: Metrics, direction: Direction, upstream: string) {
@@ -162,6 +208,12 @@ export class UpstreamMetrics {
     const i = status >= 100 && status < 600 ? (status / 100) | 0 : 5;
     this.requests[i]! += 1;
     this.#durations[i]!.observe(seconds);
+  }
+
+  /** Counts one finished gRPC call by its grpc-status. */
+  grpcFinished(code: number): void {
+    const counts = (this.grpcCodes ??= new Float64Array(GRPC_CODES.length));
+    counts[code >= 0 && code < GRPC_CODES.length ? code : 2]! += 1;
   }
 
   /** Attempts answered since the last call (the scrape adds them to the prom-client counter). */

@@ -140,7 +140,7 @@ describe('gRPC between two meshlets over mTLS', () => {
       [['h2', 'http/1.1'], 'h2'],
       [['http/1.1'], 'http/1.1'],
     ] as const) {
-      const negotiated = await new Promise<string | false>((resolve, reject) => {
+      const negotiated = await new Promise<string | false | null>((resolve, reject) => {
         const s = tlsConnect({
           host: '127.0.0.1',
           port,

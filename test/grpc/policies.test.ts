@@ -45,7 +45,6 @@ describe('gRPC policies', () => {
         flaky: { protocol: 'grpc', outlierDetection: { enabled: false }, circuitBreaker: { enabled: false } },
         slow: { protocol: 'grpc' },
       },
-      accessLog: { enabled: false },
     });
   });
   afterAll(async () => {
@@ -111,6 +110,16 @@ describe('gRPC policies', () => {
     expect(r.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(r.error?.details).toBe('failed with 3');
     expect(servers.reduce((n, s) => n + s.calls.length, 0) - before).toBe(1);
+    // Counted by gRPC code per upstream; the access line names the method and the grpc-status.
+    const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
+    expect(metrics).toMatch(
+      /^meshlet_grpc_requests_total\{direction="outbound",upstream="even",grpc_code="INVALID_ARGUMENT"\} 1$/m,
+    );
+    expect(metrics).toMatch(
+      /^meshlet_grpc_requests_total\{direction="outbound",upstream="even",grpc_code="OK"\} \d{4}$/m,
+    );
+    const line = mesh.logs.find((l) => l.msg === 'access' && l.grpcStatus === 3);
+    expect(line).toMatchObject({ path: '/meshlet.test.v1.Echo/Unary', upstream: 'even', status: 200 });
   });
 
   it('grpc-timeout 200m against a slow server → DEADLINE_EXCEEDED within 300 ms; the server saw the remaining budget', async () => {
