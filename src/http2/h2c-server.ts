@@ -57,6 +57,8 @@ export function createH2cServer(
   sessions: H2Sessions,
 ): Http2Server {
   const server = createServer({ settings: H2_SERVER_SETTINGS }, handler);
+  // node:http2 would answer CONNECT with a bare 405 itself; the handler answers it with meshlet's error.
+  server.on('connect', handler);
   server.on('session', (session: ServerHttp2Session) => sessions.add(session));
   return server;
 }
