@@ -1,7 +1,7 @@
 // Issue 12: every gRPC call shape through meshlet's outbound listener (h2c, by authority) and a per-upstream listener.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { type InProcessMeshlet, spawnMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { closedPort, startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import {
   echoClient,
@@ -128,5 +128,25 @@ describe('gRPC through meshlet (h2c)', () => {
     const res = await request(`${mesh.outbound}/v1`, { headers: { host: 'web' } });
     expect(res.statusCode).toBe(200);
     await res.body.dump();
+  });
+
+  it('a real `meshlet run` process carries a unary call and a server stream', async () => {
+    const proc = await spawnMeshlet({
+      registry: { type: 'static', endpoints: { users: [server.endpoint] } },
+      upstreams: { users: { protocol: 'grpc' } },
+    });
+    try {
+      const c = echoClient(new URL(proc.outbound).host, 'users');
+      clients.push(c);
+      const r = await unary(c, { message: 'from a process' });
+      expect(r.reply?.message).toBe('from a process');
+      const call = c.ServerStream({ message: 'p', count: 100 }) as grpc.ClientReadableStream<EchoReply>;
+      const { replies, status } = await collect(call);
+      expect(status.code).toBe(grpc.status.OK);
+      expect(replies).toHaveLength(100);
+    } finally {
+      proc.proc.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+    }
   });
 });
