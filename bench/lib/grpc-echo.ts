@@ -82,7 +82,11 @@ export function checkUnary(port: number, deadlineMs = 5000): Promise<string | nu
       { deadline: Date.now() + deadlineMs },
       (err: grpc.ServiceError | null, reply: EchoReply | undefined) => {
         client.close();
-        if (err !== null) resolve(`${grpc.status[err.code] ?? err.code}: ${err.details}`);
+        // grpc-js appends "(timestamp). Resolution note: …" to connection errors: cut it.
+        if (err !== null)
+          resolve(
+            `${grpc.status[err.code] ?? err.code}: ${err.details.replace(/ \(\d{4}-\d\d-\d\dT[^)]*\).*$/s, '')}`,
+          );
         else if (reply?.message !== REQUEST.message) resolve('reply does not echo the request');
         else resolve(null);
       },
