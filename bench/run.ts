@@ -72,7 +72,7 @@ import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 /** What `--help` prints, and what a bad flag prints after its reason: every flag parseArgs accepts. */
 const USAGE = `usage: npm run bench [-- FLAGS...]   (or: node bench/run.ts [FLAGS...])
 
-Runs meshlet against direct, node-http-proxy, HAProxy and nginx on this machine (about 9 minutes);
+Runs meshlet against direct, node-http-proxy, HAProxy and nginx, over HTTP and gRPC, on this machine (about 13 minutes);
 writes bench/results/DATE.{json,md} and, unless --quick, results/latest.md and bench/README.md's table.
 
   --quick         smoke run: 3 s per load, 1 round (results named *-quick, not kept in git)
