@@ -38,7 +38,11 @@ function ready(view: AdminView, res: ServerResponse): void {
   json(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks });
 }
 
-/** `GET /upstreams`: each upstream, its balancer and endpoints with their state. */
+/**
+ * `GET /upstreams`: each upstream, its balancer and endpoints with their state. An endpoint's
+ * `protocol` is the one it advertises (Consul `Meta.meshlet_protocol`, static `protocol`); null when
+ * it advertises none and the upstream's `protocol` applies.
+ */
 export function upstreamsView(view: AdminView): Record<string, unknown> {
   const upstreams: Record<string, unknown> = {};
   for (const u of view.table.values()) {
@@ -55,6 +59,7 @@ export function upstreamsView(view: AdminView): Record<string, unknown> {
         weight: h.endpoint.weight,
         tags: h.endpoint.tags,
         transport: h.endpoint.transport,
+        protocol: h.endpoint.protocol ?? null,
         tls: tlsModeOf(h.endpoint, view.tlsConfigured ?? false),
         state: h.ejected ? 'ejected' : 'healthy',
         active: h.active,

@@ -80,3 +80,33 @@ describe('static registry file', () => {
     expect(String(refused?.reason)).toMatch(/users\[0\]: expected "host:port"/);
   });
 });
+
+describe('static endpoint protocol', () => {
+  it("an endpoint's own protocol (config or file) shows on GET /upstreams; none is null", async () => {
+    const file = writeConfig(
+      'orders:\n  - { address: 127.0.0.1, port: 9003, protocol: http2 }\n',
+      'endpoints.yaml',
+    );
+    const mesh = await startMeshlet({
+      registry: {
+        type: 'static',
+        file,
+        endpoints: { users: [{ address: '127.0.0.1', port: 9001, protocol: 'grpc' }, '127.0.0.1:9002'] },
+      },
+    });
+    try {
+      const res = await request(`${mesh.admin}/upstreams`);
+      const body = (await res.body.json()) as {
+        upstreams: Record<string, { endpoints: { id: string; protocol: string | null }[] }>;
+      };
+      const protocols = (name: string) => body.upstreams[name]!.endpoints.map((e) => [e.id, e.protocol]);
+      expect(protocols('users')).toEqual([
+        ['127.0.0.1:9001', 'grpc'],
+        ['127.0.0.1:9002', null],
+      ]);
+      expect(protocols('orders')).toEqual([['127.0.0.1:9003', 'http2']]);
+    } finally {
+      await mesh.close();
+    }
+  });
+});

@@ -4,6 +4,7 @@ import type { ConsulRegistryConfig } from '../../config/consul-schema.ts';
 import type { MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
+import type { Endpoint } from '../../upstream/endpoint.ts';
 import type { Upstream } from '../../upstream/upstream.ts';
 import type { UpstreamTable } from '../../upstream/upstream-table.ts';
 import type { ReadinessCheck, Registry } from '../registry.ts';
@@ -62,7 +63,8 @@ export function configuredNames(config: MeshletConfig, registry: ConsulRegistryC
 /**
  * Resolves what to register from `service` and `registry`. With the mTLS inbound listener on
  * (`inboundPort`), peers are told to dial it: the registered port is the inbound port and
- * `Meta.meshlet_inbound` is `mtls`; otherwise the app's port and `plain`.
+ * `Meta.meshlet_inbound` is `mtls`; otherwise the app's port and `plain`. `Meta.meshlet_protocol` is
+ * always `service.protocol` (`http1` too), so peers' meshlets learn it without config.
  */
 export function registrationSpec(
   service: ServiceConfig,
@@ -80,6 +82,7 @@ export function registrationSpec(
       ...service.meta,
       meshlet_version: meshletVersion(),
       meshlet_inbound: inboundPort === undefined ? 'plain' : 'mtls',
+      meshlet_protocol: service.protocol,
     },
     weights: registry.weights,
     probe: { port: service.port, httpPath: check.http, timeoutMs: check.timeout },
@@ -118,6 +121,8 @@ export class ConsulRegistry implements Registry {
   #sweeper: NodeJS.Timeout | null = null;
   #stopped = false;
   #capLogged = false;
+  /** `upstream\0value` pairs of unknown `Meta.meshlet_protocol` values already logged (at most 100). */
+  readonly #unknownProtocols = new Set<string>();
 
   constructor(options: ConsulRegistryOptions) {
     const { config } = options;
@@ -279,7 +284,9 @@ export class ConsulRegistry implements Registry {
         }),
       onAnswer: (entries) => {
         if (!this.#table.has(name)) return;
-        this.#table.setEndpoints(name, endpointsFromHealth(entries));
+        const endpoints = endpointsFromHealth(entries);
+        this.#warnUnknownProtocols(name, endpoints);
+        this.#table.setEndpoints(name, endpoints);
         this.#metrics.snapshots.inc();
       },
       onError: (err, retryInMs) => {
@@ -293,6 +300,23 @@ export class ConsulRegistry implements Registry {
     watch.start();
     this.#publishWatchCounts();
     return upstream;
+  }
+
+  /** Logs once per upstream and value a `Meta.meshlet_protocol` this meshlet does not know (ignored). */
+  #warnUnknownProtocols(name: string, endpoints: readonly Endpoint[]): void {
+    for (const e of endpoints) {
+      const value = e.meta.meshlet_protocol;
+      if (value === undefined || e.protocol !== undefined) continue;
+      const key = `${name}\0${value}`;
+      if (this.#unknownProtocols.has(key) || this.#unknownProtocols.size >= 100) continue;
+      this.#unknownProtocols.add(key);
+      this.#logger.warn({
+        msg: "ignoring an endpoint's unknown Meta.meshlet_protocol; the upstream's protocol applies",
+        upstream: name,
+        endpoint: e.id,
+        meshletProtocol: value.slice(0, 64),
+      });
+    }
   }
 
   /**

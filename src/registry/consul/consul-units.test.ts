@@ -4,7 +4,7 @@ import { ProbeStatus } from './app-probe.ts';
 import { registrationLost } from './app-registration.ts';
 import { backoffMs, nextIndex } from './blocking-watch.ts';
 import { ConsulHttpError, type HealthEntry } from './consul-client.ts';
-import { endpointsFromHealth } from './health-endpoints.ts';
+import { advertisedProtocol, endpointsFromHealth } from './health-endpoints.ts';
 
 describe('nextIndex', () => {
   it('follows X-Consul-Index, resets to 0 when it goes backwards, never sends 0 after an answer', () => {
@@ -74,5 +74,35 @@ describe('endpointsFromHealth', () => {
     ]);
     expect(eps[0]!.tags).toEqual(['v2']);
     expect(Object.isFrozen(eps[0])).toBe(true);
+  });
+
+  it('protocol from Meta.meshlet_protocol; absent or unknown values leave it undefined', () => {
+    const metas = [
+      { meshlet_protocol: 'grpc' },
+      { meshlet_protocol: 'http2' },
+      { meshlet_protocol: 'http1' },
+    ];
+    const odd = [
+      null,
+      {},
+      { meshlet_protocol: 'h3' },
+      { meshlet_protocol: '' },
+      { meshlet_protocol: 'GRPC' },
+    ];
+    const eps = endpointsFromHealth(
+      [...metas, ...odd].map((Meta, i) => entry({ Address: `10.0.1.${i}`, Meta })),
+    );
+    expect(eps.map((e) => e.protocol)).toEqual([
+      'grpc',
+      'http2',
+      'http1',
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    expect(advertisedProtocol('toString')).toBeUndefined();
+    expect(advertisedProtocol(undefined)).toBeUndefined();
   });
 });

@@ -17,7 +17,10 @@ async function endpointsFileLoader(): Promise<typeof loadEndpointsFile> {
   return (await import('../../config/load-config.ts')).loadEndpointsFile;
 }
 
-/** Converts an endpoint as config writes it (`"host:port"` or an object) to an Endpoint. */
+/**
+ * Converts an endpoint as config writes it (`"host:port"` or an object) to an Endpoint. The object
+ * form's `protocol` becomes the endpoint's own; without it the upstream's `protocol` applies.
+ */
 export function toEndpoint(spec: EndpointSpec): Endpoint {
   if (typeof spec === 'string') {
     const colon = spec.lastIndexOf(':');
@@ -31,6 +34,7 @@ export function toEndpoint(spec: EndpointSpec): Endpoint {
     meta: spec.meta ?? {},
     // As in Consul: an endpoint whose meshlet speaks mTLS says so in its meta.
     transport: spec.meta?.meshlet_inbound === 'mtls' ? 'mtls' : 'plain',
+    protocol: spec.protocol,
   });
 }
 
