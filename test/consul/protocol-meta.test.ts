@@ -30,7 +30,8 @@ describe('Consul Meta.meshlet_protocol', () => {
   beforeAll(async () => {
     double = new ConsulDouble();
     await double.start();
-    [grpcApp, plainApp, ...peers] = await Promise.all(Array.from({ length: 8 }, () => startUpstream()));
+    const apps = await Promise.all(Array.from({ length: 8 }, () => startUpstream()));
+    [grpcApp, plainApp, peers] = [apps[0]!, apps[1]!, apps.slice(2)];
     const instance = (name: string, app: TestUpstream, protocol?: 'grpc') =>
       startMeshlet({
         service: { name, port: app.port, address: '127.0.0.1', ...(protocol && { protocol }) },

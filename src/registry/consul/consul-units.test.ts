@@ -82,7 +82,7 @@ describe('endpointsFromHealth', () => {
       { meshlet_protocol: 'http2' },
       { meshlet_protocol: 'http1' },
     ];
-    const odd = [
+    const odd: (Record<string, string> | null)[] = [
       null,
       {},
       { meshlet_protocol: 'h3' },
