@@ -39,7 +39,13 @@ const appCheck = z
   .strictObject({
     /** HTTP path probed with GET on 127.0.0.1:service.port (2xx passing, 429 warning, else critical). */
     http: z.string().startsWith('/', 'expected a path starting with "/"').optional(),
-    /** TCP connect probe on 127.0.0.1:service.port; the default when `http` is not set. */
+    /**
+     * gRPC health probe: `grpc.health.v1.Health/Check` on 127.0.0.1:service.port (plaintext) for this
+     * service name; `""` asks about the whole server. SERVING is passing; NOT_SERVING, SERVICE_UNKNOWN,
+     * UNKNOWN and failed calls (refused, deadline = `timeout`, NOT_FOUND) critical. Not with `http` or `tcp`.
+     */
+    grpc: z.string().optional(),
+    /** TCP connect probe on 127.0.0.1:service.port; the default when neither `http` nor `grpc` is set. */
     tcp: z.boolean().optional(),
     /** Time between probes. Default 10 s. */
     interval: duration.default(10_000),
@@ -53,6 +59,12 @@ const appCheck = z
     failureThreshold: z.number().int().min(1).default(1),
     /** Consul removes an instance whose check stayed critical this long. Default 1 m. */
     deregisterCriticalServiceAfter: duration.default(60_000),
+  })
+  .superRefine((check, ctx) => {
+    if (check.grpc !== undefined && (check.http !== undefined || check.tcp === true)) {
+      const other = check.http !== undefined ? 'http' : 'tcp: true';
+      ctx.addIssue({ code: 'custom', path: ['grpc'], message: `set either grpc or ${other}, not both` });
+    }
   })
   .prefault({});
 

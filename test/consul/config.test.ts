@@ -36,6 +36,13 @@ describe('registry.type consul config', () => {
     expect(bad({ registry: { type: 'consul', check: { http: '/h', tcp: true } } })).toThrow(
       /registry\.check\.tcp/,
     );
+    expect(bad({ registry: { type: 'consul', check: { grpc: '', http: '/h' } } })).toThrow(
+      /registry\.check\.grpc: set either grpc or http, not both/,
+    );
+    expect(bad({ registry: { type: 'consul', check: { grpc: 'users', tcp: true } } })).toThrow(
+      /registry\.check\.grpc: set either grpc or tcp: true, not both/,
+    );
+    expect(bad({ registry: { type: 'consul', check: { grpc: 7 } } })).toThrow(/registry\.check\.grpc/);
     expect(bad({ registry: { type: 'consul', check: { interval: '1s', timeout: '2s' } } })).toThrow(
       /registry\.check\.timeout/,
     );
@@ -45,6 +52,14 @@ describe('registry.type consul config', () => {
     expect(bad({ registry: { type: 'consul', watch: { idle: '1m' } } })).toThrow(
       /registry\.watch\.idle: unknown key/,
     );
+  });
+
+  it('check.grpc takes a service name, "" for the whole server (kept, not a missing value)', () => {
+    for (const grpc of ['', 'meshlet.test.v1.Echo']) {
+      const config = validateConfig({ registry: { type: 'consul', check: { grpc } } });
+      if (config.registry.type !== 'consul') throw new Error('consul expected');
+      expect(config.registry.check.grpc).toBe(grpc);
+    }
   });
 
   it('resolves tokenFile and TLS files against the config file directory', () => {

@@ -1,6 +1,7 @@
-// meshlet's probe of the local app (HTTP GET or TCP connect) and the consecutive-threshold status it yields.
+// meshlet's probe of the local app (HTTP GET, gRPC health or TCP connect) and the consecutive-threshold status it yields.
 import { connect } from 'node:net';
 import { request } from 'undici';
+import { GrpcHealthProbe } from './grpc-health-probe.ts';
 
 /** A Consul check status. */
 export type CheckStatus = 'passing' | 'warning' | 'critical';
@@ -11,12 +12,19 @@ export interface ProbeResult {
   output: string;
 }
 
-/** What to probe: `GET http://127.0.0.1:port<path>` when `httpPath` is set, else a TCP connect. */
+/**
+ * What to probe: `grpc.health.v1.Health/Check` on 127.0.0.1:port when `grpcService` is set, else
+ * `GET http://127.0.0.1:port<path>` when `httpPath` is set, else a TCP connect.
+ */
 export interface ProbeTarget {
   port: number;
   httpPath?: string | undefined;
+  /** The service named in the gRPC health request; `""` = the whole server. */
+  grpcService?: string | undefined;
   /** Time one probe may take, ms. */
   timeoutMs: number;
+  /** Time between probes, ms (paces the gRPC channel's redials). Default 10 s. */
+  intervalMs?: number | undefined;
 }
 
 const MAX_OUTPUT_BODY = 256;
@@ -64,11 +72,39 @@ function probeTcp(port: number, timeoutMs: number): Promise<ProbeResult> {
   });
 }
 
-/** Probes the local app once. Never rejects. */
+/** Probes the local app once by HTTP or TCP (`grpcService` is for `createProber`). Never rejects. */
 export function probeApp(target: ProbeTarget): Promise<ProbeResult> {
   return target.httpPath === undefined
     ? probeTcp(target.port, target.timeoutMs)
     : probeHttp(`http://127.0.0.1:${target.port}${target.httpPath}`, target.timeoutMs);
+}
+
+/** Probes the local app again and again; holds what probes share (the gRPC channel). */
+export interface AppProber {
+  /** One probe; never rejects. */
+  probe(): Promise<ProbeResult>;
+  /** Releases the channel, if any. */
+  close(): void;
+}
+
+/** The prober for a target: gRPC health (one channel, closed by `close`), or HTTP / TCP (stateless). */
+export function createProber(target: ProbeTarget): AppProber {
+  if (target.grpcService === undefined) return { probe: () => probeApp(target), close: () => {} };
+  const grpc = new GrpcHealthProbe({
+    port: target.port,
+    service: target.grpcService,
+    timeoutMs: target.timeoutMs,
+    intervalMs: target.intervalMs ?? 10_000,
+  });
+  return { probe: () => grpc.probe(), close: () => grpc.close() };
+}
+
+/** The probe as the Consul check's name says it: `TCP connect`, `HTTP GET /health`, `gRPC Health/Check "users"`. */
+export function describeProbe(target: ProbeTarget): string {
+  if (target.grpcService !== undefined) {
+    return `gRPC Health/Check ${target.grpcService === '' ? '(whole server)' : JSON.stringify(target.grpcService)}`;
+  }
+  return target.httpPath === undefined ? 'TCP connect' : `HTTP GET ${target.httpPath}`;
 }
 
 /**

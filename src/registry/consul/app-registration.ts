@@ -1,7 +1,14 @@
 // Registers this instance in Consul and keeps its TTL check following meshlet's probe of the local app.
 import type { Logger } from '../../telemetry/logger.ts';
 import type { AgentReachability } from './agent-reachability.ts';
-import { type CheckStatus, probeApp, ProbeStatus, type ProbeTarget } from './app-probe.ts';
+import {
+  type AppProber,
+  type CheckStatus,
+  createProber,
+  describeProbe,
+  ProbeStatus,
+  type ProbeTarget,
+} from './app-probe.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics } from './consul-metrics.ts';
 
@@ -60,6 +67,7 @@ export class AppRegistration {
   readonly #metrics: ConsulMetrics;
   readonly #logger: Logger;
   readonly #probe: ProbeStatus;
+  readonly #prober: AppProber;
   #registered = false;
   #stopped = false;
   #timer: NodeJS.Timeout | null = null;
@@ -76,6 +84,7 @@ export class AppRegistration {
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
     this.#probe = new ProbeStatus(spec.successThreshold, spec.failureThreshold);
+    this.#prober = createProber(spec.probe);
   }
 
   /** Whether Consul accepted the registration (and has not lost it since, as far as meshlet knows). */
@@ -105,7 +114,7 @@ export class AppRegistration {
   }
 
   async #probeAndReport(): Promise<void> {
-    const result = await probeApp(this.spec.probe);
+    const result = await this.#prober.probe();
     if (this.#stopped) return;
     const before = this.#probe.status;
     const status = this.#probe.record(result);
@@ -150,7 +159,7 @@ export class AppRegistration {
       Weights: { Passing: s.weights.passing, Warning: s.weights.warning },
       Check: {
         CheckID: this.checkId,
-        Name: `meshlet: ${s.probe.httpPath === undefined ? 'TCP connect' : `HTTP GET ${s.probe.httpPath}`} on the local app`,
+        Name: `meshlet: ${describeProbe(s.probe)} on the local app`,
         Notes: `meshlet probes 127.0.0.1:${s.probe.port} every ${s.intervalMs} ms and reports here`,
         TTL: `${s.ttlMs}ms`,
         Status: status,
@@ -185,6 +194,7 @@ export class AppRegistration {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     await this.#tick;
+    this.#prober.close();
   }
 
   /** Shutdown, step 1: stop probing and mark the check critical, so peers stop sending. Bounded to 2 s. */

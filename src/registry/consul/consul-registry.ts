@@ -64,7 +64,8 @@ export function configuredNames(config: MeshletConfig, registry: ConsulRegistryC
  * Resolves what to register from `service` and `registry`. With the mTLS inbound listener on
  * (`inboundPort`), peers are told to dial it: the registered port is the inbound port and
  * `Meta.meshlet_inbound` is `mtls`; otherwise the app's port and `plain`. `Meta.meshlet_protocol` is
- * always `service.protocol` (`http1` too), so peers' meshlets learn it without config.
+ * always `service.protocol` (`http1` too), so peers' meshlets learn it without config. The probe is
+ * `check.grpc` (gRPC health), else `check.http`, else a TCP connect.
  */
 export function registrationSpec(
   service: ServiceConfig,
@@ -85,7 +86,13 @@ export function registrationSpec(
       meshlet_protocol: service.protocol,
     },
     weights: registry.weights,
-    probe: { port: service.port, httpPath: check.http, timeoutMs: check.timeout },
+    probe: {
+      port: service.port,
+      httpPath: check.http,
+      grpcService: check.grpc,
+      timeoutMs: check.timeout,
+      intervalMs: check.interval,
+    },
     intervalMs: check.interval,
     ttlMs: check.ttl ?? 3 * check.interval,
     deregisterCriticalServiceAfterMs: check.deregisterCriticalServiceAfter,

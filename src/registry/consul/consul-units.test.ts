@@ -1,9 +1,10 @@
-// Pure pieces of the Consul registry: index handling, backoff, probe thresholds, health → endpoints.
+// Pure pieces of the Consul registry: index handling, backoff, probe thresholds and names, health → endpoints.
 import { describe, expect, it } from 'vitest';
-import { ProbeStatus } from './app-probe.ts';
+import { describeProbe, ProbeStatus } from './app-probe.ts';
 import { registrationLost } from './app-registration.ts';
 import { backoffMs, nextIndex } from './blocking-watch.ts';
 import { ConsulHttpError, type HealthEntry } from './consul-client.ts';
+import { healthCheckStatus } from './grpc-health-probe.ts';
 import { advertisedProtocol, endpointsFromHealth } from './health-endpoints.ts';
 
 describe('nextIndex', () => {
@@ -104,5 +105,27 @@ describe('endpointsFromHealth', () => {
     ]);
     expect(advertisedProtocol('toString')).toBeUndefined();
     expect(advertisedProtocol(undefined)).toBeUndefined();
+  });
+});
+
+describe('healthCheckStatus', () => {
+  it('SERVING is passing; NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN and anything else critical', () => {
+    expect(healthCheckStatus('SERVING')).toBe('passing');
+    for (const s of ['NOT_SERVING', 'SERVICE_UNKNOWN', 'UNKNOWN', '', undefined]) {
+      expect(healthCheckStatus(s)).toBe('critical');
+    }
+  });
+});
+
+describe('describeProbe', () => {
+  it('names the probe in the Consul check name', () => {
+    expect(describeProbe({ port: 1, timeoutMs: 1 })).toBe('TCP connect');
+    expect(describeProbe({ port: 1, timeoutMs: 1, httpPath: '/health' })).toBe('HTTP GET /health');
+    expect(describeProbe({ port: 1, timeoutMs: 1, grpcService: '' })).toBe(
+      'gRPC Health/Check (whole server)',
+    );
+    expect(describeProbe({ port: 1, timeoutMs: 1, grpcService: 'users.v1.Users' })).toBe(
+      'gRPC Health/Check "users.v1.Users"',
+    );
   });
 });
