@@ -1,5 +1,8 @@
 // The running meshlet: assembles registry, upstreams, router and listeners from config; reload and drain.
-import { adminHandler } from './admin/admin-handler.ts';
+import { type AdminView, adminHandler, type DrainState } from './admin/admin-handler.ts';
+import { configDocument, type ReloadOutcome } from './admin/config-view.ts';
+import { type Readiness, readiness } from './admin/readiness.ts';
+import type { AdminGrpcServer } from './admin-grpc/admin-grpc-server.ts';
 import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
@@ -12,6 +15,7 @@ import { Router } from './route/router.ts';
 import { AccessLog } from './telemetry/access-log.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
+import { meshletVersion } from './registry/consul/meshlet-version.ts';
 import { TlsMetrics } from './telemetry/tls-metrics.ts';
 import { type TlsSourceFactory, tlsSourceFactoryFor } from './tls/create-tls-source.ts';
 import { MeshTls } from './tls/mesh-tls.ts';
@@ -44,6 +48,22 @@ export class Daemon {
   readonly logger: Logger;
   /** This instance's mTLS identity (null without `tls`). */
   readonly tls: MeshTls | null;
+  /** The gRPC admin API, when `listeners.adminGrpc` is enabled and its port could be bound. */
+  adminGrpc?: { address: string; port: number };
+}
+
+/** The default port of the gRPC admin API when `listeners.adminGrpc.port` is unset. */
+export const ADMIN_GRPC_DEFAULT_PORT = 15002;
+
+/** How a shutdown proceeds (see `Daemon.shutdown`). */
+export interface ShutdownOptions {
+  /**
+   * The local app meshlet runs (`meshlet run -- CMD`): called once peers were told and the drain
+   * delay passed; the outbound listener keeps serving (keep-alive too) until it resolves.
+   */
+  stopApp?: () => Promise<void>;
+  /** Skip the drain delay: nothing is left to serve peers (the app already exited). Default false. */
+  skipDrainDelay?: boolean;
   config: MeshletConfig;
   #router: Router;
   readonly #registry: Registry;
@@ -63,7 +83,16 @@ export class Daemon {
   ) {
     this.config = config;
     this.logger = options.logger;
+  #adminGrpc: AdminGrpcServer | null = null;
+  /** Shutting down. */
     this.#configFile = options.configFile;
+  /** Drained by POST /drain (or gRPC Drain) and not undone. */
+  #drained = false;
+  /** The registry's drain calls, in order. */
+  #drainCalls: Promise<void> = Promise.resolve();
+  readonly #readinessListeners = new Set<() => void>();
+  #loadedAt = new Date();
+  #lastReload: ReloadOutcome | null = null;
     this.metrics = new Metrics({ processMetrics: options.processMetrics ?? true });
     const tlsMetrics = new TlsMetrics(this.metrics.registry);
     this.tls =
@@ -130,12 +159,21 @@ export class Daemon {
       metrics: this.metrics,
       table: this.table,
       registry: this.#registry,
-      draining: () => this.#draining,
+      draining: () => this.#draining || this.#drained,
+      drainReason: () => (this.#draining ? 'shutting down' : 'drained by the admin API (POST /drain)'),
+      setDrained: (on: boolean) => this.setDrained(on),
+      configDocument: () => configDocument(this.config, this.#configFile, this.#loadedAt, this.#lastReload),
+      version: meshletVersion(),
+      adminGrpcAddress: () => {
+        const g = this.#adminGrpc;
+        return g === null ? null : `${g.address.includes(':') ? `[${g.address}]` : g.address}:${g.port}`;
+      },
       // Read on each call, so a reload rotates it.
       adminToken: () => this.config.listeners.admin.token,
       readinessChecks: () => this.#registry.readinessChecks?.() ?? [],
       tlsConfigured: this.tls !== null,
-    };
+    } satisfies AdminView;
+    this.#view = view;
     this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view));
     const socketLimits = { headersTimeoutMs: listeners.outbound.headersTimeout };
     this.#listeners.push(
@@ -150,6 +188,7 @@ export class Daemon {
     for (const [name, spec] of Object.entries(this.config.upstreams)) {
       if (spec.port === undefined) continue;
       const listener = await listenHttp(
+    await this.#startAdminGrpc(view);
         '127.0.0.1',
         spec.port,
         upstreamListenerHandler(this.#ctx, () => this.table.ensure(name)),
@@ -188,6 +227,74 @@ export class Daemon {
    * Resolves with whether the new config was applied. The loader (zod, yaml) is imported on the
    * first reload: a daemon started from a handed-over config has not loaded it.
    */
+  #view: AdminView | null = null;
+
+  /**
+   * Starts the gRPC admin API unless `listeners.adminGrpc.enabled` is false; grpc-js is imported
+   * only then. With the port unset, a taken 15002 is a warning (another meshlet on the host) and
+   * meshlet runs without it; a port the config names must be bound.
+   */
+  async #startAdminGrpc(view: AdminView): Promise<void> {
+    const spec = this.config.listeners.adminGrpc;
+    if (!spec.enabled) return;
+    const { startAdminGrpc } = await import('./admin-grpc/admin-grpc-server.ts');
+    const grpcView = {
+      ...view,
+      onReadinessChange: (onChange: () => void) => {
+        this.#readinessListeners.add(onChange);
+        return () => this.#readinessListeners.delete(onChange);
+      },
+    };
+    try {
+      this.#adminGrpc = await startAdminGrpc(
+        grpcView,
+        spec.address,
+        spec.port ?? ADMIN_GRPC_DEFAULT_PORT,
+        this.logger,
+      );
+    } catch (err) {
+      if (spec.port !== undefined || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      this.logger.warn({
+        msg: 'gRPC admin API not started: its default port is in use (set listeners.adminGrpc.port, or enabled: false)',
+        address: spec.address,
+        port: ADMIN_GRPC_DEFAULT_PORT,
+      });
+    }
+  }
+
+  /**
+   * meshlet's readiness as `GET /ready` computes it; `ignore` leaves checks out by name (the
+   * `meshlet run -- CMD` gate ignores `app`).
+   */
+  readiness(ignore: readonly string[] = []): Readiness {
+    return readiness(this.#view!, ignore);
+  }
+
+  /**
+   * `POST /drain` (true) and `DELETE /drain` (false): the first half of a shutdown, reversibly —
+   * `/ready` and gRPC health fail, the registry reports the instance critical (Consul), the inbound
+   * listener answers with `connection: close`, and every request is still served. Idempotent.
+   * During a shutdown it changes nothing and says so (`shuttingDown`).
+   */
+  async setDrained(on: boolean): Promise<DrainState> {
+    if (this.#draining) return { draining: true, shuttingDown: true };
+    if (this.#drained !== on) {
+      this.#drained = on;
+      if (this.#inbound !== null) this.#inbound.ctx.draining = on;
+      this.logger.info({
+        msg: on ? 'drained by the admin API: not ready, still serving' : 'drain undone: ready again',
+      });
+      this.#notifyReadiness();
+      const registry = this.#registry;
+      this.#drainCalls = this.#drainCalls.then(() => registry.setDraining?.(on));
+    }
+    await this.#drainCalls;
+    return { draining: this.#drained || this.#draining, shuttingDown: this.#draining };
+  }
+
+  #notifyReadiness(): void {
+    for (const listener of this.#readinessListeners) listener();
+  }
   async reload(): Promise<boolean> {
     if (this.#configFile === undefined) return false;
     let next: MeshletConfig;
@@ -201,6 +308,9 @@ export class Daemon {
       });
       return false;
     }
+      ...(this.#adminGrpc === null
+        ? {}
+        : { adminGrpc: { address: this.#adminGrpc.address, port: this.#adminGrpc.port } }),
     // A listener started on port 0 already runs on the port a new file may name: no change there.
     const bound = this.addresses();
     const notApplied = restartKeys(this.config, next).filter((key) => {
@@ -221,6 +331,7 @@ export class Daemon {
     this.#router = new Router(next.routes, this.table);
     if (next.registry.type === this.#registry.type) this.#registry.reload?.(next);
     else {
+      this.#lastReload = { result: 'failed', at: new Date().toISOString(), reason: (err as Error).message };
       this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
       notApplied.push('registry.type');
     }
@@ -241,22 +352,37 @@ export class Daemon {
   }
 
   /**
-   * Graceful shutdown: /ready turns 503, wait `shutdown.drainDelay`, stop accepting, let in-flight
-   * requests finish within `shutdown.drainTimeout`, then close everything. Idempotent.
+   * Graceful shutdown, in phases:
+   * 1. peers are told: /ready and gRPC health turn 503/NOT_SERVING, the registry marks the instance
+   *    critical (Consul), then `shutdown.drainDelay` passes (skipped with `skipDrainDelay`);
+   * 2. with `stopApp` (`meshlet run -- CMD`): the inbound listener stops accepting, and the app is
+   *    stopped while the outbound listener still serves it;
+   * 3. every listener stops accepting, in-flight requests finish within `shutdown.drainTimeout`,
+   *    then everything closes.
+   * Idempotent: later calls get the first call's promise.
    */
-  shutdown(reason = 'shutdown'): Promise<void> {
-    this.#stopped ??= this.#drain(reason);
+  shutdown(reason = 'shutdown', options: ShutdownOptions = {}): Promise<void> {
+    this.#stopped ??= this.#drain(reason, options);
     return this.#stopped;
   }
 
-  async #drain(reason: string): Promise<void> {
-    const { drainDelay, drainTimeout } = this.config.shutdown;
+  async #drain(reason: string, options: ShutdownOptions): Promise<void> {
+    const { drainTimeout } = this.config.shutdown;
+    const drainDelay = options.skipDrainDelay === true ? 0 : this.config.shutdown.drainDelay;
     this.logger.info({ msg: 'draining', reason, drainDelayMs: drainDelay, drainTimeoutMs: drainTimeout });
     this.#draining = true;
-    this.#ctx.draining = true;
+    this.#notifyReadiness();
+    // The app's own calls keep their keep-alive connections until it is gone.
+    if (options.stopApp === undefined) this.#ctx.draining = true;
     if (this.#inbound !== null) this.#inbound.ctx.draining = true;
     // Peers first: the instance turns critical in Consul, then the drain delay lets their watches see it.
     await this.#registry.beforeDrain?.();
+    this.#loadedAt = new Date();
+    this.#lastReload = {
+      result,
+      at: this.#loadedAt.toISOString(),
+      ...(notApplied.length > 0 ? { notApplied } : {}),
+    };
     if (drainDelay > 0) await sleep(drainDelay);
     for (const l of this.#listeners) l.stopAccepting();
     // Keep-alive connections close once their in-flight response is done (they get `connection: close`).
@@ -282,7 +408,19 @@ export class Daemon {
     }
     if (this.#inbound !== null && !this.#listeners.includes(this.#inbound.listener)) {
       this.#inbound.listener.stopAccepting();
+    await this.#drainCalls;
       this.#inbound.listener.destroy();
+    }
+    if (options.stopApp !== undefined) {
+      const inbound = this.#inbound?.listener;
+      inbound?.stopAccepting();
+      const sweepInbound = setInterval(() => inbound?.closeIdleConnections(), 50);
+      try {
+        await options.stopApp();
+      } finally {
+        clearInterval(sweepInbound);
+      }
+      this.#ctx.draining = true;
     }
     await this.#registry.stop();
     await this.table.close();
@@ -298,3 +436,5 @@ export class Daemon {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
+    this.#adminGrpc?.close();
+    this.#readinessListeners.clear();

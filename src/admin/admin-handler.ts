@@ -1,18 +1,30 @@
-// The admin listener's routes: /live, /ready, /metrics, /upstreams (one small handler per concern).
+// The admin listener's routes: /, /live, /ready, /metrics, /upstreams, /drain, /config (one small handler per concern).
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Registry } from '../registry/registry.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { tlsModeOf } from '../tls/tls-pool-factory.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
+import { adminIndex } from './admin-index.ts';
+import type { ConfigDocument } from './config-view.ts';
+import { PROXY_ONLY, readiness } from './readiness.ts';
 
 /** What the admin handlers read from the running daemon. */
 export interface AdminView {
   readonly metrics: Metrics;
   readonly table: UpstreamTable;
   readonly registry: Registry;
-  /** True while shutting down: /ready answers 503. */
+  /** True while drained (POST /drain) or shutting down: /ready answers 503. */
   draining(): boolean;
+  /** Why it is draining (the `draining` check's detail). */
+  drainReason?(): string;
+  /** `POST /drain` (true) and `DELETE /drain` (false); resolves with the state after the call. */
+  setDrained?(on: boolean): Promise<DrainState>;
+  /** `GET /config`. */
+  configDocument?(): ConfigDocument;
+  /** `GET /`: meshlet's version and where the gRPC admin API listens (`host:port`, null when off). */
+  version?: string;
+  adminGrpcAddress?(): string | null;
   /** Bearer token for mutating calls, or undefined (then only loopback callers may mutate); read per call. */
   readonly adminToken?: (() => string | undefined) | undefined;
   /** Extra readiness conditions (e.g. the local app's health check), each `[name, ok, detail]`. */
@@ -21,21 +33,41 @@ export interface AdminView {
   readonly tlsConfigured?: boolean;
 }
 
+/** What `POST|DELETE /drain` answer: whether meshlet drains now, and whether a shutdown is under way. */
+export interface DrainState {
+  draining: boolean;
+  shuttingDown: boolean;
+}
+
 function json(res: ServerResponse, status: number, body: unknown): void {
   const payload = `${JSON.stringify(body, null, 2)}\n`;
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
   res.end(payload);
 }
 
-/** `GET /ready`: 200 when the registry has synced, no extra check fails and meshlet is not draining. */
-function ready(view: AdminView, res: ServerResponse): void {
-  const checks: Record<string, { ok: boolean; detail: string }> = {
-    registry: { ok: view.registry.synced, detail: view.registry.synced ? 'synced' : 'not synced yet' },
-    draining: { ok: !view.draining(), detail: view.draining() ? 'shutting down' : 'serving' },
-  };
-  for (const [name, ok, detail] of view.readinessChecks()) checks[name] = { ok, detail };
-  const ok = Object.values(checks).every((c) => c.ok);
+/**
+ * `GET /ready`: 200 when the registry has synced, no extra check fails and meshlet is not draining.
+ * `?ignore=app` leaves the local app's check out (meshlet's own readiness, what `meshlet wait` asks).
+ */
+function ready(view: AdminView, res: ServerResponse, query: string): void {
+  const ignore = new URLSearchParams(query).getAll('ignore').flatMap((v) => v.split(','));
+  const { ok, checks } = readiness(
+    view,
+    ignore.filter((name) => PROXY_ONLY.includes(name)),
+  );
   json(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks });
+}
+
+/** `POST /drain` and `DELETE /drain`, after the mutating-call guard. 409 when undoing during a shutdown. */
+function drain(view: AdminView, res: ServerResponse, on: boolean): void {
+  if (view.setDrained === undefined) return json(res, 404, { error: 'not_found', message: 'no drain here' });
+  view.setDrained(on).then(
+    (state) =>
+      !on && state.shuttingDown
+        ? json(res, 409, { error: 'shutting_down', message: 'meshlet is shutting down', ...state })
+        : json(res, 200, state),
+    (err: Error) => json(res, 500, { error: 'drain_failed', message: err.message }),
+  );
 }
 
 /**
@@ -127,34 +159,67 @@ function crossSiteRefusal(req: IncomingMessage): string | undefined {
 
 /** Mutating calls: with a token configured, `Authorization: Bearer TOKEN`; without, loopback callers only. */
 function mayMutate(view: AdminView, req: IncomingMessage): boolean {
-  const token = view.adminToken?.();
+  return mutationAllowed(view.adminToken?.(), req.headers.authorization, req.socket.remoteAddress ?? '');
+}
+
+/**
+ * The admin-token rule, for HTTP and gRPC alike: with `token` set, `authorization` must be
+ * `Bearer TOKEN` (compared in constant time); without, the caller's address must be loopback.
+ */
+export function mutationAllowed(
+  token: string | undefined,
+  authorization: string | undefined,
+  remoteAddress: string,
+): boolean {
   if (token !== undefined) {
-    const given = req.headers.authorization ?? '';
+    const given = authorization ?? '';
     const expected = `Bearer ${token}`;
     return given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
   }
-  const remote = req.socket.remoteAddress ?? '';
-  return (
-    remote === '127.0.0.1' ||
-    remote === '::1' ||
-    remote.startsWith('::ffff:127.') ||
-    remote.startsWith('127.')
-  );
+  return isLoopbackAddress(remoteAddress);
+}
+
+/**
+ * The guard of every mutating call: refuses (403, answered here) a cross-site request, or a caller
+ * without the admin token when one is set (or not on loopback when none is). True when it may go on.
+ */
+function guardMutation(view: AdminView, req: IncomingMessage, res: ServerResponse): boolean {
+  const refusal = crossSiteRefusal(req);
+  if (refusal !== undefined) {
+    json(res, 403, { error: 'forbidden', message: refusal });
+    return false;
+  }
+  if (!mayMutate(view, req)) {
+    json(res, 403, { error: 'forbidden', message: 'mutating admin calls need the admin token' });
+    return false;
+  }
+  return true;
 }
 
 /** The admin request handler. Unknown paths → 404; wrong methods → 405. */
 export function adminHandler(view: AdminView): RequestListener {
   return function admin(req: IncomingMessage, res: ServerResponse) {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, query = ''] = (req.url ?? '/').split('?', 2);
     const method = req.method ?? 'GET';
     const get = method === 'GET' || method === 'HEAD';
     switch (path) {
+      case '/':
+        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        return json(res, 200, adminIndex(view.version ?? 'unknown', view.adminGrpcAddress?.() ?? null));
+      case '/drain':
+        if (method !== 'POST' && method !== 'DELETE') return json(res, 405, { error: 'method_not_allowed' });
+        if (!guardMutation(view, req, res)) return;
+        return drain(view, res, method === 'POST');
+      case '/config':
+        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        if (view.configDocument === undefined) return json(res, 404, { error: 'not_found' });
+        return json(res, 200, view.configDocument());
       case '/live':
         if (!get) return json(res, 405, { error: 'method_not_allowed' });
         return json(res, 200, { status: 'live' });
       case '/ready':
         if (!get) return json(res, 405, { error: 'method_not_allowed' });
-        return ready(view, res);
+        return ready(view, res, query);
       case '/metrics':
         if (!get) return json(res, 405, { error: 'method_not_allowed' });
         view.metrics.registry.metrics().then(
@@ -172,14 +237,7 @@ export function adminHandler(view: AdminView): RequestListener {
         const reset = /^\/upstreams\/([^/]+)\/breaker\/reset$/.exec(path ?? '');
         if (reset !== null) {
           if (method !== 'POST') return json(res, 405, { error: 'method_not_allowed' });
-          const refusal = crossSiteRefusal(req);
-          if (refusal !== undefined) return json(res, 403, { error: 'forbidden', message: refusal });
-          if (!mayMutate(view, req)) {
-            return json(res, 403, {
-              error: 'forbidden',
-              message: 'mutating admin calls need the admin token',
-            });
-          }
+          if (!guardMutation(view, req, res)) return;
           const upstream = view.table.has(reset[1]!) ? view.table.get(reset[1]!) : undefined;
           if (upstream === undefined)
             return json(res, 404, { error: 'not_found', message: `no upstream ${reset[1]}` });

@@ -8,6 +8,8 @@ export interface UpstreamView {
   healthy: number;
   total: number;
   endpoints: { id: string; state: string; weight: number; transport: string }[];
+  /** `closed`, `open`, `half_open` or `disabled`. */
+  circuitBreaker: string;
 }
 
 /** `/upstreams`: the registry's status and every upstream. */

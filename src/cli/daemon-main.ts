@@ -1,28 +1,37 @@
 // `meshlet run` after the GC-tuning re-exec: the daemon alone, without the CLI parser in its memory.
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
-import { appCommandUnsupported, EXIT, reportFailure, runCommand } from './run-command.ts';
+import { type AppCommand, DEFAULT_READY_TIMEOUT_MS, EXIT, reportFailure, runCommand } from './run-command.ts';
 
 /**
- * Runs the daemon from the arguments `ensureGcTuning` (gc-tuning.ts) passes: `--config FILE --log-level LEVEL`,
- * already checked by the CLI. Reports a bad config as `meshlet run` does (stderr, exit 2).
- * Resolves with the process exit code.
+ * Runs the daemon from the arguments `ensureGcTuning` (gc-tuning.ts) passes: `--config FILE
+ * --log-level LEVEL [--export-proxy-env] [--ready-timeout MS] [-- CMD…]`, already checked by the
+ * CLI; with a command, the app runs under meshlet (app-wrapper.ts). Reports a bad config as
+ * `meshlet run` does (stderr, exit 2). Resolves with the process exit code.
  */
 export async function daemonMain(argv: readonly string[]): Promise<number> {
   const dashes = argv.indexOf('--');
-  if (dashes !== -1 && dashes < argv.length - 1) {
-    process.stderr.write(appCommandUnsupported(argv.slice(dashes + 1)));
-    return EXIT.usage;
-  }
-  const config = valueOf(argv, '--config');
-  const level = valueOf(argv, '--log-level') ?? 'info';
-  if (config === undefined || !(LOG_LEVELS as readonly string[]).includes(level)) {
+  const own = dashes === -1 ? argv : argv.slice(0, dashes);
+  const command = dashes === -1 ? [] : argv.slice(dashes + 1);
+  const config = valueOf(own, '--config');
+  const level = valueOf(own, '--log-level') ?? 'info';
+  const readyTimeout = Number(valueOf(own, '--ready-timeout') ?? DEFAULT_READY_TIMEOUT_MS);
+  if (
+    config === undefined ||
+    !(LOG_LEVELS as readonly string[]).includes(level) ||
+    !Number.isFinite(readyTimeout) ||
+    (dashes !== -1 && command.length === 0)
+  ) {
     process.stderr.write(
-      `meshlet: daemon entry needs --config FILE and --log-level LEVEL, got: ${argv.join(' ')}\n`,
+      `meshlet: daemon entry needs --config FILE and --log-level LEVEL [--export-proxy-env] [--ready-timeout MS] [-- CMD…], got: ${argv.join(' ')}\n`,
     );
     return EXIT.usage;
   }
+  const app: AppCommand | undefined =
+    command.length === 0
+      ? undefined
+      : { command, exportProxyEnv: own.includes('--export-proxy-env'), readyTimeoutMs: readyTimeout };
   try {
-    return await runCommand(config, level as LogLevel);
+    return await runCommand(config, level as LogLevel, undefined, app);
   } catch (err) {
     return reportFailure(err);
   }

@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { handOver } from '../config/config-handover.ts';
 import type { MeshletConfig } from '../config/schema.ts';
+import { ADDED_ENV } from './app-env.ts';
 
 /**
  * Young-generation semi-space cap, in MiB, that `meshlet run` applies unless told otherwise.
@@ -36,8 +37,16 @@ const DAEMON_ENTRY = fileURLToPath(new URL(`./daemon-main${import.meta.url.slice
  * @param configFile `--config`, as the CLI parsed it.
  * @param logLevel `--log-level`, as the CLI parsed it.
  * @param config The config validated from `configFile`.
+ * @param runArgs The rest of `meshlet run`'s arguments for daemon-main: the app's flags and
+ *   `-- CMD…`. The variables added to the environment are listed in `MESHLET_ADDED_ENV`, so the app
+ *   gets the environment meshlet was given.
  */
-export function ensureGcTuning(configFile: string, logLevel: string, config: MeshletConfig): void {
+export function ensureGcTuning(
+  configFile: string,
+  logLevel: string,
+  config: MeshletConfig,
+  runArgs: readonly string[] = [],
+): void {
   if (process.env.MESHLET_GC_TUNED === '1') return;
   const already = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) =>
     a.includes('max-semi-space-size'),
@@ -57,9 +66,16 @@ export function ensureGcTuning(configFile: string, logLevel: string, config: Mes
     configFile,
     '--log-level',
     logLevel,
+    ...runArgs,
   ];
   const env: NodeJS.ProcessEnv = { ...process.env, MESHLET_GC_TUNED: '1' };
-  env.GLIBC_TUNABLES ??= MALLOC_TUNABLES;
+  const added = ['MESHLET_GC_TUNED'];
+  if (env.GLIBC_TUNABLES === undefined) {
+    env.GLIBC_TUNABLES = MALLOC_TUNABLES;
+    added.push('GLIBC_TUNABLES');
+  }
+  if (process.env.MESHLET_GC_TUNED !== undefined) added.shift();
+  env[ADDED_ENV] = added.join(',');
   handOver(env, configFile, config);
   execve.call(process, process.execPath, args, env);
 }

@@ -2,8 +2,9 @@
 import yargs, { type Argv } from 'yargs';
 import { loadConfigFile } from '../config/load-config.ts';
 import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
+import { parseDuration } from '../config/duration.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
-import { appCommandUnsupported, EXIT, reportFailure, runCommand } from './run-command.ts';
+import { type AppCommand, EXIT, reportFailure, runCommand } from './run-command.ts';
 
 /** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
 function configCheck(file: string): number {
@@ -30,9 +31,22 @@ export async function main(argv: string[]): Promise<void> {
       .usage('$0 <command> [options]')
       .command(
         'run',
-        'Run the sidecar daemon',
+        'Run the sidecar daemon; with `-- CMD ARGS…`, run the app under it (started once meshlet is ready, stopped before meshlet)',
         (y) =>
           y
+            .usage('$0 run --config FILE [--export-proxy-env] [--ready-timeout 60s] [-- CMD ARGS…]')
+            .option('export-proxy-env', {
+              type: 'boolean',
+              default: false,
+              describe:
+                'with -- CMD: also give the app HTTP_PROXY/http_proxy (the outbound listener) and NO_PROXY=localhost,127.0.0.1',
+            })
+            .option('ready-timeout', {
+              type: 'string',
+              default: '60s',
+              describe:
+                'with -- CMD: longest wait for meshlet to be ready before giving up (exit 1, app not started); 0 = no limit',
+            })
             .option('config', {
               alias: 'c',
               type: 'string',
@@ -46,17 +60,35 @@ export async function main(argv: string[]): Promise<void> {
               describe: 'log level (logs are JSON on stdout)',
             }),
         async (args) => {
-          // What follows `--` (strict mode refuses other extras): refused before anything is read or started.
-          const command = args._.slice(1);
-          if (command.length > 0) {
-            process.stderr.write(appCommandUnsupported(command));
-            code = EXIT.usage;
-            return;
+          // What follows `--`, taken as typed (yargs would turn "08080" into 8080).
+          const dashes = argv.indexOf('--');
+          const command = dashes === -1 ? [] : argv.slice(dashes + 1);
+          const readyTimeoutMs = parseDuration(args['ready-timeout']);
+          if (readyTimeoutMs === undefined) {
+            throw new UsageError(
+              `--ready-timeout: expected a duration like "30s", got "${args['ready-timeout']}"`,
+            );
           }
-          // Validated here, so a bad config fails before the re-exec, which then hands it over.
+          if (dashes !== -1 && command.length === 0)
+            throw new UsageError('nothing after "--": name the app to run');
+          // Validated here, so a bad config fails before the re-exec (and before any app starts).
           const config = loadConfigFile(args.config);
-          ensureGcTuning(args.config, args['log-level'], config);
-          code = await runCommand(args.config, args['log-level'] as LogLevel, config);
+          const app: AppCommand | undefined =
+            command.length === 0
+              ? undefined
+              : { command, exportProxyEnv: args['export-proxy-env'], readyTimeoutMs };
+          const runArgs =
+            app === undefined
+              ? []
+              : [
+                  ...(app.exportProxyEnv ? ['--export-proxy-env'] : []),
+                  '--ready-timeout',
+                  String(readyTimeoutMs),
+                  '--',
+                  ...command,
+                ];
+          ensureGcTuning(args.config, args['log-level'], config, runArgs);
+          code = await runCommand(args.config, args['log-level'] as LogLevel, config, app);
         },
       )
       .command('config', 'Work with config files', (y) =>
@@ -71,6 +103,48 @@ export async function main(argv: string[]): Promise<void> {
             },
           )
           .demandCommand(1, 'name a config subcommand: check'),
+      )
+      .command(
+        'wait',
+        "Block until a running meshlet is ready (exit 0) or --timeout passes (exit 1); the local app's check is left out",
+        (y) =>
+          y
+            .option('admin', {
+              type: 'string',
+              default: process.env.MESHLET_ADMIN ?? 'http://127.0.0.1:15000',
+              describe:
+                'admin API of the running meshlet (default $MESHLET_ADMIN, else http://127.0.0.1:15000)',
+            })
+            .option('timeout', { type: 'string', default: '30s', describe: 'longest wait, a duration' }),
+        async (args) => {
+          const timeoutMs = parseDuration(args.timeout);
+          if (timeoutMs === undefined) {
+            throw new UsageError(`--timeout: expected a duration like "30s", got "${args.timeout}"`);
+          }
+          code = await (await import('./wait-command.ts')).waitCommand(args.admin, timeoutMs);
+        },
+      )
+      .command(
+        'upstreams',
+        "Each upstream's endpoints, breaker and balancer; --watch streams every change (gRPC admin API)",
+        (y) =>
+          adminOptions(y)
+            .option('watch', {
+              alias: 'w',
+              type: 'boolean',
+              default: false,
+              describe: 'keep printing: a new view on every endpoint, ejection or breaker change',
+            })
+            .option('admin-grpc', {
+              type: 'string',
+              describe: 'host:port of the gRPC admin API (default: asked from --admin)',
+            }),
+        async (args) => {
+          const command = await import('./upstreams-command.ts');
+          code = args.watch
+            ? await command.watchUpstreamsCommand(args.admin, args['admin-grpc'], args.json)
+            : await command.upstreamsCommand(args.admin, args.json);
+        },
       )
       .command(
         'services',
@@ -195,7 +269,10 @@ export async function main(argv: string[]): Promise<void> {
             )
             .demandCommand(1, 'name a certs subcommand: init, issue'),
       )
-      .demandCommand(1, 'name a command: run, config check, services, health, breakers, certs')
+      .demandCommand(
+        1,
+        'name a command: run, wait, config check, services, upstreams, health, breakers, certs',
+      )
       .strict()
       .help()
       .alias('h', 'help')

@@ -1,4 +1,4 @@
-// `meshlet run`: loads config, starts the daemon, wires signals (SIGTERM/SIGINT drain, SIGHUP reload).
+// `meshlet run`: loads config, starts the daemon, wires signals (SIGTERM/SIGINT drain, SIGHUP reload), and runs the app after `--`.
 import { takeHandedOver } from '../config/config-handover.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors/config-error.ts';
@@ -8,13 +8,18 @@ import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts
 /** Exit codes of the CLI. */
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
 
-/**
- * The one-line refusal of `meshlet run --config FILE -- CMD…` (DESIGN.md's app wrapper, not built
- * yet), so the command is not silently ignored. `command` is what followed `--`.
- */
-export function appCommandUnsupported(command: readonly (string | number)[]): string {
-  return `meshlet: running an app under meshlet (-- ${command.join(' ')}) is not supported yet; start the app separately\n`;
+/** The app `meshlet run --config FILE [--export-proxy-env] -- CMD…` runs under meshlet. */
+export interface AppCommand {
+  /** What followed `--`: the program and its arguments. */
+  command: string[];
+  /** Also set HTTP_PROXY/http_proxy and NO_PROXY/no_proxy for the app. Default false. */
+  exportProxyEnv: boolean;
+  /** Longest wait for meshlet to be ready before giving up without starting the app, ms; 0 = no limit. */
+  readyTimeoutMs: number;
 }
+
+/** `--ready-timeout`'s default, ms: as long as Istio's `pilot-agent wait`. */
+export const DEFAULT_READY_TIMEOUT_MS = 60_000;
 
 /**
  * Reports a failure of a CLI verb on stderr and returns its exit code: a bad config names the key
@@ -33,11 +38,13 @@ export function reportFailure(err: unknown): number {
  * Runs the daemon until a signal stops it. Resolves with the process exit code.
  * @param loaded The config already validated from `configFile` in this process; else the one
  *   `meshlet run` handed over across the re-exec; else the file is loaded (and validated) now.
+ * @param app The app to run under meshlet (app-wrapper.ts); then the exit code is the app's.
  */
 export async function runCommand(
   configFile: string,
   logLevel: LogLevel,
   loaded?: MeshletConfig,
+  app?: AppCommand,
 ): Promise<number> {
   // ConfigError → exit 2 in the caller. The loader (zod, yaml) is imported only when needed.
   const config =
@@ -53,9 +60,12 @@ export async function runCommand(
     const reason = e.code === 'EADDRINUSE' ? `address in use (${e.message})` : e.message;
     logger.fatal({ msg: 'meshlet failed to start', reason });
     flushLogger(logger);
-    process.stderr.write(`meshlet: cannot start: ${reason}\n`);
+    process.stderr.write(
+      `meshlet: cannot start: ${reason}${app === undefined ? '' : '; the app was not started'}\n`,
+    );
     return EXIT.runtime;
   }
+  if (app !== undefined) return (await import('./app-wrapper.ts')).runApp(daemon, app, logger);
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       daemon.shutdown(signal).then(

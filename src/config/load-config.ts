@@ -117,6 +117,8 @@ function checkPorts(config: MeshletConfig, file?: string): void {
   };
   claim(config.listeners.outbound.port, 'listeners.outbound.port');
   claim(config.listeners.admin.port, 'listeners.admin.port');
+  const adminGrpc = config.listeners.adminGrpc;
+  if (adminGrpc.enabled && adminGrpc.port !== undefined) claim(adminGrpc.port, 'listeners.adminGrpc.port');
   if (config.tls !== undefined && config.service !== undefined)
     claim(config.listeners.inbound?.port ?? 15443, 'listeners.inbound.port');
   for (const [name, upstream] of Object.entries(config.upstreams)) {

@@ -20,6 +20,12 @@ export interface Registry {
   readinessChecks?(): ReadinessCheck[];
   /** Shutdown, before the drain delay: tell peers to stop sending (mark critical / deregister). */
   beforeDrain?(): Promise<void>;
+  /**
+   * `POST /drain` (true) and `DELETE /drain` (false): while drained, peers are told to stop sending
+   * (Consul: the check reports critical) though this instance keeps serving; undone, its real
+   * health is reported again. Resolves once the registry was told (bounded).
+   */
+  setDraining?(draining: boolean): Promise<void>;
   /** Applies a reloaded config (same registry type). */
   reload?(config: MeshletConfig): void;
 }

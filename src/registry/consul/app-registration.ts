@@ -33,6 +33,9 @@ export interface RegistrationSpec {
 /** Longest wait for Consul during shutdown (mark critical, deregister), ms. */
 const SHUTDOWN_CALL_MS = 2000;
 
+/** The check's output while drained by the admin API. */
+const DRAINED_OUTPUT = 'meshlet is drained by the admin API (POST /drain): still serving, taking no new work';
+
 /**
  * True when Consul no longer knows the check: the agent restarted without state or someone
  * deregistered the service. Consul ≥ 1.11 answers 404 `Unknown check ID`; older agents 500
@@ -70,6 +73,8 @@ export class AppRegistration {
   readonly #prober: AppProber;
   #registered = false;
   #stopped = false;
+  /** Drained by the admin API: every report says critical. */
+  #drained = false;
   #timer: NodeJS.Timeout | null = null;
   #tick: Promise<void> = Promise.resolve();
 
@@ -123,7 +128,24 @@ export class AppRegistration {
       const level = status === 'passing' ? 'info' : 'warn';
       this.#logger[level]({ msg: 'local app check', status, output: this.#probe.output });
     }
-    await this.#report(status, this.#probe.output);
+    if (this.#drained) await this.#report('critical', DRAINED_OUTPUT);
+    else await this.#report(status, this.#probe.output);
+  }
+
+  /**
+   * `POST|DELETE /drain`: while drained every report (and the TTL refresh) is critical; undone, the
+   * probe's last status goes out at once. Waits for a report in flight, so the last word is this
+   * call's. Bounded to 2 s.
+   */
+  async setDraining(drained: boolean): Promise<void> {
+    this.#drained = drained;
+    await this.#tick;
+    const status = this.#probe.status;
+    if (this.#stopped || !this.#registered || (!drained && status === undefined)) return;
+    await withTimeout(
+      this.#drained ? this.#report('critical', DRAINED_OUTPUT) : this.#report(status!, this.#probe.output),
+      SHUTDOWN_CALL_MS,
+    );
   }
 
   async #report(status: CheckStatus, output: string): Promise<void> {

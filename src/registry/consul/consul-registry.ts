@@ -392,6 +392,11 @@ export class ConsulRegistry implements Registry {
     await this.#registration?.markDraining();
   }
 
+  /** `POST|DELETE /drain`: the check reports critical while drained, the probe's status after. */
+  async setDraining(draining: boolean): Promise<void> {
+    await this.#registration?.setDraining(draining);
+  }
+
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;

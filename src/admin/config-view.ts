@@ -1,0 +1,77 @@
+// `GET /config` and gRPC GetConfig: the running config as JSON with every secret redacted.
+
+/** What a redacted value reads as. */
+export const REDACTED = '[redacted]';
+
+/**
+ * Keys whose values are secrets wherever they appear: `token` (the admin token, Consul's ACL
+ * token), passwords, secrets, API keys, private keys given inline, authorization headers. Paths
+ * (`tokenFile`, `tls.key`) stay: they are not secrets, and the files' contents are never read here.
+ */
+const SECRET_KEY =
+  /^(token|password|passwd|secret|apiKey|apiKeys|privateKey|authorization|credentials?)$|Token$|Secret$|Password$/i;
+
+/** A PEM block with a private key, wherever it appears as a value. */
+const PEM_PRIVATE = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+
+/** The outcome of the last config reload. */
+export interface ReloadOutcome {
+  /** `ok`, `partial` (some keys need a restart) or `failed` (the new file was refused). */
+  result: 'ok' | 'partial' | 'failed';
+  /** When, ISO 8601. */
+  at: string;
+  /** Keys that need a restart (partial). */
+  notApplied?: string[];
+  /** Why the file was refused (failed). */
+  reason?: string;
+}
+
+/** The `GET /config` document. */
+export interface ConfigDocument {
+  /** The config file meshlet runs on (absolute), or null (started from code). */
+  file: string | null;
+  /** When the running config was loaded (start or last applied reload), ISO 8601. */
+  loadedAt: string;
+  /** The last reload's outcome, or null when there was none. */
+  lastReload: ReloadOutcome | null;
+  /** Paths of the values replaced by `[redacted]`, e.g. `listeners.admin.token`. */
+  redacted: string[];
+  /** The running config, defaults filled in, durations in milliseconds. */
+  config: unknown;
+}
+
+/**
+ * A deep copy of `value` with secrets replaced by {@link REDACTED}; `paths` collects where. A
+ * secret key's value is redacted whatever its type (a list of API keys too).
+ */
+export function redact(value: unknown, path = '', paths: string[] = []): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => redact(v, `${path}[${i}]`, paths));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      const at = path === '' ? k : `${path}.${k}`;
+      if (v !== undefined && v !== null && SECRET_KEY.test(k)) {
+        out[k] = REDACTED;
+        paths.push(at);
+      } else out[k] = redact(v, at, paths);
+    }
+    return out;
+  }
+  if (typeof value === 'string' && PEM_PRIVATE.test(value)) {
+    paths.push(path);
+    return REDACTED;
+  }
+  return value;
+}
+
+/** The `GET /config` document of a running config. */
+export function configDocument(
+  config: unknown,
+  file: string | undefined,
+  loadedAt: Date,
+  lastReload: ReloadOutcome | null,
+): ConfigDocument {
+  const redacted: string[] = [];
+  const safe = redact(config, '', redacted);
+  return { file: file ?? null, loadedAt: loadedAt.toISOString(), lastReload, redacted, config: safe };
+}

@@ -1,0 +1,144 @@
+// `meshlet run -- CMD`: the app starts once meshlet is ready, is stopped before meshlet, and its exit code is meshlet's.
+import { PROXY_ONLY, failingChecks } from '../admin/readiness.ts';
+import type { Daemon } from '../daemon.ts';
+import { flushLogger, type Logger } from '../telemetry/logger.ts';
+import { appEnvironment, listenerUrl } from './app-env.ts';
+import { AppProcess } from './app-process.ts';
+import { type AppCommand, EXIT } from './run-command.ts';
+
+/** How often readiness is checked while the app waits to start, ms. */
+const READY_POLL_MS = 10;
+/** How often the wait for readiness logs what is missing, ms. */
+const READY_LOG_MS = 5000;
+
+type Stop = { signal: NodeJS.Signals };
+
+/**
+ * Waits until meshlet's own readiness holds (`/ready` without the app's check: registry synced,
+ * listeners up, certificates loaded). Resolves 'ready', 'timeout', or the signal that came first.
+ */
+function untilReady(
+  daemon: Daemon,
+  timeoutMs: number,
+  stopped: Promise<Stop>,
+  logger: Logger,
+): Promise<'ready' | 'timeout' | Stop> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let lastLog = started;
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (outcome: 'ready' | 'timeout' | Stop) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+    void stopped.then(finish);
+    const check = () => {
+      if (done) return;
+      const r = daemon.readiness(PROXY_ONLY);
+      if (r.ok) return finish('ready');
+      const now = performance.now();
+      if (timeoutMs > 0 && now - started >= timeoutMs) return finish('timeout');
+      if (now - lastLog >= READY_LOG_MS) {
+        lastLog = now;
+        logger.info({
+          msg: 'waiting for meshlet to be ready before starting the app',
+          failing: failingChecks(r),
+        });
+      }
+      timer = setTimeout(check, READY_POLL_MS);
+    };
+    check();
+  });
+}
+
+/**
+ * Runs `app` under the started `daemon` and resolves with the process exit code:
+ * - the app starts once meshlet is ready, with `MESHLET_OUTBOUND` and `MESHLET_ADMIN` (app-env.ts);
+ *   not ready within `readyTimeoutMs` → meshlet stops, the app never starts, exit 1;
+ * - SIGTERM/SIGINT: peers are told and the drain delay passes, the inbound listener closes, the
+ *   app gets the same signal and `shutdown.appGracePeriod` (then SIGKILL) while the outbound
+ *   listener serves it, then meshlet drains; the exit code is the app's. A second signal goes to
+ *   the app at once;
+ * - SIGHUP: meshlet reloads its config and the app gets SIGHUP;
+ * - the app exits on its own: meshlet drains at once (no drain delay: nothing is left to serve
+ *   peers) and exits with the app's code (128 + signal number when a signal ended it; 127 when
+ *   the command is not found).
+ */
+export async function runApp(daemon: Daemon, app: AppCommand, logger: Logger): Promise<number> {
+  let onStop!: (stop: Stop) => void;
+  const stopped = new Promise<Stop>((resolve) => (onStop = resolve));
+  let child: AppProcess | null = null;
+  let shuttingDown = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (shuttingDown && child !== null) {
+      logger.info({ msg: 'signal during shutdown: passed to the app now', signal });
+      child.signal(signal);
+    }
+    onStop({ signal });
+  };
+  const onHangup = () => {
+    void daemon.reload();
+    child?.signal('SIGHUP');
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
+  process.on('exit', () => child?.killNow());
+
+  const finish = async (code: number, reason: string, options = {}): Promise<number> => {
+    shuttingDown = true;
+    await daemon.shutdown(reason, options).catch((err: Error) => {
+      logger.error({ msg: 'shutdown failed', reason: err.message });
+    });
+    flushLogger(logger);
+    return code;
+  };
+
+  const gate = await untilReady(daemon, app.readyTimeoutMs, stopped, logger);
+  if (gate === 'timeout') {
+    const failing = failingChecks(daemon.readiness(PROXY_ONLY));
+    logger.error({ msg: 'meshlet not ready in time; the app was not started', failing });
+    process.stderr.write(
+      `meshlet: not ready within ${app.readyTimeoutMs} ms (${failing}); the app was not started\n`,
+    );
+    return finish(EXIT.runtime, 'not ready', { skipDrainDelay: true });
+  }
+  if (gate !== 'ready') return finish(EXIT.ok, gate.signal, { skipDrainDelay: true });
+
+  const addresses = daemon.addresses();
+  const env = appEnvironment(
+    process.env,
+    {
+      outbound: listenerUrl(addresses.outbound.address, addresses.outbound.port),
+      admin: listenerUrl(addresses.admin.address, addresses.admin.port),
+    },
+    app.exportProxyEnv,
+  );
+  const started = new AppProcess(app.command, env);
+  child = started;
+  logger.info({ msg: 'app started', command: app.command, pid: started.pid ?? null });
+
+  const first = await Promise.race([
+    started.exited.then((code) => ({ exited: code })),
+    stopped.then((stop) => ({ stop })),
+  ]);
+  if ('exited' in first) {
+    if (started.startError !== undefined)
+      process.stderr.write(`meshlet: cannot start the app: ${started.startError}\n`);
+    logger.warn({ msg: 'app exited; meshlet drains and exits with its code', code: first.exited });
+    return finish(first.exited, 'app exited', { skipDrainDelay: true });
+  }
+  const { signal } = first.stop;
+  const graceMs = daemon.config.shutdown.appGracePeriod;
+  let code = 0;
+  const stopApp = async () => {
+    logger.info({ msg: 'stopping the app', signal, appGracePeriodMs: graceMs });
+    code = await started.stop(signal, graceMs);
+    logger.info({ msg: 'app exited', code });
+  };
+  await finish(0, signal, { stopApp });
+  return code;
+}

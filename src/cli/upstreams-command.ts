@@ -1,0 +1,122 @@
+// `meshlet upstreams [--watch]`: each upstream's endpoints and breaker; --watch streams changes over the gRPC admin API.
+import { AdminUnreachable, getAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
+import { EXIT } from './run-command.ts';
+
+/** An upstream as the table prints it (the HTTP view and the proto messages both map to it). */
+interface Row {
+  name: string;
+  healthy: number;
+  total: number;
+  synced: boolean;
+  loadBalancer: string;
+  circuitBreaker: string;
+  endpoints: { id: string; state: string; weight: number }[];
+}
+
+/** The table of upstreams. */
+export function upstreamsTable(rows: readonly Row[]): string {
+  if (rows.length === 0) return 'no upstreams';
+  const lines = [['UPSTREAM', 'HEALTHY/TOTAL', 'BREAKER', 'BALANCER', 'ENDPOINTS']];
+  for (const u of [...rows].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const endpoints = u.endpoints
+      .map(
+        (e) =>
+          `${e.id}${e.weight === 1 ? '' : ` w${e.weight}`}${e.state === 'healthy' ? '' : ` (${e.state})`}`,
+      )
+      .join(', ');
+    lines.push([
+      u.name,
+      `${u.healthy}/${u.total}${u.synced ? '' : ' (not synced)'}`,
+      u.circuitBreaker,
+      u.loadBalancer,
+      endpoints === '' ? '-' : endpoints,
+    ]);
+  }
+  return table(lines);
+}
+
+/** Prints the upstreams once, read over HTTP (`GET /upstreams`). Exit 0, or 1 when unreachable. */
+export async function upstreamsCommand(admin: string, json: boolean): Promise<number> {
+  let answer: UpstreamsAnswer;
+  try {
+    answer = (await getAdmin<UpstreamsAnswer>(admin, '/upstreams')).body;
+  } catch (err) {
+    if (!(err instanceof AdminUnreachable)) throw err;
+    process.stderr.write(`meshlet: ${err.message}\n`);
+    return EXIT.runtime;
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+    return EXIT.ok;
+  }
+  const rows = Object.entries(answer.upstreams).map(([name, u]) => ({ name, ...u }));
+  process.stdout.write(`${upstreamsTable(rows)}\n`);
+  return EXIT.ok;
+}
+
+/** Where the gRPC admin API listens: `target` when given, else what `GET ADMIN/` says. */
+async function grpcTargetOf(admin: string, target: string | undefined): Promise<string> {
+  if (target !== undefined) return target;
+  const { body } = await getAdmin<{ grpc: { address: string } | null }>(admin, '/');
+  if (body.grpc === null || body.grpc === undefined) {
+    throw new AdminUnreachable(`the gRPC admin API is off on ${admin} (listeners.adminGrpc.enabled: false)`);
+  }
+  return body.grpc.address;
+}
+
+/**
+ * `meshlet upstreams --watch`: subscribes to `WatchUpstreams` and prints every snapshot — redrawn
+ * in place when stdout is a terminal, else one block per snapshot headed by its time (or one JSON
+ * line each with `--json`). Runs until interrupted (exit 0) or the stream fails (exit 1).
+ * @param grpcTarget `host:port` of the gRPC admin API; default: asked from the HTTP admin's `GET /`.
+ */
+export async function watchUpstreamsCommand(
+  admin: string,
+  grpcTarget: string | undefined,
+  json: boolean,
+): Promise<number> {
+  let target: string;
+  try {
+    target = await grpcTargetOf(admin, grpcTarget);
+  } catch (err) {
+    if (!(err instanceof AdminUnreachable)) throw err;
+    process.stderr.write(`meshlet: ${err.message}\n`);
+    return EXIT.runtime;
+  }
+  const grpc = await import('@grpc/grpc-js');
+  const { adminClientClass } = await import('../admin-grpc/admin-proto.ts');
+  const Admin = adminClientClass();
+  const client = new Admin(target, grpc.credentials.createInsecure(), { 'grpc.enable_http_proxy': 0 });
+  const tty = process.stdout.isTTY === true && !json;
+  return new Promise<number>((resolve) => {
+    const call = (
+      client as unknown as { WatchUpstreams(req: object): NodeJS.EventEmitter & { cancel(): void } }
+    ).WatchUpstreams({});
+    const stop = () => {
+      call.cancel();
+      client.close();
+      resolve(EXIT.ok);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    call.on('data', (s: { upstreams: Row[]; atUnixMs: number }) => {
+      const at = new Date(s.atUnixMs).toISOString();
+      if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
+      else if (tty)
+        process.stdout.write(
+          `\x1b[H\x1b[2J${at}  (${target}, Ctrl-C to stop)\n${upstreamsTable(s.upstreams)}\n`,
+        );
+      else process.stdout.write(`# ${at}\n${upstreamsTable(s.upstreams)}\n\n`);
+    });
+    call.on('error', (err: Error & { code?: number }) => {
+      if (err.code === grpc.status.CANCELLED) return;
+      process.stderr.write(`meshlet: watching upstreams on ${target}: ${err.message}\n`);
+      client.close();
+      resolve(EXIT.runtime);
+    });
+    call.on('end', () => {
+      client.close();
+      resolve(EXIT.runtime);
+    });
+  });
+}

@@ -1,0 +1,37 @@
+// `meshlet wait`: blocks until a running meshlet is ready (exit 0) or the timeout passes (exit 1).
+import { AdminUnreachable, getAdmin, type ReadyAnswer } from './admin-client.ts';
+import { EXIT } from './run-command.ts';
+
+/** Time between two readiness polls, ms. */
+const POLL_MS = 100;
+
+/**
+ * Polls `ADMIN/ready?ignore=app` (meshlet's own readiness: registry synced, not draining; the local
+ * app's check is left out, since the app is usually what waits) until it answers 200, then exits 0.
+ * After `timeoutMs` it prints why it is not ready (the failing checks, or why the admin API could
+ * not be reached) and exits 1.
+ */
+export async function waitCommand(admin: string, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  let why = 'no answer yet';
+  for (;;) {
+    const left = timeoutMs - (performance.now() - started);
+    if (left <= 0) break;
+    try {
+      const { status, body } = await getAdmin<ReadyAnswer>(admin, '/ready?ignore=app', Math.min(1000, left));
+      if (status === 200) return EXIT.ok;
+      why =
+        Object.entries(body.checks ?? {})
+          .filter(([, c]) => !c.ok)
+          .map(([name, c]) => `${name}: ${c.detail}`)
+          .join('; ') || `status ${status}`;
+    } catch (err) {
+      if (!(err instanceof AdminUnreachable)) throw err;
+      why = err.message;
+    }
+    const pause = Math.min(POLL_MS, timeoutMs - (performance.now() - started));
+    if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+  }
+  process.stderr.write(`meshlet: not ready after ${Math.round(timeoutMs)} ms: ${why}\n`);
+  return EXIT.runtime;
+}
