@@ -1,13 +1,15 @@
 // The running meshlet: assembles registry, upstreams, router and listeners from config; reload and drain.
-import { type AdminView, adminHandler, type DrainState } from './admin/admin-handler.ts';
-import { configDocument, type ReloadOutcome } from './admin/config-view.ts';
-import { type Readiness, readiness } from './admin/readiness.ts';
-import type { AdminGrpcServer } from './admin-grpc/admin-grpc-server.ts';
+import { adminHandler } from './admin/admin-handler.ts';
 import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
 import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
-import { outboundHandler, upstreamListenerHandler } from './proxy/outbound-stack.ts';
+import {
+  outboundHandler,
+  routeOutbound,
+  routePerUpstream,
+  upstreamListenerHandler,
+} from './proxy/outbound-stack.ts';
 import type { ProxyContext } from './proxy/proxy-context.ts';
 import { type RegistryFactory, registryFactoryFor } from './registry/create-registry.ts';
 import type { Registry } from './registry/registry.ts';
@@ -15,11 +17,14 @@ import { Router } from './route/router.ts';
 import { AccessLog } from './telemetry/access-log.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
-import { meshletVersion } from './registry/consul/meshlet-version.ts';
 import { TlsMetrics } from './telemetry/tls-metrics.ts';
+import { TunnelMetrics } from './telemetry/tunnel-metrics.ts';
 import { type TlsSourceFactory, tlsSourceFactoryFor } from './tls/create-tls-source.ts';
 import { MeshTls } from './tls/mesh-tls.ts';
-import { tlsPoolFactory } from './tls/tls-pool-factory.ts';
+import { tlsDialer, tlsPoolFactory } from './tls/tls-pool-factory.ts';
+import { connectHandler, upgradeHandler } from './tunnel/outbound-tunnels.ts';
+import type { TunnelContext } from './tunnel/tunnel-exchange.ts';
+import { TunnelSet } from './tunnel/tunnel.ts';
 import { UpstreamTable } from './upstream/upstream-table.ts';
 
 /** Options for starting a daemon. */
@@ -48,27 +53,13 @@ export class Daemon {
   readonly logger: Logger;
   /** This instance's mTLS identity (null without `tls`). */
   readonly tls: MeshTls | null;
-  /** The gRPC admin API, when `listeners.adminGrpc` is enabled and its port could be bound. */
-  adminGrpc?: { address: string; port: number };
-}
-
-/** The default port of the gRPC admin API when `listeners.adminGrpc.port` is unset. */
-export const ADMIN_GRPC_DEFAULT_PORT = 15002;
-
-/** How a shutdown proceeds (see `Daemon.shutdown`). */
-export interface ShutdownOptions {
-  /**
-   * The local app meshlet runs (`meshlet run -- CMD`): called once peers were told and the drain
-   * delay passed; the outbound listener keeps serving (keep-alive too) until it resolves.
-   */
-  stopApp?: () => Promise<void>;
-  /** Skip the drain delay: nothing is left to serve peers (the app already exited). Default false. */
-  skipDrainDelay?: boolean;
   config: MeshletConfig;
   #router: Router;
   readonly #registry: Registry;
   readonly #ctx: ProxyContext;
   readonly #configFile: string | undefined;
+  /** Live WebSocket and CONNECT tunnels (both directions), closed on drain. */
+  readonly #tunnels: TunnelSet;
   #listeners: HttpListener[] = [];
   #admin: HttpListener | null = null;
   #inbound: InboundRuntime | null = null;
@@ -83,18 +74,10 @@ export interface ShutdownOptions {
   ) {
     this.config = config;
     this.logger = options.logger;
-  #adminGrpc: AdminGrpcServer | null = null;
-  /** Shutting down. */
     this.#configFile = options.configFile;
-  /** Drained by POST /drain (or gRPC Drain) and not undone. */
-  #drained = false;
-  /** The registry's drain calls, in order. */
-  #drainCalls: Promise<void> = Promise.resolve();
-  readonly #readinessListeners = new Set<() => void>();
-  #loadedAt = new Date();
-  #lastReload: ReloadOutcome | null = null;
     this.metrics = new Metrics({ processMetrics: options.processMetrics ?? true });
     const tlsMetrics = new TlsMetrics(this.metrics.registry);
+    this.#tunnels = new TunnelSet(new TunnelMetrics(this.metrics.registry));
     this.tls =
       config.tls === undefined
         ? null
@@ -152,6 +135,7 @@ export interface ShutdownOptions {
       this.#inbound = await startInboundRuntime(this.config, this.tls, {
         logger: this.logger,
         metrics: this.metrics,
+        tunnels: this.#tunnels,
       });
     }
     await this.#registry.start();
@@ -159,40 +143,43 @@ export interface ShutdownOptions {
       metrics: this.metrics,
       table: this.table,
       registry: this.#registry,
-      draining: () => this.#draining || this.#drained,
-      drainReason: () => (this.#draining ? 'shutting down' : 'drained by the admin API (POST /drain)'),
-      setDrained: (on: boolean) => this.setDrained(on),
-      configDocument: () => configDocument(this.config, this.#configFile, this.#loadedAt, this.#lastReload),
-      version: meshletVersion(),
-      adminGrpcAddress: () => {
-        const g = this.#adminGrpc;
-        return g === null ? null : `${g.address.includes(':') ? `[${g.address}]` : g.address}:${g.port}`;
-      },
+      draining: () => this.#draining,
       // Read on each call, so a reload rotates it.
       adminToken: () => this.config.listeners.admin.token,
       readinessChecks: () => this.#registry.readinessChecks?.() ?? [],
       tlsConfigured: this.tls !== null,
-    } satisfies AdminView;
-    this.#view = view;
+    };
     this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view));
-    const socketLimits = { headersTimeoutMs: listeners.outbound.headersTimeout };
+    const headersTimeoutMs = listeners.outbound.headersTimeout;
+    const tunnels: TunnelContext = {
+      proxy: this.#ctx,
+      metrics: this.#tunnels.metrics,
+      tunnels: this.#tunnels,
+      dial: tlsDialer(this.tls),
+    };
     this.#listeners.push(
       await listenHttp(
         listeners.outbound.address,
         listeners.outbound.port,
         outboundHandler(this.#ctx, () => this.#router),
-        socketLimits,
+        {
+          headersTimeoutMs,
+          onUpgrade: upgradeHandler(tunnels, (req) => routeOutbound(this.#router, req)),
+          onConnect: connectHandler(tunnels, () => this.#router),
+        },
       ),
     );
     if (this.#inbound !== null) this.#listeners.push(this.#inbound.listener);
     for (const [name, spec] of Object.entries(this.config.upstreams)) {
       if (spec.port === undefined) continue;
       const listener = await listenHttp(
-    await this.#startAdminGrpc(view);
         '127.0.0.1',
         spec.port,
         upstreamListenerHandler(this.#ctx, () => this.table.ensure(name)),
-        socketLimits,
+        {
+          headersTimeoutMs,
+          onUpgrade: upgradeHandler(tunnels, (req) => routePerUpstream(this.table.ensure(name), req)),
+        },
       );
       this.#perUpstream[name] = listener;
       this.#listeners.push(listener);
@@ -227,74 +214,6 @@ export interface ShutdownOptions {
    * Resolves with whether the new config was applied. The loader (zod, yaml) is imported on the
    * first reload: a daemon started from a handed-over config has not loaded it.
    */
-  #view: AdminView | null = null;
-
-  /**
-   * Starts the gRPC admin API unless `listeners.adminGrpc.enabled` is false; grpc-js is imported
-   * only then. With the port unset, a taken 15002 is a warning (another meshlet on the host) and
-   * meshlet runs without it; a port the config names must be bound.
-   */
-  async #startAdminGrpc(view: AdminView): Promise<void> {
-    const spec = this.config.listeners.adminGrpc;
-    if (!spec.enabled) return;
-    const { startAdminGrpc } = await import('./admin-grpc/admin-grpc-server.ts');
-    const grpcView = {
-      ...view,
-      onReadinessChange: (onChange: () => void) => {
-        this.#readinessListeners.add(onChange);
-        return () => this.#readinessListeners.delete(onChange);
-      },
-    };
-    try {
-      this.#adminGrpc = await startAdminGrpc(
-        grpcView,
-        spec.address,
-        spec.port ?? ADMIN_GRPC_DEFAULT_PORT,
-        this.logger,
-      );
-    } catch (err) {
-      if (spec.port !== undefined || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      this.logger.warn({
-        msg: 'gRPC admin API not started: its default port is in use (set listeners.adminGrpc.port, or enabled: false)',
-        address: spec.address,
-        port: ADMIN_GRPC_DEFAULT_PORT,
-      });
-    }
-  }
-
-  /**
-   * meshlet's readiness as `GET /ready` computes it; `ignore` leaves checks out by name (the
-   * `meshlet run -- CMD` gate ignores `app`).
-   */
-  readiness(ignore: readonly string[] = []): Readiness {
-    return readiness(this.#view!, ignore);
-  }
-
-  /**
-   * `POST /drain` (true) and `DELETE /drain` (false): the first half of a shutdown, reversibly —
-   * `/ready` and gRPC health fail, the registry reports the instance critical (Consul), the inbound
-   * listener answers with `connection: close`, and every request is still served. Idempotent.
-   * During a shutdown it changes nothing and says so (`shuttingDown`).
-   */
-  async setDrained(on: boolean): Promise<DrainState> {
-    if (this.#draining) return { draining: true, shuttingDown: true };
-    if (this.#drained !== on) {
-      this.#drained = on;
-      if (this.#inbound !== null) this.#inbound.ctx.draining = on;
-      this.logger.info({
-        msg: on ? 'drained by the admin API: not ready, still serving' : 'drain undone: ready again',
-      });
-      this.#notifyReadiness();
-      const registry = this.#registry;
-      this.#drainCalls = this.#drainCalls.then(() => registry.setDraining?.(on));
-    }
-    await this.#drainCalls;
-    return { draining: this.#drained || this.#draining, shuttingDown: this.#draining };
-  }
-
-  #notifyReadiness(): void {
-    for (const listener of this.#readinessListeners) listener();
-  }
   async reload(): Promise<boolean> {
     if (this.#configFile === undefined) return false;
     let next: MeshletConfig;
@@ -308,9 +227,6 @@ export interface ShutdownOptions {
       });
       return false;
     }
-      ...(this.#adminGrpc === null
-        ? {}
-        : { adminGrpc: { address: this.#adminGrpc.address, port: this.#adminGrpc.port } }),
     // A listener started on port 0 already runs on the port a new file may name: no change there.
     const bound = this.addresses();
     const notApplied = restartKeys(this.config, next).filter((key) => {
@@ -331,7 +247,6 @@ export interface ShutdownOptions {
     this.#router = new Router(next.routes, this.table);
     if (next.registry.type === this.#registry.type) this.#registry.reload?.(next);
     else {
-      this.#lastReload = { result: 'failed', at: new Date().toISOString(), reason: (err as Error).message };
       this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
       notApplied.push('registry.type');
     }
@@ -352,39 +267,26 @@ export interface ShutdownOptions {
   }
 
   /**
-   * Graceful shutdown, in phases:
-   * 1. peers are told: /ready and gRPC health turn 503/NOT_SERVING, the registry marks the instance
-   *    critical (Consul), then `shutdown.drainDelay` passes (skipped with `skipDrainDelay`);
-   * 2. with `stopApp` (`meshlet run -- CMD`): the inbound listener stops accepting, and the app is
-   *    stopped while the outbound listener still serves it;
-   * 3. every listener stops accepting, in-flight requests finish within `shutdown.drainTimeout`,
-   *    then everything closes.
-   * Idempotent: later calls get the first call's promise.
+   * Graceful shutdown: /ready turns 503, wait `shutdown.drainDelay`, stop accepting, let in-flight
+   * requests finish within `shutdown.drainTimeout`, then close everything. Idempotent.
    */
-  shutdown(reason = 'shutdown', options: ShutdownOptions = {}): Promise<void> {
-    this.#stopped ??= this.#drain(reason, options);
+  shutdown(reason = 'shutdown'): Promise<void> {
+    this.#stopped ??= this.#drain(reason);
     return this.#stopped;
   }
 
-  async #drain(reason: string, options: ShutdownOptions): Promise<void> {
-    const { drainTimeout } = this.config.shutdown;
-    const drainDelay = options.skipDrainDelay === true ? 0 : this.config.shutdown.drainDelay;
+  async #drain(reason: string): Promise<void> {
+    const { drainDelay, drainTimeout } = this.config.shutdown;
     this.logger.info({ msg: 'draining', reason, drainDelayMs: drainDelay, drainTimeoutMs: drainTimeout });
     this.#draining = true;
-    this.#notifyReadiness();
-    // The app's own calls keep their keep-alive connections until it is gone.
-    if (options.stopApp === undefined) this.#ctx.draining = true;
+    this.#ctx.draining = true;
     if (this.#inbound !== null) this.#inbound.ctx.draining = true;
     // Peers first: the instance turns critical in Consul, then the drain delay lets their watches see it.
     await this.#registry.beforeDrain?.();
-    this.#loadedAt = new Date();
-    this.#lastReload = {
-      result,
-      at: this.#loadedAt.toISOString(),
-      ...(notApplied.length > 0 ? { notApplied } : {}),
-    };
     if (drainDelay > 0) await sleep(drainDelay);
     for (const l of this.#listeners) l.stopAccepting();
+    // A tunnel never ends by itself: WebSockets get close 1001 (going away) now, at a frame boundary.
+    void this.#tunnels.goAway();
     // Keep-alive connections close once their in-flight response is done (they get `connection: close`).
     const sweep = setInterval(() => {
       for (const l of this.#listeners) l.closeIdleConnections();
@@ -402,25 +304,14 @@ export interface ShutdownOptions {
   }
 
   async #closeEverything(): Promise<void> {
+    this.#tunnels.destroy();
     for (const l of this.#listeners) {
       l.stopAccepting();
       l.destroy();
     }
     if (this.#inbound !== null && !this.#listeners.includes(this.#inbound.listener)) {
       this.#inbound.listener.stopAccepting();
-    await this.#drainCalls;
       this.#inbound.listener.destroy();
-    }
-    if (options.stopApp !== undefined) {
-      const inbound = this.#inbound?.listener;
-      inbound?.stopAccepting();
-      const sweepInbound = setInterval(() => inbound?.closeIdleConnections(), 50);
-      try {
-        await options.stopApp();
-      } finally {
-        clearInterval(sweepInbound);
-      }
-      this.#ctx.draining = true;
     }
     await this.#registry.stop();
     await this.table.close();
@@ -436,5 +327,3 @@ export interface ShutdownOptions {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
-    this.#adminGrpc?.close();
-    this.#readinessListeners.clear();

@@ -59,6 +59,8 @@ const timeouts = z
     perTry: duration.optional(),
     /** Longest gap between two body chunks of a response before it is cut. Default 5 m (Envoy's stream idle timeout). */
     idle: duration.default(300_000),
+    /** Longest silence (no byte either way) on an established WebSocket or CONNECT tunnel. Default 1 h. */
+    upgradeIdle: duration.default(3_600_000),
   })
   .prefault({});
 
@@ -163,6 +165,8 @@ export const upstreamSpec = z.strictObject({
   circuitBreaker,
   outlierDetection,
   limits,
+  /** `Upgrade` tokens forwarded as tunnels (lowercase); others get 400 `bad_request`. Default `[websocket]`. */
+  upgrades: z.array(z.string().min(1).toLowerCase()).default(['websocket']),
   /** Largest request body accepted for this upstream, bytes; larger → 413 `body_too_large`. Default unlimited (streamed). */
   maxRequestBodyBytes: z.number().int().min(0).optional(),
   /**
@@ -241,19 +245,6 @@ export const configSchema = z
       .prefault({}),
     /** This instance's identity for mTLS (inbound and outbound). */
     tls: tlsSpec.optional(),
-        /** The gRPC admin API (protos/meshlet/admin/v1/admin.proto, grpc.health.v1, reflection). */
-        adminGrpc: z
-          .strictObject({
-            /** Default true; false never loads grpc-js. */
-            enabled: z.boolean().default(true),
-            address: z.string().min(1).default('127.0.0.1'),
-            /**
-             * Unset: 15002, and a 15002 already in use only logs a warning (a second meshlet on the
-             * host). A port named here that cannot be bound stops meshlet from starting.
-             */
-            port: portOrZero.optional(),
-          })
-          .prefault({}),
     registry: z
       .discriminatedUnion('type', [staticRegistry, consulRegistry], {
         error: (issue) =>
@@ -282,8 +273,6 @@ export const configSchema = z
       .prefault({}),
   })
   .transform((config) => ({
-        /** `meshlet run -- CMD`: time the app has after its SIGTERM before SIGKILL. Default 20 s. */
-        appGracePeriod: duration.default(20_000),
     ...config,
     /**
      * What applies where config says nothing: to an upstream it does not name, and to the inbound

@@ -1,13 +1,13 @@
 // A node:http server for a listener: limits, malformed-request answers, and graceful close.
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Server as TlsHttpServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createH2cServer, H2Sessions } from '../http2/h2c-server.ts';
 import { routeByPreface } from '../http2/sniff.ts';
-import type { ErrorBody } from '../errors/error-response.ts';
-import { ERROR_STATUS, type ErrorCode } from '../errors/meshlet-error.ts';
+import { type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
+import { rawErrorPayload } from '../errors/raw-error.ts';
 
 /** Server limits every meshlet HTTP listener applies. */
 export interface HttpListenerOptions {
@@ -17,29 +17,19 @@ export interface HttpListenerOptions {
   headersTimeoutMs?: number;
   /** Idle keep-alive connection lifetime, ms. Default 60 s. */
   keepAliveTimeoutMs?: number;
+  /** HTTP/1.1 `Upgrade` requests (WebSocket); without it they are served as ordinary requests. */
+  onUpgrade?: SocketListener;
+  /** HTTP/1.1 `CONNECT`; without it meshlet answers 405. */
+  onConnect?: SocketListener;
 }
 
-const REASON_PHRASE: Partial<Record<ErrorCode, string>> = {
-  bad_request: 'Bad Request',
-  request_timeout: 'Request Timeout',
-  method_not_allowed: 'Method Not Allowed',
-};
+/** node:http's `upgrade` and `connect` listener shape. */
+export type SocketListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-/** A whole raw HTTP/1.1 answer with meshlet's error body, for sockets no ServerResponse owns. */
-function rawErrorPayload(code: ErrorCode, reason: string, extra = ''): string {
-  const body: ErrorBody = { error: code, message: reason, upstream: null };
-  const json = JSON.stringify(body);
-  return (
-    `HTTP/1.1 ${ERROR_STATUS[code]} ${REASON_PHRASE[code] ?? ''}\r\ncontent-type: application/json\r\n` +
-    `x-meshlet-error: ${code}\r\n${extra}connection: close\r\ncontent-length: ${Buffer.byteLength(json)}\r\n\r\n${json}`
-  );
-}
-
-/** The answer to `CONNECT`: meshlet opens no tunnels (yet). */
+/** The answer to `CONNECT` where no tunnel is opened (per-upstream listeners). */
 const CONNECT_REFUSAL = rawErrorPayload(
-  'method_not_allowed',
-  'CONNECT tunnels are not supported by meshlet; send the request itself (HTTP_PROXY, not HTTPS_PROXY)',
-  'allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n',
+  new MeshletError('method_not_allowed', 'CONNECT tunnels are opened by the outbound listener only'),
+  ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'],
 );
 
 /** Why a client's bytes could not be parsed as HTTP, in words. */
@@ -130,8 +120,15 @@ function createHttp1Server(handler: RequestListener, options: HttpListenerOption
     },
     handler,
   );
-  answerClientErrors(server);
+  answerClientErrors(server, options);
   return server;
+}
+
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
+    const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+    socket.end(rawErrorPayload(new MeshletError(code, clientErrorReason(err))));
+  } else socket.destroy();
 }
 
 /** How often Node sweeps connections for `headersTimeout`/`requestTimeout`, ms: a quarter of the shortest, at most 1 s. */
@@ -145,13 +142,17 @@ export function checkingIntervalMs(...timeoutsMs: number[]): number {
  * Answers bytes that are not a valid HTTP request (too-large headers, bad method…) with meshlet's
  * 400, headers that did not arrive in time with 408, and `CONNECT` with 405; each then closes.
  */
-export function answerClientErrors(server: Server | TlsHttpServer): void {
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
-      const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
-      socket.end(rawErrorPayload(code, clientErrorReason(err)));
-    } else socket.destroy();
-  });
+export function answerClientErrors(
+  server: Server | TlsHttpServer,
+  tunnels: Pick<HttpListenerOptions, 'onUpgrade' | 'onConnect'> = {},
+): void {
+  if (tunnels.onUpgrade !== undefined) server.on('upgrade', tunnels.onUpgrade);
+  if (tunnels.onConnect !== undefined) {
+    server.on('connect', tunnels.onConnect);
+    server.on('clientError', onClientError);
+    return;
+  }
+  server.on('clientError', onClientError);
   server.on('connect', (_req, socket: Duplex) => {
     socket.on('error', () => socket.destroy());
     if (socket.writable && !socket.destroyed) socket.end(CONNECT_REFUSAL);

@@ -13,6 +13,7 @@ import {
   bindListener,
   checkingIntervalMs,
   type HttpListener,
+  type SocketListener,
 } from './http-listener.ts';
 
 /** Who is on the other end of an inbound connection, from its verified certificate. */
@@ -32,6 +33,10 @@ export interface InboundListenerOptions {
   readonly requestTimeoutMs?: number;
   /** Idle keep-alive connection lifetime, ms. Default 60 s. */
   readonly keepAliveTimeoutMs?: number;
+  /** A verified peer's HTTP/1.1 `Upgrade` (WebSocket). */
+  readonly onUpgrade?: SocketListener;
+  /** A verified peer's `CONNECT` (a tunnel to the local app); without it, 405. */
+  readonly onConnect?: SocketListener;
 }
 
 /** Verified peers by TLS socket (HTTP/1.1) and by session (HTTP/2, whose `socket` is a proxy). */
@@ -97,7 +102,7 @@ export async function listenInbound(
     },
     verified as (req: IncomingMessage, res: ServerResponse) => void,
   );
-  answerClientErrors(h1);
+  answerClientErrors(h1, options);
   const sessions = new H2Sessions();
   const h2 = createH2cServer(verified, sessions);
   /** The peer of the connection being handed to the h2 server ('session' fires synchronously). */

@@ -11,6 +11,8 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { MeshTls } from '../tls/mesh-tls.ts';
 import type { HttpListener } from './http-listener.ts';
 import { listenInbound } from './inbound-listener.ts';
+import { inboundTunnelHandler } from '../tunnel/inbound-tunnels.ts';
+import type { TunnelSet } from '../tunnel/tunnel.ts';
 
 /** A running inbound side. */
 export interface InboundRuntime {
@@ -36,7 +38,7 @@ function rateLimitOf(spec: InboundListenerConfig): KeyedTokenBuckets | null {
 export async function startInboundRuntime(
   config: MeshletConfig,
   tls: MeshTls,
-  deps: { logger: Logger; metrics: Metrics },
+  deps: { logger: Logger; metrics: Metrics; tunnels: TunnelSet },
 ): Promise<InboundRuntime> {
   const service = config.service!;
   const spec = inboundSettings(config);
@@ -67,10 +69,19 @@ export async function startInboundRuntime(
   };
   let listener: HttpListener;
   try {
+    const tunnels = {
+      inbound: ctx,
+      metrics: deps.tunnels.metrics,
+      tunnels: deps.tunnels,
+      appPort: service.port,
+      idleMs: config.defaults.upstream.timeouts.upgradeIdle,
+    };
     listener = await listenInbound(spec.address, spec.port, tls, inboundHandler(ctx), {
       maxHeaderSize: spec.maxHeaderSize,
       headersTimeoutMs: spec.headersTimeout,
       requestTimeoutMs: spec.requestTimeout,
+      onUpgrade: inboundTunnelHandler(tunnels, 'websocket'),
+      onConnect: inboundTunnelHandler(tunnels, 'connect'),
     });
   } catch (err) {
     await app.close();

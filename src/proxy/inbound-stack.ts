@@ -123,20 +123,33 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
       active++;
       ctx.tlsMetrics.inboundActive.inc();
     };
-    if (ctx.authorize === undefined) {
-      proceed(
-        isAllowed(peer.identity, ctx.allow)
-          ? { allowed: true, reason: 'allow-list' }
-          : { allowed: false, reason: 'not in listeners.inbound.allow' },
-      );
-      return;
-    }
-    ctx
-      .authorize(peer)
-      .then(proceed, (err: Error) =>
-        proceed({ allowed: false, reason: `authorization unavailable (${err.message})` }),
-      );
+    authorizePeer(ctx, peer, proceed);
   };
+}
+
+/**
+ * Decides whether `peer` may call this instance — the allow-list, or Consul intentions when the
+ * certificate source provides them (an unavailable answer refuses) — and tells `proceed`
+ * (synchronously for the allow-list).
+ */
+export function authorizePeer(
+  ctx: InboundContext,
+  peer: InboundPeer,
+  proceed: (decision: AuthorizeResult) => void,
+): void {
+  if (ctx.authorize === undefined) {
+    proceed(
+      isAllowed(peer.identity, ctx.allow)
+        ? { allowed: true, reason: 'allow-list' }
+        : { allowed: false, reason: 'not in listeners.inbound.allow' },
+    );
+    return;
+  }
+  ctx
+    .authorize(peer)
+    .then(proceed, (err: Error) =>
+      proceed({ allowed: false, reason: `authorization unavailable (${err.message})` }),
+    );
 }
 
 /** Sends an authorized request to the local app with the caller's identity attached. */

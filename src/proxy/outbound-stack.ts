@@ -44,70 +44,72 @@ function refuseConnect(ctx: ProxyContext, req: DownstreamRequest, res: Downstrea
   );
 }
 
-/** Answers 400 `bad_request` to a request target that is neither a path nor an absolute URL. */
-function refuseTarget(
-  ctx: ProxyContext,
-  req: DownstreamRequest,
-  res: DownstreamResponse,
-  target: string,
-): void {
-  refuse(
-    ctx,
-    req,
-    res,
-    new MeshletError('bad_request', `malformed request target "${target.slice(0, 200)}"`),
-  );
+/** A malformed request target (neither a path nor an absolute URL). */
+function badTarget(target: string): MeshletError {
+  return new MeshletError('bad_request', `malformed request target "${target.slice(0, 200)}"`);
 }
 
 /**
- * The outbound listener's handler: the destination is named by the absolute-form URL
- * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header. The router matches
- * the normalised path (route/path-normalize.ts) and answers a refused one with 400 `bad_request`.
- * `router` is read through a getter so that a config reload swaps it atomically.
+ * Where an outbound-listener request goes: the destination is named by the absolute-form URL
+ * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header; the router matches
+ * the normalised path (route/path-normalize.ts). A refusal comes back as the MeshletError to answer.
+ */
+export function routeOutbound(router: Router, req: DownstreamRequest): RouteTarget | MeshletError {
+  const url = req.url ?? '/';
+  let authority: string;
+  let path: string;
+  if (url.charCodeAt(0) === 47 /* / */) {
+    authority = authorityOf(req);
+    path = url;
+  } else {
+    const parts = splitAbsoluteForm(url);
+    if (parts === null) return badTarget(url);
+    authority = parts.authority;
+    path = parts.path;
+  }
+  try {
+    return router.resolve(authority, path, req.headers);
+  } catch (err) {
+    if (err instanceof MeshletError) return err;
+    throw err;
+  }
+}
+
+/**
+ * Where a per-upstream listener's request goes: always `upstream`, whatever it names, with its path
+ * normalised as a route's would be.
+ */
+export function routePerUpstream(upstream: Upstream, req: DownstreamRequest): RouteTarget | MeshletError {
+  let path = req.url ?? '/';
+  if (path.charCodeAt(0) !== 47) {
+    const parts = splitAbsoluteForm(path);
+    if (parts === null) return badTarget(path);
+    path = parts.path;
+  }
+  const normalized = normalizePath(path);
+  if (typeof normalized !== 'string') return pathRefused(normalized, upstream.name);
+  return { upstream, path: normalized, policy: upstream.settings.policy };
+}
+
+/**
+ * The outbound listener's handler (see {@link routeOutbound}). `router` is read through a getter
+ * so that a config reload swaps it atomically.
  */
 export function outboundHandler(ctx: ProxyContext, router: () => Router): AnyRequestListener {
   return function outbound(req, res) {
     if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
-    const url = req.url ?? '/';
-    let authority: string;
-    let path: string;
-    if (url.charCodeAt(0) === 47 /* / */) {
-      authority = authorityOf(req);
-      path = url;
-    } else {
-      const parts = splitAbsoluteForm(url);
-      if (parts === null) return refuseTarget(ctx, req, res, url);
-      authority = parts.authority;
-      path = parts.path;
-    }
-    let target: RouteTarget;
-    try {
-      target = router().resolve(authority, path, req.headers);
-    } catch (err) {
-      if (!(err instanceof MeshletError)) throw err;
-      refuse(ctx, req, res, err);
-      return;
-    }
+    const target = routeOutbound(router(), req);
+    if (target instanceof MeshletError) return refuse(ctx, req, res, target);
     new Exchange(ctx, req, res, target.upstream, target.path, target.policy).start();
   };
 }
 
-/**
- * The handler of a per-upstream listener: every request goes to `upstream`, whatever it names,
- * with its path normalised as a route's would be (a refused path is answered 400 `bad_request`).
- */
+/** The handler of a per-upstream listener (see {@link routePerUpstream}). */
 export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstream): AnyRequestListener {
   return function perUpstream(req, res) {
     if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
-    let path = req.url ?? '/';
-    if (path.charCodeAt(0) !== 47) {
-      const parts = splitAbsoluteForm(path);
-      if (parts === null) return refuseTarget(ctx, req, res, path);
-      path = parts.path;
-    }
-    const u = upstream();
-    const normalized = normalizePath(path);
-    if (typeof normalized !== 'string') return refuse(ctx, req, res, pathRefused(normalized, u.name));
-    new Exchange(ctx, req, res, u, normalized, u.settings.policy).start();
+    const target = routePerUpstream(upstream(), req);
+    if (target instanceof MeshletError) return refuse(ctx, req, res, target);
+    new Exchange(ctx, req, res, target.upstream, target.path, target.policy).start();
   };
 }

@@ -1,5 +1,5 @@
 // Outbound connection pools: mTLS to endpoints that advertise it (server identity checked), plain otherwise.
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { buildConnector } from 'undici';
 import { Pool } from '../upstream/undici-pool.ts';
@@ -7,6 +7,7 @@ import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { handshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import type { Endpoint } from '../upstream/endpoint.ts';
 import { h2Client } from '../http2/h2-client.ts';
+import { type EndpointDialer, plainDial } from '../tunnel/dial.ts';
 import { type PoolFactory, plainPoolFactory, speaksH2 } from '../upstream/upstream.ts';
 import { identityFromPeerCertificate } from './identity.ts';
 import type { MeshTls } from './mesh-tls.ts';
@@ -146,6 +147,29 @@ export function tlsPoolFactory(tls: MeshTls | null): PoolFactory {
       pipelining: 1,
       connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics),
       keepAliveTimeout: KEEP_ALIVE_MS,
+    });
+  };
+}
+
+/**
+ * How tunnels (WebSocket, CONNECT) reach an endpoint: mTLS with ALPN `http/1.1` to a peer meshlet
+ * that advertises it (when TLS is configured), plain TCP otherwise.
+ */
+export function tlsDialer(tls: MeshTls | null): EndpointDialer {
+  return (endpoint, upstream, connectTimeoutMs) => {
+    if (tls === null || tlsModeOf(endpoint, true) !== 'mtls')
+      return plainDial(endpoint, upstream, connectTimeoutMs);
+    const connector = mtlsConnector(tls, upstream, connectTimeoutMs, tls.metrics);
+    return new Promise((resolve, reject) => {
+      connector(
+        {
+          hostname: endpoint.address,
+          host: endpoint.id,
+          protocol: 'https:',
+          port: String(endpoint.port),
+        } as buildConnector.Options,
+        (err, socket) => (err === null ? resolve(socket as Socket) : reject(err)),
+      );
     });
   };
 }

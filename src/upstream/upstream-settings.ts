@@ -45,6 +45,10 @@ export interface UpstreamSettings {
   readonly limits: UpstreamSpec['limits'];
   /** Largest request body accepted, bytes; Infinity = unlimited (the default). */
   readonly maxRequestBodyBytes: number;
+  /** Longest silence on an established tunnel, ms. Default 1 h. */
+  readonly upgradeIdleMs: number;
+  /** `Upgrade` tokens forwarded as tunnels, lowercase. Default websocket. */
+  readonly upgrades: readonly string[];
   readonly fallback: string | null;
 }
 
@@ -95,6 +99,8 @@ export function resolveUpstreamSettings(s: UpstreamSpec, name = '*'): UpstreamSe
     outlierDetection: s.outlierDetection,
     limits: s.limits,
     maxRequestBodyBytes: s.maxRequestBodyBytes ?? Number.POSITIVE_INFINITY,
+    upgradeIdleMs: s.timeouts.upgradeIdle,
+    upgrades: s.upgrades,
     fallback: s.fallback ?? null,
   });
 }

@@ -64,9 +64,9 @@ describe('requests the forwarding client would refuse (outbound and per-upstream
     expect(metrics).toMatch(/^meshlet_local_replies_total\{[^}]*code="bad_request"[^}]*\} 52$/m);
   });
 
-  it('CONNECT gets 405 method_not_allowed with a JSON body, not a closed socket', async () => {
-    const port = Number(new URL(mesh.outbound).port);
-    for (const p of [port, perUpstreamPort]) {
+  it('CONNECT on a per-upstream listener gets 405 method_not_allowed with a JSON body, not a closed socket', async () => {
+    // (The outbound listener opens CONNECT tunnels: test/tunnel/connect.test.ts.)
+    for (const p of [perUpstreamPort]) {
       const reply = parseReply(await rawRequest(p, 'CONNECT users:443 HTTP/1.1\r\nHost: users:443\r\n\r\n'));
       expect(reply.status).toBe(405);
       expect(reply.headers['x-meshlet-error']).toBe('method_not_allowed');

@@ -1,0 +1,41 @@
+// Opens a raw connection to an endpoint for a tunnel: TCP, or mTLS to a peer meshlet (the TLS layer supplies that).
+import { connect, type Socket } from 'node:net';
+import type { Endpoint } from '../upstream/endpoint.ts';
+
+/**
+ * Connects to `endpoint` (of upstream `upstream`, the identity an mTLS server must prove) within
+ * `connectTimeoutMs`. Rejects with an error whose `code` marks a connect failure.
+ */
+export type EndpointDialer = (
+  endpoint: Endpoint,
+  upstream: string,
+  connectTimeoutMs: number,
+) => Promise<Socket>;
+
+/** A TCP connection to the endpoint's address and port. */
+export const plainDial: EndpointDialer = (endpoint, _upstream, connectTimeoutMs) =>
+  dialTcp(endpoint.address, endpoint.port, connectTimeoutMs);
+
+/** A TCP connection to host:port within `timeoutMs` (`UND_ERR_CONNECT_TIMEOUT` past it, as undici names it). */
+export function dialTcp(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), {
+          code: 'UND_ERR_CONNECT_TIMEOUT',
+        }),
+      );
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}

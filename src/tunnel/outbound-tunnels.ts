@@ -1,0 +1,104 @@
+// The outbound side's tunnel entry points: WebSocket upgrades (outbound and per-upstream listeners) and CONNECT.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { MeshletError } from '../errors/meshlet-error.ts';
+import type { SocketListener } from '../listener/http-listener.ts';
+import { refuseRaw } from '../errors/raw-error.ts';
+import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
+import { forwardRequestHeaders } from '../proxy/headers.ts';
+import type { RouteTarget, Router } from '../route/router.ts';
+import { requestOn, type TunnelContext, TunnelExchange } from './tunnel-exchange.ts';
+
+const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
+
+/** Answers a tunnel request meshlet refuses before any upstream is involved. */
+function refuse(ctx: TunnelContext, req: IncomingMessage, socket: Duplex, err: MeshletError): void {
+  ctx.proxy.unrouted.localReply(err.code);
+  ctx.proxy.unrouted.finished(err.status, 0);
+  ctx.proxy.access.refused(req.method, err.status, err.code);
+  refuseRaw(socket, err);
+}
+
+/**
+ * WebSocket (and configured `upgrades`) on a listener: routed like a request (`route`), then the
+ * handshake goes to a balanced endpoint (mTLS to a peer meshlet when it has one) and, on `101`,
+ * bytes flow both ways. Any other answer reaches the client as it is.
+ */
+export function upgradeHandler(
+  ctx: TunnelContext,
+  route: (req: IncomingMessage) => RouteTarget | MeshletError,
+): SocketListener {
+  return function upgrade(req, socket, head) {
+    const target = route(req);
+    if (target instanceof MeshletError) return refuse(ctx, req, socket, target);
+    const upstream = target.upstream;
+    const token = String(req.headers.upgrade ?? '').toLowerCase();
+    if (!upstream.settings.upgrades.includes(token)) {
+      return refuse(
+        ctx,
+        req,
+        socket,
+        new MeshletError(
+          'bad_request',
+          `upgrade to "${token.slice(0, 40)}" is not forwarded to upstream "${upstream.name}" (upstreams.${upstream.name}.upgrades)`,
+          upstream.name,
+        ),
+      );
+    }
+    const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
+    if (forwarded.invalid !== null)
+      return refuse(ctx, req, socket, new MeshletError('bad_request', forwarded.invalid, upstream.name));
+    // Upgrade and Connection are hop-by-hop: restate them for the next hop.
+    const headers = [...forwarded.headers, 'Connection', 'Upgrade', 'Upgrade', String(req.headers.upgrade)];
+    const method = req.method ?? 'GET';
+    new TunnelExchange(
+      ctx,
+      'websocket',
+      socket as Socket,
+      head,
+      upstream,
+      target.policy,
+      { method, path: target.path, requestId: forwarded.requestId },
+      (conn) => requestOn(conn, method, target.path, headers),
+    ).start();
+  };
+}
+
+/**
+ * `CONNECT name:port` on the outbound listener: `name` must resolve to an upstream (routes, then
+ * the authority), never to an arbitrary host; the port asked for is ignored and the tunnel goes to
+ * a balanced endpoint's registered port — to a peer meshlet over mTLS (which asks its inbound
+ * listener for a tunnel to the local app) or straight to the endpoint.
+ */
+export function connectHandler(ctx: TunnelContext, router: () => Router): SocketListener {
+  return function connect(req, socket, head) {
+    const authority = req.url ?? '';
+    let target: RouteTarget;
+    try {
+      target = router().resolve(authority, '/', req.headers);
+    } catch (err) {
+      if (!(err instanceof MeshletError)) throw err;
+      return refuse(ctx, req, socket, err);
+    }
+    const upstream = target.upstream;
+    new TunnelExchange(
+      ctx,
+      'connect',
+      socket as Socket,
+      head,
+      upstream,
+      target.policy,
+      { method: 'CONNECT', path: authority.slice(0, 200), requestId: randomUUID() },
+      (conn, handle) =>
+        (conn as TLSSocket).encrypted === true
+          ? requestOn(conn, 'CONNECT', `${upstream.name}:${handle.endpoint.port}`, [
+              'Host',
+              `${upstream.name}:${handle.endpoint.port}`,
+            ])
+          : null,
+    ).start();
+  };
+}

@@ -1,0 +1,340 @@
+// Opening an outbound tunnel: admission, a balanced endpoint dialled with retries, the handshake, then the relay.
+import { type ClientRequest, type IncomingMessage, request as httpRequest } from 'node:http';
+import type { Socket } from 'node:net';
+import { MeshletError } from '../errors/meshlet-error.ts';
+import type { ProxyContext } from '../proxy/proxy-context.ts';
+import { classifyFailure, errorForFailure } from '../proxy/upstream-failure.ts';
+import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
+import type { TunnelKind, TunnelMetrics } from '../telemetry/tunnel-metrics.ts';
+import type { EndpointHandle } from '../upstream/endpoint.ts';
+import type { Upstream } from '../upstream/upstream.ts';
+import type { RequestPolicy } from '../upstream/upstream-settings.ts';
+import type { EndpointDialer } from './dial.ts';
+import { rawHead, refuseRaw } from '../errors/raw-error.ts';
+import { Tunnel, type TunnelSet } from './tunnel.ts';
+
+/** What opening tunnels needs from the daemon. */
+export interface TunnelContext {
+  readonly proxy: ProxyContext;
+  readonly metrics: TunnelMetrics;
+  readonly tunnels: TunnelSet;
+  readonly dial: EndpointDialer;
+}
+
+/**
+ * What is sent once a connection to an endpoint is up: the HTTP request that asks for the tunnel
+ * (an upgrade, or CONNECT to a peer meshlet), or nothing (a plain CONNECT tunnel is the connection).
+ */
+export type Handshake = (socket: Socket, handle: EndpointHandle) => ClientRequest | null;
+
+/**
+ * One tunnel request on the outbound side. Admission (concurrency limit, breaker) holds for the
+ * handshake only: an established tunnel holds no request slot. Connect failures are retried on
+ * another endpoint (nothing was sent; within `retries.attempts` and the budget); once the
+ * handshake was sent nothing is retried. The endpoint's outlier detector and the breaker hear how
+ * the handshake went: a connect failure, a 5xx or no answer in time count against them.
+ */
+export class TunnelExchange {
+  readonly #ctx: TunnelContext;
+  readonly #kind: TunnelKind;
+  readonly #client: Socket;
+  readonly #clientHead: Buffer;
+  readonly #upstream: Upstream;
+  readonly #policy: RequestPolicy;
+  readonly #handshake: Handshake;
+  readonly #method: string;
+  readonly #path: string;
+  readonly #requestId: string;
+  readonly #startedAt = performance.now();
+  #admission: Admission = REFUSED;
+  #holdsRequest = false;
+  #attempts = 0;
+  #handle: EndpointHandle | undefined;
+  #done = false;
+
+  constructor(
+    ctx: TunnelContext,
+    kind: TunnelKind,
+    client: Socket,
+    clientHead: Buffer,
+    upstream: Upstream,
+    policy: RequestPolicy,
+    request: { method: string; path: string; requestId: string },
+    handshake: Handshake,
+  ) {
+    this.#ctx = ctx;
+    this.#kind = kind;
+    this.#client = client;
+    this.#clientHead = clientHead;
+    this.#upstream = upstream;
+    this.#policy = policy;
+    this.#handshake = handshake;
+    this.#method = request.method;
+    this.#path = request.path;
+    this.#requestId = request.requestId;
+  }
+
+  /** Admits the tunnel and dials the first endpoint. */
+  start(): void {
+    const upstream = this.#upstream;
+    this.#client.on('error', () => this.#abandon());
+    this.#client.on('close', () => this.#abandon());
+    if (!upstream.limits.tryAcquireRequest()) {
+      this.#ctx.proxy.metrics.resilience.overflows.labels(upstream.name, 'request').inc();
+      this.#fail(
+        new MeshletError(
+          'overloaded',
+          `upstream "${upstream.name}" is at its concurrency limit`,
+          upstream.name,
+        ),
+      );
+      return;
+    }
+    this.#holdsRequest = true;
+    if (upstream.breaker !== null) {
+      this.#admission = upstream.breaker.admit();
+      if (this.#admission === REFUSED) {
+        this.#fail(
+          new MeshletError(
+            'circuit_open',
+            `upstream "${upstream.name}" circuit breaker is open`,
+            upstream.name,
+          ),
+        );
+        return;
+      }
+    }
+    upstream.budget(this.#policy.retry).onRequest();
+    void this.#attempt();
+  }
+
+  async #attempt(): Promise<void> {
+    const upstream = this.#upstream;
+    const handle = upstream.pick(undefined, this.#handle);
+    if (handle === undefined) {
+      this.#fail(
+        new MeshletError(
+          'no_healthy_endpoints',
+          `upstream "${upstream.name}" has no usable endpoint`,
+          upstream.name,
+        ),
+      );
+      return;
+    }
+    this.#handle = handle;
+    this.#attempts++;
+    handle.active++;
+    let socket: Socket;
+    try {
+      socket = await this.#ctx.dial(handle.endpoint, upstream.name, upstream.settings.connectTimeoutMs);
+    } catch (err) {
+      handle.active--;
+      this.#connectFailed(handle, err as Error);
+      return;
+    }
+    if (this.#done) {
+      handle.active--;
+      socket.destroy();
+      return;
+    }
+    const req = this.#handshake(socket, handle);
+    if (req === null) {
+      // A plain CONNECT tunnel: the connection is the tunnel.
+      handle.active--;
+      upstream.outlier.onSuccess(handle);
+      this.#client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      this.#established(socket, Buffer.alloc(0));
+      return;
+    }
+    const timer = setTimeout(
+      () =>
+        req.destroy(
+          Object.assign(new Error('no answer to the handshake in time'), { code: 'MESHLET_ATTEMPT_TIMEOUT' }),
+        ),
+      this.#policy.perTryTimeoutMs,
+    );
+    const settle = (): void => {
+      clearTimeout(timer);
+      handle.active--;
+    };
+    const onOpen = (res: IncomingMessage, upSocket: Socket, upHead: Buffer): void => {
+      settle();
+      upstream.outlier.onSuccess(handle);
+      if (res.statusCode !== 101 && res.statusCode !== 200) {
+        // A CONNECT a peer meshlet refused: pass its answer on.
+        this.#passAnswer(res, upSocket);
+        return;
+      }
+      this.#client.write(
+        rawHead(res.statusCode ?? 101, res.statusMessage ?? '', responseHeaders(res, this.#kind)),
+      );
+      this.#established(upSocket, upHead);
+    };
+    req.once('upgrade', onOpen);
+    req.once('connect', onOpen);
+    req.once('response', (res: IncomingMessage) => {
+      settle();
+      const status = res.statusCode ?? 502;
+      if (status >= 500) this.#reportOutlier(handle, status >= 502 && status <= 504 ? 'gateway' : '5xx');
+      else upstream.outlier.onSuccess(handle);
+      this.#passAnswer(res, socket);
+    });
+    req.once('error', (err: Error) => {
+      settle();
+      if (this.#done) return;
+      const kind = classifyFailure(err, true);
+      this.#reportOutlier(handle, 'gateway');
+      this.#fail(
+        errorForFailure(kind === 'aborted' ? 'reset' : kind, err, upstream.name, handle.endpoint.id),
+      );
+    });
+    req.end();
+  }
+
+  #connectFailed(handle: EndpointHandle, err: Error): void {
+    const upstream = this.#upstream;
+    upstream.metrics.connectErrors.inc();
+    this.#ctx.proxy.metrics.resilience.attempts.labels(upstream.name, 'connect_failure').inc();
+    this.#reportOutlier(handle, 'connect');
+    if (this.#done) return;
+    const retry = this.#policy.retry;
+    if (this.#attempts < retry.attempts && upstream.budget(retry).tryRetry()) {
+      this.#ctx.proxy.metrics.resilience.retries.labels(upstream.name, 'connect-failure').inc();
+      void this.#attempt();
+      return;
+    }
+    this.#fail(errorForFailure('connect', err, upstream.name, handle.endpoint.id));
+  }
+
+  #reportOutlier(handle: EndpointHandle, kind: 'connect' | 'gateway' | '5xx'): void {
+    if (this.#upstream.outlier.onFailure(handle, kind)) {
+      this.#ctx.proxy.metrics.resilience.ejections.labels(this.#upstream.name, kind).inc();
+    }
+  }
+
+  /** The upstream answered without opening the tunnel: its answer goes to the client as it is, then both close. */
+  #passAnswer(res: IncomingMessage, upSocket: Socket): void {
+    const status = res.statusCode ?? 502;
+    this.#count('refused');
+    this.#release(status < 500);
+    this.#done = true;
+    passAnswer(this.#client, res, upSocket);
+    this.#log(status);
+  }
+
+  #established(upSocket: Socket, upHead: Buffer): void {
+    this.#done = true;
+    this.#count('established');
+    this.#release(true);
+    const status = this.#kind === 'websocket' ? 101 : 200;
+    const tunnel = new Tunnel(this.#client, upSocket, this.#clientHead, upHead, this.#ctx.metrics, {
+      kind: this.#kind,
+      direction: 'outbound',
+      upstream: this.#upstream.name,
+      idleMs: this.#upstream.settings.upgradeIdleMs,
+      onEnd: () => this.#log(status),
+    });
+    this.#ctx.tunnels.add(tunnel);
+  }
+
+  /** Answers with meshlet's own error (raw HTTP on the client's socket) and finishes. */
+  #fail(err: MeshletError): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#count('failed');
+    this.#upstream.metrics.localReply(err.code);
+    this.#release(err.code !== 'upstream_timeout' && err.code !== 'upstream_unreachable');
+    refuseRaw(this.#client, err, this.#requestId, this.#attempts);
+    this.#log(err.status, err.code);
+  }
+
+  /** The client went away during the handshake. */
+  #abandon(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#release(true);
+  }
+
+  #release(success: boolean): void {
+    if (this.#holdsRequest) {
+      this.#holdsRequest = false;
+      this.#upstream.limits.releaseRequest();
+    }
+    const admission = this.#admission;
+    this.#admission = REFUSED;
+    if (admission !== REFUSED) this.#upstream.breaker?.settle(admission, success);
+  }
+
+  #count(result: 'established' | 'refused' | 'failed'): void {
+    this.#ctx.metrics.opened.inc({
+      direction: 'outbound',
+      upstream: this.#upstream.name,
+      kind: this.#kind,
+      result,
+    });
+  }
+
+  #log(status: number, error?: string): void {
+    const seconds = (performance.now() - this.#startedAt) / 1000;
+    this.#upstream.metrics.finished(status, seconds);
+    this.#ctx.proxy.access.outbound(
+      this.#requestId,
+      this.#method,
+      this.#path,
+      this.#upstream.name,
+      this.#handle?.endpoint.id ?? null,
+      status,
+      this.#attempts,
+      Math.round(seconds * 1e6) / 1e3,
+      error,
+    );
+  }
+}
+
+/**
+ * Passes an answer that opened no tunnel to the client as it is (status, headers, body), then
+ * closes both connections: the client's socket left node:http's parser, so it carries one answer.
+ */
+export function passAnswer(client: Socket, res: IncomingMessage, upSocket: Socket): void {
+  const headers: string[] = [];
+  for (let i = 0; i < res.rawHeaders.length; i += 2) {
+    const name = res.rawHeaders[i]!.toLowerCase();
+    if (name === 'connection' || name === 'transfer-encoding' || name === 'keep-alive') continue;
+    headers.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+  }
+  headers.push('connection', 'close');
+  client.write(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', headers));
+  res.pipe(client);
+  res.once('end', () => upSocket.destroy());
+  res.once('error', () => client.destroy());
+}
+
+/** The headers of the upstream's 101 (or 200) that go to the client, with the upgrade restated. */
+export function responseHeaders(res: IncomingMessage, kind: TunnelKind): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < res.rawHeaders.length; i += 2) {
+    const name = res.rawHeaders[i]!.toLowerCase();
+    if (name === 'connection' || name === 'upgrade' || name === 'keep-alive' || name === 'transfer-encoding')
+      continue;
+    out.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+  }
+  if (kind === 'websocket')
+    out.push('Upgrade', String(res.headers.upgrade ?? 'websocket'), 'Connection', 'Upgrade');
+  return out;
+}
+
+/** An HTTP/1.1 request on an already connected socket (the handshake of an upgrade or a CONNECT). */
+export function requestOn(
+  socket: Socket,
+  method: string,
+  path: string,
+  headers: readonly string[],
+): ClientRequest {
+  return httpRequest({
+    method,
+    path,
+    headers: headers as unknown as Record<string, string>,
+    setHost: false,
+    createConnection: () => socket,
+  });
+}
