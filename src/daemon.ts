@@ -1,5 +1,8 @@
 // The running meshlet: assembles registry, upstreams, router and listeners from config; reload and drain.
-import { adminHandler } from './admin/admin-handler.ts';
+import { type AdminView, adminHandler, type DrainState } from './admin/admin-handler.ts';
+import { configDocument, type ReloadOutcome } from './admin/config-view.ts';
+import { type Readiness, readiness } from './admin/readiness.ts';
+import type { AdminGrpcServer } from './admin-grpc/admin-grpc-server.ts';
 import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
@@ -12,6 +15,7 @@ import {
 } from './proxy/outbound-stack.ts';
 import type { ProxyContext } from './proxy/proxy-context.ts';
 import { type RegistryFactory, registryFactoryFor } from './registry/create-registry.ts';
+import { meshletVersion } from './registry/consul/meshlet-version.ts';
 import type { Registry } from './registry/registry.ts';
 import { Router } from './route/router.ts';
 import { AccessLog } from './telemetry/access-log.ts';
@@ -44,6 +48,22 @@ export interface DaemonAddresses {
   upstreams: Record<string, { address: string; port: number }>;
   /** The mTLS inbound listener, when `tls` and `service` are set. */
   inbound?: { address: string; port: number };
+  /** The gRPC admin API, when `listeners.adminGrpc` is enabled and its port could be bound. */
+  adminGrpc?: { address: string; port: number };
+}
+
+/** The default port of the gRPC admin API when `listeners.adminGrpc.port` is unset. */
+export const ADMIN_GRPC_DEFAULT_PORT = 15002;
+
+/** How a shutdown proceeds (see `Daemon.shutdown`). */
+export interface ShutdownOptions {
+  /**
+   * The local app meshlet runs (`meshlet run -- CMD`): called once peers were told and the drain
+   * delay passed; the outbound listener keeps serving (keep-alive too) until it resolves.
+   */
+  stopApp?: () => Promise<void>;
+  /** Skip the drain delay: nothing is left to serve peers (the app already exited). Default false. */
+  skipDrainDelay?: boolean;
 }
 
 /** One running meshlet. Create with `Daemon.start`. */
@@ -63,7 +83,16 @@ export class Daemon {
   #listeners: HttpListener[] = [];
   #admin: HttpListener | null = null;
   #inbound: InboundRuntime | null = null;
+  #adminGrpc: AdminGrpcServer | null = null;
+  /** Shutting down. */
   #draining = false;
+  /** Drained by POST /drain (or gRPC Drain) and not undone. */
+  #drained = false;
+  /** The registry's drain calls, in order. */
+  #drainCalls: Promise<void> = Promise.resolve();
+  readonly #readinessListeners = new Set<() => void>();
+  #loadedAt = new Date();
+  #lastReload: ReloadOutcome | null = null;
   #stopped: Promise<void> | null = null;
 
   private constructor(
@@ -143,13 +172,23 @@ export class Daemon {
       metrics: this.metrics,
       table: this.table,
       registry: this.#registry,
-      draining: () => this.#draining,
+      draining: () => this.#draining || this.#drained,
+      drainReason: () => (this.#draining ? 'shutting down' : 'drained by the admin API (POST /drain)'),
+      setDrained: (on: boolean) => this.setDrained(on),
+      configDocument: () => configDocument(this.config, this.#configFile, this.#loadedAt, this.#lastReload),
+      version: meshletVersion(),
+      adminGrpcAddress: () => {
+        const g = this.#adminGrpc;
+        return g === null ? null : `${g.address.includes(':') ? `[${g.address}]` : g.address}:${g.port}`;
+      },
       // Read on each call, so a reload rotates it.
       adminToken: () => this.config.listeners.admin.token,
       readinessChecks: () => this.#registry.readinessChecks?.() ?? [],
       tlsConfigured: this.tls !== null,
-    };
+    } satisfies AdminView;
+    this.#view = view;
     this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view));
+    await this.#startAdminGrpc(view);
     const headersTimeoutMs = listeners.outbound.headersTimeout;
     const tunnels: TunnelContext = {
       proxy: this.#ctx,
@@ -188,6 +227,74 @@ export class Daemon {
   }
 
   readonly #perUpstream: Record<string, HttpListener> = {};
+  #view: AdminView | null = null;
+
+  /**
+   * Starts the gRPC admin API unless `listeners.adminGrpc.enabled` is false; grpc-js is imported
+   * only then. With the port unset, a taken 15002 is a warning (another meshlet on the host) and
+   * meshlet runs without it; a port the config names must be bound.
+   */
+  async #startAdminGrpc(view: AdminView): Promise<void> {
+    const spec = this.config.listeners.adminGrpc;
+    if (!spec.enabled) return;
+    const { startAdminGrpc } = await import('./admin-grpc/admin-grpc-server.ts');
+    const grpcView = {
+      ...view,
+      onReadinessChange: (onChange: () => void) => {
+        this.#readinessListeners.add(onChange);
+        return () => this.#readinessListeners.delete(onChange);
+      },
+    };
+    try {
+      this.#adminGrpc = await startAdminGrpc(
+        grpcView,
+        spec.address,
+        spec.port ?? ADMIN_GRPC_DEFAULT_PORT,
+        this.logger,
+      );
+    } catch (err) {
+      if (spec.port !== undefined || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      this.logger.warn({
+        msg: 'gRPC admin API not started: its default port is in use (set listeners.adminGrpc.port, or enabled: false)',
+        address: spec.address,
+        port: ADMIN_GRPC_DEFAULT_PORT,
+      });
+    }
+  }
+
+  /**
+   * meshlet's readiness as `GET /ready` computes it; `ignore` leaves checks out by name (the
+   * `meshlet run -- CMD` gate ignores `app`).
+   */
+  readiness(ignore: readonly string[] = []): Readiness {
+    return readiness(this.#view!, ignore);
+  }
+
+  /**
+   * `POST /drain` (true) and `DELETE /drain` (false): the first half of a shutdown, reversibly —
+   * `/ready` and gRPC health fail, the registry reports the instance critical (Consul), the inbound
+   * listener answers with `connection: close`, and every request is still served. Idempotent.
+   * During a shutdown it changes nothing and says so (`shuttingDown`).
+   */
+  async setDrained(on: boolean): Promise<DrainState> {
+    if (this.#draining) return { draining: true, shuttingDown: true };
+    if (this.#drained !== on) {
+      this.#drained = on;
+      if (this.#inbound !== null) this.#inbound.ctx.draining = on;
+      this.logger.info({
+        msg: on ? 'drained by the admin API: not ready, still serving' : 'drain undone: ready again',
+      });
+      this.#notifyReadiness();
+      const registry = this.#registry;
+      this.#drainCalls = this.#drainCalls.then(() => registry.setDraining?.(on));
+    }
+    await this.#drainCalls;
+    return { draining: this.#drained || this.#draining, shuttingDown: this.#draining };
+  }
+
+  #notifyReadiness(): void {
+    for (const listener of this.#readinessListeners) listener();
+  }
 
   addresses(): DaemonAddresses {
     const outbound = this.#listeners[0]!;
@@ -201,6 +308,9 @@ export class Daemon {
       ...(this.#inbound === null
         ? {}
         : { inbound: { address: this.#inbound.listener.address, port: this.#inbound.listener.port } }),
+      ...(this.#adminGrpc === null
+        ? {}
+        : { adminGrpc: { address: this.#adminGrpc.address, port: this.#adminGrpc.port } }),
     };
   }
 
@@ -221,6 +331,7 @@ export class Daemon {
       next = (await import('./config/load-config.ts')).loadConfigFile(this.#configFile);
     } catch (err) {
       this.metrics.configReloads.labels('config', 'failed').inc();
+      this.#lastReload = { result: 'failed', at: new Date().toISOString(), reason: (err as Error).message };
       this.logger.error({
         msg: 'config reload refused; keeping the running config',
         reason: (err as Error).message,
@@ -257,6 +368,12 @@ export class Daemon {
     for (const key of notApplied) this.metrics.configKeysNotApplied.labels(key).inc();
     const result = notApplied.length > 0 ? 'partial' : 'ok';
     this.metrics.configReloads.labels('config', result).inc();
+    this.#loadedAt = new Date();
+    this.#lastReload = {
+      result,
+      at: this.#loadedAt.toISOString(),
+      ...(notApplied.length > 0 ? { notApplied } : {}),
+    };
     this.logger.info({
       msg: 'config reloaded',
       file: this.#configFile,
@@ -267,23 +384,44 @@ export class Daemon {
   }
 
   /**
-   * Graceful shutdown: /ready turns 503, wait `shutdown.drainDelay`, stop accepting, let in-flight
-   * requests finish within `shutdown.drainTimeout`, then close everything. Idempotent.
+   * Graceful shutdown, in phases:
+   * 1. peers are told: /ready and gRPC health turn 503/NOT_SERVING, the registry marks the instance
+   *    critical (Consul), then `shutdown.drainDelay` passes (skipped with `skipDrainDelay`);
+   * 2. with `stopApp` (`meshlet run -- CMD`): the inbound listener stops accepting, and the app is
+   *    stopped while the outbound listener still serves it;
+   * 3. every listener stops accepting, in-flight requests finish within `shutdown.drainTimeout`,
+   *    then everything closes.
+   * Idempotent: later calls get the first call's promise.
    */
-  shutdown(reason = 'shutdown'): Promise<void> {
-    this.#stopped ??= this.#drain(reason);
+  shutdown(reason = 'shutdown', options: ShutdownOptions = {}): Promise<void> {
+    this.#stopped ??= this.#drain(reason, options);
     return this.#stopped;
   }
 
-  async #drain(reason: string): Promise<void> {
-    const { drainDelay, drainTimeout } = this.config.shutdown;
+  async #drain(reason: string, options: ShutdownOptions): Promise<void> {
+    const { drainTimeout } = this.config.shutdown;
+    const drainDelay = options.skipDrainDelay === true ? 0 : this.config.shutdown.drainDelay;
     this.logger.info({ msg: 'draining', reason, drainDelayMs: drainDelay, drainTimeoutMs: drainTimeout });
     this.#draining = true;
-    this.#ctx.draining = true;
+    this.#notifyReadiness();
+    // The app's own calls keep their keep-alive connections until it is gone.
+    if (options.stopApp === undefined) this.#ctx.draining = true;
     if (this.#inbound !== null) this.#inbound.ctx.draining = true;
     // Peers first: the instance turns critical in Consul, then the drain delay lets their watches see it.
+    await this.#drainCalls;
     await this.#registry.beforeDrain?.();
     if (drainDelay > 0) await sleep(drainDelay);
+    if (options.stopApp !== undefined) {
+      const inbound = this.#inbound?.listener;
+      inbound?.stopAccepting();
+      const sweepInbound = setInterval(() => inbound?.closeIdleConnections(), 50);
+      try {
+        await options.stopApp();
+      } finally {
+        clearInterval(sweepInbound);
+      }
+      this.#ctx.draining = true;
+    }
     for (const l of this.#listeners) l.stopAccepting();
     // A tunnel never ends by itself: WebSockets get close 1001 (going away) now, at a frame boundary.
     void this.#tunnels.goAway();
@@ -321,6 +459,8 @@ export class Daemon {
       this.#admin.stopAccepting();
       this.#admin.destroy();
     }
+    this.#adminGrpc?.close();
+    this.#readinessListeners.clear();
   }
 }
 

@@ -241,6 +241,19 @@ export const configSchema = z
           .prefault({}),
         /** The mTLS listener for peers' meshlets; runs when `tls` and `service` are set (defaults then apply). */
         inbound: inboundListenerSpec.optional(),
+        /** The gRPC admin API (protos/meshlet/admin/v1/admin.proto, grpc.health.v1, reflection). */
+        adminGrpc: z
+          .strictObject({
+            /** Default true; false never loads grpc-js. */
+            enabled: z.boolean().default(true),
+            address: z.string().min(1).default('127.0.0.1'),
+            /**
+             * Unset: 15002, and a 15002 already in use only logs a warning (a second meshlet on the
+             * host). A port named here that cannot be bound stops meshlet from starting.
+             */
+            port: portOrZero.optional(),
+          })
+          .prefault({}),
       })
       .prefault({}),
     /** This instance's identity for mTLS (inbound and outbound). */
@@ -269,6 +282,8 @@ export const configSchema = z
         drainDelay: duration.optional(),
         /** Longest wait for in-flight requests after the listeners closed. Default 25 s. */
         drainTimeout: duration.default(25_000),
+        /** `meshlet run -- CMD`: time the app has after its SIGTERM before SIGKILL. Default 20 s. */
+        appGracePeriod: duration.default(20_000),
       })
       .prefault({}),
   })
