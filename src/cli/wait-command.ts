@@ -18,7 +18,11 @@ export async function waitCommand(admin: string, timeoutMs: number): Promise<num
     const left = timeoutMs - (performance.now() - started);
     if (left <= 0) break;
     try {
-      const { status, body } = await getAdmin<ReadyAnswer>(admin, '/ready?ignore=app', Math.min(1000, left));
+      const { status, body } = await getAdmin<ReadyAnswer>(
+        admin,
+        '/ready?ignore=app',
+        Math.ceil(Math.min(1000, left)),
+      );
       if (status === 200) return EXIT.ok;
       why =
         Object.entries(body.checks ?? {})
