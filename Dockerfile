@@ -14,8 +14,14 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY protos ./protos
+# `meshlet` on PATH: an image built FROM this one can run its app under meshlet with
+# ENTRYPOINT ["meshlet", "run", "--config", "/etc/meshlet/meshlet.yaml", "--"] and the app as CMD
+# (README "Running the app under meshlet"); with this image's own ENTRYPOINT, give
+# CMD ["run", "--config", "/etc/meshlet/meshlet.yaml", "--", "node", "/app/server.js"].
+RUN chmod +x bin/meshlet.js && ln -s /app/bin/meshlet.js /usr/local/bin/meshlet
 USER node
-# outbound (app → meshlet), admin (health, metrics), inbound (peers, mTLS)
+# outbound (app → meshlet), admin (health, metrics), inbound (peers, mTLS); the gRPC admin API
+# (15002) listens on 127.0.0.1 by default and is not exposed.
 EXPOSE 15001 15000 15443
 HEALTHCHECK --interval=10s --timeout=2s CMD node -e "fetch('http://127.0.0.1:15000/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # `meshlet run` re-executes itself as the daemon alone with --max-semi-space-size=2 (README "Memory and GC").
