@@ -14,16 +14,15 @@ const POLL_MS = 100;
 export async function waitCommand(admin: string, timeoutMs: number): Promise<number> {
   const started = performance.now();
   let why = 'no answer yet';
+  let answered = false;
   for (;;) {
     const left = timeoutMs - (performance.now() - started);
     if (left <= 0) break;
+    const budget = Math.ceil(Math.min(1000, left));
     try {
-      const { status, body } = await getAdmin<ReadyAnswer>(
-        admin,
-        '/ready?ignore=app',
-        Math.ceil(Math.min(1000, left)),
-      );
+      const { status, body } = await getAdmin<ReadyAnswer>(admin, '/ready?ignore=app', budget);
       if (status === 200) return EXIT.ok;
+      answered = true;
       why =
         Object.entries(body.checks ?? {})
           .filter(([, c]) => !c.ok)
@@ -31,7 +30,8 @@ export async function waitCommand(admin: string, timeoutMs: number): Promise<num
           .join('; ') || `status ${status}`;
     } catch (err) {
       if (!(err instanceof AdminUnreachable)) throw err;
-      why = err.message;
+      // A last poll cut short by the deadline says less than the answer before it.
+      if (!(answered && budget < 1000)) why = err.message;
     }
     const pause = Math.min(POLL_MS, timeoutMs - (performance.now() - started));
     if (pause > 0) await new Promise((r) => setTimeout(r, pause));

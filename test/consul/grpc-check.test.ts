@@ -250,6 +250,8 @@ describe('grpc-js is loaded only for a gRPC check', () => {
     try {
       mesh = await spawnMeshlet({
         service: { name: 'greeter', port: app.port, address: '127.0.0.1' },
+        // The gRPC admin API loads grpc-js too: off, so only the check can.
+        listeners: { adminGrpc: { enabled: false } },
         registry: consulRegistry(double, {
           serviceId: id,
           check: { interval: INTERVAL, timeout: 200, ...check },
