@@ -174,13 +174,22 @@ describe('WebSocket between two meshlets over mTLS', () => {
     await echo?.close();
   });
 
-  it('app → A → mTLS → B → app: 10,000 messages each way in order; the app saw the caller identity', async () => {
+  it('app → A → mTLS → B → app: 10,000 messages each way in order, 1 MiB frames, close codes both ways; the app saw the caller identity', async () => {
     const ws = await openWs(`ws://127.0.0.1:${new URL(a.outbound).port}/room`);
     const r = await echoMany(ws, 10_000);
     expect(r.got).toEqual(r.sent);
+    ws.removeAllListeners('message');
+    const big = await echoMany(ws, 4, 1024 * 1024);
+    expect(big.got).toEqual(big.sent);
     expect(echo.handshakes.at(-1)?.['x-meshlet-peer-identity']).toBe('web');
-    ws.close(1000);
+    const before = echo.closeCodes.length;
+    ws.close(4001);
     await closed(ws);
+    await until(() => echo.closeCodes.length > before);
+    expect(echo.closeCodes.at(-1)).toBe(4001);
+    const ws2 = await openWs(`ws://127.0.0.1:${new URL(a.outbound).port}/room`);
+    ws2.send('close:4002');
+    expect(await closed(ws2)).toBe(4002);
   });
 
   it("a tunnel idle past upgradeIdle is closed; one with traffic outlives B's 1 s requestTimeout", async () => {
