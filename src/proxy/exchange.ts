@@ -25,6 +25,7 @@ import {
   startResponse,
 } from './downstream.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
+import type { AccessPrincipal } from '../telemetry/access-log.ts';
 import type { ProxyContext } from './proxy-context.ts';
 import { hasBody, prepareBody, TeedBody, TOO_LARGE } from './request-body.ts';
 import {
@@ -34,6 +35,24 @@ import {
   type FailureKind,
   RequestFaultError,
 } from './upstream-failure.ts';
+
+/**
+ * What an edge listener (the gateway) changes in the request sent upstream and what it logs: the
+ * client's copies of identity headers removed, the verified identity's headers added.
+ */
+export interface EdgeHeaders {
+  /**
+   * Lowercased names removed from the client's request: the identity headers only the gateway may
+   * set, plus `x-meshlet-timeout-ms` and `grpc-timeout` (meshlet sets those itself). Built once per route.
+   */
+  readonly drop: ReadonlySet<string>;
+  /** `[name, value, …]` added after the client's headers (claims mapped to headers). */
+  readonly add: readonly string[];
+  /** `x-forwarded-proto` when the client sent none: `https` behind TLS termination. */
+  readonly proto: 'http' | 'https';
+  /** Who called, for the access line (never a token). */
+  readonly principal?: AccessPrincipal | undefined;
+}
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -80,6 +99,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #upstream: Upstream;
   readonly #path: string;
   readonly #policy: RequestPolicy;
+  /** What an edge listener (the gateway) changes in the headers, or null. */
+  readonly #edge: EdgeHeaders | null;
   readonly #startedAt: number;
   #deadlineAt = 0;
   #requestId = '';
@@ -131,6 +152,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     upstream: Upstream,
     path: string,
     policy: RequestPolicy,
+    edge: EdgeHeaders | null = null,
   ) {
     this.#ctx = ctx;
     this.#req = req;
@@ -138,6 +160,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#upstream = upstream;
     this.#path = path;
     this.#policy = policy;
+    this.#edge = edge;
     this.#startedAt = performance.now();
   }
 
@@ -146,7 +169,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const req = this.#req;
     const grpc = isGrpcRequest(req.headers['content-type']);
     this.#grpc = grpc;
-    const forwarded = forwardRequestHeaders(req, 'http', grpc ? DROP_INCOMING_GRPC : DROP_INCOMING);
+    const edge = this.#edge;
+    const forwarded =
+      edge === null
+        ? forwardRequestHeaders(req, 'http', grpc ? DROP_INCOMING_GRPC : DROP_INCOMING)
+        : forwardRequestHeaders(req, edge.proto, edge.drop);
+    if (edge !== null) for (const h of edge.add) forwarded.headers.push(h);
     this.#headers = forwarded.headers;
     this.#requestId = forwarded.requestId;
     this.#res.on('close', this.#onClientClose);
@@ -746,6 +774,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       Math.round(seconds * 1e6) / 1e3,
       err?.code,
       grpcStatus,
+      this.#edge?.principal,
     );
   }
 }

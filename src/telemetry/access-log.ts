@@ -67,6 +67,7 @@ export class AccessLog {
    * @param durationMs time from request received to response finished, milliseconds.
    * @param error meshlet's error code when meshlet answered itself.
    * @param grpcStatus a gRPC call's `grpc-status` (its service and method are the path).
+   * @param principal who called through the gateway (subject, tenant, key name; never a token).
    */
   outbound(
     requestId: string,
@@ -79,6 +80,7 @@ export class AccessLog {
     durationMs: number,
     error: string | undefined,
     grpcStatus?: number,
+    principal?: AccessPrincipal,
   ): void {
     if (!this.#wants(error)) return;
     this.#write(
@@ -86,7 +88,9 @@ export class AccessLog {
         method === undefined ? '' : `,"method":${str(method)}`
       },"path":${str(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${
         grpcStatus === undefined ? '' : `,"grpcStatus":${grpcStatus}`
-      },"attempts":${attempts},"durationMs":${durationMs}${error === undefined ? '' : `,"error":${str(error)}`}}\n`,
+      },"attempts":${attempts},"durationMs":${durationMs}${error === undefined ? '' : `,"error":${str(error)}`}${
+        principal === undefined ? '' : principalFields(principal)
+      }}\n`,
     );
   }
 
@@ -131,4 +135,24 @@ export class AccessLog {
       }}\n`,
     );
   }
+}
+
+/** Who called through the gateway, as its access line names them. Never a token or a key. */
+export interface AccessPrincipal {
+  /** The authenticator that accepted the request (its name in `gateway.auth`). */
+  readonly auth?: string | undefined;
+  /** The token's subject (`sub`) or the identity service's user. */
+  readonly subject?: string | undefined;
+  readonly tenant?: string | undefined;
+  /** The API key's name (not the key). */
+  readonly key?: string | undefined;
+}
+
+function principalFields(p: AccessPrincipal): string {
+  let out = '';
+  if (p.auth !== undefined) out += `,"auth":${str(p.auth)}`;
+  if (p.subject !== undefined) out += `,"subject":${str(p.subject)}`;
+  if (p.tenant !== undefined) out += `,"tenant":${str(p.tenant)}`;
+  if (p.key !== undefined) out += `,"keyName":${str(p.key)}`;
+  return out;
 }
