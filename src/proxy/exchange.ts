@@ -257,25 +257,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #claim(upstream: Upstream): boolean {
     this.#upstream = upstream;
     upstream.metrics.active++;
-    if (!upstream.limits.tryAcquireRequest()) {
-      this.#overflow('request', 'is at its concurrency limit');
+    const admitted = upstream.admit(this.#policy.retry);
+    if (admitted instanceof MeshletError) {
+      this.#fail(admitted);
       return false;
     }
     this.#holdsRequest = true;
-    if (upstream.breaker !== null) {
-      this.#admission = upstream.breaker.admit();
-      if (this.#admission === REFUSED) {
-        this.#fail(
-          new MeshletError(
-            'circuit_open',
-            `upstream "${upstream.name}" circuit breaker is open`,
-            upstream.name,
-          ),
-        );
-        return false;
-      }
-    }
-    upstream.budget(this.#policy.retry).onRequest();
+    this.#admission = admitted;
     return true;
   }
 
@@ -715,7 +703,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /** A resource limit is full: count the overflow and answer 503 `overloaded`; nothing goes upstream. */
-  #overflow(limit: 'request' | 'pending', why: string): void {
+  #overflow(limit: 'pending', why: string): void {
     const name = this.#upstream.name;
     this.#ctx.metrics.resilience.overflows.labels(name, limit).inc();
     this.#fail(new MeshletError('overloaded', `upstream "${name}" ${why}`, name));

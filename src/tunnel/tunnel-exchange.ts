@@ -79,32 +79,13 @@ export class TunnelExchange {
     const upstream = this.#upstream;
     this.#client.on('error', () => this.#abandon());
     this.#client.on('close', () => this.#abandon());
-    if (!upstream.limits.tryAcquireRequest()) {
-      this.#ctx.proxy.metrics.resilience.overflows.labels(upstream.name, 'request').inc();
-      this.#fail(
-        new MeshletError(
-          'overloaded',
-          `upstream "${upstream.name}" is at its concurrency limit`,
-          upstream.name,
-        ),
-      );
+    const admitted = upstream.admit(this.#policy.retry);
+    if (admitted instanceof MeshletError) {
+      this.#fail(admitted);
       return;
     }
     this.#holdsRequest = true;
-    if (upstream.breaker !== null) {
-      this.#admission = upstream.breaker.admit();
-      if (this.#admission === REFUSED) {
-        this.#fail(
-          new MeshletError(
-            'circuit_open',
-            `upstream "${upstream.name}" circuit breaker is open`,
-            upstream.name,
-          ),
-        );
-        return;
-      }
-    }
-    upstream.budget(this.#policy.retry).onRequest();
+    this.#admission = admitted;
     void this.#attempt();
   }
 

@@ -5,7 +5,14 @@ import { Pool } from './undici-pool.ts';
 import { createBalancer } from '../balancer/create-balancer.ts';
 import type { LoadBalancer } from '../balancer/load-balancer.ts';
 import { ExponentialBackoff } from '../resilience/backoff.ts';
-import { type BreakerState, UpstreamBreaker } from '../resilience/circuit-breaker.ts';
+import { MeshletError } from '../errors/meshlet-error.ts';
+import {
+  ADMITTED,
+  type Admission,
+  type BreakerState,
+  REFUSED,
+  UpstreamBreaker,
+} from '../resilience/circuit-breaker.ts';
 import { ConcurrencyLimit } from '../resilience/concurrency-limit.ts';
 import { OutlierDetector, type OutlierDetectorOptions } from '../resilience/outlier-detector.ts';
 import { RetryBudget } from '../resilience/retry-budget.ts';
@@ -100,6 +107,29 @@ export class Upstream {
    */
   get usable(): boolean {
     return this.#handles.length > this.#ejected;
+  }
+
+  /**
+   * Admits one request: takes a concurrency slot, asks the breaker, and counts the request for the
+   * retry budget of `retry`. Returns the breaker's admission — settle it, and give the slot back
+   * with `limits.releaseRequest()`, when the request ends — or the refusal to answer with,
+   * `overloaded` (counted as an overflow) or `circuit_open`, holding nothing.
+   */
+  admit(retry: RetrySettings): Admission | MeshletError {
+    if (!this.limits.tryAcquireRequest()) {
+      this.#metricsRoot.resilience.overflows.labels(this.name, 'request').inc();
+      return new MeshletError('overloaded', `upstream "${this.name}" is at its concurrency limit`, this.name);
+    }
+    let admission: Admission = ADMITTED;
+    if (this.breaker !== null) {
+      admission = this.breaker.admit();
+      if (admission === REFUSED) {
+        this.limits.releaseRequest();
+        return new MeshletError('circuit_open', `upstream "${this.name}" circuit breaker is open`, this.name);
+      }
+    }
+    this.budget(retry).onRequest();
+    return admission;
   }
 
   /** The retry budget shared by requests using `retry` settings on this upstream. */

@@ -12,7 +12,7 @@ import {
   startEchoServer,
   unary,
 } from '../helpers/grpc.ts';
-import { makePki, type TestPki } from '../tls/tls-helpers.ts';
+import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
 
 let pki: TestPki;
 let app: EchoServer;
@@ -21,21 +21,10 @@ let a: InProcessMeshlet;
 let stranger: InProcessMeshlet;
 const clients: EchoStub[] = [];
 
-async function tlsConfig(service: string) {
-  const leaf = await pki.write(service);
-  return {
-    source: 'files' as const,
-    cert: leaf.cert,
-    key: leaf.key,
-    ca: pki.caFile,
-    trustDomain: pki.trustDomain,
-  };
-}
-
 /** A meshlet (as `service`) whose upstream `orders` is B's inbound listener over mTLS, speaking gRPC. */
 async function caller(service: string): Promise<InProcessMeshlet> {
   return startMeshlet({
-    tls: await tlsConfig(service),
+    tls: await tlsFilesConfig(pki, service),
     registry: {
       type: 'static',
       endpoints: {
@@ -65,7 +54,7 @@ beforeAll(async () => {
   b = await startMeshlet({
     service: { name: 'orders', port: app.port, protocol: 'grpc' },
     listeners: { inbound: { address: '127.0.0.1', port: 0, allow: ['web'] } },
-    tls: await tlsConfig('orders'),
+    tls: await tlsFilesConfig(pki, 'orders'),
     accessLog: { enabled: false },
   });
   a = await caller('web');

@@ -5,7 +5,7 @@ import { ConsulDouble } from '../consul-double/consul-double.ts';
 import { consulRegistry, within } from '../consul/consul-helpers.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { makePki, type TestPki } from './tls-helpers.ts';
+import { makePki, type TestPki, tlsFilesConfig } from './tls-helpers.ts';
 
 let pki: TestPki;
 let ordersApp: TestUpstream;
@@ -21,29 +21,18 @@ afterAll(async () => {
   await plainApp?.close();
 });
 
-async function filesTlsConfig(service: string) {
-  const leaf = await pki.write(service);
-  return {
-    source: 'files' as const,
-    cert: leaf.cert,
-    key: leaf.key,
-    ca: pki.caFile,
-    trustDomain: pki.trustDomain,
-  };
-}
-
 describe('meshlet daemons with tls from files', () => {
   it('web → A → mTLS → B → orders app; /upstreams shows the TLS mode of each endpoint with a reason', async () => {
     let a: InProcessMeshlet | undefined;
     const b = await startMeshlet({
       service: { name: 'orders', port: ordersApp.port },
       listeners: { inbound: { address: '127.0.0.1', port: 0, allow: ['web'] } },
-      tls: await filesTlsConfig('orders'),
+      tls: await tlsFilesConfig(pki, 'orders'),
     });
     try {
       const inboundPort = b.daemon.addresses().inbound!.port;
       a = await startMeshlet({
-        tls: await filesTlsConfig('web'),
+        tls: await tlsFilesConfig(pki, 'web'),
         registry: {
           type: 'static',
           endpoints: {

@@ -90,6 +90,18 @@ export async function makePki(trustDomain = TRUST_DOMAIN): Promise<TestPki> {
   };
 }
 
+/** The `tls` config block of a meshlet that is `service` in `pki`, from freshly written files. */
+export async function tlsFilesConfig(pki: TestPki, service: string) {
+  const leaf = await pki.write(service);
+  return {
+    source: 'files' as const,
+    cert: leaf.cert,
+    key: leaf.key,
+    ca: pki.caFile,
+    trustDomain: pki.trustDomain,
+  };
+}
+
 /** Starts a MeshTls over the files of `service` in `pki` (issuing them when absent). */
 export async function filesTls(
   pki: TestPki,

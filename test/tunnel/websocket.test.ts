@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { closedPort } from '../helpers/upstream-server.ts';
-import { makePki, type TestPki } from '../tls/tls-helpers.ts';
+import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
 import { closed, echoMany, openWs, startWsEcho, type WsEcho } from './ws-helpers.ts';
 
 describe('WebSocket through meshlet', () => {
@@ -123,17 +123,6 @@ describe('WebSocket between two meshlets over mTLS', () => {
   let a: InProcessMeshlet;
   let b: InProcessMeshlet;
 
-  async function tlsConfig(service: string) {
-    const leaf = await pki.write(service);
-    return {
-      source: 'files' as const,
-      cert: leaf.cert,
-      key: leaf.key,
-      ca: pki.caFile,
-      trustDomain: pki.trustDomain,
-    };
-  }
-
   beforeAll(async () => {
     pki = await makePki();
     echo = await startWsEcho();
@@ -148,10 +137,10 @@ describe('WebSocket between two meshlets over mTLS', () => {
           requestTimeout: '1s',
         },
       },
-      tls: await tlsConfig('chat'),
+      tls: await tlsFilesConfig(pki, 'chat'),
     });
     a = await startMeshlet({
-      tls: await tlsConfig('web'),
+      tls: await tlsFilesConfig(pki, 'web'),
       registry: {
         type: 'static',
         endpoints: {
