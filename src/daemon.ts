@@ -237,7 +237,12 @@ export class Daemon {
   async #startAdminGrpc(view: AdminView): Promise<void> {
     const spec = this.config.listeners.adminGrpc;
     if (!spec.enabled) return;
-    const { startAdminGrpc } = await import('./admin-grpc/admin-grpc-server.ts');
+    // On loopback (the default) grpc-js loads on the first call; beyond it the server starts now,
+    // so the admin rules see each caller's own address.
+    const { isLoopback, listenAdminGrpcLazily } = await import('./admin-grpc/lazy-admin-grpc.ts');
+    const startAdminGrpc = isLoopback(spec.address)
+      ? listenAdminGrpcLazily
+      : (await import('./admin-grpc/admin-grpc-server.ts')).startAdminGrpc;
     const grpcView = {
       ...view,
       onReadinessChange: (onChange: () => void) => {
