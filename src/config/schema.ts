@@ -1,7 +1,10 @@
 // The config file's schema (zod): every key, its type and its default; unknown keys are errors.
 import { z } from 'zod';
 import { CONSUL_DRAIN_DELAY_MS, consulRegistry } from './consul-schema.ts';
+import { dnsRegistry } from './dns-schema.ts';
 import { duration } from './duration-schema.ts';
+import { etcdRegistry } from './etcd-schema.ts';
+import { redisRegistry } from './redis-schema.ts';
 import { inboundListenerSpec, tlsSpec } from './tls-schema.ts';
 
 export { duration } from './duration-schema.ts';
@@ -259,12 +262,16 @@ export const configSchema = z
     /** This instance's identity for mTLS (inbound and outbound). */
     tls: tlsSpec.optional(),
     registry: z
-      .discriminatedUnion('type', [staticRegistry, consulRegistry], {
-        error: (issue) =>
-          issue.code === 'invalid_union' && issue.note === 'No matching discriminator'
-            ? `expected "static" (the default) or "consul", got ${JSON.stringify((issue.input as { type?: unknown }).type)}`
-            : undefined,
-      })
+      .discriminatedUnion(
+        'type',
+        [staticRegistry, consulRegistry, dnsRegistry, etcdRegistry, redisRegistry],
+        {
+          error: (issue) =>
+            issue.code === 'invalid_union' && issue.note === 'No matching discriminator'
+              ? `expected "static" (the default), "consul", "dns", "etcd" or "redis", got ${JSON.stringify((issue.input as { type?: unknown }).type)}`
+              : undefined,
+        },
+      )
       .prefault({}),
     upstreams: z.record(name, upstreamSpec.prefault({})).default({}),
     routes: z.array(routeSpec).default([]),
