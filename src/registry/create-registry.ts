@@ -19,13 +19,26 @@ export interface RegistryDeps {
 export type RegistryFactory = (config: MeshletConfig, deps: RegistryDeps) => Registry;
 
 /**
- * The factory for `config.registry` (`static` or `consul`). The Consul registry (and the `consul`
- * client it uses) is loaded only when configured: a static sidecar does not pay its memory.
+ * The factory for `config.registry` (`static`, `consul`, `dns`, `etcd` or `redis`). Each registry
+ * but static (and the client it uses: `consul`, `etcd3`, `ioredis`, `dns-packet`) is loaded only
+ * when configured: a static sidecar does not pay their memory.
  */
 export async function registryFactoryFor(config: MeshletConfig): Promise<RegistryFactory> {
   if (config.registry.type === 'consul') {
     const { ConsulRegistry } = await import('./consul/consul-registry.ts');
     return (c, deps) => new ConsulRegistry({ config: c, ...deps });
+  }
+  if (config.registry.type === 'dns') {
+    const { DnsRegistry } = await import('./dns/dns-registry.ts');
+    return (c, deps) => new DnsRegistry({ config: c, ...deps });
+  }
+  if (config.registry.type === 'etcd') {
+    const { EtcdRegistry } = await import('./etcd/etcd-registry.ts');
+    return (c, deps) => new EtcdRegistry({ config: c, ...deps });
+  }
+  if (config.registry.type === 'redis') {
+    const { RedisRegistry } = await import('./redis/redis-registry.ts');
+    return (c, deps) => new RedisRegistry({ config: c, ...deps });
   }
   return (c, deps) => {
     const spec = c.registry;

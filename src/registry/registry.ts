@@ -6,7 +6,7 @@ export type ReadinessCheck = [string, boolean, string];
 
 /** A source of endpoints that fills the UpstreamTable. */
 export interface Registry {
-  /** `static` or `consul`. */
+  /** `static`, `consul`, `dns`, `etcd` or `redis`. */
   readonly type: string;
   /** Loads the first endpoint set and starts watching. Resolves once started (not necessarily synced). */
   start(): Promise<void>;

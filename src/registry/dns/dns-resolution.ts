@@ -1,0 +1,130 @@
+// Turns DNS answers for one upstream into endpoints and a re-resolve delay: A/AAAA with a port, or SRV with priorities and weights.
+import type { SrvData } from 'dns-packet';
+import type { DnsUpstreamConfig } from '../../config/dns-schema.ts';
+import { type Endpoint, makeEndpoint } from '../../upstream/endpoint.ts';
+import type { DnsResponse, QueryType, Rr } from './dns-client.ts';
+
+/** Asks one question (dns-client.ts `query` bound to the servers). */
+export type Ask = (name: string, type: QueryType) => Promise<DnsResponse>;
+
+/** What one resolution yields: the endpoints (empty for NXDOMAIN / no records) and the smallest TTL seen, seconds. */
+export interface Resolution {
+  endpoints: Endpoint[];
+  ttlSeconds: number;
+  /** `NXDOMAIN` or `NOERROR`. */
+  rcode: string;
+  /** SRV: the priority that got the traffic. */
+  priority?: number;
+}
+
+const byId = (a: Endpoint, b: Endpoint): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const sameName = (a: string, b: string): boolean =>
+  a.replace(/\.$/, '').toLowerCase() === b.replace(/\.$/, '').toLowerCase();
+
+/** The negative-caching TTL of an NXDOMAIN/NODATA answer: the SOA's minimum (RFC 2308), else 0. */
+function negativeTtl(res: DnsResponse): number {
+  const soa = res.authorities.find((a) => a.type === 'SOA') as
+    (Rr & { data: { minimum: number } }) | undefined;
+  return soa === undefined ? 0 : Math.min(soa.ttl ?? 0, soa.data.minimum);
+}
+
+/** Addresses of `name` among `records` (A and AAAA), following a CNAME chain inside the answer. */
+function addressesIn(records: readonly Rr[], name: string): { addresses: string[]; ttl: number } {
+  let target = name;
+  let ttl = Infinity;
+  for (let hops = 0; hops < 8; hops++) {
+    const cname = records.find((r) => r.type === 'CNAME' && sameName(r.name, target));
+    if (cname === undefined) break;
+    ttl = Math.min(ttl, cname.ttl ?? 0);
+    target = cname.data as string;
+  }
+  const addresses: string[] = [];
+  for (const r of records) {
+    if ((r.type === 'A' || r.type === 'AAAA') && sameName(r.name, target)) {
+      addresses.push(r.data as string);
+      ttl = Math.min(ttl, r.ttl ?? 0);
+    }
+  }
+  return { addresses, ttl };
+}
+
+/** A and AAAA of `name`, asked together. NXDOMAIN on either means no addresses. */
+async function resolveHost(
+  ask: Ask,
+  name: string,
+): Promise<{ addresses: string[]; ttl: number; rcode: string }> {
+  const [a, aaaa] = await Promise.all([ask(name, 'A'), ask(name, 'AAAA')]);
+  if (a.rcode === 'NXDOMAIN' || aaaa.rcode === 'NXDOMAIN') {
+    return { addresses: [], ttl: Math.min(negativeTtl(a), negativeTtl(aaaa)), rcode: 'NXDOMAIN' };
+  }
+  const v4 = addressesIn(a.answers, name);
+  const v6 = addressesIn(aaaa.answers, name);
+  const addresses = [...v4.addresses, ...v6.addresses];
+  const ttl = addresses.length === 0 ? Math.min(negativeTtl(a), negativeTtl(aaaa)) : Math.min(v4.ttl, v6.ttl);
+  return { addresses, ttl, rcode: 'NOERROR' };
+}
+
+/**
+ * SRV (RFC 2782): targets grouped by priority; the lowest priority with at least one target that
+ * resolves gets all the traffic (the others are standby). Within it, each address of a target is an
+ * endpoint on the record's port with the record's weight; weight 0 targets are left out unless every
+ * target of the priority has weight 0 (then all weigh 1). Target addresses come from the answer's
+ * additional section when present (Kubernetes sends them), else from A/AAAA queries. A target named
+ * `.` means "no service".
+ */
+async function resolveSrv(ask: Ask, name: string, transport: 'plain' | 'mtls'): Promise<Resolution> {
+  const res = await ask(name, 'SRV');
+  if (res.rcode === 'NXDOMAIN') return { endpoints: [], ttlSeconds: negativeTtl(res), rcode: 'NXDOMAIN' };
+  const records = res.answers.filter((r) => r.type === 'SRV') as (Rr & { data: SrvData })[];
+  if (records.length === 0) return { endpoints: [], ttlSeconds: negativeTtl(res), rcode: 'NOERROR' };
+  let ttl = Math.min(...records.map((r) => r.ttl ?? 0));
+  const priorities = [...new Set(records.map((r) => r.data.priority ?? 0))].sort((x, y) => x - y);
+  for (const priority of priorities) {
+    const group = records.filter((r) => (r.data.priority ?? 0) === priority && r.data.target !== '.');
+    const allZero = group.every((r) => (r.data.weight ?? 0) === 0);
+    const endpoints = new Map<string, Endpoint>();
+    for (const r of group) {
+      const weight = allZero ? 1 : (r.data.weight ?? 0);
+      if (weight === 0) continue;
+      let found = addressesIn(res.additionals, r.data.target);
+      if (found.addresses.length === 0) found = await resolveHost(ask, r.data.target);
+      if (found.addresses.length > 0) ttl = Math.min(ttl, found.ttl);
+      for (const address of found.addresses) {
+        const e = makeEndpoint(address, r.data.port, {
+          weight,
+          transport,
+          meta: { dns_target: r.data.target.replace(/\.$/, '') },
+        });
+        if (!endpoints.has(e.id)) endpoints.set(e.id, e);
+      }
+    }
+    if (endpoints.size > 0) {
+      return { endpoints: [...endpoints.values()].sort(byId), ttlSeconds: ttl, rcode: 'NOERROR', priority };
+    }
+  }
+  return { endpoints: [], ttlSeconds: ttl, rcode: 'NOERROR' };
+}
+
+/** Resolves one upstream's name. Rejects when no server answered (the caller keeps the last answer). */
+export async function resolveUpstream(ask: Ask, spec: DnsUpstreamConfig): Promise<Resolution> {
+  if ('srv' in spec) return resolveSrv(ask, spec.srv, spec.transport);
+  const found = await resolveHost(ask, spec.host);
+  return {
+    endpoints: found.addresses
+      .map((a) => makeEndpoint(a, spec.port, { transport: spec.transport }))
+      .sort(byId),
+    ttlSeconds: found.ttl === Infinity ? 0 : found.ttl,
+    rcode: found.rcode,
+  };
+}
+
+/** The delay before resolving again: the TTL clamped to [minTtl, maxTtl], ms. */
+export function nextResolveMs(ttlSeconds: number, minTtlMs: number, maxTtlMs: number): number {
+  const ms = Number.isFinite(ttlSeconds) ? ttlSeconds * 1000 : maxTtlMs;
+  return Math.min(maxTtlMs, Math.max(minTtlMs, ms));
+}
+
+/** The delay after the `failures`-th failure in a row: minTtl doubling, at most maxTtl, ms. */
+export function retryMs(failures: number, minTtlMs: number, maxTtlMs: number): number {
+  return Math.min(maxTtlMs, minTtlMs * 2 ** Math.min(Math.max(0, failures - 1), 16));
+}

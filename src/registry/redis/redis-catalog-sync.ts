@@ -1,0 +1,156 @@
+// Follows every instance under the Redis prefix: a full SCAN now and every resyncInterval, keyspace events and the channel in between.
+import type { Logger } from '../../telemetry/logger.ts';
+import type { BackendReachability } from '../kv/backend-reachability.ts';
+import type { InstanceCatalog } from '../kv/instance-catalog.ts';
+import type { RegistryMetrics } from '../kv/registry-metrics.ts';
+import type { RedisClient } from './redis-connection.ts';
+
+/** Options of the catalog sync. */
+export interface RedisCatalogSyncOptions {
+  /** Connection for commands. */
+  client: RedisClient;
+  /** Connection for subscriptions (a duplicate of `client`). */
+  subscriber: RedisClient;
+  prefix: string;
+  /** The change channel (messages are keys). */
+  channel: string;
+  db: number;
+  resyncIntervalMs: number;
+  catalog: InstanceCatalog;
+  onChange: () => void;
+  reach: BackendReachability;
+  metrics: RegistryMetrics;
+  logger: Logger;
+}
+
+/** Escapes glob characters for SCAN MATCH and PSUBSCRIBE. */
+export function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/** Keyspace events that change what a key holds (others, such as `expire` from a heartbeat, are ignored). */
+const CHANGING_EVENTS = new Set(['set', 'del', 'expired', 'evicted', 'rename_from', 'rename_to', 'unlink']);
+
+/**
+ * Notifications first, a full re-read as the safety net: meshlet subscribes to the keyspace events
+ * of `<prefix>*` (`notify-keyspace-events` must include `K$gx`, or `KA`) and to the change channel,
+ * and re-reads the key named by each. Every `resyncInterval`, and at once after the subscriber
+ * connection comes back, it SCANs the whole prefix (every master, in a cluster) and replaces the
+ * catalog, so a notification lost in an outage (or never sent) costs at most one interval.
+ */
+export class RedisCatalogSync {
+  readonly #o: RedisCatalogSyncOptions;
+  #timer: NodeJS.Timeout | null = null;
+  #stopped = false;
+  #synced = false;
+  #resyncing: Promise<void> | null = null;
+  #subscribedOnce = false;
+
+  constructor(options: RedisCatalogSyncOptions) {
+    this.#o = options;
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Subscribes and reads the catalog; rejects with the first read's error (the interval retries). */
+  async start(): Promise<void> {
+    const { subscriber, prefix, channel, db } = this.#o;
+    subscriber.on('pmessage', (_pattern: string, ch: string, event: string) => {
+      if (CHANGING_EVENTS.has(event)) this.#refresh(ch.slice(ch.indexOf(':') + 1));
+    });
+    subscriber.on('message', (ch: string, key: string) => {
+      if (ch === channel && key.startsWith(prefix)) this.#refresh(key);
+    });
+    subscriber.on('ready', () => {
+      // Subscriptions are restored by ioredis on reconnect; what was missed meanwhile is read now.
+      if (this.#subscribedOnce) this.resync('reconnected').catch(() => undefined);
+    });
+    this.#schedule();
+    await this.#subscribe(`__keyspace@${db}__:${globEscape(prefix)}*`).catch(() => undefined);
+    await this.resync('start');
+  }
+
+  async #subscribe(pattern: string): Promise<void> {
+    const { subscriber, channel } = this.#o;
+    if (subscriber.status === 'wait') await subscriber.connect();
+    await subscriber.psubscribe(pattern);
+    await subscriber.subscribe(channel);
+    this.#subscribedOnce = true;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.resync('interval')
+        .catch(() => undefined)
+        .finally(() => this.#schedule());
+    }, this.#o.resyncIntervalMs);
+    this.#timer.unref();
+  }
+
+  /** Re-reads one key the notifications named. */
+  #refresh(key: string): void {
+    const { client, catalog, reach } = this.#o;
+    client.get(key).then(
+      (value) => {
+        if (this.#stopped) return;
+        reach.ok();
+        if (value === null) catalog.delete(key);
+        else catalog.put(key, value);
+        this.#o.onChange();
+      },
+      (err: Error) => reach.failed('watch', err),
+    );
+  }
+
+  /** SCANs the whole prefix and replaces the catalog (one at a time). */
+  resync(reason: 'start' | 'interval' | 'reconnected'): Promise<void> {
+    this.#resyncing ??= this.#resync(reason).finally(() => {
+      this.#resyncing = null;
+    });
+    return this.#resyncing;
+  }
+
+  async #resync(reason: string): Promise<void> {
+    const { client, prefix, catalog, metrics, reach } = this.#o;
+    try {
+      if (client.status === 'wait') await client.connect();
+      const nodes =
+        'nodes' in client && typeof client.nodes === 'function' ? client.nodes('master') : [client];
+      const entries: [string, string][] = [];
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', `${globEscape(prefix)}*`, 'COUNT', 500);
+          cursor = next;
+          for (let i = 0; i < keys.length; i += 200) {
+            const batch = keys.slice(i, i + 200);
+            // One key per GET in a pipeline-free way that works in a cluster too (keys may span slots).
+            const values = await Promise.all(batch.map((k) => node.get(k)));
+            batch.forEach((k, j) => {
+              const v = values[j];
+              if (v !== null && v !== undefined) entries.push([k, v]);
+            });
+          }
+        } while (cursor !== '0');
+      }
+      if (this.#stopped) return;
+      catalog.replaceAll(entries);
+      metrics.resyncs.labels(reason).inc();
+      reach.ok();
+      this.#synced = true;
+      this.#o.onChange();
+    } catch (err) {
+      reach.failed('resync', err as Error);
+      throw err;
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+  }
+}
