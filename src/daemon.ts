@@ -3,6 +3,7 @@ import { type AdminView, adminHandler, type DrainState } from './admin/admin-han
 import { configDocument, type ReloadOutcome } from './admin/config-view.ts';
 import { type Readiness, readiness } from './admin/readiness.ts';
 import type { AdminGrpcServer } from './admin-grpc/admin-grpc-server.ts';
+import type { Gateway } from './gateway/gateway.ts';
 import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
@@ -50,6 +51,8 @@ export interface DaemonAddresses {
   inbound?: { address: string; port: number };
   /** The gRPC admin API, when `listeners.adminGrpc` is enabled and its port could be bound. */
   adminGrpc?: { address: string; port: number };
+  /** The public gateway listener, when `listeners.gateway` is set. */
+  gateway?: { address: string; port: number };
 }
 
 /** The default port of the gRPC admin API when `listeners.adminGrpc.port` is unset. */
@@ -84,6 +87,8 @@ export class Daemon {
   #admin: HttpListener | null = null;
   #inbound: InboundRuntime | null = null;
   #adminGrpc: AdminGrpcServer | null = null;
+  /** Gateway mode (`listeners.gateway`), loaded only when configured. */
+  #gateway: Gateway | null = null;
   /** Shutting down. */
   #draining = false;
   /** Drained by POST /drain (or gRPC Drain) and not undone. */
@@ -223,6 +228,17 @@ export class Daemon {
       this.#perUpstream[name] = listener;
       this.#listeners.push(listener);
     }
+    if (listeners.gateway !== undefined) {
+      const { Gateway } = await import('./gateway/gateway.ts');
+      const deps = {
+        ctx: this.#ctx,
+        table: this.table,
+        logger: this.logger,
+        registry: this.metrics.registry,
+      };
+      this.#gateway = await Gateway.start(this.config, deps);
+      this.#listeners.push(this.#gateway.listener);
+    }
     this.logger.info({ msg: 'meshlet started', ...this.addresses() });
   }
 
@@ -316,6 +332,9 @@ export class Daemon {
       ...(this.#adminGrpc === null
         ? {}
         : { adminGrpc: { address: this.#adminGrpc.address, port: this.#adminGrpc.port } }),
+      ...(this.#gateway === null
+        ? {}
+        : { gateway: { address: this.#gateway.listener.address, port: this.#gateway.listener.port } }),
     };
   }
 
@@ -346,8 +365,8 @@ export class Daemon {
     // A listener started on port 0 already runs on the port a new file may name: no change there.
     const bound = this.addresses();
     const notApplied = restartKeys(this.config, next).filter((key) => {
-      const kind = /^listeners\.(outbound|admin|inbound)\.port$/.exec(key)?.[1] as
-        'outbound' | 'admin' | 'inbound' | undefined;
+      const kind = /^listeners\.(outbound|admin|inbound|gateway)\.port$/.exec(key)?.[1] as
+        'outbound' | 'admin' | 'inbound' | 'gateway' | undefined;
       return kind === undefined || next.listeners[kind]?.port !== bound[kind]?.port;
     });
     // A per-upstream listener is bound once: a changed `port` needs a restart like any listener.
@@ -369,6 +388,7 @@ export class Daemon {
     this.#ctx.access.settings = next.accessLog;
     this.#ctx.bodyTimeoutMs = next.listeners.outbound.bodyTimeout;
     this.#inbound?.apply(next);
+    if (this.#gateway !== null && !this.#gateway.apply(next)) notApplied.push('gateway');
     this.config = next;
     for (const key of notApplied) this.metrics.configKeysNotApplied.labels(key).inc();
     const result = notApplied.length > 0 ? 'partial' : 'ok';
@@ -448,6 +468,7 @@ export class Daemon {
 
   async #closeEverything(): Promise<void> {
     this.#tunnels.destroy();
+    this.#gateway?.close();
     for (const l of this.#listeners) {
       l.stopAccepting();
       l.destroy();

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { CONSUL_DRAIN_DELAY_MS, consulRegistry } from './consul-schema.ts';
 import { dnsRegistry } from './dns-schema.ts';
 import { duration } from './duration-schema.ts';
+import { gatewayListenerSpec, gatewaySpec } from './gateway-schema.ts';
 import { etcdRegistry } from './etcd-schema.ts';
 import { redisRegistry } from './redis-schema.ts';
 import { inboundListenerSpec, tlsSpec } from './tls-schema.ts';
@@ -257,6 +258,8 @@ export const configSchema = z
             port: portOrZero.optional(),
           })
           .prefault({}),
+        /** The public edge listener (gateway mode): off unless present; its routes are `gateway.routes`. */
+        gateway: gatewayListenerSpec.optional(),
       })
       .prefault({}),
     /** This instance's identity for mTLS (inbound and outbound). */
@@ -275,12 +278,24 @@ export const configSchema = z
       .prefault({}),
     upstreams: z.record(name, upstreamSpec.prefault({})).default({}),
     routes: z.array(routeSpec).default([]),
+    /** Gateway mode: routes, authentication, tenants and limits of `listeners.gateway`. */
+    gateway: gatewaySpec.optional(),
     accessLog: z
       .strictObject({
         /** One JSON line per request on stdout. Default on. */
         enabled: z.boolean().default(true),
         /** Share of requests logged, 0..1. Default 1 (all). Errors from meshlet itself are always logged. */
         sampleRate: z.number().min(0).max(1).default(1),
+      })
+      .prefault({}),
+    metrics: z
+      .strictObject({
+        /**
+         * Beside `meshlet_*`, export the Envoy-named series the Consul UI's Prometheus provider
+         * queries (`envoy_http_downstream_rq_*`, `envoy_cluster_upstream_rq_*` with Consul's labels).
+         * Only with `registry.type: consul` and `service`. Default true.
+         */
+        consulUi: z.boolean().default(true),
       })
       .prefault({}),
     shutdown: z

@@ -15,13 +15,14 @@ export const GRPC = {
   INTERNAL: 13,
   UNAVAILABLE: 14,
   DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
 } as const;
 
 /**
  * The gRPC status a gRPC caller gets for each of meshlet's own refusals. Chosen as gRPC's HTTP
  * mapping and Envoy do: nothing to route to → UNIMPLEMENTED (Envoy's answer for an unrouted gRPC
  * call); no endpoint, open breaker, unreachable → UNAVAILABLE (what grpc clients retry); timeouts →
- * DEADLINE_EXCEEDED; limits → RESOURCE_EXHAUSTED; identity refused → PERMISSION_DENIED; a malformed
+ * DEADLINE_EXCEEDED; limits → RESOURCE_EXHAUSTED; identity refused → PERMISSION_DENIED; no or bad gateway credentials → UNAUTHENTICATED; a malformed
  * request → INTERNAL (gRPC's mapping of HTTP 400).
  */
 export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
@@ -33,6 +34,8 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   upstream_timeout: GRPC.DEADLINE_EXCEEDED,
   upstream_unreachable: GRPC.UNAVAILABLE,
   forbidden: GRPC.PERMISSION_DENIED,
+  unauthorized: GRPC.UNAUTHENTICATED,
+  auth_unavailable: GRPC.UNAVAILABLE,
   bad_request: GRPC.INTERNAL,
   request_timeout: GRPC.DEADLINE_EXCEEDED,
   body_too_large: GRPC.RESOURCE_EXHAUSTED,

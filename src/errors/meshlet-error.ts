@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   upstream_timeout: 504,
   upstream_unreachable: 502,
   forbidden: 403,
+  unauthorized: 401,
+  auth_unavailable: 503,
   bad_request: 400,
   request_timeout: 408,
   body_too_large: 413,

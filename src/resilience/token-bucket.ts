@@ -148,6 +148,14 @@ export class KeyedTokenBuckets {
     return this.#rate.wait(s, n, this.#clock.now());
   }
 
+  /** Tokens `key`'s bucket holds now (an untracked key's bucket is full), for `ratelimit-remaining`. */
+  tokensOf(key: string): number {
+    const s = this.#buckets.get(key);
+    if (s === undefined) return this.#rate.burst;
+    this.#rate.refill(s, this.#clock.now());
+    return s.tokens;
+  }
+
   /** Finds or creates `key`'s bucket and marks it most recently used. */
   #touch(key: string, now: number): BucketState {
     const buckets = this.#buckets;

@@ -73,6 +73,8 @@ export class Upstream {
   /** True once discovery delivered a first snapshot (even an empty one). */
   synced = false;
   #syncWaiters: (() => void)[] | null = null;
+  /** Told the eligible endpoints after each rebalance: filtered views (upstream-view.ts) follow discovery and ejections. */
+  readonly #rebalanceListeners = new Set<(eligible: readonly EndpointHandle[]) => void>();
 
   constructor(
     name: string,
@@ -235,6 +237,16 @@ export class Upstream {
     this.#rebalance();
   }
 
+  /**
+   * Calls `listener` with the eligible endpoints now and after every change (a discovery snapshot,
+   * an ejection or its end, a balancer change; `[]` once closed). Returns a function that removes it.
+   */
+  onRebalance(listener: (eligible: readonly EndpointHandle[]) => void): () => void {
+    this.#rebalanceListeners.add(listener);
+    listener(this.#closed ? [] : this.outlier.eligible(this.#handles));
+    return () => this.#rebalanceListeners.delete(listener);
+  }
+
   /** Picks an endpoint for an attempt (see LoadBalancer.pick). */
   pick(hashKey: string | undefined, avoid: EndpointHandle | undefined): EndpointHandle | undefined {
     return this.#balancer.pick(hashKey, avoid);
@@ -259,6 +271,7 @@ export class Upstream {
     this.#pools.clear();
     this.#handles = [];
     this.#balancer.update([]);
+    for (const listener of this.#rebalanceListeners) listener([]);
     await Promise.all(pools.map((p) => p.close().catch(() => {})));
   }
 
@@ -283,7 +296,9 @@ export class Upstream {
   /** Gives the balancer the eligible endpoints and schedules the next ejection's end. */
   #rebalance(): void {
     if (this.#closed) return;
-    this.#balancer.update(this.outlier.eligible(this.#handles));
+    const eligible = this.outlier.eligible(this.#handles);
+    this.#balancer.update(eligible);
+    for (const listener of this.#rebalanceListeners) listener(eligible);
     this.#publishEndpointGauges();
     const next = this.outlier.nextTickAtMs();
     if (this.#tick !== null) {

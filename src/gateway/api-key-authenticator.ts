@@ -1,0 +1,228 @@
+// The `apiKey` authenticator: keys from a watched file of SHA-256 hashes, each with a name, a tenant and its own rate limit.
+import { createHash } from 'node:crypto';
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { parse } from 'yaml';
+import type { ApiKeyAuthSpec } from '../config/gateway-schema.ts';
+import { SingleLimit } from './rate-limits.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import {
+  type Authenticator,
+  type AuthOutcome,
+  type Credentials,
+  looksLikeJwt,
+  type Principal,
+  SKIP,
+} from './authenticator.ts';
+
+/** One entry of the keys file. */
+export interface ApiKeyEntry {
+  readonly name: string;
+  /** SHA-256 of the key, lowercase hex. */
+  readonly sha256: string;
+  readonly tenant: string | undefined;
+  readonly rateLimit: { readonly perSecond: number; readonly burst: number | undefined } | undefined;
+}
+
+/** Options of {@link ApiKeyAuthenticator}. */
+export interface ApiKeyAuthenticatorOptions {
+  readonly logger?: Logger;
+  /** How often the file is re-read in case a watch event was missed, ms. Default 500. */
+  readonly pollMs?: number;
+  /** Called with the number of keys after each load (metrics). */
+  readonly onLoad?: (keys: number) => void;
+}
+
+/** The SHA-256 of a key as the file stores it (lowercase hex): `printf %s KEY | sha256sum`. */
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** Parses the keys file: a list of entries, or `keys:` holding one. Throws on a bad entry. */
+export function parseApiKeys(text: string, file: string): ApiKeyEntry[] {
+  const doc: unknown = parse(text);
+  const list: unknown = Array.isArray(doc) ? doc : ((doc as { keys?: unknown } | null)?.keys ?? []);
+  if (!Array.isArray(list)) throw new Error(`${file}: expected a list of keys (or "keys:" holding one)`);
+  const names = new Set<string>();
+  return list.map((raw: unknown, i) => {
+    const e = raw as Record<string, unknown> | null;
+    const where = `${file}: keys[${i}]`;
+    if (e === null || typeof e !== 'object') throw new Error(`${where}: expected an object`);
+    if (typeof e.name !== 'string' || e.name === '') throw new Error(`${where}: "name" must be a string`);
+    if (names.has(e.name)) throw new Error(`${where}: name "${e.name}" is used twice`);
+    names.add(e.name);
+    if (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(e.sha256)) {
+      throw new Error(`${where}: "sha256" must be 64 hex digits (the key's SHA-256)`);
+    }
+    if (e.tenant !== undefined && typeof e.tenant !== 'string')
+      throw new Error(`${where}: "tenant" must be a string`);
+    let rateLimit: ApiKeyEntry['rateLimit'];
+    if (e.rateLimit !== undefined) {
+      const r = e.rateLimit as { perSecond?: unknown; burst?: unknown };
+      if (typeof r.perSecond !== 'number' || !(r.perSecond > 0))
+        throw new Error(`${where}: rateLimit.perSecond must be > 0`);
+      if (r.burst !== undefined && !(typeof r.burst === 'number' && r.burst >= 1))
+        throw new Error(`${where}: rateLimit.burst must be ≥ 1`);
+      rateLimit = { perSecond: r.perSecond, burst: r.burst as number | undefined };
+    }
+    return {
+      name: e.name,
+      sha256: e.sha256.toLowerCase(),
+      tenant: e.tenant as string | undefined,
+      rateLimit,
+    };
+  });
+}
+
+interface LoadedKey {
+  readonly entry: ApiKeyEntry;
+  readonly principal: Principal;
+}
+
+/**
+ * Accepts a key sent in `header` (default `x-api-key`) or as a non-JWT bearer token: its SHA-256
+ * is looked up among the file's entries (keys are never stored in clear). The principal carries
+ * the key's name, tenant and its own token bucket (kept across file reloads while its rate stays the
+ * same). The file is watched (its directory, for editors that rename) and re-read every `pollMs`:
+ * a key removed from the file is refused within a second. A file that does not parse on reload is
+ * logged and the previous keys stay; at load it is a config error.
+ */
+export class ApiKeyAuthenticator implements Authenticator {
+  readonly name: string;
+  readonly challenge: string;
+  readonly identityHeaders: readonly string[];
+  readonly #spec: ApiKeyAuthSpec;
+  readonly #file: string;
+  readonly #options: ApiKeyAuthenticatorOptions;
+  #keys = new Map<string, LoadedKey>();
+  #text = '';
+  #watcher: FSWatcher | null = null;
+  #poll: NodeJS.Timeout | null = null;
+  #debounce: NodeJS.Timeout | null = null;
+
+  /** Loads the file now. @throws Error when it cannot be read or parsed. */
+  constructor(name: string, spec: ApiKeyAuthSpec, options: ApiKeyAuthenticatorOptions = {}) {
+    this.name = name;
+    this.#spec = spec;
+    this.#file = resolve(spec.file);
+    this.#options = options;
+    this.challenge = `ApiKey realm="meshlet", header="${spec.header}"`;
+    this.identityHeaders = [spec.nameHeader, spec.tenantHeader];
+    this.#load(readFileSync(this.#file, 'utf8'));
+    const file = basename(this.#file);
+    try {
+      this.#watcher = watch(dirname(this.#file), { persistent: false }, (_e, changed) => {
+        if (changed === null || String(changed) === file) this.#schedule();
+      });
+      this.#watcher.on('error', () => this.#schedule());
+    } catch {
+      // Polling below still notices changes.
+    }
+    this.#poll = setInterval(() => this.reload(), options.pollMs ?? 500);
+    this.#poll.unref();
+  }
+
+  /** Keys loaded now. */
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  authenticate(credentials: Credentials): AuthOutcome {
+    const sent = credentials.headers[this.#spec.header];
+    let key = typeof sent === 'string' ? sent : undefined;
+    if (key === undefined) {
+      const bearer = credentials.bearer;
+      if (bearer === undefined || looksLikeJwt(bearer)) return SKIP;
+      key = bearer;
+    }
+    const found = this.#keys.get(hashApiKey(key));
+    return found === undefined
+      ? { kind: 'invalid', reason: 'unknown API key' }
+      : { kind: 'ok', principal: found.principal };
+  }
+
+  /** Re-reads the file; an unchanged file changes nothing, a bad one keeps the old keys. */
+  reload(): void {
+    let text: string;
+    try {
+      text = readFileSync(this.#file, 'utf8');
+    } catch (err) {
+      this.#options.logger?.error({
+        msg: 'api key file unreadable; keeping the loaded keys',
+        file: this.#file,
+        reason: (err as Error).message,
+      });
+      return;
+    }
+    if (text === this.#text) return;
+    try {
+      this.#load(text);
+      this.#options.logger?.info({
+        msg: 'api keys reloaded',
+        authenticator: this.name,
+        keys: this.#keys.size,
+      });
+    } catch (err) {
+      this.#text = text;
+      this.#options.logger?.error({
+        msg: 'api key file invalid; keeping the loaded keys',
+        file: this.#file,
+        reason: (err as Error).message,
+      });
+    }
+  }
+
+  #load(text: string): void {
+    const entries = parseApiKeys(text, this.#file);
+    const old = new Map<string, LoadedKey>();
+    for (const k of this.#keys.values()) old.set(k.entry.name, k);
+    const next = new Map<string, LoadedKey>();
+    const s = this.#spec;
+    for (const entry of entries) {
+      const prev = old.get(entry.name);
+      const sameRate =
+        prev !== undefined && JSON.stringify(prev.entry.rateLimit) === JSON.stringify(entry.rateLimit);
+      const limit = sameRate
+        ? prev.principal.limit
+        : entry.rateLimit === undefined
+          ? undefined
+          : new SingleLimit({
+              perSecond: entry.rateLimit.perSecond,
+              ...(entry.rateLimit.burst === undefined ? {} : { burst: entry.rateLimit.burst }),
+            });
+      const headers = [s.nameHeader, entry.name];
+      if (entry.tenant !== undefined) headers.push(s.tenantHeader, entry.tenant);
+      next.set(entry.sha256, {
+        entry,
+        principal: {
+          auth: this.name,
+          subject: undefined,
+          tenant: entry.tenant,
+          key: entry.name,
+          roles: [],
+          claims: { key: entry.name, ...(entry.tenant === undefined ? {} : { tenant: entry.tenant }) },
+          headers,
+          limit,
+        },
+      });
+    }
+    this.#keys = next;
+    this.#text = text;
+    this.#options.onLoad?.(next.size);
+  }
+
+  #schedule(): void {
+    if (this.#debounce !== null) clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      this.#debounce = null;
+      this.reload();
+    }, 50);
+    this.#debounce.unref();
+  }
+
+  close(): void {
+    this.#watcher?.close();
+    if (this.#poll !== null) clearInterval(this.#poll);
+    if (this.#debounce !== null) clearTimeout(this.#debounce);
+  }
+}

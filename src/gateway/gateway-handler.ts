@@ -1,0 +1,290 @@
+// The gateway request path in one screen: route → CORS → authenticate → authorize → rate limits → tenant's endpoints → exchange.
+import { sendError } from '../errors/error-response.ts';
+import { isGrpcRequest } from '../errors/grpc-status.ts';
+import { MeshletError } from '../errors/meshlet-error.ts';
+import type { AnyRequestListener } from '../listener/http-listener.ts';
+import type { DownstreamRequest, DownstreamResponse } from '../proxy/downstream.ts';
+import { writeHead } from '../proxy/downstream.ts';
+import { type EdgeHeaders, Exchange } from '../proxy/exchange.ts';
+import type { ProxyContext } from '../proxy/proxy-context.ts';
+import type { GatewayAuthResult, GatewayMetrics } from '../telemetry/gateway-metrics.ts';
+import { mergePolicy } from '../upstream/upstream-settings.ts';
+import { upstreamView } from '../upstream/upstream-view.ts';
+import { type AuthOutcome, bearerOf, type Credentials, type Principal } from './authenticator.ts';
+import { hostOf, matchRoute } from './gateway-routes.ts';
+import type { GatewayRoute, GatewayState, GatewayTenant } from './gateway-state.ts';
+import { clientIp, type LimitVerdict, rateLimitHeaders } from './rate-limits.ts';
+
+/** Sets `[name, value, …]` on a response not yet started (merged into the head Exchange or sendError writes). */
+function setHeaders(res: DownstreamResponse, pairs: readonly string[]): void {
+  for (let i = 0; i < pairs.length; i += 2) {
+    const name = pairs[i]!;
+    const prev = res.getHeader(name);
+    res.setHeader(name, prev === undefined ? pairs[i + 1]! : `${String(prev)}, ${pairs[i + 1]!}`);
+  }
+}
+
+function clientGone(res: DownstreamResponse): boolean {
+  return 'stream' in res ? res.stream.destroyed : res.destroyed;
+}
+
+/** Answers a refusal of the gateway's own (counted and logged like the outbound listener's). */
+function refuse(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse, err: MeshletError): void {
+  ctx.unrouted.localReply(err.code);
+  ctx.unrouted.finished(err.status, 0);
+  ctx.access.refused(req.method, err.status, err.code);
+  if (clientGone(res)) return;
+  sendError(res, err, undefined, undefined, isGrpcRequest(req.headers['content-type']));
+}
+
+/** The `tenant` metric label: a configured tenant, `""` for none, `other` for any other (bounded). */
+function tenantLabel(state: GatewayState, tenant: string | undefined): string {
+  if (tenant === undefined) return '';
+  return state.tenants.has(tenant) ? tenant : 'other';
+}
+
+/** `error="…"` parameters for a challenge; quotes and backslashes dropped from the description. */
+function withError(challenge: string, error: string, description?: string): string {
+  const d = description === undefined ? '' : `, error_description="${description.replace(/["\\]/g, '')}"`;
+  return `${challenge}, error="${error}"${d}`;
+}
+
+/** How the authenticators of a route decided. */
+type Decision =
+  | { readonly principal: Principal | null }
+  | {
+      readonly refusal: MeshletError;
+      readonly result: GatewayAuthResult;
+      readonly challenges: readonly string[];
+    };
+
+/**
+ * Asks the route's authenticators in order: the first that accepts wins. None accepting: an
+ * unavailable one (identity service or JWKS down) is 503 `auth_unavailable`; a credential that did
+ * not verify is 401 with `error="invalid_token"`; no credential at all is 401 with the challenges.
+ * A `failOpen` authenticator whose service is down skips, and a request no one accepts then goes on
+ * as anonymous only when every authenticator skipped because of that.
+ */
+async function authenticate(route: GatewayRoute, credentials: Credentials): Promise<Decision> {
+  let invalid: { reason: string; challenge: string } | null = null;
+  let unavailable: string | null = null;
+  for (const a of route.auth!) {
+    const answer = a.authenticate(credentials);
+    const outcome: AuthOutcome = answer instanceof Promise ? await answer : answer;
+    switch (outcome.kind) {
+      case 'ok':
+        return { principal: outcome.principal };
+      case 'invalid':
+        invalid ??= { reason: outcome.reason, challenge: a.challenge };
+        break;
+      case 'unavailable':
+        unavailable ??= outcome.reason;
+        break;
+      case 'skip':
+        break;
+    }
+  }
+  if (unavailable !== null) {
+    return {
+      refusal: new MeshletError('auth_unavailable', `authentication unavailable: ${unavailable}`),
+      result: 'unavailable',
+      challenges: [],
+    };
+  }
+  if (invalid !== null) {
+    return {
+      refusal: new MeshletError('unauthorized', `credentials refused: ${invalid.reason}`),
+      result: 'invalid',
+      challenges: route.challenges.map((c) =>
+        c === invalid.challenge ? withError(c, 'invalid_token', invalid.reason) : c,
+      ),
+    };
+  }
+  return {
+    refusal: new MeshletError('unauthorized', 'credentials required'),
+    result: 'missing',
+    challenges: route.challenges,
+  };
+}
+
+/** The route bucket's key for `by`: the key's name, else the subject, else the client IP (key); tenant, else IP (tenant); IP. */
+function limitKey(route: GatewayRoute, principal: Principal | null, ip: string): string {
+  if (route.limitBy === 'key') {
+    if (principal?.key !== undefined) return `k:${principal.key}`;
+    if (principal?.subject !== undefined) return `s:${principal.auth}:${principal.subject}`;
+  } else if (route.limitBy === 'tenant' && principal?.tenant !== undefined) return `t:${principal.tenant}`;
+  return `i:${ip}`;
+}
+
+/**
+ * The gateway listener's handler. Only `gateway.routes` are routable (no authority names an
+ * upstream at the edge). `state` is read per request, so a reload swaps it atomically.
+ */
+export function gatewayHandler(
+  ctx: ProxyContext,
+  state: () => GatewayState,
+  metrics: GatewayMetrics,
+): AnyRequestListener {
+  return function gateway(req, res) {
+    const g = state();
+    const method = req.method ?? 'GET';
+    const headers = req.headers;
+    const target = req.url ?? '/';
+    if (method === 'CONNECT') {
+      return refuse(
+        ctx,
+        req,
+        res,
+        new MeshletError('method_not_allowed', 'CONNECT is not routed by the gateway'),
+      );
+    }
+    if (target.charCodeAt(0) !== 47 /* / */) {
+      metrics.unrouted.labels('bad_request').inc();
+      return refuse(
+        ctx,
+        req,
+        res,
+        new MeshletError('bad_request', 'the gateway takes origin-form request targets only'),
+      );
+    }
+    const origin = headers.origin;
+    const askedMethod = headers['access-control-request-method'];
+    const preflight = method === 'OPTIONS' && origin !== undefined && typeof askedMethod === 'string';
+    const host = hostOf(headers.host ?? (headers[':authority'] as string | undefined));
+    const matched = matchRoute(
+      g.matchers,
+      preflight ? askedMethod.toUpperCase() : method,
+      host,
+      target,
+      headers,
+    );
+    if (matched instanceof MeshletError) {
+      metrics.unrouted.labels(matched.code).inc();
+      return refuse(ctx, req, res, matched);
+    }
+    const route = g.routes[matched.index]!;
+    if (route.cors !== null && origin !== undefined) {
+      if (preflight) {
+        const allowed = route.cors.allows(origin);
+        metrics.preflights.labels(route.name, allowed ? 'allowed' : 'refused').inc();
+        writeHead(res, 204, route.cors.preflight(origin, headers['access-control-request-headers']));
+        res.end();
+        return;
+      }
+      setHeaders(res, route.cors.response(origin));
+    }
+    if (route.auth === null) {
+      forward(ctx, g, route, req, res, matched.path, null, 'public', metrics);
+      return;
+    }
+    const credentials: Credentials = { bearer: bearerOf(headers), headers };
+    authenticate(route, credentials).then(
+      (decision) => {
+        if ('refusal' in decision) {
+          metrics.requests.labels(route.name, decision.result, '').inc();
+          if (decision.challenges.length > 0 && !clientGone(res))
+            res.setHeader('www-authenticate', decision.challenges);
+          return refuse(ctx, req, res, decision.refusal);
+        }
+        forward(ctx, g, route, req, res, matched.path, decision.principal, 'ok', metrics);
+      },
+      (err: unknown) => {
+        ctx.logger.error({ msg: 'gateway authentication failed', reason: (err as Error).message });
+        refuse(ctx, req, res, new MeshletError('auth_unavailable', 'authentication failed unexpectedly'));
+      },
+    );
+  };
+}
+
+/** After authentication: authorize, rate-limit, pick the tenant's endpoints, and start the exchange. */
+function forward(
+  ctx: ProxyContext,
+  g: GatewayState,
+  route: GatewayRoute,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  path: string,
+  principal: Principal | null,
+  result: GatewayAuthResult,
+  metrics: GatewayMetrics,
+): void {
+  const tenantName = principal?.tenant;
+  const label = tenantLabel(g, tenantName);
+  if (principal !== null && route.allow !== null) {
+    const why = route.allow.deny(principal);
+    if (why !== null) {
+      metrics.requests.labels(route.name, 'forbidden', label).inc();
+      if (!clientGone(res))
+        res.setHeader('www-authenticate', withError(route.challenges[0]!, 'insufficient_scope', why));
+      return refuse(
+        ctx,
+        req,
+        res,
+        new MeshletError('forbidden', `not allowed on this route: ${why}`, route.upstream),
+      );
+    }
+  }
+  metrics.requests.labels(route.name, result, label).inc();
+  const tenant: GatewayTenant | undefined = tenantName === undefined ? undefined : g.tenants.get(tenantName);
+  // Rate limits: the route's (by key, tenant or IP), the tenant's, the key's own; the tightest answers.
+  let shown: LimitVerdict | null = null;
+  const check = (v: LimitVerdict, limit: 'route' | 'tenant' | 'key'): boolean => {
+    if (!v.ok) {
+      metrics.rateLimited.labels(route.name, limit, label).inc();
+      if (!clientGone(res)) setHeaders(res, rateLimitHeaders(v));
+      refuse(
+        ctx,
+        req,
+        res,
+        new MeshletError('rate_limited', `${limit} rate limit exceeded`, route.upstream, v.resetSeconds),
+      );
+      return false;
+    }
+    if (shown === null || v.remaining < shown.remaining) shown = v;
+    return true;
+  };
+  if (route.limit !== null) {
+    const ip = clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], g.trustedProxies);
+    if (!check(route.limit.take(limitKey(route, principal, ip)), 'route')) return;
+  }
+  if (tenant !== undefined && tenant.limit !== null && !check(tenant.limit.take(), 'tenant')) return;
+  const keyLimit = principal?.limit;
+  if (keyLimit !== undefined && !check(keyLimit.take(), 'key')) return;
+  if (shown !== null) setHeaders(res, rateLimitHeaders(shown));
+
+  const name = tenant?.upstreams?.[route.upstream] ?? route.upstream;
+  const upstream = ctx.upstreams.get(name);
+  if (upstream === undefined) {
+    return refuse(
+      ctx,
+      req,
+      res,
+      new MeshletError('no_route', `gateway route names upstream "${name}", which is unknown`, name),
+    );
+  }
+  if (clientGone(res)) return;
+  const tags = tenant?.tags ?? null;
+  const view = upstreamView(upstream, {
+    tags: tags ?? [],
+    maxRequestBodyBytes: route.maxRequestBodyBytes,
+    fallback: tags === null,
+  });
+  const edge: EdgeHeaders = {
+    drop: g.drop,
+    add: principal?.headers ?? [],
+    proto: g.proto,
+    principal:
+      principal === null
+        ? undefined
+        : { auth: principal.auth, subject: principal.subject, tenant: principal.tenant, key: principal.key },
+  };
+  new Exchange(
+    ctx,
+    req,
+    res,
+    view,
+    path,
+    mergePolicy(upstream.settings.policy, route.override),
+    edge,
+  ).start();
+}

@@ -1,0 +1,132 @@
+// The gateway's socket: cleartext HTTP/1.1 + h2c, or TLS termination (HTTP/1.1 and HTTP/2 by ALPN) with a watched, hot-reloaded certificate.
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { basename, dirname, resolve } from 'node:path';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { GatewayListenerSpec } from '../config/gateway-schema.ts';
+import { createH2cServer, H2Sessions } from '../http2/h2c-server.ts';
+import {
+  answerClientErrors,
+  type AnyRequestListener,
+  bindListener,
+  checkingIntervalMs,
+  type HttpListener,
+  listenHttp,
+} from '../listener/http-listener.ts';
+import type { Logger } from '../telemetry/logger.ts';
+
+/** A started gateway listener and how to stop watching its certificate. */
+export interface GatewaySocket {
+  readonly listener: HttpListener;
+  /** Re-reads the certificate and key now (what a file change does). */
+  reloadCertificate(): boolean;
+  close(): void;
+}
+
+/**
+ * Binds `listeners.gateway`. Without `tls`: `listenHttp` (HTTP/1.1 and h2c on one port) with the
+ * gateway's stricter header size, header timeout and keep-alive. With `tls`: TLS termination with
+ * `cert`/`key` (ALPN `h2` or `http/1.1`); both files' directory is watched (and polled every 10 s),
+ * and a changed pair that loads replaces the certificate for new connections; one that does not is
+ * logged and the old one stays. No client certificate is asked for: the edge authenticates with
+ * tokens and keys.
+ */
+export async function listenGateway(
+  spec: GatewayListenerSpec,
+  handler: AnyRequestListener,
+  logger: Logger,
+): Promise<GatewaySocket> {
+  const limits = {
+    headersTimeoutMs: spec.headersTimeout,
+    maxHeaderSize: spec.maxHeaderSize,
+    keepAliveTimeoutMs: spec.keepAliveTimeout,
+  };
+  if (spec.tls === undefined) {
+    const listener = await listenHttp(spec.address, spec.port, handler, limits);
+    return { listener, reloadCertificate: () => false, close() {} };
+  }
+  const certFile = resolve(spec.tls.cert);
+  const keyFile = resolve(spec.tls.key);
+  const read = () => ({ cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') });
+  let current = read();
+  const h1 = createHttpServer(
+    {
+      maxHeaderSize: spec.maxHeaderSize,
+      headersTimeout: spec.headersTimeout,
+      requestTimeout: 0,
+      connectionsCheckingInterval: checkingIntervalMs(spec.headersTimeout),
+      keepAliveTimeout: spec.keepAliveTimeout,
+      noDelay: true,
+    },
+    handler as (req: IncomingMessage, res: ServerResponse) => void,
+  );
+  answerClientErrors(h1);
+  const sessions = new H2Sessions();
+  const h2 = createH2cServer(handler, sessions);
+  const server = createTlsServer({
+    cert: current.cert,
+    key: current.key,
+    ALPNProtocols: ['h2', 'http/1.1'],
+    handshakeTimeout: spec.headersTimeout,
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.alpnProtocol === 'h2') h2.emit('connection', socket);
+    else h1.emit('connection', socket);
+  });
+  server.on('tlsClientError', (_err, socket: TLSSocket) => socket.destroy());
+  const listener = await bindListener(server, spec.address, spec.port, h1, sessions);
+  h1.emit('listening');
+
+  const reloadCertificate = (): boolean => {
+    let next: { cert: string; key: string };
+    try {
+      next = read();
+      if (next.cert === current.cert && next.key === current.key) return false;
+      // Throws on a pair that does not fit (a key written before its certificate): the old one stays.
+      server.setSecureContext({ cert: next.cert, key: next.key });
+    } catch (err) {
+      logger.error({
+        msg: 'gateway certificate reload failed; keeping the current certificate',
+        reason: (err as Error).message,
+      });
+      return false;
+    }
+    current = next;
+    logger.info({ msg: 'gateway certificate reloaded', cert: certFile });
+    return true;
+  };
+  let timer: NodeJS.Timeout | null = null;
+  const schedule = () => {
+    if (timer !== null) clearTimeout(timer);
+    // A short quiet time: tools write the key and the certificate one after the other.
+    timer = setTimeout(() => {
+      timer = null;
+      reloadCertificate();
+    }, 100);
+    timer.unref();
+  };
+  const names = new Set([basename(certFile), basename(keyFile)]);
+  const watchers: FSWatcher[] = [];
+  for (const dir of new Set([dirname(certFile), dirname(keyFile)])) {
+    try {
+      const w = watch(dir, { persistent: false }, (_e, name) => {
+        if (name === null || names.has(String(name))) schedule();
+      });
+      w.on('error', schedule);
+      watchers.push(w);
+    } catch {
+      // The poll below still notices.
+    }
+  }
+  const poll = setInterval(schedule, 10_000);
+  poll.unref();
+  return {
+    listener,
+    reloadCertificate,
+    close() {
+      for (const w of watchers) w.close();
+      clearInterval(poll);
+      if (timer !== null) clearTimeout(timer);
+    },
+  };
+}

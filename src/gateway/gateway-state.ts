@@ -1,0 +1,167 @@
+// The gateway's config compiled at load: routes with their authenticators, allow rules, limits and CORS; tenants; the identity headers to strip.
+import type { GatewaySpec } from '../config/gateway-schema.ts';
+import type { MeshletConfig, RouteSpec } from '../config/schema.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { GatewayMetrics } from '../telemetry/gateway-metrics.ts';
+import type { UpstreamTable } from '../upstream/upstream-table.ts';
+import { type RequestPolicy, resolveRouteOverride } from '../upstream/upstream-settings.ts';
+import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
+import { ApiKeyAuthenticator } from './api-key-authenticator.ts';
+import type { Authenticator } from './authenticator.ts';
+import { AllowRule } from './authorize.ts';
+import { CorsPolicy } from './cors.ts';
+import { compileMatcher, type RouteMatcher } from './gateway-routes.ts';
+import { JwtAuthenticator } from './jwt-authenticator.ts';
+import { KeyedLimit, SingleLimit } from './rate-limits.ts';
+import { ValidateAuthenticator } from './validate-authenticator.ts';
+
+/** One gateway route, compiled. */
+export interface GatewayRoute {
+  /** The `route` metric label. */
+  readonly name: string;
+  readonly upstream: string;
+  /** Authenticators in order, or null (public). */
+  readonly auth: readonly Authenticator[] | null;
+  /** `WWW-Authenticate` challenges of its authenticators, deduplicated. */
+  readonly challenges: readonly string[];
+  readonly allow: AllowRule | null;
+  readonly limit: KeyedLimit | null;
+  readonly limitBy: 'key' | 'tenant' | 'ip';
+  readonly cors: CorsPolicy | null;
+  readonly override: Partial<RequestPolicy> | null;
+  readonly maxRequestBodyBytes: number;
+}
+
+/** A configured tenant, compiled. */
+export interface GatewayTenant {
+  readonly limit: SingleLimit | null;
+  /** Endpoint tags its requests are confined to, or null. */
+  readonly tags: readonly string[] | null;
+  readonly upstreams: Readonly<Record<string, string>> | null;
+}
+
+/** Everything the gateway's request path reads, swapped whole on a reload. */
+export interface GatewayState {
+  readonly routes: readonly GatewayRoute[];
+  readonly matchers: readonly RouteMatcher[];
+  readonly tenants: ReadonlyMap<string, GatewayTenant>;
+  /** Headers removed from every client request: identity headers, meshlet's own, and (no trusted proxy) `x-forwarded-*`. */
+  readonly drop: ReadonlySet<string>;
+  readonly trustedProxies: number;
+  readonly proto: 'http' | 'https';
+  /** Authenticators by name, with the spec JSON they were built from (reused across reloads while it stays equal). */
+  readonly authenticators: ReadonlyMap<string, { readonly json: string; readonly auth: Authenticator }>;
+}
+
+/** What building a state needs. */
+export interface GatewayStateDeps {
+  readonly table: UpstreamTable;
+  readonly logger: Logger;
+  readonly metrics: GatewayMetrics;
+}
+
+function buildAuthenticator(
+  name: string,
+  spec: GatewaySpec['auth'][string],
+  deps: GatewayStateDeps,
+): Authenticator {
+  const m = deps.metrics;
+  switch (spec.type) {
+    case 'jwt':
+      return new JwtAuthenticator(name, spec, { onJwksFetch: (r) => m.jwksFetches.labels(name, r).inc() });
+    case 'validate':
+      return new ValidateAuthenticator(name, spec, {
+        table: deps.table,
+        onCall: (r) => m.validateCalls.labels(name, r).inc(),
+      });
+    case 'apiKey':
+      return new ApiKeyAuthenticator(name, spec, {
+        logger: deps.logger,
+        onLoad: (n) => m.apiKeys.labels(name).set(n),
+      });
+  }
+}
+
+/**
+ * Compiles `config.gateway` (an absent block is a gateway with no routes: everything 404).
+ * Authenticators whose spec did not change since `previous` are kept (their JWKS cache, validation
+ * cache, key buckets); the caller closes the ones {@link retiredAuthenticators} names once the new
+ * state is in use. @throws Error when a secret or keys file cannot be loaded.
+ */
+export function buildGatewayState(
+  config: MeshletConfig,
+  deps: GatewayStateDeps,
+  previous: GatewayState | null,
+): GatewayState {
+  const spec: GatewaySpec = config.gateway ?? {
+    auth: {},
+    routes: [],
+    tenants: {},
+    trustedProxies: 0,
+    maxRequestBodyBytes: 1024 * 1024,
+    identityHeaders: [],
+  };
+  const authenticators = new Map<string, { json: string; auth: Authenticator }>();
+  const built: Authenticator[] = [];
+  try {
+    for (const [name, a] of Object.entries(spec.auth)) {
+      const json = JSON.stringify(a);
+      const old = previous?.authenticators.get(name);
+      if (old !== undefined && old.json === json) authenticators.set(name, old);
+      else {
+        const auth = buildAuthenticator(name, a, deps);
+        built.push(auth);
+        authenticators.set(name, { json, auth });
+      }
+    }
+  } catch (err) {
+    for (const a of built) a.close();
+    throw err;
+  }
+  const drop = new Set<string>([TIMEOUT_HEADER, 'grpc-timeout', ...spec.identityHeaders]);
+  for (const { auth } of authenticators.values()) for (const h of auth.identityHeaders) drop.add(h);
+  if (spec.trustedProxies === 0) {
+    drop.add('x-forwarded-for');
+    drop.add('x-forwarded-proto');
+    drop.add('x-forwarded-host');
+    drop.add('forwarded');
+  }
+  const routes = spec.routes.map((r, i): GatewayRoute => {
+    const auth = r.auth === undefined ? null : r.auth.map((n) => authenticators.get(n)!.auth);
+    return {
+      name: r.name ?? `${r.upstream}#${i}`,
+      upstream: r.upstream,
+      auth,
+      challenges: auth === null ? [] : [...new Set(auth.map((a) => a.challenge))],
+      allow: r.allow === undefined ? null : new AllowRule(r.allow),
+      limit: r.rateLimit === undefined ? null : new KeyedLimit(r.rateLimit),
+      limitBy: r.rateLimit?.by ?? 'ip',
+      cors: r.cors === undefined ? null : new CorsPolicy(r.cors, r.match.methods),
+      override: resolveRouteOverride({ timeouts: r.timeouts } as RouteSpec, i),
+      maxRequestBodyBytes: r.maxRequestBodyBytes ?? spec.maxRequestBodyBytes,
+    };
+  });
+  const tenants = new Map<string, GatewayTenant>();
+  for (const [name, t] of Object.entries(spec.tenants)) {
+    tenants.set(name, {
+      limit: t.rateLimit === undefined ? null : new SingleLimit(t.rateLimit),
+      tags: t.upstreamTags ?? null,
+      upstreams: t.upstreams ?? null,
+    });
+  }
+  return {
+    routes,
+    matchers: spec.routes.map(compileMatcher),
+    tenants,
+    drop,
+    trustedProxies: spec.trustedProxies,
+    proto: config.listeners.gateway?.tls === undefined ? 'http' : 'https',
+    authenticators,
+  };
+}
+
+/** Authenticators of `old` that `next` no longer uses (to close once `next` is in use). */
+export function retiredAuthenticators(old: GatewayState, next: GatewayState): Authenticator[] {
+  const kept = new Set([...next.authenticators.values()].map((x) => x.auth));
+  return [...old.authenticators.values()].map((x) => x.auth).filter((a) => !kept.has(a));
+}

@@ -1,0 +1,76 @@
+// Metrics of the gateway (edge) listener: requests by route, auth result and tenant, rate-limited requests, JWKS and identity-service calls.
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+/** How authentication ended for a gateway request (a bounded label). */
+export type GatewayAuthResult = 'public' | 'ok' | 'missing' | 'invalid' | 'forbidden' | 'unavailable';
+
+/** Which limit refused a request: the route's bucket, the tenant's, or the API key's own. */
+export type GatewayLimit = 'route' | 'tenant' | 'key';
+
+/**
+ * The gateway's metrics, registered on the daemon's registry. Labels are bounded by config: `route`
+ * is a gateway route's name, `tenant` a configured tenant, `""` (none) or `other`, `authenticator`
+ * a name in `gateway.auth`.
+ */
+export class GatewayMetrics {
+  /** `meshlet_gateway_requests_total{route, auth, tenant}`: every routed request, with how its authentication ended. */
+  readonly requests: Counter<'route' | 'auth' | 'tenant'>;
+  /** `meshlet_gateway_rate_limited_total{route, limit, tenant}`: requests refused with 429. */
+  readonly rateLimited: Counter<'route' | 'limit' | 'tenant'>;
+  /** `meshlet_gateway_unrouted_total{reason}`: no route (404), wrong method (405), bad path (400). */
+  readonly unrouted: Counter<'reason'>;
+  /** `meshlet_gateway_cors_preflights_total{route, result}`: `allowed` or `refused` origins. */
+  readonly preflights: Counter<'route' | 'result'>;
+  /** `meshlet_gateway_jwks_fetches_total{authenticator, result}`. */
+  readonly jwksFetches: Counter<'authenticator' | 'result'>;
+  /** `meshlet_gateway_validate_calls_total{authenticator, result}`: identity-service calls (allowed, denied, failed). */
+  readonly validateCalls: Counter<'authenticator' | 'result'>;
+  /** `meshlet_gateway_api_keys{authenticator}`: keys loaded from the file. */
+  readonly apiKeys: Gauge<'authenticator'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.requests = new Counter({
+      name: 'meshlet_gateway_requests_total',
+      help: 'Requests the gateway routed, by route, authentication result (public, ok, missing, invalid, forbidden, unavailable) and tenant.',
+      labelNames: ['route', 'auth', 'tenant'] as const,
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'meshlet_gateway_rate_limited_total',
+      help: 'Gateway requests refused with 429, by route, the limit that refused (route, tenant, key) and tenant.',
+      labelNames: ['route', 'limit', 'tenant'] as const,
+      registers,
+    });
+    this.unrouted = new Counter({
+      name: 'meshlet_gateway_unrouted_total',
+      help: 'Gateway requests no route took, by reason (no_route, method_not_allowed, bad_request).',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    this.preflights = new Counter({
+      name: 'meshlet_gateway_cors_preflights_total',
+      help: 'CORS preflights answered by the gateway, by route and result (allowed, refused).',
+      labelNames: ['route', 'result'] as const,
+      registers,
+    });
+    this.jwksFetches = new Counter({
+      name: 'meshlet_gateway_jwks_fetches_total',
+      help: 'JWKS fetches by jwt authenticator and result (ok, failed).',
+      labelNames: ['authenticator', 'result'] as const,
+      registers,
+    });
+    this.validateCalls = new Counter({
+      name: 'meshlet_gateway_validate_calls_total',
+      help: 'Identity-service calls by validate authenticator and result (allowed, denied, failed).',
+      labelNames: ['authenticator', 'result'] as const,
+      registers,
+    });
+    this.apiKeys = new Gauge({
+      name: 'meshlet_gateway_api_keys',
+      help: 'API keys loaded, by apiKey authenticator.',
+      labelNames: ['authenticator'] as const,
+      registers,
+    });
+  }
+}
