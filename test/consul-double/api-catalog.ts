@@ -10,7 +10,7 @@ import {
   type ServiceRecord,
 } from './model.ts';
 import { HttpError } from './register.ts';
-import type { Topic } from './store.ts';
+import type { Store, Topic } from './store.ts';
 
 const FILTERED = { 'X-Consul-Results-Filtered-By-ACLs': 'true' };
 
@@ -63,29 +63,40 @@ export async function catalogRoutes(ctx: Ctx, datacenters: readonly string[]): P
   const readable = (): boolean => ctx.auth().canRead();
   readable(); // resolve the token now: unknown tokens get 403 "ACL not found"
 
-  if (area === 'health' && verb === 'service' && arg !== '') {
+  // `/connect/<name>`: the instances that can take Connect traffic for `name` — its connect-proxy
+  // registrations (Proxy.DestinationServiceName) and Connect-native instances — as Consul's
+  // `Health.ServiceNodes` with `Connect: true` answers. `?tag=` filters the proxies' own tags.
+  const connect = verb === 'connect';
+  const instancesFor = (name: string): ServiceRecord[] =>
+    connect ? connectInstancesOf(store, name) : store.instancesOf(name);
+  const indexFor = (name: string, withChecks: boolean): number =>
+    connect
+      ? Math.max(
+          store.serviceQueryIndex(name, withChecks),
+          ...connectInstancesOf(store, name).map((s) => store.serviceQueryIndex(s.name, withChecks)),
+        )
+      : store.serviceQueryIndex(name, withChecks);
+  const svcTopic = (t: Topic): boolean => (connect ? t.startsWith('svc:') : t === `svc:${arg}`);
+
+  if (area === 'health' && (verb === 'service' || verb === 'connect') && arg !== '') {
     const keep = instanceFilter(ctx);
     const passingOnly = ctx.query.has('passing') && ctx.query.get('passing') !== 'false';
-    await answer(
-      ctx,
-      (t) => t === `svc:${arg}`,
-      () => {
-        const all = store.instancesOf(arg).filter(keep);
-        const entries = readable() ? all : [];
-        const out = entries
-          .map((s) => ({ s, checks: store.checksFor(s) }))
-          .filter((e) => !passingOnly || e.checks.every((c) => c.status === 'passing'))
-          .map(({ s, checks }) => ({
-            Node: renderNode(store.nodes.get(s.node)!),
-            Service: renderNodeService(s),
-            Checks: checks.map(renderCheck),
-          }));
-        return {
-          index: store.serviceQueryIndex(arg, true),
-          value: { body: out, filtered: entries.length < all.length },
-        };
-      },
-    );
+    await answer(ctx, svcTopic, () => {
+      const all = instancesFor(arg).filter(keep);
+      const entries = readable() ? all : [];
+      const out = entries
+        .map((s) => ({ s, checks: store.checksFor(s) }))
+        .filter((e) => !passingOnly || e.checks.every((c) => c.status === 'passing'))
+        .map(({ s, checks }) => ({
+          Node: renderNode(store.nodes.get(s.node)!),
+          Service: renderNodeService(s),
+          Checks: checks.map(renderCheck),
+        }));
+      return {
+        index: indexFor(arg, true),
+        value: { body: out, filtered: entries.length < all.length },
+      };
+    });
     return true;
   }
   if (area === 'health' && verb === 'checks' && arg !== '') {
@@ -156,23 +167,19 @@ export async function catalogRoutes(ctx: Ctx, datacenters: readonly string[]): P
     );
     return true;
   }
-  if (area === 'catalog' && verb === 'service' && arg !== '') {
+  if (area === 'catalog' && (verb === 'service' || verb === 'connect') && arg !== '') {
     const keep = instanceFilter(ctx);
-    await answer(
-      ctx,
-      (t) => t === `svc:${arg}`,
-      () => {
-        const all = store.instancesOf(arg).filter(keep);
-        const out = readable() ? all : [];
-        return {
-          index: store.serviceQueryIndex(arg, false),
-          value: {
-            body: out.map((s) => renderCatalogService(s, store.nodes.get(s.node)!)),
-            filtered: out.length < all.length,
-          },
-        };
-      },
-    );
+    await answer(ctx, svcTopic, () => {
+      const all = instancesFor(arg).filter(keep);
+      const out = readable() ? all : [];
+      return {
+        index: indexFor(arg, false),
+        value: {
+          body: out.map((s) => renderCatalogService(s, store.nodes.get(s.node)!)),
+          filtered: out.length < all.length,
+        },
+      };
+    });
     return true;
   }
   if (area === 'catalog' && verb === 'nodes' && arg === '') {
@@ -195,6 +202,17 @@ export async function catalogRoutes(ctx: Ctx, datacenters: readonly string[]): P
     return true;
   }
   return false;
+}
+
+/** Connect-capable instances of `name`: proxies for it (by node, then ID) and Connect-native instances. */
+function connectInstancesOf(store: Store, name: string): ServiceRecord[] {
+  return [...store.services.values()]
+    .filter((s) =>
+      s.kind === 'connect-proxy'
+        ? s.proxy?.DestinationServiceName === name
+        : s.name === name && s.kind === '' && s.connect?.Native === true,
+    )
+    .sort((a, b) => a.node.localeCompare(b.node) || a.id.localeCompare(b.id));
 }
 
 function byCheck(a: CheckRecord, b: CheckRecord): number {

@@ -46,6 +46,8 @@ export class CheckRunner {
   #reapers = new Map<string, NodeJS.Timeout>();
   #criticalSince = new Map<string, number>();
   #lastTtlOutput = new Map<string, string>();
+  /** Alias checks' store watches, by check key. */
+  #aliases = new Map<string, () => void>();
   #stopped = false;
 
   constructor(store: Store, opts: CheckRunnerOptions) {
@@ -70,8 +72,45 @@ export class CheckRunner {
         });
       };
       this.#timers.set(k, setTimeout(run, 0).unref());
+    } else if (d.aliasService !== '') {
+      this.#aliases.set(
+        k,
+        this.#store.observe(
+          (t) => t === 'checks' || t === 'services',
+          () => this.#updateAlias(k),
+        ),
+      );
+      this.#updateAlias(k);
+      return;
     }
     this.#observe(check);
+  }
+
+  /**
+   * An alias check of a local service (Consul's `AliasService`): the worst status among that
+   * service's checks and its node's, critical when the service is not registered. Follows every change.
+   */
+  #updateAlias(k: string): void {
+    const [node, checkId] = k.split('\u0000') as [string, string];
+    const check = this.#store.getCheck(node, checkId);
+    if (check === undefined || this.#stopped) return;
+    const target = this.#store.getService(node, check.definition.aliasService);
+    let status: HealthStatus = 'passing';
+    let output = 'All checks passing.';
+    if (target === undefined) {
+      status = 'critical';
+      output = `Service ${check.definition.aliasService} could not be found on node ${node}`;
+    } else {
+      for (const c of this.#store.checksFor(target)) {
+        if (c.status === 'critical' || (c.status === 'warning' && status === 'passing')) {
+          status = c.status;
+          output = `Aliased check "${c.name}" failing: ${c.output}`;
+        }
+        if (status === 'critical') break;
+      }
+      if (status === 'passing' && this.#store.checksFor(target).length === 0) output = 'No checks found.';
+    }
+    if (check.status !== status || check.output !== output) this.setStatus(check, status, output);
   }
 
   /** Stops a check's timers (on deregistration). */
@@ -83,11 +122,15 @@ export class CheckRunner {
     this.#reapers.delete(k);
     this.#criticalSince.delete(k);
     this.#lastTtlOutput.delete(k);
+    this.#aliases.get(k)?.();
+    this.#aliases.delete(k);
   }
 
   /** Stops every timer. */
   stopAll(): void {
     this.#stopped = true;
+    for (const cancel of this.#aliases.values()) cancel();
+    this.#aliases.clear();
     for (const t of this.#timers.values()) clearTimeout(t);
     for (const t of this.#reapers.values()) clearTimeout(t);
     this.#timers.clear();

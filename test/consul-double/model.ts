@@ -62,6 +62,8 @@ export interface CheckDefinition {
   tlsServerName: string;
   tcp: string;
   grpc: string;
+  /** An alias check's service ID (local services only): its status is that service's aggregate. */
+  aliasService: string;
 }
 
 /** A health check: node-level when `serviceId` is empty. */
@@ -103,6 +105,7 @@ export function emptyDefinition(): CheckDefinition {
     tlsServerName: '',
     tcp: '',
     grpc: '',
+    aliasService: '',
   };
 }
 

@@ -151,6 +151,7 @@ export function decodeCheck(raw: unknown, standalone: boolean): CheckSpec {
   d.tlsServerName = str(f, 'tlsservername');
   d.tcp = str(f, 'tcp');
   d.grpc = str(f, 'grpc');
+  d.aliasService = str(f, 'aliasservice');
   const scriptArgs = strings(f, 'args').length > 0 || strings(f, 'scriptargs').length > 0;
   const udp = str(f, 'udp');
   const h2ping = str(f, 'h2ping');
@@ -270,10 +271,125 @@ export function decodeService(raw: unknown): ServiceSpec {
   const tagged = objectOrUndefined(f, 'taggedaddresses');
   if (tagged !== undefined) spec.taggedAddresses = tagged;
   const proxy = objectOrUndefined(f, 'proxy');
-  if (proxy !== undefined) spec.proxy = proxy;
+  if (proxy !== undefined) spec.proxy = normalizeProxy(proxy);
   const connect = objectOrUndefined(f, 'connect');
   if (connect !== undefined) spec.connect = connect;
+  if (spec.kind === 'connect-proxy') validateConnectProxy(spec);
   return spec;
+}
+
+/** `Proxy` as the agent stores and shows it: Consul's field names, defaults filled in. */
+function normalizeProxy(raw: Record<string, unknown>): Record<string, unknown> {
+  const f = fields(raw, 'Proxy');
+  const out: Record<string, unknown> = {};
+  const name = str(f, 'destinationservicename');
+  if (name !== '') out.DestinationServiceName = name;
+  const id = str(f, 'destinationserviceid');
+  if (id !== '') out.DestinationServiceID = id;
+  const lsa = str(f, 'localserviceaddress');
+  if (lsa !== '') out.LocalServiceAddress = lsa;
+  const lsp = num(f, 'localserviceport');
+  if (lsp !== 0) out.LocalServicePort = lsp;
+  out.Mode = str(f, 'mode');
+  const config = objectOrUndefined(f, 'config');
+  if (config !== undefined) out.Config = config;
+  const ups = f.get('upstreams');
+  if (ups !== undefined && ups !== null) {
+    if (!Array.isArray(ups))
+      throw new HttpError(400, 'Request decode failed: Proxy.Upstreams must be a list');
+    out.Upstreams = ups.map((u) => normalizeUpstream(u));
+  }
+  out.MeshGateway = objectOrUndefined(f, 'meshgateway') ?? {};
+  out.Expose = objectOrUndefined(f, 'expose') ?? {};
+  return out;
+}
+
+function normalizeUpstream(raw: unknown): Record<string, unknown> {
+  const f = fields(raw, 'Upstream');
+  const out: Record<string, unknown> = { DestinationType: str(f, 'destinationtype') || 'service' };
+  const ns = str(f, 'destinationnamespace');
+  if (ns !== '') out.DestinationNamespace = ns;
+  out.DestinationName = str(f, 'destinationname');
+  const peer = str(f, 'destinationpeer');
+  if (peer !== '') out.DestinationPeer = peer;
+  out.Datacenter = str(f, 'datacenter');
+  const addr = str(f, 'localbindaddress');
+  if (addr !== '') out.LocalBindAddress = addr;
+  const port = num(f, 'localbindport');
+  if (port !== 0) out.LocalBindPort = port;
+  const socket = str(f, 'localbindsocketpath');
+  if (socket !== '') out.LocalBindSocketPath = socket;
+  const config = objectOrUndefined(f, 'config');
+  if (config !== undefined) out.Config = config;
+  out.MeshGateway = objectOrUndefined(f, 'meshgateway') ?? {};
+  return out;
+}
+
+/**
+ * Consul's `NodeService.Validate` for `Kind: connect-proxy` (agent/structs): the destination service,
+ * a port, and each upstream valid with its own local bind, no two upstreams alike nor on one bind
+ * address. Answered as the agent does: 400 `Validation failed: ` and the multierror list.
+ */
+function validateConnectProxy(spec: ServiceSpec): void {
+  const errors: string[] = [];
+  const proxy = spec.proxy ?? {};
+  if (String(proxy.DestinationServiceName ?? '').trim() === '') {
+    errors.push('Proxy.DestinationServiceName must be non-empty for Connect proxy services');
+  }
+  if (spec.port === 0 && spec.socketPath === '')
+    errors.push('Port or SocketPath must be set for a Connect proxy');
+  if (spec.connect?.Native === true)
+    errors.push('A Proxy cannot also be Connect Native, only typical services');
+  const keys = new Set<string>();
+  const binds = new Set<string>();
+  for (const u of (proxy.Upstreams ?? []) as Record<string, unknown>[]) {
+    const type = u.DestinationType as string;
+    const name = u.DestinationName as string;
+    const port = (u.LocalBindPort as number | undefined) ?? 0;
+    const socket = (u.LocalBindSocketPath as string | undefined) ?? '';
+    if (type !== 'service' && type !== 'prepared_query') {
+      errors.push(`unknown upstream destination type: ${JSON.stringify(type)}`);
+      continue;
+    }
+    if (name === '') {
+      errors.push('upstream destination name cannot be empty');
+      continue;
+    }
+    if (name === '*') {
+      errors.push('upstream destination name cannot be a wildcard');
+      continue;
+    }
+    if (u.DestinationPeer !== undefined && u.Datacenter !== '') {
+      errors.push('upstream cannot specify both destination peer and datacenter');
+      continue;
+    }
+    if (port === 0 && socket === '') {
+      errors.push('upstream local bind port or local socket path must be defined and nonzero');
+      continue;
+    }
+    if (port !== 0 && socket !== '') {
+      errors.push('only one of upstream local bind port or local socket path can be defined and nonzero');
+      continue;
+    }
+    const key = `[type=${JSON.stringify(type)}, name=${JSON.stringify(name)}, namespace="default", partition="default", datacenter=${JSON.stringify(u.Datacenter ?? '')}, peer=${JSON.stringify(u.DestinationPeer ?? '')}]`;
+    if (keys.has(key)) {
+      errors.push(`upstreams cannot contain duplicates of ${key}`);
+      continue;
+    }
+    keys.add(key);
+    const host = (u.LocalBindAddress as string | undefined) ?? '127.0.0.1';
+    const addr = port > 0 ? `${host.includes(':') ? `[${host}]` : host}:${port}` : socket;
+    if (binds.has(addr)) {
+      errors.push(
+        `upstreams cannot contain duplicates by local bind address and port or unix path; ${JSON.stringify(addr)} is specified twice`,
+      );
+      continue;
+    }
+    binds.add(addr);
+  }
+  if (errors.length === 0) return;
+  const head = errors.length === 1 ? '1 error occurred:' : `${errors.length} errors occurred:`;
+  throw new HttpError(400, `Validation failed: ${head}\n${errors.map((e) => `\t* ${e}`).join('\n')}\n\n`);
 }
 
 /** Decodes a `PUT /v1/agent/check/update/:id` body (`Status`, `Output`). */

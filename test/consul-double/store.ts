@@ -42,6 +42,8 @@ export class Store {
   lastExtinction = 0;
   readonly tables: Record<Table, number> = { nodes: 0, services: 0, checks: 0, kvs: 0, tombstones: 0 };
   #watches = new Set<Watch>();
+  /** The agent's own observers (alias checks): woken like watches, not counted as blocked queries. */
+  #observers = new Set<Watch>();
   #pending: { index: number; topics: Set<Topic> } | undefined;
 
   /** Runs `fn` as one write; `touch`/`bump` inside it share one index. Returns `fn`'s result. */
@@ -271,8 +273,15 @@ export class Store {
     return () => this.#watches.delete(w);
   }
 
+  /** Registers an observer of writes (not a blocking query); returns its cancel function. */
+  observe(matches: (topic: Topic) => boolean, notify: () => void): () => void {
+    const w: Watch = { matches, notify };
+    this.#observers.add(w);
+    return () => this.#observers.delete(w);
+  }
+
   #fire(topics: Set<Topic>): void {
-    for (const w of [...this.#watches]) {
+    for (const w of [...this.#observers, ...this.#watches]) {
       for (const t of topics) {
         if (w.matches(t)) {
           w.notify(false);
