@@ -133,6 +133,7 @@ export class Daemon {
       metrics: this.metrics,
       logger: this.logger,
       inboundPort: () => this.#inbound?.listener.port,
+      openUpstreamListener: (name, port) => this.#listenForUpstream(name, port),
     });
     this.#ctx = {
       logger: this.logger,
@@ -201,7 +202,8 @@ export class Daemon {
       tunnels: this.#tunnels,
       dial: tlsDialer(this.tls),
     };
-    this.#listeners.push(
+    // First in the list (addresses() reads it there): the registry may have bound per-upstream ones already.
+    this.#listeners.unshift(
       await listenHttp(
         listeners.outbound.address,
         listeners.outbound.port,
@@ -215,18 +217,7 @@ export class Daemon {
     );
     if (this.#inbound !== null) this.#listeners.push(this.#inbound.listener);
     for (const [name, spec] of Object.entries(this.config.upstreams)) {
-      if (spec.port === undefined) continue;
-      const listener = await listenHttp(
-        '127.0.0.1',
-        spec.port,
-        upstreamListenerHandler(this.#ctx, () => this.table.ensure(name)),
-        {
-          headersTimeoutMs,
-          onUpgrade: upgradeHandler(tunnels, (req) => routePerUpstream(this.table.ensure(name), req)),
-        },
-      );
-      this.#perUpstream[name] = listener;
-      this.#listeners.push(listener);
+      if (spec.port !== undefined) await this.#listenForUpstream(name, spec.port);
     }
     if (listeners.gateway !== undefined) {
       const { Gateway } = await import('./gateway/gateway.ts');
@@ -240,6 +231,29 @@ export class Daemon {
       this.#listeners.push(this.#gateway.listener);
     }
     this.logger.info({ msg: 'meshlet started', ...this.addresses() });
+  }
+
+  /**
+   * A per-upstream listener on 127.0.0.1:port: config's `upstreams.NAME.port`, or one the Consul
+   * registry binds for its sidecar registration. Resolves with the bound port.
+   */
+  async #listenForUpstream(name: string, port: number): Promise<number> {
+    if (this.#stopped !== null) throw new Error('meshlet is stopping');
+    const tunnels: TunnelContext = {
+      proxy: this.#ctx,
+      metrics: this.#tunnels.metrics,
+      tunnels: this.#tunnels,
+      dial: tlsDialer(this.tls),
+    };
+    // get() discovers a name whose on-demand watch went idle; ensure() for one nobody discovers.
+    const upstream = () => this.table.get(name) ?? this.table.ensure(name);
+    const listener = await listenHttp('127.0.0.1', port, upstreamListenerHandler(this.#ctx, upstream), {
+      headersTimeoutMs: this.config.listeners.outbound.headersTimeout,
+      onUpgrade: upgradeHandler(tunnels, (req) => routePerUpstream(upstream(), req)),
+    });
+    this.#perUpstream[name] = listener;
+    this.#listeners.push(listener);
+    return listener.port;
   }
 
   readonly #perUpstream: Record<string, HttpListener> = {};

@@ -74,7 +74,38 @@ const discoveryFilter = z.strictObject({
   tags: z.array(z.string().min(1)).default([]),
   /** Discover this upstream in another datacenter. Default `consul.datacenter`. */
   datacenter: z.string().min(1).optional(),
+  /**
+   * Discover through `/v1/health/connect/<name>`: only instances with a sidecar proxy registered
+   * (Kind connect-proxy, as meshlet registers beside each instance), dialled at the sidecar's port.
+   * Default false: `/v1/health/service/<name>`, every healthy instance.
+   */
+  connect: z.boolean().default(false),
 });
+
+const bindPort = z.number().int().min(1, 'expected a port in 1..65535').max(65535, 'expected a port in 1..65535');
+
+/** The instance's sidecar-proxy registration (`Kind: connect-proxy`) beside the service's. */
+const sidecarProxy = z
+  .strictObject({
+    /**
+     * Register `<service-id>-sidecar-proxy` (named `<service>-sidecar-proxy`) with the service, when
+     * the mTLS inbound listener runs (its port is the proxy's `Port`). Default true.
+     */
+    enabled: z.boolean().default(true),
+    /**
+     * Where an upstream without `upstreams.NAME.port` gets its per-upstream listener (its
+     * `LocalBindPort`): the first port of this range that binds on 127.0.0.1. Default 21300–21499 (between Consul's sidecar ports 21000–21255 and its expose ports 21500–21755).
+     */
+    upstreamPorts: z
+      .strictObject({ from: bindPort, to: bindPort })
+      .refine((r) => r.from <= r.to, { message: 'expected from <= to' })
+      .default({ from: 21300, to: 21499 }),
+    /** Most upstreams listed in `Proxy.Upstreams` (configured first, then on-demand by first use). Default 64. */
+    maxUpstreams: z.number().int().min(0).max(1024).default(64),
+    /** Quiet time before an on-demand upstream's re-registration (several new names, one call). Default 250 ms. */
+    debounce: duration.default(250),
+  })
+  .prefault({});
 
 /** `registry` with `type: consul`. */
 export const consulRegistry = z.strictObject({
@@ -92,6 +123,7 @@ export const consulRegistry = z.strictObject({
     })
     .prefault({}),
   check: appCheck,
+  sidecarProxy,
   /** Upstream name → tag/datacenter filter for its watch. */
   filters: z.record(serviceName, discoveryFilter).default({}),
   watch: z

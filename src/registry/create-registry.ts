@@ -13,6 +13,8 @@ export interface RegistryDeps {
   logger: Logger;
   /** The bound port of the mTLS inbound listener, when it runs (Consul registers it). */
   inboundPort?: () => number | undefined;
+  /** Binds a per-upstream listener on 127.0.0.1:port; resolves with the bound port (Consul's sidecar registration). */
+  openUpstreamListener?: (upstream: string, port: number) => Promise<number>;
 }
 
 /** Builds the registry once its code is loaded. */

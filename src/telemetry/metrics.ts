@@ -126,6 +126,11 @@ export class Metrics {
     return m;
   }
 
+  /** Every (direction, upstream) counted so far: what scrape-time exporters (the Consul UI series) read. */
+  upstreamMetrics(): IterableIterator<UpstreamMetrics> {
+    return this.#bound.values();
+  }
+
   #collectRequests(): void {
     this.requests.reset();
     for (const m of this.#bound.values()) {
@@ -201,6 +206,11 @@ export class UpstreamMetrics {
     this.#durations = STATUS_CLASSES.map((c) =>
       metrics.requestDuration.child({ direction, upstream, status_class: c }),
     );
+  }
+
+  /** Durations by status class index, same indexes as {@link requests} (read at scrape time). */
+  get durations(): readonly BucketCounts[] {
+    return this.#durations;
   }
 
   /** Counts one finished request with its status and duration (seconds). */

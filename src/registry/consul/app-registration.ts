@@ -11,6 +11,7 @@ import {
 } from './app-probe.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics } from './consul-metrics.ts';
+import type { SidecarRegistration } from './sidecar-registration.ts';
 
 /** What is registered, resolved from config. */
 export interface RegistrationSpec {
@@ -71,6 +72,8 @@ export class AppRegistration {
   readonly #logger: Logger;
   readonly #probe: ProbeStatus;
   readonly #prober: AppProber;
+  /** The sidecar proxy's registration, which follows this one's lifecycle (null when not registered). */
+  readonly sidecar: SidecarRegistration | null;
   #registered = false;
   #stopped = false;
   /** Drained by the admin API: every report says critical. */
@@ -80,7 +83,13 @@ export class AppRegistration {
 
   constructor(
     spec: RegistrationSpec,
-    deps: { client: ConsulClient; reach: AgentReachability; metrics: ConsulMetrics; logger: Logger },
+    deps: {
+      client: ConsulClient;
+      reach: AgentReachability;
+      metrics: ConsulMetrics;
+      logger: Logger;
+      sidecar?: SidecarRegistration | null;
+    },
   ) {
     this.spec = spec;
     this.checkId = `service:${spec.id}`;
@@ -90,6 +99,7 @@ export class AppRegistration {
     this.#logger = deps.logger;
     this.#probe = new ProbeStatus(spec.successThreshold, spec.failureThreshold);
     this.#prober = createProber(spec.probe);
+    this.sidecar = deps.sidecar ?? null;
   }
 
   /** Whether Consul accepted the registration (and has not lost it since, as far as meshlet knows). */
@@ -156,6 +166,7 @@ export class AppRegistration {
     try {
       await this.#client.updateCheck(this.checkId, status, output);
       this.#reach.ok();
+      await this.sidecar?.refresh();
     } catch (err) {
       if (registrationLost(err)) {
         this.#reach.ok();
@@ -201,6 +212,7 @@ export class AppRegistration {
     }
     this.#registered = true;
     this.#metrics.registrations.inc();
+    await this.sidecar?.registerWithService();
     this.#logger.info({
       msg: 'registered in Consul',
       serviceId: this.spec.id,
@@ -223,6 +235,7 @@ export class AppRegistration {
   async markDraining(): Promise<void> {
     await this.#halt();
     if (!this.#registered) return;
+    if (this.sidecar !== null) await withTimeout(this.sidecar.markDraining(), SHUTDOWN_CALL_MS);
     const marked = await withTimeout(
       this.#client.updateCheck(this.checkId, 'critical', 'meshlet is shutting down: draining').then(
         () => true,
@@ -243,6 +256,7 @@ export class AppRegistration {
   /** Shutdown, last step: deregister. Bounded to 2 s. */
   async deregister(): Promise<void> {
     await this.#halt();
+    if (this.sidecar !== null) await withTimeout(this.sidecar.deregister(), SHUTDOWN_CALL_MS);
     if (!this.#registered) return;
     this.#registered = false;
     await withTimeout(

@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
+// @ts-expect-error: the consul package ships no types for its request helpers.
+import consulUtils from 'consul/lib/utils.js';
 import { Agent, request } from 'undici';
 
 /** One entry of `GET /v1/health/service/<name>` (only the fields meshlet reads). */
@@ -150,6 +152,54 @@ export class ConsulClient {
     if (tags.length > 0) query.tag = tags.length === 1 ? tags[0] : [...tags];
     if (options.datacenter !== undefined) query.dc = options.datacenter;
     return this.#blocking((extra) => this.#consul.health.service({ ...query, ...extra } as never), options);
+  }
+
+  /**
+   * `GET /v1/health/connect/<name>?passing` as a blocking query: the instances of `name` that have
+   * a sidecar proxy, one entry per proxy (its address and port), optionally filtered by tags.
+   */
+  async healthConnect(
+    name: string,
+    tags: readonly string[],
+    options: BlockingOptions,
+  ): Promise<BlockingAnswer<HealthEntry[]>> {
+    const query: Record<string, unknown> = {
+      passing: 'true',
+      index: String(options.index),
+      wait: `${options.waitMs}ms`,
+    };
+    if (tags.length > 0) query.tag = tags.length === 1 ? tags[0] : [...tags];
+    if (options.datacenter !== undefined) query.dc = options.datacenter;
+    // The `consul` package has no health.connect; its generic GET does the same as health.service.
+    const consul = this.#consul as unknown as {
+      _get(req: Record<string, unknown>, next: unknown): Promise<unknown>;
+    };
+    return this.#blocking((extra) => {
+      const req: Record<string, unknown> = {
+        name: 'health.connect',
+        path: '/health/connect/{service}',
+        params: { service: name },
+        query: { ...query },
+      };
+      consulUtils.options(req, { ...query, ...extra });
+      return consul._get(req, consulUtils.body);
+    }, options);
+  }
+
+  /** `GET /v1/agent/self`: the agent's datacenter (what the Consul UI calls this service's). */
+  async agentDatacenter(): Promise<string> {
+    const res = await request(`${this.#base}/v1/agent/self`, {
+      dispatcher: this.#dispatcher,
+      headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#timeoutMs,
+      signal: AbortSignal.timeout(this.#timeoutMs),
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new ConsulHttpError(res.statusCode, text);
+    const dc = (JSON.parse(text) as { Config?: { Datacenter?: unknown } }).Config?.Datacenter;
+    if (typeof dc !== 'string' || dc === '') throw new Error('agent/self carries no Config.Datacenter');
+    return dc;
   }
 
   /** `GET /v1/catalog/services` as a blocking query: service name → tags. */

@@ -15,6 +15,13 @@ import { ConsulClient, readToken } from './consul-client.ts';
 import { ConsulMetrics } from './consul-metrics.ts';
 import { endpointsFromHealth } from './health-endpoints.ts';
 import { meshletVersion } from './meshlet-version.ts';
+import { ConsulUiMetrics } from '../../telemetry/consul-ui-metrics.ts';
+import {
+  consulProtocol,
+  type OpenUpstreamListener,
+  SidecarRegistration,
+  type SidecarSpec,
+} from './sidecar-registration.ts';
 
 type ServiceConfig = NonNullable<MeshletConfig['service']>;
 type WatchKind = 'configured' | 'on_demand';
@@ -27,6 +34,8 @@ export interface ConsulRegistryOptions {
   logger: Logger;
   /** The bound port of the mTLS inbound listener, when it runs (registered instead of service.port). */
   inboundPort?: (() => number | undefined) | undefined;
+  /** Binds a per-upstream listener (the sidecar registration's local binds for upstreams config gives no port). */
+  openUpstreamListener?: OpenUpstreamListener | undefined;
   /** Test hooks: least time between two reads of one watch, and error backoff bounds, ms. */
   watchTiming?: { minIntervalMs?: number; backoffBaseMs?: number; backoffMaxMs?: number };
 }
@@ -102,6 +111,39 @@ export function registrationSpec(
 }
 
 /**
+ * What the sidecar registration is built from: the service's registration, the inbound port, the
+ * configured per-upstream ports and `registry.sidecarProxy`.
+ */
+export function sidecarSpec(
+  config: MeshletConfig,
+  registry: ConsulRegistryConfig,
+  service: RegistrationSpec,
+  inboundPort: number,
+): SidecarSpec {
+  const configuredPorts = new Map<string, number>();
+  for (const [name, u] of Object.entries(config.upstreams))
+    if (u.port !== undefined) configuredPorts.set(name, u.port);
+  const sp = registry.sidecarProxy;
+  return {
+    serviceId: service.id,
+    service: service.name,
+    address: service.address,
+    port: inboundPort,
+    tags: service.tags,
+    meta: service.meta,
+    localServicePort: service.probe.port,
+    protocol: consulProtocol(config.service?.protocol ?? 'http1'),
+    ttlMs: service.ttlMs,
+    deregisterCriticalServiceAfterMs: service.deregisterCriticalServiceAfterMs,
+    configuredPorts,
+    portRange: sp.upstreamPorts,
+    maxUpstreams: sp.maxUpstreams,
+    debounceMs: sp.debounce,
+    datacenterOf: (name) => registry.filters[name]?.datacenter,
+  };
+}
+
+/**
  * Endpoints from Consul. Each upstream named in config is watched from start with a blocking query
  * on `/v1/health/service/<name>?passing`; each answer replaces the upstream's endpoints at once. Any
  * other name is discovered on first use: when the catalog (watched too) lists it, meshlet creates
@@ -121,6 +163,12 @@ export class ConsulRegistry implements Registry {
   readonly #client: ConsulClient;
   readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
   readonly #inboundPort: (() => number | undefined) | undefined;
+  readonly #openUpstreamListener: OpenUpstreamListener | undefined;
+  #consulUi: ConsulUiMetrics | null = null;
+  /** The local datacenter for the Consul UI series: config's, else the agent's (read once). */
+  #datacenter: string | undefined;
+  #dcTimer: NodeJS.Timeout | null = null;
+  readonly #metricsRoot: Metrics;
   readonly #watches = new Map<string, UpstreamWatch>();
   #catalog: BlockingWatch<Record<string, string[]>> | null = null;
   #catalogNames = new Set<string>();
@@ -140,6 +188,9 @@ export class ConsulRegistry implements Registry {
     this.#logger = options.logger;
     this.#timing = options.watchTiming ?? {};
     this.#inboundPort = options.inboundPort;
+    this.#openUpstreamListener = options.openUpstreamListener;
+    this.#metricsRoot = options.metrics;
+    this.#datacenter = this.#settings.consul.datacenter;
     this.#metrics = new ConsulMetrics(options.metrics.registry);
     this.#reach = new AgentReachability(this.#metrics, this.#logger);
     const { consul } = this.#settings;
@@ -167,19 +218,67 @@ export class ConsulRegistry implements Registry {
       this.#sweeper = setInterval(() => this.#sweepIdle(), every);
       this.#sweeper.unref();
     }
-    const register = this.#settings.register ?? this.#config.service !== undefined;
-    if (register && this.#config.service !== undefined) {
-      this.#registration = new AppRegistration(
-        registrationSpec(this.#config.service, this.#settings, this.#inboundPort?.()),
-        {
+    const service = this.#config.service;
+    if (service !== undefined && this.#config.metrics?.consulUi !== false) this.#startConsulUi(service.name);
+    const register = this.#settings.register ?? service !== undefined;
+    if (register && service !== undefined) {
+      const inboundPort = this.#inboundPort?.();
+      const spec = registrationSpec(service, this.#settings, inboundPort);
+      let sidecar: SidecarRegistration | null = null;
+      if (this.#settings.sidecarProxy.enabled && inboundPort !== undefined) {
+        sidecar = new SidecarRegistration(sidecarSpec(this.#config, this.#settings, spec, inboundPort), {
           client: this.#client,
-          reach: this.#reach,
-          metrics: this.#metrics,
           logger: this.#logger,
-        },
-      );
+          openUpstreamListener: this.#openUpstreamListener,
+        });
+        await sidecar.addConfigured(configuredNames(this.#config, this.#settings));
+      } else if (this.#settings.sidecarProxy.enabled) {
+        this.#logger.info({
+          msg: 'no sidecar proxy registered: meshlet has no inbound listener (set tls) for a connect-proxy Port',
+          serviceId: spec.id,
+        });
+      }
+      this.#registration = new AppRegistration(spec, {
+        client: this.#client,
+        reach: this.#reach,
+        metrics: this.#metrics,
+        logger: this.#logger,
+        sidecar,
+      });
       this.#registration.start();
     }
+  }
+
+  /**
+   * Exports the Envoy-named series the Consul UI queries (`metrics.consulUi`), labelled with this
+   * service, its datacenter (config's, else the agent's `Config.Datacenter`, asked until it answers)
+   * and namespace `default`.
+   */
+  #startConsulUi(service: string): void {
+    const ui = new ConsulUiMetrics(this.#metricsRoot, () => {
+      const dc = this.#datacenter;
+      if (dc === undefined) return null;
+      return {
+        service,
+        datacenter: dc,
+        namespace: 'default',
+        upstreamDatacenter: (name) => this.#settings.filters[name]?.datacenter ?? dc,
+      };
+    });
+    ui.register(this.#metricsRoot.registry);
+    this.#consulUi = ui;
+    const ask = (): void => {
+      this.#dcTimer = null;
+      this.#client.agentDatacenter().then(
+        (dc) => {
+          this.#datacenter = dc;
+        },
+        () => {
+          if (!this.#stopped) this.#dcTimer = setTimeout(ask, 2000).unref();
+        },
+      );
+    };
+    if (this.#datacenter === undefined) ask();
   }
 
   /**
@@ -270,7 +369,9 @@ export class ConsulRegistry implements Registry {
       return undefined;
     }
     this.#logger.info({ msg: 'discovering upstream on first use', upstream: name });
-    return this.#watch(name, 'on_demand');
+    const upstream = this.#watch(name, 'on_demand');
+    this.#registration?.sidecar?.addOnDemand(name);
+    return upstream;
   }
 
   #watch(name: string, kind: WatchKind): Upstream {
@@ -283,7 +384,7 @@ export class ConsulRegistry implements Registry {
       name: `health:${name}`,
       ...this.#timing,
       fetch: (index, signal) =>
-        this.#client.healthService(name, tags, {
+        this.#client[filter?.connect === true ? 'healthConnect' : 'healthService'](name, tags, {
           index,
           waitMs: this.#settings.watch.wait,
           signal,
@@ -403,6 +504,8 @@ export class ConsulRegistry implements Registry {
     this.#table.discover = null;
     this.#table.onUse = null;
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    if (this.#dcTimer !== null) clearTimeout(this.#dcTimer);
+    this.#consulUi?.unregister();
     await this.#registration?.deregister();
     await Promise.all([this.#catalog?.stop(), ...[...this.#watches.values()].map((w) => w.watch.stop())]);
     await this.#client.close();
@@ -441,6 +544,14 @@ export class ConsulRegistry implements Registry {
               registered: reg.registered,
               status: reg.check.status ?? null,
               output: reg.check.output,
+              sidecarProxy:
+                reg.sidecar === null
+                  ? null
+                  : {
+                      serviceId: reg.sidecar.id,
+                      registered: reg.sidecar.registered,
+                      upstreams: Object.fromEntries(reg.sidecar.binds),
+                    },
             },
     };
   }
