@@ -118,8 +118,11 @@ export class EtcdServer extends ServerProcess {
 
 /** One redis-server without persistence (a restart loses every key), keyspace events on. */
 export class RedisServer extends ServerProcess {
-  constructor(readonly extra: string[] = []) {
+  readonly extra: string[];
+
+  constructor(extra: string[] = []) {
     super();
+    this.extra = extra;
   }
 
   get url(): string {

@@ -34,8 +34,13 @@ export class InstanceCatalog {
   readonly #dirty = new Set<string>();
   /** key → the last bad value seen (logged and counted once). */
   readonly #invalid = new Map<string, string>();
+  /** key → when a put last confirmed it (ms, injected clock). */
+  readonly #seen = new Map<string, number>();
+  readonly #now: () => number;
 
-  constructor(parseKey: KeyParser, metrics: RegistryMetrics, logger: Logger) {
+  /** @param now Clock for `replaceAll`'s grace, ms. Default `performance.now`. */
+  constructor(parseKey: KeyParser, metrics: RegistryMetrics, logger: Logger, now = () => performance.now()) {
+    this.#now = now;
     this.#parseKey = parseKey;
     this.#metrics = metrics;
     this.#logger = logger;
@@ -76,6 +81,7 @@ export class InstanceCatalog {
       return;
     }
     this.#invalid.delete(key);
+    this.#seen.set(key, this.#now());
     const before = this.#entries.get(key);
     if (before === undefined) this.#counts.set(where.service, (this.#counts.get(where.service) ?? 0) + 1);
     this.#entries.set(key, { service: where.service, endpoint: parsed.endpoint });
@@ -85,6 +91,7 @@ export class InstanceCatalog {
   /** A delete (or expiry) seen by the watch. */
   delete(key: string): void {
     this.#invalid.delete(key);
+    this.#seen.delete(key);
     const before = this.#entries.get(key);
     if (before === undefined) return;
     this.#entries.delete(key);
@@ -94,14 +101,26 @@ export class InstanceCatalog {
     this.#dirty.add(before.service);
   }
 
-  /** A full re-read: replaces everything; services whose instances changed become dirty. */
-  replaceAll(entries: Iterable<[key: string, value: string]>): void {
-    const seen = new Set<string>();
+  /**
+   * A full re-read: replaces everything; services whose instances changed become dirty. With
+   * `graceMs`, a key the read no longer holds but a put confirmed less than `graceMs` ago is kept
+   * (a store restarted empty: live instances write their keys again within their TTL). Returns
+   * the number of keys kept that way.
+   */
+  replaceAll(entries: Iterable<[key: string, value: string]>, graceMs = 0): number {
+    const found = new Set<string>();
     for (const [key, value] of entries) {
-      seen.add(key);
+      found.add(key);
       this.put(key, value);
     }
-    for (const key of [...this.#entries.keys()]) if (!seen.has(key)) this.delete(key);
+    let kept = 0;
+    const now = this.#now();
+    for (const key of [...this.#entries.keys()]) {
+      if (found.has(key)) continue;
+      if (now - (this.#seen.get(key) ?? -Infinity) < graceMs) kept++;
+      else this.delete(key);
+    }
+    return kept;
   }
 
   /** The routable endpoints of `service`, sorted by id. */

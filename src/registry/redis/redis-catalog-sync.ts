@@ -16,6 +16,11 @@ export interface RedisCatalogSyncOptions {
   channel: string;
   db: number;
   resyncIntervalMs: number;
+  /**
+   * Keys a SCAN misses are kept this long after they were last seen (the key TTL): Redis restarted
+   * without persistence loses every key, and live instances write theirs again within one TTL.
+   */
+  graceMs: number;
   catalog: InstanceCatalog;
   onChange: () => void;
   reach: BackendReachability;
@@ -36,11 +41,13 @@ const CHANGING_EVENTS = new Set(['set', 'del', 'expired', 'evicted', 'rename_fro
  * of `<prefix>*` (`notify-keyspace-events` must include `K$gx`, or `KA`) and to the change channel,
  * and re-reads the key named by each. Every `resyncInterval`, and at once after the subscriber
  * connection comes back, it SCANs the whole prefix (every master, in a cluster) and replaces the
- * catalog, so a notification lost in an outage (or never sent) costs at most one interval.
+ * catalog, so a notification lost in an outage (or never sent) costs at most one interval. A key
+ * the SCAN misses is dropped only once a TTL has passed since it was last seen (`graceMs`).
  */
 export class RedisCatalogSync {
   readonly #o: RedisCatalogSyncOptions;
   #timer: NodeJS.Timeout | null = null;
+  #graceTimer: NodeJS.Timeout | null = null;
   #stopped = false;
   #synced = false;
   #resyncing: Promise<void> | null = null;
@@ -138,8 +145,16 @@ export class RedisCatalogSync {
         } while (cursor !== '0');
       }
       if (this.#stopped) return;
-      catalog.replaceAll(entries);
+      const kept = catalog.replaceAll(entries, this.#o.graceMs);
       metrics.resyncs.labels(reason).inc();
+      if (kept > 0 && this.#graceTimer === null) {
+        // Settle the kept keys once their grace ran out.
+        this.#graceTimer = setTimeout(() => {
+          this.#graceTimer = null;
+          this.resync('interval').catch(() => undefined);
+        }, this.#o.graceMs + 50);
+        this.#graceTimer.unref();
+      }
       reach.ok();
       this.#synced = true;
       this.#o.onChange();
@@ -152,5 +167,6 @@ export class RedisCatalogSync {
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
   }
 }

@@ -101,6 +101,7 @@ export function createRedisClient(redis: RedisSettings): RedisClient {
  * anything else (an outage is retried, not fatal).
  */
 export function credentialsError(err: unknown): ConfigError | undefined {
+  if (err === undefined || err === null) return undefined;
   const message = (err as Error).message ?? String(err);
   if (/WRONGPASS|invalid username-password|invalid password/i.test(message)) {
     return new ConfigError('registry.redis.password', `Redis refused the credentials (${message})`);

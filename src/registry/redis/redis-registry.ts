@@ -117,16 +117,23 @@ export class RedisRegistry implements Registry {
         if (!this.#stopped) this.#reach.failed('watch', err);
       });
     }
+    // A refused AUTH arrives as an error event; connect() then only says the connection closed.
+    let authError: unknown;
+    const onError = (err: Error): void => {
+      authError ??= credentialsError(err) === undefined ? undefined : err;
+    };
+    client.on('error', onError);
     try {
       await client.connect();
     } catch (err) {
-      const refused = credentialsError(err);
+      const refused = credentialsError(authError) ?? credentialsError(err);
       if (refused !== undefined) {
         client.disconnect();
         subscriber.disconnect();
         throw refused;
       }
     }
+    client.off('error', onError);
     this.#sync = new RedisCatalogSync({
       client,
       subscriber,
@@ -134,6 +141,7 @@ export class RedisRegistry implements Registry {
       channel: this.#channel,
       db: redisDb(redis),
       resyncIntervalMs: redis.resyncInterval,
+      graceMs: redis.ttl,
       catalog: this.#catalog,
       onChange: () => this.#publisher.publish(),
       reach: this.#reach,
