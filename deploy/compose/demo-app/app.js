@@ -1,5 +1,5 @@
 // The demo's one-file app: answers as its role, with error and latency knobs, and (api-gateway) calls its upstreams through meshlet.
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 
 const role = process.env.ROLE ?? 'app';
 const port = Number(process.env.PORT ?? 8080);
@@ -8,9 +8,17 @@ const delayMs = Number(process.env.DELAY_MS ?? 0); // added latency, ms
 const outbound = process.env.MESHLET_OUTBOUND ?? 'http://127.0.0.1:15001'; // meshlet's outbound listener
 const calls = (process.env.CALLS ?? '').split(',').filter(Boolean); // upstream names to call per request
 
-async function call(name) {
-  const res = await fetch(`${outbound}/`, { headers: { host: name } });
-  return { upstream: name, status: res.status, body: (await res.text()).slice(0, 200) };
+// node:http, not fetch: fetch does not let a caller set Host, which names the upstream to meshlet.
+function call(name) {
+  return new Promise((resolve, reject) => {
+    const req = request(`${outbound}/`, { headers: { host: name } }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ upstream: name, status: res.statusCode, body: body.slice(0, 200) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 createServer(async (req, res) => {
