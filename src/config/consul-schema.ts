@@ -82,7 +82,11 @@ const discoveryFilter = z.strictObject({
   connect: z.boolean().default(false),
 });
 
-const bindPort = z.number().int().min(1, 'expected a port in 1..65535').max(65535, 'expected a port in 1..65535');
+const bindPort = z
+  .number()
+  .int()
+  .min(1, 'expected a port in 1..65535')
+  .max(65535, 'expected a port in 1..65535');
 
 /** The instance's sidecar-proxy registration (`Kind: connect-proxy`) beside the service's. */
 const sidecarProxy = z

@@ -304,15 +304,13 @@ export class SidecarRegistration {
     return this.#serial(async () => {
       if (!this.#registered) return;
       this.#registered = false;
-      await this.#client
-        .deregister(this.id)
-        .catch((err: Error) =>
-          this.#logger.warn({
-            msg: 'sidecar proxy deregistration failed',
-            serviceId: this.id,
-            reason: err.message,
-          }),
-        );
+      await this.#client.deregister(this.id).catch((err: Error) =>
+        this.#logger.warn({
+          msg: 'sidecar proxy deregistration failed',
+          serviceId: this.id,
+          reason: err.message,
+        }),
+      );
     });
   }
 }
