@@ -103,7 +103,7 @@ describe('configs in deploy/', () => {
 
 describe('Kubernetes manifests', () => {
   const docs = (f: string) =>
-    parseAllDocuments(readFileSync(f, 'utf8')).map((d) => d.toJS() as Record<string, never>);
+    parseAllDocuments(readFileSync(f, 'utf8')).map((d) => d.toJS() as Record<string, unknown>);
 
   async function validateObject(o: { apiVersion: string; kind: string }): Promise<void> {
     const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
@@ -135,12 +135,14 @@ describe('Kubernetes manifests', () => {
       'Service',
       'ServiceAccount',
     ]);
-    const dep = all.find((o) => o.kind === 'Deployment') as never as {
-      spec: { template: { metadata: { annotations: Record<string, string> }; spec: Record<string, never> } };
+    const dep = all.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: {
+        template: { metadata: { annotations: Record<string, string> }; spec: Record<string, unknown> };
+      };
     };
-    const pod = dep.spec.template.spec as {
-      initContainers: Record<string, never>[];
-      containers: Record<string, never>[];
+    const pod = dep.spec.template.spec as unknown as {
+      initContainers: Record<string, unknown>[];
+      containers: Record<string, unknown>[];
       terminationGracePeriodSeconds: number;
     };
     const meshlet = pod.initContainers.find((c) => c.name === 'meshlet') as never as Record<
@@ -163,7 +165,7 @@ describe('Kubernetes manifests', () => {
     expect(meshlet.resources.requests.memory).toBeDefined();
     expect(meshlet.resources.limits.memory).toBeDefined();
     expect(dep.spec.template.metadata.annotations['prometheus.io/scrape']).toBe('true');
-    const cm = all.find((o) => o.kind === 'ConfigMap') as never as { data: Record<string, string> };
+    const cm = all.find((o) => o.kind === 'ConfigMap') as unknown as { data: Record<string, string> };
     const cfg = parse(cm.data['meshlet.yaml']!) as { shutdown: { drainDelay: string; drainTimeout: string } };
     const secs = (d: string) => Number(d.replace(/s$/, ''));
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(
