@@ -88,6 +88,12 @@ const jwtAuth = z
     jwksMinRefreshInterval: duration.default(10_000),
     /** Longest wait for the JWKS server. Default 2 s. */
     jwksTimeout: duration.default(2000),
+    /**
+     * Tokens whose signature, `iss` and `aud` were verified, kept (until `exp`) so a repeated token
+     * is not verified again (Envoy's `jwt_cache_config`); `exp`/`nbf` are still checked on every use,
+     * and a changed JWKS key set empties it. 0 turns it off. Default 10,000.
+     */
+    verifiedCacheSize: z.number().int().min(0).default(10_000),
     ...identityFields,
   })
   .refine((a) => [a.secretFile, a.secretEnv, a.jwksUrl].filter((x) => x !== undefined).length === 1, {

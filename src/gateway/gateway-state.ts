@@ -107,7 +107,9 @@ export function buildGatewayState(
     for (const [name, a] of Object.entries(spec.auth)) {
       const json = JSON.stringify(a);
       const old = previous?.authenticators.get(name);
-      if (old !== undefined && old.json === json) authenticators.set(name, old);
+      // A secret is read at load: a jwt with one is rebuilt on every reload (the file may have changed).
+      const reusable = a.type !== 'jwt' || a.jwksUrl !== undefined;
+      if (old !== undefined && old.json === json && reusable) authenticators.set(name, old);
       else {
         const auth = buildAuthenticator(name, a, deps);
         built.push(auth);

@@ -58,6 +58,8 @@ export class JwksKeys {
   readonly #imported = new Map<string, Promise<VerifyKey>>();
   /** Fetches made (for tests and metrics). */
   fetches = 0;
+  /** Bumped whenever a fetch brought a different key set (caches of verified tokens compare it). */
+  generation = 0;
 
   constructor(options: JwksKeysOptions) {
     this.#options = options;
@@ -116,7 +118,9 @@ export class JwksKeys {
       .then((doc) => {
         const keys = (doc as { keys?: unknown } | null)?.keys;
         if (!Array.isArray(keys)) throw new Error('JWKS document has no "keys" array');
-        this.#jwks = keys.filter((k): k is JWK => typeof k === 'object' && k !== null);
+        const next = keys.filter((k): k is JWK => typeof k === 'object' && k !== null);
+        if (JSON.stringify(next) !== JSON.stringify(this.#jwks)) this.generation++;
+        this.#jwks = next;
         this.#imported.clear();
         this.#fetchedAt = this.#clock.now();
         this.#options.onFetch?.('ok');

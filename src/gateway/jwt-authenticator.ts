@@ -22,6 +22,14 @@ export interface JwtAuthenticatorOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
+/** A cached verification. */
+interface VerifiedToken {
+  readonly outcome: AuthOutcome;
+  readonly expMs: number;
+  readonly nbfMs: number;
+  readonly generation: number;
+}
+
 /** Thrown inside the key resolver when the JWKS server cannot be reached. */
 class JwksUnavailableError extends Error {}
 
@@ -54,7 +62,8 @@ function reasonOf(err: unknown): string {
  * Verifies `Authorization: Bearer <JWT>` locally. With `secretFile`/`secretEnv`: HMAC (HS256 by
  * default) with the secret read at load. With `jwksUrl`: the token's `kid` and `alg` pick a key
  * from {@link JwksKeys} (RS256, ES256, EdDSA by default). The algorithm list is fixed at load and
- * never taken from the token, so `alg: none` and HS256-with-a-public-key fail. `exp` is required;
+ * never taken from the token, so `alg: none` and HS256-with-a-public-key fail. `exp` is required; a
+ * verified token is cached (`verifiedCacheSize`) until its `exp`, its times re-checked on each use;
  * `exp`, `nbf`, `iss` and `aud` are checked with `clockSkew`. A bearer that is not JWT-shaped is
  * left to the next authenticator (an API key sent as a bearer token).
  */
@@ -68,6 +77,9 @@ export class JwtAuthenticator implements Authenticator {
   readonly #key: Uint8Array | JWTVerifyGetKey;
   readonly #verifyOptions: Parameters<typeof jwtVerify>[2] & object;
   readonly #now: () => number;
+  /** Verified tokens → their principal, `exp`/`nbf` (ms) and the JWKS generation they were verified against. */
+  readonly #verified = new Map<string, VerifiedToken>();
+  readonly #skewMs: number;
 
   /** @throws Error when the secret cannot be read (a config error at load). */
   constructor(name: string, spec: JwtAuthSpec, options: JwtAuthenticatorOptions = {}) {
@@ -75,6 +87,7 @@ export class JwtAuthenticator implements Authenticator {
     this.#spec = spec;
     this.identityHeaders = Object.values(spec.claims);
     this.#now = options.now ?? Date.now;
+    this.#skewMs = spec.clockSkew;
     if (spec.jwksUrl !== undefined) {
       const jwks = new JwksKeys({
         url: spec.jwksUrl,
@@ -108,6 +121,18 @@ export class JwtAuthenticator implements Authenticator {
   authenticate(credentials: Credentials): AuthOutcome | Promise<AuthOutcome> {
     const token = credentials.bearer;
     if (token === undefined || !looksLikeJwt(token)) return SKIP;
+    const hit = this.#verified.get(token);
+    if (hit !== undefined) {
+      const now = this.#now();
+      if (
+        now < hit.expMs + this.#skewMs &&
+        now >= hit.nbfMs - this.#skewMs &&
+        hit.generation === (this.jwks?.generation ?? 0)
+      ) {
+        return hit.outcome;
+      }
+      this.#verified.delete(token);
+    }
     return this.#verify(token);
   }
 
@@ -124,8 +149,25 @@ export class JwtAuthenticator implements Authenticator {
       return { kind: 'invalid', reason: reasonOf(err) };
     }
     const s = this.#spec;
-    return { kind: 'ok', principal: principalFromClaims(this.name, payload, s.claims, s) };
+    const outcome: AuthOutcome = {
+      kind: 'ok',
+      principal: principalFromClaims(this.name, payload, s.claims, s),
+    };
+    if (s.verifiedCacheSize > 0 && payload.exp !== undefined) {
+      if (this.#verified.size >= s.verifiedCacheSize) {
+        this.#verified.delete(this.#verified.keys().next().value as string);
+      }
+      this.#verified.set(token, {
+        outcome,
+        expMs: payload.exp * 1000,
+        nbfMs: (payload.nbf ?? 0) * 1000,
+        generation: this.jwks?.generation ?? 0,
+      });
+    }
+    return outcome;
   }
 
-  close(): void {}
+  close(): void {
+    this.#verified.clear();
+  }
 }
