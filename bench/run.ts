@@ -67,6 +67,7 @@ import {
 } from './lib/targets.ts';
 import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
 import { runGrpcPhase } from './grpc.ts';
+import { runGatewayPhase } from './gateway.ts';
 import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 
 /** What `--help` prints, and what a bad flag prints after its reason: every flag parseArgs accepts. */
@@ -78,6 +79,7 @@ writes bench/results/DATE.{json,md} and, unless --quick, results/latest.md and b
   --quick         smoke run: 3 s per load, 1 round (results named *-quick, not kept in git)
   --no-micro      skip the micro-benchmarks
   --no-grpc       skip the gRPC phase (about 3.5 minutes; 40 s with --quick)
+  --no-gateway    skip the gateway phase: JWT vs no auth vs nginx as an edge proxy (about 1.5 minutes; 20 s with --quick)
   --profile       meshlet alone under the closed loop with --cpu-prof; top frames to bench/results/profile.md
   --ref COMMIT    run meshlet from \`git archive COMMIT src\` instead of the working tree
   -h, --help      print this and exit
@@ -90,6 +92,7 @@ function parseFlags() {
         quick: { type: 'boolean', default: false },
         'no-micro': { type: 'boolean', default: false },
         'no-grpc': { type: 'boolean', default: false },
+        'no-gateway': { type: 'boolean', default: false },
         profile: { type: 'boolean', default: false },
         ref: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -494,6 +497,19 @@ async function main(): Promise<void> {
     await killAll();
   } else notes.push('gRPC phase skipped (--no-grpc)');
 
+  // --- gateway mode: the edge listener with an RS256 JWT, without auth, and nginx as an edge proxy.
+  let gateway: BenchResults['gateway'];
+  if (!values['no-gateway'] && !stopping) {
+    phase('gateway', 'gateway phase (JWT vs no auth vs nginx edge)');
+    try {
+      gateway = await runGatewayPhase({ quick, dir: tmp, log, stopping: () => stopping });
+    } catch (err) {
+      notes.push(`gateway phase failed: ${(err as Error).message}`);
+      log(`gateway phase failed: ${(err as Error).stack ?? String(err)}`);
+    }
+    await killAll();
+  } else notes.push('gateway phase skipped (--no-gateway)');
+
   // --- micro-benchmarks, with every server stopped.
   let micro: BenchResults['micro'] = { results: [], notes: ['skipped (--no-micro)'] };
   if (!values['no-micro']) {
@@ -524,6 +540,7 @@ async function main(): Promise<void> {
     hops,
     many,
     ...(grpc === undefined ? {} : { grpc }),
+    ...(gateway === undefined ? {} : { gateway }),
     micro,
   };
   const md = renderMarkdown(results, summarise(results));

@@ -22,6 +22,8 @@ export interface ClosedLoopOptions {
   durationS: number;
   /** Request path; default `/`. */
   path?: string;
+  /** Request headers, `name: value` each (the gateway phase sends a bearer token). */
+  headers?: readonly string[];
 }
 
 const WRK = which('wrk');
@@ -94,11 +96,14 @@ export async function closedLoop(port: number, options: ClosedLoopOptions): Prom
       '5s',
       '--latency',
     ];
+    for (const h of options.headers ?? []) args.push('-H', h);
     const r = await runBounded(WRK, [...args, url], limitMs);
     if (r.code !== 0) throw new Error(`wrk failed (${r.code}): ${r.stderr || r.stdout}`);
     return { tool: 'wrk', ...parseWrk(r.stdout) };
   }
-  const args = [AUTOCANNON, '-c', String(options.connections), '-d', String(options.durationS), '-j', url];
+  const args = [AUTOCANNON, '-c', String(options.connections), '-d', String(options.durationS), '-j'];
+  for (const h of options.headers ?? []) args.push('-H', h.replace(/: /, '='));
+  args.push(url);
   const r = await runBounded(process.execPath, args, limitMs);
   if (r.code !== 0) throw new Error(`autocannon failed (${r.code}): ${r.stderr}`);
   const j = JSON.parse(r.stdout) as {

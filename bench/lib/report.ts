@@ -2,6 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { ClosedLoopResult, FixedRateResult } from './load.ts';
 import { type GrpcResults, renderGrpc } from './grpc-report.ts';
+import { type GatewayResults, renderGateway } from '../gateway.ts';
 
 /** Fixed-rate figures of one target: medians over rounds; added = median of (row − direct) per round. */
 export interface FixedSummary extends FixedRateResult {
@@ -42,6 +43,8 @@ export interface BenchResults {
   };
   /** The gRPC phase (bench/grpc.ts); runs before 2026-12-03, and --no-grpc runs, lack it. */
   grpc?: GrpcResults;
+  /** The gateway phase (bench/gateway.ts); runs before 2026-12-03, and --no-gateway runs, lack it. */
+  gateway?: GatewayResults;
   micro: { results: { group: string; name: string; opsPerSec: number; rme: number }[]; notes: string[] };
 }
 
@@ -398,6 +401,7 @@ export function renderMarkdown(r: BenchResults, s: Summary): string {
   }
   L.push('');
   if (r.grpc !== undefined) L.push(...renderGrpc(r.grpc));
+  if (r.gateway !== undefined) L.push(...renderGateway(r.gateway), '');
   L.push('## Micro-benchmarks (tinybench, batches of 1,000 calls)');
   L.push('');
   if (r.micro.results.length > 0) {
