@@ -31,7 +31,7 @@ describe('registry type defaults to static', () => {
     const { code, stderr } = await runCli(['config', 'check', file]);
     expect(code).toBe(2);
     expect(stderr.trim()).toBe(
-      `meshlet: invalid config: ${file}: registry.type: expected "static" (the default) or "consul", got "statc"`,
+      `meshlet: invalid config: ${file}: registry.type: expected "static" (the default), "consul", "dns", "etcd" or "redis", got "statc"`,
     );
   });
 });
