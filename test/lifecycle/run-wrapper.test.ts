@@ -179,10 +179,14 @@ describe('meshlet run -- CMD', () => {
     expect(seen.sigtermAt - t0).toBeGreaterThanOrEqual(drainDelay - 20);
     expect(seen.exitAt).toBeLessThan(at);
     expect(at - t0).toBeLessThan(drainDelay + appGracePeriod + 1000);
-    // The order as meshlet logged it.
+    // The order as meshlet logged it, by each line's time: the logger writes asynchronously and its
+    // final synchronous flush at exit can put a buffered line on stdout before one still in flight.
     const order = run.logs
-      .map((l) => l.msg)
-      .filter((m) => ['draining', 'stopping the app', 'app exited', 'meshlet stopped'].includes(m as string));
+      .filter((l) =>
+        ['draining', 'stopping the app', 'app exited', 'meshlet stopped'].includes(l.msg as string),
+      )
+      .sort((a, b) => Date.parse(a.time as string) - Date.parse(b.time as string))
+      .map((l) => l.msg);
     expect(order).toEqual(['draining', 'stopping the app', 'app exited', 'meshlet stopped']);
   });
 
