@@ -33,6 +33,9 @@ export function globEscape(s: string): string {
   return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
+/** The second full read after the subscriber reconnected, ms after 'ready'. */
+const RESYNC_AFTER_RECONNECT_MS = 1000;
+
 /** Keyspace events that change what a key holds (others, such as `expire` from a heartbeat, are ignored). */
 const CHANGING_EVENTS = new Set(['set', 'del', 'expired', 'evicted', 'rename_from', 'rename_to', 'unlink']);
 
@@ -71,8 +74,14 @@ export class RedisCatalogSync {
       if (ch === channel && key.startsWith(prefix)) this.#refresh(key);
     });
     subscriber.on('ready', () => {
-      // Subscriptions are restored by ioredis on reconnect; what was missed meanwhile is read now.
-      if (this.#subscribedOnce) this.resync('reconnected').catch(() => undefined);
+      // Subscriptions are restored by ioredis on reconnect; what was missed meanwhile is read now,
+      // and once more a moment later: a change made while the subscriptions were being restored
+      // (after 'ready', before the server confirmed them) would otherwise wait a whole interval.
+      if (!this.#subscribedOnce) return;
+      this.resync('reconnected').catch(() => undefined);
+      setTimeout(() => {
+        if (!this.#stopped) this.resync('reconnected').catch(() => undefined);
+      }, RESYNC_AFTER_RECONNECT_MS).unref();
     });
     this.#schedule();
     await this.#subscribe(`__keyspace@${db}__:${globEscape(prefix)}*`).catch(() => undefined);
