@@ -4,6 +4,19 @@ import type { MeshletConfig } from '../config/schema.ts';
 /** One readiness condition for `/ready`: `[name, ok, detail]`. */
 export type ReadinessCheck = [string, boolean, string];
 
+/**
+ * The `app` readiness condition of a registry that registers this instance: the local app's last
+ * check status (undefined before the first probe), failing only while critical or unknown.
+ */
+export function appReadiness(check: { status: string | undefined; output: string }): ReadinessCheck {
+  const { status, output } = check;
+  return [
+    'app',
+    status !== undefined && status !== 'critical',
+    status === undefined ? output : `${status}: ${output}`,
+  ];
+}
+
 /** A source of endpoints that fills the UpstreamTable. */
 export interface Registry {
   /** `static`, `consul`, `dns`, `etcd` or `redis`. */

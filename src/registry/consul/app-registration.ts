@@ -1,6 +1,6 @@
 // Registers this instance in Consul and keeps its TTL check following meshlet's probe of the local app.
 import type { Logger } from '../../telemetry/logger.ts';
-import type { AgentReachability } from './agent-reachability.ts';
+import type { BackendReachability } from '../backend-reachability.ts';
 import {
   type AppProber,
   type CheckStatus,
@@ -10,7 +10,7 @@ import {
   type ProbeTarget,
 } from './app-probe.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
-import type { ConsulMetrics } from './consul-metrics.ts';
+import type { ConsulMetrics, ConsulOperation } from './consul-metrics.ts';
 import type { SidecarRegistration } from './sidecar-registration.ts';
 
 /** What is registered, resolved from config. */
@@ -67,7 +67,7 @@ export class AppRegistration {
   readonly spec: RegistrationSpec;
   readonly checkId: string;
   readonly #client: ConsulClient;
-  readonly #reach: AgentReachability;
+  readonly #reach: BackendReachability<ConsulOperation>;
   readonly #metrics: ConsulMetrics;
   readonly #logger: Logger;
   readonly #probe: ProbeStatus;
@@ -85,7 +85,7 @@ export class AppRegistration {
     spec: RegistrationSpec,
     deps: {
       client: ConsulClient;
-      reach: AgentReachability;
+      reach: BackendReachability<ConsulOperation>;
       metrics: ConsulMetrics;
       logger: Logger;
       sidecar?: SidecarRegistration | null;

@@ -7,12 +7,12 @@ import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Endpoint } from '../../upstream/endpoint.ts';
 import type { Upstream } from '../../upstream/upstream.ts';
 import type { UpstreamTable } from '../../upstream/upstream-table.ts';
-import type { ReadinessCheck, Registry } from '../registry.ts';
-import { AgentReachability } from './agent-reachability.ts';
+import { appReadiness, type ReadinessCheck, type Registry } from '../registry.ts';
+import { BackendReachability } from '../backend-reachability.ts';
 import { AppRegistration, type RegistrationSpec } from './app-registration.ts';
 import { BlockingWatch } from './blocking-watch.ts';
 import { ConsulClient, readToken } from './consul-client.ts';
-import { ConsulMetrics } from './consul-metrics.ts';
+import { ConsulMetrics, type ConsulOperation } from './consul-metrics.ts';
 import { endpointsFromHealth } from './health-endpoints.ts';
 import { meshletVersion } from './meshlet-version.ts';
 import { ConsulUiMetrics } from '../../telemetry/consul-ui-metrics.ts';
@@ -159,7 +159,7 @@ export class ConsulRegistry implements Registry {
   readonly #table: UpstreamTable;
   readonly #logger: Logger;
   readonly #metrics: ConsulMetrics;
-  readonly #reach: AgentReachability;
+  readonly #reach: BackendReachability<ConsulOperation>;
   readonly #client: ConsulClient;
   readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
   readonly #inboundPort: (() => number | undefined) | undefined;
@@ -192,7 +192,12 @@ export class ConsulRegistry implements Registry {
     this.#metricsRoot = options.metrics;
     this.#datacenter = this.#settings.consul.datacenter;
     this.#metrics = new ConsulMetrics(options.metrics.registry);
-    this.#reach = new AgentReachability(this.#metrics, this.#logger);
+    this.#reach = new BackendReachability<ConsulOperation>(
+      'Consul agent',
+      this.#metrics,
+      this.#logger,
+      'consul',
+    );
     const { consul } = this.#settings;
     const token = readToken(consul.token, consul.tokenFile);
     this.#client = new ConsulClient({ address: consul.address, token, tls: consul.tls });
@@ -468,23 +473,9 @@ export class ConsulRegistry implements Registry {
   /** `app`: the local app's check (when registering); `consul`: whether the agent answers. */
   readinessChecks(): ReadinessCheck[] {
     const checks: ReadinessCheck[] = [];
-    const reg = this.#registration;
-    if (reg !== null) {
-      const { status, output } = reg.check;
-      checks.push([
-        'app',
-        status !== undefined && status !== 'critical',
-        status === undefined ? output : `${status}: ${output}`,
-      ]);
-    }
+    if (this.#registration !== null) checks.push(appReadiness(this.#registration.check));
     // An outage after the first sync does not fail readiness: routing goes on with the last endpoints.
-    const reach = this.#reach;
-    const detail = reach.reachable
-      ? 'reachable'
-      : reach.answered
-        ? `unreachable for ${Math.round((Date.now() - reach.since) / 1000)} s: routing on the last known endpoints (${reach.lastError ?? 'no answer'})`
-        : `not reached yet (${reach.lastError ?? 'waiting for the first answer'})`;
-    checks.push(['consul', reach.reachable || reach.answered, detail]);
+    checks.push(this.#reach.readiness());
     return checks;
   }
 

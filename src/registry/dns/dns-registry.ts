@@ -5,7 +5,7 @@ import type { MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { UpstreamTable } from '../../upstream/upstream-table.ts';
-import { BackendReachability } from '../kv/backend-reachability.ts';
+import { BackendReachability } from '../backend-reachability.ts';
 import { RegistryMetrics } from '../kv/registry-metrics.ts';
 import type { ReadinessCheck, Registry } from '../registry.ts';
 import { type DnsServer, parseServer, query } from './dns-client.ts';

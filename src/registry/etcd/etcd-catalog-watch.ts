@@ -1,7 +1,7 @@
 // Follows every instance under the etcd prefix: one full read, then one watch from the next revision; any break → read again.
 import type { Etcd3, Watcher } from 'etcd3';
 import type { Logger } from '../../telemetry/logger.ts';
-import type { BackendReachability } from '../kv/backend-reachability.ts';
+import type { BackendReachability } from '../backend-reachability.ts';
 import type { InstanceCatalog } from '../kv/instance-catalog.ts';
 import type { RegistryMetrics } from '../kv/registry-metrics.ts';
 

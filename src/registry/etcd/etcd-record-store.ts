@@ -1,7 +1,7 @@
 // Keeps this instance's key in etcd: a lease with keep-alive, the record put under it, a new lease whenever the old one is lost.
 import type { Etcd3, Lease } from 'etcd3';
 import type { Logger } from '../../telemetry/logger.ts';
-import type { BackendReachability } from '../kv/backend-reachability.ts';
+import type { BackendReachability } from '../backend-reachability.ts';
 import type { InstanceRecord } from '../kv/instance-record.ts';
 import type { RecordStore } from '../kv/instance-registration.ts';
 import type { RegistryMetrics } from '../kv/registry-metrics.ts';

@@ -5,13 +5,13 @@ import type { MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { UpstreamTable } from '../../upstream/upstream-table.ts';
-import { BackendReachability } from '../kv/backend-reachability.ts';
+import { BackendReachability } from '../backend-reachability.ts';
 import { CatalogPublisher, configuredUpstreams } from '../kv/catalog-publisher.ts';
 import { InstanceCatalog } from '../kv/instance-catalog.ts';
 import { instanceSpec } from '../kv/instance-record.ts';
 import { InstanceRegistration, probeSettings } from '../kv/instance-registration.ts';
 import { RegistryMetrics } from '../kv/registry-metrics.ts';
-import type { ReadinessCheck, Registry } from '../registry.ts';
+import { appReadiness, type ReadinessCheck, type Registry } from '../registry.ts';
 import { EtcdCatalogWatch } from './etcd-catalog-watch.ts';
 import { connectEtcd, credentialsError } from './etcd-connection.ts';
 import { EtcdRecordStore } from './etcd-record-store.ts';
@@ -157,15 +157,7 @@ export class EtcdRegistry implements Registry {
   /** `app`: the local app's check (when registering); `etcd`: whether etcd answers. */
   readinessChecks(): ReadinessCheck[] {
     const checks: ReadinessCheck[] = [];
-    const reg = this.#registration;
-    if (reg !== null) {
-      const { status, output } = reg.check;
-      checks.push([
-        'app',
-        status !== undefined && status !== 'critical',
-        status === undefined ? output : `${status}: ${output}`,
-      ]);
-    }
+    if (this.#registration !== null) checks.push(appReadiness(this.#registration.check));
     checks.push(this.#reach.readiness());
     return checks;
   }

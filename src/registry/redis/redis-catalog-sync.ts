@@ -1,6 +1,6 @@
 // Follows every instance under the Redis prefix: a full SCAN now and every resyncInterval, keyspace events and the channel in between.
 import type { Logger } from '../../telemetry/logger.ts';
-import type { BackendReachability } from '../kv/backend-reachability.ts';
+import type { BackendReachability } from '../backend-reachability.ts';
 import type { InstanceCatalog } from '../kv/instance-catalog.ts';
 import type { RegistryMetrics } from '../kv/registry-metrics.ts';
 import type { RedisClient } from './redis-connection.ts';

@@ -1,6 +1,6 @@
 // Keeps this instance's key in Redis: SET with a TTL, refreshed every ttl/3, set again when Redis lost it, announced on the channel.
 import type { Logger } from '../../telemetry/logger.ts';
-import type { BackendReachability } from '../kv/backend-reachability.ts';
+import type { BackendReachability } from '../backend-reachability.ts';
 import type { InstanceRecord } from '../kv/instance-record.ts';
 import type { RecordStore } from '../kv/instance-registration.ts';
 import type { RegistryMetrics } from '../kv/registry-metrics.ts';

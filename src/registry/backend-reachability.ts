@@ -1,23 +1,34 @@
-// Whether a registry backend (etcd, redis, a DNS server) answers: fed by every call, published as `_up`, logged on each change.
-import type { Logger } from '../../telemetry/logger.ts';
-import type { BackendOperation, RegistryMetrics } from './registry-metrics.ts';
+// Whether a registry backend (the Consul agent, etcd, redis, a DNS server) answers: fed by every call, published as `_up`, logged on each change.
+import type { Counter, Gauge } from 'prom-client';
+import type { Logger } from '../telemetry/logger.ts';
 
 /**
  * Reachability as the last call saw it; unknown (false) until the first answer. The `_up` gauge
  * follows it; errors are counted by operation; a change is logged once.
  */
-export class BackendReachability {
+export class BackendReachability<Operation extends string = string> {
   readonly #what: string;
-  readonly #metrics: RegistryMetrics;
+  readonly #check: string;
+  readonly #metrics: { readonly up: Gauge; readonly errors: Counter<'operation'> };
   readonly #logger: Logger;
   #reachable = false;
   #answered = false;
   #since = Date.now();
   #lastError: string | null = null;
 
-  /** @param what The backend as logs name it: `etcd`, `redis`, `DNS`. */
-  constructor(what: string, metrics: RegistryMetrics, logger: Logger) {
+  /**
+   * @param what The backend as logs name it: `Consul agent`, `etcd`, `redis`, `DNS`.
+   * @param metrics its `_up` gauge and `_errors_total{operation}` counter.
+   * @param check the `/ready` condition's name. Default `what` in lowercase.
+   */
+  constructor(
+    what: string,
+    metrics: { readonly up: Gauge; readonly errors: Counter<'operation'> },
+    logger: Logger,
+    check = what.toLowerCase(),
+  ) {
     this.#what = what;
+    this.#check = check;
     this.#metrics = metrics;
     this.#logger = logger;
   }
@@ -55,7 +66,7 @@ export class BackendReachability {
   }
 
   /** Records a failed call. */
-  failed(operation: BackendOperation, err: Error): void {
+  failed(operation: Operation, err: Error): void {
     this.#metrics.errors.labels(operation).inc();
     const first = !this.#answered && this.#lastError === null;
     this.#lastError = `${operation}: ${err.message}`;
@@ -81,6 +92,6 @@ export class BackendReachability {
       : this.#answered
         ? `unreachable for ${Math.round((Date.now() - this.#since) / 1000)} s: routing on the last known endpoints (${this.#lastError ?? 'no answer'})`
         : `not reached yet (${this.#lastError ?? 'waiting for the first answer'})`;
-    return [this.#what.toLowerCase(), this.#reachable || this.#answered, detail];
+    return [this.#check, this.#reachable || this.#answered, detail];
   }
 }
