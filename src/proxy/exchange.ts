@@ -231,11 +231,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#watchBody();
     const tooLarge = () => new RequestFaultError(this.#bodyTooLarge(maxBody));
     if (this.#grpc) {
-      // A gRPC stream is sent as it comes (a bidi client waits for answers), its start kept for replay.
+      // A gRPC stream is sent as it comes (a bidi client waits for answers), its start kept for
+      // replay. A unary call's one message arrives with its HEADERS: when the body has ended once
+      // the frames read with them are processed, it goes as a Buffer (no stream to pipe).
       this.#teed = new TeedBody(req, this.#policy.retry.bufferLimitBytes, maxBody, tooLarge);
-      this.#body = this.#teed.stream;
       this.#bodyReplayable = false;
-      this.#attempt();
+      setImmediate(Exchange.#sendGrpcBody, this);
       return;
     }
     prepareBody(req, this.#policy.retry.bufferLimitBytes, maxBody, tooLarge, (prepared) => {
@@ -412,6 +413,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#releasePending();
     if (this.#done) controller.abort(new Error('client closed'));
     else if (this.#timedOut) controller.abort(new AttemptTimeoutError(this.#policy.perTryTimeoutMs));
+  }
+
+  /** The first attempt of a gRPC call: its whole body when it has already ended, else the stream. */
+  static #sendGrpcBody(exchange: Exchange): void {
+    const teed = exchange.#teed;
+    if (exchange.#done || teed === null) return;
+    const whole = teed.replay();
+    if (whole !== null) {
+      exchange.#body = whole;
+      exchange.#bodyReplayable = true;
+      exchange.#teed = null;
+    } else exchange.#body = teed.stream;
+    exchange.#attempt();
   }
 
   /** The per-try timer fired before response headers: abort the attempt as a timeout. */
