@@ -2,29 +2,14 @@
 import type { Redis } from 'ioredis';
 import type { RedisRegistryConfig } from '../../config/redis-schema.ts';
 import type { MeshletConfig } from '../../config/schema.ts';
-import type { Logger } from '../../telemetry/logger.ts';
-import type { Metrics } from '../../telemetry/metrics.ts';
-import type { UpstreamTable } from '../../upstream/upstream-table.ts';
-import { BackendReachability } from '../backend-reachability.ts';
-import { CatalogPublisher, configuredUpstreams } from '../kv/catalog-publisher.ts';
-import { InstanceCatalog } from '../kv/instance-catalog.ts';
-import { instanceSpec } from '../kv/instance-record.ts';
-import { InstanceRegistration, probeSettings } from '../kv/instance-registration.ts';
-import { RegistryMetrics } from '../kv/registry-metrics.ts';
-import { appReadiness, type ReadinessCheck, type Registry } from '../registry.ts';
+import { KvRegistryCore, type KvRegistryOptions } from '../kv/kv-registry-core.ts';
+import type { ReadinessCheck, Registry } from '../registry.ts';
 import { RedisCatalogSync } from './redis-catalog-sync.ts';
 import { createRedisClient, credentialsError, type RedisClient, redisDb } from './redis-connection.ts';
 import { RedisRecordStore } from './redis-record-store.ts';
 
 /** Options of the redis registry. */
-export interface RedisRegistryOptions {
-  config: MeshletConfig;
-  table: UpstreamTable;
-  metrics: Metrics;
-  logger: Logger;
-  /** The bound port of the mTLS inbound listener, when it runs (registered instead of service.port). */
-  inboundPort?: (() => number | undefined) | undefined;
-}
+export type RedisRegistryOptions = KvRegistryOptions;
 
 /** `<prefix><service>:<id>` → service and id (the service is up to the first `:` after the prefix). */
 export function redisKeyParser(prefix: string): (key: string) => { service: string; id: string } | undefined {
@@ -51,51 +36,21 @@ export function keyspaceEventsOn(flags: string): boolean {
  */
 export class RedisRegistry implements Registry {
   readonly type = 'redis';
-  readonly #settings: RedisRegistryConfig;
-  readonly #config: MeshletConfig;
-  readonly #table: UpstreamTable;
-  readonly #logger: Logger;
-  readonly #metrics: RegistryMetrics;
-  readonly #reach: BackendReachability;
-  readonly #catalog: InstanceCatalog;
-  readonly #publisher: CatalogPublisher;
-  readonly #inboundPort: (() => number | undefined) | undefined;
+  readonly #core: KvRegistryCore;
+  readonly #redis: RedisRegistryConfig['redis'];
   readonly #channel: string;
   #client: RedisClient | null = null;
   #subscriber: RedisClient | null = null;
   #sync: RedisCatalogSync | null = null;
   #store: RedisRecordStore | null = null;
-  #registration: InstanceRegistration | null = null;
   #keyspaceEvents: boolean | null = null;
   #stopped = false;
 
   constructor(options: RedisRegistryOptions) {
-    const { config } = options;
-    if (config.registry.type !== 'redis') throw new Error('RedisRegistry needs registry.type redis');
-    this.#config = config;
-    this.#settings = config.registry;
-    this.#table = options.table;
-    this.#logger = options.logger;
-    this.#inboundPort = options.inboundPort;
-    this.#channel = this.#settings.redis.channel ?? `${this.#settings.redis.prefix}events`;
-    const register = this.#settings.register ?? config.service !== undefined;
-    this.#metrics = new RegistryMetrics(
-      'redis',
-      options.metrics.registry,
-      register && config.service !== undefined,
-    );
-    this.#reach = new BackendReachability('redis', this.#metrics, this.#logger);
-    this.#catalog = new InstanceCatalog(
-      redisKeyParser(this.#settings.redis.prefix),
-      this.#metrics,
-      this.#logger,
-    );
-    this.#publisher = new CatalogPublisher(
-      this.#table,
-      this.#catalog,
-      this.#metrics,
-      configuredUpstreams(config),
-    );
+    if (options.config.registry.type !== 'redis') throw new Error('RedisRegistry needs registry.type redis');
+    this.#redis = options.config.registry.redis;
+    this.#channel = this.#redis.channel ?? `${this.#redis.prefix}events`;
+    this.#core = new KvRegistryCore(options, redisKeyParser(this.#redis.prefix));
   }
 
   get synced(): boolean {
@@ -107,14 +62,15 @@ export class RedisRegistry implements Registry {
    * key named; an unreachable Redis does not (routing starts once it answers).
    */
   async start(): Promise<void> {
-    const redis = this.#settings.redis;
+    const redis = this.#redis;
+    const core = this.#core;
     const client = createRedisClient(redis);
     const subscriber: RedisClient = (client as Redis).duplicate();
     this.#client = client;
     this.#subscriber = subscriber;
     for (const c of [client, subscriber]) {
       c.on('error', (err: Error) => {
-        if (!this.#stopped) this.#reach.failed('watch', err);
+        if (!this.#stopped) core.reach.failed('watch', err);
       });
     }
     // A refused AUTH arrives as an error event; connect() then only says the connection closed.
@@ -142,42 +98,30 @@ export class RedisRegistry implements Registry {
       db: redisDb(redis),
       resyncIntervalMs: redis.resyncInterval,
       graceMs: redis.ttl,
-      catalog: this.#catalog,
-      onChange: () => this.#publisher.publish(),
-      reach: this.#reach,
-      metrics: this.#metrics,
-      logger: this.#logger,
+      catalog: core.catalog,
+      onChange: () => core.publisher.publish(),
+      reach: core.reach,
+      metrics: core.metrics,
+      logger: core.logger,
     });
     await this.#sync.start().catch(() => undefined);
     void this.#checkKeyspaceEvents();
-    this.#publisher.attach();
-    const service = this.#config.service;
-    if (service !== undefined && (this.#settings.register ?? true)) {
-      const spec = instanceSpec(service, this.#settings, this.#inboundPort?.());
-      this.#store = new RedisRecordStore(
-        `${redis.prefix}${spec.service}:${spec.id}`,
-        redis.ttl,
-        this.#channel,
-        {
+    core.publisher.attach();
+    this.#store = core.register(
+      (spec) =>
+        new RedisRecordStore(`${redis.prefix}${spec.service}:${spec.id}`, redis.ttl, this.#channel, {
           client,
-          reach: this.#reach,
-          metrics: this.#metrics,
-          logger: this.#logger,
-        },
-      );
-      this.#registration = new InstanceRegistration(spec, probeSettings(service, this.#settings.check), {
-        store: this.#store,
-        metrics: this.#metrics,
-        logger: this.#logger,
-      });
-      this.#registration.start();
-    }
+          reach: core.reach,
+          metrics: core.metrics,
+          logger: core.logger,
+        }),
+    );
   }
 
   /** Warns once when the server's keyspace events are off (expiries then wait for the next resync). */
   async #checkKeyspaceEvents(): Promise<void> {
     const client = this.#client;
-    if (client === null || this.#settings.redis.cluster !== undefined) return;
+    if (client === null || this.#redis.cluster !== undefined) return;
     try {
       const answer = (await (client as Redis).call('CONFIG', 'GET', 'notify-keyspace-events')) as string[];
       this.#keyspaceEvents = keyspaceEventsOn(answer[1] ?? '');
@@ -185,38 +129,33 @@ export class RedisRegistry implements Registry {
       return; // CONFIG refused (managed Redis): unknown
     }
     if (this.#keyspaceEvents === false) {
-      this.#logger.warn({
+      this.#core.logger.warn({
         msg: 'Redis keyspace events are off: changes arrive through the channel, expired instances at the next resync',
         hint: 'set notify-keyspace-events to K$gx (or KA) on the server',
-        resyncIntervalMs: this.#settings.redis.resyncInterval,
+        resyncIntervalMs: this.#redis.resyncInterval,
       });
     }
   }
 
   reload(config: MeshletConfig): void {
-    if (config.registry.type !== 'redis') return;
-    this.#publisher.setNames(configuredUpstreams(config));
+    this.#core.reload(config);
   }
 
   readinessChecks(): ReadinessCheck[] {
-    const checks: ReadinessCheck[] = [];
-    if (this.#registration !== null) checks.push(appReadiness(this.#registration.check));
-    checks.push(this.#reach.readiness());
-    return checks;
+    return this.#core.readinessChecks();
   }
 
-  async beforeDrain(): Promise<void> {
-    await this.#registration?.markDraining();
+  beforeDrain(): Promise<void> {
+    return this.#core.beforeDrain();
   }
 
-  async setDraining(draining: boolean): Promise<void> {
-    await this.#registration?.setDraining(draining);
+  setDraining(draining: boolean): Promise<void> {
+    return this.#core.setDraining(draining);
   }
 
   async stop(): Promise<void> {
     if (this.#stopped) return;
-    this.#publisher.detach();
-    await this.#registration?.deregister();
+    await this.#core.stop();
     this.#stopped = true;
     this.#sync?.stop();
     this.#subscriber?.disconnect();
@@ -224,8 +163,7 @@ export class RedisRegistry implements Registry {
   }
 
   status(): Record<string, unknown> {
-    const reg = this.#registration;
-    const redis = this.#settings.redis;
+    const redis = this.#redis;
     const url = new URL(redis.url);
     return {
       type: 'redis',
@@ -234,25 +172,8 @@ export class RedisRegistry implements Registry {
       prefix: redis.prefix,
       channel: this.#channel,
       keyspaceEvents: this.#keyspaceEvents,
-      synced: this.synced,
-      reachable: this.#reach.reachable,
-      since: new Date(this.#reach.since).toISOString(),
-      lastError: this.#reach.lastError,
-      instances: this.#catalog.size,
-      registration:
-        reg === null
-          ? null
-          : {
-              serviceId: reg.spec.id,
-              service: reg.spec.service,
-              key: this.#store?.key ?? null,
-              address: reg.spec.address,
-              port: reg.spec.port,
-              ttlMs: redis.ttl,
-              registered: reg.registered,
-              status: reg.check.status ?? null,
-              output: reg.check.output,
-            },
+      ...this.#core.status(this.synced),
+      registration: this.#core.registrationStatus(this.#store?.key ?? null, { ttlMs: redis.ttl }),
     };
   }
 }
