@@ -1,6 +1,7 @@
 // The `validate` authenticator: asks an identity service (`POST …/auth/validate` with the bearer token) and caches its answer per token.
 import type { Dispatcher } from 'undici';
-import { request } from 'undici';
+import { request } from '../control-plane/control-request.ts';
+import { requestThrough } from '../upstream/undici-request.ts';
 import type { ValidateAuthSpec } from '../config/gateway-schema.ts';
 import { type Clock, systemClock } from '../clock.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
@@ -131,14 +132,12 @@ export class ValidateAuthenticator implements Authenticator {
       signal: AbortSignal.timeout(this.#spec.timeout),
     };
     const upstream = url.port === '' ? this.#options.table?.get(url.hostname) : undefined;
-    let res: Dispatcher.ResponseData;
+    let res: { statusCode: number; body: { text(): Promise<string> } };
     if (upstream !== undefined) {
       const handle = upstream.pick(undefined, undefined);
       const pool = handle === undefined ? undefined : (upstream.poolOf(handle) as Dispatcher | undefined);
-      if (pool === undefined || typeof pool.request !== 'function') {
-        return new Error(`upstream "${upstream.name}" has no usable endpoint`);
-      }
-      res = await pool.request({
+      if (pool === undefined) return new Error(`upstream "${upstream.name}" has no usable endpoint`);
+      res = await requestThrough(pool, {
         ...opts,
         path: `${url.pathname}${url.search}`,
         headers: { ...opts.headers, host: url.host },

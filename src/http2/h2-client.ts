@@ -1,14 +1,11 @@
 // An endpoint's HTTP/2 connection: undici's Client with h2 (h2c, or h2 by ALPN over mTLS), one session reused.
-import { createRequire } from 'node:module';
 import type { buildConnector, Client as UndiciClient } from 'undici';
+import ClientClass from 'undici/lib/dispatcher/client.js';
 import {
   H2_CONNECTION_WINDOW_BYTES,
   H2_MAX_CONCURRENT_STREAMS,
   H2_STREAM_WINDOW_BYTES,
 } from './h2-settings.ts';
-
-const require = createRequire(import.meta.url);
-let ClientClass: typeof UndiciClient | undefined;
 
 /** Options of {@link h2Client}. */
 export interface H2ClientOptions {
@@ -23,10 +20,9 @@ export interface H2ClientOptions {
  * happens above, across endpoints). undici re-dials after GOAWAY and replays, once, the streams the
  * peer had not processed (its GOAWAY last-stream-id); what still fails reaches the request path as
  * a refused stream or a reset. Windows are widened from HTTP/2's 64 KiB default. undici's `Client`
- * is loaded from its own module on first use (an HTTP/1.1-only sidecar never loads it).
+ * comes from its own module (undici's Pool loads it anyway).
  */
 export function h2Client(origin: string, options: H2ClientOptions): UndiciClient {
-  ClientClass ??= require('undici/lib/dispatcher/client.js') as typeof UndiciClient;
   return new ClientClass(origin, {
     allowH2: true,
     connect: options.connect ?? { timeout: options.connectTimeoutMs },

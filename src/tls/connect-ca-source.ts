@@ -1,6 +1,6 @@
 // Certificate source `consul`: leaf and roots from the agent's Connect CA, kept fresh; intentions for authorization.
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'undici';
+import { ControlAgent, request } from '../control-plane/control-request.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import type { WorkloadIdentity } from './identity.ts';
@@ -66,7 +66,7 @@ export class ConnectCaSource implements TlsSource {
   readonly #o: ConnectCaSourceOptions;
   readonly #base: string;
   readonly #headers: Record<string, string>;
-  readonly #dispatcher: Agent;
+  readonly #dispatcher: ControlAgent;
   readonly #listeners = new ChangeListeners();
   #leaf: LeafAnswer | null = null;
   #roots: RootsAnswer | null = null;
@@ -91,7 +91,7 @@ export class ConnectCaSource implements TlsSource {
             key: t?.key === undefined ? undefined : readFileSync(t.key),
           }
         : {};
-    this.#dispatcher = new Agent({ connect: { timeout: 5000, ...tls } });
+    this.#dispatcher = new ControlAgent({ connectTimeoutMs: 5000, tls });
   }
 
   async start(): Promise<void> {

@@ -1,6 +1,6 @@
 // meshlet's probe of the local app (HTTP GET, gRPC health or TCP connect) and the consecutive-threshold status it yields.
 import { connect } from 'node:net';
-import { request } from 'undici';
+import { request } from '../../control-plane/control-request.ts';
 import { GrpcHealthProbe } from './grpc-health-probe.ts';
 
 /** A Consul check status. */

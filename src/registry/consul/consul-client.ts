@@ -6,7 +6,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
 // @ts-expect-error: the consul package ships no types for its request helpers.
 import consulUtils from 'consul/lib/utils.js';
-import { Agent, request } from 'undici';
+import { ControlAgent, request } from '../../control-plane/control-request.ts';
 
 /** One entry of `GET /v1/health/service/<name>` (only the fields meshlet reads). */
 export interface HealthEntry {
@@ -96,7 +96,7 @@ function fromPapi(err: PapiError): Error {
  */
 export class ConsulClient {
   readonly #consul: Consul;
-  readonly #dispatcher: Agent;
+  readonly #dispatcher: ControlAgent;
   readonly #base: string;
   /** ACL token of every call from now on (blocking queries in flight keep theirs until they return). */
   #token: string | undefined;
@@ -119,7 +119,7 @@ export class ConsulClient {
       secure,
       agent: secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true }),
     });
-    this.#dispatcher = new Agent({ connect: { timeout: this.#timeoutMs, ...(secure ? tls : {}) } });
+    this.#dispatcher = new ControlAgent({ connectTimeoutMs: this.#timeoutMs, tls });
   }
 
   /** The ACL token every call from now on sends; undefined sends none. */
