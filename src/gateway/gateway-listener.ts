@@ -4,7 +4,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { basename, dirname, resolve } from 'node:path';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { GatewayListenerSpec } from '../config/gateway-schema.ts';
-import { createH2cServer, H2Sessions } from '../http2/h2c-server.ts';
+import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import {
   answerClientErrors,
   type AnyRequestListener,
@@ -62,7 +62,7 @@ export async function listenGateway(
   );
   answerClientErrors(h1);
   const sessions = new H2Sessions();
-  const h2 = createH2cServer(handler, sessions);
+  const h2 = lazyH2cServer(handler, sessions);
   const server = createTlsServer({
     cert: current.cert,
     key: current.key,
@@ -70,7 +70,7 @@ export async function listenGateway(
     handshakeTimeout: spec.headersTimeout,
   });
   server.on('secureConnection', (socket: TLSSocket) => {
-    if (socket.alpnProtocol === 'h2') h2.emit('connection', socket);
+    if (socket.alpnProtocol === 'h2') h2().emit('connection', socket);
     else h1.emit('connection', socket);
   });
   server.on('tlsClientError', (_err, socket: TLSSocket) => socket.destroy());

@@ -1,11 +1,5 @@
 // meshlet's HTTP/2 server side: a compat-API server with wide flow-control windows, sessions tracked for drain.
-import {
-  createServer,
-  type Http2Server,
-  type Http2ServerRequest,
-  type Http2ServerResponse,
-  type ServerHttp2Session,
-} from 'node:http2';
+import type { Http2Server, Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2';
 import { H2_CONNECTION_WINDOW_BYTES, H2_SERVER_SETTINGS } from './h2-settings.ts';
 
 /** The open HTTP/2 sessions of a listener and their open stream counts, for drain. */
@@ -49,16 +43,26 @@ function widen(session: ServerHttp2Session): void {
 }
 
 /**
- * Creates the h2c server of a cleartext listener (sockets are handed to it by `routeByPreface`),
+ * The h2c server of a listener (sockets are handed to it by `routeByPreface`, or after ALPN `h2`),
  * answering with the same request handler as the HTTP/1.1 side (node:http2's compatibility API).
+ * Made on the first call of the returned function, with `configure` applied then: node:http2 loads
+ * with the first HTTP/2 connection, so a sidecar that only ever sees HTTP/1.1 never loads it (it
+ * costs about 10 MiB of RSS; README "Memory and GC").
  */
-export function createH2cServer(
+export function lazyH2cServer(
   handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
   sessions: H2Sessions,
-): Http2Server {
-  const server = createServer({ settings: H2_SERVER_SETTINGS }, handler);
-  // node:http2 would answer CONNECT with a bare 405 itself; the handler answers it with meshlet's error.
-  server.on('connect', handler);
-  server.on('session', (session: ServerHttp2Session) => sessions.add(session));
-  return server;
+  configure?: (server: Http2Server) => void,
+): () => Http2Server {
+  let server: Http2Server | undefined;
+  return () => {
+    if (server !== undefined) return server;
+    const { createServer } = process.getBuiltinModule('node:http2');
+    server = createServer({ settings: H2_SERVER_SETTINGS }, handler);
+    // node:http2 would answer CONNECT with a bare 405 itself; the handler answers it with meshlet's error.
+    server.on('connect', handler);
+    server.on('session', (session: ServerHttp2Session) => sessions.add(session));
+    configure?.(server);
+    return server;
+  };
 }

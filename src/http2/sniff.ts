@@ -15,10 +15,11 @@ export function sniffProtocol(bytes: Buffer): 'h1' | 'h2' | undefined {
 
 /**
  * Hands an accepted socket to the HTTP/1.1 or the h2c server once its first bytes show which it
- * speaks (the bytes read stay in the socket for the server to parse). A client that sends nothing
+ * speaks (the bytes read stay in the socket for the server to parse; `h2` makes the h2c server on
+ * first use). A client that sends nothing
  * within `idleMs` is closed, as the HTTP/1.1 server's `headersTimeout` would.
  */
-export function routeByPreface(socket: Socket, h1: HttpServer, h2: Http2Server, idleMs: number): void {
+export function routeByPreface(socket: Socket, h1: HttpServer, h2: () => Http2Server, idleMs: number): void {
   let seen: Buffer | null = null;
   const onData = (chunk: Buffer): void => {
     seen = seen === null ? chunk : Buffer.concat([seen, chunk]);
@@ -30,7 +31,7 @@ export function routeByPreface(socket: Socket, h1: HttpServer, h2: Http2Server, 
     socket.off('timeout', onIdle);
     socket.pause();
     socket.unshift(seen);
-    (protocol === 'h2' ? h2 : h1).emit('connection', socket);
+    (protocol === 'h2' ? h2() : h1).emit('connection', socket);
     // The server has its listeners on now; the bytes read so far are delivered first.
     process.nextTick(() => socket.resume());
   };

@@ -4,7 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Server as TlsHttpServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createH2cServer, H2Sessions } from '../http2/h2c-server.ts';
+import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import { routeByPreface } from '../http2/sniff.ts';
 import { type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
 import { rawErrorPayload } from '../errors/raw-error.ts';
@@ -82,7 +82,7 @@ export async function listenHttp(
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const h1 = createHttp1Server(handler as RequestListener, options);
   const sessions = new H2Sessions();
-  const h2 = createH2cServer(handler, sessions);
+  const h2 = lazyH2cServer(handler, sessions);
   const front = createNetServer({ noDelay: true }, (socket) =>
     routeByPreface(socket, h1, h2, headersTimeout),
   );

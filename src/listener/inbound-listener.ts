@@ -2,7 +2,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { createH2cServer, H2Sessions } from '../http2/h2c-server.ts';
+import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import type { DownstreamRequest } from '../proxy/downstream.ts';
 import { handshakeFailureReason, type HandshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import { identityFromPeerCertificate, type WorkloadIdentity } from '../tls/identity.ts';
@@ -104,12 +104,13 @@ export async function listenInbound(
   );
   answerClientErrors(h1, options);
   const sessions = new H2Sessions();
-  const h2 = createH2cServer(verified, sessions);
   /** The peer of the connection being handed to the h2 server ('session' fires synchronously). */
   let handing: InboundPeer | undefined;
-  h2.prependListener('session', (session: Http2Session) => {
-    if (handing !== undefined) peers.set(session, handing);
-  });
+  const h2 = lazyH2cServer(verified, sessions, (server) =>
+    server.prependListener('session', (session: Http2Session) => {
+      if (handing !== undefined) peers.set(session, handing);
+    }),
+  );
   const server = createTlsServer({
     ...tls.serverContextOptions(),
     requestCert: true,
@@ -129,7 +130,7 @@ export async function listenInbound(
     metrics.ok('inbound');
     if (socket.alpnProtocol === 'h2') {
       handing = peer;
-      h2.emit('connection', socket);
+      h2().emit('connection', socket);
       handing = undefined;
     } else {
       peers.set(socket, peer);
