@@ -4,6 +4,7 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY bin ./bin
+COPY scripts ./scripts
 RUN npm ci --no-audit --no-fund && npm run build
 
 FROM node:24-slim

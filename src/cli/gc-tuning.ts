@@ -1,4 +1,5 @@
 // Restarts `meshlet run` in place with V8's young generation capped, as the daemon alone (no CLI parser loaded).
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { handOver } from '../config/config-handover.ts';
 import type { MeshletConfig } from '../config/schema.ts';
@@ -24,8 +25,16 @@ export const DEFAULT_SEMI_SPACE_MB = 2;
  */
 export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072';
 
-/** The daemon's own entry point, beside this file (`.ts` when run from src/, `.js` from dist/). */
-const DAEMON_ENTRY = fileURLToPath(new URL(`./daemon-main${import.meta.url.slice(-3)}`, import.meta.url));
+/**
+ * The daemon's own entry point: the bundle `npm run build` writes to dist/daemon/ (one module
+ * graph: ~7 MiB less idle RSS than ~200 separate modules, README "Memory and GC"), else the
+ * module beside this file (`.ts` when run from src/, `.js` from a dist/ built without the bundle).
+ */
+export function daemonEntry(here: string = import.meta.url): string {
+  const bundled = fileURLToPath(new URL('../daemon/daemon-main.js', here));
+  if (here.endsWith('.js') && existsSync(bundled)) return bundled;
+  return fileURLToPath(new URL(`./daemon-main${here.slice(-3)}`, here));
+}
 
 /**
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
@@ -61,7 +70,7 @@ export function ensureGcTuning(
     process.execPath,
     `--max-semi-space-size=${mb}`,
     ...process.execArgv,
-    DAEMON_ENTRY,
+    daemonEntry(),
     '--config',
     configFile,
     '--log-level',

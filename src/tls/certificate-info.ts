@@ -1,6 +1,6 @@
 // Certificate facts meshlet needs at runtime: parse PEM files, check key/cert/CA agree, with errors naming the file.
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs';
 import { ConfigError } from '../errors/config-error.ts';
 import { identityFromPeerCertificate, type WorkloadIdentity } from './identity.ts';
 
@@ -226,7 +226,10 @@ export async function loadTlsFiles(paths: TlsFilePaths): Promise<LoadedTlsFiles>
 
 async function readLabeled(keyPath: string, path: string): Promise<string> {
   try {
-    return await readFile(path, 'utf8');
+    // node:fs's callback form: node:fs/promises would load readline and more with it (~0.5 MiB of RSS).
+    return await new Promise<string>((resolve, reject) =>
+      readFile(path, 'utf8', (err, text) => (err === null ? resolve(text) : reject(err))),
+    );
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const problem =
