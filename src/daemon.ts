@@ -20,6 +20,7 @@ import { meshletVersion } from './registry/consul/meshlet-version.ts';
 import type { Registry } from './registry/registry.ts';
 import { Router } from './route/router.ts';
 import { AccessLog } from './telemetry/access-log.ts';
+import { compactHeap } from './telemetry/heap-compaction.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import { TlsMetrics } from './telemetry/tls-metrics.ts';
@@ -195,6 +196,13 @@ export class Daemon {
     this.#view = view;
     this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view));
     await this.#startAdminGrpc(view);
+    // Startup's garbage goes before the data listeners open, so no request waits for this collection.
+    const compaction = compactHeap();
+    this.logger.debug({
+      msg: 'heap compacted',
+      ms: Math.round(compaction.ms),
+      releasedMiB: Math.round(compaction.releasedBytes / 1048576),
+    });
     const headersTimeoutMs = listeners.outbound.headersTimeout;
     const tunnels: TunnelContext = {
       proxy: this.#ctx,
