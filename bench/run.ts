@@ -6,7 +6,8 @@
 // Everything listens on 127.0.0.1; every load is bounded; every child is killed at the end or on
 // SIGINT/SIGTERM.
 //
-//   npm run bench [-- --quick] [-- --no-micro] [-- --no-grpc] [-- --profile] [-- --ref COMMIT] [-- --help]
+//   npm run bench [-- --quick] [-- --no-micro] [-- --no-grpc] [-- --profile] [-- --ref COMMIT]
+//                 [-- --long-rate] [-- --rate-rounds N] [-- --rate-seconds S] [-- --help]
 //
 // --ref runs meshlet from `git archive COMMIT src` instead of the working tree (which may be
 // mid-edit); the micro-benchmarks always use the working tree.
@@ -53,8 +54,10 @@ import {
   updateReadme,
 } from './lib/report.ts';
 import {
+  buildDist,
   HAPROXY,
   NGINX,
+  startFullMeshlet,
   startHaproxy,
   startHttpProxy,
   startUndiciProxy,
@@ -76,13 +79,17 @@ const USAGE = `usage: npm run bench [-- FLAGS...]   (or: node bench/run.ts [FLAG
 Runs meshlet against direct, node-http-proxy, HAProxy and nginx, over HTTP and gRPC, on this machine (about 13 minutes);
 writes bench/results/DATE.{json,md} and, unless --quick, results/latest.md and bench/README.md's table.
 
-  --quick         smoke run: 3 s per load, 1 round (results named *-quick, not kept in git)
-  --no-micro      skip the micro-benchmarks
-  --no-grpc       skip the gRPC phase (about 3.5 minutes; 40 s with --quick)
-  --no-gateway    skip the gateway phase: JWT vs no auth vs nginx as an edge proxy (about 1.5 minutes; 20 s with --quick)
-  --profile       meshlet alone under the closed loop with --cpu-prof; top frames to bench/results/profile.md
-  --ref COMMIT    run meshlet from \`git archive COMMIT src\` instead of the working tree
-  -h, --help      print this and exit
+  --quick            smoke run: 3 s per load, 1 round (results named *-quick, not kept in git)
+  --no-micro         skip the micro-benchmarks
+  --no-grpc          skip the gRPC phase (about 3.5 minutes; 40 s with --quick)
+  --no-gateway       skip the gateway phase: JWT vs no auth vs nginx as an edge proxy (about 1.5 minutes; 20 s with --quick)
+  --profile          meshlet alone under the closed loop with --cpu-prof; top frames to bench/results/profile.md
+  --ref COMMIT       run meshlet from \`git archive COMMIT src\` instead of the working tree (daemon not bundled)
+  --long-rate        fixed-rate phase in 10 rounds of 10 s, the issue's longer rounds (adds about 9 minutes);
+                     default 5 rounds of 6 s (1 of 3 s with --quick)
+  --rate-rounds N    fixed-rate rounds (overrides the default and --long-rate)
+  --rate-seconds S   seconds per target in each fixed-rate round (overrides the default and --long-rate)
+  -h, --help         print this and exit
 `;
 
 function parseFlags() {
@@ -95,6 +102,9 @@ function parseFlags() {
         'no-gateway': { type: 'boolean', default: false },
         profile: { type: 'boolean', default: false },
         ref: { type: 'string' },
+        'long-rate': { type: 'boolean', default: false },
+        'rate-rounds': { type: 'string' },
+        'rate-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }).values;
@@ -115,6 +125,21 @@ const plan = quick
   : // Five fixed-rate rounds: a p99 over 12,000 requests swings by several ms between rounds (one
     // runtime stall of 10-30 ms decides it), so the median needs more rounds than the req/s does.
     { durationS: 10, rounds: 3, rateRounds: 5, warmS: 2, rateS: 6, largeS: 8, hopS: 10 };
+// --long-rate: the issue's longer rounds (10 × 10 s, 20,000 requests each), so one stall does not
+// decide a round's p99; --rate-rounds and --rate-seconds set either figure on their own.
+if (values['long-rate']) Object.assign(plan, { rateRounds: 10, rateS: 10 });
+/** A flag's value as a number above zero (whole when `integer`), else usage and exit 2. */
+function positive(flag: string, value: string | undefined, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (n > 0 && (!integer || Number.isInteger(n))) return n;
+  process.stderr.write(
+    `bench: --${flag} needs a ${integer ? 'whole ' : ''}number above 0, got ${value}\n\n${USAGE}`,
+  );
+  process.exit(2);
+}
+plan.rateRounds = positive('rate-rounds', values['rate-rounds'], true) ?? plan.rateRounds;
+plan.rateS = positive('rate-seconds', values['rate-seconds'], false) ?? plan.rateS;
 const CONNECTIONS = 32;
 /** The many-connections closed loop: where a too-small young generation shows (semi-space table). */
 const MANY_CONNECTIONS = 128;
@@ -196,36 +221,6 @@ function machineInfo(): BenchResults['machine'] {
   };
 }
 
-/**
- * Compiles `src/` of `tree` to `dist/`: meshlet is measured as users run it (`bin/meshlet.js`, compiled
- * JS), not through Node's type stripping, which alone costs ~27 MiB of RSS.
- */
-function buildDist(tree: string): void {
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  if (tree === root || tree === root.replace(/\/$/, '')) {
-    execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
-    return;
-  }
-  // Inside the tree, so `types` resolve through its node_modules link.
-  const config = join(tree, 'tsconfig.bench.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      extends: join(root, 'tsconfig.json'),
-      compilerOptions: {
-        rootDir: join(tree, 'src'),
-        outDir: join(tree, 'dist'),
-        noEmit: false,
-        sourceMap: false,
-      },
-      include: [join(tree, 'src')],
-      exclude: [join(tree, 'src', '**', '*.test.ts')],
-    }),
-  );
-  execFileSync(process.execPath, [tsc, '-p', config], { stdio: 'inherit' });
-}
-
 /** `--ref`: extracts `src/` of a commit into the temp dir and runs meshlet from there. */
 function checkoutRef(ref: string): string {
   const tree = join(tmp, 'tree');
@@ -235,19 +230,22 @@ function checkoutRef(ref: string): string {
   });
   execFileSync('tar', ['-x', '-C', tree], { input: archive });
   symlinkSync(fileURLToPath(new URL('../node_modules', import.meta.url)), join(tree, 'node_modules'));
-  buildDist(tree);
+  buildNote = buildDist(tree);
   useMeshletMain(join(tree, 'dist', 'cli', 'main.js'));
   return execFileSync('git', ['rev-parse', '--short', ref], { encoding: 'utf8' }).trim();
 }
+
+/** What {@link buildDist} had to say (no daemon bundle), for the report's notes. */
+let buildNote: string | null = null;
 
 async function main(): Promise<void> {
   const machine = machineInfo();
   if (values.ref !== undefined) machine.commit = `${checkoutRef(values.ref)} (--ref ${values.ref})`;
   else {
-    buildDist(fileURLToPath(new URL('..', import.meta.url)));
+    buildNote = buildDist(fileURLToPath(new URL('..', import.meta.url)));
     useMeshletMain(fileURLToPath(new URL('../dist/cli/main.js', import.meta.url)));
   }
-  const notes: string[] = [];
+  const notes: string[] = buildNote === null ? [] : [buildNote];
   const skipped: { target: string; reason: string }[] = [];
   log(
     `meshlet bench${quick ? ' (--quick)' : ''}: ${machine.cores} cores, ${machine.cpu}, Node ${machine.node}`,
@@ -340,19 +338,38 @@ async function main(): Promise<void> {
     extraYaml: `${tlsYaml('web')}\n`,
   });
 
+  // The issue's idle-RSS config: a Consul registry (test/consul-double) with an app health check and
+  // mTLS from the Connect CA. Read idle beside the others, then stopped: it takes no part in loads.
+  let full: Awaited<ReturnType<typeof startFullMeshlet>> | null = null;
+  try {
+    full = await startFullMeshlet({
+      key: 'meshlet-full',
+      label: 'meshlet, full config (Consul registry + mTLS from the Connect CA)',
+      dir: tmp,
+    });
+  } catch (err) {
+    const why = (err as Error).message.split('\n')[0]!;
+    notes.push(`full config (Consul registry + mTLS) not measured: ${why}`);
+    log(`full config (Consul + mTLS) failed to start: ${(err as Error).message}`);
+  }
+
   const proxies = [meshlet, meshletLog, ...semi, undiciProxy, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
   );
   const closedTargets = [direct, ...proxies];
   await sleep(2000);
   const idleRss: Record<string, number> = {};
-  for (const t of [...proxies, hop1, hop2, tlsHop1, tlsHop2])
+  for (const t of [...proxies, hop1, hop2, tlsHop1, tlsHop2, ...(full === null ? [] : [full.target])])
     if (t.pid !== null) idleRss[t.key] = rssMiB(t.pid);
   log(
     `idle RSS (MiB): ${Object.entries(idleRss)
       .map(([k, v]) => `${k} ${v.toFixed(1)}`)
       .join(', ')}`,
   );
+  log(
+    `idle RSS: plain ${idleRss.meshlet?.toFixed(1) ?? '–'} MiB, full (Consul + mTLS) ${idleRss['meshlet-full']?.toFixed(1) ?? '–'} MiB`,
+  );
+  if (full !== null) for (const c of [full.target.child!, ...full.helpers]) await stop(c);
 
   log(`warm-up: ${plan.warmS} s each`);
   for (const t of [...closedTargets, hop1]) {
@@ -482,6 +499,7 @@ async function main(): Promise<void> {
 
   const labels: Record<string, string> = {};
   for (const t of [...closedTargets, hop1, tlsHop1]) labels[t.key] = t.label;
+  if (full !== null) labels[full.target.key] = full.target.label;
   await killAll();
 
   // --- gRPC, with every HTTP server stopped: its own upstream (grpc-js), meshlet, HAProxy, nginx.

@@ -1,9 +1,9 @@
 // The processes a bench run compares: the fixed upstream, meshlet variants, node-http-proxy, HAProxy, nginx.
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, start, waitForPort, which } from './proc.ts';
+import { freePort, sleep, start, waitForPort, which } from './proc.ts';
 
 /** One thing the load is pointed at: 127.0.0.1:port, served by process `pid` (null for direct). */
 export interface Target {
@@ -12,6 +12,8 @@ export interface Target {
   port: number;
   pid: number | null;
   child: ChildProcess | null;
+  /** meshlet's admin port (`GET /ready`); unset for the other targets. */
+  adminPort?: number;
 }
 
 let MESHLET_MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -28,6 +30,48 @@ export function useMeshletMain(file: string): void {
 const NODE_UPSTREAM = fileURLToPath(new URL('../servers/node-upstream.ts', import.meta.url));
 const HTTP_PROXY = fileURLToPath(new URL('../servers/http-proxy.ts', import.meta.url));
 const UNDICI_PROXY = fileURLToPath(new URL('../servers/undici-proxy.ts', import.meta.url));
+const CONSUL_DOUBLE = fileURLToPath(new URL('../../test/consul-double/main.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+
+/**
+ * Compiles `src/` of `tree` to `dist/`: meshlet is measured as users run it (`bin/meshlet.js`, compiled
+ * JS), not through Node's type stripping, which alone costs ~27 MiB of RSS. For the working tree this
+ * is `npm run build`: tsc, then the daemon bundle (`scripts/bundle-daemon.ts` → dist/daemon/) when
+ * that script exists. A `--ref` tree (src/ only) gets no bundle, so its daemon runs unbundled.
+ * @returns a note for the report when the bundle was not built, else null.
+ */
+export function buildDist(tree: string): string | null {
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (tree.replace(/\/$/, '') === ROOT) {
+    execFileSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+    const bundler = join(ROOT, 'scripts', 'bundle-daemon.ts');
+    if (existsSync(bundler)) {
+      execFileSync(process.execPath, [bundler], { stdio: 'inherit', cwd: ROOT });
+      return null;
+    }
+    // A bundle left from another build would run instead of the code just compiled.
+    rmSync(join(ROOT, 'dist', 'daemon'), { recursive: true, force: true });
+    return 'no scripts/bundle-daemon.ts: the daemon runs unbundled (dist/cli/daemon-main.js)';
+  }
+  // Inside the tree, so `types` resolve through its node_modules link.
+  const config = join(tree, 'tsconfig.bench.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      extends: join(ROOT, 'tsconfig.json'),
+      compilerOptions: {
+        rootDir: join(tree, 'src'),
+        outDir: join(tree, 'dist'),
+        noEmit: false,
+        sourceMap: false,
+      },
+      include: [join(tree, 'src')],
+      exclude: [join(tree, 'src', '**', '*.test.ts')],
+    }),
+  );
+  execFileSync(process.execPath, [tsc, '-p', config], { stdio: 'inherit' });
+  return '--ref: the daemon bundle (dist/daemon/) is not built for a --ref tree; its daemon runs unbundled';
+}
 
 export const NGINX = which('nginx');
 export const HAPROXY = which('haproxy');
@@ -104,6 +148,12 @@ export interface MeshletOptions {
   upstream?: string;
   /** `upstreams.NAME.protocol` (`grpc` in the gRPC phase); default unset (meshlet's http1). */
   protocol?: 'http1' | 'http2' | 'grpc';
+  /** The `registry:` value as one YAML flow mapping; default a static registry for the upstream. */
+  registryYaml?: string;
+  /** `listeners.adminGrpc.port`; default unset (15002, and a taken 15002 only logs a warning). */
+  adminGrpcPort?: number;
+  /** Variables added to meshlet's environment (e.g. NODE_OPTIONS for bench/memory.ts's probes). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A meshlet with its defaults and a per-upstream listener for `bench`, from src/ (Node strips types). */
@@ -116,13 +166,13 @@ export async function startMeshlet(o: MeshletOptions): Promise<Target> {
     conf,
     `listeners: { outbound: { port: ${outbound} }, admin: { port: ${admin} }${
       o.inboundPort === undefined ? '' : `, inbound: { address: 127.0.0.1, port: ${o.inboundPort} }`
-    } }
-registry: { type: static, endpoints: { ${name}: [${o.endpointYaml ?? `"127.0.0.1:${o.upstreamPort}"`}] } }
+    }${o.adminGrpcPort === undefined ? '' : `, adminGrpc: { port: ${o.adminGrpcPort} }`} }
+registry: ${o.registryYaml ?? `{ type: static, endpoints: { ${name}: [${o.endpointYaml ?? `"127.0.0.1:${o.upstreamPort}"`}] } }`}
 upstreams: { ${name}: { port: ${port}${protocol} } }
 accessLog: { enabled: ${o.accessLog} }
 ${o.extraYaml ?? ''}`,
   );
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
   delete env.MESHLET_SEMI_SPACE_MB;
   delete env.MESHLET_GC_TUNED;
   if (o.semiSpaceMb !== undefined) env.MESHLET_SEMI_SPACE_MB = String(o.semiSpaceMb);
@@ -130,7 +180,74 @@ ${o.extraYaml ?? ''}`,
     env,
     logFile: join(o.dir, `${o.key}.log`),
   });
-  return ready({ key: o.key, label: o.label, port, pid: child.pid ?? null, child });
+  return ready({ key: o.key, label: o.label, port, pid: child.pid ?? null, child, adminPort: admin });
+}
+
+/** Resolves once meshlet's `GET /ready` answers 200; rejects after `timeoutMs` or when `t` exits. */
+export async function waitReady(t: Target, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (t.child !== null && t.child.exitCode !== null)
+      throw new Error(`${t.key} exited with code ${t.child.exitCode} before it was ready`);
+    const status = await fetch(`http://127.0.0.1:${t.adminPort}/ready`, { signal: AbortSignal.timeout(1000) })
+      .then(async (r) => (await r.arrayBuffer(), r.status))
+      .catch(() => 0);
+    if (status === 200) return;
+    if (Date.now() > deadline)
+      throw new Error(`${t.key}: /ready not 200 within ${timeoutMs} ms (last ${status})`);
+    await sleep(100);
+  }
+}
+
+/** Options of {@link startFullMeshlet}: those of {@link startMeshlet} its config sets itself left out. */
+export type FullMeshletOptions = Omit<
+  MeshletOptions,
+  'upstreamPort' | 'registryYaml' | 'inboundPort' | 'endpointYaml' | 'accessLog'
+>;
+
+/**
+ * meshlet with the issue's "full" config: a Consul registry (the agent is test/consul-double, a
+ * faithful fake with the Connect CA endpoints), an HTTP health check of a local app
+ * (bench/servers/node-upstream.ts, 200 on every path), the mTLS inbound listener with its
+ * certificate from the Connect CA (`tls: { source: consul }`), one per-upstream listener (`bench`,
+ * no instances: not for load), access log off, no drain delay on SIGTERM. Resolves once `/ready`
+ * answers 200 (registered, synced, certificate loaded).
+ * @returns the meshlet target and the two helpers it needs (stop them with it).
+ */
+export async function startFullMeshlet(
+  o: FullMeshletOptions,
+): Promise<{ target: Target; helpers: ChildProcess[] }> {
+  const [consulPort, appPort, inboundPort] = [await freePort(), await freePort(), await freePort()];
+  const consul = start(process.execPath, [CONSUL_DOUBLE, '--listen', `127.0.0.1:${consulPort}`], {
+    logFile: join(o.dir, `${o.key}-consul.log`),
+  });
+  const app = start(process.execPath, [NODE_UPSTREAM, String(appPort)]);
+  const helpers = [consul, app];
+  await waitForPort(consulPort, 20_000, consul);
+  await waitForPort(appPort, 20_000, app);
+  const target = await startMeshlet({
+    ...o,
+    accessLog: false,
+    upstreamPort: 0,
+    inboundPort,
+    registryYaml: `{ type: consul, consul: { address: "http://127.0.0.1:${consulPort}" }, check: { http: /health, interval: 5s, timeout: 1s } }`,
+    extraYaml: `service: { name: web, port: ${appPort}, address: 127.0.0.1 }
+tls: { source: consul }
+shutdown: { drainDelay: 0s }
+${o.extraYaml ?? ''}`,
+  });
+  try {
+    await waitReady(target);
+  } catch (err) {
+    let tail = '';
+    try {
+      tail = readFileSync(join(o.dir, `${o.key}.log`), 'utf8').slice(-1500);
+    } catch {
+      // no log
+    }
+    throw new Error(`${(err as Error).message}\n${tail}`);
+  }
+  return { target, helpers };
 }
 
 /** A proxy script of bench/servers/ (`SCRIPT LISTEN_PORT UPSTREAM_PORT`), with Node's default GC settings. */
