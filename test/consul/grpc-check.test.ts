@@ -244,6 +244,11 @@ describe('grpc-js is loaded only for a gRPC check', () => {
 
   /** Runs `meshlet run` with this check until Consul has its first result; the module URLs its daemon loaded. */
   async function modulesWith(check: Record<string, unknown>, id: string): Promise<string> {
+    // The test calls this twice: the first meshlet is stopped here, afterEach stops the last one.
+    if (mesh !== undefined) {
+      mesh.proc.kill('SIGTERM');
+      await mesh.exited;
+    }
     const log = writeConfig('', 'modules.log');
     process.env.MESHLET_TEST_MODULE_LOG = log;
     process.env.NODE_OPTIONS = `--import ${RECORD_MODULES}`;
