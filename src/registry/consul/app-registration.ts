@@ -1,14 +1,8 @@
 // Registers this instance in Consul and keeps its TTL check following meshlet's probe of the local app.
 import type { Logger } from '../../telemetry/logger.ts';
 import type { BackendReachability } from '../backend-reachability.ts';
-import {
-  type AppProber,
-  type CheckStatus,
-  createProber,
-  describeProbe,
-  ProbeStatus,
-  type ProbeTarget,
-} from './app-probe.ts';
+import { AppCheckLoop, DRAINED_OUTPUT, SHUTDOWN_CALL_MS, withTimeout } from '../app-check-loop.ts';
+import { type CheckStatus, describeProbe, type ProbeTarget } from './app-probe.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics, ConsulOperation } from './consul-metrics.ts';
 import type { SidecarRegistration } from './sidecar-registration.ts';
@@ -31,12 +25,6 @@ export interface RegistrationSpec {
   failureThreshold: number;
 }
 
-/** Longest wait for Consul during shutdown (mark critical, deregister), ms. */
-const SHUTDOWN_CALL_MS = 2000;
-
-/** The check's output while drained by the admin API. */
-const DRAINED_OUTPUT = 'meshlet is drained by the admin API (POST /drain): still serving, taking no new work';
-
 /**
  * True when Consul no longer knows the check: the agent restarted without state or someone
  * deregistered the service. Consul ≥ 1.11 answers 404 `Unknown check ID`; older agents 500
@@ -46,14 +34,6 @@ export function registrationLost(err: unknown): boolean {
   if (!(err instanceof ConsulHttpError)) return false;
   if (err.status === 404) return true;
   return err.status === 500 && /does not have associated TTL|unknown check/i.test(err.message);
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -70,16 +50,12 @@ export class AppRegistration {
   readonly #reach: BackendReachability<ConsulOperation>;
   readonly #metrics: ConsulMetrics;
   readonly #logger: Logger;
-  readonly #probe: ProbeStatus;
-  readonly #prober: AppProber;
+  readonly #check: AppCheckLoop;
   /** The sidecar proxy's registration, which follows this one's lifecycle (null when not registered). */
   readonly sidecar: SidecarRegistration | null;
   #registered = false;
-  #stopped = false;
   /** Drained by the admin API: every report says critical. */
   #drained = false;
-  #timer: NodeJS.Timeout | null = null;
-  #tick: Promise<void> = Promise.resolve();
 
   constructor(
     spec: RegistrationSpec,
@@ -97,8 +73,9 @@ export class AppRegistration {
     this.#reach = deps.reach;
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
-    this.#probe = new ProbeStatus(spec.successThreshold, spec.failureThreshold);
-    this.#prober = createProber(spec.probe);
+    this.#check = new AppCheckLoop(spec, deps, (status, output) =>
+      this.#drained ? this.#report('critical', DRAINED_OUTPUT) : this.#report(status, output),
+    );
     this.sidecar = deps.sidecar ?? null;
   }
 
@@ -109,37 +86,12 @@ export class AppRegistration {
 
   /** The status last reported (undefined before the first probe) and the probe's output. */
   get check(): { status: CheckStatus | undefined; output: string } {
-    return { status: this.#probe.status, output: this.#probe.output };
+    return { status: this.#check.status, output: this.#check.output };
   }
 
   /** Starts probing and registering; returns at once. */
   start(): void {
-    this.#schedule(0);
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      const startedAt = performance.now();
-      this.#tick = this.#probeAndReport().finally(() =>
-        this.#schedule(Math.max(0, this.spec.intervalMs - (performance.now() - startedAt))),
-      );
-    }, delayMs);
-  }
-
-  async #probeAndReport(): Promise<void> {
-    const result = await this.#prober.probe();
-    if (this.#stopped) return;
-    const before = this.#probe.status;
-    const status = this.#probe.record(result);
-    this.#metrics.setAppStatus(status);
-    if (before !== status) {
-      const level = status === 'passing' ? 'info' : 'warn';
-      this.#logger[level]({ msg: 'local app check', status, output: this.#probe.output });
-    }
-    if (this.#drained) await this.#report('critical', DRAINED_OUTPUT);
-    else await this.#report(status, this.#probe.output);
+    this.#check.start();
   }
 
   /**
@@ -149,11 +101,11 @@ export class AppRegistration {
    */
   async setDraining(drained: boolean): Promise<void> {
     this.#drained = drained;
-    await this.#tick;
-    const status = this.#probe.status;
-    if (this.#stopped || !this.#registered || (!drained && status === undefined)) return;
+    await this.#check.settled();
+    const status = this.#check.status;
+    if (this.#check.stopped || !this.#registered || (!drained && status === undefined)) return;
     await withTimeout(
-      this.#drained ? this.#report('critical', DRAINED_OUTPUT) : this.#report(status!, this.#probe.output),
+      this.#drained ? this.#report('critical', DRAINED_OUTPUT) : this.#report(status!, this.#check.output),
       SHUTDOWN_CALL_MS,
     );
   }
@@ -223,17 +175,9 @@ export class AppRegistration {
     });
   }
 
-  async #halt(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
-    await this.#tick;
-    this.#prober.close();
-  }
-
   /** Shutdown, step 1: stop probing and mark the check critical, so peers stop sending. Bounded to 2 s. */
   async markDraining(): Promise<void> {
-    await this.#halt();
+    await this.#check.stop();
     if (!this.#registered) return;
     if (this.sidecar !== null) await withTimeout(this.sidecar.markDraining(), SHUTDOWN_CALL_MS);
     const marked = await withTimeout(
@@ -255,7 +199,7 @@ export class AppRegistration {
 
   /** Shutdown, last step: deregister. Bounded to 2 s. */
   async deregister(): Promise<void> {
-    await this.#halt();
+    await this.#check.stop();
     if (this.sidecar !== null) await withTimeout(this.sidecar.deregister(), SHUTDOWN_CALL_MS);
     if (!this.#registered) return;
     this.#registered = false;
