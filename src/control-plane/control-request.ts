@@ -118,7 +118,7 @@ export function request(url: string | URL, options: ControlRequestOptions = {}):
       socket.once('connect', () => clearTimeout(t));
       socket.once('close', () => clearTimeout(t));
     });
-    req.once('error', (err) => {
+    req.on('error', (err) => {
       clearTimeout(headersTimer);
       unhook();
       fail(failure ?? err);
