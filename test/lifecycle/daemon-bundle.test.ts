@@ -2,7 +2,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -12,7 +11,7 @@ import { daemonEntry } from '../../src/cli/gc-tuning.ts';
 import { handOver } from '../../src/config/config-handover.ts';
 import { loadConfigFile } from '../../src/config/load-config.ts';
 import { healthClient, unary } from '../admin/admin-grpc-client.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { closedPort, startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RECORD_BUILTINS = fileURLToPath(new URL('../helpers/record-builtins.ts', import.meta.url));
@@ -34,18 +33,6 @@ function h2cGet(port: number, path: string, authority: string): Promise<{ status
     });
     req.on('error', reject);
     req.end();
-  });
-}
-
-/** A port free right now on 127.0.0.1 (per-upstream listeners need a fixed one). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
   });
 }
 
@@ -84,7 +71,8 @@ routes: [{ match: { pathPrefix: "${prefix}" }, upstream: bench }]
     h2 = http2.createServer((req, res) => res.end(`h2 ${req.url} over HTTP/${req.httpVersion}`));
     await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
     h2Port = (h2.address() as { port: number }).port;
-    benchPort = await freePort();
+    // Free a moment ago: per-upstream listeners need a fixed port.
+    benchPort = await closedPort();
     writeFileSync(configFile, config('/via-route/'));
     // As `meshlet run` starts it: the validated config handed over, so the daemon loads no config parser.
     const env: NodeJS.ProcessEnv = {
