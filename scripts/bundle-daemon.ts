@@ -1,7 +1,7 @@
 // Bundles the daemon (src/cli/daemon-main.ts and all it imports) into dist/daemon/: one module graph instead of ~200 files.
 import { rmSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
@@ -34,6 +34,42 @@ const lazyHttp2ForUndici: Plugin = {
         ? { path: join(ROOT, 'src', 'http2', 'undici-http2.ts') }
         : undefined,
     );
+  },
+};
+
+/**
+ * Parts of undici that undici itself requires only on first use and the daemon never or rarely
+ * needs, left in node_modules: the HTTP/1.1 parsers compiled to WebAssembly (llhttp and milo, four
+ * base64 modules of ~75 KiB each, of which one loads with the first upstream connection) and the
+ * fetch body and FormData code (for FormData request bodies, which meshlet never sends). Inside a
+ * bundle a lazy `require` still puts the module's source in the chunk, and V8 keeps a loaded
+ * chunk's whole source for lazy compilation: ~0.5 MiB of idle heap. The fetch modules loaded that
+ * way are a second copy of undici's web layer, which is harmless for the one thing they would do here
+ * (turn a FormData body into a stream).
+ */
+export const UNDICI_ON_DEMAND = [
+  'lib/llhttp/llhttp-wasm.js',
+  'lib/llhttp/llhttp_simd-wasm.js',
+  'lib/milo/simd.js',
+  'lib/milo/no-simd.js',
+  'lib/web/fetch/body.js',
+  'lib/web/fetch/formdata.js',
+  'lib/web/webidl/index.js',
+];
+
+const undiciOnDemand: Plugin = {
+  name: 'undici-on-demand',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/(llhttp|milo|web)\// }, (args) => {
+      const root = /^(.*[\\/]node_modules[\\/]undici)[\\/]/.exec(args.importer)?.[1];
+      if (root === undefined) return undefined;
+      let rel = relative(root, join(dirname(args.importer), args.path))
+        .split(sep)
+        .join('/');
+      if (!rel.endsWith('.js') && UNDICI_ON_DEMAND.includes(`${rel}/index.js`)) rel = `${rel}/index.js`;
+      if (!rel.endsWith('.js')) rel = `${rel}.js`;
+      return UNDICI_ON_DEMAND.includes(rel) ? { path: `undici/${rel}`, external: true } : undefined;
+    });
   },
 };
 
@@ -96,7 +132,7 @@ export async function bundleDaemon(outdir = join(ROOT, 'dist', 'daemon')): Promi
     platform: 'node',
     target: 'node22',
     external: UNBUNDLED,
-    plugins: [lazyHttp2ForUndici, withoutPromClientExtras, builtinsThroughRequire],
+    plugins: [undiciOnDemand, lazyHttp2ForUndici, withoutPromClientExtras, builtinsThroughRequire],
     // CommonJS dependencies call require() for Node's built-in modules.
     banner: {
       js: "import { createRequire as __meshletRequire } from 'node:module'; const require = __meshletRequire(import.meta.url);",

@@ -1,12 +1,12 @@
 // The daemon as `npm run build` ships it (dist/daemon/, one esbuild bundle): serves HTTP/1.1, h2c and HTTP/2 upstreams, reloads, answers the gRPC admin API, and leaves node:http2 unloaded until HTTP/2 is used.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundleDaemon } from '../../scripts/bundle-daemon.ts';
+import { bundleDaemon, UNDICI_ON_DEMAND } from '../../scripts/bundle-daemon.ts';
 import { daemonEntry } from '../../src/cli/gc-tuning.ts';
 import { handOver } from '../../src/config/config-handover.ts';
 import { loadConfigFile } from '../../src/config/load-config.ts';
@@ -130,7 +130,20 @@ routes: [{ match: { pathPrefix: "${prefix}" }, upstream: bench }]
       expect(loaded, m).not.toContain(m);
   });
 
-  it('proxies HTTP/1.1 and h2c clients to an HTTP/1.1 upstream', async () => {
+  it('leaves undici’s WebAssembly parsers and fetch body code in node_modules, out of every chunk', () => {
+    const chunks = readdirSync(join(dir, 'dist', 'daemon')).filter((f) => f.endsWith('.js'));
+    expect(chunks.length).toBeGreaterThan(1);
+    for (const f of chunks) {
+      const js = readFileSync(join(dir, 'dist', 'daemon', f), 'utf8');
+      // "\0asm", WebAssembly's magic number, as base64: the start of every inlined parser.
+      expect(/["'`]AGFzbQ/.test(js), f).toBe(false);
+      expect(js.includes('node_modules/undici/lib/web/fetch/body.js'), f).toBe(false);
+    }
+    const all = chunks.map((f) => readFileSync(join(dir, 'dist', 'daemon', f), 'utf8')).join('\n');
+    for (const part of UNDICI_ON_DEMAND) expect(all, part).toContain(`require("undici/${part}")`);
+  });
+
+  it('proxies HTTP/1.1 and h2c clients to an HTTP/1.1 upstream (its parser loaded from node_modules)', async () => {
     const res = await request(`http://127.0.0.1:${started.bench}/one`);
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe('h1 /one');
