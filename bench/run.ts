@@ -71,7 +71,7 @@ import {
 import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
 import { runGrpcPhase } from './grpc.ts';
 import { runGatewayPhase } from './gateway.ts';
-import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
+import { DEFAULT_SEMI_SPACE_MB, MAIN_THREAD_JIT_FLAG } from '../src/cli/gc-tuning.ts';
 
 /** What `--help` prints, and what a bad flag prints after its reason: every flag parseArgs accepts. */
 const USAGE = `usage: npm run bench [-- FLAGS...]   (or: node bench/run.ts [FLAGS...])
@@ -591,7 +591,12 @@ async function profile(upstreamPort: number): Promise<void> {
     accessLog: false,
     upstreamPort,
     dir: tmp,
-    nodeFlags: [`--max-semi-space-size=${DEFAULT_SEMI_SPACE_MB}`, '--cpu-prof', `--cpu-prof-dir=${dir}`],
+    nodeFlags: [
+      `--max-semi-space-size=${DEFAULT_SEMI_SPACE_MB}`,
+      MAIN_THREAD_JIT_FLAG,
+      '--cpu-prof',
+      `--cpu-prof-dir=${dir}`,
+    ],
   });
   await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.warmS });
   const io0 = syscalls(t.pid!);
