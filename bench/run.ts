@@ -273,6 +273,16 @@ async function main(): Promise<void> {
     upstreamPort: up,
     dir: tmp,
   });
+  // V8's optimizing compilers on their worker threads (Node's default), against the main thread
+  // `meshlet run` gives the daemon: the JIT choice's cost in req/s, tail and RSS, in the same run.
+  const jitWorkers = await startMeshlet({
+    key: 'meshlet-jit-workers',
+    label: 'meshlet, JIT on worker threads (MESHLET_CONCURRENT_JIT=1)',
+    accessLog: false,
+    upstreamPort: up,
+    dir: tmp,
+    env: { MESHLET_CONCURRENT_JIT: '1' },
+  });
   const semi: Target[] = [];
   for (const mb of [0, 1, 4]) {
     semi.push(
@@ -353,7 +363,7 @@ async function main(): Promise<void> {
     log(`full config (Consul + mTLS) failed to start: ${(err as Error).message}`);
   }
 
-  const proxies = [meshlet, meshletLog, ...semi, undiciProxy, httpProxy, haproxy, nginx].filter(
+  const proxies = [meshlet, meshletLog, jitWorkers, ...semi, undiciProxy, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
   );
   const closedTargets = [direct, ...proxies];
@@ -405,7 +415,7 @@ async function main(): Promise<void> {
   // --- many connections, one round: the semi-space choice under more requests in flight.
   phase('many connections', `closed loop -c${MANY_CONNECTIONS}, ${plan.durationS} s each, 1 round`);
   const many: NonNullable<BenchResults['many']> = { connections: MANY_CONNECTIONS, rows: {} };
-  for (const t of [meshlet, ...semi, undiciProxy, haproxy]) {
+  for (const t of [meshlet, jitWorkers, ...semi, undiciProxy, haproxy]) {
     if (t === null || stopping) continue;
     many.rows[t.key] = await measured(t, MANY_CONNECTIONS);
   }
@@ -413,9 +423,17 @@ async function main(): Promise<void> {
   // --- fixed rate: added latency over direct, interleaved over rounds; added = row − direct in the round.
   phase('fixed rate', `fixed rate ${RATE} req/s, ${plan.rateS} s each, ${plan.rateRounds} round(s)`);
   const fixedRounds: Record<string, FixedRateResult>[] = [];
-  const fixedTargets = [direct, meshlet, meshletLog, semi[0]!, undiciProxy, httpProxy, haproxy, nginx].filter(
-    (t): t is Target => t !== null,
-  );
+  const fixedTargets = [
+    direct,
+    meshlet,
+    meshletLog,
+    jitWorkers,
+    semi[0]!,
+    undiciProxy,
+    httpProxy,
+    haproxy,
+    nginx,
+  ].filter((t): t is Target => t !== null);
   // The generator on CPU 0, every server on the others: a starved generator sends late and
   // measures itself, not the proxies (the added p99 swung +5 to +20 ms between runs before).
   const cores = os.cpus().length;
