@@ -332,7 +332,7 @@ function render(x: Measured): string {
     `- **node + http, http2, tls**: \`node -e "${BASELINE_CODE.libs}"\`: what Node itself costs a proxy.`,
   );
   L.push(
-    `- **meshlet, plain**: \`node dist/cli/main.js run --config plain.yaml\`, which re-executes itself (same PID) into the daemon${x.bundled ? ' bundle, dist/daemon/daemon-main.js' : ', dist/cli/daemon-main.js (no bundle)'}, with \`--max-semi-space-size=2 --no-concurrent-recompilation\` and meshlet's glibc malloc tunables; a static registry and one per-upstream listener:`,
+    `- **meshlet, plain**: \`node dist/cli/main.js run --config plain.yaml\`, which re-executes itself (same PID) into the daemon${x.bundled ? ' bundle, dist/daemon/daemon-main.js' : ', dist/cli/daemon-main.js (no bundle)'}, with \`--max-semi-space-size=2\` and meshlet's glibc malloc tunables; a static registry and one per-upstream listener:`,
   );
   L.push('', '  ```yaml', ...x.configs.plain.split('\n').map((l) => `  ${l}`), '  ```', '');
   L.push(
@@ -476,7 +476,7 @@ function render(x: Measured): string {
     '- A Node process\'s RSS is mostly not its JS: compare "bare node" with meshlet. The node binary\'s clean pages are a third or more of every column, and on a host running several node processes the kernel keeps one copy (see Pss).',
   );
   L.push(
-    "- The baselines run without meshlet's `--max-semi-space-size=2`, `--no-concurrent-recompilation` and malloc tunables (`GLIBC_TUNABLES`), with Node's defaults.",
+    "- The baselines run without meshlet's `--max-semi-space-size=2` and malloc tunables (`GLIBC_TUNABLES`), with Node's defaults.",
   );
   L.push(
     "- Other processes of this machine (the Consul double, the upstream, other engineers' runs) share the node binary and libraries: they change Pss and Shared_Clean. They can change Rss too: on a page fault in a file mapping the kernel also maps the neighbouring pages already in the page cache (fault-around, 64 KiB), so how much of the node binary is resident depends partly on what other node processes have read. In trial runs its row moved by up to 6 MiB from one run to the next (most likely for that reason), so read Private_Dirty and Anonymous for meshlet's own memory.",

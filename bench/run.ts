@@ -71,7 +71,7 @@ import {
 import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
 import { runGrpcPhase } from './grpc.ts';
 import { runGatewayPhase } from './gateway.ts';
-import { DEFAULT_SEMI_SPACE_MB, MAIN_THREAD_JIT_FLAG } from '../src/cli/gc-tuning.ts';
+import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
 
 /** What `--help` prints, and what a bad flag prints after its reason: every flag parseArgs accepts. */
 const USAGE = `usage: npm run bench [-- FLAGS...]   (or: node bench/run.ts [FLAGS...])
@@ -273,15 +273,15 @@ async function main(): Promise<void> {
     upstreamPort: up,
     dir: tmp,
   });
-  // V8's optimizing compilers on their worker threads (Node's default), against the main thread
-  // `meshlet run` gives the daemon: the JIT choice's cost in req/s, tail and RSS, in the same run.
-  const jitWorkers = await startMeshlet({
-    key: 'meshlet-jit-workers',
-    label: 'meshlet, JIT on worker threads (MESHLET_CONCURRENT_JIT=1)',
+  // V8's optimizing compilers on the main thread (MESHLET_MAIN_THREAD_JIT=1), against the worker
+  // threads meshlet keeps by default: the JIT choice's cost in req/s, tail and RSS, in the same run.
+  const jitMain = await startMeshlet({
+    key: 'meshlet-jit-main',
+    label: 'meshlet, JIT on the main thread (MESHLET_MAIN_THREAD_JIT=1)',
     accessLog: false,
     upstreamPort: up,
     dir: tmp,
-    env: { MESHLET_CONCURRENT_JIT: '1' },
+    env: { MESHLET_MAIN_THREAD_JIT: '1' },
   });
   const semi: Target[] = [];
   for (const mb of [0, 1, 4]) {
@@ -363,7 +363,7 @@ async function main(): Promise<void> {
     log(`full config (Consul + mTLS) failed to start: ${(err as Error).message}`);
   }
 
-  const proxies = [meshlet, meshletLog, jitWorkers, ...semi, undiciProxy, httpProxy, haproxy, nginx].filter(
+  const proxies = [meshlet, meshletLog, jitMain, ...semi, undiciProxy, httpProxy, haproxy, nginx].filter(
     (t): t is Target => t !== null,
   );
   const closedTargets = [direct, ...proxies];
@@ -415,7 +415,7 @@ async function main(): Promise<void> {
   // --- many connections, one round: the semi-space choice under more requests in flight.
   phase('many connections', `closed loop -c${MANY_CONNECTIONS}, ${plan.durationS} s each, 1 round`);
   const many: NonNullable<BenchResults['many']> = { connections: MANY_CONNECTIONS, rows: {} };
-  for (const t of [meshlet, jitWorkers, ...semi, undiciProxy, haproxy]) {
+  for (const t of [meshlet, jitMain, ...semi, undiciProxy, haproxy]) {
     if (t === null || stopping) continue;
     many.rows[t.key] = await measured(t, MANY_CONNECTIONS);
   }
@@ -427,7 +427,7 @@ async function main(): Promise<void> {
     direct,
     meshlet,
     meshletLog,
-    jitWorkers,
+    jitMain,
     semi[0]!,
     undiciProxy,
     httpProxy,
@@ -609,12 +609,7 @@ async function profile(upstreamPort: number): Promise<void> {
     accessLog: false,
     upstreamPort,
     dir: tmp,
-    nodeFlags: [
-      `--max-semi-space-size=${DEFAULT_SEMI_SPACE_MB}`,
-      MAIN_THREAD_JIT_FLAG,
-      '--cpu-prof',
-      `--cpu-prof-dir=${dir}`,
-    ],
+    nodeFlags: [`--max-semi-space-size=${DEFAULT_SEMI_SPACE_MB}`, '--cpu-prof', `--cpu-prof-dir=${dir}`],
   });
   await closedLoop(t.port, { connections: CONNECTIONS, durationS: plan.warmS });
   const io0 = syscalls(t.pid!);

@@ -1,4 +1,4 @@
-// Restarts `meshlet run` in place with V8's young generation capped and its JIT on the main thread, as the daemon alone (no CLI parser loaded).
+// Restarts `meshlet run` in place with V8's young generation capped, as the daemon alone (no CLI parser loaded).
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { handOver } from '../config/config-handover.ts';
@@ -26,19 +26,20 @@ export const DEFAULT_SEMI_SPACE_MB = 2;
 export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072';
 
 /**
- * V8 flag the daemon gets unless `MESHLET_CONCURRENT_JIT=1`: Maglev and TurboFan compile hot
- * functions on the main thread instead of V8's worker threads. Compiler memory then comes from the
- * main malloc arena and goes back to it between compilations; from the workers it stayed scattered
+ * V8 flag the daemon gets with `MESHLET_MAIN_THREAD_JIT=1` (opt-in): Maglev and TurboFan compile
+ * hot functions on the main thread instead of V8's worker threads. Compiler memory then comes from the
+ * main malloc arena and goes back to it between compilations; from the workers it stays scattered
  * through their arenas among longer-lived blocks (about 20 MiB after a 32-connection closed loop,
- * 5 with this flag: RSS after load 106-116 → 95 MiB). Same CPU, as the compilations are the same; the
- * cost is that each one pauses the event loop (up to ~10 ms, most of them in the first ~10 s of
- * traffic), which raises the p99 while a new process warms up. See the README, "Memory and GC".
+ * 10.7 with this flag: RSS after load 108 → 95 MiB). The cost is that each compilation pauses the
+ * event loop (up to ~10 ms, most in the first ~20 s of a traffic pattern): in the bench's fixed-rate
+ * rounds the p99 and p50 were higher than with Node's default, which is why it is not the default.
+ * See the README, "Memory and GC".
  */
 export const MAIN_THREAD_JIT_FLAG = '--no-concurrent-recompilation';
 
-/** The daemon's V8 flags besides the semi-space cap: {@link MAIN_THREAD_JIT_FLAG} unless opted out or set already. */
+/** The daemon's V8 flags besides the semi-space cap: {@link MAIN_THREAD_JIT_FLAG} when opted in and not set already. */
 function jitFlags(env: NodeJS.ProcessEnv, given: readonly string[]): string[] {
-  if (env.MESHLET_CONCURRENT_JIT === '1') return [];
+  if (env.MESHLET_MAIN_THREAD_JIT !== '1') return [];
   if (given.some((a) => /concurrent[-_]recompilation/.test(a))) return [];
   return [MAIN_THREAD_JIT_FLAG];
 }
@@ -57,7 +58,7 @@ export function daemonEntry(here: string = import.meta.url): string {
 /**
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
  * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 2; `0` keeps
- * Node's default and the process), and {@link MAIN_THREAD_JIT_FLAG}, into `daemon-main`: the new image runs the daemon without yargs and the other
+ * Node's default and the process), and {@link MAIN_THREAD_JIT_FLAG} when asked for, into `daemon-main`: the new image runs the daemon without yargs and the other
  * CLI-only modules (about 5 MiB of RSS), with {@link MALLOC_TUNABLES} and with `config` handed over
  * (config-handover.ts), so the daemon does not load the schema and YAML parser either (about 7 MiB).
  * Returns only when no re-exec is needed or possible; then the caller runs the daemon in this process.

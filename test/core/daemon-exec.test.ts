@@ -25,12 +25,13 @@ describe('meshlet run: the daemon process', () => {
     mesh = undefined;
   });
 
-  it('becomes daemon-main with --max-semi-space-size=2 and the JIT on the main thread, same PID, serves, and drains on SIGTERM', async () => {
+  it('becomes daemon-main with --max-semi-space-size=2, same PID, serves, and drains on SIGTERM', async () => {
     mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: {} } });
     const args = cmdline(mesh.proc.pid!);
     expect(args).toContain(`--max-semi-space-size=${DEFAULT_SEMI_SPACE_MB}`);
     expect(DEFAULT_SEMI_SPACE_MB).toBe(2);
-    expect(args).toContain(MAIN_THREAD_JIT_FLAG);
+    // V8's compilers stay on their worker threads unless MESHLET_MAIN_THREAD_JIT=1.
+    expect(args).not.toContain(MAIN_THREAD_JIT_FLAG);
     expect(args.some((a) => /daemon-main\.(ts|js)$/.test(a))).toBe(true);
     expect(args).toContain('--config');
     expect(args).toContain(mesh.configFile);
@@ -43,19 +44,19 @@ describe('meshlet run: the daemon process', () => {
     expect(await mesh.exited).toBe(0);
   });
 
-  it('honours MESHLET_SEMI_SPACE_MB (4), GLIBC_TUNABLES and MESHLET_CONCURRENT_JIT and, at 0, runs in the CLI process with Node’s default', async () => {
+  it('honours MESHLET_SEMI_SPACE_MB (4), GLIBC_TUNABLES and MESHLET_MAIN_THREAD_JIT and, at 0, runs in the CLI process with Node’s default', async () => {
     process.env.MESHLET_SEMI_SPACE_MB = '4';
     process.env.GLIBC_TUNABLES = 'glibc.malloc.arena_max=2';
-    process.env.MESHLET_CONCURRENT_JIT = '1';
+    process.env.MESHLET_MAIN_THREAD_JIT = '1';
     try {
       mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: {} } });
     } finally {
       delete process.env.GLIBC_TUNABLES;
-      delete process.env.MESHLET_CONCURRENT_JIT;
+      delete process.env.MESHLET_MAIN_THREAD_JIT;
     }
     expect(cmdline(mesh.proc.pid!)).toContain('--max-semi-space-size=4');
-    // MESHLET_CONCURRENT_JIT=1 keeps V8's compilers on their worker threads.
-    expect(cmdline(mesh.proc.pid!)).not.toContain(MAIN_THREAD_JIT_FLAG);
+    // MESHLET_MAIN_THREAD_JIT=1 moves V8's compilers to the main thread.
+    expect(cmdline(mesh.proc.pid!)).toContain(MAIN_THREAD_JIT_FLAG);
     // The operator's own malloc settings win.
     const environ = readFileSync(`/proc/${mesh.proc.pid!}/environ`, 'utf8');
     expect(environ).toContain('GLIBC_TUNABLES=glibc.malloc.arena_max=2');
