@@ -99,8 +99,35 @@ const COLUMNS = {
   full: 'meshlet, full, idle',
   load32: 'plain, after -c32',
   load128: 'plain, after -c128',
+  glibcIdle: 'plain on glibc malloc, idle',
+  glibc32: 'glibc malloc, after -c32',
+  glibc128: 'glibc malloc, after -c128',
 } as const;
 type Column = keyof typeof COLUMNS;
+type LoadColumn = 'load32' | 'load128' | 'glibc32' | 'glibc128';
+/** The plain meshlet's runs: its default allocator, then glibc's (MESHLET_MALLOC=glibc); idle, then after each load. */
+const PLAIN_RUNS = [
+  {
+    idle: 'plain',
+    env: {},
+    loads: [
+      ['load32', 32],
+      ['load128', 128],
+    ],
+  },
+  {
+    idle: 'glibcIdle',
+    env: { MESHLET_MALLOC: 'glibc' },
+    loads: [
+      ['glibc32', 32],
+      ['glibc128', 128],
+    ],
+  },
+] as const satisfies readonly {
+  idle: Column;
+  env: NodeJS.ProcessEnv;
+  loads: readonly (readonly [LoadColumn, number])[];
+}[];
 type Probed = 'bare' | 'libs' | 'plain' | 'full';
 const BASELINE_CODE: Record<'bare' | 'libs', string> = {
   bare: 'setTimeout(()=>{},1e6)',
@@ -116,6 +143,8 @@ interface Running {
 
 /** Starts one of the four processes, waits until it serves and SETTLE_MS more. */
 async function launch(kind: Probed, upstreamPort: number, env: NodeJS.ProcessEnv = {}): Promise<Running> {
+  // The default allocator (jemalloc when installed, README "Memory and GC") unless `env` picks one.
+  env = { MESHLET_MALLOC: 'auto', ...env };
   if (kind === 'bare' || kind === 'libs') {
     const child = start(process.execPath, ['-e', BASELINE_CODE[kind]], { env: { ...process.env, ...env } });
     await sleep(SETTLE_MS);
@@ -213,7 +242,12 @@ async function main(): Promise<void> {
     MemorySample[]
   >;
   const heaps: Record<Probed, HeapProbe[]> = { bare: [], libs: [], plain: [], full: [] };
-  const loads: Record<'load32' | 'load128', ClosedLoopResult[]> = { load32: [], load128: [] };
+  const loads: Record<LoadColumn, ClosedLoopResult[]> = {
+    load32: [],
+    load128: [],
+    glibc32: [],
+    glibc128: [],
+  };
   const modules: Partial<Record<'plain' | 'full', ModuleBreakdown>> = {};
   const say = (col: Column, s: MemorySample): void =>
     log(
@@ -222,23 +256,27 @@ async function main(): Promise<void> {
 
   for (let run = 1; run <= RUNS; run++) {
     log(`run ${run}/${RUNS}`);
-    for (const kind of ['bare', 'libs', 'plain', 'full'] as const) {
+    for (const kind of ['bare', 'libs', 'full'] as const) {
       const p = await launch(kind, upstream.port);
       try {
         samples[kind].push(sampleMemory(p.pid));
         say(kind, samples[kind].at(-1)!);
-        if (kind === 'plain') {
-          for (const [col, connections] of [
-            ['load32', 32],
-            ['load128', 128],
-          ] as const) {
-            const r = await closedLoop(p.target!.port, { connections, durationS: LOAD_S });
-            if (r.errors > 0 || !(r.requests > 0))
-              throw new Error(`plain meshlet fails under load: ${JSON.stringify(r)}`);
-            loads[col].push(r);
-            samples[col].push(sampleMemory(p.pid));
-            say(col, samples[col].at(-1)!);
-          }
+      } finally {
+        await p.stopAll();
+      }
+    }
+    for (const plain of PLAIN_RUNS) {
+      const p = await launch('plain', upstream.port, plain.env);
+      try {
+        samples[plain.idle].push(sampleMemory(p.pid));
+        say(plain.idle, samples[plain.idle].at(-1)!);
+        for (const [col, connections] of plain.loads) {
+          const r = await closedLoop(p.target!.port, { connections, durationS: LOAD_S });
+          if (r.errors > 0 || !(r.requests > 0))
+            throw new Error(`plain meshlet fails under load: ${JSON.stringify(r)}`);
+          loads[col].push(r);
+          samples[col].push(sampleMemory(p.pid));
+          say(col, samples[col].at(-1)!);
         }
       } finally {
         await p.stopAll();
@@ -297,7 +335,7 @@ interface Measured {
   buildNote: string | null;
   samples: Record<Column, MemorySample[]>;
   heaps: Record<Probed, HeapProbe[]>;
-  loads: Record<'load32' | 'load128', ClosedLoopResult[]>;
+  loads: Record<LoadColumn, ClosedLoopResult[]>;
   modules: Partial<Record<'plain' | 'full', ModuleBreakdown>>;
   configs: Record<'plain' | 'full', string>;
 }
@@ -332,7 +370,7 @@ function render(x: Measured): string {
     `- **node + http, http2, tls**: \`node -e "${BASELINE_CODE.libs}"\`: what Node itself costs a proxy.`,
   );
   L.push(
-    `- **meshlet, plain**: \`node dist/cli/main.js run --config plain.yaml\`, which re-executes itself (same PID) into the daemon${x.bundled ? ' bundle, dist/daemon/daemon-main.js' : ', dist/cli/daemon-main.js (no bundle)'}, with \`--max-semi-space-size=2\` and meshlet's glibc malloc tunables; a static registry and one per-upstream listener:`,
+    `- **meshlet, plain**: \`node dist/cli/main.js run --config plain.yaml\`, which re-executes itself (same PID) into the daemon${x.bundled ? ' bundle, dist/daemon/daemon-main.js' : ', dist/cli/daemon-main.js (no bundle)'}, with \`--max-semi-space-size=2\` and its default allocator (jemalloc preloaded when the host has it, else glibc malloc with meshlet's tunables; README "Memory and GC"); a static registry and one per-upstream listener:`,
   );
   L.push('', '  ```yaml', ...x.configs.plain.split('\n').map((l) => `  ${l}`), '  ```', '');
   L.push(
@@ -343,6 +381,9 @@ function render(x: Measured): string {
     `${(median(rs.map((r) => r.rps)) / 1000).toFixed(1)}k req/s`;
   L.push(
     `- **after load**: the plain meshlet right after a closed loop through its per-upstream port (${closedLoopTool}, 1 thread, 32 connections, ${LOAD_S} s: ${rps(x.loads.load32)}), then right after another at 128 connections (${LOAD_S} s: ${rps(x.loads.load128)}). Upstream: ${x.upstreamKind}.`,
+  );
+  L.push(
+    `- **plain on glibc malloc**: the plain meshlet with \`MESHLET_MALLOC=glibc\` (glibc's malloc with meshlet's \`GLIBC_TUNABLES\`), idle, then after the same two loads (${rps(x.loads.glibc32)}, ${rps(x.loads.glibc128)}).`,
   );
   L.push(
     `- Every process runs alone (one at a time) and is read ${SETTLE_MS / 1000} s after it serves (meshlet: \`GET /ready\` answers 200). meshlet gets its own gRPC admin port, as a lone meshlet on a host would have 15002.`,
@@ -476,7 +517,10 @@ function render(x: Measured): string {
     '- A Node process\'s RSS is mostly not its JS: compare "bare node" with meshlet. The node binary\'s clean pages are a third or more of every column, and on a host running several node processes the kernel keeps one copy (see Pss).',
   );
   L.push(
-    "- The baselines run without meshlet's `--max-semi-space-size=2` and malloc tunables (`GLIBC_TUNABLES`), with Node's defaults.",
+    "- The baselines run without meshlet's `--max-semi-space-size=2` and allocator choice, with Node's defaults (glibc malloc, untuned).",
+  );
+  L.push(
+    '- Under jemalloc its memory is anonymous mappings like V8\'s: the split puts it in "V8 heap pages" (its extents start on 256 KiB boundaries too) and "other anonymous rw-p", and "[heap]" and "thread malloc arenas" hold only what was allocated before it was loaded. Compare totals (VmRSS, Anonymous) between the jemalloc and glibc columns; V8\'s own figures are in the next table.',
   );
   L.push(
     "- Other processes of this machine (the Consul double, the upstream, other engineers' runs) share the node binary and libraries: they change Pss and Shared_Clean. They can change Rss too: on a page fault in a file mapping the kernel also maps the neighbouring pages already in the page cache (fault-around, 64 KiB), so how much of the node binary is resident depends partly on what other node processes have read. In trial runs its row moved by up to 6 MiB from one run to the next (most likely for that reason), so read Private_Dirty and Anonymous for meshlet's own memory.",

@@ -72,6 +72,7 @@ import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
 import { runGrpcPhase } from './grpc.ts';
 import { runGatewayPhase } from './gateway.ts';
 import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
+import { chooseMalloc } from '../src/cli/malloc-choice.ts';
 
 /** What `--help` prints, and what a bad flag prints after its reason: every flag parseArgs accepts. */
 const USAGE = `usage: npm run bench [-- FLAGS...]   (or: node bench/run.ts [FLAGS...])
@@ -257,7 +258,7 @@ async function main(): Promise<void> {
   const up = direct.port;
   const meshlet = await startMeshlet({
     key: 'meshlet',
-    label: `meshlet, defaults (semi-space ${DEFAULT_SEMI_SPACE_MB} MiB, access log off)`,
+    label: `meshlet, defaults (semi-space ${DEFAULT_SEMI_SPACE_MB} MiB, ${chooseMalloc({}).allocator === 'jemalloc' ? 'jemalloc' : 'glibc malloc'}, access log off)`,
     accessLog: false,
     upstreamPort: up,
     dir: tmp,
@@ -282,6 +283,16 @@ async function main(): Promise<void> {
     upstreamPort: up,
     dir: tmp,
     env: { MESHLET_MAIN_THREAD_JIT: '1' },
+  });
+  // glibc's malloc (MESHLET_MALLOC=glibc) against jemalloc, which meshlet preloads when the host
+  // has it: the allocator choice's cost in req/s, tail and RSS after load, in the same run.
+  const glibc = await startMeshlet({
+    key: 'meshlet-glibc',
+    label: 'meshlet, glibc malloc (MESHLET_MALLOC=glibc)',
+    accessLog: false,
+    upstreamPort: up,
+    dir: tmp,
+    env: { MESHLET_MALLOC: 'glibc' },
   });
   const semi: Target[] = [];
   for (const mb of [0, 1, 4]) {
@@ -363,9 +374,17 @@ async function main(): Promise<void> {
     log(`full config (Consul + mTLS) failed to start: ${(err as Error).message}`);
   }
 
-  const proxies = [meshlet, meshletLog, jitMain, ...semi, undiciProxy, httpProxy, haproxy, nginx].filter(
-    (t): t is Target => t !== null,
-  );
+  const proxies = [
+    meshlet,
+    meshletLog,
+    jitMain,
+    glibc,
+    ...semi,
+    undiciProxy,
+    httpProxy,
+    haproxy,
+    nginx,
+  ].filter((t): t is Target => t !== null);
   const closedTargets = [direct, ...proxies];
   await sleep(2000);
   const idleRss: Record<string, number> = {};
@@ -415,7 +434,7 @@ async function main(): Promise<void> {
   // --- many connections, one round: the semi-space choice under more requests in flight.
   phase('many connections', `closed loop -c${MANY_CONNECTIONS}, ${plan.durationS} s each, 1 round`);
   const many: NonNullable<BenchResults['many']> = { connections: MANY_CONNECTIONS, rows: {} };
-  for (const t of [meshlet, jitMain, ...semi, undiciProxy, haproxy]) {
+  for (const t of [meshlet, jitMain, glibc, ...semi, undiciProxy, haproxy]) {
     if (t === null || stopping) continue;
     many.rows[t.key] = await measured(t, MANY_CONNECTIONS);
   }
@@ -428,6 +447,7 @@ async function main(): Promise<void> {
     meshlet,
     meshletLog,
     jitMain,
+    glibc,
     semi[0]!,
     undiciProxy,
     httpProxy,

@@ -32,6 +32,7 @@ import { connectHandler, upgradeHandler } from './tunnel/outbound-tunnels.ts';
 import type { TunnelContext } from './tunnel/tunnel-exchange.ts';
 import { TunnelSet } from './tunnel/tunnel.ts';
 import { UpstreamTable } from './upstream/upstream-table.ts';
+import { mallocInUse } from './cli/malloc-choice.ts';
 
 /** Options for starting a daemon. */
 export interface DaemonOptions {
@@ -238,7 +239,7 @@ export class Daemon {
       this.#gateway = await Gateway.start(this.config, deps);
       this.#listeners.push(this.#gateway.listener);
     }
-    this.logger.info({ msg: 'meshlet started', ...this.addresses() });
+    this.logger.info({ msg: 'meshlet started', ...this.addresses(), malloc: mallocInUse() });
   }
 
   /**

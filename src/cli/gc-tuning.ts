@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { handOver } from '../config/config-handover.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { ADDED_ENV } from './app-env.ts';
+import { chooseMalloc } from './malloc-choice.ts';
 
 /**
  * Young-generation semi-space cap, in MiB, that `meshlet run` applies unless told otherwise.
@@ -15,15 +16,6 @@ import { ADDED_ENV } from './app-env.ts';
  * per request of 2 MiB and 45 MiB more RSS. See bench/ and the README.
  */
 export const DEFAULT_SEMI_SPACE_MB = 2;
-
-/**
- * glibc malloc settings the daemon gets unless `GLIBC_TUNABLES` is already set: blocks of 128 KiB
- * and more are mapped on their own (glibc's default threshold climbs to 32 MiB after the first large
- * free), and free memory above 128 KiB at the top of the heap goes back to the OS. Under a closed loop
- * this kept RSS after load 5 MiB lower at no measurable cost; at 64 KiB, Node's 64 KiB socket read
- * buffers would each be an mmap and 1 MiB responses ran at half speed. Ignored outside glibc.
- */
-export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072';
 
 /**
  * V8 flag the daemon gets with `MESHLET_MAIN_THREAD_JIT=1` (opt-in): Maglev and TurboFan compile
@@ -59,7 +51,8 @@ export function daemonEntry(here: string = import.meta.url): string {
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
  * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 2; `0` keeps
  * Node's default and the process), and {@link MAIN_THREAD_JIT_FLAG} when asked for, into
- * `daemon-main`: the new image runs the daemon without yargs and the other CLI-only modules (about 5 MiB of RSS), with {@link MALLOC_TUNABLES} and with `config` handed over
+ * `daemon-main`: the new image runs the daemon without yargs and the other CLI-only modules (about 5 MiB of RSS), on
+ * the malloc `MESHLET_MALLOC` picks (malloc-choice.ts: jemalloc when the host has it) and with `config` handed over
  * (config-handover.ts), so the daemon does not load the schema and YAML parser either (about 7 MiB).
  * Returns only when no re-exec is needed or possible; then the caller runs the daemon in this process.
  * @param configFile `--config`, as the CLI parsed it.
@@ -97,12 +90,9 @@ export function ensureGcTuning(
     logLevel,
     ...runArgs,
   ];
-  const env: NodeJS.ProcessEnv = { ...process.env, MESHLET_GC_TUNED: '1' };
-  const added = ['MESHLET_GC_TUNED'];
-  if (env.GLIBC_TUNABLES === undefined) {
-    env.GLIBC_TUNABLES = MALLOC_TUNABLES;
-    added.push('GLIBC_TUNABLES');
-  }
+  const malloc = chooseMalloc(process.env);
+  const env: NodeJS.ProcessEnv = { ...process.env, ...malloc.env, MESHLET_GC_TUNED: '1' };
+  const added = ['MESHLET_GC_TUNED', ...Object.keys(malloc.env)];
   if (process.env.MESHLET_GC_TUNED !== undefined) added.shift();
   env[ADDED_ENV] = added.join(',');
   handOver(env, configFile, config);

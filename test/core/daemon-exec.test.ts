@@ -1,10 +1,11 @@
 // `meshlet run` re-executes itself as the daemon alone (semi-space capped, no CLI parser), or stays as it is when told.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { stringify } from 'yaml';
-import { DEFAULT_SEMI_SPACE_MB, MAIN_THREAD_JIT_FLAG, MALLOC_TUNABLES } from '../../src/cli/gc-tuning.ts';
+import { DEFAULT_SEMI_SPACE_MB, MAIN_THREAD_JIT_FLAG } from '../../src/cli/gc-tuning.ts';
+import { JEMALLOC_CONF, JEMALLOC_PATHS, MALLOC_TUNABLES } from '../../src/cli/malloc-choice.ts';
 import { HANDOVER_ENV } from '../../src/config/config-handover.ts';
 import { type MeshletProcess, runCli, spawnMeshlet, writeConfig } from '../helpers/meshlet.ts';
 import { startUpstream } from '../helpers/upstream-server.ts';
@@ -13,6 +14,14 @@ const RECORD_MODULES = fileURLToPath(new URL('../helpers/record-modules.ts', imp
 const DAEMON_ENTRY = fileURLToPath(new URL('../../src/cli/daemon-main.ts', import.meta.url));
 
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+/** The shared libraries mapped into a process: what it really runs with, not what its environment asks for. */
+const mappedLibraries = (pid: number) =>
+  readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .map((l) => l.split(/\s+/)[5] ?? '')
+    .filter((p) => p.endsWith('.so') || /\.so\.\d/.test(p));
+/** .ci/run installs libjemalloc2; these tests need it to show the default. */
+const JEMALLOC = JEMALLOC_PATHS.find((p) => existsSync(p));
 
 describe('meshlet run: the daemon process', () => {
   let mesh: MeshletProcess | undefined;
@@ -36,22 +45,25 @@ describe('meshlet run: the daemon process', () => {
     expect(args).toContain('--config');
     expect(args).toContain(mesh.configFile);
     expect(args.some((a) => /main\.ts$/.test(a) && !/daemon-main/.test(a))).toBe(false);
-    // glibc splits the value in place (':' → NUL) as it parses it: look for each setting.
+    // jemalloc, found on the host, is preloaded into the daemon with meshlet's settings.
+    expect(JEMALLOC, 'libjemalloc.so.2 (Debian: libjemalloc2) is installed').toBeDefined();
+    expect(mappedLibraries(mesh.proc.pid!)).toContain(JEMALLOC);
     const environ = readFileSync(`/proc/${mesh.proc.pid!}/environ`, 'utf8');
-    for (const setting of MALLOC_TUNABLES.split(':')) expect(environ).toContain(setting);
+    expect(environ).toContain(`MALLOC_CONF=${JEMALLOC_CONF}`);
+    expect(environ).not.toContain('GLIBC_TUNABLES');
     expect((await fetch(`${mesh.admin}/live`)).status).toBe(200);
     mesh.proc.kill('SIGTERM');
     expect(await mesh.exited).toBe(0);
   });
 
-  it('honours MESHLET_SEMI_SPACE_MB (4), GLIBC_TUNABLES and MESHLET_MAIN_THREAD_JIT and, at 0, runs in the CLI process with Node’s default', async () => {
+  it('honours MESHLET_SEMI_SPACE_MB (4), MALLOC_CONF and MESHLET_MAIN_THREAD_JIT and, at 0, runs in the CLI process with Node’s default', async () => {
     process.env.MESHLET_SEMI_SPACE_MB = '4';
-    process.env.GLIBC_TUNABLES = 'glibc.malloc.arena_max=2';
+    process.env.MALLOC_CONF = 'narenas:2';
     process.env.MESHLET_MAIN_THREAD_JIT = '1';
     try {
       mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: {} } });
     } finally {
-      delete process.env.GLIBC_TUNABLES;
+      delete process.env.MALLOC_CONF;
       delete process.env.MESHLET_MAIN_THREAD_JIT;
     }
     expect(cmdline(mesh.proc.pid!)).toContain('--max-semi-space-size=4');
@@ -59,8 +71,8 @@ describe('meshlet run: the daemon process', () => {
     expect(cmdline(mesh.proc.pid!)).toContain(MAIN_THREAD_JIT_FLAG);
     // The operator's own malloc settings win.
     const environ = readFileSync(`/proc/${mesh.proc.pid!}/environ`, 'utf8');
-    expect(environ).toContain('GLIBC_TUNABLES=glibc.malloc.arena_max=2');
-    expect(environ).not.toContain('trim_threshold');
+    expect(environ).toContain('MALLOC_CONF=narenas:2');
+    expect(environ).not.toContain(JEMALLOC_CONF);
     mesh.proc.kill('SIGTERM');
     await mesh.exited;
 
@@ -111,6 +123,47 @@ describe('meshlet run: the daemon process', () => {
       expect(readFileSync(log, 'utf8')).toMatch(/node_modules\/zod\//);
     } finally {
       await app.close();
+    }
+  });
+
+  it('MESHLET_MALLOC=glibc keeps the C library’s malloc, with meshlet’s tunables (or the operator’s GLIBC_TUNABLES)', async () => {
+    process.env.MESHLET_MALLOC = 'glibc';
+    try {
+      mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: {} } });
+      expect(mappedLibraries(mesh.proc.pid!).some((p) => p.includes('jemalloc'))).toBe(false);
+      // glibc splits the value in place (':' → NUL) as it parses it: look for each setting.
+      const environ = readFileSync(`/proc/${mesh.proc.pid!}/environ`, 'utf8');
+      for (const setting of MALLOC_TUNABLES.split(':')) expect(environ).toContain(setting);
+      expect(environ).not.toContain('LD_PRELOAD');
+      expect((await fetch(`${mesh.admin}/live`)).status).toBe(200);
+      mesh.proc.kill('SIGTERM');
+      await mesh.exited;
+
+      process.env.GLIBC_TUNABLES = 'glibc.malloc.arena_max=2';
+      mesh = await spawnMeshlet({ registry: { type: 'static', endpoints: {} } });
+      const own = readFileSync(`/proc/${mesh.proc.pid!}/environ`, 'utf8');
+      expect(own).toContain('GLIBC_TUNABLES=glibc.malloc.arena_max=2');
+      expect(own).not.toContain('trim_threshold');
+    } finally {
+      delete process.env.MESHLET_MALLOC;
+      delete process.env.GLIBC_TUNABLES;
+    }
+  });
+
+  it('refuses an allocator it cannot load before the re-exec: exit 2 naming MESHLET_MALLOC', async () => {
+    const file = writeConfig('registry: { type: static, endpoints: {} }\n');
+    for (const [value, problem] of [
+      ['/nowhere/libmalloc.so', /MESHLET_MALLOC: \/nowhere\/libmalloc\.so: no such file/],
+      ['tcmalloc', /MESHLET_MALLOC: "tcmalloc" is not auto, jemalloc, glibc or an absolute path/],
+    ] as const) {
+      process.env.MESHLET_MALLOC = value;
+      try {
+        const { code, stderr } = await runCli(['run', '--config', file]);
+        expect(code).toBe(2);
+        expect(stderr).toMatch(problem);
+      } finally {
+        delete process.env.MESHLET_MALLOC;
+      }
     }
   });
 

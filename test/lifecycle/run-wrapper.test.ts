@@ -82,7 +82,7 @@ describe('meshlet run -- CMD', () => {
     expect(seen.env.MESHLET_OUTBOUND).toBe(`http://127.0.0.1:${started.outbound.port}`);
     expect(seen.env.MESHLET_ADMIN).toBe(`http://127.0.0.1:${started.admin.port}`);
     // Exactly the environment meshlet was given, plus the two variables: nothing meshlet set for itself
-    // (GLIBC_TUNABLES, MESHLET_GC_TUNED, the config handover) leaks into the app.
+    // (jemalloc's LD_PRELOAD and MALLOC_CONF, MESHLET_GC_TUNED, the config handover) leaks into the app.
     const expected: Record<string, string | undefined> = { ...process.env, ...env };
     const { MESHLET_OUTBOUND, MESHLET_ADMIN, ...rest } = seen.env;
     expect(MESHLET_OUTBOUND).toBeDefined();
@@ -91,6 +91,8 @@ describe('meshlet run -- CMD', () => {
     for (const k of Object.keys(expected)) if (k !== '_') expect(rest[k], k).toBe(expected[k]);
     expect(rest.HTTP_PROXY).toBeUndefined();
     expect(rest.GLIBC_TUNABLES).toBeUndefined();
+    expect(rest.LD_PRELOAD).toBeUndefined();
+    expect(rest.MALLOC_CONF).toBeUndefined();
   });
 
   it('waits for readiness: with Consul up only 700 ms after meshlet started, the first request still succeeds', async () => {
