@@ -54,9 +54,9 @@ export interface MallocChoice {
  * - an absolute path: that shared library, preloaded (a {@link ConfigError} when it does not exist).
  *
  * jemalloc comes with `LD_PRELOAD` and {@link JEMALLOC_CONF} as `MALLOC_CONF`, a named library with
- * `LD_PRELOAD` alone; glibc with
- * {@link MALLOC_TUNABLES} as `GLIBC_TUNABLES`. A caller's `LD_PRELOAD` wins (`preset`: nothing is
- * preloaded), and so do its `MALLOC_CONF` and `GLIBC_TUNABLES`.
+ * `LD_PRELOAD` alone, glibc with {@link MALLOC_TUNABLES} as `GLIBC_TUNABLES`. A caller's
+ * `LD_PRELOAD` wins (`preset`: nothing is preloaded), and so do its `MALLOC_CONF` and
+ * `GLIBC_TUNABLES`. A value of `MESHLET_MALLOC` outside that list is refused even then.
  * @param env The environment `meshlet run` was given.
  * @param exists Whether a file exists (injected for tests).
  */
@@ -64,37 +64,33 @@ export function chooseMalloc(
   env: NodeJS.ProcessEnv,
   exists: (path: string) => boolean = existsSync,
 ): MallocChoice {
-  const wanted = (env.MESHLET_MALLOC ?? '').trim();
-  if (wanted === 'glibc' || (env.LD_PRELOAD ?? '') !== '') {
-    const allocator = wanted === 'glibc' ? 'glibc' : 'preset';
-    return { allocator, env: env.GLIBC_TUNABLES === undefined ? { GLIBC_TUNABLES: MALLOC_TUNABLES } : {} };
-  }
-  if (wanted.startsWith('/')) {
-    if (!exists(wanted)) throw new ConfigError('MESHLET_MALLOC', `${wanted}: no such file`, 'environment');
-    return { allocator: 'library', env: { LD_PRELOAD: wanted } };
-  }
-  let library: string | undefined;
-  if (wanted === '' || wanted === 'auto' || wanted === 'jemalloc') {
-    library = JEMALLOC_PATHS.find((p) => exists(p));
-    if (library === undefined && wanted === 'jemalloc') {
-      throw new ConfigError(
-        'MESHLET_MALLOC',
-        `jemalloc: libjemalloc.so.2 not found in ${JEMALLOC_PATHS.join(', ')}; install it (Debian: libjemalloc2), give its path, or set MESHLET_MALLOC=glibc`,
-        'environment',
-      );
-    }
-  } else {
+  const wanted = (env.MESHLET_MALLOC ?? '').trim() || 'auto';
+  const named = wanted.startsWith('/');
+  if (!named && !['auto', 'jemalloc', 'glibc'].includes(wanted)) {
     throw new ConfigError(
       'MESHLET_MALLOC',
       `"${wanted}" is not auto, jemalloc, glibc or an absolute path to a malloc library`,
       'environment',
     );
   }
+  const glibc = (allocator: 'glibc' | 'preset'): MallocChoice => ({
+    allocator,
+    env: env.GLIBC_TUNABLES === undefined ? { GLIBC_TUNABLES: MALLOC_TUNABLES } : {},
+  });
+  if ((env.LD_PRELOAD ?? '') !== '') return glibc('preset');
+  if (wanted === 'glibc') return glibc('glibc');
+  if (named) {
+    if (!exists(wanted)) throw new ConfigError('MESHLET_MALLOC', `${wanted}: no such file`, 'environment');
+    return { allocator: 'library', env: { LD_PRELOAD: wanted } };
+  }
+  const library = JEMALLOC_PATHS.find((p) => exists(p));
   if (library === undefined) {
-    return {
-      allocator: 'glibc',
-      env: env.GLIBC_TUNABLES === undefined ? { GLIBC_TUNABLES: MALLOC_TUNABLES } : {},
-    };
+    if (wanted === 'auto') return glibc('glibc');
+    throw new ConfigError(
+      'MESHLET_MALLOC',
+      `jemalloc: libjemalloc.so.2 not found in ${JEMALLOC_PATHS.join(', ')}; install it (Debian: libjemalloc2), give its path, or set MESHLET_MALLOC=glibc`,
+      'environment',
+    );
   }
   const added: Record<string, string> = { LD_PRELOAD: library };
   if (env.MALLOC_CONF === undefined) added.MALLOC_CONF = JEMALLOC_CONF;
