@@ -51,9 +51,10 @@ export function daemonEntry(here: string = import.meta.url): string {
  * When the process was not started with `--max-semi-space-size`, re-executes it (same PID, via
  * `process.execve`) with the flag, taken from `MESHLET_SEMI_SPACE_MB` (default 2; `0` keeps
  * Node's default and the process), and {@link MAIN_THREAD_JIT_FLAG} when asked for, into
- * `daemon-main`: the new image runs the daemon without yargs and the other CLI-only modules (about 5 MiB of RSS), on
- * the malloc `MESHLET_MALLOC` picks (malloc-choice.ts: jemalloc when the host has it) and with `config` handed over
- * (config-handover.ts), so the daemon does not load the schema and YAML parser either (about 7 MiB).
+ * `daemon-main`: the new image runs the daemon without yargs and the other CLI-only modules (about
+ * 5 MiB of RSS), on the malloc `MESHLET_MALLOC` picks (malloc-choice.ts: jemalloc when the host has
+ * it), and with `config` handed over (config-handover.ts), so the daemon does not load the schema and
+ * YAML parser either (about 7 MiB).
  * Returns only when no re-exec is needed or possible; then the caller runs the daemon in this process.
  * @param configFile `--config`, as the CLI parsed it.
  * @param logLevel `--log-level`, as the CLI parsed it.
