@@ -155,12 +155,12 @@ export async function fixedRate(
   connections = 64,
   cpus?: string,
 ): Promise<FixedRateResult> {
-  // A small young generation and a full collection before the measured window (--expose-gc): the
-  // generator's own GC otherwise paused it 5-15 ms, which showed as the targets' p99 (direct's p99
-  // at 2,000 req/s went from ~3 to ~1.5 ms with these). --single-threaded: pinned to one CPU, V8's
-  // background threads (concurrent marking, compiling) took that CPU from the sending thread for
-  // 13-20 ms a few times per run; each stall then arrived at the target as a burst of 30-40 requests,
-  // which measured the target's burst handling instead of its added latency (gaps > 10 ms between
+  // A small young generation and a full collection before the measured window (--expose-gc), so
+  // what little the generator allocates (open-loop.ts speaks HTTP/1.1 on raw sockets for this
+  // reason) is collected in short pauses. --single-threaded: pinned to one CPU, V8's background
+  // threads (concurrent marking, compiling) took that CPU from the sending thread for 13-20 ms a few
+  // times per run; each stall then arrived at the target as a burst of 30-40 requests, which
+  // measured the target's burst handling instead of its added latency (gaps > 10 ms between
   // consecutive sends: 3-4 per 6 s run before, none after).
   const args = [
     '--expose-gc',
