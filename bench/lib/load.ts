@@ -133,7 +133,7 @@ export interface FixedRateResult {
   sent: number;
   completed: number;
   errors: number;
-  /** Requests sent more than 1 ms after their scheduled time (the generator fell behind). */
+  /** Requests sent more than 5 ms after their scheduled time (the generator fell behind). */
   late: number;
   p50Ms: number;
   p90Ms: number;

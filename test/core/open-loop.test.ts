@@ -3,19 +3,9 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { FixedRateResult as Result } from '../../bench/lib/load.ts';
 
 const OPEN_LOOP = fileURLToPath(new URL('../../bench/open-loop.ts', import.meta.url));
-
-interface Result {
-  rate: number;
-  sent: number;
-  completed: number;
-  errors: number;
-  late: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-}
 
 /** Runs the generator for 0.5 s at 200 req/s (100 measured requests) against `port`. */
 function openLoop(port: number, path = '/'): Promise<Result> {
