@@ -45,7 +45,6 @@ if (!(port > 0 && rate > 0 && durationS > 0 && maxConnections > 0)) {
 const REQUEST = Buffer.from(`GET ${values.path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n\r\n`, 'latin1');
 const total = Math.round(rate * durationS);
 const latenciesUs = new Float64Array(total);
-let recording = false;
 let sent = 0;
 let completed = 0;
 let errors = 0;
@@ -64,8 +63,8 @@ type Read = (typeof Read)[keyof typeof Read];
 /** One keep-alive connection and the response it is reading, parsed in place. */
 class Connection {
   readonly socket: Socket;
-  /** performance.now() when the request on this connection was due; -1 when idle. */
-  due = -1;
+  /** performance.now() when the request on this connection was sent; -1 when idle. */
+  sentAt = -1;
   record = false;
   private read: Read = Read.Head;
   /** Header bytes received so far, when the head spans several reads; else null. */
@@ -89,8 +88,8 @@ class Connection {
     this.socket.on('close', () => this.onClose());
   }
 
-  send(due: number, record: boolean): void {
-    this.due = due;
+  send(sentAt: number, record: boolean): void {
+    this.sentAt = sentAt;
     this.record = record;
     this.socket.write(REQUEST);
   }
@@ -99,7 +98,7 @@ class Connection {
     open.delete(this);
     const i = idle.indexOf(this);
     if (i >= 0) idle.splice(i, 1);
-    if (this.due >= 0) this.finish(false);
+    if (this.sentAt >= 0) this.finish(false);
     else if (!this.connected) {
       // refused: the oldest request waiting for a connection fails, rather than waiting for ever
       const w = waiting.shift();
@@ -110,25 +109,25 @@ class Connection {
 
   private onData(chunk: Buffer): void {
     let at = 0;
-    while (at < chunk.length && this.due >= 0) {
+    while (at < chunk.length && this.sentAt >= 0) {
       switch (this.read) {
         case Read.Head: {
-          const buf = this.partialHead ? Buffer.concat([this.partialHead, chunk.subarray(at)]) : chunk;
-          const from = this.partialHead ? 0 : at;
-          const end = buf.indexOf(CRLFCRLF, from);
+          if (this.partialHead !== null) {
+            chunk = Buffer.concat([this.partialHead, chunk.subarray(at)]);
+            at = 0;
+            this.partialHead = null;
+          }
+          const end = chunk.indexOf(CRLFCRLF, at);
           if (end < 0) {
-            this.partialHead = Buffer.from(buf.subarray(from));
+            this.partialHead = Buffer.from(chunk.subarray(at));
             return;
           }
-          const head = buf.toString('latin1', from, end + 2);
-          at = this.partialHead ? chunk.length - (buf.length - end - 4) : end + 4;
-          this.partialHead = null;
+          const head = chunk.toString('latin1', at, end + 2);
+          at = end + 4;
           this.status = Number(head.slice(9, 12));
           const length = LENGTH.exec(head);
-          if (CHUNKED.test(head)) {
-            this.read = Read.ChunkSize;
-            this.line = '';
-          } else if (length) {
+          if (CHUNKED.test(head)) this.read = Read.ChunkSize;
+          else if (length) {
             this.remaining = Number(length[1]);
             this.read = Read.Body;
           } else if (this.status === 204 || this.status === 304) {
@@ -185,24 +184,24 @@ class Connection {
   }
 
   private finish(ok: boolean): void {
-    const due = this.due;
-    this.due = -1;
-    settle(this.record, ok, due);
+    const sentAt = this.sentAt;
+    this.sentAt = -1;
+    settle(this.record, ok, sentAt);
   }
 }
 
-/** One request is over: its latency from `due` (performance.now(), ms) is recorded when it is measured and answered. */
-function settle(record: boolean, ok: boolean, due: number): void {
+/** One request is over: its latency from `sentAt` (performance.now(), ms) is recorded when it is measured and answered. */
+function settle(record: boolean, ok: boolean, sentAt: number): void {
   outstanding--;
   if (!record) return;
   if (!ok) errors++;
-  else if (completed < total) latenciesUs[completed++] = (performance.now() - due) * 1000;
+  else if (completed < total) latenciesUs[completed++] = (performance.now() - sentAt) * 1000;
 }
 
 const open = new Set<Connection>();
 const idle: Connection[] = [];
-/** Due times of requests waiting for a free connection, oldest first, and whether each is recorded. */
-const waiting: { due: number; record: boolean }[] = [];
+/** Requests waiting for a free connection, oldest first: when each was sent, and whether it is recorded. */
+const waiting: { sentAt: number; record: boolean }[] = [];
 
 /** Sends the waiting requests on idle connections, opening new ones up to --connections. */
 function pump(): void {
@@ -210,7 +209,7 @@ function pump(): void {
     const c = idle.pop();
     if (c) {
       const w = waiting.shift()!;
-      c.send(w.due, w.record);
+      c.send(w.sentAt, w.record);
       continue;
     }
     if (open.size >= maxConnections) return;
@@ -225,12 +224,13 @@ function pump(): void {
   }
 }
 
-function request(due: number, record: boolean): void {
+/** Sends a request now, on an idle connection, or queues it (its latency still counted from `sentAt`). */
+function request(sentAt: number, record: boolean): void {
   outstanding++;
   const c = waiting.length === 0 ? idle.pop() : undefined;
-  if (c) c.send(due, record);
+  if (c) c.send(sentAt, record);
   else {
-    waiting.push({ due, record });
+    waiting.push({ sentAt, record });
     pump();
   }
 }
@@ -269,11 +269,10 @@ await drained(performance.now() + 10_000);
 // pause, inside the measured window.
 (globalThis as { gc?: () => void }).gc?.();
 
-recording = true;
 await schedule(total, (due, now) => {
   if (now - due > 5) late++;
   sent++;
-  request(now, recording);
+  request(now, true);
 });
 await drained(performance.now() + 10_000);
 errors += outstanding; // never answered within the drain
