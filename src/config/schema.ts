@@ -83,6 +83,12 @@ export const retriesSpec = z
     backoff: z.strictObject({ base: duration.default(25), max: duration.default(250) }).prefault({}),
     /** Longest `Retry-After` honoured before a retry. Default 1 s. */
     retryAfterMax: duration.default(1000),
+    /**
+     * Longest a gRPC response's headers and first messages (up to `bufferLimitBytes`) wait for the
+     * call's status before they stream to the caller, so a call whose endpoint is lost between its
+     * message and its status is retried instead of failed. Default 20 ms; 0 streams at once.
+     */
+    grpcResponseHold: duration.default(20),
     /** Largest request body kept for replay. Default 64 KiB (Linkerd's). */
     bufferLimitBytes: z
       .number()

@@ -15,8 +15,9 @@ export interface ErrorBody {
  * `x-meshlet-error: CODE` (plus `retry-after` when set, and `x-meshlet-attempts` once attempts were
  * made). To a gRPC caller (`grpc` true) it is a gRPC answer instead: HTTP 200, `grpc-status` (the
  * code's mapping in grpc-status.ts) and `grpc-message`, in one HEADERS frame that ends the stream
- * (Trailers-Only). When headers already went out, the response is cut instead, so the client sees
- * a broken body rather than a spliced one.
+ * (Trailers-Only). When headers already went out, an HTTP/2 gRPC call ends with that status in its
+ * trailers (Linkerd's "gRPC rescue": the caller learns why, instead of seeing a reset stream); any
+ * other response is cut, so the client sees a broken body rather than a spliced one.
  */
 export function sendError(
   res: DownstreamResponse,
@@ -26,7 +27,13 @@ export function sendError(
   grpc = false,
 ): void {
   if (res.headersSent) {
-    res.destroy(err);
+    if (grpc && 'stream' in res && !res.writableEnded && !res.stream.destroyed) {
+      res.addTrailers({
+        'grpc-status': String(GRPC_STATUS_OF[err.code]),
+        'grpc-message': encodeGrpcMessage(err.message),
+      });
+      res.end();
+    } else res.destroy(err);
     return;
   }
   const h2 = 'stream' in res;

@@ -9,6 +9,7 @@ import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
 import type { OutlierFailureKind } from '../resilience/outlier-detector.ts';
 import {
   type AttemptOutcome,
+  classify,
   IDEMPOTENCY_KEY_HEADER,
   type RetryContext,
   shouldRetry,
@@ -67,6 +68,17 @@ const OUTCOME_RESET: AttemptOutcome = { kind: 'reset' };
 const OUTCOME_TIMEOUT: AttemptOutcome = { kind: 'timeout' };
 
 /**
+ * A gRPC response held back until its status arrives: what goes to the caller once it comes (or
+ * once the hold ends), nothing before.
+ */
+interface HeldResponse {
+  readonly status: number;
+  readonly headers: string[];
+  readonly chunks: Buffer[];
+  bytes: number;
+}
+
+/**
  * Per-try timeouts shorter than this run on meshlet's own timer; longer ones on undici's coarse
  * (~1 s resolution) headers timeout, which costs nothing per request. Milliseconds.
  */
@@ -119,6 +131,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #bodyReplayable = true;
   /** A gRPC call's body: streamed, with a replay copy of its start. */
   #teed: TeedBody | null = null;
+  /** The attempt's gRPC response while it waits for its status (`retries.grpcResponseHold`), else null. */
+  #held: HeldResponse | null = null;
   // Per-attempt state.
   #handle: EndpointHandle | undefined;
   #controller: Dispatcher.DispatchController | null = null;
@@ -130,6 +144,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #retryAfter: string | undefined;
   /** A gRPC server's pushback before the retry, ms. */
   #pushbackMs: number | undefined;
+  /** The per-try timeout until response headers; then, for a held gRPC response, the hold's end. */
   #timer: NodeJS.Timeout | null = null;
   #timedOut = false;
   // Whole-exchange state.
@@ -482,7 +497,50 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const out = forwardResponseHeaders(headers, this.#requestId);
     out.push('x-meshlet-attempts', String(this.#attempts));
     if (this.#ctx.draining && !('stream' in res)) out.push('connection', 'close');
+    if (grpcStatus === undefined && this.#mayHold()) {
+      this.#held = { status: statusCode, headers: out, chunks: [], bytes: 0 };
+      this.#timer = setTimeout(Exchange.#onHoldEnd, this.#policy.retry.grpcResponseHoldMs, this);
+      return;
+    }
     this.#headersOnly = startResponse(res, statusCode, out, grpcStatus !== undefined);
+  }
+
+  /**
+   * Whether this gRPC response may be held back until its status: only while losing the endpoint
+   * before the status could still be retried (a retry left, `retryOn` covering a lost connection,
+   * the request whole in the replay buffer). grpc-js, for one, writes a unary call's status a turn
+   * after its message: an endpoint killed in between would otherwise cost the call.
+   */
+  #mayHold(): boolean {
+    const retry = this.#policy.retry;
+    if (!this.#grpc || retry.grpcResponseHoldMs <= 0 || this.#attempts >= retry.attempts) return false;
+    if (!this.#bodyReplayable && this.#teed?.replayable !== true) return false;
+    return classify(OUTCOME_RESET, retry.retryOn) !== undefined;
+  }
+
+  /** The hold's time is up (a streaming call, or a slow status): what was held goes out, the rest streams. */
+  static #onHoldEnd(exchange: Exchange): void {
+    exchange.#timer = null;
+    if (!exchange.#done) exchange.#release(exchange.#controller);
+  }
+
+  /**
+   * Sends the held response's headers and messages to the caller; from here on it streams. With a
+   * controller, a full client buffer pauses the upstream until it drains.
+   */
+  #release(controller: Dispatcher.DispatchController | null): void {
+    const held = this.#held;
+    if (held === null) return;
+    this.#held = null;
+    this.#clearTimer();
+    const res = this.#res;
+    startResponse(res, held.status, held.headers, false);
+    let flowing = true;
+    for (const chunk of held.chunks) flowing = (res as Writable).write(chunk);
+    if (!flowing && controller !== null) {
+      controller.pause();
+      res.once('drain', () => controller.resume());
+    }
   }
 
   /**
@@ -511,6 +569,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#discarding || this.#headersOnly) return;
+    const held = this.#held;
+    if (held !== null) {
+      held.chunks.push(chunk);
+      held.bytes += chunk.length;
+      // Past the replay limit the call is treated as streaming: hold no more.
+      if (held.bytes > this.#policy.retry.bufferLimitBytes) this.#release(controller);
+      return;
+    }
     // Both response kinds take a Buffer; their TypeScript overloads just do not unify.
     if (!(this.#res as Writable).write(chunk)) {
       controller.pause();
@@ -537,6 +603,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       }
       if (this.#grpcStatus !== -1) success = !isGrpcServerFailure(this.#grpcStatus);
     }
+    // A held response goes out whole now, its status included (a status in trailers is never retried).
+    this.#release(null);
     if (!this.#headersOnly) endResponse(this.#res, trailers);
     this.#settleBreaker(success);
     this.#complete(this.#status);
@@ -546,6 +614,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const handle = this.#handle;
     const upstream = this.#upstream;
     const discarding = this.#discarding;
+    // A held response never reached the caller: the attempt failed like one that got no answer.
+    this.#held = null;
     this.#endAttempt();
     if (this.#done) return;
     if (discarding) {
@@ -566,8 +636,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (kind !== 'connect') this.#onlyConnectFailures = false;
     this.#recordFailure(kind, handle);
     if (this.#res.headersSent) {
-      // The response already started: cut it so the client sees a broken body, never a hang.
-      this.#res.destroy(err);
+      // The response already started: nothing can be retried. A gRPC caller gets the failure as the
+      // call's status in trailers; any other client a cut body, never a hang (sendError).
+      const failure = errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?');
+      if (this.#grpc) this.#grpcStatus = GRPC_STATUS_OF[failure.code];
+      sendError(this.#res, failure, undefined, undefined, this.#grpc);
       this.#settleBreaker(false);
       this.#complete(this.#status === 0 ? 502 : this.#status);
       return;

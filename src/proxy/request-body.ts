@@ -129,6 +129,11 @@ export class TeedBody {
     });
   }
 
+  /** Whether the body ended within the replay limit (then {@link replay} returns it). */
+  get replayable(): boolean {
+    return this.#ended && this.#chunks !== null;
+  }
+
   /** The whole body, when it ended within the replay limit; else null (it cannot be sent again). */
   replay(): Buffer | null {
     if (!this.#ended || this.#chunks === null) return null;

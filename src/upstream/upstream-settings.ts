@@ -12,8 +12,10 @@ export interface RetrySettings {
   readonly backoffMaxMs: number;
   /** Longest `Retry-After` honoured, ms. */
   readonly retryAfterMaxMs: number;
-  /** Largest request body kept for replay, bytes. */
+  /** Largest request body kept for replay, bytes; also the most of a gRPC response held back. */
   readonly bufferLimitBytes: number;
+  /** Longest a gRPC response is held back waiting for its status, ms (0 = never held). */
+  readonly grpcResponseHoldMs: number;
   readonly budgetRatio: number;
   readonly budgetMinRetriesPerSecond: number;
   readonly budgetWindowMs: number;
@@ -67,6 +69,7 @@ function resolveRetries(spec: UpstreamSpec['retries'], keyPath: string, protocol
     backoffMaxMs: Math.max(spec.backoff.max, spec.backoff.base),
     retryAfterMaxMs: spec.retryAfterMax,
     bufferLimitBytes: spec.bufferLimitBytes,
+    grpcResponseHoldMs: spec.grpcResponseHold,
     budgetRatio: spec.budget.ratio,
     budgetMinRetriesPerSecond: spec.budget.minRetriesPerSecond,
     budgetWindowMs: spec.budget.window,

@@ -366,6 +366,7 @@ function samePolicy(a: RequestPolicy, b: RequestPolicy): boolean {
     x.backoffMaxMs === y.backoffMaxMs &&
     x.retryAfterMaxMs === y.retryAfterMaxMs &&
     x.bufferLimitBytes === y.bufferLimitBytes &&
+    x.grpcResponseHoldMs === y.grpcResponseHoldMs &&
     x.budgetRatio === y.budgetRatio &&
     x.budgetMinRetriesPerSecond === y.budgetMinRetriesPerSecond &&
     x.budgetWindowMs === y.budgetWindowMs &&
