@@ -537,10 +537,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     startResponse(res, held.status, held.headers, false);
     let flowing = true;
     for (const chunk of held.chunks) flowing = (res as Writable).write(chunk);
-    if (!flowing && controller !== null) {
-      controller.pause();
-      res.once('drain', () => controller.resume());
-    }
+    if (!flowing && controller !== null) this.#pauseUntilDrain(controller);
+  }
+
+  /** The client's buffer is full: the upstream waits until it drains. */
+  #pauseUntilDrain(controller: Dispatcher.DispatchController): void {
+    controller.pause();
+    this.#res.once('drain', () => controller.resume());
   }
 
   /**
@@ -578,10 +581,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     // Both response kinds take a Buffer; their TypeScript overloads just do not unify.
-    if (!(this.#res as Writable).write(chunk)) {
-      controller.pause();
-      this.#res.once('drain', () => controller.resume());
-    }
+    if (!(this.#res as Writable).write(chunk)) this.#pauseUntilDrain(controller);
   }
 
   onResponseEnd(

@@ -20,6 +20,11 @@ describe('config errors', () => {
       'registry:\n  type: static\n  endpoints:\n    users: ["nope"]\n',
       /registry\.endpoints\.users\[0\]: expected "host:port"$/,
     ],
+    [
+      'a gRPC response hold that is not a duration',
+      'upstreams:\n  users:\n    retries: { grpcResponseHold: soon }\n',
+      /upstreams\.users\.retries\.grpcResponseHold: expected a duration like "250ms", "1s" or "5m", got "soon"$/,
+    ],
     ['unparsable YAML', 'listeners: [unclosed\n', /not valid YAML at line \d+, column \d+/],
     ['number where a list belongs', 'routes: 5\n', /routes: expected array, received number$/],
     [
