@@ -25,17 +25,12 @@ import {
   isH2,
   startResponse,
 } from './downstream.ts';
+import { AttemptTimers } from './attempt-timers.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { AccessPrincipal } from '../telemetry/access-log.ts';
 import type { ProxyContext } from './proxy-context.ts';
 import { hasBody, prepareBody, TeedBody, TOO_LARGE } from './request-body.ts';
-import {
-  AttemptTimeoutError,
-  classifyFailure,
-  errorForFailure,
-  type FailureKind,
-  RequestFaultError,
-} from './upstream-failure.ts';
+import { classifyFailure, errorForFailure, type FailureKind, RequestFaultError } from './upstream-failure.ts';
 
 /**
  * What an edge listener (the gateway) changes in the request sent upstream and what it logs: the
@@ -78,11 +73,6 @@ interface HeldResponse {
   bytes: number;
 }
 
-/**
- * Per-try timeouts shorter than this run on meshlet's own timer; longer ones on undici's coarse
- * (~1 s resolution) headers timeout, which costs nothing per request. Milliseconds.
- */
-const PRECISE_TIMEOUT_BELOW_MS = 2000;
 /** Longest wait for an on-demand upstream's first discovery answer, ms (Linkerd's 3 s fail-fast). */
 const FIRST_SYNC_WAIT_MS = 3000;
 
@@ -144,9 +134,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #retryAfter: string | undefined;
   /** A gRPC server's pushback before the retry, ms. */
   #pushbackMs: number | undefined;
-  /** The per-try timeout until response headers; then, for a held gRPC response, the hold's end. */
+  /** The attempt's per-try and idle timeouts (created with the first attempt). */
+  #timers: AttemptTimers | null = null;
+  /** Why the attempt timed out before undici gave it a controller to abort, else null. */
+  #timedOut: Error | null = null;
+  /** The end of a held gRPC response's hold. */
   #timer: NodeJS.Timeout | null = null;
-  #timedOut = false;
   // Whole-exchange state.
   #attempts = 0;
   #holdsRequest = false;
@@ -407,16 +400,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#headers[this.#timeoutSlot] = String(Math.ceil(remaining));
     if (this.#grpcTimeoutSlot !== -1) this.#headers[this.#grpcTimeoutSlot] = `${Math.ceil(remaining)}m`;
     const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
-    this.#timedOut = false;
-    if (perTry < PRECISE_TIMEOUT_BELOW_MS) this.#timer = setTimeout(Exchange.#onTimer, perTry, this, perTry);
+    this.#timedOut = null;
+    (this.#timers ??= new AttemptTimers(this.#expire)).awaitHeaders(perTry);
     pool.dispatch(
       {
         path: this.#path,
         method: this.#req.method as Dispatcher.HttpMethod,
         headers: this.#headers,
         body: this.#body,
-        headersTimeout: Math.max(1, Math.ceil(perTry)),
-        bodyTimeout: this.#policy.idleTimeoutMs,
+        // meshlet's own timers (attempt-timers.ts): undici's would be promoted with every request.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       },
       this,
     );
@@ -427,7 +421,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#requestStarted = true;
     this.#releasePending();
     if (this.#done) controller.abort(new Error('client closed'));
-    else if (this.#timedOut) controller.abort(new AttemptTimeoutError(this.#policy.perTryTimeoutMs));
+    else if (this.#timedOut !== null) controller.abort(this.#timedOut);
   }
 
   /** The first attempt of a gRPC call: its whole body when it has already ended, else the stream. */
@@ -443,12 +437,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     exchange.#attempt();
   }
 
-  /** The per-try timer fired before response headers: abort the attempt as a timeout. */
-  static #onTimer(exchange: Exchange, ms: number): void {
-    exchange.#timer = null;
-    exchange.#timedOut = true;
-    exchange.#controller?.abort(new AttemptTimeoutError(ms));
-  }
+  /** A timeout of the attempt ran out (no headers in time, an idle body): abort it as a timeout. */
+  #expire = (err: Error): void => {
+    this.#timedOut = err;
+    this.#controller?.abort(err);
+  };
 
   #clearTimer(): void {
     if (this.#timer !== null) {
@@ -464,7 +457,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   ): void {
     const upstream = this.#upstream;
     const handle = this.#handle!;
-    this.#clearTimer();
+    this.#timers!.awaitBody(this.#policy.idleTimeoutMs);
     this.#releasePending();
     this.#onlyConnectFailures = false;
     upstream.observe(handle, performance.now() - this.#attemptStartedAt);
@@ -540,10 +533,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (!flowing && controller !== null) this.#pauseUntilDrain(controller);
   }
 
-  /** The client's buffer is full: the upstream waits until it drains. */
+  /** The client's buffer is full: the upstream waits until it drains, and is not idle meanwhile. */
   #pauseUntilDrain(controller: Dispatcher.DispatchController): void {
+    const timers = this.#timers!;
+    timers.pause();
     controller.pause();
-    this.#res.once('drain', () => controller.resume());
+    this.#res.once('drain', () => {
+      timers.resume();
+      controller.resume();
+    });
   }
 
   /**
@@ -571,6 +569,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#timers!.touch();
     if (this.#discarding || this.#headersOnly) return;
     const held = this.#held;
     if (held !== null) {
@@ -769,6 +768,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Ends the current attempt's claims (endpoint in-flight count, pending slot); once per attempt. */
   #endAttempt(): void {
     this.#clearTimer();
+    this.#timers?.stop();
     this.#releasePending();
     if (!this.#inflight) return;
     this.#inflight = false;
@@ -820,6 +820,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     this.#done = true;
     this.#clearTimer();
+    this.#timers?.stop();
     const upstream = this.#upstream;
     if (this.#holdsRequest) upstream.limits.releaseRequest();
     if (this.#holdsRetry) upstream.limits.releaseRetry();

@@ -5,6 +5,7 @@ import { sendError } from '../errors/error-response.ts';
 import { type MeshletError } from '../errors/meshlet-error.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
 import { type DownstreamRequest, type DownstreamResponse, endResponse, startResponse } from './downstream.ts';
+import { AttemptTimers } from './attempt-timers.ts';
 import { hasBody } from './request-body.ts';
 import { forwardResponseHeaders } from './headers.ts';
 import { classifyFailure, errorForFailure } from './upstream-failure.ts';
@@ -31,6 +32,11 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   #requestStarted = false;
   #status = 0;
   #finished = false;
+  /** No response headers in time, then no idle gap in the body (meshlet's timers, not undici's). */
+  readonly #timers = new AttemptTimers((err) => this.#expire(err));
+  /** Why the request timed out before undici gave it a controller to abort, else null. */
+  #timedOut: Error | null = null;
+  #idleTimeoutMs = 0;
 
   constructor(
     req: DownstreamRequest,
@@ -51,14 +57,16 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   /** Dispatches on `pool` with `headers`; `timeoutMs` bounds the wait for response headers. */
   start(pool: EndpointPool, path: string, headers: string[], timeoutMs: number, idleTimeoutMs: number): void {
     this.#res.on('close', this.#onClientClose);
+    this.#idleTimeoutMs = idleTimeoutMs;
+    this.#timers.awaitHeaders(timeoutMs);
     pool.dispatch(
       {
         path,
         method: this.#req.method as Dispatcher.HttpMethod,
         headers,
         body: hasBody(this.#req) ? this.#req : null,
-        headersTimeout: Math.max(1, timeoutMs),
-        bodyTimeout: idleTimeoutMs,
+        headersTimeout: 0,
+        bodyTimeout: 0,
       },
       this,
     );
@@ -68,6 +76,12 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     this.#controller = controller;
     this.#requestStarted = true;
     if (this.#finished) controller.abort(new Error('client closed'));
+    else if (this.#timedOut !== null) controller.abort(this.#timedOut);
+  }
+
+  #expire(err: Error): void {
+    this.#timedOut = err;
+    this.#controller?.abort(err);
   }
 
   onResponseStart(
@@ -80,6 +94,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
       return;
     }
     this.#status = statusCode;
+    this.#timers.awaitBody(this.#idleTimeoutMs);
     const trailersOnly = this.#grpc && headers['grpc-status'] !== undefined;
     this.#headersOnly = startResponse(
       this.#res,
@@ -90,10 +105,16 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#timers.touch();
     if (this.#headersOnly) return;
     if (!(this.#res as Writable).write(chunk)) {
+      const timers = this.#timers;
+      timers.pause();
       controller.pause();
-      this.#res.once('drain', () => controller.resume());
+      this.#res.once('drain', () => {
+        timers.resume();
+        controller.resume();
+      });
     }
   }
 
@@ -127,6 +148,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   #finish(status: number, err?: MeshletError): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.#timers.stop();
     this.#done(status, err);
   }
 }

@@ -28,14 +28,28 @@ const CONNECT_CODES = new Set([
   'EAI_AGAIN',
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'MESHLET_ATTEMPT_TIMEOUT']);
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'MESHLET_ATTEMPT_TIMEOUT',
+  'MESHLET_IDLE_TIMEOUT',
+]);
 
-/** The error meshlet aborts an attempt with when its own per-try timer fires. */
+/** The error meshlet aborts an attempt with when its per-try timer fires before response headers. */
 export class AttemptTimeoutError extends Error {
   readonly code = 'MESHLET_ATTEMPT_TIMEOUT';
   constructor(ms: number) {
     super(`no response headers within ${Math.round(ms)} ms`);
     this.name = 'AttemptTimeoutError';
+  }
+}
+
+/** The error meshlet aborts an attempt with when its response body stays idle too long (`timeouts.idle`). */
+export class IdleTimeoutError extends Error {
+  readonly code = 'MESHLET_IDLE_TIMEOUT';
+  constructor(ms: number) {
+    super(`response body idle for ${Math.round(ms)} ms`);
+    this.name = 'IdleTimeoutError';
   }
 }
 

@@ -143,6 +143,10 @@ export interface InboundSpec {
   maxHeaderSize?: number;
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** Wait for the app's response headers, ms (default 15 s). */
+  appTimeoutMs?: number;
+  /** Longest gap in the app's response body, ms (default 5 min). */
+  idleTimeoutMs?: number;
   /** Use this source instead of files from the PKI. */
   source?: TlsSource;
 }
@@ -178,8 +182,8 @@ export async function startInbound(pki: TestPki, spec: InboundSpec): Promise<Tes
       spec.rate === undefined
         ? null
         : new KeyedTokenBuckets({ ratePerSecond: spec.rate.perSecond, burst: spec.rate.burst }),
-    appTimeoutMs: 15_000,
-    idleTimeoutMs: 300_000,
+    appTimeoutMs: spec.appTimeoutMs ?? 15_000,
+    idleTimeoutMs: spec.idleTimeoutMs ?? 300_000,
     draining: false,
   };
   const listener = await listenInbound('127.0.0.1', 0, tls, inboundHandler(ctx), {
