@@ -83,6 +83,8 @@ export class Daemon {
   readonly #registry: Registry;
   readonly #ctx: ProxyContext;
   readonly #configFile: string | undefined;
+  /** `metrics.gcDurations` at start: the GC histogram is registered once. */
+  readonly #gcDurations: boolean;
   /** Live WebSocket and CONNECT tunnels (both directions), closed on drain. */
   readonly #tunnels: TunnelSet;
   #listeners: HttpListener[] = [];
@@ -111,7 +113,11 @@ export class Daemon {
     this.config = config;
     this.logger = options.logger;
     this.#configFile = options.configFile;
-    this.metrics = new Metrics({ processMetrics: options.processMetrics ?? true });
+    this.#gcDurations = config.metrics.gcDurations;
+    this.metrics = new Metrics({
+      processMetrics: options.processMetrics ?? true,
+      gcDurations: this.#gcDurations,
+    });
     const tlsMetrics = new TlsMetrics(this.metrics.registry);
     this.#tunnels = new TunnelSet(new TunnelMetrics(this.metrics.registry));
     this.tls =
@@ -412,6 +418,8 @@ export class Daemon {
     this.#ctx.bodyTimeoutMs = next.listeners.outbound.bodyTimeout;
     this.#inbound?.apply(next);
     if (this.#gateway !== null && !this.#gateway.apply(next)) notApplied.push('gateway');
+    // The GC histogram is set up once, at start.
+    if (next.metrics.gcDurations !== this.#gcDurations) notApplied.push('metrics.gcDurations');
     this.config = next;
     for (const key of notApplied) this.metrics.configKeysNotApplied.labels(key).inc();
     const result = notApplied.length > 0 ? 'partial' : 'ok';

@@ -302,6 +302,12 @@ export const configSchema = z
          * Only with `registry.type: consul` and `service`. Default true.
          */
         consulUi: z.boolean().default(true),
+        /**
+         * Export `meshlet_nodejs_gc_duration_seconds`, the GC pause histogram. Default false: it
+         * observes every collection, and what Node allocates for each one doubled how often the
+         * old generation filled under load (README "Memory and GC"). Needs a restart.
+         */
+        gcDurations: z.boolean().default(false),
       })
       .prefault({}),
     shutdown: z

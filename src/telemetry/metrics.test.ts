@@ -45,3 +45,16 @@ describe('Metrics: request-path counters read at scrape', () => {
     expect(text).not.toMatch(/upstream="quiet"/);
   });
 });
+
+describe('Metrics: Node process series', () => {
+  it('has the process and heap series, and the GC histogram only with gcDurations', async () => {
+    const plain = await new Metrics().registry.metrics();
+    expect(plain).toMatch(/^meshlet_process_resident_memory_bytes \d/m);
+    expect(plain).toMatch(/^meshlet_nodejs_active_handles_total \d/m);
+    expect(plain).not.toMatch(/meshlet_nodejs_gc_duration_seconds/);
+    const withGc = new Metrics({ gcDurations: true });
+    globalThis.gc?.();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await withGc.registry.metrics()).toMatch(/^# TYPE meshlet_nodejs_gc_duration_seconds histogram$/m);
+  });
+});

@@ -1,6 +1,7 @@
 // Core metrics (prom-client), declared in one block; the per-request ones are plain numbers per upstream, read at scrape.
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { type BucketCounts, BucketHistogram } from './bucket-histogram.ts';
+import { registerProcessMetrics } from './process-metrics.ts';
 import { ResilienceMetrics } from './resilience-metrics.ts';
 
 /** Which listener a request came through. */
@@ -110,9 +111,12 @@ export class Metrics {
   /** Retries, breaker, ejections, overflows, failovers. */
   readonly resilience = new ResilienceMetrics(this.registry, () => this.#collectAttempts());
 
-  constructor(options: { processMetrics?: boolean } = {}) {
-    if (options.processMetrics !== false)
-      collectDefaultMetrics({ register: this.registry, prefix: 'meshlet_' });
+  /**
+   * @param options.processMetrics Export Node process series (`meshlet_process_*`, `meshlet_nodejs_*`). Default true.
+   * @param options.gcDurations With them, the GC duration histogram (`metrics.gcDurations`). Default false.
+   */
+  constructor(options: { processMetrics?: boolean; gcDurations?: boolean } = {}) {
+    if (options.processMetrics !== false) registerProcessMetrics(this.registry, options.gcDurations === true);
   }
 
   /** The request-path counters of one (direction, upstream): made once, shared by every later caller. */

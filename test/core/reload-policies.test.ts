@@ -98,14 +98,14 @@ describe('SIGHUP applies upstream policies to running upstreams', () => {
   }
 
   /** Rewrites the config with `upstreams`, sends SIGHUP, and resolves with the `config reloaded` line. */
-  async function reload(upstreams: UpstreamsInput): Promise<Record<string, unknown>> {
+  async function reload(upstreams: UpstreamsInput, rest: ConfigInput = {}): Promise<Record<string, unknown>> {
     const listeners = {
       outbound: { port: Number(new URL(mesh.outbound).port) },
       admin: { port: Number(new URL(mesh.admin).port) },
     };
     const reloaded = () => mesh.stdout.filter((l) => l.includes('"config reloaded"'));
     const before = reloaded().length;
-    writeFileSync(mesh.configFile, stringify({ listeners, registry: registry(), upstreams }));
+    writeFileSync(mesh.configFile, stringify({ ...rest, listeners, registry: registry(), upstreams }));
     mesh.proc.kill('SIGHUP');
     const t0 = performance.now();
     while (reloaded().length === before) {
@@ -256,5 +256,19 @@ describe('SIGHUP applies upstream policies to running upstreams', () => {
     expect(text).toMatch(/^meshlet_config_reloads_total\{source="config",result="partial"\} 1$/m);
     expect(text).toMatch(/^meshlet_config_keys_not_applied_total\{key="upstreams.holding.port"\} 1$/m);
     expect((await send('holding')).status).toBe(200); // everything else still applied
+  });
+
+  it('Node process series are exported without the GC histogram; turning it on is named as needing a restart', async () => {
+    const before = await metrics();
+    expect(before).toMatch(/^meshlet_nodejs_eventloop_lag_seconds \d/m);
+    expect(before).toMatch(/^meshlet_process_cpu_user_seconds_total \d/m);
+    expect(before).toMatch(/^meshlet_nodejs_heap_space_size_used_bytes\{space="old"\} \d/m);
+    expect(before).not.toMatch(/meshlet_nodejs_gc_duration_seconds/);
+    const line = await reload(base(), { metrics: { gcDurations: true } });
+    expect(line.result).toBe('partial');
+    expect(line.notApplied).toContain('metrics.gcDurations');
+    const after = await metrics();
+    expect(after).toMatch(/^meshlet_config_keys_not_applied_total\{key="metrics.gcDurations"\} 1$/m);
+    expect(after).not.toMatch(/meshlet_nodejs_gc_duration_seconds/);
   });
 });
