@@ -139,11 +139,13 @@ describe('WebSockets and the daemon lifecycle', () => {
       );
     };
     const collectedRss = async (): Promise<number> => {
-      // Two full collections a moment apart: the second frees what the first only finalized.
+      // Two full collections a moment apart: the second frees what the first only finalized. Then
+      // jemalloc's dirty pages decay back to the OS (dirty_decay_ms 1000) before RSS is read.
       for (let i = 0; i < 2; i++) {
         process.kill(pid, 'SIGUSR2');
         await new Promise((r) => setTimeout(r, 300));
       }
+      await new Promise((r) => setTimeout(r, 1200));
       return rssOf(pid);
     };
     try {
