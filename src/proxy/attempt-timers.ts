@@ -15,6 +15,11 @@ import { AttemptTimeoutError, IdleTimeoutError } from './upstream-failure.ts';
  * mark-compact every few seconds. Node's timers leave their list when cleared and die young.
  */
 export class AttemptTimers {
+  /**
+   * The error of the timeout that ran out in this attempt, else null: for an attempt undici had not
+   * yet given a controller to abort when it fired.
+   */
+  expired: Error | null = null;
   #timer: NodeJS.Timeout | null = null;
   /** The body's idle limit while the body is awaited, ms; 0 while headers are awaited or no limit. */
   #idleMs = 0;
@@ -32,6 +37,7 @@ export class AttemptTimers {
    */
   awaitHeaders(ms: number): void {
     this.stop();
+    this.expired = null;
     const whole = Math.max(1, Math.ceil(ms));
     this.#timer = setTimeout(AttemptTimers.#onHeadersTimeout, whole, this, whole);
   }
@@ -72,7 +78,8 @@ export class AttemptTimers {
 
   static #onHeadersTimeout(timers: AttemptTimers, ms: number): void {
     timers.#timer = null;
-    timers.#expire(new AttemptTimeoutError(ms));
+    timers.expired = new AttemptTimeoutError(ms);
+    timers.#expire(timers.expired);
   }
 
   static #onIdle(timers: AttemptTimers): void {
@@ -85,6 +92,7 @@ export class AttemptTimers {
     const ms = timers.#idleMs;
     timers.#timer = null;
     timers.#idleMs = 0;
-    timers.#expire(new IdleTimeoutError(ms));
+    timers.expired = new IdleTimeoutError(ms);
+    timers.#expire(timers.expired);
   }
 }

@@ -136,8 +136,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #pushbackMs: number | undefined;
   /** The attempt's per-try and idle timeouts (created with the first attempt). */
   #timers: AttemptTimers | null = null;
-  /** Why the attempt timed out before undici gave it a controller to abort, else null. */
-  #timedOut: Error | null = null;
   /** The end of a held gRPC response's hold. */
   #timer: NodeJS.Timeout | null = null;
   // Whole-exchange state.
@@ -400,7 +398,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#headers[this.#timeoutSlot] = String(Math.ceil(remaining));
     if (this.#grpcTimeoutSlot !== -1) this.#headers[this.#grpcTimeoutSlot] = `${Math.ceil(remaining)}m`;
     const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
-    this.#timedOut = null;
     (this.#timers ??= new AttemptTimers(this.#expire)).awaitHeaders(perTry);
     pool.dispatch(
       {
@@ -421,7 +418,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#requestStarted = true;
     this.#releasePending();
     if (this.#done) controller.abort(new Error('client closed'));
-    else if (this.#timedOut !== null) controller.abort(this.#timedOut);
+    else if (this.#timers!.expired !== null) controller.abort(this.#timers!.expired);
   }
 
   /** The first attempt of a gRPC call: its whole body when it has already ended, else the stream. */
@@ -439,7 +436,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** A timeout of the attempt ran out (no headers in time, an idle body): abort it as a timeout. */
   #expire = (err: Error): void => {
-    this.#timedOut = err;
     this.#controller?.abort(err);
   };
 

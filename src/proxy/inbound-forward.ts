@@ -33,9 +33,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   #status = 0;
   #finished = false;
   /** No response headers in time, then no idle gap in the body (meshlet's timers, not undici's). */
-  readonly #timers = new AttemptTimers((err) => this.#expire(err));
-  /** Why the request timed out before undici gave it a controller to abort, else null. */
-  #timedOut: Error | null = null;
+  readonly #timers = new AttemptTimers((err) => this.#controller?.abort(err));
   #idleTimeoutMs = 0;
 
   constructor(
@@ -76,12 +74,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     this.#controller = controller;
     this.#requestStarted = true;
     if (this.#finished) controller.abort(new Error('client closed'));
-    else if (this.#timedOut !== null) controller.abort(this.#timedOut);
-  }
-
-  #expire(err: Error): void {
-    this.#timedOut = err;
-    this.#controller?.abort(err);
+    else if (this.#timers.expired !== null) controller.abort(this.#timers.expired);
   }
 
   onResponseStart(

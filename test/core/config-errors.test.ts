@@ -25,6 +25,11 @@ describe('config errors', () => {
       'upstreams:\n  users:\n    retries: { grpcResponseHold: soon }\n',
       /upstreams\.users\.retries\.grpcResponseHold: expected a duration like "250ms", "1s" or "5m", got "soon"$/,
     ],
+    [
+      'a GC histogram switch that is not a boolean',
+      'metrics: { gcDurations: sometimes }\n',
+      /metrics\.gcDurations: expected boolean, received string$/,
+    ],
     ['unparsable YAML', 'listeners: [unclosed\n', /not valid YAML at line \d+, column \d+/],
     ['number where a list belongs', 'routes: 5\n', /routes: expected array, received number$/],
     [
