@@ -98,6 +98,7 @@ const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const COLUMNS = {
   bare: 'bare node',
   libs: 'node + http, http2, tls',
+  floor: 'Node floor of the full config',
   plain: 'meshlet, plain, idle',
   full: 'meshlet, full, idle',
   fullLater: 'full, idle 60 s, scraped',
@@ -132,10 +133,19 @@ const PLAIN_RUNS = [
   env: NodeJS.ProcessEnv;
   loads: readonly (readonly [LoadColumn, number])[];
 }[];
-type Probed = 'bare' | 'libs' | 'plain' | 'full';
-const BASELINE_CODE: Record<'bare' | 'libs', string> = {
+type Probed = 'bare' | 'libs' | 'floor' | 'plain' | 'full';
+type Baseline = 'bare' | 'libs' | 'floor';
+/**
+ * Where the floor's mTLS server finds `web.pem`, `web-key.pem` and `ca.pem` (issued by `meshlet
+ * certs` at start): the `FLOOR_CERTS` environment variable of the baseline process.
+ */
+const FLOOR_CERTS = join(tmp, 'certs');
+const BASELINE_CODE: Record<Baseline, string> = {
   bare: 'setTimeout(()=>{},1e6)',
   libs: "require('node:http'); require('node:http2'); require('node:tls'); setTimeout(()=>{},1e6)",
+  // What the full config makes Node load and hold before any of meshlet's own JS runs.
+  floor:
+    "const fs = require('node:fs'), d = process.env.FLOOR_CERTS; require('node:http2'); require('node:dns'); require('node:worker_threads'); require('node:v8').getHeapStatistics(); require('node:perf_hooks').monitorEventLoopDelay().enable(); require('node:http').createServer(() => {}).listen(0, '127.0.0.1'); require('node:tls').createServer({ key: fs.readFileSync(d + '/web-key.pem'), cert: fs.readFileSync(d + '/web.pem'), ca: fs.readFileSync(d + '/ca.pem'), requestCert: true }).listen(0, '127.0.0.1'); setTimeout(() => {}, 1e6)",
 };
 
 /** A running process to read, and everything to stop with it. */
@@ -149,8 +159,10 @@ interface Running {
 async function launch(kind: Probed, upstreamPort: number, env: NodeJS.ProcessEnv = {}): Promise<Running> {
   // The default allocator (jemalloc when installed, README "Memory and GC") unless `env` picks one.
   env = { MESHLET_MALLOC: 'auto', ...env };
-  if (kind === 'bare' || kind === 'libs') {
-    const child = start(process.execPath, ['-e', BASELINE_CODE[kind]], { env: { ...process.env, ...env } });
+  if (kind === 'bare' || kind === 'libs' || kind === 'floor') {
+    const child = start(process.execPath, ['-e', BASELINE_CODE[kind]], {
+      env: { ...process.env, FLOOR_CERTS, ...env },
+    });
     await sleep(SETTLE_MS);
     return { pid: child.pid!, stopAll: () => stop(child) };
   }
@@ -248,6 +260,13 @@ async function main(): Promise<void> {
   const loadStart = os.loadavg().map((l) => l.toFixed(2));
   const buildNote = buildDist(ROOT);
   useMeshletMain(join(ROOT, 'dist', 'cli', 'main.js'));
+  // The floor's mTLS server certificate, issued as users issue theirs.
+  const certs = (...args: string[]): void =>
+    void execFileSync(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'certs', ...args], {
+      stdio: 'ignore',
+    });
+  certs('init', '--trust-domain', 'bench.local', '--out', FLOOR_CERTS);
+  certs('issue', '--service', 'web', '--ca', FLOOR_CERTS, '--out', FLOOR_CERTS);
   const bundled = existsSync(join(ROOT, 'dist', 'daemon', 'daemon-main.js'));
   const { target: upstream, kind: upstreamKind } = await startUpstream(tmp);
   log(`upstream: ${upstreamKind} on 127.0.0.1:${upstream.port}; ${RUNS} run(s)`);
@@ -256,7 +275,7 @@ async function main(): Promise<void> {
     Column,
     MemorySample[]
   >;
-  const heaps: Record<Probed, HeapProbe[]> = { bare: [], libs: [], plain: [], full: [] };
+  const heaps: Record<Probed, HeapProbe[]> = { bare: [], libs: [], floor: [], plain: [], full: [] };
   const loads: Record<LoadColumn, ClosedLoopResult[]> = {
     load32: [],
     load128: [],
@@ -271,7 +290,7 @@ async function main(): Promise<void> {
 
   for (let run = 1; run <= RUNS; run++) {
     log(`run ${run}/${RUNS}`);
-    for (const kind of ['bare', 'libs', 'full'] as const) {
+    for (const kind of ['bare', 'libs', 'floor', 'full'] as const) {
       const p = await launch(kind, upstream.port);
       try {
         samples[kind].push(sampleMemory(p.pid));
@@ -304,7 +323,7 @@ async function main(): Promise<void> {
         await p.stopAll();
       }
     }
-    for (const kind of ['bare', 'libs', 'plain', 'full'] as const) {
+    for (const kind of ['bare', 'libs', 'floor', 'plain', 'full'] as const) {
       heaps[kind].push(await probed<HeapProbe>(kind, HEAP_PROBE, upstream.port, `heap-${run}`));
       log(
         `  heap probe ${kind}: V8 physical ${(heaps[kind].at(-1)!.heap.total_physical_size! / 1024 ** 2).toFixed(1)} MiB`,
@@ -374,7 +393,7 @@ function cell(kib: readonly number[]): string {
 function render(x: Measured): string {
   const L: string[] = [];
   const cols = Object.keys(COLUMNS) as Column[];
-  const probedCols: Probed[] = ['bare', 'libs', 'plain', 'full'];
+  const probedCols: Probed[] = ['bare', 'libs', 'floor', 'plain', 'full'];
   const cpus = os.cpus();
   L.push('# meshlet memory breakdown', '');
   L.push(
@@ -390,6 +409,9 @@ function render(x: Measured): string {
   L.push(`- **bare node**: \`node -e '${BASELINE_CODE.bare}'\`.`);
   L.push(
     `- **node + http, http2, tls**: \`node -e "${BASELINE_CODE.libs}"\`: what Node itself costs a proxy.`,
+  );
+  L.push(
+    `- **Node floor of the full config**: \`node -e "${BASELINE_CODE.floor}"\` (FLOOR_CERTS: a key, certificate and CA issued by \`meshlet certs\`). What the full config makes Node load and hold before any of meshlet's own code: an HTTP server and an mTLS server listening (a listening server also loads Node's cluster module, and with it child_process and dgram), node:http2, and the built-ins meshlet uses for DNS discovery, pino's transports (worker_threads), the heap and event-loop metrics. Plain Node, glibc malloc. The idle-RSS line of issue 18 (≤ 60 MiB) sits at or below this.`,
   );
   L.push(
     `- **meshlet, plain**: \`node dist/cli/main.js run --config plain.yaml\`, which re-executes itself (same PID) into the daemon${x.bundled ? ' bundle, dist/daemon/daemon-main.js' : ', dist/cli/daemon-main.js (no bundle)'}, with \`--max-semi-space-size=2\` and its default allocator (jemalloc preloaded when the host has it, else glibc malloc with meshlet's tunables; README "Memory and GC"); a static registry and one per-upstream listener:`,
