@@ -32,6 +32,7 @@ import { freePort, killAll, killAllNow, sleep, start, stop } from './lib/proc.ts
 import { median } from './lib/report.ts';
 import {
   buildDist,
+  issueCerts,
   startFullMeshlet,
   startMeshlet,
   startUpstream,
@@ -133,8 +134,10 @@ const PLAIN_RUNS = [
   env: NodeJS.ProcessEnv;
   loads: readonly (readonly [LoadColumn, number])[];
 }[];
-type Probed = 'bare' | 'libs' | 'floor' | 'plain' | 'full';
-type Baseline = 'bare' | 'libs' | 'floor';
+/** What gets the heap probe: the three plain-Node baselines and the two meshlet configs, in column order. */
+const PROBED = ['bare', 'libs', 'floor', 'plain', 'full'] as const;
+type Probed = (typeof PROBED)[number];
+type Baseline = Exclude<Probed, 'plain' | 'full'>;
 /**
  * Where the floor's mTLS server finds `web.pem`, `web-key.pem` and `ca.pem` (issued by `meshlet
  * certs` at start): the `FLOOR_CERTS` environment variable of the baseline process.
@@ -159,7 +162,7 @@ interface Running {
 async function launch(kind: Probed, upstreamPort: number, env: NodeJS.ProcessEnv = {}): Promise<Running> {
   // The default allocator (jemalloc when installed, README "Memory and GC") unless `env` picks one.
   env = { MESHLET_MALLOC: 'auto', ...env };
-  if (kind === 'bare' || kind === 'libs' || kind === 'floor') {
+  if (kind !== 'plain' && kind !== 'full') {
     const child = start(process.execPath, ['-e', BASELINE_CODE[kind]], {
       env: { ...process.env, FLOOR_CERTS, ...env },
     });
@@ -260,13 +263,8 @@ async function main(): Promise<void> {
   const loadStart = os.loadavg().map((l) => l.toFixed(2));
   const buildNote = buildDist(ROOT);
   useMeshletMain(join(ROOT, 'dist', 'cli', 'main.js'));
-  // The floor's mTLS server certificate, issued as users issue theirs.
-  const certs = (...args: string[]): void =>
-    void execFileSync(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'certs', ...args], {
-      stdio: 'ignore',
-    });
-  certs('init', '--trust-domain', 'bench.local', '--out', FLOOR_CERTS);
-  certs('issue', '--service', 'web', '--ca', FLOOR_CERTS, '--out', FLOOR_CERTS);
+  // The floor's mTLS server certificate.
+  issueCerts(FLOOR_CERTS, ['web']);
   const bundled = existsSync(join(ROOT, 'dist', 'daemon', 'daemon-main.js'));
   const { target: upstream, kind: upstreamKind } = await startUpstream(tmp);
   log(`upstream: ${upstreamKind} on 127.0.0.1:${upstream.port}; ${RUNS} run(s)`);
@@ -275,7 +273,7 @@ async function main(): Promise<void> {
     Column,
     MemorySample[]
   >;
-  const heaps: Record<Probed, HeapProbe[]> = { bare: [], libs: [], floor: [], plain: [], full: [] };
+  const heaps = Object.fromEntries(PROBED.map((k) => [k, []])) as unknown as Record<Probed, HeapProbe[]>;
   const loads: Record<LoadColumn, ClosedLoopResult[]> = {
     load32: [],
     load128: [],
@@ -323,7 +321,7 @@ async function main(): Promise<void> {
         await p.stopAll();
       }
     }
-    for (const kind of ['bare', 'libs', 'floor', 'plain', 'full'] as const) {
+    for (const kind of PROBED) {
       heaps[kind].push(await probed<HeapProbe>(kind, HEAP_PROBE, upstream.port, `heap-${run}`));
       log(
         `  heap probe ${kind}: V8 physical ${(heaps[kind].at(-1)!.heap.total_physical_size! / 1024 ** 2).toFixed(1)} MiB`,
@@ -393,7 +391,6 @@ function cell(kib: readonly number[]): string {
 function render(x: Measured): string {
   const L: string[] = [];
   const cols = Object.keys(COLUMNS) as Column[];
-  const probedCols: Probed[] = ['bare', 'libs', 'floor', 'plain', 'full'];
   const cpus = os.cpus();
   L.push('# meshlet memory breakdown', '');
   L.push(
@@ -465,13 +462,13 @@ function render(x: Measured): string {
     'From separate runs with bench/lib/heap-probe.js loaded through `NODE_OPTIONS=--import` (it reaches the daemon across the re-exec), read on SIGUSR2 as long after start as the RSS readings; the probe costs a little memory itself, hence the separate runs. Per space: resident (physical) / used, medians.',
   );
   L.push('');
-  L.push(`| | ${probedCols.map((c) => COLUMNS[c]).join(' | ')} |`);
-  L.push(`| --- | ${probedCols.map(() => '---:').join(' | ')} |`);
+  L.push(`| | ${PROBED.map((c) => COLUMNS[c]).join(' | ')} |`);
+  L.push(`| --- | ${PROBED.map(() => '---:').join(' | ')} |`);
   const spaces = [
-    ...new Set(probedCols.flatMap((c) => x.heaps[c].flatMap((h) => h.spaces.map((s) => s.space_name)))),
+    ...new Set(PROBED.flatMap((c) => x.heaps[c].flatMap((h) => h.spaces.map((s) => s.space_name)))),
   ];
   for (const name of spaces) {
-    const per = probedCols.map((c) => {
+    const per = PROBED.map((c) => {
       const ss = x.heaps[c]
         .map((h) => h.spaces.find((s) => s.space_name === name))
         .filter((s) => s !== undefined);
@@ -486,7 +483,7 @@ function render(x: Measured): string {
   }
   const hrow = (name: string, pick: (h: HeapProbe) => number | undefined): void => {
     L.push(
-      `| ${name} | ${probedCols.map((c) => cell(x.heaps[c].map((h) => (pick(h) ?? Number.NaN) / 1024).filter(Number.isFinite))).join(' | ')} |`,
+      `| ${name} | ${PROBED.map((c) => cell(x.heaps[c].map((h) => (pick(h) ?? Number.NaN) / 1024).filter(Number.isFinite))).join(' | ')} |`,
     );
   };
   hrow('**total physical (resident) size**', (h) => h.heap.total_physical_size);
@@ -499,7 +496,7 @@ function render(x: Measured): string {
   hrow('external script source', (h) => h.code.external_script_source_size);
   hrow('RSS of the probe run (process.memoryUsage)', (h) => h.usage.rss);
   L.push(
-    `| for comparison: V8 heap pages + JIT code from smaps, RSS runs | ${probedCols.map((c) => cell(x.samples[c].map((s) => s.split.v8 + s.split.jit))).join(' | ')} |`,
+    `| for comparison: V8 heap pages + JIT code from smaps, RSS runs | ${PROBED.map((c) => cell(x.samples[c].map((s) => s.split.v8 + s.split.jit))).join(' | ')} |`,
   );
   L.push('');
   L.push(

@@ -64,7 +64,7 @@ import {
   startMeshlet,
   startNginxProxy,
   startUpstream,
-  meshletMain,
+  issueCerts,
   type Target,
   useMeshletMain,
 } from './lib/targets.ts';
@@ -333,10 +333,7 @@ async function main(): Promise<void> {
 
   // Two hops over mTLS: web's meshlet → (TLS 1.3, client certificate) → bench's inbound listener → app.
   const certs = join(tmp, 'certs');
-  const cli = (...args: string[]) =>
-    execFileSync(process.execPath, [meshletMain(), 'certs', ...args], { stdio: 'ignore' });
-  cli('init', '--trust-domain', 'bench.local', '--out', certs);
-  for (const svc of ['bench', 'web']) cli('issue', '--service', svc, '--ca', certs, '--out', certs);
+  issueCerts(certs, ['bench', 'web']);
   const tlsYaml = (svc: string) =>
     `tls: { source: files, cert: ${join(certs, `${svc}.pem`)}, key: ${join(certs, `${svc}-key.pem`)}, ca: ${join(certs, 'ca.pem')} }`;
   const inboundPort = await freePort();

@@ -23,6 +23,17 @@ export function meshletMain(): string {
   return MESHLET_MAIN;
 }
 
+/**
+ * Issues a mesh CA and one certificate per service into `dir` with `meshlet certs`, as users do:
+ * `ca.pem`, then `SERVICE.pem` and `SERVICE-key.pem` (trust domain `bench.local`).
+ */
+export function issueCerts(dir: string, services: readonly string[]): void {
+  const cli = (...args: string[]): void =>
+    void execFileSync(process.execPath, [MESHLET_MAIN, 'certs', ...args], { stdio: 'ignore' });
+  cli('init', '--trust-domain', 'bench.local', '--out', dir);
+  for (const svc of services) cli('issue', '--service', svc, '--ca', dir, '--out', dir);
+}
+
 /** Runs meshlet from another tree's src/cli/main.ts (see `--ref` in run.ts). */
 export function useMeshletMain(file: string): void {
   MESHLET_MAIN = file;
