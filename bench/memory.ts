@@ -148,7 +148,7 @@ const BASELINE_CODE: Record<Baseline, string> = {
   libs: "require('node:http'); require('node:http2'); require('node:tls'); setTimeout(()=>{},1e6)",
   // What the full config makes Node load and hold before any of meshlet's own JS runs.
   floor:
-    "const fs = require('node:fs'), d = process.env.FLOOR_CERTS; require('node:http2'); require('node:dns'); require('node:worker_threads'); require('node:v8').getHeapStatistics(); require('node:perf_hooks').monitorEventLoopDelay().enable(); require('node:http').createServer(() => {}).listen(0, '127.0.0.1'); require('node:tls').createServer({ key: fs.readFileSync(d + '/web-key.pem'), cert: fs.readFileSync(d + '/web.pem'), ca: fs.readFileSync(d + '/ca.pem'), requestCert: true }).listen(0, '127.0.0.1'); setTimeout(() => {}, 1e6)",
+    "const fs = require('node:fs'), d = process.env.FLOOR_CERTS; require('node:dns'); require('node:worker_threads'); require('node:v8').getHeapStatistics(); require('node:perf_hooks').monitorEventLoopDelay().enable(); require('node:http').createServer(() => {}).listen(0, '127.0.0.1'); require('node:tls').createServer({ key: fs.readFileSync(d + '/web-key.pem'), cert: fs.readFileSync(d + '/web.pem'), ca: fs.readFileSync(d + '/ca.pem'), requestCert: true }).listen(0, '127.0.0.1'); setTimeout(() => {}, 1e6)",
 };
 
 /** A running process to read, and everything to stop with it. */
@@ -408,7 +408,7 @@ function render(x: Measured): string {
     `- **node + http, http2, tls**: \`node -e "${BASELINE_CODE.libs}"\`: what Node itself costs a proxy.`,
   );
   L.push(
-    `- **Node floor of the full config**: \`node -e "${BASELINE_CODE.floor}"\` (FLOOR_CERTS: a key, certificate and CA issued by \`meshlet certs\`). What the full config makes Node load and hold before any of meshlet's own code: an HTTP server and an mTLS server listening (a listening server also loads Node's cluster module, and with it child_process and dgram), node:http2, and the built-ins meshlet uses for DNS discovery, pino's transports (worker_threads), the heap and event-loop metrics. Plain Node, glibc malloc. The idle-RSS line of issue 18 (≤ 60 MiB) sits at or below this.`,
+    `- **Node floor of the full config**: \`node -e "${BASELINE_CODE.floor}"\` (FLOOR_CERTS: a key, certificate and CA issued by \`meshlet certs\`). What the full config makes Node load and hold before any of meshlet's own code: an HTTP server and an mTLS server listening (a listening server also loads Node's cluster module, and with it child_process and dgram) and the built-ins meshlet uses for DNS discovery, pino's transports (worker_threads), the heap and event-loop metrics. Plain Node, glibc malloc. The idle-RSS line of issue 18 (≤ 60 MiB) sits at or below this.`,
   );
   L.push(
     `- **meshlet, plain**: \`node dist/cli/main.js run --config plain.yaml\`, which re-executes itself (same PID) into the daemon${x.bundled ? ' bundle, dist/daemon/daemon-main.js' : ', dist/cli/daemon-main.js (no bundle)'}, with \`--max-semi-space-size=2\` and its default allocator (jemalloc preloaded when the host has it, else glibc malloc with meshlet's tunables; README "Memory and GC"); a static registry and one per-upstream listener:`,
