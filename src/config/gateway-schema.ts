@@ -29,7 +29,7 @@ export const gatewayListenerSpec = z.strictObject({
   headersTimeout: duration.default(5000),
   /** Longest stall between two chunks of a request body; then 408. Default 10 s. */
   bodyTimeout: duration.default(10_000),
-  /** Idle keep-alive connection lifetime. Default 5 s. */
+  /** Idle keep-alive connection lifetime, and how long an HTTP/2 session may stay open with no stream (then GOAWAY). Default 5 s. */
   keepAliveTimeout: duration.default(5000),
   /** Largest request header block, bytes; larger → 400. Default 8 KiB. */
   maxHeaderSize: z

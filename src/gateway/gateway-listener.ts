@@ -40,6 +40,8 @@ export async function listenGateway(
     headersTimeoutMs: spec.headersTimeout,
     maxHeaderSize: spec.maxHeaderSize,
     keepAliveTimeoutMs: spec.keepAliveTimeout,
+    // The edge's keep-alive knob bounds an idle HTTP/2 session as it does an idle HTTP/1.1 connection.
+    h2IdleTimeoutMs: spec.keepAliveTimeout,
   };
   if (spec.tls === undefined) {
     const listener = await listenHttp(spec.address, spec.port, handler, limits);
@@ -61,7 +63,7 @@ export async function listenGateway(
     handler as (req: IncomingMessage, res: ServerResponse) => void,
   );
   answerClientErrors(h1);
-  const sessions = new H2Sessions();
+  const sessions = new H2Sessions(spec.keepAliveTimeout);
   const h2 = lazyH2cServer(handler, sessions);
   const server = createTlsServer({
     cert: current.cert,

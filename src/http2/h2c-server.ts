@@ -1,30 +1,73 @@
 // meshlet's HTTP/2 server side: a compat-API server with wide flow-control windows, sessions tracked for drain.
 import type { Http2Server, Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2';
-import { H2_CONNECTION_WINDOW_BYTES, H2_SERVER_SETTINGS } from './h2-settings.ts';
+import { H2_CONNECTION_WINDOW_BYTES, H2_SERVER_SETTINGS, H2_SESSION_IDLE_MS } from './h2-settings.ts';
 
-/** The open HTTP/2 sessions of a listener and their open stream counts, for drain. */
+/** A tracked session: its open streams, since when it has had none, and its idle check. */
+interface SessionState {
+  streams: number;
+  /** `performance.now()` when `streams` last fell to 0, ms. */
+  idleSince: number;
+  timer: NodeJS.Timeout | null;
+}
+
+/**
+ * The open HTTP/2 sessions of a listener and their open stream counts: closes a session that has
+ * had no stream open for `idleMs` (GOAWAY; HTTP/1.1's keep-alive timeout does the same for an idle
+ * connection), and drains them all on shutdown.
+ */
 export class H2Sessions {
-  readonly #open = new Map<ServerHttp2Session, number>();
+  readonly #open = new Map<ServerHttp2Session, SessionState>();
+  readonly #idleMs: number;
+
+  /** @param idleMs how long a session may stay open with no stream, ms; default {@link H2_SESSION_IDLE_MS}. */
+  constructor(idleMs: number = H2_SESSION_IDLE_MS) {
+    this.#idleMs = idleMs;
+  }
 
   /** Widens a new session's connection window and tracks it (and its streams) until it closes. */
   add(session: ServerHttp2Session): void {
-    this.#open.set(session, 0);
-    session.on('close', () => this.#open.delete(session));
+    const state: SessionState = { streams: 0, idleSince: performance.now(), timer: null };
+    this.#open.set(session, state);
+    session.on('close', () => {
+      if (state.timer !== null) clearTimeout(state.timer);
+      this.#open.delete(session);
+    });
     session.on('error', () => session.destroy());
     session.on('stream', (stream) => {
-      this.#open.set(session, (this.#open.get(session) ?? 0) + 1);
+      state.streams++;
       stream.once('close', () => {
-        const n = this.#open.get(session);
-        if (n !== undefined) this.#open.set(session, n - 1);
+        if (--state.streams === 0) this.#idle(session, state);
       });
     });
+    this.#idle(session, state);
     if (session.connecting) session.once('connect', () => widen(session));
     else widen(session);
   }
 
+  /**
+   * Notes that `session` has no stream open. One timer per session at most: a stream that opens
+   * and closes while it is pending only moves `idleSince`, and the timer re-arms for the rest.
+   */
+  #idle(session: ServerHttp2Session, state: SessionState): void {
+    state.idleSince = performance.now();
+    if (state.timer !== null) return;
+    const check = (): void => {
+      state.timer = null;
+      if (state.streams > 0 || session.closed || session.destroyed) return;
+      const left = state.idleSince + this.#idleMs - performance.now();
+      if (left > 0) arm(left);
+      else session.close();
+    };
+    const arm = (ms: number): void => {
+      state.timer = setTimeout(check, ms);
+      state.timer.unref();
+    };
+    arm(this.#idleMs);
+  }
+
   /** GOAWAY to sessions with no stream open (graceful: nothing in flight is cut). */
   closeIdle(): void {
-    for (const [s, streams] of this.#open) if (streams === 0) s.close();
+    for (const [s, state] of this.#open) if (state.streams === 0) s.close();
   }
 
   /** GOAWAY to every session: new streams go elsewhere, open ones finish. */

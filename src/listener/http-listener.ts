@@ -17,6 +17,8 @@ export interface HttpListenerOptions {
   headersTimeoutMs?: number;
   /** Idle keep-alive connection lifetime, ms. Default 60 s. */
   keepAliveTimeoutMs?: number;
+  /** How long an HTTP/2 session may stay open with no stream, ms; then GOAWAY. Default 5 min (`H2_SESSION_IDLE_MS`). */
+  h2IdleTimeoutMs?: number;
   /** HTTP/1.1 `Upgrade` requests (WebSocket); without it they are served as ordinary requests. */
   onUpgrade?: SocketListener;
   /** HTTP/1.1 `CONNECT`; without it meshlet answers 405. */
@@ -81,7 +83,7 @@ export async function listenHttp(
 ): Promise<HttpListener> {
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const h1 = createHttp1Server(handler as RequestListener, options);
-  const sessions = new H2Sessions();
+  const sessions = new H2Sessions(options.h2IdleTimeoutMs);
   const h2 = lazyH2cServer(handler, sessions);
   const front = createNetServer({ noDelay: true }, (socket) =>
     routeByPreface(socket, h1, h2, headersTimeout),

@@ -1,7 +1,8 @@
-// The gateway's edge behaviour: CORS preflights, smuggling and oversized input, per-IP limits behind trusted proxies, TLS termination with a reloaded certificate, and route reloads.
+// The gateway's edge behaviour: CORS preflights, smuggling and oversized input, per-IP limits behind trusted proxies, TLS termination with a reloaded certificate, route reloads, and idle HTTP/2 sessions.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as http2 from 'node:http2';
 import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -224,6 +225,73 @@ describe('gateway TLS termination', () => {
       expect(cn).toBe('second');
     } finally {
       await m.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('gateway idle HTTP/2 sessions', () => {
+  /** Opens a session, makes one request, then idles: resolves with the GOAWAY code and the idle time before close, ms. */
+  async function idleAfterOneRequest(
+    session: http2.ClientHttp2Session,
+  ): Promise<{ status: number; goaway: number | null; idleMs: number }> {
+    let goaway: number | null = null;
+    session.on('goaway', (code) => (goaway = code));
+    session.on('error', () => {});
+    const closed = new Promise<void>((r) => session.on('close', () => r()));
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = session.request({ ':path': '/hello', ':authority': 'localhost' });
+      let code = 0;
+      req.on('response', (h) => (code = Number(h[':status'])));
+      req.on('error', reject);
+      req.resume();
+      req.on('end', () => resolve(code));
+    });
+    const idleFrom = performance.now();
+    await closed;
+    return { status, goaway, idleMs: performance.now() - idleFrom };
+  }
+
+  it('closes an idle h2c or h2 session with GOAWAY after keepAliveTimeout, as it closes idle HTTP/1.1 connections', async () => {
+    const upstream = await startUpstream();
+    const ca = await createDevCa({ trustDomain: 'gw.test' });
+    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-h2-'));
+    const leaf = await issueLeaf({ ca, service: 'localhost', trustDomain: 'gw.test' });
+    writeFileSync(join(dir, 'gw-key.pem'), leaf.keyPem);
+    writeFileSync(join(dir, 'gw.pem'), leaf.certPem);
+    const gateway = (tls: boolean) =>
+      startMeshlet({
+        listeners: {
+          gateway: {
+            address: '127.0.0.1',
+            port: 0,
+            keepAliveTimeout: '300ms',
+            ...(tls ? { tls: { cert: join(dir, 'gw.pem'), key: join(dir, 'gw-key.pem') } } : {}),
+          },
+        },
+        registry: { endpoints: { web: [upstream.endpoint] } },
+        gateway: { routes: [{ match: { pathPrefix: '/' }, upstream: 'web' }] },
+      });
+    const [plain, secure] = [await gateway(false), await gateway(true)];
+    try {
+      const h2c = await idleAfterOneRequest(
+        http2.connect(`http://127.0.0.1:${plain.daemon.addresses().gateway!.port}`),
+      );
+      const h2 = await idleAfterOneRequest(
+        http2.connect(`https://127.0.0.1:${secure.daemon.addresses().gateway!.port}`, {
+          ca: ca.certPem,
+          servername: 'localhost',
+        }),
+      );
+      for (const r of [h2c, h2]) {
+        expect(r.status).toBe(200);
+        expect(r.goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
+        expect(r.idleMs).toBeGreaterThanOrEqual(250);
+        expect(r.idleMs).toBeLessThan(3000);
+      }
+    } finally {
+      await plain.close();
+      await secure.close();
       await upstream.close();
     }
   });
