@@ -64,7 +64,7 @@ export async function listenGateway(
   );
   answerClientErrors(h1);
   const sessions = new H2Sessions(spec.keepAliveTimeout);
-  const h2 = lazyH2cServer(handler, sessions);
+  const h2 = lazyH2cServer(handler, sessions, { maxHeaderBytes: spec.maxHeaderSize });
   const server = createTlsServer({
     cert: current.cert,
     key: current.key,

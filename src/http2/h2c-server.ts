@@ -1,5 +1,8 @@
 // meshlet's HTTP/2 server side: a compat-API server with wide flow-control windows, sessions tracked for drain.
 import type { Http2Server, Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2';
+import { sendError } from '../errors/error-response.ts';
+import { isGrpcRequest } from '../errors/grpc-status.ts';
+import { MeshletError } from '../errors/meshlet-error.ts';
 import { H2_CONNECTION_WINDOW_BYTES, H2_SERVER_SETTINGS, H2_SESSION_IDLE_MS } from './h2-settings.ts';
 
 /** A tracked session: its open streams, since when it has had none, and its idle check. */
@@ -85,27 +88,65 @@ function widen(session: ServerHttp2Session): void {
   if (!session.destroyed) session.setLocalWindowSize(H2_CONNECTION_WINDOW_BYTES);
 }
 
+/** Options of {@link lazyH2cServer}. */
+export interface H2cServerOptions {
+  /**
+   * Largest request header block, bytes, counted as HTTP/1.1 would carry it ("name: value" and
+   * CRLF per field, pseudo-headers included); larger gets 400 `bad_request`, as the listener's
+   * HTTP/1.1 parser answers. Default 16 KiB.
+   */
+  maxHeaderBytes?: number;
+  /** Applied to the server when it is made (e.g. more `session` listeners). */
+  configure?: (server: Http2Server) => void;
+}
+
+/** A request's header block size as HTTP/1.1 would carry it: `name: value\r\n` per field, bytes. */
+export function headerBlockBytes(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) n += rawHeaders[i]!.length + rawHeaders[i + 1]!.length + 4;
+  return n;
+}
+
 /**
  * The h2c server of a listener (sockets are handed to it by `routeByPreface`, or after ALPN `h2`),
- * answering with the same request handler as the HTTP/1.1 side (node:http2's compatibility API).
- * Made on the first call of the returned function, with `configure` applied then: node:http2 loads
- * with the first HTTP/2 connection, so a sidecar that only ever sees HTTP/1.1 never loads it (it
- * costs about 10 MiB of RSS; README "Memory and GC").
+ * answering with the same request handler as the HTTP/1.1 side (node:http2's compatibility API),
+ * after the same header size limit. Made on the first call of the returned function, with
+ * `configure` applied then: node:http2 loads with the first HTTP/2 connection, so a sidecar that
+ * only ever sees HTTP/1.1 never loads it (it costs about 10 MiB of RSS; README "Memory and GC").
  */
 export function lazyH2cServer(
   handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
   sessions: H2Sessions,
-  configure?: (server: Http2Server) => void,
+  options: H2cServerOptions = {},
 ): () => Http2Server {
+  const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
+  const guarded = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
+    if (headerBlockBytes(req.rawHeaders) <= maxHeaderBytes) handler(req, res);
+    else {
+      const grpc = isGrpcRequest(req.headers['content-type']);
+      sendError(
+        res,
+        new MeshletError('bad_request', 'request headers too large'),
+        undefined,
+        undefined,
+        grpc,
+      );
+    }
+  };
+  // node:http2 refuses a header list over 64 KiB itself (it resets the stream): room for a larger limit.
+  const settings =
+    maxHeaderBytes < 32 * 1024
+      ? H2_SERVER_SETTINGS
+      : { ...H2_SERVER_SETTINGS, maxHeaderListSize: Math.max(65_535, 2 * maxHeaderBytes) };
   let server: Http2Server | undefined;
   return () => {
     if (server !== undefined) return server;
     const { createServer } = process.getBuiltinModule('node:http2');
-    server = createServer({ settings: H2_SERVER_SETTINGS }, handler);
+    server = createServer({ settings }, guarded);
     // node:http2 would answer CONNECT with a bare 405 itself; the handler answers it with meshlet's error.
-    server.on('connect', handler);
+    server.on('connect', guarded);
     server.on('session', (session: ServerHttp2Session) => sessions.add(session));
-    configure?.(server);
+    options.configure?.(server);
     return server;
   };
 }

@@ -84,7 +84,7 @@ export async function listenHttp(
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const h1 = createHttp1Server(handler as RequestListener, options);
   const sessions = new H2Sessions(options.h2IdleTimeoutMs);
-  const h2 = lazyH2cServer(handler, sessions);
+  const h2 = lazyH2cServer(handler, sessions, { maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024 });
   const front = createNetServer({ noDelay: true }, (socket) =>
     routeByPreface(socket, h1, h2, headersTimeout),
   );

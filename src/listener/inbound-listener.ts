@@ -106,11 +106,13 @@ export async function listenInbound(
   const sessions = new H2Sessions();
   /** The peer of the connection being handed to the h2 server ('session' fires synchronously). */
   let handing: InboundPeer | undefined;
-  const h2 = lazyH2cServer(verified, sessions, (server) =>
-    server.prependListener('session', (session: Http2Session) => {
-      if (handing !== undefined) peers.set(session, handing);
-    }),
-  );
+  const h2 = lazyH2cServer(verified, sessions, {
+    maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024,
+    configure: (server) =>
+      server.prependListener('session', (session: Http2Session) => {
+        if (handing !== undefined) peers.set(session, handing);
+      }),
+  });
   const server = createTlsServer({
     ...tls.serverContextOptions(),
     requestCert: true,

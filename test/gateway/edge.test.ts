@@ -128,6 +128,32 @@ describe('gateway edge', () => {
     expect((await call(gw, '/app/x', {}, 'DELETE')).status).toBe(405);
   });
 
+  it('maxHeaderSize holds over HTTP/2 too: a 5 KB header gets 400 bad_request over h2c, nothing reaches the upstream', async () => {
+    const before = upstream.requests.length;
+    const session = http2.connect(gw);
+    session.on('error', () => {});
+    const get = (size: number) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = session.request({ ':path': '/app/x', 'x-big': 'y'.repeat(size) });
+        let status = 0;
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.on('data', (d: string) => (body += d));
+        req.on('error', reject);
+        req.on('end', () => resolve({ status, body }));
+      });
+    try {
+      expect((await get(2000)).status).toBe(200);
+      const big = await get(5000);
+      expect(big.status).toBe(400);
+      expect(JSON.parse(big.body).error).toBe('bad_request');
+      expect(upstream.requests.length).toBe(before + 1);
+    } finally {
+      session.destroy();
+    }
+  });
+
   it('rate limit by IP behind one trusted proxy: keyed by the x-forwarded-for client, 429 with retry-after', async () => {
     const from = (ip: string) => call(gw, '/limited/a', { 'x-forwarded-for': ip });
     expect((await from('203.0.113.1')).status).toBe(200);

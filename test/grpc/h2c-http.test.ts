@@ -116,4 +116,38 @@ describe('HTTP/2 requests through meshlet', () => {
     expect(tunnel.headers['x-meshlet-error']).toBe('method_not_allowed');
     expect(JSON.parse(tunnel.body)).toMatchObject({ error: 'method_not_allowed' });
   });
+
+  it('request headers over 16 KiB over h2c get 400 bad_request as over HTTP/1.1 (gRPC: a status), and the upstream sees nothing', async () => {
+    const before = h1.requests.length;
+    const fits = await h2Request(mesh.outbound, {
+      ':path': '/',
+      ':authority': 'web',
+      'x-big': 'a'.repeat(15_000),
+    });
+    expect(fits.status).toBe(200);
+    expect(h1.requests.length).toBe(before + 1);
+    // 20 KB: under node:http2's own 64 KiB, so only meshlet's limit (the HTTP/1.1 side's 16 KiB) refuses it.
+    const big = await h2Request(mesh.outbound, {
+      ':path': '/',
+      ':authority': 'web',
+      'x-big': 'a'.repeat(20_000),
+    });
+    expect(big.status).toBe(400);
+    expect(big.headers['x-meshlet-error']).toBe('bad_request');
+    expect(JSON.parse(big.body)).toMatchObject({
+      error: 'bad_request',
+      message: 'request headers too large',
+    });
+    const grpc = await h2Request(mesh.outbound, {
+      ':method': 'POST',
+      ':path': '/pkg.Svc/Call',
+      ':authority': 'web',
+      'content-type': 'application/grpc',
+      'x-big': 'a'.repeat(20_000),
+    });
+    expect(grpc.status).toBe(200);
+    expect(grpc.headers['grpc-status']).toBe('13');
+    expect(grpc.headers['x-meshlet-error']).toBe('bad_request');
+    expect(h1.requests.length).toBe(before + 1);
+  });
 });

@@ -1,4 +1,5 @@
-// Inbound protections: per-caller rate limit (429), max concurrent (503), header size (400), slow clients.
+// Inbound protections: per-caller rate limit (429), max concurrent (503), header size (400, over HTTP/1.1 and HTTP/2), slow clients.
+import * as http2 from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
@@ -87,6 +88,26 @@ describe('inbound protections', () => {
     try {
       const reply = await tlsRequest(b.port, { ...as(web), headers: { 'x-big': 'a'.repeat(4096) } });
       expect(reply.status ?? 400).toBe(400);
+      // The same limit over HTTP/2 (ALPN h2, as a peer meshlet calls).
+      const session = http2.connect(`https://127.0.0.1:${b.port}`, {
+        ...as(web),
+        checkServerIdentity: () => undefined,
+      });
+      session.on('error', () => {});
+      const h2 = await new Promise<{ status: number; error: unknown }>((resolve, reject) => {
+        const req = session.request({ ':path': '/', ':authority': 'orders', 'x-big': 'a'.repeat(4096) });
+        let status = 0;
+        let error: unknown;
+        req.on('response', (h) => {
+          status = Number(h[':status']);
+          error = h['x-meshlet-error'];
+        });
+        req.on('error', reject);
+        req.resume();
+        req.on('end', () => resolve({ status, error }));
+      });
+      session.destroy();
+      expect(h2).toEqual({ status: 400, error: 'bad_request' });
       expect(app.requests.length).toBe(before);
     } finally {
       await b.close();
