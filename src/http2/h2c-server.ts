@@ -108,6 +108,20 @@ export function headerBlockBytes(rawHeaders: readonly string[]): number {
 }
 
 /**
+ * Why an HTTP/2 request is refused before it is handled, or null: a header block over
+ * `maxHeaderBytes`, or a `Host` header naming another authority than `:authority` (RFC 9113
+ * §8.3.1: malformed; routing by one while the upstream reads the other is how requests slip past
+ * authority-based routes).
+ */
+function malformed(req: Http2ServerRequest, maxHeaderBytes: number): string | null {
+  if (headerBlockBytes(req.rawHeaders) > maxHeaderBytes) return 'request headers too large';
+  const { host, ':authority': authority } = req.headers;
+  if (host !== undefined && authority !== undefined && host.toLowerCase() !== authority.toLowerCase())
+    return 'the Host header differs from :authority';
+  return null;
+}
+
+/**
  * The h2c server of a listener (sockets are handed to it by `routeByPreface`, or after ALPN `h2`),
  * answering with the same request handler as the HTTP/1.1 side (node:http2's compatibility API),
  * after the same header size limit. Made on the first call of the returned function, with
@@ -121,16 +135,11 @@ export function lazyH2cServer(
 ): () => Http2Server {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
   const guarded = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
-    if (headerBlockBytes(req.rawHeaders) <= maxHeaderBytes) handler(req, res);
+    const refusal = malformed(req, maxHeaderBytes);
+    if (refusal === null) handler(req, res);
     else {
       const grpc = isGrpcRequest(req.headers['content-type']);
-      sendError(
-        res,
-        new MeshletError('bad_request', 'request headers too large'),
-        undefined,
-        undefined,
-        grpc,
-      );
+      sendError(res, new MeshletError('bad_request', refusal), undefined, undefined, grpc);
     }
   };
   // node:http2 refuses a header list over 64 KiB itself (it resets the stream): room for a larger limit.

@@ -150,4 +150,18 @@ describe('HTTP/2 requests through meshlet', () => {
     expect(grpc.headers['x-meshlet-error']).toBe('bad_request');
     expect(h1.requests.length).toBe(before + 1);
   });
+
+  it('a Host header that names another authority than :authority gets 400 bad_request; the same one passes', async () => {
+    const before = h1.requests.length;
+    const other = await h2Request(mesh.outbound, { ':path': '/', ':authority': 'web', host: 'modern' });
+    expect(other.status).toBe(400);
+    expect(JSON.parse(other.body)).toMatchObject({
+      error: 'bad_request',
+      message: 'the Host header differs from :authority',
+    });
+    expect(h1.requests.length).toBe(before);
+    const same = await h2Request(mesh.outbound, { ':path': '/', ':authority': 'web', host: 'WEB' });
+    expect(same.status).toBe(200);
+    expect(h1.requests.length).toBe(before + 1);
+  });
 });
