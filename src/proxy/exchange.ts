@@ -806,10 +806,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   #onClientClose = (): void => {
     if (this.#done) return;
-    const controller = this.#controller;
-    if (controller !== null) controller.abort(new Error('client closed the connection'));
     this.#settleBreaker(true);
     this.#complete(CLIENT_CLOSED);
+    // After #complete: aborting calls onResponseError at once, which must find the exchange done
+    // (the client's leaving is not the endpoint's failure), not classify the abort as a reset.
+    this.#controller?.abort(new Error('client closed the connection'));
   };
 
   #complete(status: number, err?: MeshletError): void {

@@ -1,4 +1,5 @@
-// Issue 11: a request meshlet's own HTTP client would refuse gets 400 before any attempt, and never hurts other traffic.
+// Issue 11: a request meshlet's own HTTP client would refuse gets 400 before any attempt, and never hurts other traffic; nor does a client that breaks its own upload.
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -113,5 +114,58 @@ describe('requests the forwarding client would refuse (inbound mTLS listener)', 
     expect(parsed.status).toBe(400);
     expect(parsed.headers['x-meshlet-error']).toBe('bad_request');
     expect(app.requests).toHaveLength(0);
+  });
+});
+
+describe('a client that breaks its own streamed upload', () => {
+  /** Sends the head of a 1 MiB POST and 100 KB of its body (over the 64 KiB replay buffer: streamed), then `end`s. */
+  const brokenUpload = (port: number, end: (s: Socket) => void): Promise<void> =>
+    new Promise((resolve) => {
+      const s = netConnect(port, '127.0.0.1', () => {
+        s.write('POST /upload HTTP/1.1\r\nHost: users\r\nContent-Length: 1048576\r\n\r\n');
+        s.write(Buffer.alloc(100_000, 97), () => setTimeout(() => end(s), 20));
+      });
+      s.on('error', () => {});
+      // A half-closed client is answered 400 (its body ended short) and then done.
+      s.on('end', () => s.destroy());
+      s.resume();
+      s.on('close', () => resolve());
+    });
+
+  it('counts against nothing: 25 aborted or half-closed uploads leave the endpoint healthy and the breaker closed', async () => {
+    // The upstream reads uploads and never answers them (the client leaves first); GETs get 200.
+    const up = await startUpstream((req, res) => {
+      if (req.method === 'GET') res.end('ok');
+      else req.resume();
+    });
+    const mesh = await startMeshlet({
+      registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+      // Eject after 5 gateway failures, open the breaker after 20: 25 client faults must trip neither.
+      upstreams: { users: { circuitBreaker: { volumeThreshold: 20 } } },
+      accessLog: { enabled: false },
+    });
+    try {
+      const port = Number(new URL(mesh.outbound).port);
+      for (let i = 0; i < 25; i++) await brokenUpload(port, (s) => (i % 2 === 0 ? s.destroy() : s.end()));
+      await new Promise((r) => setTimeout(r, 100));
+      const ok = await request(`${mesh.outbound}/v1/ok`, { headers: { host: 'users' } });
+      expect(ok.statusCode).toBe(200);
+      await ok.body.dump();
+      const state = (await (await request(`${mesh.admin}/upstreams`)).body.json()) as {
+        upstreams: Record<string, { circuitBreaker: string; healthy: number; total: number }>;
+      };
+      expect(state.upstreams.users).toMatchObject({ circuitBreaker: 'closed', healthy: 1, total: 1 });
+      const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
+      expect(metrics).not.toMatch(
+        /^meshlet_upstream_attempts_total\{upstream="users",result="reset"\} [1-9]/m,
+      );
+      expect(metrics).not.toMatch(/^meshlet_outlier_ejections_total\{upstream="users"[^}]*\} [1-9]/m);
+      expect(metrics).toMatch(
+        /^meshlet_requests_total\{direction="outbound",upstream="users",status_class="4xx"\} 25$/m,
+      );
+    } finally {
+      await mesh.close();
+      await up.close();
+    }
   });
 });
