@@ -451,6 +451,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
+    if (statusCode < 200) {
+      // An interim answer (102, 103, …); the final one follows on the same attempt (undici calls
+      // back again). 101 never gets here: tunnels take their own path.
+      this.#informational(statusCode, headers);
+      return;
+    }
     const upstream = this.#upstream;
     const handle = this.#handle!;
     this.#timers!.awaitBody(this.#policy.idleTimeoutMs);
@@ -492,6 +498,23 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.#headersOnly = startResponse(res, statusCode, out, grpcStatus !== undefined);
+  }
+
+  /**
+   * Passes a 103 Early Hints answer's `link` header on to the client (RFC 8297; Node's
+   * `writeEarlyHints`), before the final answer; other interim answers (102 Processing, 104…) are
+   * dropped, as RFC 9110 §15.2 lets a proxy do for codes it does not handle. Nothing is counted:
+   * the attempt goes on waiting for its final answer.
+   */
+  #informational(statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    const link = headers.link;
+    const res = this.#res;
+    if (statusCode !== 103 || link === undefined || this.#done || res.headersSent || clientGone(res)) return;
+    try {
+      res.writeEarlyHints({ link });
+    } catch {
+      // A link value Node will not send (it validates them): the hint is only a hint.
+    }
   }
 
   /**
