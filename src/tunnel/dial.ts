@@ -16,10 +16,14 @@ export type EndpointDialer = (
 export const plainDial: EndpointDialer = (endpoint, _upstream, connectTimeoutMs) =>
   dialTcp(endpoint.address, endpoint.port, connectTimeoutMs);
 
-/** A TCP connection to host:port within `timeoutMs` (`UND_ERR_CONNECT_TIMEOUT` past it, as undici names it). */
+/**
+ * A TCP connection to host:port within `timeoutMs` (`UND_ERR_CONNECT_TIMEOUT` past it, as undici
+ * names it). Half-open allowed: an endpoint's FIN must only end the client's direction of a tunnel
+ * (the Tunnel passes it on), not close the connection while the client still sends.
+ */
 export function dialTcp(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, noDelay: true });
+    const socket = connect({ host, port, noDelay: true, allowHalfOpen: true });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(

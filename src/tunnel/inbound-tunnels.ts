@@ -40,6 +40,9 @@ export interface InboundTunnelContext {
 export function inboundTunnelHandler(ctx: InboundTunnelContext, kind: TunnelKind): SocketListener {
   return function inboundTunnel(req, duplex, head) {
     const socket = duplex as Socket;
+    // node:http took its own error listener off the upgraded socket: a caller resetting during the
+    // handshake must not crash the daemon ('close' follows and is handled below).
+    socket.on('error', () => undefined);
     const peer = inboundPeerOf(req);
     if (peer === undefined) {
       socket.destroy();
@@ -80,8 +83,12 @@ export function inboundTunnelHandler(ctx: InboundTunnelContext, kind: TunnelKind
             open(app, Buffer.alloc(0));
             return;
           }
-          upgradeApp(req, socket, app, peer.identity.service, peer.identity.uri, open, () =>
-            count('refused'),
+          upgradeApp(
+            req,
+            socket,
+            app,
+            { caller: peer.identity.service, callerUri: peer.identity.uri, timeoutMs: ictx.appTimeoutMs },
+            { open, refused: () => count('refused'), failed: () => count('failed') },
           );
         },
         (err: Error) => {
@@ -100,38 +107,91 @@ export function inboundTunnelHandler(ctx: InboundTunnelContext, kind: TunnelKind
   };
 }
 
-/** Sends the upgrade request to the local app with the caller's identity; `open` on 101, else its answer passes on. */
+/** What one upgrade to the local app reports: `open` on 101, `refused` when its answer passes on, else `failed`. */
+interface UpgradeOutcome {
+  open(upSocket: Socket, upHead: Buffer): void;
+  refused(): void;
+  failed(): void;
+}
+
+/**
+ * Sends the upgrade request to the local app with the caller's identity; `open` on 101, else its
+ * answer passes on. The app has `timeoutMs` (`listeners.inbound.appTimeout`) to answer, then the
+ * caller gets 504; a caller that leaves first takes the app connection with it, so a late 101
+ * opens nothing.
+ */
 function upgradeApp(
   req: IncomingMessage,
   client: Socket,
   app: Socket,
-  caller: string,
-  callerUri: string,
-  open: (upSocket: Socket, upHead: Buffer) => void,
-  refused: () => void,
+  who: { caller: string; callerUri: string; timeoutMs: number },
+  outcome: UpgradeOutcome,
 ): void {
   const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
   const headers = [
     ...forwarded.headers,
     PEER_IDENTITY_HEADER,
-    caller,
+    who.caller,
     PEER_SPIFFE_ID_HEADER,
-    callerUri,
+    who.callerUri,
     'Connection',
     'Upgrade',
     'Upgrade',
     String(req.headers.upgrade),
   ];
   const up = requestOn(app, req.method ?? 'GET', req.url ?? '/', headers);
+  let settled = false;
+  const settle = (): boolean => {
+    if (settled) return false;
+    settled = true;
+    clearTimeout(timer);
+    client.off('close', onCallerGone);
+    return true;
+  };
+  const onCallerGone = (): void => {
+    if (!settle()) return;
+    outcome.failed();
+    app.destroy();
+  };
+  const timer = setTimeout(() => {
+    if (!settle()) return;
+    outcome.failed();
+    app.destroy();
+    refuseRaw(
+      client,
+      new MeshletError('upstream_timeout', `local app: no answer to the upgrade within ${who.timeoutMs} ms`),
+    );
+  }, who.timeoutMs);
+  client.once('close', onCallerGone);
   up.once('upgrade', (res: IncomingMessage, upSocket: Socket, upHead: Buffer) => {
+    if (!settle()) {
+      upSocket.destroy();
+      return;
+    }
     client.write(rawHead(101, res.statusMessage ?? '', responseHeaders(res, 'websocket')));
-    open(upSocket, upHead);
+    outcome.open(upSocket, upHead);
   });
   up.once('response', (res: IncomingMessage) => {
-    refused();
+    if (!settle()) {
+      app.destroy();
+      return;
+    }
+    if (res.statusCode === 101) {
+      // A 101 without `Upgrade` (node:http emits 'upgrade' only for one that has it) opens nothing.
+      app.destroy();
+      outcome.failed();
+      refuseRaw(
+        client,
+        new MeshletError('upstream_unreachable', 'local app: answered 101 without an Upgrade header'),
+      );
+      return;
+    }
+    outcome.refused();
     passAnswer(client, res, app);
   });
   up.once('error', (err: Error) => {
+    if (!settle()) return;
+    outcome.failed();
     refuseRaw(
       client,
       new MeshletError(

@@ -48,6 +48,16 @@ export function upgradeHandler(
         ),
       );
     }
+    // The body would have to reach the upstream before its 101, but node:http hands it over as part
+    // of the upgraded stream (`head`), which flows only after the 101: the upstream would wait for
+    // it forever and the endpoint be blamed for the timeout. No WebSocket client sends one.
+    if (hasBody(req))
+      return refuse(
+        ctx,
+        req,
+        socket,
+        new MeshletError('bad_request', 'an Upgrade request with a body is not supported', upstream.name),
+      );
     const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
     if (forwarded.invalid !== null)
       return refuse(ctx, req, socket, new MeshletError('bad_request', forwarded.invalid, upstream.name));
@@ -65,6 +75,12 @@ export function upgradeHandler(
       (conn) => requestOn(conn, method, target.path, headers),
     ).start();
   };
+}
+
+/** Whether a request announces a body (a `Content-Length` above 0, or any `Transfer-Encoding`). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
 }
 
 /**

@@ -13,6 +13,9 @@ import type { EndpointDialer } from './dial.ts';
 import { rawHead, refuseRaw } from '../errors/raw-error.ts';
 import { Tunnel, type TunnelSet } from './tunnel.ts';
 
+/** Status logged when the client went away during the handshake (nginx's 499, as requests log it). */
+const CLIENT_CLOSED = 499;
+
 /** What opening tunnels needs from the daemon. */
 export interface TunnelContext {
   readonly proxy: ProxyContext;
@@ -50,6 +53,8 @@ export class TunnelExchange {
   #holdsRequest = false;
   #attempts = 0;
   #handle: EndpointHandle | undefined;
+  /** The connection to the endpoint while the handshake is in flight (destroyed if the client leaves). */
+  #pending: Socket | null = null;
   #done = false;
 
   constructor(
@@ -118,6 +123,7 @@ export class TunnelExchange {
       socket.destroy();
       return;
     }
+    this.#pending = socket;
     const req = this.#handshake(socket, handle);
     if (req === null) {
       // A plain CONNECT tunnel: the connection is the tunnel.
@@ -137,9 +143,16 @@ export class TunnelExchange {
     const settle = (): void => {
       clearTimeout(timer);
       handle.active--;
+      this.#pending = null;
     };
     const onOpen = (res: IncomingMessage, upSocket: Socket, upHead: Buffer): void => {
       settle();
+      // The client left while the answer was on its way (#abandon destroyed the connection, but
+      // node:http may have parsed the 101 already): there is no one to open a tunnel for.
+      if (this.#done) {
+        upSocket.destroy();
+        return;
+      }
       upstream.outlier.onSuccess(handle);
       if (res.statusCode !== 101 && res.statusCode !== 200) {
         // A CONNECT a peer meshlet refused: pass its answer on.
@@ -155,7 +168,25 @@ export class TunnelExchange {
     req.once('connect', onOpen);
     req.once('response', (res: IncomingMessage) => {
       settle();
+      if (this.#done) {
+        socket.destroy();
+        return;
+      }
       const status = res.statusCode ?? 502;
+      if (status === 101) {
+        // node:http emits 'upgrade' only for a 101 that names the protocol: one without `Upgrade`
+        // (RFC 9110 §15.2.2 requires it) switches to nothing a client could speak.
+        socket.destroy();
+        this.#reportOutlier(handle, 'gateway');
+        this.#fail(
+          new MeshletError(
+            'upstream_unreachable',
+            `upstream "${upstream.name}" answered 101 without an Upgrade header`,
+            upstream.name,
+          ),
+        );
+        return;
+      }
       if (status >= 500) this.#reportOutlier(handle, status >= 502 && status <= 504 ? 'gateway' : '5xx');
       else upstream.outlier.onSuccess(handle);
       this.#passAnswer(res, socket);
@@ -229,11 +260,20 @@ export class TunnelExchange {
     this.#log(err.status, err.code);
   }
 
-  /** The client went away during the handshake. */
+  /**
+   * The client went away during the handshake: the connection to the endpoint is dropped (the
+   * endpoint is not to blame, so neither outlier detection nor the breaker hear a failure) and the
+   * handshake counts as `failed` with a 499 access line.
+   */
   #abandon(): void {
     if (this.#done) return;
     this.#done = true;
+    // Destroying the connection makes the handshake request fail; its error handler sees #done.
+    this.#pending?.destroy();
+    this.#pending = null;
+    this.#count('failed');
     this.#release(true);
+    this.#log(CLIENT_CLOSED);
   }
 
   #release(success: boolean): void {
@@ -304,7 +344,12 @@ export function responseHeaders(res: IncomingMessage, kind: TunnelKind): string[
   return out;
 }
 
-/** An HTTP/1.1 request on an already connected socket (the handshake of an upgrade or a CONNECT). */
+/**
+ * An HTTP/1.1 request on an already connected socket (the handshake of an upgrade or a CONNECT),
+ * with exactly the headers given: node:http would otherwise frame a bodiless POST or PUT (Docker's
+ * `POST …/attach` with `Upgrade: tcp`) as chunked, and its terminating `0\r\n\r\n` would land in the
+ * upgraded stream.
+ */
 export function requestOn(
   socket: Socket,
   method: string,
@@ -315,7 +360,7 @@ export function requestOn(
     method,
     path,
     headers: headers as unknown as Record<string, string>,
-    setHost: false,
+    setDefaultHeaders: false,
     createConnection: () => socket,
   });
 }
