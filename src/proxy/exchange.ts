@@ -481,10 +481,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#serverAllowsRetry(headers) &&
       this.#mayRetry({ kind: 'response', status: statusCode, grpcStatus })
     ) {
-      // Retry: read and drop this response, then try again when it ends.
+      // Retry: drop this response and try again. The attempt is cut rather than its body read to
+      // the end (Envoy resets the upstream stream too): a slow or endless body would hold the retry,
+      // and the request, past its deadline. onResponseError schedules the retry.
       const retryAfter = headers['retry-after'];
       this.#retryAfter = typeof retryAfter === 'string' ? retryAfter : undefined;
       this.#discarding = true;
+      controller.abort(new Error('answer dropped for a retry'));
       return;
     }
     this.#status = statusCode;

@@ -125,6 +125,35 @@ describe('safe retries', () => {
     expect(res.headers['x-meshlet-attempts']).toBe('3');
   });
 
+  it('a 503 whose body never ends is dropped at once and retried: the client gets the next 200 well within timeouts.request', async () => {
+    let calls = 0;
+    const trickles: NodeJS.Timeout[] = [];
+    const endless = await startUpstream((req, res) => {
+      req.resume();
+      if (++calls > 1) return void res.end('ok');
+      res.writeHead(503, { 'retry-after': '0' });
+      trickles.push(setInterval(() => res.write('.'), 100));
+    });
+    const m = await startMeshlet({
+      registry: { type: 'static', endpoints: { endless: [endless.endpoint] } },
+      upstreams: { endless: { retries: { retryOn: ['gateway-error'] }, timeouts: { request: '2s' } } },
+      accessLog: { enabled: false },
+    });
+    try {
+      const started = performance.now();
+      const res = await request(`${m.outbound}/x`, { headers: { host: 'endless' } });
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.text()).toBe('ok');
+      expect(res.headers['x-meshlet-attempts']).toBe('2');
+      // Reading the 503 to its end would never finish; the request timeout (2 s) would answer 504.
+      expect(performance.now() - started).toBeLessThan(1500);
+    } finally {
+      for (const t of trickles) clearInterval(t);
+      await m.close();
+      await endless.close();
+    }
+  });
+
   it('a route overrides its upstream retry policy', async () => {
     const before = resetter.requests.length;
     const res = await request(`${mesh.outbound}/once/read`);
