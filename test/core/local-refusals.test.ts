@@ -10,6 +10,23 @@ import { makePki, startInbound, type TestInbound, type TestPki } from '../tls/tl
 
 const TWO_HOSTS = 'GET /v1/x HTTP/1.1\r\nHost: users\r\nHost: users\r\n\r\n';
 
+/**
+ * Checks that `users` is unharmed (a GET gets 200, the breaker is closed, its one endpoint healthy,
+ * nothing ejected) and returns the metrics text for more checks.
+ */
+async function expectUsersUnharmed(mesh: InProcessMeshlet): Promise<string> {
+  const ok = await request(`${mesh.outbound}/v1/ok`, { headers: { host: 'users' } });
+  expect(ok.statusCode).toBe(200);
+  await ok.body.dump();
+  const state = (await (await request(`${mesh.admin}/upstreams`)).body.json()) as {
+    upstreams: Record<string, { circuitBreaker: string; healthy: number; total: number }>;
+  };
+  expect(state.upstreams.users).toMatchObject({ circuitBreaker: 'closed', healthy: 1, total: 1 });
+  const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
+  expect(metrics).not.toMatch(/^meshlet_outlier_ejections_total\{upstream="users"[^}]*\} [1-9]/m);
+  return metrics;
+}
+
 describe('requests the forwarding client would refuse (outbound and per-upstream listeners)', () => {
   let up: TestUpstream;
   let mesh: InProcessMeshlet;
@@ -51,17 +68,8 @@ describe('requests the forwarding client would refuse (outbound and per-upstream
     for (const r of replies) expect(parseReply(r).status).toBe(400);
     expect(up.requests).toHaveLength(0);
 
-    const ok = await request(`${mesh.outbound}/v1/ok`, { headers: { host: 'users' } });
-    expect(ok.statusCode).toBe(200);
-    await ok.body.dump();
-
-    const state = (await (await request(`${mesh.admin}/upstreams`)).body.json()) as {
-      upstreams: Record<string, { circuitBreaker: string; healthy: number; total: number }>;
-    };
-    expect(state.upstreams.users).toMatchObject({ circuitBreaker: 'closed', healthy: 1, total: 1 });
-    const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
+    const metrics = await expectUsersUnharmed(mesh);
     expect(metrics).not.toMatch(/^meshlet_retries_total\{[^}]*upstream="users"/m);
-    expect(metrics).not.toMatch(/^meshlet_outlier_ejections_total\{upstream="users"[^}]*\} [1-9]/m);
     expect(metrics).toMatch(/^meshlet_local_replies_total\{[^}]*code="bad_request"[^}]*\} 52$/m);
   });
 
@@ -148,18 +156,10 @@ describe('a client that breaks its own streamed upload', () => {
       const port = Number(new URL(mesh.outbound).port);
       for (let i = 0; i < 25; i++) await brokenUpload(port, (s) => (i % 2 === 0 ? s.destroy() : s.end()));
       await new Promise((r) => setTimeout(r, 100));
-      const ok = await request(`${mesh.outbound}/v1/ok`, { headers: { host: 'users' } });
-      expect(ok.statusCode).toBe(200);
-      await ok.body.dump();
-      const state = (await (await request(`${mesh.admin}/upstreams`)).body.json()) as {
-        upstreams: Record<string, { circuitBreaker: string; healthy: number; total: number }>;
-      };
-      expect(state.upstreams.users).toMatchObject({ circuitBreaker: 'closed', healthy: 1, total: 1 });
-      const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
+      const metrics = await expectUsersUnharmed(mesh);
       expect(metrics).not.toMatch(
         /^meshlet_upstream_attempts_total\{upstream="users",result="reset"\} [1-9]/m,
       );
-      expect(metrics).not.toMatch(/^meshlet_outlier_ejections_total\{upstream="users"[^}]*\} [1-9]/m);
       expect(metrics).toMatch(
         /^meshlet_requests_total\{direction="outbound",upstream="users",status_class="4xx"\} 25$/m,
       );

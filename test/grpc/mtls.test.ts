@@ -12,7 +12,7 @@ import {
   startEchoServer,
   unary,
 } from '../helpers/grpc.ts';
-import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import { makePki, type TestPki, tlsFilesConfig, peerEndpoint } from '../tls/tls-helpers.ts';
 
 let pki: TestPki;
 let app: EchoServer;
@@ -28,13 +28,7 @@ async function caller(service: string): Promise<InProcessMeshlet> {
     registry: {
       type: 'static',
       endpoints: {
-        orders: [
-          {
-            address: '127.0.0.1',
-            port: b.daemon.addresses().inbound!.port,
-            meta: { meshlet_inbound: 'mtls' },
-          },
-        ],
+        orders: [peerEndpoint(b)],
       },
     },
     upstreams: { orders: { protocol: 'grpc' } },

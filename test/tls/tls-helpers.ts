@@ -102,6 +102,15 @@ export async function tlsFilesConfig(pki: TestPki, service: string) {
   };
 }
 
+/** A static registry entry for a peer meshlet's inbound mTLS listener (`meta.meshlet_inbound: mtls`). */
+export function peerEndpoint(peer: { daemon: { addresses(): { inbound?: { port: number } } } }) {
+  return {
+    address: '127.0.0.1',
+    port: peer.daemon.addresses().inbound!.port,
+    meta: { meshlet_inbound: 'mtls' },
+  };
+}
+
 /** Starts a MeshTls over the files of `service` in `pki` (issuing them when absent). */
 export async function filesTls(
   pki: TestPki,

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
-import { makePki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import { makePki, tlsFilesConfig, peerEndpoint } from '../tls/tls-helpers.ts';
 
 const WS_HEADERS =
   'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
@@ -228,13 +228,7 @@ describe('inbound tunnel handshakes that go wrong (two meshlets over mTLS)', () 
       registry: {
         type: 'static',
         endpoints: {
-          chat: [
-            {
-              address: '127.0.0.1',
-              port: b.daemon.addresses().inbound!.port,
-              meta: { meshlet_inbound: 'mtls' },
-            },
-          ],
+          chat: [peerEndpoint(b)],
         },
       },
       upstreams: { chat: { timeouts: { request: '3s' } } },

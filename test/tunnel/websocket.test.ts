@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { closedPort } from '../helpers/upstream-server.ts';
-import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import { makePki, type TestPki, tlsFilesConfig, peerEndpoint } from '../tls/tls-helpers.ts';
 import { closed, echoMany, openWs, startWsEcho, type WsEcho } from './ws-helpers.ts';
 
 describe('WebSocket through meshlet', () => {
@@ -144,13 +144,7 @@ describe('WebSocket between two meshlets over mTLS', () => {
       registry: {
         type: 'static',
         endpoints: {
-          chat: [
-            {
-              address: '127.0.0.1',
-              port: b.daemon.addresses().inbound!.port,
-              meta: { meshlet_inbound: 'mtls' },
-            },
-          ],
+          chat: [peerEndpoint(b)],
         },
       },
       upstreams: { chat: { timeouts: { upgradeIdle: '1500ms' } } },
