@@ -190,7 +190,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
 
-    const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
+    // At the edge a client's deadline headers are not taken (Envoy ignores grpc-timeout and its own
+    // x-envoy-upstream-rq-timeout-ms from outside too): an anonymous client asking for 1 ms would get
+    // 504s that count against healthy endpoints until they are ejected. The route's timeouts govern.
+    const incoming =
+      edge === null ? incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']) : undefined;
     const budget =
       incoming === undefined
         ? this.#policy.requestTimeoutMs

@@ -149,3 +149,40 @@ describe('limits, deadlines and fallback', () => {
     expect(metrics).toMatch(/^meshlet_failovers_total\{upstream="down",fallback="backup"\} 5$/m);
   });
 });
+
+describe('deadlines at the gateway', () => {
+  it("a client's x-meshlet-timeout-ms or grpc-timeout is not taken at the edge: no 504s, no endpoint ejected", async () => {
+    // Answers after 30 ms: longer than the 1 ms the client asks for, well within the route's timeout.
+    const app = await startUpstream((req, res) => {
+      req.resume();
+      setTimeout(() => res.end('ok'), 30);
+    });
+    const m = await startMeshlet({
+      listeners: { gateway: { address: '127.0.0.1', port: 0 } },
+      registry: { endpoints: { web: [app.endpoint] } },
+      gateway: { routes: [{ match: { pathPrefix: '/' }, upstream: 'web' }] },
+      accessLog: { enabled: false },
+    });
+    try {
+      const gw = `http://127.0.0.1:${m.daemon.addresses().gateway!.port}`;
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        const header = i % 2 === 0 ? { 'x-meshlet-timeout-ms': '1' } : { 'grpc-timeout': '1m' };
+        const res = await request(`${gw}/x`, { headers: header });
+        statuses.push(res.statusCode);
+        await res.body.dump();
+      }
+      expect(statuses).toEqual(Array(12).fill(200));
+      // What the app was told is the route's own budget (15 s by default), not the client's 1 ms.
+      const told = Number(app.requests.at(-1)?.headers['x-meshlet-timeout-ms']);
+      expect(told).toBeGreaterThan(10_000);
+      const state = (await (await request(`${m.admin}/upstreams`)).body.json()) as {
+        upstreams: Record<string, { healthy: number; total: number }>;
+      };
+      expect(state.upstreams.web).toMatchObject({ healthy: 1, total: 1 });
+    } finally {
+      await m.close();
+      await app.close();
+    }
+  });
+});
