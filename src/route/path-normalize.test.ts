@@ -1,4 +1,4 @@
-// Pins normalizePath: RFC 3986 dot segments, %2e, merged slashes, refusals, and the untouched fast path.
+// Pins normalizePath: RFC 3986 dot segments, escaped unreserved characters, merged slashes, refusals, and the untouched fast path.
 import { describe, expect, it } from 'vitest';
 import { BACKSLASH, ENCODED_SLASH, normalizePath } from './path-normalize.ts';
 
@@ -58,9 +58,19 @@ describe('normalizePath', () => {
     expect(normalizePath(input)).toBe(BACKSLASH);
   });
 
-  it('leaves other escapes alone: %25 (so %252e stays), %20, %2d', () => {
+  it('decodes every escaped unreserved character (RFC 3986 §6.2.2.2), so a prefix cannot be spelled around', () => {
+    expect(normalizePath('/%61dmin/x')).toBe('/admin/x');
+    expect(normalizePath('/%61%64%6D%69%6E/x')).toBe('/admin/x');
+    expect(normalizePath('/a%2db%5fc%7Ed%30')).toBe('/a-b_c~d0');
+    expect(normalizePath('/%41PI/v1?q=%61')).toBe('/API/v1?q=%61');
+  });
+
+  it('leaves other escapes alone: %25 (so %252e stays), %20, %3A, %40, and bad escapes', () => {
     expect(normalizePath('/a/%252e%252e/b')).toBe('/a/%252e%252e/b');
     expect(normalizePath('/a%20b/%2d/../c')).toBe('/a%20b/c');
+    expect(normalizePath('/a%3Ab%40c')).toBe('/a%3Ab%40c');
+    expect(normalizePath('/a%zz/%6')).toBe('/a%zz/%6');
+    expect(normalizePath('/a%3Ab/%61')).toBe('/a%3Ab/a');
   });
 
   it('returns a path that needs nothing as it is (the fast path: dots, escapes and slashes that are fine)', () => {
@@ -77,7 +87,7 @@ describe('normalizePath', () => {
   });
 
   it('is idempotent: a normalised path normalises to itself', () => {
-    for (const path of ['/a/./b/../c//d/', '/public/%2e%2e/x', '/../..//x/.']) {
+    for (const path of ['/a/./b/../c//d/', '/public/%2e%2e/x', '/../..//x/.', '/%61b/%7e', '/%61%20b']) {
       const once = normalizePath(path) as string;
       expect(normalizePath(once)).toBe(once);
     }

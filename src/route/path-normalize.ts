@@ -1,4 +1,4 @@
-// Normalises a request path before route matching (RFC 3986 dot segments, `%2e`, `//`), or refuses it.
+// Normalises a request path before route matching (RFC 3986 dot segments, escaped unreserved characters, `//`), or refuses it.
 
 /**
  * Why a path was refused; the router answers it with 400 `bad_request`. The two refusals are
@@ -23,7 +23,33 @@ const PERCENT = 37;
 const BACK = 92;
 const QUESTION = 63;
 const HASH = 35;
-const ENCODED_DOT = /%2e/gi;
+const ENCODED = /%([0-9a-f]{2})/gi;
+
+/** The value of one hex digit's code, or -1. */
+function hexValue(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  const l = code | 0x20;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/** Whether `code` is an unreserved character (RFC 3986 §2.3: ALPHA, DIGIT, `-`, `.`, `_`, `~`). */
+function isUnreserved(code: number): boolean {
+  const l = code | 0x20;
+  return (
+    (l >= 97 && l <= 122) ||
+    (code >= 48 && code <= 57) ||
+    code === 45 ||
+    code === DOT ||
+    code === 95 ||
+    code === 126
+  );
+}
+
+/** Decodes an escape of an unreserved character; any other escape stays as it came. */
+function decodeUnreserved(escape: string, hex: string): string {
+  const code = Number.parseInt(hex, 16);
+  return isUnreserved(code) ? String.fromCharCode(code) : escape;
+}
 
 /** True when `path[from, to)` is `.` or `..`: a dot segment, once `%2e` reads as `.` too. */
 function isDotSegment(path: string, from: number, to: number): boolean {
@@ -39,7 +65,8 @@ function lower(code: number): number {
 /**
  * Normalises the path of an origin-form request target (`/a/./b/../c?q`), as Envoy's
  * `normalize_path` + `merge_slashes` with `path_with_escaped_slashes_action: REJECT_REQUEST` do:
- * - `%2e`/`%2E` is decoded to `.` (RFC 3986 §2.3: the same unreserved character); no other escape is
+ * - an escaped unreserved character is decoded (RFC 3986 §6.2.2.2: `%2e` is `.`, `%61` is `a`, as
+ *   the upstream will read them), so `/%61dmin/` matches a route for `/admin/`; no other escape is
  *   decoded, and `%25` stays as it is;
  * - repeated slashes are one slash (`/a//b` → `/a/b`), so `/a//../b` is `/b`;
  * - dot segments are removed (RFC 3986 §5.2.4): `/a/./b` → `/a/b`, `/a/b/../c` → `/a/c`; a `..`
@@ -48,7 +75,8 @@ function lower(code: number): number {
  *   separate segments depends on the upstream, so no prefix checked here could be trusted.
  * The query (from the first `?` or `#`) is kept byte for byte and is never inspected.
  *
- * Runs on every request: a path that needs none of this (no dot segment, no `%2e`, no `//`) is
+ * Runs on every request: a path that needs none of this (no dot segment, no escaped unreserved
+ * character, no `//`) is
  * returned as the very same string, after one scan and no allocation.
  * @param target the request target, starting with `/`; a target that does not gets one.
  * @returns the normalised target, or {@link ENCODED_SLASH} / {@link BACKSLASH}.
@@ -67,7 +95,9 @@ export function normalizePath(target: string): string | PathRefusal {
       const lo = lower(target.charCodeAt(i + 2));
       if (hi === 50 /* 2 */ && lo === 102 /* f */) return ENCODED_SLASH;
       if (hi === 53 /* 5 */ && lo === 99 /* c */) return ENCODED_SLASH;
-      if (hi === 50 /* 2 */ && lo === 101 /* e */) dirty = true;
+      const h = hexValue(hi);
+      const l = hexValue(lo);
+      if (h >= 0 && l >= 0 && isUnreserved(h * 16 + l)) dirty = true;
     } else if (c === BACK) {
       return BACKSLASH;
     } else if (c === QUESTION || c === HASH) {
@@ -79,9 +109,9 @@ export function normalizePath(target: string): string | PathRefusal {
   return rewrite(target, end);
 }
 
-/** The slow path: decode `%2e`, drop empty and `.` segments, let `..` pop, keep a trailing slash. */
+/** The slow path: decode escaped unreserved characters, drop empty and `.` segments, let `..` pop, keep a trailing slash. */
 function rewrite(target: string, end: number): string {
-  const segments = target.slice(0, end).replace(ENCODED_DOT, '.').split('/');
+  const segments = target.slice(0, end).replace(ENCODED, decodeUnreserved).split('/');
   const kept: string[] = [];
   for (const s of segments) {
     if (s === '' || s === '.') continue;

@@ -115,6 +115,16 @@ describe('paths are normalised before route matching', () => {
     }
   });
 
+  it('an escaped unreserved character cannot spell a prefix around its route: /%70ublic/x is /public/x', async () => {
+    const before = { pub: pub.requests.length, other: other.requests.length };
+    for (const path of ['/%70ublic/x', '/%70%75%62%6C%69%63/x']) {
+      const reply = await send(path, 'other');
+      expect({ path, status: reply.status }).toEqual({ path, status: 200 });
+    }
+    expect(pub.requests.slice(before.pub).map((r) => r.url)).toEqual(['/public/x', '/public/x']);
+    expect(other.requests.length).toBe(before.other);
+  });
+
   it('with stripPrefix: what is left after the prefix never climbs out of it', async () => {
     const refused = { refused: 400, code: 'bad_request' } as const;
     const noRoute = { refused: 404, code: 'no_route' } as const;
