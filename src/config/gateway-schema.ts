@@ -192,7 +192,7 @@ export const gatewayRouteSpec = z.strictObject({
   rateLimit: gatewayRateSpec.extend({ by: z.enum(['key', 'tenant', 'ip']).default('ip') }).optional(),
   cors: z
     .strictObject({
-      /** Allowed origins (exact, e.g. `https://app.example`) or `["*"]`. */
+      /** Allowed origins (exact, e.g. `https://app.example`) or `["*"]` (not with `credentials`). */
       origins: z.array(z.string().min(1)).min(1),
       /** Default the route's methods, else GET, HEAD, POST. */
       methods: z.array(method).optional(),
@@ -200,6 +200,7 @@ export const gatewayRouteSpec = z.strictObject({
       headers: z.array(headerName).optional(),
       /** Response headers the browser may read. */
       exposeHeaders: z.array(headerName).default([]),
+      /** `access-control-allow-credentials: true`; needs exact `origins` (`*` is refused). */
       credentials: z.boolean().default(false),
       /** `access-control-max-age`, seconds. Default 600. */
       maxAge: z.number().int().min(0).default(600),
@@ -252,6 +253,16 @@ export const gatewaySpec = z
             message: `names authenticator "${name}", which gateway.auth does not define`,
           });
         }
+      }
+      // `*` with credentials would mean "any site may read this with the user's cookies": browsers
+      // refuse `*` beside credentials, so it could only work by echoing every origin (even `null`).
+      if (route.cors?.credentials === true && route.cors.origins.includes('*')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'cors', 'credentials'],
+          message:
+            'credentials: true needs exact origins, not "*" (any site could read responses with the user\'s cookies)',
+        });
       }
       if ((route.allow !== undefined || route.rateLimit?.by === 'key') && route.auth === undefined) {
         ctx.addIssue({

@@ -68,13 +68,35 @@ export function bearerOf(headers: IncomingHttpHeaders): string | undefined {
   return token === '' ? undefined : token;
 }
 
-/** Characters a header value may not hold (controls but tab): a claim cannot inject a header line. */
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
-// eslint-disable-next-line no-control-regex
-const CONTROL_ALL = /[\u0000-\u0008\u000a-\u001f\u007f]/g;
+/**
+ * A value that cannot go in a header as it is: anything but printable ASCII (controls could inject a
+ * header line; non-Latin-1 text cannot be sent at all, and Latin-1 bytes reach a UTF-8 reader
+ * garbled), a `%` (so that decoding is never ambiguous), or leading or trailing whitespace (which
+ * header parsers trim).
+ */
+const NEEDS_ENCODING = /[^\x20-\x7e]|%|^ | $/;
 
-/** A claim or field as a header value: strings as they are, arrays comma-joined, others as JSON; no control characters. */
+/**
+ * Percent-encodes the UTF-8 bytes of `text` that are not printable ASCII, space and `%` included;
+ * `decodeURIComponent` gives the text back. A lone surrogate becomes U+FFFD.
+ */
+function percentEncode(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out +=
+      byte > 0x20 && byte < 0x7f && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * A claim or field as a header value: strings as they are, arrays comma-joined, others as JSON. A
+ * value holding anything but printable ASCII, or a `%`, is percent-encoded (UTF-8) whole, so an
+ * upstream that percent-decodes every identity header gets each value back exactly ("山田太郎" is
+ * `%E5%B1%B1%E7%94%B0%E5%A4%AA%E9%83%8E`), and an authenticated caller is never refused for its name.
+ */
 export function headerValue(value: unknown): string {
   const text =
     typeof value === 'string'
@@ -82,7 +104,7 @@ export function headerValue(value: unknown): string {
       : Array.isArray(value)
         ? value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(',')
         : JSON.stringify(value);
-  return CONTROL.test(text) ? text.replace(CONTROL_ALL, '') : text;
+  return NEEDS_ENCODING.test(text) ? percentEncode(text) : text;
 }
 
 /** Roles from a claim: an array of strings, or one string separated by spaces or commas. */

@@ -1,5 +1,7 @@
 // CORS per gateway route: preflights answered at the edge, allowed origins' responses given their headers.
+import type { ServerResponse } from 'node:http';
 import type { GatewayRouteSpec } from '../config/gateway-schema.ts';
+import type { DownstreamResponse } from '../proxy/downstream.ts';
 
 /** A route's CORS policy, compiled once. */
 export class CorsPolicy {
@@ -17,7 +19,9 @@ export class CorsPolicy {
     this.#methods = (spec.methods ?? routeMethods ?? ['GET', 'HEAD', 'POST']).join(', ');
     this.#headers = spec.headers === undefined ? null : spec.headers.join(', ');
     this.#expose = spec.exposeHeaders.length === 0 ? null : spec.exposeHeaders.join(', ');
-    this.#credentials = spec.credentials;
+    // The schema refuses `*` with credentials; should a spec get here anyway, a wildcard never
+    // vouches for credentials: the origin is never echoed beside `allow-credentials: true`.
+    this.#credentials = spec.credentials && !this.#any;
     this.#maxAge = String(spec.maxAge);
   }
 
@@ -26,9 +30,9 @@ export class CorsPolicy {
     return this.#any || this.#origins.has(origin);
   }
 
-  /** `access-control-allow-origin`: `*` only for any origin without credentials, else the origin itself. */
+  /** `access-control-allow-origin`: `*` for any origin (never with credentials), else the origin itself. */
   #allowOrigin(origin: string): string {
-    return this.#any && !this.#credentials ? '*' : origin;
+    return this.#any ? '*' : origin;
   }
 
   /**
@@ -59,4 +63,57 @@ export class CorsPolicy {
     if (this.#expose !== null) out.push('access-control-expose-headers', this.#expose);
     return out;
   }
+}
+
+/** Vary's tokens, lowercased, from one or more field values. */
+function varyTokens(values: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const v of values) for (const t of v.split(',')) if (t.trim() !== '') out.push(t.trim().toLowerCase());
+  return out;
+}
+
+/**
+ * The upstream's `[name, value, …]` response headers with the gateway's CORS headers winning: its
+ * `access-control-*` are dropped (the gateway's, set on the response, stay), and its `vary` is kept
+ * with the gateway's tokens (`own`) added once, unless it already says `*`.
+ */
+export function mergeCorsHeaders(upstream: readonly string[], own: string | undefined): string[] {
+  const out: string[] = [];
+  const vary: string[] = [];
+  for (let i = 0; i < upstream.length; i += 2) {
+    const name = upstream[i]!;
+    const lower = name.toLowerCase();
+    if (lower.startsWith('access-control-')) continue;
+    if (lower === 'vary') vary.push(upstream[i + 1]!);
+    else out.push(name, upstream[i + 1]!);
+  }
+  if (vary.length === 0) return out; // the gateway's own `vary`, if any, stays as set
+  const tokens = varyTokens(vary);
+  if (own !== undefined && !tokens.includes('*')) {
+    for (const t of varyTokens([own])) if (!tokens.includes(t)) tokens.push(t);
+  }
+  out.push('vary', tokens.join(', '));
+  return out;
+}
+
+/**
+ * On a route with `cors`, makes the gateway the only author of the CORS headers. Node lets the
+ * headers given to `writeHead` replace those set before (the gateway's): an upstream's `vary:
+ * accept-encoding` would drop `vary: origin` (a shared cache could then serve one origin's answer to
+ * another), and its `access-control-allow-origin: *` would stand beside the gateway's
+ * `allow-credentials: true`. So the upstream's head is merged by {@link mergeCorsHeaders} first.
+ */
+export function corsHeadersWin(res: DownstreamResponse): void {
+  const r = res as ServerResponse;
+  const writeHead = r.writeHead;
+  r.writeHead = function (this: ServerResponse, ...args: unknown[]): ServerResponse {
+    const last = args.length - 1;
+    // Exchange passes the upstream's head as `[name, value, …]`; meshlet's own errors use an object
+    // without CORS headers or `vary`, which merges into what is set as it is.
+    if (last > 0 && Array.isArray(args[last])) {
+      const own = res.getHeader('vary');
+      args[last] = mergeCorsHeaders(args[last] as string[], own === undefined ? undefined : String(own));
+    }
+    return Reflect.apply(writeHead, this, args) as ServerResponse;
+  } as typeof writeHead;
 }

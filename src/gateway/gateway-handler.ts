@@ -11,6 +11,7 @@ import type { GatewayAuthResult, GatewayMetrics } from '../telemetry/gateway-met
 import { mergePolicy } from '../upstream/upstream-settings.ts';
 import { upstreamView } from '../upstream/upstream-view.ts';
 import { type AuthOutcome, bearerOf, type Credentials, type Principal } from './authenticator.ts';
+import { corsHeadersWin } from './cors.ts';
 import { hostOf, matchRoute } from './gateway-routes.ts';
 import type { GatewayRoute, GatewayState, GatewayTenant } from './gateway-state.ts';
 import { clientIp, type LimitVerdict, rateLimitHeaders } from './rate-limits.ts';
@@ -107,6 +108,23 @@ async function authenticate(route: GatewayRoute, credentials: Credentials): Prom
   };
 }
 
+/**
+ * Whether `Authorization` came more than once. It is a single-value field (RFC 9110 §11.6.2, §5.3):
+ * Node keeps only the first in `headers` — the one verified — while the raw list, which is what is
+ * forwarded, keeps every copy, so an unverified second token would ride along to the upstream.
+ */
+function repeatedAuthorization(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}
+
 /** The route bucket's key for `by`: the key's name, else the subject, else the client IP (key); tenant, else IP (tenant); IP. */
 function limitKey(route: GatewayRoute, principal: Principal | null, ip: string): string {
   if (route.limitBy === 'key') {
@@ -147,6 +165,10 @@ export function gatewayHandler(
         new MeshletError('bad_request', 'the gateway takes origin-form request targets only'),
       );
     }
+    if (repeatedAuthorization(req.rawHeaders)) {
+      metrics.unrouted.labels('bad_request').inc();
+      return refuse(ctx, req, res, new MeshletError('bad_request', 'more than one Authorization header'));
+    }
     const origin = headers.origin;
     const askedMethod = headers['access-control-request-method'];
     const preflight = method === 'OPTIONS' && origin !== undefined && typeof askedMethod === 'string';
@@ -173,6 +195,7 @@ export function gatewayHandler(
       }
       setHeaders(res, route.cors.response(origin));
     }
+    if (route.cors !== null) corsHeadersWin(res);
     if (route.auth === null) {
       forward(ctx, g, route, req, res, matched.path, null, 'public', metrics);
       return;

@@ -26,13 +26,47 @@ export interface JwksKeysOptions {
   readonly fetchJwks?: (url: string, timeoutMs: number) => Promise<unknown>;
 }
 
+/**
+ * Largest JWKS document read, bytes. A real key set is a few KiB (a dozen RSA keys stay under
+ * 20 KiB); without a cap a misbehaving or hostile JWKS server could make the gateway buffer as much
+ * as it can send within `jwksTimeout`.
+ */
+export const MAX_JWKS_BYTES = 1024 * 1024;
+
 async function defaultFetchJwks(url: string, timeoutMs: number): Promise<unknown> {
   const res = await fetch(url, {
     signal: AbortSignal.timeout(timeoutMs),
     headers: { accept: 'application/json' },
   });
-  if (!res.ok) throw new Error(`JWKS server answered ${res.status}`);
-  return res.json();
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`JWKS server answered ${res.status}`);
+  }
+  return JSON.parse(await readCapped(res, MAX_JWKS_BYTES));
+}
+
+/** The body as UTF-8 text; past `max` bytes it stops reading, cancels the rest and throws. */
+async function readCapped(res: Response, max: number): Promise<string> {
+  const announced = Number(res.headers.get('content-length') ?? Number.NaN);
+  if (announced > max) {
+    await res.body?.cancel();
+    throw new Error(`JWKS document of ${announced} bytes is over ${max}`);
+  }
+  if (res.body === null) return '';
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    if (bytes > max) {
+      await reader.cancel();
+      throw new Error(`JWKS document over ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Why a lookup found no key: the server could not be asked, or it has no such key. */
