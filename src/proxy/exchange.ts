@@ -194,7 +194,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // x-envoy-upstream-rq-timeout-ms from outside too): an anonymous client asking for 1 ms would get
     // 504s that count against healthy endpoints until they are ejected. The route's timeouts govern.
     const incoming =
-      edge === null ? incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']) : undefined;
+      edge === null
+        ? incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout'])
+        : undefined;
     const budget =
       incoming === undefined
         ? this.#policy.requestTimeoutMs
