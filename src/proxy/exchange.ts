@@ -50,6 +50,14 @@ export interface EdgeHeaders {
   readonly principal?: AccessPrincipal | undefined;
 }
 
+/**
+ * The least budget an attempt is started with, ms. Less cannot bring an answer over a network hop,
+ * and cutting an HTTP/2 attempt within its first milliseconds while its request body still streams
+ * can send node:http2 into a busy loop (hostile testing: gRPC calls with grpc-timeout 1-5 ms wedged
+ * the daemon; 10 ms and more did not). Below it the request ends with `upstream_timeout` at once.
+ */
+const MIN_ATTEMPT_BUDGET_MS = 10;
+
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
 /** Headers only meshlet sets upstream: an incoming copy is dropped. */
@@ -382,7 +390,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     const now = performance.now();
     const remaining = this.#deadlineAt - now;
-    if (remaining <= 0) {
+    if (remaining < MIN_ATTEMPT_BUDGET_MS) {
+      if (this.#attempts === 0 && this.#admission !== REFUSED) {
+        // Nothing was sent: the caller's deadline was too short, not the upstream's fault.
+        this.#upstream.breaker?.release(this.#admission);
+        this.#admission = REFUSED;
+      }
       this.#fail(
         new MeshletError('upstream_timeout', `upstream "${upstream.name}": request timeout`, upstream.name),
       );

@@ -19,6 +19,9 @@ export function hasBody(req: DownstreamRequest): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+/** The listener that keeps a body stream's 'error' from being unhandled. */
+function ignore(): void {}
+
 /** `prepareBody`'s answer when the body is larger than the most it may be. */
 export const TOO_LARGE = 'too-large';
 
@@ -75,7 +78,8 @@ export function prepareBody(
     else if (size > limit) {
       req.pause();
       const rest = concat(chunks, size, req, maxBytes, tooLarge);
-      finish({ body: Readable.from(rest, { objectMode: false }), replayable: false });
+      // As TeedBody's stream: errors are the exchange's to handle, never an unhandled 'error'.
+      finish({ body: Readable.from(rest, { objectMode: false }).on('error', ignore), replayable: false });
     }
   };
   const onEnd = () =>
@@ -107,6 +111,10 @@ export class TeedBody {
    */
   constructor(req: DownstreamRequest, limit: number, maxBytes: number, tooLarge: () => Error) {
     const stream = new Readable({ read: () => req.resume() });
+    // Its errors (the client left, the body outgrew its limit, undici aborting the attempt) are
+    // handled where the exchange learns of them; an 'error' with no listener would end the daemon,
+    // and there is none while no attempt is reading it (before dispatch, between attempts).
+    stream.on('error', ignore);
     this.stream = stream;
     req.on('data', (chunk: Buffer) => {
       this.#size += chunk.length;
