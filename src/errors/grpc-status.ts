@@ -75,3 +75,13 @@ export function encodeGrpcMessage(message: string): string {
   }
   return out;
 }
+
+/**
+ * A `grpc-status` value as the code it names: 0-16 as digits; anything else (`abc`, `99`, `1.5`,
+ * empty) is UNKNOWN, as a gRPC client reads it (and never NaN in a metric or a log line).
+ */
+export function grpcStatusOf(value: string): number {
+  if (value.length === 0 || value.length > 2) return GRPC.UNKNOWN;
+  const code = Number(value);
+  return Number.isInteger(code) && code >= 0 && code <= 16 && /^\d+$/.test(value) ? code : GRPC.UNKNOWN;
+}

@@ -2,7 +2,13 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
-import { GRPC, GRPC_STATUS_OF, isGrpcRequest, isGrpcServerFailure } from '../errors/grpc-status.ts';
+import {
+  GRPC,
+  GRPC_STATUS_OF,
+  grpcStatusOf,
+  isGrpcRequest,
+  isGrpcServerFailure,
+} from '../errors/grpc-status.ts';
 import { CLIENT_FAULT, MeshletError } from '../errors/meshlet-error.ts';
 import { retryAfterMs } from '../resilience/backoff.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
@@ -485,7 +491,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     upstream.metrics.attemptResponses++;
     // gRPC: `grpc-status` in the headers is a Trailers-Only answer, the whole call's outcome.
     const grpcHeader = this.#grpc ? headers['grpc-status'] : undefined;
-    const grpcStatus = typeof grpcHeader === 'string' ? Number(grpcHeader) : undefined;
+    const grpcStatus = typeof grpcHeader === 'string' ? grpcStatusOf(grpcHeader) : undefined;
     if (statusCode >= 500)
       this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
     else if (grpcStatus !== undefined) this.#judgeGrpc(handle, grpcStatus);
@@ -638,7 +644,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#grpc && this.#status < 500) {
       const trailer = trailers['grpc-status'];
       if (typeof trailer === 'string') {
-        this.#grpcStatus = Number(trailer);
+        this.#grpcStatus = grpcStatusOf(trailer);
+        this.#judgeGrpc(handle, this.#grpcStatus);
+      } else if (this.#grpcStatus === -1 && this.#status === 200) {
+        // A gRPC answer that ended without a status: the caller reads UNKNOWN, and so does meshlet.
+        this.#grpcStatus = GRPC.UNKNOWN;
         this.#judgeGrpc(handle, this.#grpcStatus);
       }
       if (this.#grpcStatus !== -1) success = !isGrpcServerFailure(this.#grpcStatus);
