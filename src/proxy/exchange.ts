@@ -217,7 +217,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
         : Math.min(incoming, this.#policy.requestTimeoutMs);
     this.#deadlineAt = this.#startedAt + budget;
     this.#timeoutSlot = this.#headers.push(TIMEOUT_HEADER, '') - 1;
-    if (grpc) this.#grpcTimeoutSlot = this.#headers.push('grpc-timeout', '') - 1;
+    // The remaining budget goes upstream as grpc-timeout only when the caller set a deadline: without
+    // one, meshlet's request timeout bounds the wait for response headers, not the call, and a
+    // grpc-timeout would make the server end a long-lived stream (a watch) at that time.
+    if (grpc && incoming !== undefined) this.#grpcTimeoutSlot = this.#headers.push('grpc-timeout', '') - 1;
 
     const primary = this.#upstream;
     if (primary.synced) this.#admit();

@@ -137,4 +137,11 @@ describe('gRPC policies', () => {
     expect(budget).toBeGreaterThan(100);
     expect(budget).toBeLessThanOrEqual(200);
   });
+
+  it('a call without a deadline reaches the server without one: the request timeout is not sent as grpc-timeout', async () => {
+    // Sent upstream, the 15 s request timeout would make a server end a long-lived stream (a watch) then.
+    const r = await unary(client('slow'), { message: 'no deadline' });
+    expect(r.reply?.message).toBe('no deadline');
+    expect(slow.calls.at(-1)!.budgetMs).toBe(Number.POSITIVE_INFINITY);
+  });
 });
