@@ -15,7 +15,10 @@ export const constants = {
   HTTP2_HEADER_STATUS: ':status',
   HTTP2_HEADER_PROTOCOL: ':protocol',
   NGHTTP2_NO_ERROR: 0,
+  NGHTTP2_PROTOCOL_ERROR: 1,
   NGHTTP2_REFUSED_STREAM: 7,
+  // undici ≥ 8.14 closes an aborted stream with CANCEL (the fix for the early-abort busy loop).
+  NGHTTP2_CANCEL: 8,
 } as const;
 
 /** `http2.connect`, loading node:http2 on the first call. */
