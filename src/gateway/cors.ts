@@ -1,5 +1,4 @@
 // CORS per gateway route: preflights answered at the edge, allowed origins' responses given their headers.
-import type { ServerResponse } from 'node:http';
 import type { GatewayRouteSpec } from '../config/gateway-schema.ts';
 import type { DownstreamResponse } from '../proxy/downstream.ts';
 
@@ -97,23 +96,14 @@ export function mergeCorsHeaders(upstream: readonly string[], own: string | unde
 }
 
 /**
- * On a route with `cors`, makes the gateway the only author of the CORS headers. Node lets the
- * headers given to `writeHead` replace those set before (the gateway's): an upstream's `vary:
- * accept-encoding` would drop `vary: origin` (a shared cache could then serve one origin's answer to
- * another), and its `access-control-allow-origin: *` would stand beside the gateway's
- * `allow-credentials: true`. So the upstream's head is merged by {@link mergeCorsHeaders} first.
+ * The upstream's response head on a route with `cors` (`EdgeHeaders.responseHeaders`): the gateway
+ * is the only author of the CORS headers. Node lets headers given to `writeHead` replace those set
+ * before (the gateway's): an upstream's `vary: accept-encoding` would drop `vary: origin` (a shared
+ * cache could then serve one origin's answer to another), and its `access-control-allow-origin: *`
+ * would stand beside the gateway's `allow-credentials: true`. So it goes through
+ * {@link mergeCorsHeaders} with the `vary` the gateway set on `res`.
  */
-export function corsHeadersWin(res: DownstreamResponse): void {
-  const r = res as ServerResponse;
-  const writeHead = r.writeHead;
-  r.writeHead = function (this: ServerResponse, ...args: unknown[]): ServerResponse {
-    const last = args.length - 1;
-    // Exchange passes the upstream's head as `[name, value, …]`; meshlet's own errors use an object
-    // without CORS headers or `vary`, which merges into what is set as it is.
-    if (last > 0 && Array.isArray(args[last])) {
-      const own = res.getHeader('vary');
-      args[last] = mergeCorsHeaders(args[last] as string[], own === undefined ? undefined : String(own));
-    }
-    return Reflect.apply(writeHead, this, args) as ServerResponse;
-  } as typeof writeHead;
+export function corsResponseHeaders(head: string[], res: DownstreamResponse): string[] {
+  const own = res.getHeader('vary');
+  return mergeCorsHeaders(head, own === undefined ? undefined : String(own));
 }

@@ -11,7 +11,7 @@ import type { GatewayAuthResult, GatewayMetrics } from '../telemetry/gateway-met
 import { mergePolicy } from '../upstream/upstream-settings.ts';
 import { upstreamView } from '../upstream/upstream-view.ts';
 import { type AuthOutcome, bearerOf, type Credentials, type Principal } from './authenticator.ts';
-import { corsHeadersWin } from './cors.ts';
+import { corsResponseHeaders } from './cors.ts';
 import { hostOf, matchRoute } from './gateway-routes.ts';
 import type { GatewayRoute, GatewayState, GatewayTenant } from './gateway-state.ts';
 import { clientIp, type LimitVerdict, rateLimitHeaders } from './rate-limits.ts';
@@ -195,7 +195,6 @@ export function gatewayHandler(
       }
       setHeaders(res, route.cors.response(origin));
     }
-    if (route.cors !== null) corsHeadersWin(res);
     if (route.auth === null) {
       forward(ctx, g, route, req, res, matched.path, null, 'public', metrics);
       return;
@@ -296,6 +295,7 @@ function forward(
     drop: g.drop,
     add: principal?.headers ?? [],
     proto: g.proto,
+    responseHeaders: route.cors === null ? undefined : corsResponseHeaders,
     principal:
       principal === null
         ? undefined

@@ -54,6 +54,11 @@ export interface EdgeHeaders {
   readonly proto: 'http' | 'https';
   /** Who called, for the access line (never a token). */
   readonly principal?: AccessPrincipal | undefined;
+  /**
+   * Rewrites the upstream's `[name, value, …]` response head before it goes out (a gateway route
+   * with `cors` makes its own CORS headers win); module-level, so nothing is allocated per request.
+   */
+  readonly responseHeaders?: ((head: string[], res: DownstreamResponse) => string[]) | undefined;
 }
 
 /**
@@ -520,7 +525,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#status = statusCode;
     if (grpcStatus !== undefined) this.#grpcStatus = grpcStatus;
-    const out = forwardResponseHeaders(headers, this.#requestId);
+    const rewrite = this.#edge?.responseHeaders;
+    const forwarded = forwardResponseHeaders(headers, this.#requestId);
+    const out = rewrite === undefined ? forwarded : rewrite(forwarded, res);
     out.push('x-meshlet-attempts', String(this.#attempts));
     if (this.#ctx.draining && !('stream' in res)) out.push('connection', 'close');
     if (grpcStatus === undefined && this.#mayHold()) {

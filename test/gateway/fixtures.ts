@@ -1,15 +1,42 @@
 // Test fixtures of the gateway: a real JWKS server, a real identity service, token minting, and a request client with counts.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { request } from 'undici';
 
-/** A JWKS server on 127.0.0.1 that counts its fetches; `keys` may be replaced (rotation). */
+/**
+ * A JWKS server on 127.0.0.1 that counts its fetches; `keys` may be replaced (rotation). With `huge`
+ * set it streams the keys followed by `hugeBytes` (default 32 MiB) of padding keys, and records in
+ * `writtenAtClose` how many padding bytes each response had written when its connection closed.
+ */
 export interface JwksServer {
   readonly url: string;
   keys: JWK[];
   fetches: number;
+  huge: boolean;
+  hugeBytes: number;
+  writtenAtClose: number[];
   close(): Promise<void>;
+}
+
+/** Streams `{"keys":[…keys, …padding]}` until `state.hugeBytes` of padding went out (with backpressure). */
+function sendHuge(res: ServerResponse, state: JwksServer): void {
+  let sent = 0;
+  res.on('close', () => state.writtenAtClose.push(sent));
+  res.write(`{"keys":[${state.keys.map((k) => JSON.stringify(k)).join(',')}`);
+  const pad = `,${JSON.stringify({ kty: 'oct', kid: 'pad', k: 'A'.repeat(64 * 1024) })}`;
+  const pump = (): void => {
+    while (sent < state.hugeBytes) {
+      if (res.destroyed) return;
+      sent += pad.length;
+      if (!res.write(pad)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end(']}');
+  };
+  pump();
 }
 
 async function listen(server: Server): Promise<number> {
@@ -23,17 +50,25 @@ function closeServer(server: Server): Promise<void> {
 }
 
 export async function startJwksServer(keys: JWK[]): Promise<JwksServer> {
-  const state = { keys, fetches: 0 };
+  const state = {
+    keys,
+    fetches: 0,
+    huge: false,
+    hugeBytes: 32 * 1024 * 1024,
+    writtenAtClose: [] as number[],
+  };
   const server = createServer((_req, res) => {
     state.fetches++;
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ keys: state.keys }));
+    if (state.huge) sendHuge(res, jwks);
+    else res.end(JSON.stringify({ keys: state.keys }));
   });
   const port = await listen(server);
-  return Object.assign(state, {
+  const jwks = Object.assign(state, {
     url: `http://127.0.0.1:${port}/.well-known/jwks.json`,
     close: () => closeServer(server),
   }) as JwksServer;
+  return jwks;
 }
 
 /** A signing key pair with its public JWK (kid and alg set). */

@@ -1,8 +1,6 @@
 // Gateway defects found by hostile testing, each pinned by a test: CORS wildcards with credentials, repeated Authorization headers, huge JWKS documents, an upstream's own Vary and CORS headers, non-Latin-1 claims.
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import * as http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +10,16 @@ import { CorsPolicy } from '../../src/gateway/cors.ts';
 import { type InProcessMeshlet, runCli, startMeshlet, writeConfig } from '../helpers/meshlet.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { call, gatewayUrl, mint, type SigningKey, signingKey, unsignedToken } from './fixtures.ts';
+import {
+  call,
+  gatewayUrl,
+  type JwksServer,
+  mint,
+  type SigningKey,
+  signingKey,
+  startJwksServer,
+  unsignedToken,
+} from './fixtures.ts';
 
 const SECRET = 'a-shared-secret-of-at-least-32-bytes!!';
 const hsKey = new TextEncoder().encode(SECRET);
@@ -146,55 +153,12 @@ describe('gateway requests from hostile clients', () => {
   });
 });
 
-/**
- * A JWKS server that serves `keys` as they are, or (`huge`) streams them followed by `hugeBytes` of
- * padding keys, chunked, and records how much it had written when the client went away.
- */
-async function startJwks(keys: object[]) {
-  const state = {
-    keys,
-    huge: false,
-    hugeBytes: 32 * 1024 * 1024,
-    fetches: 0,
-    writtenAtClose: [] as number[],
-  };
-  const server = createServer((_req, res) => {
-    state.fetches++;
-    res.writeHead(200, { 'content-type': 'application/json' });
-    if (!state.huge) return res.end(JSON.stringify({ keys: state.keys }));
-    let sent = 0;
-    res.on('close', () => state.writtenAtClose.push(sent));
-    res.write(`{"keys":[${state.keys.map((k) => JSON.stringify(k)).join(',')}`);
-    const pad = `,${JSON.stringify({ kty: 'oct', kid: 'pad', k: 'A'.repeat(64 * 1024) })}`;
-    const pump = (): void => {
-      while (sent < state.hugeBytes) {
-        if (res.destroyed) return;
-        sent += pad.length;
-        if (!res.write(pad)) {
-          res.once('drain', pump);
-          return;
-        }
-      }
-      res.end(']}');
-    };
-    pump();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return Object.assign(state, {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  });
-}
-
 describe('gateway JWKS documents past the size cap', () => {
   let upstream: TestUpstream;
   let k1: SigningKey;
   let k2: SigningKey;
-  let hugeFromStart: Awaited<ReturnType<typeof startJwks>>;
-  let turnsHuge: Awaited<ReturnType<typeof startJwks>>;
+  let hugeFromStart: JwksServer;
+  let turnsHuge: JwksServer;
   let m: InProcessMeshlet;
   let gw: string;
 
@@ -202,9 +166,9 @@ describe('gateway JWKS documents past the size cap', () => {
     upstream = await startUpstream();
     k1 = await signingKey('k1');
     k2 = await signingKey('k2');
-    hugeFromStart = await startJwks([k1.jwk]);
+    hugeFromStart = await startJwksServer([k1.jwk]);
     hugeFromStart.huge = true;
-    turnsHuge = await startJwks([k1.jwk]);
+    turnsHuge = await startJwksServer([k1.jwk]);
     m = await startMeshlet({
       listeners: { gateway: { address: '127.0.0.1', port: 0 } },
       registry: { endpoints: { users: [upstream.endpoint] } },
