@@ -1,6 +1,7 @@
 // The app-facing side of an exchange: HTTP/1.1 (node:http) or HTTP/2 (node:http2's compatibility API).
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { forwardTrailers } from './headers.ts';
 
 /** A request as a listener received it, over HTTP/1.1 or HTTP/2. */
 export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
@@ -69,14 +70,18 @@ export function startResponse(
   return false;
 }
 
-/** Ends the response, sending the upstream's trailers when it had any (gRPC's `grpc-status`, custom ones). */
+/**
+ * Ends the response, sending the upstream's trailers when it had any (gRPC's `grpc-status`, custom
+ * ones), filtered by `forwardTrailers`.
+ */
 export function endResponse(
   res: DownstreamResponse,
   trailers: Record<string, string | string[] | undefined> | null,
 ): void {
   if (trailers !== null) {
     for (const _ in trailers) {
-      res.addTrailers(trailers as Record<string, string>);
+      const out = forwardTrailers(trailers);
+      if (out !== null) res.addTrailers(out as Record<string, string>);
       break;
     }
   }

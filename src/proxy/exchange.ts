@@ -36,7 +36,13 @@ import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { AccessPrincipal } from '../telemetry/access-log.ts';
 import type { ProxyContext } from './proxy-context.ts';
 import { hasBody, prepareBody, TeedBody, TOO_LARGE } from './request-body.ts';
-import { classifyFailure, errorForFailure, type FailureKind, RequestFaultError } from './upstream-failure.ts';
+import {
+  classifyFailure,
+  errorForFailure,
+  type FailureKind,
+  RequestFaultError,
+  unsupportedTransferCoding,
+} from './upstream-failure.ts';
 
 /**
  * What an edge listener (the gateway) changes in the request sent upstream and what it logs: the
@@ -488,6 +494,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       // An interim answer (102, 103, …); the final one follows on the same attempt (undici calls
       // back again). 101 never gets here: tunnels take their own path.
       this.#informational(statusCode, headers);
+      return;
+    }
+    const unrelayable = unsupportedTransferCoding(headers['transfer-encoding']);
+    if (unrelayable !== null) {
+      // onResponseError counts it against the endpoint, like a reset, and retries when allowed.
+      controller.abort(unrelayable);
       return;
     }
     const upstream = this.#upstream;

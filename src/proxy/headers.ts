@@ -1,6 +1,6 @@
 // Header rewriting at the proxy boundary: hop-by-hop removal, x-forwarded-*, x-request-id.
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
+import { type IncomingHttpHeaders, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { DownstreamRequest } from './downstream.ts';
 
 /**
@@ -119,5 +119,48 @@ export function forwardResponseHeaders(upstream: IncomingHttpHeaders, requestId:
     else for (const v of value) out.push(name, v);
   }
   if (!sawRequestId) out.push('x-request-id', requestId);
+  return out;
+}
+
+/**
+ * Names never passed on in trailers, besides the hop-by-hop ones: framing, routing and content-format fields, which
+ * RFC 9110 §6.5.1 forbids there. node:http2 throws on a connection-specific name, so one such
+ * trailer from an HTTP/1.1 endpoint would otherwise take the whole process down.
+ */
+const NOT_IN_TRAILERS = new Set([
+  'content-length',
+  'content-range',
+  'content-type',
+  'content-encoding',
+  'host',
+]);
+
+/** Whether Node will write this trailer: a token name and a value without control characters. */
+function writableTrailer(name: string, value: string | string[]): boolean {
+  try {
+    validateHeaderName(name);
+    if (typeof value === 'string') validateHeaderValue(name, value);
+    else for (const v of value) validateHeaderValue(name, v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Filters an upstream's trailers for the client: hop-by-hop names, framing and routing names,
+ * pseudo-headers and anything Node would refuse to write are dropped (as Envoy drops them), the
+ * rest pass unchanged. Null when nothing is left.
+ */
+export function forwardTrailers(
+  trailers: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> | null {
+  let out: Record<string, string | string[]> | null = null;
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined || name.charCodeAt(0) === 58 /* : */) continue;
+    if (HOP_BY_HOP.has(name) || NOT_IN_TRAILERS.has(name) || !writableTrailer(name, value)) continue;
+    (out ??= {})[name] = value;
+  }
   return out;
 }

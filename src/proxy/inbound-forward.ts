@@ -8,7 +8,7 @@ import { type DownstreamRequest, type DownstreamResponse, endResponse, startResp
 import { AttemptTimers } from './attempt-timers.ts';
 import { hasBody } from './request-body.ts';
 import { forwardResponseHeaders } from './headers.ts';
-import { classifyFailure, errorForFailure } from './upstream-failure.ts';
+import { classifyFailure, errorForFailure, unsupportedTransferCoding } from './upstream-failure.ts';
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -84,6 +84,11 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   ): void {
     if (this.#finished) {
       controller.abort(new Error('client closed'));
+      return;
+    }
+    const unrelayable = unsupportedTransferCoding(headers['transfer-encoding']);
+    if (unrelayable !== null) {
+      controller.abort(unrelayable);
       return;
     }
     this.#status = statusCode;

@@ -67,6 +67,32 @@ export class RequestFaultError extends Error {
   }
 }
 
+/**
+ * An endpoint's response meshlet cannot pass on faithfully (Envoy's "upstream protocol error"): it
+ * counts against the endpoint like a reset, and the client gets 502 `upstream_unreachable`.
+ */
+export class UpstreamProtocolError extends Error {
+  readonly code = 'MESHLET_UPSTREAM_PROTOCOL';
+  constructor(why: string) {
+    super(why);
+    this.name = 'UpstreamProtocolError';
+  }
+}
+
+/**
+ * Why a response's `Transfer-Encoding` cannot be relayed, or null. Only `chunked` alone is: undici
+ * removes the chunking, but any other coding (`gzip`, `gzip, chunked`) would reach the client as
+ * raw coded bytes under no header that says so (RFC 9112 §6.1), so the answer is refused instead.
+ */
+export function unsupportedTransferCoding(
+  value: string | string[] | undefined,
+): UpstreamProtocolError | null {
+  if (value === undefined || value === 'chunked') return null;
+  const text = Array.isArray(value) ? value.join(',') : value;
+  if (text.trim().toLowerCase() === 'chunked') return null;
+  return new UpstreamProtocolError(`unsupported transfer-encoding "${text}" in the response`);
+}
+
 /** The failure kind of an error raised by undici or the socket. */
 export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
   const code = (err as { code?: string }).code ?? '';
@@ -105,6 +131,11 @@ export function errorForFailure(
       upstream,
     );
   }
-  const what = kind === 'connect' ? 'connect failed' : 'connection reset';
+  const what =
+    kind === 'connect'
+      ? 'connect failed'
+      : err instanceof UpstreamProtocolError
+        ? err.message
+        : 'connection reset';
   return new MeshletError('upstream_unreachable', `endpoint ${endpoint}: ${what} (${why})`, upstream);
 }
