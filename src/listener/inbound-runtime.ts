@@ -80,7 +80,7 @@ export async function startInboundRuntime(
       maxHeaderSize: spec.maxHeaderSize,
       headersTimeoutMs: spec.headersTimeout,
       requestTimeoutMs: spec.requestTimeout,
-      onUpgrade: inboundTunnelHandler(tunnels, 'websocket'),
+      onUpgrade: inboundTunnelHandler(tunnels, 'upgrade'),
       onConnect: inboundTunnelHandler(tunnels, 'connect'),
     });
   } catch (err) {

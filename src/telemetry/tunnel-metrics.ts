@@ -1,8 +1,16 @@
 // Metrics of tunnels (WebSocket upgrades and CONNECT): active, opened by result, bytes each way, duration.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-/** What kind of tunnel: an HTTP/1.1 upgrade (WebSocket) or a CONNECT tunnel. */
-export type TunnelKind = 'websocket' | 'connect';
+/**
+ * What kind of tunnel: a WebSocket upgrade, another HTTP/1.1 upgrade (`upstreams.NAME.upgrades`,
+ * e.g. Docker's `tcp`: raw bytes, no frames), or a CONNECT tunnel.
+ */
+export type TunnelKind = 'websocket' | 'upgrade' | 'connect';
+
+/** The kind of an HTTP/1.1 upgrade tunnel from its `Upgrade` header: `websocket`, else `upgrade`. */
+export function upgradeKind(upgrade: string | undefined): TunnelKind {
+  return upgrade !== undefined && upgrade.trim().toLowerCase() === 'websocket' ? 'websocket' : 'upgrade';
+}
 
 /** Why a tunnel ended (a bounded label). */
 export type TunnelEnd = 'closed' | 'idle' | 'error' | 'drain';
@@ -27,7 +35,7 @@ export class TunnelMetrics {
     const registers = [registry];
     this.active = new Gauge({
       name: 'meshlet_tunnels_active',
-      help: 'Established tunnels (WebSocket upgrades, CONNECT) by listener direction, upstream and kind.',
+      help: 'Established tunnels (WebSocket and other upgrades, CONNECT) by listener direction, upstream and kind.',
       labelNames: ['direction', 'upstream', 'kind'] as const,
       registers,
     });

@@ -12,7 +12,7 @@ import {
   PEER_IDENTITY_HEADER,
   PEER_SPIFFE_ID_HEADER,
 } from '../proxy/inbound-stack.ts';
-import type { TunnelKind, TunnelMetrics } from '../telemetry/tunnel-metrics.ts';
+import { type TunnelKind, type TunnelMetrics, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { rawHead } from '../errors/raw-error.ts';
 import { dialTcp } from './dial.ts';
 import { passAnswer, requestOn, responseHeaders } from './tunnel-exchange.ts';
@@ -32,14 +32,18 @@ export interface InboundTunnelContext {
 }
 
 /**
- * The inbound listener's `upgrade` (`kind` websocket) or `connect` (a peer meshlet's CONNECT
+ * The inbound listener's `upgrade` (a WebSocket or another upgrade) or `connect` (a peer meshlet's CONNECT
  * tunnel) handler: the caller is authorized as a request would be (allow-list or intentions; a
  * refusal is `403 forbidden`), then the local app is dialled on 127.0.0.1 — the upgrade request
  * goes to it with the caller's identity headers, a CONNECT becomes a TCP tunnel to its port.
  */
-export function inboundTunnelHandler(ctx: InboundTunnelContext, kind: TunnelKind): SocketListener {
+export function inboundTunnelHandler(
+  ctx: InboundTunnelContext,
+  handshake: 'upgrade' | 'connect',
+): SocketListener {
   return function inboundTunnel(req, duplex, head) {
     const socket = duplex as Socket;
+    const kind: TunnelKind = handshake === 'connect' ? 'connect' : upgradeKind(req.headers.upgrade);
     // node:http took its own error listener off the upgraded socket: a caller resetting during the
     // handshake must not crash the daemon ('close' follows and is handled below).
     socket.on('error', () => undefined);
@@ -168,7 +172,7 @@ function upgradeApp(
       upSocket.destroy();
       return;
     }
-    client.write(rawHead(101, res.statusMessage ?? '', responseHeaders(res, 'websocket')));
+    client.write(rawHead(101, res.statusMessage ?? '', responseHeaders(res, 'upgrade')));
     outcome.open(upSocket, upHead);
   });
   up.once('response', (res: IncomingMessage) => {

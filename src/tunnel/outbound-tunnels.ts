@@ -10,6 +10,7 @@ import { refuseRaw } from '../errors/raw-error.ts';
 import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
 import { forwardRequestHeaders } from '../proxy/headers.ts';
 import type { RouteTarget, Router } from '../route/router.ts';
+import { upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { requestOn, type TunnelContext, TunnelExchange } from './tunnel-exchange.ts';
 
 const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
@@ -66,7 +67,7 @@ export function upgradeHandler(
     const method = req.method ?? 'GET';
     new TunnelExchange(
       ctx,
-      'websocket',
+      upgradeKind(token),
       socket as Socket,
       head,
       upstream,

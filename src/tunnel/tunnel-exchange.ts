@@ -238,7 +238,7 @@ export class TunnelExchange {
     this.#done = true;
     this.#count('established');
     this.#release(true);
-    const status = this.#kind === 'websocket' ? 101 : 200;
+    const status = this.#kind === 'connect' ? 200 : 101;
     const tunnel = new Tunnel(this.#client, upSocket, this.#clientHead, upHead, this.#ctx.metrics, {
       kind: this.#kind,
       direction: 'outbound',
@@ -339,7 +339,7 @@ export function responseHeaders(res: IncomingMessage, kind: TunnelKind): string[
       continue;
     out.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
   }
-  if (kind === 'websocket')
+  if (kind !== 'connect')
     out.push('Upgrade', String(res.headers.upgrade ?? 'websocket'), 'Connection', 'Upgrade');
   return out;
 }

@@ -55,6 +55,12 @@ export class Tunnel {
     this.#options = options;
     this.#metrics = metrics;
     this.#labels = { direction: options.direction, upstream: options.upstream, kind: options.kind };
+    // Half-close from here on: a FIN ends one direction and the pipe passes it on, while the other
+    // still flows (a client that ends its sending still reads the answer). Readable streams read
+    // this flag when their end comes; node:http's and TLS sockets are not half-open by default.
+    // During the handshake a FIN still means the client left (TunnelExchange abandons it).
+    client.allowHalfOpen = true;
+    upstream.allowHalfOpen = true;
     const ws = options.kind === 'websocket';
     this.#toUpstream = ws ? new FrameBoundaries() : null;
     this.#toClient = ws ? new FrameBoundaries() : null;
@@ -103,7 +109,7 @@ export class Tunnel {
 
   /**
    * Ends the tunnel for a shutdown: a WebSocket gets close frames 1001 ("going away") both ways at
-   * the next frame boundary, then both sockets end; a CONNECT tunnel ends at once.
+   * the next frame boundary, then both sockets end; any other tunnel (CONNECT, a raw upgrade) ends at once.
    */
   goAway(): void {
     if (this.#ended || this.#goingAway) return;
