@@ -10,6 +10,7 @@ import {
   type Authenticator,
   type AuthOutcome,
   type Credentials,
+  headerValue,
   looksLikeJwt,
   type Principal,
   SKIP,
@@ -84,8 +85,8 @@ interface LoadedKey {
  * is looked up among the file's entries (keys are never stored in clear). The principal carries
  * the key's name, tenant and its own token bucket (kept across file reloads while its rate stays the
  * same). The file is watched (its directory, for editors that rename) and re-read every `pollMs`:
- * a key removed from the file is refused within a second. A file that does not parse on reload is
- * logged and the previous keys stay; at load it is a config error.
+ * a key removed from the file is refused within a second. A file that does not parse on reload, or
+ * cannot be read (deleted), is logged once and the previous keys stay; at load it is a config error.
  */
 export class ApiKeyAuthenticator implements Authenticator {
   readonly name: string;
@@ -96,6 +97,8 @@ export class ApiKeyAuthenticator implements Authenticator {
   readonly #options: ApiKeyAuthenticatorOptions;
   #keys = new Map<string, LoadedKey>();
   #text = '';
+  /** Why the file could not be read at the last poll (logged once per reason), or null. */
+  #unreadable: string | null = null;
   #watcher: FSWatcher | null = null;
   #poll: NodeJS.Timeout | null = null;
   #debounce: NodeJS.Timeout | null = null;
@@ -147,12 +150,20 @@ export class ApiKeyAuthenticator implements Authenticator {
     try {
       text = readFileSync(this.#file, 'utf8');
     } catch (err) {
-      this.#options.logger?.error({
-        msg: 'api key file unreadable; keeping the loaded keys',
-        file: this.#file,
-        reason: (err as Error).message,
-      });
+      // Polled every pollMs: a file that stays missing is logged once, not twice a second.
+      const reason = (err as Error).message;
+      if (reason !== this.#unreadable)
+        this.#options.logger?.error({
+          msg: 'api key file unreadable; keeping the loaded keys',
+          file: this.#file,
+          reason,
+        });
+      this.#unreadable = reason;
       return;
+    }
+    if (this.#unreadable !== null) {
+      this.#unreadable = null;
+      this.#options.logger?.info({ msg: 'api key file readable again', file: this.#file });
     }
     if (text === this.#text) return;
     try {
@@ -190,8 +201,9 @@ export class ApiKeyAuthenticator implements Authenticator {
               perSecond: entry.rateLimit.perSecond,
               ...(entry.rateLimit.burst === undefined ? {} : { burst: entry.rateLimit.burst }),
             });
-      const headers = [s.nameHeader, entry.name];
-      if (entry.tenant !== undefined) headers.push(s.tenantHeader, entry.tenant);
+      // Encoded as claims are (headerValue): a name or tenant in non-ASCII reaches the upstream intact.
+      const headers = [s.nameHeader, headerValue(entry.name)];
+      if (entry.tenant !== undefined) headers.push(s.tenantHeader, headerValue(entry.tenant));
       next.set(entry.sha256, {
         entry,
         principal: {

@@ -1,5 +1,5 @@
 // Gateway API keys from a watched file: valid, revoked by editing the file, a per-key token bucket, and tenants confined to their tagged endpoints.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,7 @@ describe('gateway API keys and tenants', () => {
     { name: 'globex-app', sha256: hashApiKey('key-globex'), tenant: 'globex' },
     { name: 'limited', sha256: hashApiKey('key-limited'), rateLimit: { perSecond: 10, burst: 20 } },
     { name: 'revoked-soon', sha256: hashApiKey('key-revoke') },
+    { name: 'équipe données', sha256: hashApiKey('key-utf8') },
   ];
 
   beforeAll(async () => {
@@ -63,6 +64,35 @@ describe('gateway API keys and tenants', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(m.logs.some((l) => l.msg === 'access' && l.keyName === 'revoked-soon')).toBe(true);
     expect(JSON.stringify(m.logs)).not.toContain('key-revoke');
+  });
+
+  it('a key named in non-ASCII reaches the upstream, its name percent-encoded (UTF-8) like a claim', async () => {
+    const res = await call(gw, '/orders/1', { 'x-api-key': 'key-utf8' });
+    expect(res.status).toBe(200);
+    const sent = JSON.parse(res.body).headers['x-api-key-name'] as string;
+    expect(sent).toBe('%C3%A9quipe%20donn%C3%A9es');
+    expect(decodeURIComponent(sent)).toBe('équipe données');
+  });
+
+  it('a deleted keys file keeps the loaded keys, logged once (not at every poll); written back, it loads again', async () => {
+    const unreadable = (): number =>
+      m.logs.filter((l) => l.msg === 'api key file unreadable; keeping the loaded keys').length;
+    const before = unreadable();
+    unlinkSync(keysFile);
+    await new Promise((r) => setTimeout(r, 1600)); // three polls
+    expect((await call(gw, '/orders/1', { 'x-api-key': 'key-acme' })).status).toBe(200);
+    expect(unreadable() - before).toBe(1);
+    writeFileSync(keysFile, stringify({ keys: keys.filter((k) => k.name !== 'acme-app') }));
+    const started = Date.now();
+    let status = 200;
+    while (status === 200 && Date.now() - started < 2000) {
+      await new Promise((r) => setTimeout(r, 50));
+      status = (await call(gw, '/orders/1', { 'x-api-key': 'key-acme' })).status;
+    }
+    expect(status).toBe(401);
+    expect(m.logs.some((l) => l.msg === 'api key file readable again')).toBe(true);
+    writeFileSync(keysFile, stringify({ keys }));
+    await new Promise((r) => setTimeout(r, 600));
   });
 
   it('revoked by editing the file → 401 within 1 s', async () => {
