@@ -6,7 +6,7 @@ import { MeshletError } from '../errors/meshlet-error.ts';
 import { normalizePath } from '../route/path-normalize.ts';
 import { pathRefused, type RouteTarget, type Router } from '../route/router.ts';
 import type { Upstream } from '../upstream/upstream.ts';
-import { authorityOf, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
+import { authorityOf, type DownstreamRequest, type DownstreamResponse, isH2 } from './downstream.ts';
 import { Exchange } from './exchange.ts';
 import type { ProxyContext } from './proxy-context.ts';
 
@@ -24,6 +24,28 @@ function splitAbsoluteForm(url: string): { authority: string; path: string } | n
   if (host === '') return null;
   const rest = end === -1 ? '/' : url.slice(end);
   return { authority: host, path: rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest };
+}
+
+/**
+ * Makes an absolute-form request's `Host` the target's authority, as RFC 9112 §3.2.2 has a server
+ * read it (and Envoy rewrites it): meshlet routed by the URL, so the endpoint must see the same name,
+ * not a `Host` that says otherwise. Rare (HTTP_PROXY clients): rewrites the raw header list in place.
+ */
+function hostFromTarget(req: DownstreamRequest, authority: string): void {
+  const raw = req.rawHeaders;
+  let set = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'host') continue;
+    if (set) {
+      raw.splice(i, 2);
+      i -= 2;
+    } else {
+      raw[i + 1] = authority;
+      set = true;
+    }
+  }
+  if (!set) raw.push('Host', authority);
+  req.headers.host = authority;
 }
 
 /** Answers a request meshlet refuses before any upstream is involved. */
@@ -53,6 +75,7 @@ function badTarget(target: string): MeshletError {
  * Where an outbound-listener request goes: the destination is named by the absolute-form URL
  * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header; the router matches
  * the normalised path (route/path-normalize.ts). A refusal comes back as the MeshletError to answer.
+ * An absolute-form request's `Host` becomes the URL's authority (see hostFromTarget).
  */
 export function routeOutbound(router: Router, req: DownstreamRequest): RouteTarget | MeshletError {
   const url = req.url ?? '/';
@@ -66,6 +89,7 @@ export function routeOutbound(router: Router, req: DownstreamRequest): RouteTarg
     if (parts === null) return badTarget(url);
     authority = parts.authority;
     path = parts.path;
+    if (!isH2(req)) hostFromTarget(req, authority);
   }
   try {
     return router.resolve(authority, path, req.headers);

@@ -67,6 +67,26 @@ describe('naming the destination', () => {
     expect(body.url).toBe('/v1/7?q=2');
   });
 
+  it("absolute form: the endpoint gets the URL's authority as Host, not a Host that names something else", async () => {
+    const port = mesh.daemon.addresses().outbound.port;
+    for (const [target, host, want] of [
+      ['http://orders:8080/v1/7', 'Host: elsewhere\r\n', 'orders:8080'],
+      ['http://user@orders/v1/7', 'Host: a\r\nHost: b\r\n', 'orders'],
+    ] as const) {
+      const reply = parseReply(
+        await rawRequest(port, `GET ${target} HTTP/1.1\r\n${host}Connection: close\r\n\r\n`),
+      );
+      expect(reply.status).toBe(200);
+      const body = JSON.parse(reply.body) as { port: number; headers: Record<string, string> };
+      expect(body.port).toBe(orders.port);
+      expect(body.headers.host).toBe(want);
+    }
+    // HTTP/1.0 may send no Host at all: the target's authority is added.
+    const reply = parseReply(await rawRequest(port, 'GET http://orders/v1/8 HTTP/1.0\r\n\r\n'));
+    expect(reply.status).toBe(200);
+    expect((JSON.parse(reply.body) as { headers: Record<string, string> }).headers.host).toBe('orders');
+  });
+
   it('a path-prefix route sends to its upstream with the prefix stripped', async () => {
     const res = await request(`${mesh.outbound}/orders-api/v1/9`);
     expect(res.statusCode).toBe(200);
