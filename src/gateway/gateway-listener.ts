@@ -11,6 +11,7 @@ import {
   bindListener,
   checkingIntervalMs,
   type HttpListener,
+  http1Only,
   listenHttp,
 } from '../listener/http-listener.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -60,7 +61,7 @@ export async function listenGateway(
       keepAliveTimeout: spec.keepAliveTimeout,
       noDelay: true,
     },
-    handler as (req: IncomingMessage, res: ServerResponse) => void,
+    http1Only(handler as (req: IncomingMessage, res: ServerResponse) => void),
   );
   answerClientErrors(h1);
   const sessions = new H2Sessions(spec.keepAliveTimeout);

@@ -8,6 +8,7 @@ import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import { routeByPreface } from '../http2/sniff.ts';
 import { type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
 import { rawErrorPayload } from '../errors/raw-error.ts';
+import { sendError } from '../errors/error-response.ts';
 
 /** Server limits every meshlet HTTP listener applies. */
 export interface HttpListenerOptions {
@@ -106,6 +107,25 @@ export async function listenHttp1(
   return bindListener(server, address, port, server);
 }
 
+/**
+ * Refuses, with 400 `bad_request`, a request whose version is not HTTP/1.x on an HTTP/1.1
+ * connection: node:http parses `GET / HTTP/2.0` (and `HTTP/0.9`) and hands it over, but it is no
+ * HTTP/2 request (that starts with the connection preface) and nothing meshlet should forward.
+ */
+export function http1Only(handler: RequestListener): RequestListener {
+  return function http1(req, res) {
+    if (req.httpVersionMajor === 1) return handler(req, res);
+    res.shouldKeepAlive = false;
+    sendError(
+      res,
+      new MeshletError(
+        'bad_request',
+        `HTTP/${req.httpVersion.slice(0, 8)} is not spoken on an HTTP/1.1 connection (HTTP/2 starts with its connection preface)`,
+      ),
+    );
+  };
+}
+
 /** A node:http server with meshlet's limits, answering malformed requests itself. */
 function createHttp1Server(handler: RequestListener, options: HttpListenerOptions): Server {
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
@@ -120,7 +140,7 @@ function createHttp1Server(handler: RequestListener, options: HttpListenerOption
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
     },
-    handler,
+    http1Only(handler),
   );
   answerClientErrors(server, options);
   return server;

@@ -13,6 +13,7 @@ import {
   bindListener,
   checkingIntervalMs,
   type HttpListener,
+  http1Only,
   type SocketListener,
 } from './http-listener.ts';
 
@@ -100,7 +101,7 @@ export async function listenInbound(
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
     },
-    verified as (req: IncomingMessage, res: ServerResponse) => void,
+    http1Only(verified as (req: IncomingMessage, res: ServerResponse) => void),
   );
   answerClientErrors(h1, options);
   const sessions = new H2Sessions();

@@ -20,9 +20,12 @@ export function writeHead(
   (res as ServerResponse).writeHead(status, headers as OutgoingHttpHeaders);
 }
 
-/** Whether the request came over HTTP/2. */
+/**
+ * Whether the request came over HTTP/2: node:http2's request has its stream. Not by version: node:http
+ * parses a request line that says `HTTP/2.0` into a plain HTTP/1.1 request with version 2.
+ */
 export function isH2(req: DownstreamRequest): req is Http2ServerRequest {
-  return req.httpVersionMajor === 2;
+  return 'stream' in req;
 }
 
 /** The authority the request names: `Host` (HTTP/1.1) or `:authority` (HTTP/2). */
