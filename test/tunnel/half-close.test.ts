@@ -5,8 +5,12 @@ import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { makePki, peerEndpoint, tlsFilesConfig } from '../tls/tls-helpers.ts';
 
 /** A half-open TCP app: `onConn` gets each connection and what it reads until the client's FIN. */
+/** Every connection the apps accepted, destroyed at the end. */
+const accepted: Socket[] = [];
+
 async function halfOpenApp(onConn: (s: Socket, received: Promise<string>) => void): Promise<Server> {
   const server = createServer({ allowHalfOpen: true }, (s) => {
+    accepted.push(s);
     s.on('error', () => undefined);
     let got = '';
     s.on('data', (d: Buffer) => (got += d.toString('latin1')));
@@ -80,10 +84,8 @@ describe('tunnel half-close', () => {
   });
   afterAll(async () => {
     for (const m of meshes) await m.close();
-    for (const s of servers) {
-      s.closeAllConnections?.();
-      await new Promise<void>((r) => s.close(() => r()));
-    }
+    for (const s of accepted) s.destroy();
+    for (const s of servers) await new Promise<void>((r) => s.close(() => r()));
   });
 
   const outboundPort = (): number => Number(new URL(mesh.outbound).port);
