@@ -95,20 +95,22 @@ const builtinsThroughRequire: Plugin = {
 };
 
 /**
- * prom-client's index loads its Pushgateway (node:https, node:zlib) and its cluster
- * AggregatorRegistry (node:cluster, hence child_process and dgram); meshlet is scraped and runs
- * one process, so inside the bundle both are classes that refuse to be constructed.
+ * prom-client's index loads its Pushgateway (node:https, node:zlib), its cluster
+ * AggregatorRegistry (node:cluster, hence child_process and dgram) and `collectDefaultMetrics`
+ * (every default collector, the CPU one with OpenTelemetry's API: 51 modules for exemplars);
+ * meshlet is scraped, runs one process and registers the collectors it exports itself
+ * (telemetry/process-metrics.ts), so inside the bundle all three refuse to be used.
  */
 const withoutPromClientExtras: Plugin = {
   name: 'without-prom-client-extras',
   setup(b) {
-    b.onResolve({ filter: /^\.\/lib\/(cluster|pushgateway)$/ }, (args) =>
+    b.onResolve({ filter: /^\.\/lib\/(cluster|pushgateway|defaultMetrics)$/ }, (args) =>
       /[\\/]node_modules[\\/]prom-client[\\/]index\.js$/.test(args.importer)
         ? { path: args.path, namespace: 'prom-client-extra' }
         : undefined,
     );
     b.onLoad({ filter: /.*/, namespace: 'prom-client-extra' }, (args) => ({
-      contents: `module.exports = class { constructor() { throw new Error(${JSON.stringify(`prom-client's ${args.path} is not part of the meshlet daemon bundle`)}); } };`,
+      contents: `module.exports = function () { throw new Error(${JSON.stringify(`prom-client's ${args.path} is not part of the meshlet daemon bundle`)}); };`,
       loader: 'js',
     }));
   },

@@ -5,7 +5,6 @@ import gc from 'prom-client/lib/metrics/gc.js';
 import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
 import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
 import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
-import processCpuTotal from 'prom-client/lib/metrics/processCpuTotal.js';
 import processHandles from 'prom-client/lib/metrics/processHandles.js';
 import processMaxFileDescriptors from 'prom-client/lib/metrics/processMaxFileDescriptors.js';
 import processOpenFileDescriptors from 'prom-client/lib/metrics/processOpenFileDescriptors.js';
@@ -13,10 +12,13 @@ import processRequests from 'prom-client/lib/metrics/processRequests.js';
 import processResources from 'prom-client/lib/metrics/processResources.js';
 import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
 import version from 'prom-client/lib/metrics/version.js';
+import { registerProcessCpu } from './process-cpu.ts';
 
-/** Every collector of prom-client's `collectDefaultMetrics` but the GC histogram, in its order. */
+/**
+ * Every collector of prom-client's `collectDefaultMetrics` but the GC histogram and the CPU one
+ * (process-cpu.ts), in its order.
+ */
 const COLLECTORS = [
-  processCpuTotal,
   processStartTime,
   osMemoryHeap,
   processOpenFileDescriptors,
@@ -40,6 +42,7 @@ const COLLECTORS = [
  */
 export function registerProcessMetrics(registry: Registry, gcDurations: boolean): void {
   const config = { prefix: 'meshlet_', eventLoopMonitoringPrecision: 10 };
+  registerProcessCpu(registry, config.prefix);
   for (const collect of COLLECTORS) collect(registry, config);
   if (gcDurations) gc(registry, config);
 }

@@ -130,17 +130,28 @@ routes: [{ match: { pathPrefix: "${prefix}" }, upstream: bench }]
       expect(loaded, m).not.toContain(m);
   });
 
-  it('leaves undici’s WebAssembly parsers and fetch body code in node_modules, out of every chunk', () => {
+  it('leaves undici’s WebAssembly parsers and fetch body code in node_modules, and OpenTelemetry’s API out of every chunk', () => {
     const outdir = join(dir, 'dist', 'daemon');
     const chunks = readdirSync(outdir)
       .filter((f) => f.endsWith('.js'))
       .map((f) => ({ f, js: readFileSync(join(outdir, f), 'utf8') }));
     expect(chunks.length).toBeGreaterThan(1);
+    const sources: string[] = [];
     for (const { f, js } of chunks) {
       // "\0asm", WebAssembly's magic number, as base64: the start of every inlined parser.
       expect(/["'`]AGFzbQ/.test(js), f).toBe(false);
       expect(js.includes('node_modules/undici/lib/web/fetch/body.js'), f).toBe(false);
+      // prom-client's default collectors (and with them OpenTelemetry's API) are left out: no
+      // chunk's source map names a source of it.
+      const map = JSON.parse(readFileSync(join(outdir, `${f}.map`), 'utf8')) as { sources: string[] };
+      expect(
+        map.sources.filter((source) => source.includes('@opentelemetry')),
+        f,
+      ).toEqual([]);
+      sources.push(...map.sources);
     }
+    // The maps do name the bundled packages: prom-client's metric classes are in.
+    expect(sources.some((source) => source.includes('node_modules/prom-client/lib/counter.js'))).toBe(true);
     const all = chunks.map((c) => c.js).join('\n');
     for (const part of UNDICI_ON_DEMAND) expect(all, part).toContain(`require("undici/${part}")`);
   });
