@@ -41,6 +41,7 @@ import {
   errorForFailure,
   type FailureKind,
   RequestFaultError,
+  unsendableHead,
   unsupportedTransferCoding,
 } from './upstream-failure.ts';
 
@@ -547,7 +548,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#timer = setTimeout(Exchange.#onHoldEnd, this.#policy.retry.grpcResponseHoldMs, this);
       return;
     }
-    this.#headersOnly = startResponse(res, statusCode, out, grpcStatus !== undefined);
+    try {
+      this.#headersOnly = startResponse(res, statusCode, out, grpcStatus !== undefined);
+    } catch (err) {
+      // A head Node refuses to write (node:http2 throws on some names and values): undici would
+      // swallow the throw and leave the client waiting. Nothing was sent: answer 502 instead.
+      controller.abort(unsendableHead(err));
+    }
   }
 
   /**

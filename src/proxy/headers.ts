@@ -18,6 +18,8 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization',
   'proxy-authenticate',
   'expect',
+  // h2c's upgrade parameter: connection-specific, and node:http2 refuses to send it.
+  'http2-settings',
 ]);
 
 /** Extra hop-by-hop names listed in a `Connection` header, lowercased; null when none. */

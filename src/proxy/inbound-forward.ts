@@ -8,7 +8,12 @@ import { type DownstreamRequest, type DownstreamResponse, endResponse, startResp
 import { AttemptTimers } from './attempt-timers.ts';
 import { hasBody } from './request-body.ts';
 import { forwardResponseHeaders } from './headers.ts';
-import { classifyFailure, errorForFailure, unsupportedTransferCoding } from './upstream-failure.ts';
+import {
+  classifyFailure,
+  errorForFailure,
+  unsendableHead,
+  unsupportedTransferCoding,
+} from './upstream-failure.ts';
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -94,12 +99,16 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     this.#timers.awaitBody(this.#idleTimeoutMs);
     const trailersOnly = this.#grpc && headers['grpc-status'] !== undefined;
-    this.#headersOnly = startResponse(
-      this.#res,
-      statusCode,
-      forwardResponseHeaders(headers, this.#requestId),
-      trailersOnly,
-    );
+    try {
+      this.#headersOnly = startResponse(
+        this.#res,
+        statusCode,
+        forwardResponseHeaders(headers, this.#requestId),
+        trailersOnly,
+      );
+    } catch (err) {
+      controller.abort(unsendableHead(err));
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

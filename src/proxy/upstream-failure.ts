@@ -93,6 +93,11 @@ export function unsupportedTransferCoding(
   return new UpstreamProtocolError(`unsupported transfer-encoding "${text}" in the response`);
 }
 
+/** The error for a response head Node would not write to the client (see Exchange.onResponseStart). */
+export function unsendableHead(err: unknown): UpstreamProtocolError {
+  return new UpstreamProtocolError(`response head meshlet cannot pass on (${(err as Error).message})`);
+}
+
 /** The failure kind of an error raised by undici or the socket. */
 export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
   const code = (err as { code?: string }).code ?? '';

@@ -66,7 +66,13 @@ describe('trailers and transfer codings from an endpoint', () => {
     const gzipChunked = await rawEndpoint(
       'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n',
     );
-    servers.push(trailers.server, gzip.server, gzipChunked.server);
+    const h2c = await rawEndpoint(
+      'HTTP/1.1 200 OK\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 2\r\n\r\nok',
+    );
+    const twoTypes = await rawEndpoint(
+      'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nok',
+    );
+    servers.push(trailers.server, gzip.server, gzipChunked.server, h2c.server, twoTypes.server);
     mesh = await startMeshlet({
       registry: {
         type: 'static',
@@ -74,6 +80,8 @@ describe('trailers and transfer codings from an endpoint', () => {
           trailers: [`127.0.0.1:${trailers.port}`],
           gzip: [`127.0.0.1:${gzip.port}`],
           gzipchunked: [`127.0.0.1:${gzipChunked.port}`],
+          h2c: [`127.0.0.1:${h2c.port}`],
+          twotypes: [`127.0.0.1:${twoTypes.port}`],
         },
       },
       accessLog: { enabled: false },
@@ -117,6 +125,24 @@ describe('trailers and transfer codings from an endpoint', () => {
     const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
     expect(metrics).toMatch(/^meshlet_upstream_attempts_total\{upstream="gzip",result="reset"\} [1-9]/m);
     expect(metrics).not.toMatch(/^meshlet_upstream_attempts_total\{upstream="gzip",result="response"\}/m);
+  });
+
+  it('HTTP2-Settings, hop-by-hop like Connection, is dropped (node:http2 refuses to send it)', async () => {
+    const reply = await h2Get(mesh.outbound, 'h2c');
+    expect(reply.headers[':status']).toBe(200);
+    expect(reply.body).toBe('ok');
+    expect(reply.headers['http2-settings']).toBeUndefined();
+  });
+
+  it('a head node:http2 will not write (two Content-Types) gets an HTTP/2 client 502, not a hang', async () => {
+    const reply = await h2Get(mesh.outbound, 'twotypes');
+    expect(reply.headers[':status']).toBe(502);
+    expect(reply.headers['x-meshlet-error']).toBe('upstream_unreachable');
+    expect(JSON.parse(reply.body).message).toContain('response head meshlet cannot pass on');
+    // An HTTP/1.1 client takes both.
+    const h1 = await rawRequest(port, 'GET / HTTP/1.1\r\nHost: twotypes\r\nConnection: close\r\n\r\n');
+    expect(parseReply(h1).status).toBe(200);
+    expect((await request(`${mesh.admin}/live`)).statusCode).toBe(200);
   });
 });
 
