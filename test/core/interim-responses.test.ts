@@ -1,30 +1,16 @@
 // Interim (1xx) answers from an endpoint: 103 Early Hints reaches the client before the final answer, others are dropped; none breaks the request.
-import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { parseReply, rawRequest } from '../helpers/raw-http.ts';
+import { parseReply, type RawEndpoint, rawRequest, startRawEndpoint } from '../helpers/raw-http.ts';
 
 /** A raw upstream that answers every request head with `interim` and then `200 hello`. */
-async function rawUpstream(interim: string): Promise<{ server: Server; endpoint: string }> {
-  const server = createServer((socket: Socket) => {
-    let seen = '';
-    socket.on('error', () => {});
-    socket.on('data', (d) => {
-      seen += d.toString('latin1');
-      while (seen.includes('\r\n\r\n')) {
-        seen = seen.slice(seen.indexOf('\r\n\r\n') + 4);
-        socket.write(`${interim}HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello`);
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, endpoint: `127.0.0.1:${(server.address() as { port: number }).port}` };
-}
+const rawUpstream = (interim: string): Promise<RawEndpoint> =>
+  startRawEndpoint(`${interim}HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello`);
 
 describe('interim answers from an endpoint', () => {
-  let hints: { server: Server; endpoint: string };
-  let processing: { server: Server; endpoint: string };
+  let hints: RawEndpoint;
+  let processing: RawEndpoint;
   let mesh: InProcessMeshlet;
   let port: number;
 
@@ -39,7 +25,7 @@ describe('interim answers from an endpoint', () => {
   });
   afterAll(async () => {
     await mesh.close();
-    for (const u of [hints, processing]) await new Promise<void>((r) => u.server.close(() => r()));
+    for (const u of [hints, processing]) await u.close();
   });
 
   it('103 Early Hints goes to the client with its link header, then the final 200 and its body', async () => {

@@ -1,29 +1,15 @@
 // Endpoint answers meshlet must reshape or refuse: hop-by-hop trailers (which node:http2 throws on) and transfer codings other than chunked.
 import { connect, type SecureClientSessionOptions } from 'node:http2';
-import { createServer, type Server, type Socket } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { parseReply, rawRequest } from '../helpers/raw-http.ts';
+import {
+  parseReply,
+  type RawEndpoint,
+  rawRequest,
+  startRawEndpoint as rawEndpoint,
+} from '../helpers/raw-http.ts';
 import { makePki, startInbound, type TestInbound, tlsRequest } from '../tls/tls-helpers.ts';
-
-/** A raw HTTP/1.1 endpoint that answers every request head with `answer` (and closes when `close`). */
-async function rawEndpoint(answer: string, close = false): Promise<{ server: Server; port: number }> {
-  const server = createServer((socket: Socket) => {
-    let seen = '';
-    socket.on('error', () => {});
-    socket.on('data', (d) => {
-      seen += d.toString('latin1');
-      while (seen.includes('\r\n\r\n')) {
-        seen = seen.slice(seen.indexOf('\r\n\r\n') + 4);
-        socket.write(answer);
-        if (close) socket.end();
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, port: (server.address() as { port: number }).port };
-}
 
 /** A GET over HTTP/2 (h2c prior knowledge, or TLS with `tls`): the response head, trailers and body. */
 function h2Get(
@@ -56,7 +42,7 @@ const TRAILERS_ANSWER =
 const GZIP_ANSWER = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00raw-coded-bytes';
 
 describe('trailers and transfer codings from an endpoint', () => {
-  const servers: Server[] = [];
+  const servers: RawEndpoint[] = [];
   let mesh: InProcessMeshlet;
   let port: number;
 
@@ -72,7 +58,7 @@ describe('trailers and transfer codings from an endpoint', () => {
     const twoTypes = await rawEndpoint(
       'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nok',
     );
-    servers.push(trailers.server, gzip.server, gzipChunked.server, h2c.server, twoTypes.server);
+    servers.push(trailers, gzip, gzipChunked, h2c, twoTypes);
     mesh = await startMeshlet({
       registry: {
         type: 'static',
@@ -90,7 +76,7 @@ describe('trailers and transfer codings from an endpoint', () => {
   });
   afterAll(async () => {
     await mesh.close();
-    for (const s of servers) await new Promise<void>((r) => s.close(() => r()));
+    for (const s of servers) await s.close();
   });
 
   it('an HTTP/1.1 client gets the trailers without the hop-by-hop, framing and routing ones', async () => {
@@ -147,8 +133,8 @@ describe('trailers and transfer codings from an endpoint', () => {
 });
 
 describe('the inbound listener and its local app', () => {
-  let app: { server: Server; port: number };
-  let trailerApp: { server: Server; port: number };
+  let app: RawEndpoint;
+  let trailerApp: RawEndpoint;
   let inbound: TestInbound;
   let trailerInbound: TestInbound;
   let web: { certPem: string; keyPem: string };
@@ -166,7 +152,7 @@ describe('the inbound listener and its local app', () => {
   afterAll(async () => {
     await inbound?.close();
     await trailerInbound?.close();
-    for (const s of [app, trailerApp]) if (s) await new Promise<void>((r) => s.server.close(() => r()));
+    for (const s of [app, trailerApp]) await s?.close();
   });
 
   it("refuses the app's gzip transfer coding with 502 rather than passing raw coded bytes", async () => {
