@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlAgent, request } from './control-request.ts';
+import { BodyTooLargeError, ControlAgent, request } from './control-request.ts';
 
 const servers: Server[] = [];
 const sockets = new Set<Socket>();
@@ -89,6 +89,26 @@ describe('control-plane request (node:http)', () => {
     const res = await request(base, { bodyTimeout: 100 });
     const err = (await res.body.text().catch((e: unknown) => e)) as Error;
     expect(err.name).toBe('TimeoutError');
+  });
+
+  it('maxBodyBytes: a larger Content-Length, or a chunked body that outgrows it, rejects text()', async () => {
+    const base = await serve((req, res) => {
+      if (req.url === '/declared') res.end('x'.repeat(2048));
+      else {
+        // Chunked, and endless: the cap must cut it, not wait for an end.
+        res.writeHead(200);
+        const timer = setInterval(() => res.write('y'.repeat(512)), 1);
+        res.on('close', () => clearInterval(timer));
+      }
+    });
+    for (const path of ['/declared', '/endless']) {
+      const res = await request(`${base}${path}`, { maxBodyBytes: 1024 });
+      const err = (await res.body.text().catch((e: unknown) => e)) as Error;
+      expect(err, path).toBeInstanceOf(BodyTooLargeError);
+      expect(err.message).toContain('over the 1024-byte cap');
+    }
+    const small = await request(`${base}/declared`, { maxBodyBytes: 4096 });
+    expect(await small.body.text()).toHaveLength(2048);
   });
 
   it('a closed port rejects with ECONNREFUSED', async () => {

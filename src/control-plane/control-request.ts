@@ -63,6 +63,23 @@ export interface ControlRequestOptions {
   reset?: boolean;
   /** Connection reuse and TLS; default a shared {@link ControlAgent}. */
   dispatcher?: ControlAgent | undefined;
+  /**
+   * Largest response body read, bytes (default {@link MAX_CONTROL_BODY_BYTES}): a larger
+   * `Content-Length`, or a body that outgrows it, rejects `text()` with {@link BodyTooLargeError}
+   * and drops the connection, so no answer can take the daemon's memory.
+   */
+  maxBodyBytes?: number;
+}
+
+/** The default body cap of control-plane responses, bytes (64 MiB: a Consul health list of some 20,000 instances). */
+export const MAX_CONTROL_BODY_BYTES = 64 * 1024 * 1024;
+
+/** A response body over `maxBodyBytes`. */
+export class BodyTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BodyTooLargeError';
+  }
 }
 
 /** A response whose body is read once, as text. */
@@ -126,7 +143,12 @@ export function request(url: string | URL, options: ControlRequestOptions = {}):
     req.once('response', (res: IncomingMessage) => {
       clearTimeout(headersTimer);
       settled = true;
-      const body = readText(res, options.bodyTimeout, () => failure).finally(unhook);
+      const body = readText(
+        res,
+        options.bodyTimeout,
+        options.maxBodyBytes ?? MAX_CONTROL_BODY_BYTES,
+        () => failure,
+      ).finally(unhook);
       // A body nobody reads still settles (and its failure is not unhandled).
       body.catch(() => undefined);
       resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: { text: () => body } });
@@ -135,10 +157,27 @@ export function request(url: string | URL, options: ControlRequestOptions = {}):
   });
 }
 
-function readText(res: IncomingMessage, idleMs: number | undefined, failure: () => unknown): Promise<string> {
+function readText(
+  res: IncomingMessage,
+  idleMs: number | undefined,
+  maxBytes: number,
+  failure: () => unknown,
+): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
+    let size = 0;
     let timer: NodeJS.Timeout | undefined;
+    const tooLarge = (what: string): void => {
+      clearTimeout(timer);
+      const err = new BodyTooLargeError(`${what}, over the ${maxBytes}-byte cap`);
+      reject(err);
+      res.destroy(err);
+    };
+    const declared = Number(res.headers['content-length']);
+    if (declared > maxBytes) {
+      tooLarge(`an answer of ${declared} bytes`);
+      return;
+    }
     const arm = (): void => {
       if (idleMs === undefined) return;
       clearTimeout(timer);
@@ -146,6 +185,8 @@ function readText(res: IncomingMessage, idleMs: number | undefined, failure: () 
     };
     arm();
     res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > maxBytes) return tooLarge('an answer');
       chunks.push(c);
       arm();
     });

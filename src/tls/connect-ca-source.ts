@@ -54,6 +54,13 @@ interface RootsAnswer {
 const RENEW_AT = 0.9;
 
 /**
+ * Least time between the starts of two reads of one loop, ms: an agent (or a proxy in front of it)
+ * that answers at once, without `X-Consul-Index` or with an index that keeps moving, must not make
+ * the loop spin (Consul's blocking-query docs ask clients to rate-limit).
+ */
+const MIN_READ_INTERVAL_MS = 100;
+
+/**
  * Keeps this instance's leaf certificate and the CA roots fresh with two blocking-query loops on
  * `/v1/agent/connect/ca/leaf/<service>` and `/v1/agent/connect/ca/roots`; every change is applied
  * at once (new connections use it). It does not trust the leaf query to return in time: at 90 % of
@@ -163,16 +170,23 @@ export class ConnectCaSource implements TlsSource {
   async #loop(what: 'leaf' | 'roots', startIndex: number | undefined): Promise<void> {
     let index = startIndex ?? 0;
     let failures = 0;
+    let lastStart = Number.NEGATIVE_INFINITY;
     const path = what === 'leaf' ? this.#leafPath() : '/v1/agent/connect/ca/roots';
     while (!this.#stopped) {
+      const gap = lastStart + MIN_READ_INTERVAL_MS - performance.now();
+      if (gap > 0) await new Promise((r) => setTimeout(r, gap).unref());
+      if (this.#stopped) return;
+      lastStart = performance.now();
       const abort = new AbortController();
       if (what === 'leaf') this.#leafAbort = abort;
       else this.#rootsAbort = abort;
       try {
         const answer = await this.#get<LeafAnswer | RootsAnswer>(path, index, abort.signal);
         failures = 0;
-        // An index that went backwards (agent restart, snapshot restore) restarts from 0.
-        index = answer.index === undefined || answer.index < index ? 0 : answer.index;
+        // An index that went backwards (agent restart, snapshot restore) restarts from 0; an
+        // answer without one keeps blocking on the last index (never 0 after an answer).
+        if (answer.index === undefined) index = Math.max(1, index);
+        else index = answer.index < index ? 0 : answer.index;
         if (what === 'leaf') this.#setLeaf(answer.value as LeafAnswer);
         else this.#setRoots(answer.value as RootsAnswer);
       } catch (err) {

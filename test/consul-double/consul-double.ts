@@ -70,6 +70,45 @@ interface Failing {
 const MAX_BODY = 4 * 1024 * 1024;
 
 /**
+ * A hostile answer for tests of clients (`setTampering`): what a broken agent, proxy or network in
+ * front of Consul could send. Nothing here is Consul behaviour; it is off unless a test turns it on.
+ */
+export interface Tampering {
+  /** Requests it applies to: those whose path starts with this. Default every `/v1/` request. */
+  path?: string;
+  /** Only requests whose body contains this text (e.g. a registration's `"Kind":"connect-proxy"`). */
+  requestBodyContains?: string;
+  /** How many matching requests it applies to. Default all, until `setTampering(null)`. */
+  times?: number;
+  /** Status code sent instead of the real one. */
+  status?: number;
+  /** Body sent instead of the real answer (the real request is still served and discarded). */
+  body?: string;
+  /** Instead of `body`: a JSON array of this many bytes (`[{"Junk":"xxx…"},…]`), to test size caps. */
+  bodyBytes?: number;
+  /** `Content-Type` sent instead of the real one. */
+  contentType?: string;
+  /** `X-Consul-Index` sent instead of the real one (e.g. `""`, `"abc"`, `"0"`); null omits the header. */
+  index?: string | null;
+  /** Sends the headers and this many body bytes, then resets the connection. */
+  resetAfterBytes?: number;
+  /** Sends the body chunked, with no `Content-Length`. */
+  chunked?: boolean;
+  /**
+   * Answers without serving the request at all, so a write changes nothing (an agent that refuses
+   * it); with no `body`, the body is empty. Taken when the request arrives, not when it answers.
+   */
+  refuse?: boolean;
+}
+
+/** A generated JSON array of about `bytes` bytes. */
+function junkJson(bytes: number): Buffer {
+  const item = `{"Junk":"${'x'.repeat(1000)}"}`;
+  const count = Math.max(1, Math.ceil(bytes / (item.length + 1)));
+  return Buffer.from(`[${Array.from({ length: count }, () => item).join(',')}]`);
+}
+
+/**
  * Speaks the Consul agent HTTP API (agent services and checks, TTL checks, health, catalog, KV,
  * blocking queries, ACL tokens) on 127.0.0.1, and lets tests break it: refuse connections, answer
  * slowly or with errors, move the index backwards, or forget everything like a restarted agent.
@@ -91,6 +130,7 @@ export class ConsulDouble {
   #downTimer: NodeJS.Timeout | undefined;
   #slowMs = 0;
   #failing: Failing | undefined;
+  #tampering: (Tampering & { remaining: number }) | undefined;
   #stopped = false;
   /** The last error of a background action (coming back up after `setDown(true, forMs)`), if any. */
   lastError: Error | undefined;
@@ -353,9 +393,109 @@ export class ConsulDouble {
     };
   }
 
+  /**
+   * Tampers with the answers to matching requests (see {@link Tampering}) for the next `times`
+   * of them, or until `setTampering(null)`. The request is served as usual (blocking included);
+   * then its answer is replaced or mangled on the way out (queries blocked before this call too).
+   */
+  setTampering(tampering: Tampering | null): void {
+    this.#tampering =
+      tampering === null
+        ? undefined
+        : { ...tampering, remaining: tampering.times ?? Number.POSITIVE_INFINITY };
+  }
+
   /** Current fault switches (for `/_double/state`). */
-  get faults(): { down: boolean; slowMs: number; failing: number | null } {
-    return { down: this.#down, slowMs: this.#slowMs, failing: this.#failing?.status ?? null };
+  get faults(): { down: boolean; slowMs: number; failing: number | null; tampering: boolean } {
+    return {
+      down: this.#down,
+      slowMs: this.#slowMs,
+      failing: this.#failing?.status ?? null,
+      tampering: this.#tampering !== undefined,
+    };
+  }
+
+  /** The tampering for a request to `path`, counted as used; undefined when none applies. */
+  #takeTampering(path: string, body: Buffer): Tampering | undefined {
+    const t = this.#tampering;
+    if (t === undefined || !path.startsWith(t.path ?? '/v1/')) return undefined;
+    if (t.requestBodyContains !== undefined && !body.toString('utf8').includes(t.requestBodyContains)) {
+      return undefined;
+    }
+    t.remaining -= 1;
+    if (t.remaining <= 0) this.#tampering = undefined;
+    return t;
+  }
+
+  /**
+   * Serves the request into a capture, then sends the answer: as it is, or mangled by the tampering
+   * in force when it goes out (so a query blocked before `setTampering` is tampered with too).
+   */
+  async #serveTampered(
+    path: string,
+    requestBody: Buffer,
+    res: ServerResponse,
+    serve: () => Promise<void>,
+  ): Promise<void> {
+    let status = 200;
+    let headers: Record<string, string | number> = {};
+    let body: Buffer | undefined;
+    if (this.#tampering?.refuse === true) {
+      const t = this.#takeTampering(path, requestBody);
+      if (t !== undefined) {
+        // Refused on arrival: nothing is served, so nothing changes.
+        this.#sendTampered(t, res, 200, { 'Content-Type': 'text/plain; charset=utf-8' }, Buffer.alloc(0));
+        return;
+      }
+    }
+    const capture = res as unknown as { writeHead: unknown; end: unknown };
+    capture.writeHead = (code: number, h?: Record<string, string | number>): ServerResponse => {
+      status = code;
+      headers = { ...h };
+      return res;
+    };
+    capture.end = (chunk?: string | Buffer): ServerResponse => {
+      body = chunk === undefined ? Buffer.alloc(0) : Buffer.from(chunk);
+      return res;
+    };
+    try {
+      await serve();
+    } finally {
+      delete capture.writeHead;
+      delete capture.end;
+    }
+    if (body === undefined || this.#stopped || res.destroyed) return;
+    const t = this.#takeTampering(path, requestBody);
+    if (t === undefined) {
+      res.writeHead(status, headers);
+      res.end(body);
+      return;
+    }
+    this.#sendTampered(t, res, status, headers, body);
+  }
+
+  /** Sends an answer (`status`, `headers`, `body`) as `t` mangles it. */
+  #sendTampered(
+    t: Tampering,
+    res: ServerResponse,
+    status: number,
+    headers: Record<string, string | number>,
+    body: Buffer,
+  ): void {
+    if (t.bodyBytes !== undefined) body = junkJson(t.bodyBytes);
+    else if (t.body !== undefined) body = Buffer.from(t.body);
+    if (t.status !== undefined) status = t.status;
+    if (t.contentType !== undefined) headers['Content-Type'] = t.contentType;
+    if (t.index === null) delete headers['X-Consul-Index'];
+    else if (t.index !== undefined) headers['X-Consul-Index'] = t.index;
+    if (t.chunked === true) delete headers['Content-Length'];
+    else headers['Content-Length'] = body.length;
+    res.writeHead(status, headers);
+    if (t.resetAfterBytes === undefined) {
+      res.end(body);
+      return;
+    }
+    res.write(body.subarray(0, t.resetAfterBytes), () => res.socket?.resetAndDestroy());
   }
 
   // ---- request handling --------------------------------------------------------------------------
@@ -425,7 +565,11 @@ export class ConsulDouble {
         sendText(res, failing.status, failing.body);
         return;
       }
-      await this.#route(req, res, method, path, url.searchParams, body, token);
+      const serve = (): Promise<void> => this.#route(req, res, method, path, url.searchParams, body, token);
+      // API answers go out through the tampering switch (unchanged while none is set), so a query
+      // blocked before `setTampering` is tampered with too.
+      if (path.startsWith('/v1/')) await this.#serveTampered(path, body, res, serve);
+      else await serve();
     } catch (err) {
       if (res.headersSent || res.destroyed) return;
       if (err instanceof HttpError) sendText(res, err.status, err.message);

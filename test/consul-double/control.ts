@@ -1,6 +1,6 @@
 // The /_double/... HTTP switches, so a standalone double can be driven with curl.
 import type { ServerResponse } from 'node:http';
-import type { ConsulDouble } from './consul-double.ts';
+import type { ConsulDouble, Tampering } from './consul-double.ts';
 import { HEALTH_STATUSES, type HealthStatus } from './model.ts';
 import { HttpError } from './register.ts';
 
@@ -39,6 +39,7 @@ function statusParam(q: URLSearchParams): HealthStatus {
  * - `PUT /_double/down?seconds=5`: refuse connections for that long (default 5 s, it has to come back)
  * - `PUT /_double/slow?ms=N`: delay answers; `ms=0` turns it off
  * - `PUT /_double/fail?status=500&times=N`: inject errors; `DELETE /_double/fail` clears
+ * - `PUT /_double/tamper` (body: a `Tampering` as JSON): mangle answers; `DELETE /_double/tamper` clears
  * - `PUT /_double/reset-index?to=1`, `PUT /_double/restart`
  * - `GET|PUT /_double/instances` (PUT body: `addInstance` spec), `DELETE /_double/instances/:id`
  * - `PUT /_double/check/:checkId?status=passing&output=...`
@@ -75,6 +76,24 @@ export async function controlRoutes(double: ConsulDouble, r: ControlRequest): Pr
       ...(times !== null ? { times: numberParam(query, 'times', 1) } : {}),
       ...(body !== null ? { body } : {}),
     });
+    json(res, 200, double.faults);
+    return;
+  }
+  if (area === 'tamper' && (put || method === 'DELETE')) {
+    if (method === 'DELETE') {
+      double.setTampering(null);
+    } else {
+      let spec: unknown;
+      try {
+        spec = JSON.parse(r.body.toString('utf8'));
+      } catch {
+        throw new HttpError(400, 'body must be JSON');
+      }
+      if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+        throw new HttpError(400, 'body must be a JSON object');
+      }
+      double.setTampering(spec as Tampering);
+    }
     json(res, 200, double.faults);
     return;
   }

@@ -165,6 +165,13 @@ export interface ZoneRecord {
  */
 export class DnsServer {
   readonly zone = new Map<string, ZoneRecord[]>();
+  /**
+   * Record types this server fails to answer, as broken resolvers do (some never answer AAAA):
+   * `servfail` answers SERVFAIL, `drop` does not answer (the client times out).
+   */
+  readonly failTypes = new Map<string, 'servfail' | 'drop'>();
+  /** Names (lower case) this server fails to answer, like `failTypes`; they are left out of SRV additionals too. */
+  readonly failNames = new Map<string, 'servfail' | 'drop'>();
   down = false;
   queries = 0;
   #socket: Socket | null = null;
@@ -181,7 +188,15 @@ export class DnsServer {
       }
       this.queries++;
       if (this.down) return;
-      socket.send(this.#answer(q), rinfo.port, rinfo.address);
+      const question = q.questions?.[0];
+      const fail =
+        this.failNames.get(question?.name.toLowerCase() ?? '') ?? this.failTypes.get(question?.type ?? '');
+      if (fail === 'drop') return;
+      const answer =
+        fail === 'servfail'
+          ? packet.encode({ type: 'response', id: q.id, questions: q.questions, flags: 2 })
+          : this.#answer(q);
+      socket.send(answer, rinfo.port, rinfo.address);
     });
     await new Promise<void>((resolve) => socket.bind(this.port, '127.0.0.1', resolve));
     this.port = socket.address().port;
@@ -210,6 +225,7 @@ export class DnsServer {
     const additionals: packet.Answer[] = [];
     for (const r of records) {
       if (r.type !== 'SRV' || question.type !== 'SRV' || typeof r.data === 'string') continue;
+      if (this.failNames.has(r.data.target.toLowerCase())) continue;
       for (const t of this.zone.get(r.data.target.toLowerCase()) ?? []) {
         if (t.type === 'A')
           additionals.push({ type: 'A', name: r.data.target, ttl: t.ttl, data: t.data as string });

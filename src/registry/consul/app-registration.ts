@@ -54,6 +54,8 @@ export class AppRegistration {
   /** The sidecar proxy's registration, which follows this one's lifecycle (null when not registered). */
   readonly sidecar: SidecarRegistration | null;
   #registered = false;
+  /** Why Consul last refused a registration or check update (4xx), or null. */
+  #refusal: string | null = null;
   /** Drained by the admin API: every report says critical. */
   #drained = false;
 
@@ -82,6 +84,34 @@ export class AppRegistration {
   /** Whether Consul accepted the registration (and has not lost it since, as far as meshlet knows). */
   get registered(): boolean {
     return this.#registered;
+  }
+
+  /** Why Consul last refused this instance's registration or check update (a 4xx answer), or null. */
+  get refusal(): string | null {
+    return this.#refusal;
+  }
+
+  /**
+   * A 4xx answer to a registration or check update: the agent is reachable and refuses this call
+   * (ACL rights, a definition it rejects). Counted in `_errors_total{operation}` and logged as an
+   * error once per distinct reason, without calling the agent unreachable (its watches may well
+   * answer). Returns false for other failures (unreachable, 5xx), which go to reachability.
+   */
+  #refused(operation: ConsulOperation, err: unknown): boolean {
+    if (!(err instanceof ConsulHttpError) || err.status < 400 || err.status >= 500) return false;
+    this.#reach.ok();
+    this.#metrics.errors.labels(operation).inc();
+    if (this.#refusal !== err.message) {
+      this.#refusal = err.message;
+      this.#logger.error({
+        msg: 'Consul refused this instance; retrying every check interval',
+        operation,
+        serviceId: this.spec.id,
+        status: err.status,
+        reason: err.message,
+      });
+    }
+    return true;
   }
 
   /** The status last reported (undefined before the first probe) and the probe's output. */
@@ -118,6 +148,7 @@ export class AppRegistration {
     try {
       await this.#client.updateCheck(this.checkId, status, output);
       this.#reach.ok();
+      this.#refusal = null;
       await this.sidecar?.refresh();
     } catch (err) {
       if (registrationLost(err)) {
@@ -125,7 +156,7 @@ export class AppRegistration {
         this.#registered = false;
         this.#logger.warn({ msg: 'Consul lost this instance; registering again', serviceId: this.spec.id });
         await this.#register(status, output);
-      } else {
+      } else if (!this.#refused('check_update', err)) {
         this.#reach.failed('check_update', err as Error);
       }
     }
@@ -159,9 +190,10 @@ export class AppRegistration {
       await this.#client.updateCheck(this.checkId, status, output);
       this.#reach.ok();
     } catch (err) {
-      this.#reach.failed('register', err as Error);
+      if (!this.#refused('register', err)) this.#reach.failed('register', err as Error);
       return;
     }
+    this.#refusal = null;
     this.#registered = true;
     this.#metrics.registrations.inc();
     await this.sidecar?.registerWithService();

@@ -27,7 +27,11 @@ export interface BlockingWatchOptions<T> {
   name: string;
   /** One blocking read at `index`. */
   fetch(index: number, signal: AbortSignal): Promise<BlockingAnswer<T>>;
-  /** Called with each answer whose index differs from the last one applied (and the first). */
+  /**
+   * Called with each answer whose index differs from the last one applied (and the first, and any
+   * without an index). Throwing refuses the answer: it counts as a failed read (`onError`, backoff)
+   * and the next read asks again at the index before it.
+   */
   onAnswer(value: T): void;
   /** Called after each failed read, with the retry delay chosen. */
   onError(err: Error, retryInMs: number): void;
@@ -134,18 +138,31 @@ export class BlockingWatch<T> {
         this.#readAbort = null;
       }
       if (signal.aborted) break;
-      failures = 0;
-      this.#lastError = null;
-      this.#options.onSuccess();
       const sent = this.#index;
       this.#index = nextIndex(sent, answer.index);
       if (sent > 0 && this.#index === 0) this.#options.onIndexReset?.();
-      // Apply the first answer, any answer after a reset, and any whose index moved.
-      if (!this.#synced || sent === 0 || answer.index !== this.#applied) {
+      // Apply the first answer, any answer after a reset, any whose index moved, and any without an
+      // index (nothing tells whether it changed).
+      if (!this.#synced || sent === 0 || answer.index === undefined || answer.index !== this.#applied) {
+        try {
+          this.#options.onAnswer(answer.value);
+        } catch (err) {
+          // A refused answer (or a bug applying it) never ends the loop: what was applied last stays,
+          // and the same index is read again after a backoff (0 after an index reset).
+          if (this.#index !== 0) this.#index = sent;
+          failures++;
+          const delay = backoffMs(failures, backoffBaseMs, backoffMaxMs);
+          this.#lastError = (err as Error).message;
+          this.#options.onError(err as Error, delay);
+          await this.#sleep(delay);
+          continue;
+        }
         this.#applied = answer.index;
         this.#synced = true;
-        this.#options.onAnswer(answer.value);
       }
+      failures = 0;
+      this.#lastError = null;
+      this.#options.onSuccess();
     }
   }
 

@@ -1,12 +1,14 @@
-// Talks to the Consul agent: the `consul` package for health, catalog and deregistration; undici where it drops fields.
-import { EventEmitter } from 'node:events';
+// Talks to the Consul agent: blocking reads and writes through the control-plane client (size-capped, shape-checked), deregistration through the `consul` package.
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
-// @ts-expect-error: the consul package ships no types for its request helpers.
-import consulUtils from 'consul/lib/utils.js';
-import { ControlAgent, request } from '../../control-plane/control-request.ts';
+import {
+  BodyTooLargeError,
+  ControlAgent,
+  MAX_CONTROL_BODY_BYTES,
+  request,
+} from '../../control-plane/control-request.ts';
 
 /** One entry of `GET /v1/health/service/<name>` (only the fields meshlet reads). */
 export interface HealthEntry {
@@ -23,10 +25,33 @@ export interface HealthEntry {
   Checks: { CheckID: string; Status: string }[];
 }
 
+/** Largest blocking-query answer read, bytes: the control plane's cap (64 MiB: a health list of some 20,000 instances). */
+export const MAX_ANSWER_BYTES = MAX_CONTROL_BODY_BYTES;
+
+/**
+ * A 2xx answer meshlet cannot use: larger than {@link MAX_ANSWER_BYTES}, not JSON, or JSON of the
+ * wrong shape. Nothing of it is applied; the watch keeps its last endpoints and retries with backoff.
+ */
+export class ConsulAnswerError extends Error {
+  constructor(message: string) {
+    super(`unusable answer from Consul: ${message}`);
+    this.name = 'ConsulAnswerError';
+  }
+}
+
+/** What a JSON value is, for error messages: `null`, `an array`, `an object`, `a string`, ... */
+export function jsonKind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
 /** An answer of a blocking query: the body and `X-Consul-Index` (undefined when absent or not a number). */
 export interface BlockingAnswer<T> {
   value: T;
   index: number | undefined;
+  /** `X-Consul-Results-Filtered-By-ACLs: true`: the token may not read everything the answer would hold. */
+  filteredByAcls?: boolean;
 }
 
 /** A non-2xx answer from the agent. `message` is Consul's body text (never the token). */
@@ -49,6 +74,8 @@ export interface ConsulClientOptions {
   tls?: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } | undefined;
   /** Timeout of non-blocking calls, ms. Default 5000. */
   timeoutMs?: number;
+  /** Largest blocking-query answer read, bytes. Default {@link MAX_ANSWER_BYTES}. */
+  maxAnswerBytes?: number;
 }
 
 /** Options of a blocking read. */
@@ -101,6 +128,7 @@ export class ConsulClient {
   /** ACL token of every call from now on (blocking queries in flight keep theirs until they return). */
   #token: string | undefined;
   readonly #timeoutMs: number;
+  readonly #maxAnswerBytes: number;
 
   constructor(options: ConsulClientOptions) {
     const url = new URL(options.address);
@@ -112,6 +140,7 @@ export class ConsulClient {
     };
     this.#base = `${url.protocol}//${url.host}`;
     this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
     this.#token = options.token;
     this.#consul = new Consul({
       host: url.hostname.replace(/^\[|\]$/g, ''),
@@ -142,16 +171,8 @@ export class ConsulClient {
     name: string,
     tags: readonly string[],
     options: BlockingOptions,
-  ): Promise<BlockingAnswer<HealthEntry[]>> {
-    const query: Record<string, unknown> = {
-      service: name,
-      passing: true,
-      index: String(options.index),
-      wait: `${options.waitMs}ms`,
-    };
-    if (tags.length > 0) query.tag = tags.length === 1 ? tags[0] : [...tags];
-    if (options.datacenter !== undefined) query.dc = options.datacenter;
-    return this.#blocking((extra) => this.#consul.health.service({ ...query, ...extra } as never), options);
+  ): Promise<BlockingAnswer<unknown[]>> {
+    return this.#healthList(`/v1/health/service/${encodeURIComponent(name)}`, tags, options);
   }
 
   /**
@@ -162,28 +183,23 @@ export class ConsulClient {
     name: string,
     tags: readonly string[],
     options: BlockingOptions,
-  ): Promise<BlockingAnswer<HealthEntry[]>> {
-    const query: Record<string, unknown> = {
-      passing: 'true',
-      index: String(options.index),
-      wait: `${options.waitMs}ms`,
-    };
-    if (tags.length > 0) query.tag = tags.length === 1 ? tags[0] : [...tags];
-    if (options.datacenter !== undefined) query.dc = options.datacenter;
-    // The `consul` package has no health.connect; its generic GET does the same as health.service.
-    const consul = this.#consul as unknown as {
-      _get(req: Record<string, unknown>, next: unknown): Promise<unknown>;
-    };
-    return this.#blocking((extra) => {
-      const req: Record<string, unknown> = {
-        name: 'health.connect',
-        path: '/health/connect/{service}',
-        params: { service: name },
-        query: { ...query },
-      };
-      consulUtils.options(req, { ...query, ...extra });
-      return consul._get(req, consulUtils.body);
-    }, options);
+  ): Promise<BlockingAnswer<unknown[]>> {
+    return this.#healthList(`/v1/health/connect/${encodeURIComponent(name)}`, tags, options);
+  }
+
+  /** A health list read: the answer must be a JSON array (its entries are checked by the caller). */
+  async #healthList(
+    path: string,
+    tags: readonly string[],
+    options: BlockingOptions,
+  ): Promise<BlockingAnswer<unknown[]>> {
+    const query = new URLSearchParams({ passing: 'true' });
+    for (const tag of tags) query.append('tag', tag);
+    const answer = await this.#blocking(path, query, options);
+    if (!Array.isArray(answer.value)) {
+      throw new ConsulAnswerError(`${path}: expected a JSON array, got ${jsonKind(answer.value)}`);
+    }
+    return answer as BlockingAnswer<unknown[]>;
   }
 
   /** `GET /v1/agent/self`: the agent's datacenter (what the Consul UI calls this service's). */
@@ -202,39 +218,65 @@ export class ConsulClient {
     return dc;
   }
 
-  /** `GET /v1/catalog/services` as a blocking query: service name → tags. */
+  /**
+   * `GET /v1/catalog/services` as a blocking query: service name → tags. The answer must be a JSON
+   * object; a name whose tags are not a list of strings is kept with no tags.
+   */
   async catalogServices(options: BlockingOptions): Promise<BlockingAnswer<Record<string, string[]>>> {
-    const query: Record<string, unknown> = { index: String(options.index), wait: `${options.waitMs}ms` };
-    if (options.datacenter !== undefined) query.dc = options.datacenter;
-    return this.#blocking(
-      (extra) => this.#consul.catalog.service.list({ ...query, ...extra } as never),
-      options,
-    );
+    const answer = await this.#blocking('/v1/catalog/services', new URLSearchParams(), options);
+    const v = answer.value;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      throw new ConsulAnswerError(`/v1/catalog/services: expected a JSON object, got ${jsonKind(v)}`);
+    }
+    const services: Record<string, string[]> = {};
+    for (const [name, tags] of Object.entries(v)) {
+      services[name] = Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
+    }
+    return { ...answer, value: services };
   }
 
-  async #blocking<T>(
-    call: (extra: Record<string, unknown>) => Promise<unknown>,
+  /**
+   * One blocking GET: `index`, `wait` and `dc` added to `query`, the token in `X-Consul-Token`.
+   * Rejects with {@link ConsulHttpError} on a non-2xx answer and {@link ConsulAnswerError} on a body
+   * that is larger than {@link MAX_ANSWER_BYTES} or not JSON; the body is read as it comes and the
+   * connection dropped as soon as it outgrows the cap.
+   */
+  async #blocking(
+    path: string,
+    query: URLSearchParams,
     options: BlockingOptions,
-  ): Promise<BlockingAnswer<T>> {
-    const ctx = Object.assign(new EventEmitter(), { includeResponse: true });
-    const cancel = (): void => {
-      ctx.emit('cancel');
-    };
-    if (options.signal.aborted) throw options.signal.reason;
-    options.signal.addEventListener('abort', cancel, { once: true });
+  ): Promise<BlockingAnswer<unknown>> {
+    query.set('index', String(options.index));
+    query.set('wait', `${options.waitMs}ms`);
+    if (options.datacenter !== undefined) query.set('dc', options.datacenter);
+    // Consul may hold the query for wait + wait/16; allow a little more before calling it hung.
+    const timeoutMs = options.waitMs + Math.ceil(options.waitMs / 16) + this.#timeoutMs;
+    const res = await request(`${this.#base}${path}?${query.toString()}`, {
+      headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
+      signal: AbortSignal.any([options.signal, AbortSignal.timeout(timeoutMs)]),
+      dispatcher: this.#dispatcher,
+      maxBodyBytes: this.#maxAnswerBytes,
+    });
+    let body: string;
     try {
-      // Consul may hold the query for wait + wait/16; allow a little more before calling it hung.
-      const timeout = options.waitMs + Math.ceil(options.waitMs / 16) + this.#timeoutMs;
-      const [res, body] = (await call({ ctx, timeout, ...this.#tokenOption() })) as [
-        { headers: Record<string, string | string[] | undefined> },
-        T,
-      ];
-      return { value: body, index: indexOf(res.headers['x-consul-index']) };
+      body = await res.body.text();
     } catch (err) {
-      throw fromPapi(err as PapiError);
-    } finally {
-      options.signal.removeEventListener('abort', cancel);
+      if (err instanceof BodyTooLargeError) throw new ConsulAnswerError(`${path}: ${err.message}`);
+      throw err;
     }
+    const { statusCode: status, headers } = res;
+    if (status < 200 || status >= 300) throw new ConsulHttpError(status, body.slice(0, 1024));
+    let value: unknown;
+    try {
+      value = JSON.parse(body);
+    } catch (err) {
+      throw new ConsulAnswerError(`${path}: the body is not JSON (${(err as Error).message.slice(0, 120)})`);
+    }
+    return {
+      value,
+      index: indexOf(headers['x-consul-index']),
+      filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true',
+    };
   }
 
   /**

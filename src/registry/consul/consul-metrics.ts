@@ -12,6 +12,7 @@ export class ConsulMetrics {
   readonly snapshots: Counter;
   readonly registrations: Counter;
   readonly appStatus: Gauge<'status'>;
+  readonly invalid: Counter<'kind'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -48,7 +49,14 @@ export class ConsulMetrics {
       labelNames: ['status'] as const,
       registers,
     });
+    this.invalid = new Counter({
+      name: 'meshlet_registry_consul_invalid_total',
+      help: 'Consul answers refused whole (kind="answer": too large, not JSON, wrong shape; the last endpoints are kept) and health entries skipped (kind="entry": no Service, bad port).',
+      labelNames: ['kind'] as const,
+      registers,
+    });
     this.up.set(0);
+    for (const kind of ['answer', 'entry']) this.invalid.labels(kind).inc(0);
     for (const kind of ['configured', 'on_demand']) this.watches.labels(kind).set(0);
   }
 

@@ -11,9 +11,9 @@ import { appReadiness, type ReadinessCheck, type Registry } from '../registry.ts
 import { BackendReachability } from '../backend-reachability.ts';
 import { AppRegistration, type RegistrationSpec } from './app-registration.ts';
 import { BlockingWatch } from './blocking-watch.ts';
-import { ConsulClient, readToken } from './consul-client.ts';
+import { ConsulAnswerError, ConsulClient, readToken } from './consul-client.ts';
 import { ConsulMetrics, type ConsulOperation } from './consul-metrics.ts';
-import { endpointsFromHealth } from './health-endpoints.ts';
+import { parseHealth } from './health-endpoints.ts';
 import { meshletVersion } from './meshlet-version.ts';
 import { ConsulUiMetrics } from '../../telemetry/consul-ui-metrics.ts';
 import {
@@ -178,6 +178,12 @@ export class ConsulRegistry implements Registry {
   #capLogged = false;
   /** `upstream\0value` pairs of unknown `Meta.meshlet_protocol` values already logged (at most 100). */
   readonly #unknownProtocols = new Set<string>();
+  /**
+   * What was last logged per topic (`health:NAME` / `catalog`: the watch's last failure, `entries:NAME`:
+   * its malformed entries, `acl:NAME`: ACL filtering), so each is logged once while it lasts.
+   * Bounded by the watches.
+   */
+  readonly #lastSaid = new Map<string, string>();
 
   constructor(options: ConsulRegistryOptions) {
     const { config } = options;
@@ -235,6 +241,7 @@ export class ConsulRegistry implements Registry {
           client: this.#client,
           logger: this.#logger,
           openUpstreamListener: this.#openUpstreamListener,
+          metrics: this.#metrics,
         });
         await sidecar.addConfigured(configuredNames(this.#config, this.#settings));
       } else if (this.#settings.sidecarProxy.enabled) {
@@ -339,8 +346,11 @@ export class ConsulRegistry implements Registry {
           datacenter: this.#settings.consul.datacenter,
         }),
       onAnswer: (services) => this.#applyCatalog(services),
-      onError: (err) => this.#reach.failed('catalog', err),
-      onSuccess: () => this.#reach.ok(),
+      onError: (err, retryInMs) => this.#watchFailed('catalog', err, retryInMs),
+      onSuccess: () => {
+        this.#lastSaid.delete('catalog');
+        this.#reach.ok();
+      },
       onIndexReset: () => this.#resyncAll('catalog'),
     });
     this.#catalog.start();
@@ -388,31 +398,106 @@ export class ConsulRegistry implements Registry {
     const watch = new BlockingWatch({
       name: `health:${name}`,
       ...this.#timing,
-      fetch: (index, signal) =>
-        this.#client[filter?.connect === true ? 'healthConnect' : 'healthService'](name, tags, {
-          index,
-          waitMs: this.#settings.watch.wait,
-          signal,
-          datacenter,
-        }),
-      onAnswer: (entries) => {
-        if (!this.#table.has(name)) return;
-        const endpoints = endpointsFromHealth(entries);
-        this.#warnUnknownProtocols(name, endpoints);
-        this.#table.setEndpoints(name, endpoints);
-        this.#metrics.snapshots.inc();
+      fetch: async (index, signal) => {
+        const answer = await this.#client[filter?.connect === true ? 'healthConnect' : 'healthService'](
+          name,
+          tags,
+          { index, waitMs: this.#settings.watch.wait, signal, datacenter },
+        );
+        this.#noteAclFiltering(name, answer.filteredByAcls === true);
+        return answer;
       },
-      onError: (err, retryInMs) => {
-        this.#reach.failed('watch', err);
-        this.#logger.debug({ msg: 'Consul watch failed', upstream: name, reason: err.message, retryInMs });
+      onAnswer: (entries) => this.#onHealth(name, entries),
+      onError: (err, retryInMs) => this.#watchFailed(`health:${name}`, err, retryInMs, name),
+      onSuccess: () => {
+        this.#lastSaid.delete(`health:${name}`);
+        this.#reach.ok();
       },
-      onSuccess: () => this.#reach.ok(),
       onIndexReset: () => this.#resyncAll(`health:${name}`),
     });
     this.#watches.set(name, { kind, watch: watch as BlockingWatch<unknown>, lastUsed: performance.now() });
     watch.start();
     this.#publishWatchCounts();
     return upstream;
+  }
+
+  /**
+   * Consul leaves out of a health answer what the ACL token may not read, and says so in
+   * `X-Consul-Results-Filtered-By-ACLs`: the upstream may look emptier than it is. Logged once when
+   * it starts for an upstream, and once when it stops.
+   */
+  #noteAclFiltering(name: string, filtered: boolean): void {
+    const key = `acl:${name}`;
+    if (filtered === this.#lastSaid.has(key)) return;
+    if (filtered) {
+      this.#lastSaid.set(key, 'filtered');
+      this.#logger.warn({
+        msg: "Consul filtered an upstream's health answer by ACLs: the token may not read some of its instances",
+        upstream: name,
+        acl: aclStatus(this.#client.token),
+      });
+    } else {
+      this.#lastSaid.delete(key);
+      this.#logger.info({
+        msg: "Consul no longer filters the upstream's health answer by ACLs",
+        upstream: name,
+      });
+    }
+  }
+
+  /**
+   * Applies one upstream's health answer. Malformed entries are skipped, counted and logged (once
+   * per distinct count and reason); an answer with entries but none well-formed is refused whole
+   * (thrown: the watch keeps the last endpoints and retries), since it is a broken answer, not an
+   * empty service.
+   */
+  #onHealth(name: string, entries: unknown[]): void {
+    if (!this.#table.has(name)) return;
+    const parsed = parseHealth(entries);
+    const key = `entries:${name}`;
+    if (parsed.malformed > 0 && parsed.malformed === entries.length) {
+      throw new ConsulAnswerError(
+        `health of ${name}: none of its ${entries.length} entries is well-formed (${parsed.firstProblem})`,
+      );
+    }
+    if (parsed.malformed > 0) {
+      this.#metrics.invalid.labels('entry').inc(parsed.malformed);
+      const said = `${parsed.malformed}/${entries.length}: ${parsed.firstProblem}`;
+      if (this.#lastSaid.get(key) !== said) {
+        this.#lastSaid.set(key, said);
+        this.#logger.warn({
+          msg: 'skipping malformed entries of a Consul health answer',
+          upstream: name,
+          skipped: parsed.malformed,
+          of: entries.length,
+          reason: parsed.firstProblem,
+        });
+      }
+    } else {
+      this.#lastSaid.delete(key);
+    }
+    this.#warnUnknownProtocols(name, parsed.endpoints);
+    this.#table.setEndpoints(name, parsed.endpoints);
+    this.#metrics.snapshots.inc();
+  }
+
+  /**
+   * A watch's read failed or its answer was refused. Reachability and `_errors_total` take every
+   * failure; an unusable answer ({@link ConsulAnswerError}) is also counted in `_invalid_total` and
+   * logged as a warning when its reason differs from the watch's last one (else at debug).
+   */
+  #watchFailed(watch: string, err: Error, retryInMs: number, upstream?: string): void {
+    this.#reach.failed(upstream === undefined ? 'catalog' : 'watch', err);
+    const invalid = err instanceof ConsulAnswerError;
+    if (invalid) this.#metrics.invalid.labels('answer').inc();
+    const repeated = this.#lastSaid.get(watch) === err.message;
+    this.#lastSaid.set(watch, err.message);
+    const fields = { upstream, watch, reason: err.message, retryInMs };
+    if (invalid && !repeated) {
+      this.#logger.warn({ msg: 'refused an unusable Consul answer; keeping the last endpoints', ...fields });
+    } else {
+      this.#logger.debug({ msg: 'Consul watch failed', ...fields });
+    }
   }
 
   /** Logs once per upstream and value a `Meta.meshlet_protocol` this meshlet does not know (ignored). */
@@ -447,6 +532,9 @@ export class ConsulRegistry implements Registry {
     const w = this.#watches.get(name);
     if (w === undefined) return;
     this.#watches.delete(name);
+    this.#lastSaid.delete(`health:${name}`);
+    this.#lastSaid.delete(`entries:${name}`);
+    this.#lastSaid.delete(`acl:${name}`);
     this.#publishWatchCounts();
     this.#logger.info({ msg: 'stopped watching upstream', upstream: name, why });
     await w.watch.stop();
@@ -533,6 +621,7 @@ export class ConsulRegistry implements Registry {
               port: reg.spec.port,
               checkId: reg.checkId,
               registered: reg.registered,
+              refusedBecause: reg.refusal,
               status: reg.check.status ?? null,
               output: reg.check.output,
               sidecarProxy:

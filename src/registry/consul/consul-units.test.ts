@@ -2,10 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { describeProbe, ProbeStatus } from './app-probe.ts';
 import { registrationLost } from './app-registration.ts';
-import { backoffMs, nextIndex } from './blocking-watch.ts';
+import { BlockingWatch, backoffMs, nextIndex } from './blocking-watch.ts';
 import { ConsulHttpError, type HealthEntry } from './consul-client.ts';
 import { healthCheckStatus } from './grpc-health-probe.ts';
-import { advertisedProtocol, endpointsFromHealth } from './health-endpoints.ts';
+import { advertisedProtocol, endpointsFromHealth, parseHealth } from './health-endpoints.ts';
 
 describe('nextIndex', () => {
   it('follows X-Consul-Index, resets to 0 when it goes backwards, never sends 0 after an answer', () => {
@@ -15,6 +15,80 @@ describe('nextIndex', () => {
     expect(nextIndex(42, 7)).toBe(0);
     expect(nextIndex(0, 0)).toBe(1);
     expect(nextIndex(0, undefined)).toBe(1);
+  });
+});
+
+describe('BlockingWatch', () => {
+  it('a refused answer (onAnswer throws) keeps the loop going and reads the same index again', async () => {
+    const answers = [
+      { value: 'good-1', index: 5 },
+      { value: 'bad', index: 9 },
+      { value: 'good-2', index: 9 },
+      { value: 'no-index', index: undefined },
+      { value: 'no-index-2', index: undefined },
+    ];
+    const sentIndexes: number[] = [];
+    const applied: string[] = [];
+    const errors: string[] = [];
+    let done: () => void = () => undefined;
+    const finished = new Promise<void>((r) => {
+      done = r;
+    });
+    const watch = new BlockingWatch<string>({
+      name: 'test',
+      minIntervalMs: 0,
+      backoffBaseMs: 1,
+      backoffMaxMs: 2,
+      fetch: async (index, signal) => {
+        sentIndexes.push(index);
+        const next = answers.shift();
+        if (next === undefined) {
+          done();
+          return new Promise((_resolve, reject) => {
+            signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+          });
+        }
+        return next;
+      },
+      onAnswer: (value) => {
+        if (value === 'bad') throw new Error('refused');
+        applied.push(value);
+      },
+      onError: (err) => errors.push(err.message),
+      onSuccess: () => undefined,
+    });
+    watch.start();
+    await finished;
+    // Answers without an index are applied too (nothing says they did not change).
+    expect(applied).toEqual(['good-1', 'good-2', 'no-index', 'no-index-2']);
+    expect(errors).toEqual(['refused']);
+    expect(sentIndexes).toEqual([0, 5, 5, 9, 9, 9]);
+    expect(watch.lastError).toBeNull();
+    await watch.stop();
+  });
+});
+
+describe('parseHealth', () => {
+  it('skips and counts malformed entries; port 0 and weight 0 are unusable, not malformed', () => {
+    const ok = {
+      Node: { Address: '10.0.0.1' },
+      Service: { Address: '', Port: 80, Tags: ['a', 7], Meta: { k: 'v', n: 1 } },
+    };
+    const parsed = parseHealth([
+      ok,
+      null,
+      'x',
+      { Node: {} },
+      { Service: { Port: 80 } },
+      { Node: { Address: '10.0.0.2' }, Service: { Port: 0 } },
+      { Node: { Address: '10.0.0.3' }, Service: { Port: 65536 } },
+      { Node: { Address: '10.0.0.4' }, Service: { Port: 81, Weights: { Passing: 0 } } },
+    ]);
+    expect(parsed.endpoints.map((e) => e.id)).toEqual(['10.0.0.1:80']);
+    expect(parsed.endpoints[0]!.tags).toEqual(['a']);
+    expect(parsed.endpoints[0]!.meta).toEqual({ k: 'v' });
+    expect(parsed.malformed).toBe(5);
+    expect(parsed.firstProblem).toBe('entry is not a JSON object');
   });
 });
 

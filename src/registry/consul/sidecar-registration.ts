@@ -2,6 +2,7 @@
 import type { Logger } from '../../telemetry/logger.ts';
 import type { CheckStatus } from './app-probe.ts';
 import type { ConsulClient } from './consul-client.ts';
+import type { ConsulMetrics } from './consul-metrics.ts';
 import { registrationLost } from './app-registration.ts';
 
 /** Binds a per-upstream listener on 127.0.0.1:port; resolves with the bound port, rejects (EADDRINUSE, …) otherwise. */
@@ -60,6 +61,9 @@ export class SidecarRegistration {
   readonly #client: ConsulClient;
   readonly #logger: Logger;
   readonly #open: OpenUpstreamListener | undefined;
+  readonly #metrics: ConsulMetrics | undefined;
+  /** The reason of the last failed registration (logged once), null after a success. */
+  #lastFailure: string | null = null;
   /** Upstream → its local bind port, in the order they were added. */
   readonly #binds = new Map<string, number>();
   /** Upstreams being bound right now. */
@@ -74,7 +78,13 @@ export class SidecarRegistration {
 
   constructor(
     spec: SidecarSpec,
-    deps: { client: ConsulClient; logger: Logger; openUpstreamListener?: OpenUpstreamListener | undefined },
+    deps: {
+      client: ConsulClient;
+      logger: Logger;
+      openUpstreamListener?: OpenUpstreamListener | undefined;
+      /** Counts failed registrations in `_errors_total{operation="register"}`. */
+      metrics?: ConsulMetrics | undefined;
+    },
   ) {
     this.spec = spec;
     this.id = `${spec.serviceId}-sidecar-proxy`;
@@ -84,6 +94,7 @@ export class SidecarRegistration {
     this.#client = deps.client;
     this.#logger = deps.logger;
     this.#open = deps.openUpstreamListener;
+    this.#metrics = deps.metrics;
     for (const p of spec.configuredPorts.values()) this.#usedPorts.add(p);
     this.#nextPort = spec.portRange.from;
   }
@@ -241,13 +252,20 @@ export class SidecarRegistration {
       await this.#client.register(this.definition(status));
     } catch (err) {
       this.#registered = false;
-      this.#logger.warn({
-        msg: 'sidecar proxy registration failed',
-        serviceId: this.id,
-        reason: (err as Error).message,
-      });
+      this.#metrics?.errors.labels('register').inc();
+      // Retried on every tick: logged once per distinct reason, not once per tick.
+      const reason = (err as Error).message;
+      if (this.#lastFailure !== reason) {
+        this.#lastFailure = reason;
+        this.#logger.warn({
+          msg: 'sidecar proxy registration failed; retrying every check interval',
+          serviceId: this.id,
+          reason,
+        });
+      }
       return;
     }
+    this.#lastFailure = null;
     const first = !this.#registered;
     this.#registered = true;
     if (first)

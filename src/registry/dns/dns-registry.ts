@@ -4,6 +4,7 @@ import type { DnsRegistryConfig, DnsUpstreamConfig } from '../../config/dns-sche
 import type { MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
+import type { Endpoint } from '../../upstream/endpoint.ts';
 import type { UpstreamTable } from '../../upstream/upstream-table.ts';
 import { BackendReachability } from '../backend-reachability.ts';
 import { RegistryMetrics } from '../kv/registry-metrics.ts';
@@ -22,6 +23,8 @@ export interface DnsRegistryOptions {
 interface Watch {
   name: string;
   spec: DnsUpstreamConfig;
+  /** The endpoints of the last answer applied. */
+  last: Endpoint[];
   timer: NodeJS.Timeout | null;
   synced: boolean;
   failures: number;
@@ -43,7 +46,9 @@ function describe(spec: DnsUpstreamConfig): string {
  * start and again when its answer's TTL runs out (bounded to [minTtl, maxTtl]). An answer replaces
  * the upstream's endpoints; NXDOMAIN or no records empty it (503 `no_healthy_endpoints`); a failed
  * resolution (timeout, SERVFAIL, REFUSED, unreachable server) keeps the last answer and retries
- * after minTtl, doubling up to maxTtl. Names not listed are `no_route`.
+ * after minTtl, doubling up to maxTtl. A host whose A or AAAA question alone fails uses the other's
+ * addresses; an SRV target whose own lookup fails keeps its endpoints of the last answer. Names not
+ * listed are `no_route`.
  */
 export class DnsRegistry implements Registry {
   readonly type = 'dns';
@@ -79,6 +84,7 @@ export class DnsRegistry implements Registry {
       const w: Watch = {
         name,
         spec,
+        last: [],
         timer: null,
         synced: false,
         failures: 0,
@@ -101,7 +107,7 @@ export class DnsRegistry implements Registry {
     const { minTtl, maxTtl, timeout } = this.#settings.dns;
     let delay: number;
     try {
-      const r = await resolveUpstream((n, t) => query(this.#servers, n, t, timeout), w.spec);
+      const r = await resolveUpstream((n, t) => query(this.#servers, n, t, timeout), w.spec, w.last);
       if (this.#stopped || this.#watches.get(w.name) !== w) return;
       this.#reach.ok();
       this.#table.setEndpoints(w.name, r.endpoints);
@@ -116,6 +122,7 @@ export class DnsRegistry implements Registry {
       Object.assign(w, {
         synced: true,
         failures: 0,
+        last: r.endpoints,
         endpoints: r.endpoints.length,
         rcode: r.rcode,
         ttlSeconds: r.ttlSeconds,

@@ -48,19 +48,28 @@ function addressesIn(records: readonly Rr[], name: string): { addresses: string[
   return { addresses, ttl };
 }
 
-/** A and AAAA of `name`, asked together. NXDOMAIN on either means no addresses. */
+/**
+ * A and AAAA of `name`, asked together. NXDOMAIN on either means no addresses. When one of the two
+ * questions failed (a resolver that never answers AAAA, a SERVFAIL) the other's addresses are used;
+ * it rejects when both failed, or when one failed and the other found no address (nothing tells
+ * whether the failed family had some).
+ */
 async function resolveHost(
   ask: Ask,
   name: string,
 ): Promise<{ addresses: string[]; ttl: number; rcode: string }> {
-  const [a, aaaa] = await Promise.all([ask(name, 'A'), ask(name, 'AAAA')]);
-  if (a.rcode === 'NXDOMAIN' || aaaa.rcode === 'NXDOMAIN') {
-    return { addresses: [], ttl: Math.min(negativeTtl(a), negativeTtl(aaaa)), rcode: 'NXDOMAIN' };
+  const [a, aaaa] = await Promise.allSettled([ask(name, 'A'), ask(name, 'AAAA')]);
+  const answered = [a, aaaa].flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = [a, aaaa].flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+  if (answered.some((r) => r.rcode === 'NXDOMAIN')) {
+    return { addresses: [], ttl: Math.min(...answered.map(negativeTtl)), rcode: 'NXDOMAIN' };
   }
-  const v4 = addressesIn(a.answers, name);
-  const v6 = addressesIn(aaaa.answers, name);
+  const v4 = a.status === 'fulfilled' ? addressesIn(a.value.answers, name) : { addresses: [], ttl: Infinity };
+  const v6 =
+    aaaa.status === 'fulfilled' ? addressesIn(aaaa.value.answers, name) : { addresses: [], ttl: Infinity };
   const addresses = [...v4.addresses, ...v6.addresses];
-  const ttl = addresses.length === 0 ? Math.min(negativeTtl(a), negativeTtl(aaaa)) : Math.min(v4.ttl, v6.ttl);
+  if (failed.length > 0 && addresses.length === 0) throw failed[0]!;
+  const ttl = addresses.length === 0 ? Math.min(...answered.map(negativeTtl)) : Math.min(v4.ttl, v6.ttl);
   return { addresses, ttl, rcode: 'NOERROR' };
 }
 
@@ -68,14 +77,22 @@ async function resolveHost(
  * SRV (RFC 2782): targets grouped by priority; the lowest priority with at least one target that
  * resolves gets all the traffic (the others are standby). Within it, each address of a target is an
  * endpoint on the record's port with the record's weight; weight 0 targets are left out unless every
- * target of the priority has weight 0 (then all weigh 1). Target addresses come from the answer's
+ * target of the priority has weight 0 (then all weigh 1); records with port 0 are left out. Target addresses come from the answer's
  * additional section when present (Kubernetes sends them), else from A/AAAA queries. A target named
  * `.` means "no service".
  */
-async function resolveSrv(ask: Ask, name: string, transport: 'plain' | 'mtls'): Promise<Resolution> {
+async function resolveSrv(
+  ask: Ask,
+  name: string,
+  transport: 'plain' | 'mtls',
+  previous: readonly Endpoint[],
+): Promise<Resolution> {
   const res = await ask(name, 'SRV');
   if (res.rcode === 'NXDOMAIN') return { endpoints: [], ttlSeconds: negativeTtl(res), rcode: 'NXDOMAIN' };
-  const records = res.answers.filter((r) => r.type === 'SRV') as (Rr & { data: SrvData })[];
+  const records = (res.answers.filter((r) => r.type === 'SRV') as (Rr & { data: SrvData })[]).filter(
+    // Port 0 cannot be dialled: such a record says where nothing listens.
+    (r) => Number.isInteger(r.data.port) && r.data.port > 0,
+  );
   if (records.length === 0) return { endpoints: [], ttlSeconds: negativeTtl(res), rcode: 'NOERROR' };
   let ttl = Math.min(...records.map((r) => r.ttl ?? 0));
   const priorities = [...new Set(records.map((r) => r.data.priority ?? 0))].sort((x, y) => x - y);
@@ -83,11 +100,22 @@ async function resolveSrv(ask: Ask, name: string, transport: 'plain' | 'mtls'): 
     const group = records.filter((r) => (r.data.priority ?? 0) === priority && r.data.target !== '.');
     const allZero = group.every((r) => (r.data.weight ?? 0) === 0);
     const endpoints = new Map<string, Endpoint>();
+    let failure: Error | undefined;
     for (const r of group) {
       const weight = allZero ? 1 : (r.data.weight ?? 0);
       if (weight === 0) continue;
       let found = addressesIn(res.additionals, r.data.target);
-      if (found.addresses.length === 0) found = await resolveHost(ask, r.data.target);
+      if (found.addresses.length === 0) {
+        try {
+          found = await resolveHost(ask, r.data.target);
+        } catch (err) {
+          // One target's lookup failed: its addresses of the last answer stay (none when new).
+          failure ??= err as Error;
+          const target = r.data.target.replace(/\.$/, '');
+          const kept = previous.filter((e) => e.meta.dns_target === target && e.port === r.data.port);
+          found = { addresses: kept.map((e) => e.address), ttl: Infinity };
+        }
+      }
       if (found.addresses.length > 0) ttl = Math.min(ttl, found.ttl);
       for (const address of found.addresses) {
         const e = makeEndpoint(address, r.data.port, {
@@ -101,13 +129,24 @@ async function resolveSrv(ask: Ask, name: string, transport: 'plain' | 'mtls'): 
     if (endpoints.size > 0) {
       return { endpoints: [...endpoints.values()].sort(byId), ttlSeconds: ttl, rcode: 'NOERROR', priority };
     }
+    // Nothing of this priority resolved, and a lookup failed: the standby priority is not proof
+    // enough; the caller keeps its last answer and retries.
+    if (failure !== undefined) throw failure;
   }
   return { endpoints: [], ttlSeconds: ttl, rcode: 'NOERROR' };
 }
 
-/** Resolves one upstream's name. Rejects when no server answered (the caller keeps the last answer). */
-export async function resolveUpstream(ask: Ask, spec: DnsUpstreamConfig): Promise<Resolution> {
-  if ('srv' in spec) return resolveSrv(ask, spec.srv, spec.transport);
+/**
+ * Resolves one upstream's name. Rejects when no server answered (the caller keeps the last answer).
+ * `previous` is the upstream's last endpoints: an SRV target whose own lookup failed keeps its
+ * endpoints from them.
+ */
+export async function resolveUpstream(
+  ask: Ask,
+  spec: DnsUpstreamConfig,
+  previous: readonly Endpoint[] = [],
+): Promise<Resolution> {
+  if ('srv' in spec) return resolveSrv(ask, spec.srv, spec.transport, previous);
   const found = await resolveHost(ask, spec.host);
   return {
     endpoints: found.addresses

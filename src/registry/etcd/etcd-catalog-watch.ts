@@ -19,6 +19,12 @@ export interface EtcdCatalogWatchOptions {
   reach: BackendReachability;
   metrics: RegistryMetrics;
   logger: Logger;
+  /**
+   * After a read whose revision went backwards (a cluster restored or replaced: its leases are
+   * gone), the instances held before it that it misses are kept this long, ms (the lease TTL: live
+   * instances put their keys back within it). Default 0.
+   */
+  graceMs?: number;
   /** Retry delays after a failed read, ms: doubling from `minMs` to `maxMs`, with jitter. Defaults 100 and 2000. */
   backoff?: { minMs: number; maxMs: number };
 }
@@ -29,13 +35,15 @@ export interface EtcdCatalogWatchOptions {
  * breaks (etcd down, stream ended, a member switched) or etcd cancels it because R + 1 was
  * compacted, meshlet reads the whole prefix again and watches from the new revision: an answer
  * missed during the outage is caught up by the read. A read whose revision is lower than one
- * already seen (a cluster restored from backup or replaced) is logged and taken as the new truth.
- * Meanwhile the last endpoints stay in use.
+ * already seen (a cluster restored from backup or replaced) is logged and taken as the new truth,
+ * except that the instances it lost are kept `graceMs` (one lease TTL) while their meshlets put
+ * them back. Meanwhile the last endpoints stay in use.
  */
 export class EtcdCatalogWatch {
   readonly #o: EtcdCatalogWatchOptions;
   #watcher: Watcher | null = null;
   #timer: NodeJS.Timeout | null = null;
+  #graceTimer: NodeJS.Timeout | null = null;
   #stopped = false;
   #synced = false;
   #revision = 0n;
@@ -76,8 +84,15 @@ export class EtcdCatalogWatch {
           now: revision.toString(),
         });
       }
+      const restored = revision < this.#revision;
       this.#revision = revision;
-      catalog.replaceAll(res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
+      const graceMs = restored ? (this.#o.graceMs ?? 0) : 0;
+      const kept = catalog.replaceAll(
+        res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]),
+        graceMs,
+        restored,
+      );
+      if (kept > 0) this.#settleAfter(graceMs, kept);
       metrics.resyncs.labels(reason).inc();
       reach.ok();
       this.#failures = 0;
@@ -90,6 +105,22 @@ export class EtcdCatalogWatch {
       this.#retry(reason);
       if (reason === 'start') throw err;
     }
+  }
+
+  /** Drops the instances kept by grace that were not put again within `graceMs`. */
+  #settleAfter(graceMs: number, kept: number): void {
+    this.#o.logger.warn({
+      msg: 'etcd lost instances that were live; keeping them one lease TTL while they register again',
+      kept,
+      graceMs,
+    });
+    if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = null;
+      if (this.#stopped) return;
+      if (this.#o.catalog.dropGraced() > 0) this.#o.onChange();
+    }, graceMs + 50);
+    this.#graceTimer.unref();
   }
 
   async #watchFrom(revision: bigint, generation: number): Promise<void> {
@@ -154,6 +185,7 @@ export class EtcdCatalogWatch {
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
     this.#dropWatcher();
   }
 }

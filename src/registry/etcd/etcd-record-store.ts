@@ -82,7 +82,7 @@ export class EtcdRecordStore implements RecordStore {
     if (lease !== this.#lease || this.#removed) return;
     this.#logger.warn({
       msg: 'etcd lease lost; registering again with a new lease',
-      key: this.key,
+      registryKey: this.key,
       reason: err.message,
     });
     this.#dropLease();

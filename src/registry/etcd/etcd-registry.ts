@@ -66,6 +66,7 @@ export class EtcdRegistry implements Registry {
       reach: core.reach,
       metrics: core.metrics,
       logger: core.logger,
+      graceMs: etcd.leaseTtl,
     });
     try {
       await this.#watch.start();

@@ -34,6 +34,8 @@ export class InstanceCatalog {
   readonly #dirty = new Set<string>();
   /** key → the last bad value seen (logged and counted once). */
   readonly #invalid = new Map<string, string>();
+  /** Keys a `replaceAll` kept by grace that no put confirmed since. */
+  readonly #graced = new Set<string>();
   /** key → when a put last confirmed it (ms, injected clock). */
   readonly #seen = new Map<string, number>();
   readonly #now: () => number;
@@ -67,20 +69,11 @@ export class InstanceCatalog {
     if (where === undefined) return;
     const parsed = parseRecord(value);
     if ('invalid' in parsed) {
-      this.delete(key);
-      if (this.#invalid.get(key) !== value) {
-        if (this.#invalid.size >= MAX_INVALID_REMEMBERED) this.#invalid.clear();
-        this.#invalid.set(key, value);
-        this.#metrics.invalidRecords.inc();
-        this.#logger.warn({
-          msg: 'skipping a malformed registry record',
-          key: key.slice(0, 256),
-          reason: parsed.invalid,
-        });
-      }
+      this.refuse(key, value, parsed.invalid);
       return;
     }
     this.#invalid.delete(key);
+    this.#graced.delete(key);
     this.#seen.set(key, this.#now());
     const before = this.#entries.get(key);
     if (before === undefined) this.#counts.set(where.service, (this.#counts.get(where.service) ?? 0) + 1);
@@ -88,8 +81,31 @@ export class InstanceCatalog {
     this.#dirty.add(where.service);
   }
 
+  /**
+   * A key that holds no usable record (a malformed value, or a Redis key of another type): the key's
+   * earlier instance is dropped; logged and counted once per distinct `value` of the key.
+   */
+  refuse(key: string, value: string, reason: string): void {
+    if (this.#parseKey(key) === undefined) return;
+    const known = this.#invalid.get(key) === value;
+    this.delete(key); // (forgets the key's bad value too)
+    if (known) {
+      this.#invalid.set(key, value);
+      return;
+    }
+    if (this.#invalid.size >= MAX_INVALID_REMEMBERED) this.#invalid.clear();
+    this.#invalid.set(key, value);
+    this.#metrics.invalidRecords.inc();
+    this.#logger.warn({
+      msg: 'skipping a malformed registry record',
+      registryKey: key.slice(0, 256),
+      reason,
+    });
+  }
+
   /** A delete (or expiry) seen by the watch. */
   delete(key: string): void {
+    this.#graced.delete(key);
     this.#invalid.delete(key);
     this.#seen.delete(key);
     const before = this.#entries.get(key);
@@ -104,23 +120,35 @@ export class InstanceCatalog {
   /**
    * A full re-read: replaces everything; services whose instances changed become dirty. With
    * `graceMs`, a key the read no longer holds but a put confirmed less than `graceMs` ago is kept
-   * (a store restarted empty: live instances write their keys again within their TTL). Returns
-   * the number of keys kept that way.
+   * (a store restarted empty: live instances write their keys again within their TTL); with
+   * `heldAreLive`, every key held before the read counts as confirmed now (a store whose keys are
+   * only seen when they change, such as etcd's watch). Returns the number of keys kept that way;
+   * those not put again meanwhile are removed by {@link dropGraced}.
    */
-  replaceAll(entries: Iterable<[key: string, value: string]>, graceMs = 0): number {
+  replaceAll(entries: Iterable<[key: string, value: string]>, graceMs = 0, heldAreLive = false): number {
+    const now = this.#now();
+    if (heldAreLive) for (const key of this.#entries.keys()) this.#seen.set(key, now);
     const found = new Set<string>();
     for (const [key, value] of entries) {
       found.add(key);
       this.put(key, value);
     }
     let kept = 0;
-    const now = this.#now();
     for (const key of [...this.#entries.keys()]) {
       if (found.has(key)) continue;
-      if (now - (this.#seen.get(key) ?? -Infinity) < graceMs) kept++;
-      else this.delete(key);
+      if (now - (this.#seen.get(key) ?? -Infinity) < graceMs) {
+        kept++;
+        this.#graced.add(key);
+      } else this.delete(key);
     }
     return kept;
+  }
+
+  /** Removes the keys a `replaceAll` kept by grace that no put confirmed since. Returns how many. */
+  dropGraced(): number {
+    const stale = [...this.#graced];
+    for (const key of stale) this.delete(key);
+    return stale.length;
   }
 
   /** The routable endpoints of `service`, sorted by id. */

@@ -102,9 +102,12 @@ const isStringRecord = (v: unknown): v is Record<string, string> =>
 /** A parsed value: an endpoint (undefined for a critical instance), or why it was refused. */
 export type ParsedRecord = { endpoint: Endpoint | undefined } | { invalid: string };
 
+/** Largest record value read, bytes (64 KiB); a longer one is refused without being read whole where the store allows. */
+export const MAX_RECORD_BYTES = 65_536;
+
 /** Parses one stored value (at most 64 KiB of JSON) into an endpoint; never throws. */
 export function parseRecord(value: string): ParsedRecord {
-  if (value.length > 65_536) return { invalid: 'value larger than 64 KiB' };
+  if (value.length > MAX_RECORD_BYTES) return { invalid: 'value larger than 64 KiB' };
   let v: unknown;
   try {
     v = JSON.parse(value);

@@ -2,6 +2,7 @@
 import type { Logger } from '../../telemetry/logger.ts';
 import type { BackendReachability } from '../backend-reachability.ts';
 import type { InstanceCatalog } from '../kv/instance-catalog.ts';
+import { MAX_RECORD_BYTES } from '../kv/instance-record.ts';
 import type { RegistryMetrics } from '../kv/registry-metrics.ts';
 import type { RedisClient } from './redis-connection.ts';
 
@@ -31,6 +32,32 @@ export interface RedisCatalogSyncOptions {
 /** Escapes glob characters for SCAN MATCH and PSUBSCRIBE. */
 export function globEscape(s: string): string {
   return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/** A key under the prefix that is not a string (a hash, a list...): no record, refused like a malformed one. */
+class WrongType {
+  readonly reason = 'not a string key (WRONGTYPE)';
+  /** What the catalog remembers as the key's bad value (logged once while it stays). */
+  readonly marker = '\u0000WRONGTYPE';
+}
+
+/**
+ * One key's value, read with `GETRANGE 0 MAX_RECORD_BYTES`: never more than one byte past the
+ * record cap, so a huge value under the prefix costs 64 KiB, not its size (and is refused as too
+ * large). Null when absent (or empty: no record is empty); a {@link WrongType} for a key of another
+ * type (one foreign key under the prefix must not fail the whole read). Other errors reject.
+ */
+async function readValue(
+  node: { getrange(key: string, start: number, end: number): Promise<string> },
+  key: string,
+): Promise<string | null | WrongType> {
+  try {
+    const value = await node.getrange(key, 0, MAX_RECORD_BYTES);
+    return value === '' ? null : value;
+  } catch (err) {
+    if (/^WRONGTYPE\b/.test((err as Error).message)) return new WrongType();
+    throw err;
+  }
 }
 
 /** The second full read after the subscriber reconnected, ms after 'ready'. */
@@ -110,11 +137,12 @@ export class RedisCatalogSync {
   /** Re-reads one key the notifications named. */
   #refresh(key: string): void {
     const { client, catalog, reach } = this.#o;
-    client.get(key).then(
+    readValue(client, key).then(
       (value) => {
         if (this.#stopped) return;
         reach.ok();
         if (value === null) catalog.delete(key);
+        else if (value instanceof WrongType) catalog.refuse(key, value.marker, value.reason);
         else catalog.put(key, value);
         this.#o.onChange();
       },
@@ -137,6 +165,7 @@ export class RedisCatalogSync {
       const nodes =
         'nodes' in client && typeof client.nodes === 'function' ? client.nodes('master') : [client];
       const entries: [string, string][] = [];
+      const wrongTypes: [string, WrongType][] = [];
       for (const node of nodes) {
         let cursor = '0';
         do {
@@ -145,16 +174,18 @@ export class RedisCatalogSync {
           for (let i = 0; i < keys.length; i += 200) {
             const batch = keys.slice(i, i + 200);
             // One key per GET in a pipeline-free way that works in a cluster too (keys may span slots).
-            const values = await Promise.all(batch.map((k) => node.get(k)));
+            const values = await Promise.all(batch.map((k) => readValue(node, k)));
             batch.forEach((k, j) => {
               const v = values[j];
-              if (v !== null && v !== undefined) entries.push([k, v]);
+              if (v instanceof WrongType) wrongTypes.push([k, v]);
+              else if (v !== null && v !== undefined) entries.push([k, v]);
             });
           }
         } while (cursor !== '0');
       }
       if (this.#stopped) return;
       const kept = catalog.replaceAll(entries, this.#o.graceMs);
+      for (const [k, w] of wrongTypes) catalog.refuse(k, w.marker, w.reason);
       metrics.resyncs.labels(reason).inc();
       if (kept > 0 && this.#graceTimer === null) {
         // Settle the kept keys once their grace ran out.

@@ -77,7 +77,7 @@ export class RedisRecordStore implements RecordStore {
       this.#reach.ok();
       if (extended === 1) return;
       if (this.#stored)
-        this.#logger.warn({ msg: 'Redis lost this instance; registering again', key: this.key });
+        this.#logger.warn({ msg: 'Redis lost this instance; registering again', registryKey: this.key });
       await this.#set();
     } catch (err) {
       this.#stored = false;

@@ -1,5 +1,5 @@
 // The static registry: endpoints from the config file and an optional watched endpoints file.
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { z } from 'zod';
 import type { loadEndpointsFile } from '../../config/load-config.ts';
@@ -38,6 +38,11 @@ export function toEndpoint(spec: EndpointSpec): Endpoint {
   });
 }
 
+/** Whether YAML text holds nothing but whitespace and comments. */
+function blank(text: string): boolean {
+  return text.replace(/^\s*#.*$/gm, '').trim() === '';
+}
+
 /** Options of the static registry. */
 export interface StaticRegistryOptions {
   /** `registry.endpoints` from the config file. */
@@ -53,8 +58,9 @@ export interface StaticRegistryOptions {
 
 /**
  * Endpoints written in config, or in a file that is watched: an edit is validated and applied as a
- * new snapshot per upstream within ~100 ms; an invalid edit is logged, counted
- * (`meshlet_config_reloads_total{source="endpoints_file",result="failed"}`) and the last good set kept.
+ * new snapshot per upstream within ~100 ms; an invalid edit (an empty file too: a write in
+ * progress) is logged, counted (`meshlet_config_reloads_total{source="endpoints_file",result="failed"}`)
+ * and the last good set kept.
  */
 export class StaticRegistry implements Registry {
   readonly type = 'static';
@@ -131,6 +137,13 @@ export class StaticRegistry implements Registry {
   async #reload(file: string): Promise<void> {
     const { metrics, logger } = this.#options;
     try {
+      // A writer that truncates the file before writing it leaves it empty for a moment: that is
+      // not "no upstreams" (write `{}` for that), so the last good endpoints stay.
+      if (blank(readFileSync(file, 'utf8'))) {
+        throw new Error(
+          `${file}: the file is empty (a write in progress?); write {} to remove every upstream`,
+        );
+      }
       this.#fromFile = (await endpointsFileLoader())(file);
     } catch (err) {
       this.#lastError = (err as Error).message;
