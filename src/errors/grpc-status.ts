@@ -85,3 +85,48 @@ export function grpcStatusOf(value: string): number {
   const code = Number(value);
   return Number.isInteger(code) && code >= 0 && code <= 16 && /^\d+$/.test(value) ? code : GRPC.UNKNOWN;
 }
+
+/** HTTP/2 error code names (RFC 9113 §7), by code. */
+const H2_ERROR_NAMES: readonly string[] = [
+  'NO_ERROR',
+  'PROTOCOL_ERROR',
+  'INTERNAL_ERROR',
+  'FLOW_CONTROL_ERROR',
+  'SETTINGS_TIMEOUT',
+  'STREAM_CLOSED',
+  'FRAME_SIZE_ERROR',
+  'REFUSED_STREAM',
+  'CANCEL',
+  'COMPRESSION_ERROR',
+  'CONNECT_ERROR',
+  'ENHANCE_YOUR_CALM',
+  'INADEQUATE_SECURITY',
+  'HTTP_1_1_REQUIRED',
+];
+
+/** An HTTP/2 error code's name (`INTERNAL_ERROR`), or `0x…` for a code RFC 9113 does not name. */
+export function h2ErrorName(code: number): string {
+  return H2_ERROR_NAMES[code] ?? `0x${code.toString(16)}`;
+}
+
+/**
+ * The gRPC status a client reads when the server resets a call's HTTP/2 stream (RST_STREAM) with
+ * `code`, as gRPC's PROTOCOL-HTTP2.md "Errors" maps them: REFUSED_STREAM → UNAVAILABLE (the call
+ * was not processed: retriable), CANCEL → CANCELLED, ENHANCE_YOUR_CALM → RESOURCE_EXHAUSTED,
+ * INADEQUATE_SECURITY → PERMISSION_DENIED, and every other code (NO_ERROR, PROTOCOL_ERROR,
+ * INTERNAL_ERROR, …, unknown ones) → INTERNAL.
+ */
+export function grpcStatusOfStreamReset(code: number): number {
+  switch (code) {
+    case 7:
+      return GRPC.UNAVAILABLE;
+    case 8:
+      return GRPC.CANCELLED;
+    case 11:
+      return GRPC.RESOURCE_EXHAUSTED;
+    case 12:
+      return GRPC.PERMISSION_DENIED;
+    default:
+      return GRPC.INTERNAL;
+  }
+}

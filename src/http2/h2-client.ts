@@ -1,5 +1,7 @@
 // An endpoint's HTTP/2 connection: undici's Client with h2 (h2c, or h2 by ALPN over mTLS), one session reused.
-import type { buildConnector, Client as UndiciClient } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { type Duplex, Readable } from 'node:stream';
+import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
 import ClientClass from 'undici/lib/dispatcher/client.js';
 import {
   H2_CONNECTION_WINDOW_BYTES,
@@ -15,6 +17,129 @@ export interface H2ClientOptions {
   connect?: buildConnector.connector;
 }
 
+/** Where a streamed request body's reader learns that its attempt is over. */
+interface AttemptEnd {
+  over: boolean;
+  /** Wakes the reader while it waits for the body. */
+  wake: (() => void) | null;
+}
+
+/** Ends the reading of a body whose attempt is over; undici drops it (the request already ended). */
+class AttemptOverError extends Error {
+  constructor() {
+    super('the attempt ended before its request body');
+    this.name = 'AttemptOverError';
+  }
+}
+
+/**
+ * A streamed request body as meshlet hands it to undici's HTTP/2 client: an async iterable read
+ * with backpressure (undici awaits each write's drain) that fails with the body's own error (its
+ * client left, it outgrew its limit) and stops reading, leaving the body as it is, once the attempt
+ * is over. undici pipes a `Readable` body into the HTTP/2 stream instead, and aborting such an
+ * attempt sent no RST_STREAM: node:http2's `close()` emits 'aborted', the pipeline destroys the
+ * stream inside that call, and the reset it was about to submit is dropped — the endpoint's stream
+ * stayed open, a disconnected caller's call running there until the endpoint ended it.
+ */
+async function* chunksOf(body: Readable, end: AttemptEnd): AsyncGenerator<Buffer> {
+  for (;;) {
+    if (end.over) throw new AttemptOverError();
+    const chunk = body.read() as Buffer | null;
+    if (chunk !== null) {
+      yield chunk;
+      continue;
+    }
+    if (body.errored !== null) throw body.errored;
+    if (body.readableEnded) return;
+    if (body.destroyed) throw new Error('the request body was destroyed before its end');
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        body.off('readable', wake);
+        body.off('end', wake);
+        body.off('error', wake);
+        body.off('close', wake);
+        end.wake = null;
+        resolve();
+      };
+      body.on('readable', wake);
+      body.on('end', wake);
+      body.on('error', wake);
+      body.on('close', wake);
+      end.wake = wake;
+    });
+  }
+}
+
+/**
+ * The handler undici hears from for a streamed-body attempt: every callback goes to meshlet's own
+ * handler (its `onRequestStart`… API), and `onEnd` runs first when the attempt ends either way, so
+ * the body's reader stops. A small class rather than a Proxy: nothing is allocated per callback.
+ */
+class EndWatcher implements Dispatcher.DispatchHandler {
+  readonly #handler: Dispatcher.DispatchHandler;
+  readonly #onEnd: () => void;
+
+  constructor(handler: Dispatcher.DispatchHandler, onEnd: () => void) {
+    this.#handler = handler;
+    this.#onEnd = onEnd;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.#handler.onRequestStart?.(controller, context);
+  }
+
+  onRequestUpgrade(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    socket: Duplex,
+  ): void {
+    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#handler.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#onEnd();
+    this.#handler.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.#onEnd();
+    this.#handler.onResponseError?.(controller, error);
+  }
+}
+
+/**
+ * undici's `Client` with streamed request bodies sent as {@link chunksOf} iterables: an aborted
+ * attempt (its caller gone, a timeout) then resets the endpoint's stream (RST_STREAM CANCEL).
+ */
+class H2Client extends ClientClass {
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const body = options.body;
+    if (!(body instanceof Readable)) return super.dispatch(options, handler);
+    const end: AttemptEnd = { over: false, wake: null };
+    const over = (): void => {
+      end.over = true;
+      end.wake?.();
+    };
+    // undici takes any (async) iterable as a body; its DispatchOptions type lists only the others.
+    const chunks = chunksOf(body, end) as AsyncIterable<Buffer> as unknown as Readable;
+    return super.dispatch({ ...options, body: chunks }, new EndWatcher(handler, over));
+  }
+}
+
 /**
  * One HTTP/2 connection to an endpoint, multiplexing every request to it (per-request balancing
  * happens above, across endpoints). undici re-dials after GOAWAY and replays, once, the streams the
@@ -23,7 +148,7 @@ export interface H2ClientOptions {
  * comes from its own module (undici's Pool loads it anyway).
  */
 export function h2Client(origin: string, options: H2ClientOptions): UndiciClient {
-  return new ClientClass(origin, {
+  return new H2Client(origin, {
     allowH2: true,
     connect: options.connect ?? { timeout: options.connectTimeoutMs },
     keepAliveTimeout: 60_000,
@@ -31,6 +156,9 @@ export function h2Client(origin: string, options: H2ClientOptions): UndiciClient
       useH2c: options.connect === undefined,
       maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS,
       connectionWindowSize: H2_CONNECTION_WINDOW_BYTES,
+      // undici 8.14 reads the stream window from `h2Options.initialWindowSize` only; its types name
+      // `settings.initialWindowSize`, which it validates and then ignores (the window stayed 256 KiB).
+      initialWindowSize: H2_STREAM_WINDOW_BYTES,
       settings: { initialWindowSize: H2_STREAM_WINDOW_BYTES },
     },
   } as UndiciClient.Options);

@@ -108,6 +108,17 @@ export function headerBlockBytes(rawHeaders: readonly string[]): number {
 }
 
 /**
+ * How many header fields node:http2 may accept on a request (its `maxHeaderListPairs`): every block
+ * within `maxHeaderBytes`, however many fields it has (each counts at least 5 bytes, `a: \r\n`), so
+ * that the byte limit decides, as on HTTP/1.1. node:http2's own default, 128 fields, reset a
+ * stream with ENHANCE_YOUR_CALM (a gRPC client reads RESOURCE_EXHAUSTED) for a small block of many
+ * metadata entries that the HTTP/1.1 side of the same listener accepts.
+ */
+export function headerPairsWithin(maxHeaderBytes: number): number {
+  return Math.ceil(maxHeaderBytes / 5) + 8;
+}
+
+/**
  * Why an HTTP/2 request is refused before it is handled, or null: a header block over
  * `maxHeaderBytes`, or a `Host` header naming another authority than `:authority` (RFC 9113
  * §8.3.1: malformed; routing by one while the upstream reads the other is how requests slip past
@@ -147,11 +158,12 @@ export function lazyH2cServer(
     maxHeaderBytes < 32 * 1024
       ? H2_SERVER_SETTINGS
       : { ...H2_SERVER_SETTINGS, maxHeaderListSize: Math.max(65_535, 2 * maxHeaderBytes) };
+  const maxHeaderListPairs = headerPairsWithin(maxHeaderBytes);
   let server: Http2Server | undefined;
   return () => {
     if (server !== undefined) return server;
     const { createServer } = process.getBuiltinModule('node:http2');
-    server = createServer({ settings }, guarded);
+    server = createServer({ settings, maxHeaderListPairs }, guarded);
     // node:http2 would answer CONNECT with a bare 405 itself; the handler answers it with meshlet's error.
     server.on('connect', guarded);
     server.on('session', (session: ServerHttp2Session) => sessions.add(session));

@@ -3,9 +3,12 @@ import type { Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
 import {
+  encodeGrpcMessage,
   GRPC,
   GRPC_STATUS_OF,
   grpcStatusOf,
+  grpcStatusOfStreamReset,
+  h2ErrorName,
   isGrpcRequest,
   isGrpcServerFailure,
 } from '../errors/grpc-status.ts';
@@ -40,7 +43,9 @@ import {
   classifyFailure,
   errorForFailure,
   type FailureKind,
+  H2_REFUSED_STREAM,
   RequestFaultError,
+  streamResetCode,
   unsendableHead,
   unsupportedTransferCoding,
 } from './upstream-failure.ts';
@@ -676,8 +681,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
         this.#grpcStatus = grpcStatusOf(trailer);
         this.#judgeGrpc(handle, this.#grpcStatus);
       } else if (this.#grpcStatus === -1 && this.#status === 200) {
-        // A gRPC answer that ended without a status: the caller reads UNKNOWN, and so does meshlet.
-        this.#grpcStatus = GRPC.UNKNOWN;
+        // A gRPC answer that ended without a status (no trailers): gRPC clients read INTERNAL (grpc-js:
+        // "Call ended without gRPC status", grpc-go: "server closed the stream without sending
+        // trailers"), and so does meshlet. An endpoint's RST_STREAM CANCEL or NO_ERROR after its
+        // response headers ends the same way: undici reports it as the response's end.
+        this.#grpcStatus = GRPC.INTERNAL;
         this.#judgeGrpc(handle, this.#grpcStatus);
       }
       if (this.#grpcStatus !== -1) success = !isGrpcServerFailure(this.#grpcStatus);
@@ -693,6 +701,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const handle = this.#handle;
     const upstream = this.#upstream;
     const discarding = this.#discarding;
+    const held = this.#held;
     // A held response never reached the caller: the attempt failed like one that got no answer.
     this.#held = null;
     this.#endAttempt();
@@ -713,6 +722,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (kind !== 'connect') this.#onlyConnectFailures = false;
+    const resetCode = this.#grpc && kind === 'reset' ? streamResetCode(err) : undefined;
+    if (resetCode !== undefined && resetCode !== H2_REFUSED_STREAM && handle !== undefined) {
+      this.#onStreamReset(handle, resetCode, held);
+      return;
+    }
     this.#recordFailure(kind, handle);
     if (this.#res.headersSent) {
       // The response already started: nothing can be retried. A gRPC caller gets the failure as the
@@ -733,6 +747,43 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (kind === 'connect' && this.#failover()) return;
     const endpoint = handle === undefined ? '?' : handle.endpoint.id;
     this.#fail(errorForFailure(kind, err, upstream.name, endpoint));
+  }
+
+  /**
+   * The endpoint reset a gRPC call's stream itself (RST_STREAM, not REFUSED_STREAM; its connection
+   * is up): unlike a lost connection, it may have acted on the call. The call ends with the status
+   * gRPC maps that reset to (grpc-status.ts: CANCEL → CANCELLED, most codes → INTERNAL), which its
+   * caller would read from the endpoint directly, and is judged like that answer: retried only when
+   * `retryOn` lists that status and nothing reached the caller (never by `unavailable`). What was
+   * held goes out first; an HTTP/2 caller gets the status in trailers once the response started.
+   */
+  #onStreamReset(handle: EndpointHandle, code: number, held: HeldResponse | null): void {
+    const grpcStatus = grpcStatusOfStreamReset(code);
+    this.#ctx.metrics.resilience.attempts.labels(this.#upstream.name, 'reset').inc();
+    this.#judgeGrpc(handle, grpcStatus);
+    const res = this.#res;
+    if (!res.headersSent && this.#mayRetry({ kind: 'response', status: 200, grpcStatus })) {
+      this.#scheduleRetry();
+      return;
+    }
+    const message = encodeGrpcMessage(`endpoint ${handle.endpoint.id}: stream reset (${h2ErrorName(code)})`);
+    this.#grpcStatus = grpcStatus;
+    if (held !== null) {
+      this.#held = held;
+      this.#release(null);
+    }
+    if (res.headersSent) {
+      if (!res.writableEnded)
+        endResponse(res, { 'grpc-status': String(grpcStatus), 'grpc-message': message });
+    } else {
+      this.#status = 200;
+      const headers = ['content-type', 'application/grpc', 'grpc-status', String(grpcStatus)];
+      headers.push('grpc-message', message, 'x-request-id', this.#requestId);
+      headers.push('x-meshlet-attempts', String(this.#attempts));
+      if (!startResponse(res, 200, headers, true)) res.end();
+    }
+    this.#settleBreaker(!isGrpcServerFailure(grpcStatus));
+    this.#complete(this.#status === 0 ? 200 : this.#status);
   }
 
   /** Counts a failed attempt for metrics and outlier detection. */

@@ -98,6 +98,29 @@ export function unsendableHead(err: unknown): UpstreamProtocolError {
   return new UpstreamProtocolError(`response head meshlet cannot pass on (${(err as Error).message})`);
 }
 
+/** HTTP/2 REFUSED_STREAM: the endpoint did not process the stream (RFC 9113 §8.7), safe to replay. */
+export const H2_REFUSED_STREAM = 7;
+/** HTTP/2 CANCEL and NO_ERROR. */
+const H2_CANCEL = 8;
+const H2_NO_ERROR = 0;
+
+/**
+ * The HTTP/2 error code the endpoint reset the attempt's stream with (RST_STREAM, its connection
+ * still up), or undefined for any other failure (a lost connection, a timeout, meshlet's own
+ * abort). node:http2 reports a reset with an error code as ERR_HTTP2_STREAM_ERROR (undici copies the
+ * code to `http2ErrorCode`; a lost connection carries one too, under another `code`); a reset with
+ * CANCEL or NO_ERROR before response headers closes the stream quietly, and undici reports it as
+ * the stream closing (CANCEL) or half-closing (NO_ERROR) without a response.
+ */
+export function streamResetCode(err: Error): number | undefined {
+  const { code, http2ErrorCode } = err as { code?: string; http2ErrorCode?: number };
+  if (code === 'ERR_HTTP2_STREAM_ERROR' && typeof http2ErrorCode === 'number') return http2ErrorCode;
+  if (code !== 'UND_ERR_INFO') return undefined;
+  if (err.message === 'HTTP/2: stream closed before the response was complete') return H2_CANCEL;
+  if (err.message === 'HTTP/2: stream half-closed (remote)') return H2_NO_ERROR;
+  return undefined;
+}
+
 /** The failure kind of an error raised by undici or the socket. */
 export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
   const code = (err as { code?: string }).code ?? '';

@@ -43,7 +43,7 @@ function call(origin: string, authority: string): Promise<void> {
 }
 
 describe('gRPC status accounting', () => {
-  it('a missing or malformed grpc-status is UNKNOWN: a breaker failure, and the access log stays JSON', async () => {
+  it('a missing grpc-status is INTERNAL (what gRPC clients read), a malformed one UNKNOWN: breaker failures, and the access log stays JSON', async () => {
     const missing = await endpoint({ 'x-other': '1' });
     const garbled = await endpoint({ 'grpc-status': 'abc' });
     const mesh = await startMeshlet({
@@ -67,6 +67,10 @@ describe('gRPC status accounting', () => {
       expect(metrics).toMatch(
         /^meshlet_grpc_requests_total\{[^}]*upstream="garbled",grpc_code="UNKNOWN"\} [1-9]/m,
       );
+      expect(metrics).toMatch(
+        /^meshlet_grpc_requests_total\{[^}]*upstream="missing",grpc_code="INTERNAL"\} [1-9]/m,
+      );
+      expect(metrics).not.toMatch(/upstream="missing",grpc_code="UNKNOWN"/);
       const access = mesh.logs.filter((l) => l.upstream === 'garbled' && l.status !== undefined);
       expect(access.length).toBeGreaterThan(0);
       // The first calls reached the endpoint (UNKNOWN); once the breaker opened, meshlet answered (UNAVAILABLE).
