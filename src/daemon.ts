@@ -516,7 +516,8 @@ export class Daemon {
       this.#admin.stopAccepting();
       this.#admin.destroy();
     }
-    this.#adminGrpc?.close();
+    // Watch streams end after their last message (NOT_SERVING), within CLOSE_GRACE_MS.
+    await this.#adminGrpc?.close();
     this.#readinessListeners.clear();
   }
 }

@@ -19,9 +19,16 @@ export interface AdminGrpcView extends AdminView {
 export interface AdminGrpcServer {
   readonly address: string;
   readonly port: number;
-  /** Ends every call (watch streams included) and closes the port. */
-  close(): void;
+  /**
+   * Ends every call (watch streams included, each after its last message: a health Watch sees
+   * NOT_SERVING before its end) and closes the port. Resolves once closed, within
+   * {@link CLOSE_GRACE_MS} (then whatever is left is cut).
+   */
+  close(): Promise<void>;
 }
+
+/** Longest wait for open calls to flush their last messages on close, ms. */
+export const CLOSE_GRACE_MS = 250;
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
@@ -56,6 +63,18 @@ function refusal(view: AdminView, call: grpc.ServerUnaryCall<unknown, unknown>):
       );
 }
 
+/** Longest part of a caller's upstream name echoed in a status message, characters. */
+const ECHO_MAX = 128;
+
+/**
+ * A caller's name as a status message echoes it: cut to {@link ECHO_MAX} characters. The message
+ * travels in the `grpc-message` trailer, and a name of a few MiB (a request may be 4 MiB) would
+ * make a trailer no client accepts: it would see INTERNAL instead of NOT_FOUND.
+ */
+function echoed(name: string): string {
+  return name.length <= ECHO_MAX ? name : `${name.slice(0, ECHO_MAX)}… (${name.length} characters)`;
+}
+
 function statusError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 }
@@ -77,7 +96,8 @@ function adminImplementation(view: AdminGrpcView, watch: UpstreamWatch): grpc.Un
   };
   const getUpstream: Unary<{ name: string }, unknown> = (call, done) => {
     const found = snapshot(view).upstreams.find((u) => u.name === call.request.name);
-    if (found === undefined) done(statusError(grpc.status.NOT_FOUND, `no upstream ${call.request.name}`));
+    if (found === undefined)
+      done(statusError(grpc.status.NOT_FOUND, `no upstream ${echoed(call.request.name)}`));
     else done(null, found);
   };
   const resetBreaker: Unary<{ upstream: string }, unknown> = (call, done) => {
@@ -85,7 +105,8 @@ function adminImplementation(view: AdminGrpcView, watch: UpstreamWatch): grpc.Un
     if (refused !== null) return done(refused);
     const name = call.request.upstream;
     const upstream = view.table.has(name) ? view.table.get(name) : undefined;
-    if (upstream === undefined) return done(statusError(grpc.status.NOT_FOUND, `no upstream ${name}`));
+    if (upstream === undefined)
+      return done(statusError(grpc.status.NOT_FOUND, `no upstream ${echoed(name)}`));
     if (upstream.breaker === null) {
       return done(statusError(grpc.status.FAILED_PRECONDITION, `the circuit breaker of ${name} is disabled`));
     }
@@ -115,7 +136,10 @@ function adminImplementation(view: AdminGrpcView, watch: UpstreamWatch): grpc.Un
     });
   };
   const watchUpstreams: grpc.handleServerStreamingCall<unknown, unknown> = (call) => {
-    const remove = watch.add((s) => call.write(s));
+    const remove = watch.add(
+      (s) => call.write(s),
+      () => call.end(),
+    );
     call.on('cancelled', remove);
     call.on('close', remove);
   };
@@ -170,7 +194,16 @@ export async function startAdminGrpc(
     close() {
       health.close();
       watch.close();
-      server.forceShutdown();
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, CLOSE_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     },
   };
 }

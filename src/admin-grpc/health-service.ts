@@ -1,5 +1,5 @@
 // grpc.health.v1.Health on the gRPC admin port: "" follows /ready, "proxy" follows /ready?ignore=app.
-import type { Server } from '@grpc/grpc-js';
+import type { Server, ServerWritableStream } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { PROXY_ONLY, readiness, type ReadinessSource } from '../admin/readiness.ts';
 import { ADMIN_SERVICE } from './admin-proto.ts';
@@ -18,6 +18,7 @@ export const HEALTH_SERVICES = {
 /** The health service, kept current. `refresh()` re-reads readiness (Check does, before answering). */
 export interface MeshletHealth {
   refresh(): void;
+  /** Stops refreshing and ends every open Watch call (status OK) after its last status. */
   close(): void;
 }
 
@@ -51,14 +52,24 @@ export function addHealthService(
       health.setStatus(name, status);
     }
   };
+  // Open Watch calls, ended (status OK, after what was written) when the server closes.
+  const watches = new Set<ServerWritableStream<unknown, unknown>>();
   health.addToServer({
     addService(definition, implementation) {
       const check = implementation.check as (...args: unknown[]) => void;
+      const watch = implementation.watch as (call: ServerWritableStream<unknown, unknown>) => void;
       server.addService(definition, {
         ...implementation,
         check: (...args: unknown[]) => {
           refresh();
           check(...args);
+        },
+        watch: (call: ServerWritableStream<unknown, unknown>) => {
+          watches.add(call);
+          const forget = () => watches.delete(call);
+          call.once('cancelled', forget);
+          call.once('close', forget);
+          watch(call);
         },
       });
     },
@@ -71,6 +82,10 @@ export function addHealthService(
     close() {
       clearInterval(timer);
       unsubscribe();
+      // The last status (NOT_SERVING at shutdown) goes out before the stream's end.
+      refresh();
+      for (const call of watches) call.end();
+      watches.clear();
     },
   };
 }

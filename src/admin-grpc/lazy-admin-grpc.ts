@@ -3,6 +3,9 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Logger } from '../telemetry/logger.ts';
 import type { AdminGrpcServer, AdminGrpcView } from './admin-grpc-server.ts';
 
+/** Longest wait for a relayed connection's last bytes once the server side closed, ms (as admin-grpc-server's CLOSE_GRACE_MS). */
+const CLOSE_GRACE_MS = 250;
+
 /** Whether an address is loopback (only then may connections reach grpc-js through a local relay). */
 export function isLoopback(address: string): boolean {
   return address === 'localhost' || address === '::1' || address.startsWith('127.');
@@ -39,7 +42,9 @@ export async function listenAdminGrpcLazily(
         sockets.add(upstream);
         upstream.once('close', () => {
           sockets.delete(upstream);
-          client.destroy();
+          // What the server wrote last (a watch's final status) may still be on its way out.
+          client.end();
+          setTimeout(() => client.destroy(), CLOSE_GRACE_MS).unref();
         });
         upstream.on('error', () => upstream.destroy());
         client.once('close', () => upstream.destroy());
@@ -64,13 +69,14 @@ export async function listenAdminGrpcLazily(
   return {
     address,
     port: bound,
-    close() {
+    async close() {
       front.close();
-      for (const s of sockets) s.destroy();
-      void backend?.then(
+      // The real server ends its calls first (their last messages relayed), then what is left is cut.
+      await backend?.then(
         (server) => server.close(),
         () => undefined,
       );
+      for (const s of sockets) s.destroy();
     },
   };
 }

@@ -16,6 +16,8 @@ export type SnapshotSink = (snapshot: { upstreams: UpstreamMessage[]; atUnixMs: 
 export class UpstreamWatch {
   readonly #read: () => UpstreamMessage[];
   readonly #sinks = new Set<SnapshotSink>();
+  /** Each watcher's end, called by {@link close}. */
+  readonly #ends = new Map<SnapshotSink, () => void>();
   #timer: NodeJS.Timeout | null = null;
   #last = '';
 
@@ -23,16 +25,21 @@ export class UpstreamWatch {
     this.#read = read;
   }
 
-  /** Adds a watcher and sends it the current snapshot; returns the function that removes it. */
-  add(sink: SnapshotSink): () => void {
+  /**
+   * Adds a watcher and sends it the current snapshot; returns the function that removes it.
+   * `end` is called when the watch closes (the server shuts down).
+   */
+  add(sink: SnapshotSink, end?: () => void): () => void {
     const upstreams = this.#read();
     if (this.#sinks.size === 0) this.#last = fingerprint(upstreams);
     this.#sinks.add(sink);
+    if (end !== undefined) this.#ends.set(sink, end);
     sink({ upstreams, atUnixMs: Date.now() });
     this.#timer ??= setInterval(() => this.#check(), WATCH_POLL_MS);
     this.#timer.unref();
     return () => {
       this.#sinks.delete(sink);
+      this.#ends.delete(sink);
       if (this.#sinks.size === 0 && this.#timer !== null) {
         clearInterval(this.#timer);
         this.#timer = null;
@@ -40,8 +47,11 @@ export class UpstreamWatch {
     };
   }
 
-  /** Stops polling and forgets every watcher. */
+  /** Stops polling, ends every watcher and forgets it. */
   close(): void {
+    const ends = [...this.#ends.values()];
+    this.#ends.clear();
+    for (const end of ends) end();
     this.#sinks.clear();
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;

@@ -6,7 +6,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import { tlsModeOf } from '../tls/tls-pool-factory.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
 import { adminIndex } from './admin-index.ts';
-import type { ConfigDocument } from './config-view.ts';
+import { type ConfigDocument, redactUrlCredentials } from './config-view.ts';
 import { PROXY_ONLY, readiness } from './readiness.ts';
 
 /** What the admin handlers read from the running daemon. */
@@ -39,10 +39,52 @@ export interface DrainState {
   shuttingDown: boolean;
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const payload = `${JSON.stringify(body, null, 2)}\n`;
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+  });
   res.end(payload);
+}
+
+/** 405 with the `Allow` header RFC 9110 §15.5.6 requires: the methods `path` answers. */
+function notAllowed(res: ServerResponse, allow: string): void {
+  json(res, 405, { error: 'method_not_allowed', message: `allowed: ${allow}` }, { allow });
+}
+
+/** The methods each path answers, for `Allow` (reads answer HEAD too). */
+const READ = 'GET, HEAD';
+const DRAIN = 'POST, DELETE';
+const RESET = 'POST';
+
+/**
+ * The path of a request target: origin-form as it is, absolute-form (`GET http://host/live`, which
+ * RFC 9112 §3.2.2 says a server must accept) reduced to its path. Undefined for anything else
+ * (`*`, authority-form).
+ */
+function pathOf(target: string): string | undefined {
+  if (target.startsWith('/')) return target;
+  const absolute = /^https?:\/\/[^/?#]*/i.exec(target);
+  if (absolute === null) return undefined;
+  const rest = target.slice(absolute[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/**
+ * Whether the request carries a body. No admin call reads one, and Node would otherwise read and
+ * discard it after the answer for as long as the client sends (a body that never ends holds the
+ * connection forever, past every timeout), so such a connection is closed after the answer.
+ */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /**
@@ -106,7 +148,8 @@ export function upstreamsView(view: AdminView): Record<string, unknown> {
       fallback: u.settings.fallback,
     };
   }
-  return { registry: view.registry.status(), upstreams };
+  // A registry address may carry credentials (`http://user:password@consul:8500`): never shown.
+  return { registry: redactUrlCredentials(view.registry.status()), upstreams };
 }
 
 /** `127.0.0.0/8`, `::1` and their IPv4-mapped forms: the addresses a loopback caller or listener has. */
@@ -129,7 +172,8 @@ function hostForm(address: string): string {
  *   (`Origin: null`, from sandboxed frames and file pages, is not loopback);
  * - `Host` must name this listener: `localhost`, `127.0.0.1`, `[::1]` or the address the connection
  *   arrived on, with this listener's port. A `Host` without a port means port 80, so it is accepted
- *   only when the listener is on port 80; a request without `Host` is refused.
+ *   only when the listener is on port 80; a request without `Host` is refused. An absolute-form
+ *   target's authority is read instead of `Host`, and must name this listener the same way.
  */
 function crossSiteRefusal(req: IncomingMessage): string | undefined {
   const origin = req.headers.origin;
@@ -146,7 +190,9 @@ function crossSiteRefusal(req: IncomingMessage): string | undefined {
       (url.hostname === 'localhost' || url.hostname === '[::1]' || isLoopbackAddress(url.hostname));
     if (!loopback) return `cross-origin request refused: Origin ${origin} is not a loopback origin`;
   }
-  const host = (req.headers.host ?? '').toLowerCase();
+  // An absolute-form target names the host itself, and wins over `Host` (RFC 9112 §3.2.2).
+  const authority = /^https?:\/\/([^/?#]*)/i.exec(req.url ?? '')?.[1];
+  const host = (authority ?? req.headers.host ?? '').toLowerCase();
   const port = req.socket.localPort;
   const names = new Set(['localhost', '127.0.0.1', '[::1]', hostForm(req.socket.localAddress ?? '')]);
   const accepted = [...names].some((name) => host === `${name}:${port}` || (port === 80 && host === name));
@@ -164,7 +210,8 @@ function mayMutate(view: AdminView, req: IncomingMessage): boolean {
 
 /**
  * The admin-token rule, for HTTP and gRPC alike: with `token` set, `authorization` must be
- * `Bearer TOKEN` (compared in constant time); without, the caller's address must be loopback.
+ * `Bearer TOKEN` (the scheme in any case, as RFC 9110 §11.1 says; the token compared in constant
+ * time); without, the caller's address must be loopback.
  */
 export function mutationAllowed(
   token: string | undefined,
@@ -172,9 +219,10 @@ export function mutationAllowed(
   remoteAddress: string,
 ): boolean {
   if (token !== undefined) {
-    const given = authorization ?? '';
-    const expected = `Bearer ${token}`;
-    return given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
+    const given = /^bearer +(.*)$/i.exec((authorization ?? '').trim())?.[1] ?? '';
+    const a = Buffer.from(given);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
   }
   return isLoopbackAddress(remoteAddress);
 }
@@ -196,32 +244,38 @@ function guardMutation(view: AdminView, req: IncomingMessage, res: ServerRespons
   return true;
 }
 
-/** The admin request handler. Unknown paths → 404; wrong methods → 405. */
+/**
+ * The admin request handler. Unknown paths → 404; wrong methods → 405 with `Allow`. A request
+ * with a body (no admin call takes one) gets its answer and `connection: close`.
+ */
 export function adminHandler(view: AdminView): RequestListener {
   return function admin(req: IncomingMessage, res: ServerResponse) {
-    const [path, query = ''] = (req.url ?? '/').split('?', 2);
+    if (hasBody(req)) res.shouldKeepAlive = false;
+    const target = pathOf(req.url ?? '/');
+    if (target === undefined) return json(res, 404, { error: 'not_found', message: 'no admin endpoint' });
+    const [path, query = ''] = target.split('?', 2);
     const method = req.method ?? 'GET';
     const get = method === 'GET' || method === 'HEAD';
     switch (path) {
       case '/':
-        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        if (!get) return notAllowed(res, READ);
         return json(res, 200, adminIndex(view.version ?? 'unknown', view.adminGrpcAddress?.() ?? null));
       case '/drain':
-        if (method !== 'POST' && method !== 'DELETE') return json(res, 405, { error: 'method_not_allowed' });
+        if (method !== 'POST' && method !== 'DELETE') return notAllowed(res, DRAIN);
         if (!guardMutation(view, req, res)) return;
         return drain(view, res, method === 'POST');
       case '/config':
-        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        if (!get) return notAllowed(res, READ);
         if (view.configDocument === undefined) return json(res, 404, { error: 'not_found' });
         return json(res, 200, view.configDocument());
       case '/live':
-        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        if (!get) return notAllowed(res, READ);
         return json(res, 200, { status: 'live' });
       case '/ready':
-        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        if (!get) return notAllowed(res, READ);
         return ready(view, res, query);
       case '/metrics':
-        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        if (!get) return notAllowed(res, READ);
         view.metrics.registry.metrics().then(
           (text) => {
             res.writeHead(200, { 'content-type': view.metrics.registry.contentType });
@@ -231,12 +285,12 @@ export function adminHandler(view: AdminView): RequestListener {
         );
         return;
       case '/upstreams':
-        if (!get) return json(res, 405, { error: 'method_not_allowed' });
+        if (!get) return notAllowed(res, READ);
         return json(res, 200, upstreamsView(view));
       default: {
         const reset = /^\/upstreams\/([^/]+)\/breaker\/reset$/.exec(path ?? '');
         if (reset !== null) {
-          if (method !== 'POST') return json(res, 405, { error: 'method_not_allowed' });
+          if (method !== 'POST') return notAllowed(res, RESET);
           if (!guardMutation(view, req, res)) return;
           const upstream = view.table.has(reset[1]!) ? view.table.get(reset[1]!) : undefined;
           if (upstream === undefined)

@@ -14,6 +14,37 @@ const SECRET_KEY =
 /** A PEM block with a private key, wherever it appears as a value. */
 const PEM_PRIVATE = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
 
+/**
+ * A URL's userinfo (`redis://user:password@host`, `http://user:password@consul:8500`): the scheme,
+ * the user, and the password, which is replaced. A userinfo without `:` is kept (a user name alone).
+ */
+const URL_PASSWORD = /^([a-z][a-z0-9+.-]*:\/\/[^/?#@:\s]*):([^/?#@\s]*)@/i;
+
+/**
+ * Request headers that carry credentials: a header matcher on one of them (`match.headers` of a
+ * route, `{name: authorization, exact: "Bearer …"}`) has its value redacted.
+ */
+const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie|x-api-key|x-auth-token|api-key)$/i;
+
+/** `value` with the password of a URL's userinfo replaced by {@link REDACTED}, or undefined when it has none. */
+function withoutUrlPassword(value: string): string | undefined {
+  const m = URL_PASSWORD.exec(value);
+  if (m === null || m[2] === '') return undefined;
+  return `${m[1]}:${REDACTED}@${value.slice(m[0].length)}`;
+}
+
+/**
+ * A deep copy of `value` with the password of every URL in it replaced (`registry.status()` shows
+ * the addresses it dials, as the config names them).
+ */
+export function redactUrlCredentials(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map((v) => redactUrlCredentials(v));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactUrlCredentials(v)]));
+  }
+  return typeof value === 'string' ? (withoutUrlPassword(value) ?? value) : value;
+}
+
 /** The outcome of the last config reload. */
 export interface ReloadOutcome {
   /** `ok`, `partial` (some keys need a restart) or `failed` (the new file was refused). */
@@ -42,15 +73,22 @@ export interface ConfigDocument {
 
 /**
  * A deep copy of `value` with secrets replaced by {@link REDACTED}; `paths` collects where. A
- * secret key's value is redacted whatever its type (a list of API keys too).
+ * secret key's value is redacted whatever its type (a list of API keys too) but a boolean (a
+ * switch such as CORS `credentials: true` tells nothing). So are: an inline PEM private key
+ * anywhere; the password of a URL anywhere (`redis://user:PASSWORD@host`, only the password is
+ * replaced); the value a header matcher expects of a credential header (`authorization`, `cookie`,
+ * `x-api-key`…).
  */
 export function redact(value: unknown, path = '', paths: string[] = []): unknown {
   if (Array.isArray(value)) return value.map((v, i) => redact(v, `${path}[${i}]`, paths));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
+    const record = value as Record<string, unknown>;
+    const credentialHeader = typeof record.name === 'string' && CREDENTIAL_HEADER.test(record.name);
     for (const [k, v] of Object.entries(value)) {
       const at = path === '' ? k : `${path}.${k}`;
-      if (v !== undefined && v !== null && SECRET_KEY.test(k)) {
+      const secret = (SECRET_KEY.test(k) && typeof v !== 'boolean') || (credentialHeader && k === 'exact');
+      if (v !== undefined && v !== null && secret) {
         out[k] = REDACTED;
         paths.push(at);
       } else out[k] = redact(v, at, paths);
@@ -60,6 +98,13 @@ export function redact(value: unknown, path = '', paths: string[] = []): unknown
   if (typeof value === 'string' && PEM_PRIVATE.test(value)) {
     paths.push(path);
     return REDACTED;
+  }
+  if (typeof value === 'string') {
+    const safe = withoutUrlPassword(value);
+    if (safe !== undefined) {
+      paths.push(path);
+      return safe;
+    }
   }
   return value;
 }

@@ -51,9 +51,14 @@ async function callAdmin<T>(
     return { status: res.statusCode, body: (await res.body.json()) as T };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new AdminUnreachable(
-      `cannot ${method === 'GET' ? 'read' : 'reach'} ${url}: ${e.code ?? e.message}`,
-    );
+    // AbortSignal.timeout's DOMException has a numeric legacy `code` (23) that says nothing.
+    const timedOut = e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT';
+    const reason = timedOut
+      ? `no answer within ${timeoutMs} ms`
+      : typeof e.code === 'string'
+        ? e.code
+        : e.message;
+    throw new AdminUnreachable(`cannot ${method === 'GET' ? 'read' : 'reach'} ${url}: ${reason}`);
   }
 }
 
@@ -64,6 +69,58 @@ export function getAdmin<T>(
   timeoutMs = 5000,
 ): Promise<{ status: number; body: T }> {
   return callAdmin<T>('GET', admin, path, undefined, timeoutMs);
+}
+
+/**
+ * GETs `path` and checks the answer is the admin API's: one of `statuses`, a JSON object with
+ * every key of `keys` an object. Anything else (`--admin` names another server, or an error
+ * answer) throws {@link AdminUnreachable} saying what answered, in one line.
+ */
+export async function readAdmin<T>(
+  admin: string,
+  path: string,
+  keys: readonly string[],
+  statuses: readonly number[] = [200],
+  timeoutMs = 5000,
+): Promise<{ status: number; body: T }> {
+  const url = `${admin.replace(/\/+$/, '')}${path}`;
+  let answer: { status: number; body: unknown };
+  try {
+    answer = await getAdmin<unknown>(admin, path, timeoutMs);
+  } catch (err) {
+    if (err instanceof AdminUnreachable && / is not valid JSON|Unexpected end of JSON/.test(err.message)) {
+      throw new AdminUnreachable(`${url} did not answer JSON: is ${admin} a meshlet admin API?`);
+    }
+    throw err;
+  }
+  const { status, body } = answer;
+  const record = body !== null && typeof body === 'object' ? (body as Record<string, unknown>) : undefined;
+  const shaped =
+    record !== undefined && keys.every((k) => record[k] !== null && typeof record[k] === 'object');
+  if (statuses.includes(status) && shaped) return { status, body: body as T };
+  const said =
+    typeof record?.error === 'string'
+      ? ` (${record.error}${typeof record.message === 'string' ? `: ${record.message}` : ''})`
+      : '';
+  throw new AdminUnreachable(
+    `${url} answered ${status}${said}, not what a meshlet admin API answers: is ${admin} one?`,
+  );
+}
+
+/**
+ * Checks an `--admin` value: an `http://` or `https://` URL. Returns the reason it is not, or
+ * undefined when it is.
+ */
+export function badAdminUrl(admin: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(admin);
+  } catch {
+    return `--admin: expected a URL like "http://127.0.0.1:15000", got "${admin}"`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return `--admin: expected an http:// or https:// URL, got "${admin}"`;
+  return undefined;
 }
 
 /** Pads columns of a table to equal width. */

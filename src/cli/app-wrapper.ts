@@ -14,6 +14,13 @@ const READY_LOG_MS = 5000;
 type Stop = { signal: NodeJS.Signals };
 
 /**
+ * Signals meshlet passes to the app untouched (besides SIGHUP, which also reloads meshlet):
+ * SIGUSR2 and SIGQUIT. Left to their default action they would end meshlet alone. SIGUSR1 stays
+ * Node's (it opens the inspector).
+ */
+export const PASSED_ON: readonly NodeJS.Signals[] = ['SIGUSR2', 'SIGQUIT'];
+
+/**
  * Waits until meshlet's own readiness holds (`/ready` without the app's check: registry synced,
  * listeners up, certificates loaded). Resolves 'ready', 'timeout', or the signal that came first.
  */
@@ -63,11 +70,17 @@ function untilReady(
  *   listener serves it, then meshlet drains; the exit code is the app's. A second signal goes to
  *   the app at once;
  * - SIGHUP: meshlet reloads its config and the app gets SIGHUP;
+ * - SIGUSR2, SIGQUIT: passed to the app (see {@link PASSED_ON}); meshlet exits when the app does;
  * - the app exits on its own: meshlet drains at once (no drain delay: nothing is left to serve
  *   peers) and exits with the app's code (128 + signal number when a signal ended it; 127 when
  *   the command is not found).
  */
-export async function runApp(daemon: Daemon, app: AppCommand, logger: Logger): Promise<number> {
+export async function runApp(
+  daemon: Daemon,
+  app: AppCommand,
+  logger: Logger,
+  afterHandlers: () => void = () => undefined,
+): Promise<number> {
   let onStop!: (stop: Stop) => void;
   const stopped = new Promise<Stop>((resolve) => (onStop = resolve));
   let child: AppProcess | null = null;
@@ -83,10 +96,21 @@ export async function runApp(daemon: Daemon, app: AppCommand, logger: Logger): P
     void daemon.reload();
     child?.signal('SIGHUP');
   };
+  // Signals whose default action would end meshlet and leave the app running on its own (it is in
+  // its own process group): passed to the app, as tini and dumb-init do; the app decides. Before
+  // the app runs they stop meshlet as SIGTERM does.
+  const onPassOn = (signal: NodeJS.Signals) => {
+    if (child !== null && child.running) {
+      logger.info({ msg: 'signal passed to the app', signal });
+      child.signal(signal);
+    } else onStop({ signal });
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHangup);
+  for (const signal of PASSED_ON) process.on(signal, onPassOn);
   process.on('exit', () => child?.killNow());
+  afterHandlers();
 
   const finish = async (code: number, reason: string, options = {}): Promise<number> => {
     shuttingDown = true;

@@ -1,5 +1,5 @@
 // `meshlet breakers` and `meshlet breakers reset NAME`: circuit breaker states, and closing one by hand.
-import { AdminUnreachable, getAdmin, postAdmin, table } from './admin-client.ts';
+import { AdminUnreachable, postAdmin, readAdmin, table } from './admin-client.ts';
 import { EXIT } from './run-command.ts';
 
 interface BreakerView {
@@ -13,7 +13,7 @@ interface BreakerView {
 export async function breakersCommand(admin: string, json: boolean): Promise<number> {
   let view: BreakerView;
   try {
-    view = (await getAdmin<BreakerView>(admin, '/upstreams')).body;
+    view = (await readAdmin<BreakerView>(admin, '/upstreams', ['upstreams'])).body;
   } catch (err) {
     if (!(err instanceof AdminUnreachable)) throw err;
     process.stderr.write(`meshlet: ${err.message}\n`);

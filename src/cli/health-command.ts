@@ -1,5 +1,11 @@
 // `meshlet health`: this instance's checks, each upstream's healthy/total, and an overall status.
-import { AdminUnreachable, getAdmin, type ReadyAnswer, table, type UpstreamsAnswer } from './admin-client.ts';
+import {
+  AdminUnreachable,
+  readAdmin,
+  type ReadyAnswer,
+  table,
+  type UpstreamsAnswer,
+} from './admin-client.ts';
 import { EXIT } from './run-command.ts';
 
 /** The overall verdict and its reasons. */
@@ -45,8 +51,8 @@ export async function healthCommand(admin: string, json: boolean): Promise<numbe
   let report: HealthReport;
   try {
     const [ready, upstreams] = await Promise.all([
-      getAdmin<ReadyAnswer>(admin, '/ready'),
-      getAdmin<UpstreamsAnswer>(admin, '/upstreams'),
+      readAdmin<ReadyAnswer>(admin, '/ready', ['checks'], [200, 503]),
+      readAdmin<UpstreamsAnswer>(admin, '/upstreams', ['registry', 'upstreams']),
     ]);
     report = judge(ready.status, ready.body, upstreams.body);
   } catch (err) {

@@ -121,7 +121,7 @@ export async function main(argv: string[]): Promise<void> {
           if (timeoutMs === undefined) {
             throw new UsageError(`--timeout: expected a duration like "30s", got "${args.timeout}"`);
           }
-          code = await (await import('./wait-command.ts')).waitCommand(args.admin, timeoutMs);
+          code = await (await import('./wait-command.ts')).waitCommand(await adminUrl(args.admin), timeoutMs);
         },
       )
       .command(
@@ -142,8 +142,8 @@ export async function main(argv: string[]): Promise<void> {
         async (args) => {
           const command = await import('./upstreams-command.ts');
           code = args.watch
-            ? await command.watchUpstreamsCommand(args.admin, args['admin-grpc'], args.json)
-            : await command.upstreamsCommand(args.admin, args.json);
+            ? await command.watchUpstreamsCommand(await adminUrl(args.admin), args['admin-grpc'], args.json)
+            : await command.upstreamsCommand(await adminUrl(args.admin), args.json);
         },
       )
       .command(
@@ -151,7 +151,9 @@ export async function main(argv: string[]): Promise<void> {
         'List upstreams with healthy/total endpoints, as the running meshlet sees them; exit 1 when one has none',
         (y) => adminOptions(y),
         async (args) => {
-          code = await (await import('./services-command.ts')).servicesCommand(args.admin, args.json);
+          code = await (
+            await import('./services-command.ts')
+          ).servicesCommand(await adminUrl(args.admin), args.json);
         },
       )
       .command(
@@ -159,7 +161,9 @@ export async function main(argv: string[]): Promise<void> {
         "This instance's checks, each upstream's healthy/total and an overall status; exit 1 when degraded",
         (y) => adminOptions(y),
         async (args) => {
-          code = await (await import('./health-command.ts')).healthCommand(args.admin, args.json);
+          code = await (
+            await import('./health-command.ts')
+          ).healthCommand(await adminUrl(args.admin), args.json);
         },
       )
       .command(
@@ -179,12 +183,18 @@ export async function main(argv: string[]): Promise<void> {
             async (args) => {
               code = await (
                 await import('./breakers-command.ts')
-              ).breakerResetCommand(args.admin, args.name, args.token ?? process.env.MESHLET_ADMIN_TOKEN);
+              ).breakerResetCommand(
+                await adminUrl(args.admin),
+                args.name,
+                args.token ?? process.env.MESHLET_ADMIN_TOKEN,
+              );
             },
           ),
         async (args) => {
           if (args._.length > 1) return;
-          code = await (await import('./breakers-command.ts')).breakersCommand(args.admin, args.json);
+          code = await (
+            await import('./breakers-command.ts')
+          ).breakersCommand(await adminUrl(args.admin), args.json);
         },
       )
       .command(
@@ -293,6 +303,13 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 class UsageError extends Error {}
+
+/** `--admin`, checked: an http(s) URL, else a usage error (exit 2) naming the flag. */
+async function adminUrl(admin: string): Promise<string> {
+  const reason = (await import('./admin-client.ts')).badAdminUrl(admin);
+  if (reason !== undefined) throw new UsageError(reason);
+  return admin;
+}
 
 /** `--admin URL` and `--json`, shared by the verbs that read a running meshlet's admin API. */
 function adminOptions<T>(y: Argv<T>) {

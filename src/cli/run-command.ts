@@ -52,10 +52,18 @@ export async function runCommand(
     takeHandedOver(configFile) ??
     (await import('../config/load-config.ts')).loadConfigFile(configFile);
   const logger = createLogger(logLevel);
+  // SIGHUP's default action ends the process: one while the daemon starts (which may wait on
+  // Consul for certificates) would kill it. It is held and applied once the daemon runs.
+  let hangupWhileStarting = false;
+  const holdHangup = () => {
+    hangupWhileStarting = true;
+  };
+  process.on('SIGHUP', holdHangup);
   let daemon: Daemon;
   try {
     daemon = await Daemon.start(config, { logger, configFile });
   } catch (err) {
+    process.off('SIGHUP', holdHangup);
     const e = err as NodeJS.ErrnoException;
     const reason = e.code === 'EADDRINUSE' ? `address in use (${e.message})` : e.message;
     logger.fatal({ msg: 'meshlet failed to start', reason });
@@ -65,7 +73,17 @@ export async function runCommand(
     );
     return EXIT.runtime;
   }
-  if (app !== undefined) return (await import('./app-wrapper.ts')).runApp(daemon, app, logger);
+  const started = daemon;
+  // Called once the running SIGHUP handler is in place. Removing the last listener of a signal
+  // closes Node's watcher, and a signal it had caught but not dispatched yet would be lost: the
+  // holding listener goes only after the next one is added.
+  const pendingReload = (): void => {
+    process.off('SIGHUP', holdHangup);
+    if (!hangupWhileStarting) return;
+    logger.info({ msg: 'SIGHUP came while meshlet was starting: reloading now' });
+    void started.reload();
+  };
+  if (app !== undefined) return (await import('./app-wrapper.ts')).runApp(daemon, app, logger, pendingReload);
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       daemon.shutdown(signal).then(
@@ -83,5 +101,6 @@ export async function runCommand(
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     process.on('SIGHUP', () => void daemon.reload());
+    pendingReload();
   });
 }

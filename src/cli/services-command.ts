@@ -1,5 +1,5 @@
 // `meshlet services`: the upstreams a running meshlet knows, with healthy/total endpoints.
-import { AdminUnreachable, getAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
+import { AdminUnreachable, readAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
 import { EXIT } from './run-command.ts';
 
 /** Where an upstream came from: `configured` or `on_demand` (Consul), `static` otherwise. */
@@ -15,7 +15,7 @@ function sourceOf(answer: UpstreamsAnswer, name: string): string {
 export async function servicesCommand(admin: string, json: boolean): Promise<number> {
   let answer: UpstreamsAnswer;
   try {
-    answer = (await getAdmin<UpstreamsAnswer>(admin, '/upstreams')).body;
+    answer = (await readAdmin<UpstreamsAnswer>(admin, '/upstreams', ['registry', 'upstreams'])).body;
   } catch (err) {
     if (!(err instanceof AdminUnreachable)) throw err;
     process.stderr.write(`meshlet: ${err.message}\n`);

@@ -1,5 +1,5 @@
 // `meshlet upstreams [--watch]`: each upstream's endpoints and breaker; --watch streams changes over the gRPC admin API.
-import { AdminUnreachable, getAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
+import { AdminUnreachable, readAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
 import { EXIT } from './run-command.ts';
 
 /** An upstream as the table prints it (the HTTP view and the proto messages both map to it). */
@@ -39,7 +39,7 @@ export function upstreamsTable(rows: readonly Row[]): string {
 export async function upstreamsCommand(admin: string, json: boolean): Promise<number> {
   let answer: UpstreamsAnswer;
   try {
-    answer = (await getAdmin<UpstreamsAnswer>(admin, '/upstreams')).body;
+    answer = (await readAdmin<UpstreamsAnswer>(admin, '/upstreams', ['registry', 'upstreams'])).body;
   } catch (err) {
     if (!(err instanceof AdminUnreachable)) throw err;
     process.stderr.write(`meshlet: ${err.message}\n`);
@@ -57,7 +57,7 @@ export async function upstreamsCommand(admin: string, json: boolean): Promise<nu
 /** Where the gRPC admin API listens: `target` when given, else what `GET ADMIN/` says. */
 async function grpcTargetOf(admin: string, target: string | undefined): Promise<string> {
   if (target !== undefined) return target;
-  const { body } = await getAdmin<{ grpc: { address: string } | null }>(admin, '/');
+  const { body } = await readAdmin<{ grpc: { address: string } | null }>(admin, '/', ['endpoints']);
   if (body.grpc === null || body.grpc === undefined) {
     throw new AdminUnreachable(`the gRPC admin API is off on ${admin} (listeners.adminGrpc.enabled: false)`);
   }

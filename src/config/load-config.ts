@@ -1,11 +1,11 @@
 // Reads, parses and validates a config file (or text) into a MeshletConfig, or throws one ConfigError.
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { type Document, isMap, isScalar, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { resolveRouteOverride, resolveUpstreamSettings } from '../upstream/upstream-settings.ts';
-import { configSchema, endpointMap, type MeshletConfig } from './schema.ts';
+import { ADMIN_GRPC_DEFAULT_PORT, configSchema, endpointMap, type MeshletConfig } from './schema.ts';
 import { checkTls } from './tls-schema.ts';
 
 /** Formats a zod issue path as a key path: `upstreams.users.timeouts.connect`, `routes[0].upstream`. */
@@ -44,25 +44,125 @@ export function configErrorFrom(
   return new ConfigError(keyPathOf([...prefix, ...issue.path]), message, file);
 }
 
+/**
+ * Most alias expansions a file may make (YAML's `*name`), the `yaml` package's own guard against
+ * "billion laughs" files: beyond it the file is refused. Default of the package: 100.
+ */
+export const MAX_ALIAS_COUNT = 100;
+
 /** Parses YAML text, throwing a ConfigError with line and column on a syntax error. */
 export function parseYaml(text: string, file?: string): unknown {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
+  // The package's own duplicate-key check scans every earlier key of the map for each key (80,000
+  // upstreams took 38 s): keys are checked below, in one pass.
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: false, lineCounter });
+  const at = (offset: number): string => {
+    const pos = lineCounter.linePos(offset);
+    return pos === undefined ? '' : ` at line ${pos.line}, column ${pos.col}`;
+  };
   const err = doc.errors[0];
   if (err !== undefined) {
-    const pos = lineCounter.linePos(err.pos[0]);
-    const at = pos === undefined ? '' : ` at line ${pos.line}, column ${pos.col}`;
-    throw new ConfigError('', `not valid YAML${at}: ${err.message.split('\n')[0]}`, file);
+    throw new ConfigError('', `not valid YAML${at(err.pos[0])}: ${err.message.split('\n')[0]}`, file);
   }
-  return doc.toJS() ?? {};
+  const duplicate = firstDuplicateKey(doc);
+  if (duplicate !== undefined) {
+    throw new ConfigError('', `not valid YAML${at(duplicate)}: Map keys must be unique`, file);
+  }
+  let js: unknown;
+  try {
+    js = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    // An alias bomb: the package throws a ReferenceError rather than report a document error.
+    if (e instanceof ReferenceError && /alias/i.test(e.message)) {
+      throw new ConfigError(
+        '',
+        `not valid YAML: aliases expand too far (more than ${MAX_ALIAS_COUNT} alias expansions)`,
+        file,
+      );
+    }
+    throw e;
+  }
+  rejectProtoKeys(js, [], file);
+  return js ?? {};
 }
 
+/**
+ * A `__proto__` key: the parsed object gets it as its prototype, not as a key, so a map of names
+ * (`upstreams`, `registry.endpoints`) would lose it without a word. Refused like an unknown key.
+ */
+function rejectProtoKeys(value: unknown, path: PropertyKey[], file?: string): void {
+  if (value === null || typeof value !== 'object') return;
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => rejectProtoKeys(v, [...path, i], file));
+    return;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype || Object.hasOwn(value, '__proto__')) {
+    throw new ConfigError(keyPathOf([...path, '__proto__']), 'unknown key', file);
+  }
+  for (const [k, v] of Object.entries(value)) rejectProtoKeys(v, [...path, k], file);
+}
+
+/**
+ * Where the first key that repeats an earlier key of its map starts (an offset into the text), or
+ * undefined. Keys are compared as the object keys they become (`1` and `"1"` are the same key).
+ */
+function firstDuplicateKey(doc: Document): number | undefined {
+  let found: number | undefined;
+  visit(doc, {
+    Map(_key, map) {
+      if (!isMap(map)) return undefined;
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        const key = pair.key;
+        const name = isScalar(key) ? String(key.value) : JSON.stringify(key);
+        if (seen.has(name)) {
+          found = (isScalar(key) ? key.range?.[0] : undefined) ?? 0;
+          return visit.BREAK;
+        }
+        seen.add(name);
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
+/**
+ * Largest config or endpoints file read, bytes: 16 MiB (a 1 MiB file of 20,000 upstreams parses in
+ * about 2.5 s). Past it the file is refused before it is parsed: a reload reads the file on the
+ * event loop, and `/dev/zero` given as a config took 8 GiB in 20 s.
+ */
+export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+/** Reads `file` as UTF-8, refusing more than {@link MAX_CONFIG_BYTES}; a pipe (`<(…)`) is read too. */
 function readText(file: string, what: string): string {
+  let fd: number;
   try {
-    return readFileSync(file, 'utf8');
+    fd = openSync(file, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     throw new ConfigError('', `cannot read ${what}: ${code === 'ENOENT' ? 'no such file' : code}`, file);
+  }
+  try {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, MAX_CONFIG_BYTES + 1 - size));
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      size += n;
+      if (size > MAX_CONFIG_BYTES) {
+        throw new ConfigError('', `cannot read ${what}: larger than ${MAX_CONFIG_BYTES / 1048576} MiB`, file);
+      }
+    }
+    return Buffer.concat(chunks, size).toString('utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError('', `cannot read ${what}: ${code}`, file);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -106,7 +206,11 @@ function checkConsul(config: MeshletConfig, file: string | undefined, baseDir: s
   }
 }
 
-/** Listener ports must not collide (0 means "any free port" and never collides). */
+/**
+ * Listener ports must not collide (0 means "any free port" and never collides): the gateway's
+ * too, and the gRPC admin API's default (15002) when its port is unset, since it is bound before
+ * the outbound, inbound, gateway and per-upstream listeners and would take the port from them.
+ */
 function checkPorts(config: MeshletConfig, file?: string): void {
   const seen = new Map<number, string>();
   const claim = (port: number, key: string) => {
@@ -121,8 +225,17 @@ function checkPorts(config: MeshletConfig, file?: string): void {
   if (adminGrpc.enabled && adminGrpc.port !== undefined) claim(adminGrpc.port, 'listeners.adminGrpc.port');
   if (config.tls !== undefined && config.service !== undefined)
     claim(config.listeners.inbound?.port ?? 15443, 'listeners.inbound.port');
+  if (config.listeners.gateway !== undefined) claim(config.listeners.gateway.port, 'listeners.gateway.port');
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     if (upstream.port !== undefined) claim(upstream.port, `upstreams.${name}.port`);
+  }
+  const taken = seen.get(ADMIN_GRPC_DEFAULT_PORT);
+  if (adminGrpc.enabled && adminGrpc.port === undefined && taken !== undefined) {
+    throw new ConfigError(
+      'listeners.adminGrpc.port',
+      `unset, so the gRPC admin API takes ${ADMIN_GRPC_DEFAULT_PORT}, which ${taken} names: set another port, or enabled: false`,
+      file,
+    );
   }
 }
 

@@ -19,6 +19,22 @@ const name = z
     'expected a service name of letters, digits, "-", "_", "."',
   );
 
+/** The gRPC admin API's port when `listeners.adminGrpc.port` is unset. */
+export const ADMIN_GRPC_DEFAULT_PORT = 15002;
+
+/**
+ * The admin token: at least 8 characters, each one an HTTP header can carry as it is (visible
+ * ASCII and inner spaces). A non-ASCII character, a control character or a space at either end
+ * (which HTTP strips from a header value) would make a token no caller could ever present.
+ */
+const adminToken = z
+  .string()
+  .min(8, 'expected at least 8 characters')
+  .regex(
+    /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/,
+    'expected visible ASCII characters (inner spaces allowed): a header cannot carry others, nor spaces at either end',
+  );
+
 /** What an upstream or the local app speaks: HTTP/1.1, HTTP/2, or gRPC (HTTP/2 plus gRPC's policies). */
 export const protocolSpec = z.enum(['http1', 'http2', 'grpc']);
 export type Protocol = z.output<typeof protocolSpec>;
@@ -246,7 +262,7 @@ export const configSchema = z
             address: z.string().min(1).default('127.0.0.1'),
             port: portOrZero.default(15000),
             /** Bearer token required by mutating admin calls; without it they are allowed from loopback callers only. */
-            token: z.string().min(8, 'expected at least 8 characters').optional(),
+            token: adminToken.optional(),
           })
           .prefault({}),
         /** The mTLS listener for peers' meshlets; runs when `tls` and `service` are set (defaults then apply). */
