@@ -107,6 +107,14 @@ export class BlockingWatch<T> {
     await this.#loop;
   }
 
+  /** Records a failed read or a refused answer (the `failures`-th in a row) and waits out its backoff. */
+  async #backOff(err: Error, failures: number, baseMs: number, maxMs: number): Promise<void> {
+    const delay = backoffMs(failures, baseMs, maxMs);
+    this.#lastError = err.message;
+    this.#options.onError(err, delay);
+    await this.#sleep(delay);
+  }
+
   async #run(): Promise<void> {
     const { minIntervalMs = 100, backoffBaseMs = 250, backoffMaxMs = 5000 } = this.#options;
     const signal = this.#abort.signal;
@@ -127,11 +135,7 @@ export class BlockingWatch<T> {
       } catch (err) {
         if (signal.aborted) break;
         if (read.signal.aborted) continue; // resync: read again at index 0
-        failures++;
-        const delay = backoffMs(failures, backoffBaseMs, backoffMaxMs);
-        this.#lastError = (err as Error).message;
-        this.#options.onError(err as Error, delay);
-        await this.#sleep(delay);
+        await this.#backOff(err as Error, ++failures, backoffBaseMs, backoffMaxMs);
         continue;
       } finally {
         signal.removeEventListener('abort', forward);
@@ -150,11 +154,7 @@ export class BlockingWatch<T> {
           // A refused answer (or a bug applying it) never ends the loop: what was applied last stays,
           // and the same index is read again after a backoff (0 after an index reset).
           if (this.#index !== 0) this.#index = sent;
-          failures++;
-          const delay = backoffMs(failures, backoffBaseMs, backoffMaxMs);
-          this.#lastError = (err as Error).message;
-          this.#options.onError(err as Error, delay);
-          await this.#sleep(delay);
+          await this.#backOff(err as Error, ++failures, backoffBaseMs, backoffMaxMs);
           continue;
         }
         this.#applied = answer.index;
