@@ -1,41 +1,14 @@
 // An endpoint that refuses a gRPC call's stream, sends GOAWAY mid-call or drops its connection: what is replayed (only what is safe) and what the caller gets.
-import * as http2 from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { grpcFrame, H2_ERROR, type RawH2Server, type RawStream, startRawH2Server } from './raw-h2-server.ts';
-
-interface Answer {
-  headers: http2.IncomingHttpHeaders;
-  trailers: http2.IncomingHttpHeaders | undefined;
-  body: string;
-}
-
-/** One unary-shaped gRPC call to `authority` over a fresh h2c session to meshlet. */
-function call(origin: string, authority: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(origin);
-    session.on('error', reject);
-    const s = session.request({
-      ':method': 'POST',
-      ':path': '/pkg.Svc/Call',
-      ':authority': authority,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    });
-    const answer: Answer = { headers: {}, trailers: undefined, body: '' };
-    const chunks: Buffer[] = [];
-    s.on('response', (h) => (answer.headers = h));
-    s.on('trailers', (t) => (answer.trailers = t));
-    s.on('data', (d: Buffer) => chunks.push(d));
-    s.on('error', reject);
-    s.on('close', () => {
-      answer.body = Buffer.concat(chunks).subarray(5).toString();
-      session.close();
-      resolve(answer);
-    });
-    s.end(grpcFrame('req'));
-  });
-}
+import {
+  grpcFrame,
+  H2_ERROR,
+  type RawH2Server,
+  rawGrpcCall,
+  type RawStream,
+  startRawH2Server,
+} from './raw-h2-server.ts';
 
 describe('gRPC calls whose endpoint resets, refuses or goes away', () => {
   const servers: RawH2Server[] = [];
@@ -75,7 +48,7 @@ describe('gRPC calls whose endpoint resets, refuses or goes away', () => {
   it('REFUSED_STREAM before an answer (RFC 9113 §8.7: not processed) is replayed, and the call succeeds', async () => {
     const refusing = await endpoint('a', (s) => s.conn.rst(s.id, H2_ERROR.REFUSED_STREAM));
     const m = await mesh2([refusing]);
-    const a = await call(m.outbound, 'svc');
+    const a = await rawGrpcCall(m.outbound, 'svc');
     expect(a.trailers?.['grpc-status']).toBe('0');
     expect(a.body).toBe('a');
     expect(refusing.streams).toHaveLength(2);
@@ -87,7 +60,7 @@ describe('gRPC calls whose endpoint resets, refuses or goes away', () => {
       setTimeout(() => s.conn.socket.destroy(), 20);
     });
     const m = await mesh2([leaving]);
-    const a = await call(m.outbound, 'svc');
+    const a = await rawGrpcCall(m.outbound, 'svc');
     expect(a.trailers?.['grpc-status']).toBe('0');
     expect(a.body).toBe('b');
     expect(leaving.streams).toHaveLength(2);
@@ -107,7 +80,7 @@ describe('gRPC calls whose endpoint resets, refuses or goes away', () => {
       }, 50);
     });
     const m = await mesh2([draining]);
-    const a = await call(m.outbound, 'svc');
+    const a = await rawGrpcCall(m.outbound, 'svc');
     expect(a.trailers?.['grpc-status']).toBe('0');
     expect(a.body).toBe(`first${grpcFrame('second').toString()}`);
     expect(draining.streams).toHaveLength(1);
@@ -119,7 +92,7 @@ describe('gRPC calls whose endpoint resets, refuses or goes away', () => {
     const m = await mesh2([dying, fine]);
     // Round robin from either: within two calls the dying endpoint's first stream is hit.
     for (let i = 0; i < 2; i++) {
-      const a = await call(m.outbound, 'svc');
+      const a = await rawGrpcCall(m.outbound, 'svc');
       expect(a.trailers?.['grpc-status']).toBe('0');
     }
     expect(dying.streams.length).toBeGreaterThanOrEqual(1);

@@ -1,4 +1,5 @@
-// A frame-level HTTP/2 (h2c) server for gRPC fault tests: sends RST_STREAM, GOAWAY and HEADERS exactly when told (node:http2 cannot reset a stream without ending it first).
+// A frame-level HTTP/2 (h2c) server for gRPC fault tests: sends RST_STREAM, GOAWAY and HEADERS exactly when told (node:http2 cannot reset a stream without ending it first); and a raw gRPC call to drive them through meshlet.
+import * as http2 from 'node:http2';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
@@ -228,4 +229,38 @@ export async function startRawH2Server(handlers: {
       return new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** What a raw gRPC call through meshlet got: response headers, trailers, and the first message's text. */
+export interface RawGrpcAnswer {
+  headers: http2.IncomingHttpHeaders;
+  trailers: http2.IncomingHttpHeaders | undefined;
+  body: string;
+}
+
+/** One unary-shaped gRPC call (one message, `req`) to `authority` over a fresh h2c session to `origin`. */
+export function rawGrpcCall(origin: string, authority: string): Promise<RawGrpcAnswer> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(origin);
+    session.on('error', reject);
+    const s = session.request({
+      ':method': 'POST',
+      ':path': '/pkg.Svc/Call',
+      ':authority': authority,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    const answer: RawGrpcAnswer = { headers: {}, trailers: undefined, body: '' };
+    const chunks: Buffer[] = [];
+    s.on('response', (h) => (answer.headers = h));
+    s.on('trailers', (t) => (answer.trailers = t));
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', reject);
+    s.on('close', () => {
+      answer.body = Buffer.concat(chunks).subarray(5).toString();
+      session.close();
+      resolve(answer);
+    });
+    s.end(grpcFrame('req'));
+  });
 }

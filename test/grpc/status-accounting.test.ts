@@ -3,6 +3,7 @@ import * as http2 from 'node:http2';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startMeshlet } from '../helpers/meshlet.ts';
+import { rawGrpcCall } from './raw-h2-server.ts';
 
 /** A raw h2c gRPC endpoint answering 200, one empty message, then trailers `trailers`. */
 async function endpoint(
@@ -20,28 +21,6 @@ async function endpoint(
   return { server, endpoint: `127.0.0.1:${(server.address() as { port: number }).port}` };
 }
 
-/** One unary-shaped call over h2c to `authority` through `origin`; resolves when it ends. */
-function call(origin: string, authority: string): Promise<void> {
-  return new Promise((resolve) => {
-    const session = http2.connect(origin);
-    session.on('error', () => {});
-    const s = session.request({
-      ':method': 'POST',
-      ':path': '/pkg.Svc/Call',
-      ':authority': authority,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    });
-    s.on('error', () => {});
-    s.resume();
-    s.on('close', () => {
-      session.close();
-      resolve();
-    });
-    s.end(Buffer.from([0, 0, 0, 0, 0]));
-  });
-}
-
 describe('gRPC status accounting', () => {
   it('a missing grpc-status is INTERNAL (what gRPC clients read), a malformed one UNKNOWN: breaker failures, and the access log stays JSON', async () => {
     const missing = await endpoint({ 'x-other': '1' });
@@ -55,8 +34,8 @@ describe('gRPC status accounting', () => {
     });
     try {
       for (let i = 0; i < 6; i++) {
-        await call(mesh.outbound, 'missing');
-        await call(mesh.outbound, 'garbled');
+        await rawGrpcCall(mesh.outbound, 'missing');
+        await rawGrpcCall(mesh.outbound, 'garbled');
       }
       const state = (await (await request(`${mesh.admin}/upstreams`)).body.json()) as {
         upstreams: Record<string, { circuitBreaker: string }>;
