@@ -173,13 +173,19 @@ export function gatewayHandler(
     const askedMethod = headers['access-control-request-method'];
     const preflight = method === 'OPTIONS' && origin !== undefined && typeof askedMethod === 'string';
     const host = hostOf(headers.host ?? (headers[':authority'] as string | undefined));
-    const matched = matchRoute(
+    let matched = matchRoute(
       g.matchers,
       preflight ? askedMethod.toUpperCase() : method,
       host,
       target,
       headers,
     );
+    // Only a route with `cors` answers a preflight: to any other, an OPTIONS request is an ordinary
+    // one, routed by its own method — else `Access-Control-Request-Method: GET` would carry it onto
+    // a GET-only (say, public) route instead of the one that takes OPTIONS (and authenticates).
+    if (preflight && (matched instanceof MeshletError || g.routes[matched.index]!.cors === null)) {
+      matched = matchRoute(g.matchers, method, host, target, headers);
+    }
     if (matched instanceof MeshletError) {
       metrics.unrouted.labels(matched.code).inc();
       return refuse(ctx, req, res, matched);

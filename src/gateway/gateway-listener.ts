@@ -3,6 +3,7 @@ import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { basename, dirname, resolve } from 'node:path';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { constants } from 'node:crypto';
 import type { GatewayListenerSpec } from '../config/gateway-schema.ts';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import {
@@ -15,6 +16,12 @@ import {
   listenHttp,
 } from '../listener/http-listener.ts';
 import type { Logger } from '../telemetry/logger.ts';
+
+/**
+ * TLS 1.2 renegotiation refused by OpenSSL (TLS 1.3 has none): HTTP/2 forbids it (RFC 9113
+ * §9.2.1), and at the edge it would only let any client make the gateway redo handshakes.
+ */
+const NO_RENEGOTIATION = constants.SSL_OP_NO_RENEGOTIATION;
 
 /** A started gateway listener and how to stop watching its certificate. */
 export interface GatewaySocket {
@@ -30,7 +37,7 @@ export interface GatewaySocket {
  * `cert`/`key` (ALPN `h2` or `http/1.1`); both files' directory is watched (and polled every 10 s),
  * and a changed pair that loads replaces the certificate for new connections; one that does not is
  * logged and the old one stays. No client certificate is asked for: the edge authenticates with
- * tokens and keys.
+ * tokens and keys. A TLS 1.2 client's renegotiation is refused.
  */
 export async function listenGateway(
   spec: GatewayListenerSpec,
@@ -71,6 +78,7 @@ export async function listenGateway(
     key: current.key,
     ALPNProtocols: ['h2', 'http/1.1'],
     handshakeTimeout: spec.headersTimeout,
+    secureOptions: NO_RENEGOTIATION,
   });
   server.on('secureConnection', (socket: TLSSocket) => {
     if (socket.alpnProtocol === 'h2') h2().emit('connection', socket);
@@ -86,7 +94,7 @@ export async function listenGateway(
       next = read();
       if (next.cert === current.cert && next.key === current.key) return false;
       // Throws on a pair that does not fit (a key written before its certificate): the old one stays.
-      server.setSecureContext({ cert: next.cert, key: next.key });
+      server.setSecureContext({ cert: next.cert, key: next.key, secureOptions: NO_RENEGOTIATION });
     } catch (err) {
       logger.error({
         msg: 'gateway certificate reload failed; keeping the current certificate',

@@ -6,6 +6,7 @@ import type { GatewayMetrics } from '../telemetry/gateway-metrics.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
 import { type RequestPolicy, resolveRouteOverride } from '../upstream/upstream-settings.ts';
 import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
+import { PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER } from '../proxy/inbound-stack.ts';
 import { ApiKeyAuthenticator } from './api-key-authenticator.ts';
 import type { Authenticator } from './authenticator.ts';
 import { AllowRule } from './authorize.ts';
@@ -45,7 +46,7 @@ export interface GatewayState {
   readonly routes: readonly GatewayRoute[];
   readonly matchers: readonly RouteMatcher[];
   readonly tenants: ReadonlyMap<string, GatewayTenant>;
-  /** Headers removed from every client request: identity headers, meshlet's own, and (no trusted proxy) `x-forwarded-*`. */
+  /** Headers removed from every client request: identity headers (the gateway's and the mesh's `x-meshlet-peer-*`), meshlet's own, and (no trusted proxy) `x-forwarded-*`. */
   readonly drop: ReadonlySet<string>;
   readonly trustedProxies: number;
   readonly proto: 'http' | 'https';
@@ -120,7 +121,15 @@ export function buildGatewayState(
     for (const a of built) a.close();
     throw err;
   }
-  const drop = new Set<string>([TIMEOUT_HEADER, 'grpc-timeout', ...spec.identityHeaders]);
+  // The mesh's caller-identity headers too: only an inbound listener sets them (from a verified
+  // certificate), and an upstream reached without mTLS would otherwise take an internet client's copy.
+  const drop = new Set<string>([
+    TIMEOUT_HEADER,
+    'grpc-timeout',
+    PEER_IDENTITY_HEADER,
+    PEER_SPIFFE_ID_HEADER,
+    ...spec.identityHeaders,
+  ]);
   for (const { auth } of authenticators.values()) for (const h of auth.identityHeaders) drop.add(h);
   if (spec.trustedProxies === 0) {
     drop.add('x-forwarded-for');

@@ -1,4 +1,5 @@
 // Gateway rate limits: token buckets per key, tenant or client IP, and the `ratelimit-*` / `retry-after` headers they answer with.
+import { isIP } from 'node:net';
 import type { GatewayRateSpec } from '../config/gateway-schema.ts';
 import { type Clock, systemClock } from '../clock.ts';
 import { KeyedTokenBuckets, TokenBucket } from '../resilience/token-bucket.ts';
@@ -110,9 +111,25 @@ export function rateLimitHeaders(v: LimitVerdict): string[] {
 }
 
 /**
+ * An `x-forwarded-for` entry as an address: an IPv4 or IPv6 address (lowercased), also in the
+ * `1.2.3.4:port` and `[v6]:port` forms some proxies write; undefined for anything else.
+ */
+function addressOf(hop: string): string | undefined {
+  const text = hop.trim();
+  if (isIP(text) !== 0) return text.toLowerCase();
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(text);
+  if (bracketed !== null && isIP(bracketed[1]!) === 6) return bracketed[1]!.toLowerCase();
+  const withPort = /^([\d.]+):\d{1,5}$/.exec(text);
+  if (withPort !== null && isIP(withPort[1]!) === 4) return withPort[1]!;
+  return undefined;
+}
+
+/**
  * The client's address as the gateway sees it: with `trustedProxies` = N proxies in front (each
  * appending to `x-forwarded-for`), the N-th address from the right of `x-forwarded-for` + the
- * peer; with 0 (the default) the peer itself, whatever the client wrote.
+ * peer; with 0 (the default) the peer itself, whatever the client wrote. An entry there that is not
+ * an IP address (a client writing the header itself, which no proxy in front does) counts as
+ * absent: the peer's address is used, so a made-up value never becomes a rate-limit key.
  */
 export function clientIp(
   peer: string | undefined,
@@ -124,6 +141,6 @@ export function clientIp(
   const list = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
   // [...xff, peer]: the peer is the last trusted proxy; the client is N hops left of it.
   const index = list.length - trustedProxies;
-  const hop = list[Math.max(0, index)]?.trim();
-  return hop === undefined || hop === '' ? socket : hop;
+  const hop = list[Math.max(0, index)];
+  return (hop === undefined ? undefined : addressOf(hop)) ?? socket;
 }

@@ -1,4 +1,5 @@
 // The `validate` authenticator: asks an identity service (`POST …/auth/validate` with the bearer token) and caches its answer per token.
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { request } from '../control-plane/control-request.ts';
 import { requestThrough } from '../upstream/undici-request.ts';
@@ -29,6 +30,30 @@ export interface ValidateAuthenticatorOptions {
 interface CacheEntry {
   readonly outcome: AuthOutcome;
   readonly expiresAt: number;
+}
+
+/**
+ * Largest identity-service answer read, bytes. A real answer is a few hundred bytes; without a cap a
+ * misbehaving identity service could make the gateway buffer (and cache, per token) as much as it
+ * sends within `timeout`. A larger answer is a failed call: 503 `auth_unavailable` (or a skip with
+ * `failOpen`), never cached.
+ */
+export const MAX_VALIDATE_BODY_BYTES = 64 * 1024;
+
+/** An upstream's answer body as UTF-8 text; past {@link MAX_VALIDATE_BODY_BYTES} it stops reading and throws. */
+async function readCapped(body: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    bytes += buf.length;
+    if (bytes > MAX_VALIDATE_BODY_BYTES) {
+      body.destroy();
+      throw new Error(`answer over ${MAX_VALIDATE_BODY_BYTES} bytes`);
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** The answer of one call: 2xx body, a denial, or a failure. */
@@ -132,21 +157,25 @@ export class ValidateAuthenticator implements Authenticator {
       signal: AbortSignal.timeout(this.#spec.timeout),
     };
     const upstream = url.port === '' ? this.#options.table?.get(url.hostname) : undefined;
-    let res: { statusCode: number; body: { text(): Promise<string> } };
+    let status: number;
+    let body: string;
     if (upstream !== undefined) {
       const handle = upstream.pick(undefined, undefined);
       const pool = handle === undefined ? undefined : (upstream.poolOf(handle) as Dispatcher | undefined);
       if (pool === undefined) return new Error(`upstream "${upstream.name}" has no usable endpoint`);
-      res = await requestThrough(pool, {
+      const res = await requestThrough(pool, {
         ...opts,
         path: `${url.pathname}${url.search}`,
         headers: { ...opts.headers, host: url.host },
       });
+      status = res.statusCode;
+      body = await readCapped(res.body);
     } else {
-      res = await request(url, opts);
+      const res = await request(url, { ...opts, maxBodyBytes: MAX_VALIDATE_BODY_BYTES });
+      status = res.statusCode;
+      body = await res.body.text();
     }
-    const body = await res.body.text();
-    return { status: res.statusCode, body };
+    return { status, body };
   }
 
   close(): void {
