@@ -2,7 +2,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayRouteSpec } from '../config/gateway-schema.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
-import { normalizePath } from '../route/path-normalize.ts';
+import { normalizePath, type PathRefusal } from '../route/path-normalize.ts';
 import { pathRefused } from '../route/router.ts';
 
 /** A gateway route's matcher, compiled once. */
@@ -76,8 +76,26 @@ export interface RouteMatch {
 }
 
 /**
+ * A `;` parameter in a path segment (`/admin;x/secret`), refused at the edge like an encoded slash:
+ * Tomcat, Jetty and Spring drop it and read `/admin/secret`, so a path that misses an authenticated
+ * `/admin/` route and falls through to a public catch-all would reach the admin page there. A route
+ * with `normalizePath: false` still takes such paths as they came.
+ */
+export const PATH_PARAMETER: PathRefusal = Object.freeze({
+  reason: 'has a ";" path parameter, which upstreams read differently (Tomcat and Spring drop it)',
+});
+
+/** Whether the path part of a target (before any `?`) holds a `;`. */
+function hasPathParameter(target: string): boolean {
+  const semi = target.indexOf(';');
+  if (semi === -1) return false;
+  const query = target.indexOf('?');
+  return query === -1 || semi < query;
+}
+
+/**
  * The first route matching a request, and the path to forward; as the outbound router does, the
- * path is normalised once and a refused path (`%2F`, `\`) is a 400 from the first route it
+ * path is normalised once and a refused path (`%2F`, `\`, a `;` parameter) is a 400 from the first route it
  * matches. Nothing else is routable: no match is 404 `no_route`, and a path that matched only
  * with another method is 405 with `allow`.
  * @param method the request's method (a preflight passes the method it asks for).
@@ -91,7 +109,8 @@ export function matchRoute(
   headers: IncomingHttpHeaders,
 ): RouteMatch | MeshletError {
   const normalized = normalizePath(target);
-  const refusal = typeof normalized === 'string' ? null : normalized;
+  const refusal =
+    typeof normalized !== 'string' ? normalized : hasPathParameter(normalized) ? PATH_PARAMETER : null;
   const clean = typeof normalized === 'string' ? normalized : target;
   let allowed: Set<string> | null = null;
   for (let i = 0; i < routes.length; i++) {

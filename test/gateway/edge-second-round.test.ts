@@ -68,6 +68,10 @@ describe('gateway second-round hostile requests', () => {
           { match: { pathPrefix: '/lim/' }, upstream: 'web', rateLimit: { perSecond: 0.01, burst: 1 } },
           { match: { pathPrefix: '/direct/' }, upstream: 'web', auth: ['direct'] },
           { match: { pathPrefix: '/via/' }, upstream: 'web', auth: ['viaUpstream'] },
+          { match: { pathPrefix: '/admin/' }, upstream: 'web', auth: ['jwt'] },
+          { match: { pathPrefix: '/raw/' }, upstream: 'web', normalizePath: false },
+          // A public catch-all last: what misses /admin/ lands here.
+          { match: { pathPrefix: '/' }, upstream: 'web' },
         ],
       },
     });
@@ -78,6 +82,21 @@ describe('gateway second-round hostile requests', () => {
     await m.close();
     await upstream.close();
     await new Promise((r) => identity.server.close(r));
+  });
+
+  it('a ";" path parameter is refused (400), so /admin;x/secret cannot skip /admin/\'s authentication through the catch-all', async () => {
+    const before = upstream.requests.length;
+    for (const path of ['/admin;x/secret', '/admin;jsessionid=1/secret', '/a;b', '/admin/x;y']) {
+      const res = await call(gw, path);
+      expect(res.status, path).toBe(400);
+      expect(res.headers['x-meshlet-error']).toBe('bad_request');
+      expect(JSON.parse(res.body).message).toContain('";" path parameter');
+    }
+    expect(upstream.requests.length).toBe(before);
+    // In the query it is no path parameter; a route with normalizePath: false takes paths as they came.
+    expect((await call(gw, '/public?a=1;b=2')).status).toBe(200);
+    expect((await call(gw, '/raw/x;v=1')).status).toBe(200);
+    expect(upstream.requests.at(-1)!.url).toBe('/raw/x;v=1');
   });
 
   it('an OPTIONS request with preflight headers is routed by its own method on a route without cors: not onto the public GET route', async () => {
