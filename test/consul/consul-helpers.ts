@@ -1,7 +1,9 @@
 // Shared pieces of the Consul tests: a meshlet pointed at the double, polling, metrics and timing.
 import { request } from 'undici';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import type { ConsulDouble } from '../consul-double/consul-double.ts';
+import { ConsulDouble, type ConsulDoubleOptions } from '../consul-double/consul-double.ts';
+import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 
 /** A `registry: {type: consul}` section pointing at the double, with `extra` merged in. */
 export function consulRegistry(
@@ -47,4 +49,51 @@ export async function adminGet<T = Record<string, unknown>>(
 ): Promise<{ status: number; body: T }> {
   const res = await request(`${admin}${path}`);
   return { status: res.statusCode, body: (await res.body.json()) as T };
+}
+
+/** A double with `users` (on `a`) and `orders` (on `c`) registered, and a synced meshlet naming `users`. */
+export interface UsersOrdersMesh {
+  readonly double: ConsulDouble;
+  /** `users-a`'s app. */
+  readonly a: TestUpstream;
+  /** A spare app, registered by the tests that need it. */
+  readonly b: TestUpstream;
+  /** `orders-c`'s app. */
+  readonly c: TestUpstream;
+  readonly mesh: InProcessMeshlet;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the double (with `doubleOptions`), three apps and a meshlet on the Consul registry (with
+ * `registryExtra`), and resolves once `/ready` answers 200 (its first sync).
+ */
+export async function startUsersOrdersMesh(
+  doubleOptions: ConsulDoubleOptions = {},
+  registryExtra: Record<string, unknown> = {},
+): Promise<UsersOrdersMesh> {
+  const double = new ConsulDouble(doubleOptions);
+  await double.start();
+  const [a, b, c] = await Promise.all([startUpstream(), startUpstream(), startUpstream()]);
+  double.addInstance({ service: 'users', id: 'users-a', port: a.port });
+  double.addInstance({ service: 'orders', id: 'orders-c', port: c.port });
+  const mesh = await startMeshlet({
+    registry: consulRegistry(double, registryExtra),
+    upstreams: { users: {} },
+    accessLog: { enabled: false },
+    shutdown: { drainDelay: 0 },
+  });
+  await within(3000, async () => (await adminGet(mesh.admin, '/ready')).status === 200, 'first sync');
+  return {
+    double,
+    a,
+    b,
+    c,
+    mesh,
+    async close() {
+      await mesh.close();
+      await double.stop();
+      await Promise.all([a.close(), b.close(), c.close()]);
+    },
+  };
 }

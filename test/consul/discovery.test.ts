@@ -1,11 +1,12 @@
 // Discovery through blocking queries: a change in Consul moves traffic within 1 s; unknown names are no_route.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConsulDouble } from '../consul-double/consul-double.ts';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { adminGet, consulRegistry, via, within } from './consul-helpers.ts';
+import type { ConsulDouble } from '../consul-double/consul-double.ts';
+import type { InProcessMeshlet } from '../helpers/meshlet.ts';
+import type { TestUpstream } from '../helpers/upstream-server.ts';
+import { adminGet, startUsersOrdersMesh, type UsersOrdersMesh, via, within } from './consul-helpers.ts';
 
 describe('Consul discovery', () => {
+  let fixture: UsersOrdersMesh;
   let double: ConsulDouble;
   let a: TestUpstream;
   let b: TestUpstream;
@@ -13,23 +14,11 @@ describe('Consul discovery', () => {
   let mesh: InProcessMeshlet;
 
   beforeAll(async () => {
-    double = new ConsulDouble();
-    await double.start();
-    [a, b, c] = await Promise.all([startUpstream(), startUpstream(), startUpstream()]);
-    double.addInstance({ service: 'users', id: 'users-a', port: a.port });
-    double.addInstance({ service: 'orders', id: 'orders-c', port: c.port });
-    mesh = await startMeshlet({
-      registry: consulRegistry(double),
-      upstreams: { users: {} },
-      accessLog: { enabled: false },
-      shutdown: { drainDelay: 0 },
-    });
-    await within(3000, async () => (await adminGet(mesh.admin, '/ready')).status === 200, 'first sync');
+    fixture = await startUsersOrdersMesh();
+    ({ double, a, b, c, mesh } = fixture);
   });
   afterAll(async () => {
-    await mesh?.close();
-    await double?.stop();
-    await Promise.all([a?.close(), b?.close(), c?.close()]);
+    await fixture?.close();
   });
 
   it('routes a configured upstream to the instances Consul lists', async () => {

@@ -4,7 +4,15 @@ import { ConsulAnswerError, ConsulClient } from '../../src/registry/consul/consu
 import { ConsulDouble, type Tampering } from '../consul-double/consul-double.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { adminGet, consulRegistry, metric, via, within } from './consul-helpers.ts';
+import {
+  adminGet,
+  consulRegistry,
+  metric,
+  startUsersOrdersMesh,
+  type UsersOrdersMesh,
+  via,
+  within,
+} from './consul-helpers.ts';
 
 interface UpstreamsView {
   registry: { watches: Record<string, { lastError: string | null }> };
@@ -27,6 +35,7 @@ function entry(id: string, port: unknown): Record<string, unknown> {
 }
 
 describe('hostile Consul answers', () => {
+  let fixture: UsersOrdersMesh;
   let double: ConsulDouble;
   let a: TestUpstream;
   let b: TestUpstream;
@@ -34,23 +43,11 @@ describe('hostile Consul answers', () => {
   let mesh: InProcessMeshlet;
 
   beforeAll(async () => {
-    double = new ConsulDouble({ jitter: false });
-    await double.start();
-    [a, b, c] = await Promise.all([startUpstream(), startUpstream(), startUpstream()]);
-    double.addInstance({ service: 'users', id: 'users-a', port: a.port });
-    double.addInstance({ service: 'orders', id: 'orders-c', port: c.port });
-    mesh = await startMeshlet({
-      registry: consulRegistry(double, { watch: { wait: '2s' } }),
-      upstreams: { users: {} },
-      accessLog: { enabled: false },
-      shutdown: { drainDelay: 0 },
-    });
-    await within(3000, async () => (await adminGet(mesh.admin, '/ready')).status === 200, 'first sync');
+    fixture = await startUsersOrdersMesh({ jitter: false }, { watch: { wait: '2s' } });
+    ({ double, a, b, c, mesh } = fixture);
   });
   afterAll(async () => {
-    await mesh?.close();
-    await double?.stop();
-    await Promise.all([a?.close(), b?.close(), c?.close()]);
+    await fixture?.close();
   });
 
   const wrongShapes: [string, Tampering][] = [
