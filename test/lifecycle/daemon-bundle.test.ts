@@ -188,6 +188,9 @@ routes: [{ match: { pathPrefix: "${prefix}" }, upstream: bench }]
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(status).toBe(200);
+    // The log line is written asynchronously: under load it can reach stdout after the new route answers.
+    while (!/config reloaded/.test(stdout) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     expect(stdout).toMatch(/config reloaded/);
   });
 
