@@ -11,6 +11,26 @@ export interface ErrorBody {
 }
 
 /**
+ * Answers a gRPC call with its status alone (Trailers-Only): HTTP 200, `content-type:
+ * application/grpc`, `grpc-status`, `grpc-message` (percent-encoded here) and `extra` headers, in
+ * one HEADERS frame that ends the stream over HTTP/2. Only before anything went out.
+ */
+export function respondGrpcStatus(
+  res: DownstreamResponse,
+  status: number,
+  message: string,
+  extra: readonly string[],
+): void {
+  const headers = ['content-type', 'application/grpc', 'grpc-status', String(status)];
+  headers.push('grpc-message', encodeGrpcMessage(message), ...extra);
+  if ('stream' in res) respondHeadersOnly(res, 200, headers);
+  else {
+    writeHead(res, 200, headers);
+    res.end();
+  }
+}
+
+/**
  * Writes `err` as meshlet's error response: its status, `{"error","message","upstream"}` and
  * `x-meshlet-error: CODE` (plus `retry-after` when set, and `x-meshlet-attempts` once attempts were
  * made). To a gRPC caller (`grpc` true) it is a gRPC answer instead: HTTP 200, `grpc-status` (the
@@ -38,23 +58,10 @@ export function sendError(
   }
   const h2 = 'stream' in res;
   if (grpc) {
-    const headers = [
-      'content-type',
-      'application/grpc',
-      'grpc-status',
-      String(GRPC_STATUS_OF[err.code]),
-      'grpc-message',
-      encodeGrpcMessage(err.message),
-      'x-meshlet-error',
-      err.code,
-    ];
-    if (requestId !== undefined) headers.push('x-request-id', requestId);
-    if (attempts !== undefined) headers.push('x-meshlet-attempts', String(attempts));
-    if (h2) respondHeadersOnly(res, 200, headers);
-    else {
-      writeHead(res, 200, headers);
-      res.end();
-    }
+    const extra = ['x-meshlet-error', err.code];
+    if (requestId !== undefined) extra.push('x-request-id', requestId);
+    if (attempts !== undefined) extra.push('x-meshlet-attempts', String(attempts));
+    respondGrpcStatus(res, GRPC_STATUS_OF[err.code], err.message, extra);
     return;
   }
   const body: ErrorBody = { error: err.code, message: err.message, upstream: err.upstream ?? null };

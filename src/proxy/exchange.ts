@@ -1,7 +1,7 @@
 // One proxied request: admission, the attempt loop (pick, dispatch, retry) and streaming the response back.
 import type { Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { sendError } from '../errors/error-response.ts';
+import { respondGrpcStatus, sendError } from '../errors/error-response.ts';
 import {
   encodeGrpcMessage,
   GRPC,
@@ -766,7 +766,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#scheduleRetry();
       return;
     }
-    const message = encodeGrpcMessage(`endpoint ${handle.endpoint.id}: stream reset (${h2ErrorName(code)})`);
+    const message = `endpoint ${handle.endpoint.id}: stream reset (${h2ErrorName(code)})`;
     this.#grpcStatus = grpcStatus;
     if (held !== null) {
       this.#held = held;
@@ -774,13 +774,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     if (res.headersSent) {
       if (!res.writableEnded)
-        endResponse(res, { 'grpc-status': String(grpcStatus), 'grpc-message': message });
+        endResponse(res, { 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(message) });
     } else {
       this.#status = 200;
-      const headers = ['content-type', 'application/grpc', 'grpc-status', String(grpcStatus)];
-      headers.push('grpc-message', message, 'x-request-id', this.#requestId);
-      headers.push('x-meshlet-attempts', String(this.#attempts));
-      if (!startResponse(res, 200, headers, true)) res.end();
+      const extra = ['x-request-id', this.#requestId, 'x-meshlet-attempts', String(this.#attempts)];
+      respondGrpcStatus(res, grpcStatus, message, extra);
     }
     this.#settleBreaker(!isGrpcServerFailure(grpcStatus));
     this.#complete(this.#status === 0 ? 200 : this.#status);
