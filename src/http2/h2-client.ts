@@ -8,6 +8,9 @@ import {
   H2_MAX_CONCURRENT_STREAMS,
   H2_STREAM_WINDOW_BYTES,
 } from './h2-settings.ts';
+import { emitTrailersAfterData } from './trailers-after-data.ts';
+
+emitTrailersAfterData();
 
 /** Options of {@link h2Client}. */
 export interface H2ClientOptions {

@@ -46,6 +46,63 @@ describe('gRPC flow control through meshlet', () => {
     }
   });
 
+  it('a response that ends (trailers and all) while the client is not reading reaches it whole', async () => {
+    // The endpoint sends 768 KiB and its trailers at once (within meshlet's 1 MiB stream window); the
+    // client reads nothing for a while, so meshlet pauses the endpoint's stream with most of it still
+    // buffered when the trailers arrive. undici 8.14 stops reading a response at its trailers: the
+    // buffered messages were dropped and the call still ended with grpc-status 0.
+    const body = Buffer.alloc(768 * 1024);
+    for (let i = 0; i < 12; i++) grpcFrame(Buffer.alloc(64 * 1024 - 5, 97 + i)).copy(body, i * 64 * 1024);
+    const server = http2.createServer();
+    server.on('stream', (s) => {
+      s.on('error', () => {});
+      s.resume();
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+      s.end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const mesh = await startMeshlet({
+      registry: {
+        type: 'static',
+        endpoints: { ends: [`127.0.0.1:${(server.address() as AddressInfo).port}`] },
+      },
+      upstreams: { ends: { protocol: 'grpc' } },
+      accessLog: { enabled: false },
+    });
+    try {
+      const session = http2.connect(mesh.outbound);
+      session.on('error', () => {});
+      const s = session.request({
+        ':method': 'POST',
+        ':path': '/pkg.Bulk/Download',
+        ':authority': 'ends',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      s.on('trailers', (t) => (trailers = t));
+      s.end(grpcFrame('go'));
+      await new Promise((r) => s.once('response', r));
+      s.pause();
+      await new Promise((r) => setTimeout(r, 300));
+      const chunks: Buffer[] = [];
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.resume();
+      await new Promise((r) => s.once('close', r));
+      session.close();
+      const got = Buffer.concat(chunks);
+      expect({ bytes: got.length, same: got.equals(body), status: trailers?.['grpc-status'] }).toEqual({
+        bytes: body.length,
+        same: true,
+        status: '0',
+      });
+    } finally {
+      await mesh.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   describe('a slow reader of a 16 MiB server stream (a meshlet process)', () => {
     let server: http2.Http2Server;
     let mesh: MeshletProcess;
