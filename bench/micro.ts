@@ -147,7 +147,7 @@ add('headers', 'forwardRequestHeaders (8 headers, has x-request-id)', () =>
 add('headers', 'forwardRequestHeaders (6 headers, new x-request-id)', () =>
   forwardRequestHeaders(fakeReqNoId, 'http'),
 );
-add('headers', 'forwardResponseHeaders (5 headers)', () => forwardResponseHeaders(respHeaders, 'abc'));
+add('headers', 'forwardResponseHeaders (5 headers)', () => forwardResponseHeaders(respHeaders, 'abc', 200));
 
 // --- resilience: what src/resilience/ exports right now (it is being written concurrently).
 type Module = Record<string, unknown>;

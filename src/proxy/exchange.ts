@@ -544,7 +544,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     if (grpcStatus !== undefined) this.#grpcStatus = grpcStatus;
     const rewrite = this.#edge?.responseHeaders;
-    const forwarded = forwardResponseHeaders(headers, this.#requestId);
+    const forwarded = forwardResponseHeaders(headers, this.#requestId, statusCode);
     const out = rewrite === undefined ? forwarded : rewrite(forwarded, res);
     out.push('x-meshlet-attempts', String(this.#attempts));
     if (this.#ctx.draining && !('stream' in res)) out.push('connection', 'close');

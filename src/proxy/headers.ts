@@ -107,13 +107,24 @@ export function forwardRequestHeaders(
 /**
  * Builds the header list sent to the client from an upstream response's headers: hop-by-hop
  * headers (and those named in `Connection`) dropped, `x-request-id` echoed when the upstream did not.
+ * A 204 (or 1xx) answer loses its `Content-Length` too, as Envoy drops it: RFC 9110 §8.6 forbids
+ * one there, and an HTTP/2 client's 204 that carries a non-zero one ends in a stream reset
+ * (PROTOCOL_ERROR) instead of the answer.
+ * A 304 keeps it (it names the length of the selected representation).
+ * @param status the upstream's status code.
  */
-export function forwardResponseHeaders(upstream: IncomingHttpHeaders, requestId: string): string[] {
+export function forwardResponseHeaders(
+  upstream: IncomingHttpHeaders,
+  requestId: string,
+  status: number,
+): string[] {
   const extra = connectionTokens(upstream.connection);
+  const noLength = status === 204 || status < 200;
   const out: string[] = [];
   let sawRequestId = false;
   for (const name in upstream) {
     if (HOP_BY_HOP.has(name) || extra?.has(name)) continue;
+    if (noLength && name === 'content-length') continue;
     const value = upstream[name];
     if (value === undefined) continue;
     if (name === 'x-request-id') sawRequestId = true;

@@ -103,7 +103,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
       this.#headersOnly = startResponse(
         this.#res,
         statusCode,
-        forwardResponseHeaders(headers, this.#requestId),
+        forwardResponseHeaders(headers, this.#requestId, statusCode),
         trailersOnly,
       );
     } catch (err) {

@@ -164,6 +164,8 @@ export function errorForFailure(
       ? 'connect failed'
       : err instanceof UpstreamProtocolError
         ? err.message
-        : 'connection reset';
+        : why === 'UND_ERR_HEADERS_OVERFLOW'
+          ? 'response headers too large'
+          : 'connection reset';
   return new MeshletError('upstream_unreachable', `endpoint ${endpoint}: ${what} (${why})`, upstream);
 }
