@@ -232,8 +232,18 @@ export const gatewaySpec = z
     auth: z.record(z.string().min(1), gatewayAuthSpec).default({}),
     routes: z.array(gatewayRouteSpec).default([]),
     tenants: z.record(z.string().min(1), tenantSpec).default({}),
+    /**
+     * What a tenant whose entry in `tenants` sets no `rateLimit` gets (a tenant not listed at all
+     * included): `rateLimit`, a bucket of its own per tenant. Omitted = such tenants have no tenant limit.
+     */
+    tenantDefaults: z.strictObject({ rateLimit: gatewayRateSpec.optional() }).optional(),
     /** Proxies in front of the gateway whose `x-forwarded-for` entries are trusted (client IP). Default 0. */
     trustedProxies: z.number().int().min(0).max(16).default(0),
+    /**
+     * IPv6 clients share one rate-limit bucket per prefix of this many bits (an end site holds a
+     * whole /64); IPv4 and IPv4-mapped IPv6 clients are keyed by their IPv4 address. Default 64.
+     */
+    rateLimitIpv6Prefix: z.number().int().min(32).max(128).default(64),
     /** Largest request body on any route, bytes. Default 1 MiB (nginx's `client_max_body_size`). */
     maxRequestBodyBytes: z
       .number()

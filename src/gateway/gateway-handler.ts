@@ -14,7 +14,7 @@ import { type AuthOutcome, bearerOf, type Credentials, type Principal } from './
 import { corsResponseHeaders } from './cors.ts';
 import { hostOf, matchRoute } from './gateway-routes.ts';
 import type { GatewayRoute, GatewayState, GatewayTenant } from './gateway-state.ts';
-import { clientIp, type LimitVerdict, rateLimitHeaders } from './rate-limits.ts';
+import { bucketAddress, clientIp, type LimitVerdict, rateLimitHeaders } from './rate-limits.ts';
 
 /** Sets `[name, value, …]` on a response not yet started (merged into the head Exchange or sendError writes). */
 function setHeaders(res: DownstreamResponse, pairs: readonly string[]): void {
@@ -125,7 +125,10 @@ function repeatedAuthorization(raw: readonly string[]): boolean {
   return false;
 }
 
-/** The route bucket's key for `by`: the key's name, else the subject, else the client IP (key); tenant, else IP (tenant); IP. */
+/**
+ * The route bucket's key for `by`: the key's name, else the subject, else the client address (key);
+ * tenant, else address (tenant); address. `ip` is the client's {@link bucketAddress} (an IPv6 prefix).
+ */
 function limitKey(route: GatewayRoute, principal: Principal | null, ip: string): string {
   if (route.limitBy === 'key') {
     if (principal?.key !== undefined) return `k:${principal.key}`;
@@ -254,7 +257,8 @@ function forward(
   }
   metrics.requests.labels(route.name, result, label).inc();
   const tenant: GatewayTenant | undefined = tenantName === undefined ? undefined : g.tenants.get(tenantName);
-  // Rate limits: the route's (by key, tenant or IP), the tenant's, the key's own; the tightest answers.
+  // Rate limits: the route's (by key, tenant or IP), the tenant's (its own, else tenantDefaults'),
+  // the key's own; the tightest answers.
   let shown: LimitVerdict | null = null;
   const check = (v: LimitVerdict, limit: 'route' | 'tenant' | 'key'): boolean => {
     if (!v.ok) {
@@ -273,9 +277,14 @@ function forward(
   };
   if (route.limit !== null) {
     const ip = clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], g.trustedProxies);
-    if (!check(route.limit.take(limitKey(route, principal, ip)), 'route')) return;
+    const key = limitKey(route, principal, bucketAddress(ip, g.ipv6Prefix));
+    if (!check(route.limit.take(key), 'route')) return;
   }
-  if (tenant !== undefined && tenant.limit !== null && !check(tenant.limit.take(), 'tenant')) return;
+  if (tenant !== undefined && tenant.limit !== null) {
+    if (!check(tenant.limit.take(), 'tenant')) return;
+  } else if (tenantName !== undefined && g.tenantDefault !== null) {
+    if (!check(g.tenantDefault.take(tenantName), 'tenant')) return;
+  }
   const keyLimit = principal?.limit;
   if (keyLimit !== undefined && !check(keyLimit.take(), 'key')) return;
   if (shown !== null) setHeaders(res, rateLimitHeaders(shown));

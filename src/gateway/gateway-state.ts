@@ -46,6 +46,10 @@ export interface GatewayState {
   readonly routes: readonly GatewayRoute[];
   readonly matchers: readonly RouteMatcher[];
   readonly tenants: ReadonlyMap<string, GatewayTenant>;
+  /** `tenantDefaults.rateLimit`: a bucket per tenant whose entry sets no `rateLimit` (listed or not), or null. */
+  readonly tenantDefault: KeyedLimit | null;
+  /** `rateLimitIpv6Prefix`: bits of an IPv6 client address its rate-limit bucket is keyed by. */
+  readonly ipv6Prefix: number;
   /** Headers removed from every client request: identity headers (the gateway's and the mesh's `x-meshlet-peer-*`), meshlet's own, and (no trusted proxy) `x-forwarded-*`. */
   readonly drop: ReadonlySet<string>;
   readonly trustedProxies: number;
@@ -99,6 +103,7 @@ export function buildGatewayState(
     routes: [],
     tenants: {},
     trustedProxies: 0,
+    rateLimitIpv6Prefix: 64,
     maxRequestBodyBytes: 1024 * 1024,
     identityHeaders: [],
   };
@@ -137,15 +142,20 @@ export function buildGatewayState(
     drop.add('x-forwarded-host');
     drop.add('forwarded');
   }
+  const evictions = deps.metrics.rateLimitEvictions;
   const routes = spec.routes.map((r, i): GatewayRoute => {
     const auth = r.auth === undefined ? null : r.auth.map((n) => authenticators.get(n)!.auth);
+    const name = r.name ?? `${r.upstream}#${i}`;
     return {
-      name: r.name ?? `${r.upstream}#${i}`,
+      name,
       upstream: r.upstream,
       auth,
       challenges: auth === null ? [] : [...new Set(auth.map((a) => a.challenge))],
       allow: r.allow === undefined ? null : new AllowRule(r.allow),
-      limit: r.rateLimit === undefined ? null : new KeyedLimit(r.rateLimit),
+      limit:
+        r.rateLimit === undefined
+          ? null
+          : new KeyedLimit(r.rateLimit, { onEvict: () => evictions.labels(name, 'route').inc() }),
       limitBy: r.rateLimit?.by ?? 'ip',
       cors: r.cors === undefined ? null : new CorsPolicy(r.cors, r.match.methods),
       override: resolveRouteOverride({ timeouts: r.timeouts } as RouteSpec, i),
@@ -160,10 +170,16 @@ export function buildGatewayState(
       upstreams: t.upstreams ?? null,
     });
   }
+  const defaultRate = spec.tenantDefaults?.rateLimit;
   return {
     routes,
     matchers: spec.routes.map(compileMatcher),
     tenants,
+    tenantDefault:
+      defaultRate === undefined
+        ? null
+        : new KeyedLimit(defaultRate, { onEvict: () => evictions.labels('', 'tenant').inc() }),
+    ipv6Prefix: spec.rateLimitIpv6Prefix,
     drop,
     trustedProxies: spec.trustedProxies,
     proto: config.listeners.gateway?.tls === undefined ? 'http' : 'https',

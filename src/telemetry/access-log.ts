@@ -1,5 +1,6 @@
 // Access log lines (one JSON object per request), built by hand and written to the process logger's own stream.
 import pino, { type Logger } from 'pino';
+import { REDACTED } from './logger.ts';
 
 /** A string as a JSON value (quoted and escaped); client-sent values may hold anything. */
 const str = JSON.stringify as (s: string) => string;
@@ -17,7 +18,8 @@ export interface AccessLogSettings {
  * Writes `access` lines in the same shape and on the same stream as the process logger's
  * (`{"level":"info","time":…,"service":"meshlet","msg":"access",…}`), without pino's generic
  * serialisation and redaction pass: the fields are fixed and hold no secrets, and that pass cost
- * about a quarter of meshlet's throughput with the access log on.
+ * about a quarter of meshlet's throughput with the access log on. The one field a client fills with
+ * anything, the path, has its credential query parameters' values replaced ({@link redactQuery}).
  *
  * Which requests get a line: every one meshlet answered itself (an `error` code), and of the others
  * the `settings.sampleRate` share while `settings.enabled`. None when the logger's level is above
@@ -86,7 +88,7 @@ export class AccessLog {
     this.#write(
       `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","requestId":${str(requestId)},"direction":"outbound"${
         method === undefined ? '' : `,"method":${str(method)}`
-      },"path":${str(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${
+      },"path":${str(redactQuery(path))},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${
         grpcStatus === undefined ? '' : `,"grpcStatus":${grpcStatus}`
       },"attempts":${attempts},"durationMs":${durationMs}${error === undefined ? '' : `,"error":${str(error)}`}${
         principal === undefined ? '' : principalFields(principal)
@@ -128,7 +130,7 @@ export class AccessLog {
         requestId === undefined ? '' : `,"requestId":${str(requestId)}`
       },"direction":"inbound","caller":${str(caller)},"peerSerial":${str(peerSerial)}${
         method === undefined ? '' : `,"method":${str(method)}`
-      }${path === undefined ? '' : `,"path":${str(path)}`}${
+      }${path === undefined ? '' : `,"path":${str(redactQuery(path))}`}${
         upstream === undefined ? '' : `,"upstream":${str(upstream)}`
       },"status":${status}${durationMs === undefined ? '' : `,"durationMs":${durationMs}`}${
         error === undefined ? '' : `,"error":${str(error)}`
@@ -155,4 +157,66 @@ function principalFields(p: AccessPrincipal): string {
   if (p.tenant !== undefined) out += `,"tenant":${str(p.tenant)}`;
   if (p.key !== undefined) out += `,"keyName":${str(p.key)}`;
   return out;
+}
+
+/** Query parameter names (lowercased) whose values are credentials, besides those {@link CREDENTIAL_SUFFIXES} end. */
+const CREDENTIAL_NAMES: ReadonlySet<string> = new Set(['key', 'auth', 'jwt', 'pwd', 'sig', 'signature']);
+
+/**
+ * Endings of query parameter names (lowercased) whose values are credentials: `access_token`,
+ * `id_token`, `refresh_token`, `token`, `x-amz-security-token`, `client_secret`, `password`,
+ * `api_key`, `apikey`, `x-api-key`…
+ */
+const CREDENTIAL_SUFFIXES = ['token', 'secret', 'password', 'passwd', 'apikey', 'api_key', 'api-key'];
+
+function credentialWord(name: string): boolean {
+  if (CREDENTIAL_NAMES.has(name)) return true;
+  for (const suffix of CREDENTIAL_SUFFIXES) if (name.endsWith(suffix)) return true;
+  return false;
+}
+
+/**
+ * Whether a query parameter's name (as sent) names a credential: compared lowercased, after
+ * percent-decoding (`acc%65ss_token`), and by each part of a structured name (`user[password]`,
+ * `api_key[]`, `auth.token`), as the frameworks that parse them would read it.
+ */
+function isCredentialName(raw: string): boolean {
+  let name = raw;
+  if (name.includes('%')) {
+    name = name.replace(/%[0-9a-f]{2}/gi, (h) => String.fromCharCode(parseInt(h.slice(1), 16)));
+  }
+  name = name.toLowerCase();
+  if (credentialWord(name)) return true;
+  if (!/[[\].]/.test(name)) return false;
+  return name.split(/[[\].]+/).some((part) => part !== '' && credentialWord(part));
+}
+
+/**
+ * `path` as an access line shows it: the value of every query parameter whose name is a credential
+ * (see {@link isCredentialName}; separated by `&` or `;`) replaced by `[redacted]`, the logger's
+ * placeholder; the rest as sent. A path without `?` is returned at once (the same string).
+ */
+export function redactQuery(path: string): string {
+  const query = path.indexOf('?');
+  if (query === -1) return path;
+  const end = path.length;
+  let out = path.slice(0, query + 1);
+  let changed = false;
+  for (let start = query + 1; start <= end;) {
+    let stop = start;
+    let eq = -1;
+    while (stop < end) {
+      const c = path.charCodeAt(stop);
+      if (c === 38 /* & */ || c === 59 /* ; */) break;
+      if (c === 61 /* = */ && eq === -1) eq = stop;
+      stop++;
+    }
+    if (eq > start && eq < stop - 1 && isCredentialName(path.slice(start, eq))) {
+      out += `${path.slice(start, eq + 1)}${REDACTED}`;
+      changed = true;
+    } else out += path.slice(start, stop);
+    if (stop < end) out += path[stop];
+    start = stop + 1;
+  }
+  return changed ? out : path;
 }

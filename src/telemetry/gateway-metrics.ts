@@ -17,6 +17,8 @@ export class GatewayMetrics {
   readonly requests: Counter<'route' | 'auth' | 'tenant'>;
   /** `meshlet_gateway_rate_limited_total{route, limit, tenant}`: requests refused with 429. */
   readonly rateLimited: Counter<'route' | 'limit' | 'tenant'>;
+  /** `meshlet_gateway_rate_limit_evictions_total{route, limit}`: buckets dropped to keep a per-caller table within its bound. */
+  readonly rateLimitEvictions: Counter<'route' | 'limit'>;
   /** `meshlet_gateway_unrouted_total{reason}`: no route (404), wrong method (405), bad path (400). */
   readonly unrouted: Counter<'reason'>;
   /** `meshlet_gateway_cors_preflights_total{route, result}`: `allowed` or `refused` origins. */
@@ -40,6 +42,12 @@ export class GatewayMetrics {
       name: 'meshlet_gateway_rate_limited_total',
       help: 'Gateway requests refused with 429, by route, the limit that refused (route, tenant, key) and tenant.',
       labelNames: ['route', 'limit', 'tenant'] as const,
+      registers,
+    });
+    this.rateLimitEvictions = new Counter({
+      name: 'meshlet_gateway_rate_limit_evictions_total',
+      help: 'Least recently used rate-limit buckets dropped to keep a table within 10,000 callers, by route and limit (route: the route\'s per-caller table; tenant, with route "": tenantDefaults).',
+      labelNames: ['route', 'limit'] as const,
       registers,
     });
     this.unrouted = new Counter({

@@ -7,6 +7,9 @@ export type { Logger } from 'pino';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** What a secret is replaced by in a log line. */
+export const REDACTED = '[redacted]';
+
 /** Keys whose values never reach a log line. */
 const REDACT = ['token', '*.token', 'key', '*.key', 'headers["x-consul-token"]', 'headers.authorization'];
 
@@ -21,7 +24,7 @@ export function createLogger(level: LogLevel = 'info', destination?: NodeJS.Writ
       level,
       base: { service: 'meshlet' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACT, censor: '[redacted]' },
+      redact: { paths: REDACT, censor: REDACTED },
       formatters: { level: (label) => ({ level: label }) },
     },
     stream,
