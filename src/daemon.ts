@@ -41,6 +41,20 @@ export interface DaemonOptions {
   configFile?: string;
   /** Export Node process metrics. Default true. */
   processMetrics?: boolean;
+  /**
+   * Aborted when a stop signal comes while the daemon starts: `start` stops waiting for its
+   * certificates, cleans up and rejects with {@link StartAbortedError}, unless registration has
+   * begun (then it finishes starting, and the caller shuts the daemon down, which deregisters).
+   */
+  abort?: AbortSignal;
+}
+
+/** `Daemon.start` gave up because its `abort` signal fired before this instance was registered. */
+export class StartAbortedError extends Error {
+  constructor() {
+    super('stopped while starting');
+    this.name = 'StartAbortedError';
+  }
 }
 
 /** Where the daemon's listeners ended up (useful with port 0). */
@@ -162,7 +176,7 @@ export class Daemon {
     ]);
     const daemon = new Daemon(config, options, registry, tlsSource);
     try {
-      await daemon.#start();
+      await daemon.#start(options.abort);
     } catch (err) {
       await daemon.#closeEverything();
       throw err;
@@ -170,10 +184,11 @@ export class Daemon {
     return daemon;
   }
 
-  async #start(): Promise<void> {
+  async #start(abort: AbortSignal | undefined): Promise<void> {
     const { listeners } = this.config;
     // Identity first, and the inbound listener bound before registration advertises its port.
-    if (this.tls !== null) await this.tls.start();
+    // Until the registry starts, a stop signal ends the start (the certificates may take long).
+    if (this.tls !== null) await untilAborted(this.tls.start(), abort);
     if (this.tls !== null && this.config.service !== undefined) {
       this.#inbound = await startInboundRuntime(this.config, this.tls, {
         logger: this.logger,
@@ -181,6 +196,7 @@ export class Daemon {
         tunnels: this.#tunnels,
       });
     }
+    if (abort?.aborted === true) throw new StartAbortedError();
     await this.#registry.start();
     const view = {
       metrics: this.metrics,
@@ -520,6 +536,27 @@ export class Daemon {
     await this.#adminGrpc?.close();
     this.#readinessListeners.clear();
   }
+}
+
+/** `work`, or a {@link StartAbortedError} as soon as `abort` fires (`work` goes on, its failure ignored). */
+function untilAborted<T>(work: Promise<T>, abort: AbortSignal | undefined): Promise<T> {
+  if (abort === undefined) return work;
+  work.catch(() => undefined);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new StartAbortedError());
+    if (abort.aborted) return onAbort();
+    abort.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        abort.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        abort.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
 }
 
 function sleep(ms: number): Promise<void> {

@@ -2,7 +2,7 @@
 import { takeHandedOver } from '../config/config-handover.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors/config-error.ts';
-import { Daemon } from '../daemon.ts';
+import { Daemon, StartAbortedError } from '../daemon.ts';
 import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts';
 
 /** Exit codes of the CLI. */
@@ -35,7 +35,9 @@ export function reportFailure(err: unknown): number {
 }
 
 /**
- * Runs the daemon until a signal stops it. Resolves with the process exit code.
+ * Runs the daemon until a signal stops it. Resolves with the process exit code. SIGTERM or SIGINT
+ * while the daemon starts stops it too: before registration the start is cut short; after, the
+ * start finishes and the daemon shuts down as usual (deregistering); either way exit 0.
  * @param loaded The config already validated from `configFile` in this process; else the one
  *   `meshlet run` handed over across the re-exec; else the file is loaded (and validated) now.
  * @param app The app to run under meshlet (app-wrapper.ts); then the exit code is the app's.
@@ -58,12 +60,33 @@ export async function runCommand(
   const holdHangup = () => {
     hangupWhileStarting = true;
   };
+  // SIGTERM's and SIGINT's would kill it too, and leave a registration made meanwhile in Consul.
+  let stopWhileStarting: NodeJS.Signals | null = null;
+  const startAbort = new AbortController();
+  const holdStop = (signal: NodeJS.Signals) => {
+    if (stopWhileStarting !== null) return;
+    stopWhileStarting = signal;
+    logger.info({ msg: 'stop signal while meshlet was starting: stopping', signal });
+    startAbort.abort();
+  };
   process.on('SIGHUP', holdHangup);
+  process.on('SIGTERM', holdStop);
+  process.on('SIGINT', holdStop);
+  const releaseStartHandlers = (): void => {
+    process.off('SIGHUP', holdHangup);
+    process.off('SIGTERM', holdStop);
+    process.off('SIGINT', holdStop);
+  };
   let daemon: Daemon;
   try {
-    daemon = await Daemon.start(config, { logger, configFile });
+    daemon = await Daemon.start(config, { logger, configFile, abort: startAbort.signal });
   } catch (err) {
-    process.off('SIGHUP', holdHangup);
+    releaseStartHandlers();
+    if (err instanceof StartAbortedError) {
+      logger.info({ msg: 'meshlet stopped while starting', signal: stopWhileStarting });
+      flushLogger(logger);
+      return EXIT.ok;
+    }
     const e = err as NodeJS.ErrnoException;
     const reason = e.code === 'EADDRINUSE' ? `address in use (${e.message})` : e.message;
     logger.fatal({ msg: 'meshlet failed to start', reason });
@@ -74,11 +97,28 @@ export async function runCommand(
     return EXIT.runtime;
   }
   const started = daemon;
-  // Called once the running SIGHUP handler is in place. Removing the last listener of a signal
+  const stoppedEarly = stopWhileStarting as NodeJS.Signals | null;
+  if (stoppedEarly !== null) {
+    // Registration had begun: a full shutdown (critical, drain delay, deregister). No app was started.
+    const code = await started.shutdown(stoppedEarly, { skipDrainDelay: app !== undefined }).then(
+      () => EXIT.ok,
+      (err: Error) => {
+        logger.error({ msg: 'shutdown failed', reason: err.message });
+        return EXIT.runtime;
+      },
+    );
+    releaseStartHandlers();
+    flushLogger(logger);
+    return code;
+  }
+  // Called once the running signal handlers are in place. Removing the last listener of a signal
   // closes Node's watcher, and a signal it had caught but not dispatched yet would be lost: the
-  // holding listener goes only after the next one is added.
+  // holding listeners go only after the next ones are added. A stop signal held in between is
+  // raised again for the running handlers.
   const pendingReload = (): void => {
-    process.off('SIGHUP', holdHangup);
+    releaseStartHandlers();
+    const late = stopWhileStarting as NodeJS.Signals | null;
+    if (late !== null) process.kill(process.pid, late);
     if (!hangupWhileStarting) return;
     logger.info({ msg: 'SIGHUP came while meshlet was starting: reloading now' });
     void started.reload();
@@ -98,8 +138,10 @@ export async function runCommand(
         },
       );
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    // `on`, not `once`: a second stop signal joins the drain under way (shutdown is idempotent)
+    // instead of taking the default action, which would end the process mid-drain.
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
     process.on('SIGHUP', () => void daemon.reload());
     pendingReload();
   });

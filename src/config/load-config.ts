@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { resolveRouteOverride, resolveUpstreamSettings } from '../upstream/upstream-settings.ts';
 import { ADMIN_GRPC_DEFAULT_PORT, configSchema, endpointMap, type MeshletConfig } from './schema.ts';
+import { checkSecretEnvs } from './secret-env.ts';
 import { checkTls } from './tls-schema.ts';
 
 /** Formats a zod issue path as a key path: `upstreams.users.timeouts.connect`, `routes[0].upstream`. */
@@ -178,6 +179,8 @@ export function validateConfig(raw: unknown, file?: string, baseDir = process.cw
   checkTls(config, file, baseDir);
   checkPorts(config, file);
   checkPolicies(config, file);
+  // A secret named by environment variable: `run` cannot start without it, so the file is refused here.
+  checkSecretEnvs(config, file);
   return config;
 }
 

@@ -1,8 +1,10 @@
 // Certificate source `consul`: leaf and roots from the agent's Connect CA, kept fresh; intentions for authorization.
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { ControlAgent, request } from '../control-plane/control-request.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import { checkKeyMatchesCertificate } from './certificate-info.ts';
 import type { WorkloadIdentity } from './identity.ts';
 import {
   type AuthorizeResult,
@@ -50,6 +52,9 @@ interface RootsAnswer {
   Roots: { RootCert: string; IntermediateCerts: string[] | null; Active: boolean }[];
 }
 
+/** A Connect CA answer that parsed as JSON but cannot be served (bad PEM, key not matching, another service). */
+class UnusableAnswerError extends Error {}
+
 /** Share of a leaf's lifetime after which meshlet fetches a new one itself (Consul renews in 60–90 %). */
 const RENEW_AT = 0.9;
 
@@ -65,7 +70,12 @@ const MIN_READ_INTERVAL_MS = 100;
  * `/v1/agent/connect/ca/leaf/<service>` and `/v1/agent/connect/ca/roots`; every change is applied
  * at once (new connections use it). It does not trust the leaf query to return in time: at 90 % of
  * the leaf's lifetime (`ValidAfter`..`ValidBefore`) it cancels the pending query and fetches again,
- * and keeps doing so with backoff until a new leaf arrives (consul#16779). Authorization asks
+ * and keeps doing so with backoff until a new leaf arrives (consul#16779). An answer that cannot be
+ * served (PEM that does not parse, a key that does not match the certificate, a leaf for another
+ * service or already expired) is refused as a whole: the previous leaf and roots stay in use, the
+ * refusal is counted (`meshlet_tls_certificate_reloads_total{source="consul",result="failed"}`) and
+ * logged as a warning, and the query is retried with the error backoff from the index before it, so
+ * the agent's next good answer is applied. Authorization asks
  * `POST /v1/agent/connect/authorize` and caches each caller's decision briefly.
  */
 export class ConnectCaSource implements TlsSource {
@@ -106,9 +116,9 @@ export class ConnectCaSource implements TlsSource {
       this.#get<RootsAnswer>('/v1/agent/connect/ca/roots', 0, undefined),
       this.#get<LeafAnswer>(this.#leafPath(), 0, undefined),
     ]);
+    this.#material = this.#build(leaf.value, roots.value);
     this.#roots = roots.value;
     this.#leaf = leaf.value;
-    this.#material = this.#build();
     this.#scheduleRenewal();
     void this.#loop('roots', roots.index);
     void this.#loop('leaf', leaf.index);
@@ -182,13 +192,15 @@ export class ConnectCaSource implements TlsSource {
       else this.#rootsAbort = abort;
       try {
         const answer = await this.#get<LeafAnswer | RootsAnswer>(path, index, abort.signal);
+        if (this.#stopped) return;
+        // Applied before the index moves: a refused answer is asked again from the same index.
+        if (what === 'leaf') this.#setLeaf(answer.value as LeafAnswer);
+        else this.#setRoots(answer.value as RootsAnswer);
         failures = 0;
         // An index that went backwards (agent restart, snapshot restore) restarts from 0; an
         // answer without one keeps blocking on the last index (never 0 after an answer).
         if (answer.index === undefined) index = Math.max(1, index);
         else index = answer.index < index ? 0 : answer.index;
-        if (what === 'leaf') this.#setLeaf(answer.value as LeafAnswer);
-        else this.#setRoots(answer.value as RootsAnswer);
       } catch (err) {
         if (this.#stopped) return;
         if (abort.signal.aborted) {
@@ -200,7 +212,10 @@ export class ConnectCaSource implements TlsSource {
         const delay = Math.min(this.#o.backoffMaxMs ?? 30_000, base * 2 ** Math.min(failures - 1, 10));
         this.#o.metrics.reloads.labels('consul', 'failed').inc();
         this.#o.logger.warn({
-          msg: `consul connect ${what} fetch failed; retrying`,
+          msg:
+            err instanceof UnusableAnswerError
+              ? `consul connect ${what} refused; keeping the current certificate and roots, retrying`
+              : `consul connect ${what} fetch failed; retrying`,
           reason: (err as Error).message,
           retryInMs: delay,
         });
@@ -209,31 +224,29 @@ export class ConnectCaSource implements TlsSource {
     }
   }
 
+  /** Applies a leaf answer; throws {@link UnusableAnswerError} (keeping everything as it was) when it cannot be served. */
   #setLeaf(leaf: LeafAnswer): void {
-    if (this.#leaf !== null && this.#leaf.CertPEM === leaf.CertPEM) {
+    const old = this.#leaf;
+    if (old !== null && old.CertPEM === leaf?.CertPEM && old.PrivateKeyPEM === leaf.PrivateKeyPEM) {
       this.#scheduleRenewal();
       return;
     }
+    const next = this.#build(leaf, this.#roots!);
     this.#leaf = leaf;
-    this.#apply();
+    this.#apply(next);
     this.#scheduleRenewal();
   }
 
+  /** Applies a roots answer; throws {@link UnusableAnswerError} (keeping everything as it was) when it cannot be served. */
   #setRoots(roots: RootsAnswer): void {
-    if (this.#roots !== null && JSON.stringify(this.#roots.Roots) === JSON.stringify(roots.Roots)) return;
+    const old = this.#roots;
+    if (old !== null && JSON.stringify(old.Roots) === JSON.stringify(roots?.Roots)) return;
+    const next = this.#build(this.#leaf!, roots);
     this.#roots = roots;
-    this.#apply();
+    this.#apply(next);
   }
 
-  #apply(): void {
-    let next: TlsMaterial;
-    try {
-      next = this.#build();
-    } catch (err) {
-      this.#o.metrics.reloads.labels('consul', 'failed').inc();
-      this.#o.logger.error({ msg: 'consul connect certificate refused', reason: (err as Error).message });
-      return;
-    }
+  #apply(next: TlsMaterial): void {
     this.#material = next;
     this.#listeners.emit(next);
   }
@@ -264,11 +277,42 @@ export class ConnectCaSource implements TlsSource {
     this.#renewTimer.unref();
   }
 
-  #build(): TlsMaterial {
-    const leaf = this.#leaf!;
-    const roots = this.#roots!;
-    const ca = roots.Roots.map((r) => [r.RootCert, ...(r.IntermediateCerts ?? [])].join('\n')).join('\n');
-    return tlsMaterial(leaf.CertPEM, leaf.PrivateKeyPEM, ca, this.#o.trustDomain ?? roots.TrustDomain);
+  /**
+   * The material of `leaf` with `roots`, checked as far as a TLS server and its peers will: the PEM
+   * parses, the key matches the certificate, the certificate names this service and has not
+   * expired, and node:tls accepts the three together. Throws {@link UnusableAnswerError} otherwise.
+   */
+  #build(leaf: LeafAnswer, roots: RootsAnswer): TlsMaterial {
+    try {
+      if (typeof leaf?.CertPEM !== 'string' || typeof leaf.PrivateKeyPEM !== 'string')
+        throw new Error('leaf answer without CertPEM and PrivateKeyPEM');
+      if (!Number.isFinite(Date.parse(leaf.ValidAfter)) || !Number.isFinite(Date.parse(leaf.ValidBefore)))
+        throw new Error('leaf answer without a valid ValidAfter and ValidBefore');
+      if (!Array.isArray(roots?.Roots) || roots.Roots.length === 0)
+        throw new Error('roots answer without Roots');
+      const ca = roots.Roots.map((r) => [r.RootCert, ...(r.IntermediateCerts ?? [])].join('\n')).join('\n');
+      const material = tlsMaterial(
+        leaf.CertPEM,
+        leaf.PrivateKeyPEM,
+        ca,
+        this.#o.trustDomain ?? roots.TrustDomain,
+      );
+      checkKeyMatchesCertificate(leaf.CertPEM, leaf.PrivateKeyPEM, {
+        cert: 'leaf CertPEM',
+        key: 'leaf PrivateKeyPEM',
+      });
+      const named = material.cert.identity?.service;
+      if (named !== this.#o.service) {
+        throw new Error(`leaf certificate names ${named ?? 'no service'}, not ${this.#o.service}`);
+      }
+      if (material.cert.notAfter.getTime() <= Date.now()) {
+        throw new Error(`leaf certificate expired at ${material.cert.notAfter.toISOString()}`);
+      }
+      createSecureContext({ cert: material.certPem, key: material.keyPem, ca: material.caPem });
+      return material;
+    } catch (err) {
+      throw new UnusableAnswerError((err as Error).message);
+    }
   }
 
   async #get<T>(

@@ -10,7 +10,7 @@ import { BackendReachability } from '../backend-reachability.ts';
 import { RegistryMetrics } from '../kv/registry-metrics.ts';
 import type { ReadinessCheck, Registry } from '../registry.ts';
 import { type DnsServer, parseServer, query } from './dns-client.ts';
-import { nextResolveMs, resolveUpstream, retryMs } from './dns-resolution.ts';
+import { nextResolveMs, resolveUpstream, retryMs, type TargetFailure } from './dns-resolution.ts';
 
 /** Options of the dns registry. */
 export interface DnsRegistryOptions {
@@ -35,6 +35,8 @@ interface Watch {
   lastAnswerAt: number | null;
   nextAt: number | null;
   lastError: string | null;
+  /** SRV targets whose lookup failed in the last answer, with why (to warn once per new failure). */
+  targetFailures: Map<string, string>;
 }
 
 function describe(spec: DnsUpstreamConfig): string {
@@ -47,8 +49,9 @@ function describe(spec: DnsUpstreamConfig): string {
  * the upstream's endpoints; NXDOMAIN or no records empty it (503 `no_healthy_endpoints`); a failed
  * resolution (timeout, SERVFAIL, REFUSED, unreachable server) keeps the last answer and retries
  * after minTtl, doubling up to maxTtl. A host whose A or AAAA question alone fails uses the other's
- * addresses; an SRV target whose own lookup fails keeps its endpoints of the last answer. Names not
- * listed are `no_route`.
+ * addresses; an SRV target whose own lookup fails keeps its endpoints of the last answer, is counted
+ * in `meshlet_registry_dns_errors_total{operation="resolve"}` and logged as a warning when it starts
+ * failing (or fails for a new reason). Names not listed are `no_route`.
  */
 export class DnsRegistry implements Registry {
   readonly type = 'dns';
@@ -95,6 +98,7 @@ export class DnsRegistry implements Registry {
         lastAnswerAt: null,
         nextAt: null,
         lastError: null,
+        targetFailures: new Map(),
       };
       this.#watches.set(name, w);
     }
@@ -112,6 +116,7 @@ export class DnsRegistry implements Registry {
       this.#reach.ok();
       this.#table.setEndpoints(w.name, r.endpoints);
       this.#metrics.snapshots.inc();
+      this.#reportTargetFailures(w, r.targetFailures ?? []);
       if (r.rcode === 'NXDOMAIN' && w.rcode !== 'NXDOMAIN') {
         this.#logger.warn({
           msg: 'DNS name does not exist (NXDOMAIN); the upstream has no endpoints',
@@ -145,6 +150,21 @@ export class DnsRegistry implements Registry {
     }
     w.nextAt = Date.now() + delay;
     w.timer = setTimeout(() => void this.#resolve(w), delay);
+  }
+
+  /**
+   * Counts each SRV target whose lookup failed and warns when one starts failing or fails for a
+   * new reason (debug while it keeps failing alike).
+   */
+  #reportTargetFailures(w: Watch, failures: readonly TargetFailure[]): void {
+    for (const f of failures) {
+      this.#metrics.errors.labels('resolve').inc();
+      const fields = { upstream: w.name, target: f.target, reason: f.reason };
+      const msg = 'DNS lookup of an SRV target failed; keeping its endpoints of the last answer';
+      if (w.targetFailures.get(f.target) === f.reason) this.#logger.debug({ msg, ...fields });
+      else this.#logger.warn({ msg, ...fields });
+    }
+    w.targetFailures = new Map(failures.map((f) => [f.target, f.reason]));
   }
 
   /** `dns`: whether the servers answer. */
