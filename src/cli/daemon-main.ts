@@ -1,6 +1,7 @@
 // `meshlet run` after the GC-tuning re-exec: the daemon alone, without the CLI parser in its memory.
 import type { LogLevel } from '../telemetry/logger.ts';
 import type { AppCommand } from './run-command.ts';
+import { holdHangups } from './hangup-hold.ts';
 
 /**
  * Runs the daemon from the arguments `ensureGcTuning` (gc-tuning.ts) passes: `--config FILE
@@ -8,12 +9,12 @@ import type { AppCommand } from './run-command.ts';
  * CLI; with a command, the app runs under meshlet (app-wrapper.ts). Reports a bad config as
  * `meshlet run` does (stderr, exit 2). Resolves with the process exit code.
  *
- * A SIGHUP that comes while the daemon's modules load (a few hundred ms) is held, as `runCommand`
- * holds one while the daemon starts, and applied once it runs: SIGHUP's default action would end
- * the process. The modules are imported after the hold is in place.
+ * A SIGHUP that comes while the daemon's modules load (a few hundred ms), or that the CLI held before
+ * the re-exec, is held (hangup-hold.ts) and applied once `runCommand` runs: SIGHUP's default action
+ * would end the process. The modules are imported after the hold is in place.
  */
 export async function daemonMain(argv: readonly string[]): Promise<number> {
-  holdHangupsWhileLoading();
+  holdHangups();
   const [{ LOG_LEVELS }, { DEFAULT_READY_TIMEOUT_MS, EXIT, reportFailure, runCommand }] = await Promise.all([
     import('../telemetry/logger.ts'),
     import('./run-command.ts'),
@@ -44,29 +45,6 @@ export async function daemonMain(argv: readonly string[]): Promise<number> {
   } catch (err) {
     return reportFailure(err);
   }
-}
-
-/**
- * Holds SIGHUPs until the next SIGHUP listener (`runCommand`'s) is added, then steps aside and, if
- * one came, raises it again for that listener. Ours goes only once the next one is in place:
- * removing a signal's last listener closes Node's watcher, and a signal caught meanwhile is lost.
- */
-function holdHangupsWhileLoading(): void {
-  let held = false;
-  const hold = (): void => {
-    held = true;
-  };
-  const handOver = (event: string | symbol): void => {
-    if (event !== 'SIGHUP') return;
-    process.off('newListener', handOver);
-    // 'newListener' comes before the listener is added.
-    process.nextTick(() => {
-      process.off('SIGHUP', hold);
-      if (held) process.kill(process.pid, 'SIGHUP');
-    });
-  };
-  process.on('SIGHUP', hold);
-  process.on('newListener', handOver);
 }
 
 function valueOf(argv: readonly string[], flag: string): string | undefined {

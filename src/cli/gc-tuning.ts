@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { handOver } from '../config/config-handover.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { ADDED_ENV } from './app-env.ts';
+import { passHeldHangup } from './hangup-hold.ts';
 import { chooseMalloc } from './malloc-choice.ts';
 
 /**
@@ -95,6 +96,7 @@ export function ensureGcTuning(
   const env: NodeJS.ProcessEnv = { ...process.env, ...malloc.env, MESHLET_GC_TUNED: '1' };
   const added = ['MESHLET_GC_TUNED', ...Object.keys(malloc.env)];
   if (process.env.MESHLET_GC_TUNED !== undefined) added.shift();
+  passHeldHangup(env, added);
   env[ADDED_ENV] = added.join(',');
   handOver(env, configFile, config);
   execve.call(process, process.execPath, args, env);

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, type MeshletProcess, spawnMeshlet, writeConfig } from '../helpers/meshlet.ts';
 import { until } from './wrapper-helpers.ts';
 
-const SLOW_DAEMON_LOAD = fileURLToPath(new URL('./slow-daemon-load.ts', import.meta.url));
+const SLOW_LOAD = fileURLToPath(new URL('./slow-load.ts', import.meta.url));
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -74,7 +74,7 @@ describe('SIGHUP races', () => {
       // Loading src/daemon.ts takes 2 s longer in the re-executed image: the window stays open.
       env: {
         ...process.env,
-        NODE_OPTIONS: `--import ${SLOW_DAEMON_LOAD}`,
+        NODE_OPTIONS: `--import ${SLOW_LOAD}`,
         MESHLET_TEST_SLOW_LOAD_MS: '2000',
       },
     });
@@ -100,6 +100,43 @@ describe('SIGHUP races', () => {
       expect(out).not.toContain('meshlet started');
       writeFileSync(file, configWith(4, { outbound: { port: 0 }, admin: { port: 0 } }));
       proc.kill('SIGHUP');
+      await until(
+        () => out.includes('"config reloaded"') || proc.exitCode !== null || proc.signalCode !== null,
+        15_000,
+        'the held reload',
+      );
+      expect({ code: proc.exitCode, signal: proc.signalCode }).toEqual({ code: null, signal: null });
+      const admin = /"admin":\{"address":"127\.0\.0\.1","port":(\d+)\}/.exec(out)![1];
+      expect(await runningAttempts(`http://127.0.0.1:${admin}`)).toBe(4);
+      proc.kill('SIGTERM');
+      expect(await exited).toEqual({ code: 0, signal: null });
+    } finally {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    }
+  });
+  it('a SIGHUP while the CLI loads its verbs, before the re-exec, is carried into the daemon and applied once it runs', async () => {
+    const file = writeConfig(configWith(1, { outbound: { port: 0 }, admin: { port: 0 } }));
+    const proc = spawn(process.execPath, [CLI, 'run', '--config', file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Loading src/cli/verbs.ts (yargs, the config loader) takes 2 s longer: the window stays open.
+      env: {
+        ...process.env,
+        NODE_OPTIONS: `--import ${SLOW_LOAD}`,
+        MESHLET_TEST_SLOW_LOAD_MS: '2000',
+        MESHLET_TEST_SLOW_STAGE: 'cli',
+      },
+    });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      proc.on('exit', (code, signal) => r({ code, signal })),
+    );
+    try {
+      // Node's own start-up and the preload take well under 700 ms; the verbs then load for 2 s.
+      await sleep(700);
+      expect(readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8')).not.toContain('daemon-main');
+      proc.kill('SIGHUP');
+      writeFileSync(file, configWith(4, { outbound: { port: 0 }, admin: { port: 0 } }));
       await until(
         () => out.includes('"config reloaded"') || proc.exitCode !== null || proc.signalCode !== null,
         15_000,
