@@ -9,6 +9,7 @@ import type { MeshletConfig } from './config/schema.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
 import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
 import {
+  listenerRefusals,
   outboundHandler,
   routeOutbound,
   routePerUpstream,
@@ -241,6 +242,8 @@ export class Daemon {
         outboundHandler(this.#ctx, () => this.#router),
         {
           headersTimeoutMs,
+          maxHeadersCount: listeners.outbound.maxHeadersCount,
+          onRefused: listenerRefusals(this.#ctx),
           onUpgrade: upgradeHandler(tunnels, (req) => routeOutbound(this.#router, req)),
           onConnect: connectHandler(tunnels, () => this.#router),
         },
@@ -280,6 +283,8 @@ export class Daemon {
     const upstream = () => this.table.get(name) ?? this.table.ensure(name);
     const listener = await listenHttp('127.0.0.1', port, upstreamListenerHandler(this.#ctx, upstream), {
       headersTimeoutMs: this.config.listeners.outbound.headersTimeout,
+      maxHeadersCount: this.config.listeners.outbound.maxHeadersCount,
+      onRefused: listenerRefusals(this.#ctx),
       onUpgrade: upgradeHandler(tunnels, (req) => routePerUpstream(upstream(), req)),
     });
     this.#perUpstream[name] = listener;

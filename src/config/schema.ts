@@ -66,6 +66,8 @@ const outboundListener = z
     headersTimeout: duration.default(10_000),
     /** Longest stall between two chunks of a request body; then 408 and the upstream attempt is cancelled. Default 30 s. */
     bodyTimeout: duration.default(30_000),
+    /** Most header fields an HTTP/1.1 request may carry; more are refused with 400. Default 100 (Envoy's `max_headers_count`). */
+    maxHeadersCount: z.number().int().min(1).max(1000).default(100),
   })
   .prefault({});
 

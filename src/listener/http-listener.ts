@@ -24,16 +24,42 @@ export interface HttpListenerOptions {
   onUpgrade?: SocketListener;
   /** HTTP/1.1 `CONNECT`; without it meshlet answers 405. */
   onConnect?: SocketListener;
+  /**
+   * Most header fields an HTTP/1.1 request may carry; a request with more is refused with 400
+   * `bad_request`, never passed on with some of them dropped. Default {@link DEFAULT_MAX_HEADERS_COUNT}.
+   */
+  maxHeadersCount?: number;
+  /**
+   * Told of each request the listener answers itself before any handler sees it (a malformed or
+   * slow head, too many header fields, another HTTP version, CONNECT where no tunnel is opened),
+   * for metrics and the access log. `method` is undefined when the head was never parsed.
+   */
+  onRefused?: RefusalListener;
 }
+
+/** See {@link HttpListenerOptions.onRefused}. */
+export type RefusalListener = (err: MeshletError, method: string | undefined) => void;
+
+/**
+ * Header fields a request may carry where the listener is not told otherwise: 1000, the most
+ * node:http takes by default (its `maxHeadersCount` of 2000 counts names and values). meshlet counts
+ * them itself: Node before 22.23.2 and 24.18.1 dropped the fields past its limit without a word.
+ */
+export const DEFAULT_MAX_HEADERS_COUNT = 1000;
 
 /** node:http's `upgrade` and `connect` listener shape. */
 export type SocketListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-/** The answer to `CONNECT` where no tunnel is opened (per-upstream listeners). */
-const CONNECT_REFUSAL = rawErrorPayload(
-  new MeshletError('method_not_allowed', 'CONNECT tunnels are opened by the outbound listener only'),
-  ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'],
+/** The refusal of `CONNECT` where no tunnel is opened (per-upstream listeners). */
+const CONNECT_REFUSED = new MeshletError(
+  'method_not_allowed',
+  'CONNECT tunnels are opened by the outbound listener only',
 );
+/** Its answer. */
+const CONNECT_REFUSAL = rawErrorPayload(CONNECT_REFUSED, [
+  'allow',
+  'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE',
+]);
 
 /** Why a client's bytes could not be parsed as HTTP, in words. */
 function clientErrorReason(err: NodeJS.ErrnoException): string {
@@ -56,6 +82,35 @@ export type AnyRequestListener = (
   req: Parameters<RequestListener>[0] | Http2ServerRequest,
   res: Parameters<RequestListener>[1] | Http2ServerResponse,
 ) => void;
+
+/**
+ * The refusal of a request with more than `max` header fields, or null when it has no more.
+ * node:http keeps every field in `rawHeaders`, name and value in turn.
+ */
+function tooManyHeaders(req: IncomingMessage, max: number): MeshletError | null {
+  const count = req.rawHeaders.length >>> 1;
+  if (count <= max) return null;
+  return new MeshletError(
+    'bad_request',
+    `request has ${count} header fields, more than the ${max} meshlet accepts`,
+  );
+}
+
+/** `listener` for an upgrade or CONNECT whose header fields are within `max`; others are refused on the socket. */
+function withinHeaderCount(
+  listener: SocketListener,
+  max: number,
+  onRefused: RefusalListener | undefined,
+): SocketListener {
+  return function counted(req, socket, head) {
+    const refusal = tooManyHeaders(req, max);
+    if (refusal === null) return listener(req, socket, head);
+    onRefused?.(refusal, req.method);
+    socket.on('error', () => socket.destroy());
+    if (socket.writable && !socket.destroyed) socket.end(rawErrorPayload(refusal));
+    else socket.destroy();
+  };
+}
 
 /** A started HTTP listener (HTTP/1.1 and, on cleartext and ALPN listeners, HTTP/2). */
 export interface HttpListener {
@@ -108,21 +163,30 @@ export async function listenHttp1(
 }
 
 /**
- * Refuses, with 400 `bad_request`, a request whose version is not HTTP/1.x on an HTTP/1.1
- * connection: node:http parses `GET / HTTP/2.0` (and `HTTP/0.9`) and hands it over, but it is no
- * HTTP/2 request (that starts with the connection preface) and nothing meshlet should forward.
+ * Refuses, with 400 `bad_request` and the connection closed, a request whose version is not
+ * HTTP/1.x on an HTTP/1.1 connection (node:http parses `GET / HTTP/2.0` and `HTTP/0.9` and hands
+ * them over, but neither is an HTTP/2 request, which starts with the connection preface, nor
+ * anything meshlet should forward), and one with more than `limits.maxHeadersCount` header fields
+ * (Envoy answers those 431; meshlet's answer to a head that is too large is `bad_request`).
  */
-export function http1Only(handler: RequestListener): RequestListener {
+export function http1Only(
+  handler: RequestListener,
+  limits: Pick<HttpListenerOptions, 'maxHeadersCount' | 'onRefused'> = {},
+): RequestListener {
+  const maxHeaders = limits.maxHeadersCount ?? DEFAULT_MAX_HEADERS_COUNT;
+  const onRefused = limits.onRefused;
   return function http1(req, res) {
-    if (req.httpVersionMajor === 1) return handler(req, res);
+    const refusal =
+      req.httpVersionMajor !== 1
+        ? new MeshletError(
+            'bad_request',
+            `HTTP/${req.httpVersion.slice(0, 8)} is not spoken on an HTTP/1.1 connection (HTTP/2 starts with its connection preface)`,
+          )
+        : tooManyHeaders(req, maxHeaders);
+    if (refusal === null) return handler(req, res);
+    onRefused?.(refusal, req.method);
     res.shouldKeepAlive = false;
-    sendError(
-      res,
-      new MeshletError(
-        'bad_request',
-        `HTTP/${req.httpVersion.slice(0, 8)} is not spoken on an HTTP/1.1 connection (HTTP/2 starts with its connection preface)`,
-      ),
-    );
+    sendError(res, refusal);
   };
 }
 
@@ -140,17 +204,22 @@ function createHttp1Server(handler: RequestListener, options: HttpListenerOption
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
     },
-    http1Only(handler),
+    http1Only(handler, options),
   );
   answerClientErrors(server, options);
   return server;
 }
 
-function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
-    const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
-    socket.end(rawErrorPayload(new MeshletError(code, clientErrorReason(err))));
-  } else socket.destroy();
+/** node:http's `clientError` listener: answers what it can (400, 408) and tells `onRefused`; then the connection closes. */
+function clientErrorAnswer(onRefused: RefusalListener | undefined) {
+  return function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
+      const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+      const refusal = new MeshletError(code, clientErrorReason(err));
+      onRefused?.(refusal, undefined);
+      socket.end(rawErrorPayload(refusal));
+    } else socket.destroy();
+  };
 }
 
 /** How often Node sweeps connections for `headersTimeout`/`requestTimeout`, ms: a quarter of the shortest, at most 1 s. */
@@ -162,23 +231,32 @@ export function checkingIntervalMs(...timeoutsMs: number[]): number {
 
 /**
  * Answers bytes that are not a valid HTTP request (too-large headers, bad method…) with meshlet's
- * 400, headers that did not arrive in time with 408, and `CONNECT` with 405; each then closes.
+ * 400, headers that did not arrive in time with 408, and `CONNECT` with 405; each then closes and
+ * is told to `options.onRefused`. node:http's own header-field count is turned off: `http1Only`
+ * (and here, upgrades and CONNECT) count the fields and refuse past `options.maxHeadersCount`
+ * (Node before 22.23.2 and 24.18.1 dropped the extra fields silently; later ones refuse them before
+ * meshlet can say why).
  */
 export function answerClientErrors(
   server: Server | TlsHttpServer,
-  tunnels: Pick<HttpListenerOptions, 'onUpgrade' | 'onConnect'> = {},
+  options: Pick<HttpListenerOptions, 'onUpgrade' | 'onConnect' | 'onRefused' | 'maxHeadersCount'> = {},
 ): void {
-  if (tunnels.onUpgrade !== undefined) server.on('upgrade', tunnels.onUpgrade);
-  if (tunnels.onConnect !== undefined) {
-    server.on('connect', tunnels.onConnect);
-    server.on('clientError', onClientError);
+  server.maxHeadersCount = 0;
+  const max = options.maxHeadersCount ?? DEFAULT_MAX_HEADERS_COUNT;
+  const onRefused = options.onRefused;
+  if (options.onUpgrade !== undefined)
+    server.on('upgrade', withinHeaderCount(options.onUpgrade, max, onRefused));
+  server.on('clientError', clientErrorAnswer(onRefused));
+  if (options.onConnect !== undefined) {
+    server.on('connect', withinHeaderCount(options.onConnect, max, onRefused));
     return;
   }
-  server.on('clientError', onClientError);
-  server.on('connect', (_req, socket: Duplex) => {
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => socket.destroy());
-    if (socket.writable && !socket.destroyed) socket.end(CONNECT_REFUSAL);
-    else socket.destroy();
+    if (socket.writable && !socket.destroyed) {
+      onRefused?.(CONNECT_REFUSED, req.method);
+      socket.end(CONNECT_REFUSAL);
+    } else socket.destroy();
   });
 }
 

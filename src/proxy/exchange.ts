@@ -25,6 +25,7 @@ import {
 } from '../resilience/retry-policy.ts';
 import type { EndpointHandle } from '../upstream/endpoint.ts';
 import type { Upstream } from '../upstream/upstream.ts';
+import { Pool } from '../upstream/undici-pool.ts';
 import type { RequestPolicy } from '../upstream/upstream-settings.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import {
@@ -39,6 +40,7 @@ import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { AccessPrincipal } from '../telemetry/access-log.ts';
 import type { ProxyContext } from './proxy-context.ts';
 import { hasBody, prepareBody, TeedBody, TOO_LARGE } from './request-body.ts';
+import { acceptUnsolicitedContinue } from './unsolicited-continue.ts';
 import {
   classifyFailure,
   errorForFailure,
@@ -444,6 +446,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#grpcTimeoutSlot !== -1) this.#headers[this.#grpcTimeoutSlot] = `${Math.ceil(remaining)}m`;
     const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
     (this.#timers ??= new AttemptTimers(this.#expire)).awaitHeaders(perTry);
+    if (pool instanceof Pool) acceptUnsolicitedContinue();
     pool.dispatch(
       {
         path: this.#path,

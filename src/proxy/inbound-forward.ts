@@ -4,9 +4,11 @@ import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
 import { type MeshletError } from '../errors/meshlet-error.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
+import { Pool } from '../upstream/undici-pool.ts';
 import { type DownstreamRequest, type DownstreamResponse, endResponse, startResponse } from './downstream.ts';
 import { AttemptTimers } from './attempt-timers.ts';
 import { hasBody } from './request-body.ts';
+import { acceptUnsolicitedContinue } from './unsolicited-continue.ts';
 import { forwardResponseHeaders } from './headers.ts';
 import {
   classifyFailure,
@@ -62,6 +64,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     this.#res.on('close', this.#onClientClose);
     this.#idleTimeoutMs = idleTimeoutMs;
     this.#timers.awaitHeaders(timeoutMs);
+    if (pool instanceof Pool) acceptUnsolicitedContinue();
     pool.dispatch(
       {
         path,

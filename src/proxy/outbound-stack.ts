@@ -1,7 +1,7 @@
 // The outbound request path in one screen: parse the target → route → upstream → exchange (balance, forward).
 import { sendError } from '../errors/error-response.ts';
 import { isGrpcRequest } from '../errors/grpc-status.ts';
-import type { AnyRequestListener } from '../listener/http-listener.ts';
+import type { AnyRequestListener, RefusalListener } from '../listener/http-listener.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { normalizePath } from '../route/path-normalize.ts';
 import { pathRefused, type RouteTarget, type Router } from '../route/router.ts';
@@ -48,11 +48,27 @@ function hostFromTarget(req: DownstreamRequest, authority: string): void {
   req.headers.host = authority;
 }
 
-/** Answers a request meshlet refuses before any upstream is involved. */
-function refuse(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse, err: MeshletError): void {
+/**
+ * Counts and logs a request meshlet refused before any upstream is involved (upstream label "",
+ * nothing told to any endpoint); the caller answers it.
+ */
+function countRefusal(ctx: ProxyContext, err: MeshletError, method: string | undefined): void {
   ctx.unrouted.localReply(err.code);
   ctx.unrouted.finished(err.status, 0);
-  ctx.access.refused(req.method, err.status, err.code);
+  ctx.access.refused(method, err.status, err.code);
+}
+
+/**
+ * What an outbound or per-upstream listener calls for a request it answered itself (a malformed or
+ * slow head, too many header fields): counted and logged like any other refusal.
+ */
+export function listenerRefusals(ctx: ProxyContext): RefusalListener {
+  return (err, method) => countRefusal(ctx, err, method);
+}
+
+/** Answers a request meshlet refuses before any upstream is involved. */
+function refuse(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse, err: MeshletError): void {
+  countRefusal(ctx, err, req.method);
   sendError(res, err, undefined, undefined, isGrpcRequest(req.headers['content-type']));
 }
 

@@ -16,3 +16,15 @@ declare module 'undici/lib/api/api-request.js' {
   const request: (this: Dispatcher, opts: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
   export default request;
 }
+
+declare module 'undici/lib/dispatcher/client-h1.js' {
+  import type { Duplex } from 'node:stream';
+  /** Attaches undici's HTTP/1.1 parser (`socket[kParser]`) to a connected socket. */
+  const connectH1: (client: object, socket: Duplex) => unknown;
+  export default connectH1;
+}
+
+declare module 'undici/lib/core/symbols.js' {
+  const symbols: { readonly kParser: symbol };
+  export default symbols;
+}
