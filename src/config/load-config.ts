@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { resolveRouteOverride, resolveUpstreamSettings } from '../upstream/upstream-settings.ts';
 import { ADMIN_GRPC_DEFAULT_PORT, configSchema, endpointMap, type MeshletConfig } from './schema.ts';
-import { checkSecretEnvs } from './secret-env.ts';
+import { checkSecretEnvs, checkSecretFiles } from './secret-env.ts';
 import { checkTls } from './tls-schema.ts';
 
 /** Formats a zod issue path as a key path: `upstreams.users.timeouts.connect`, `routes[0].upstream`. */
@@ -263,7 +263,10 @@ function checkPolicies(config: MeshletConfig, file?: string): void {
 /** Reads and validates the config file at `file`. Throws ConfigError. */
 export function loadConfigFile(file: string): MeshletConfig {
   const path = resolve(file);
-  return validateConfig(parseYaml(readText(path, 'config file'), file), file, dirname(path));
+  return checkSecretFiles(
+    validateConfig(parseYaml(readText(path, 'config file'), file), file, dirname(path)),
+    file,
+  );
 }
 
 /** Reads and validates a static endpoints file (`registry.file`): upstream → endpoints. */

@@ -1,4 +1,5 @@
-// Config keys that name a secret by environment variable (`secretEnv`): each variable must be set, and not empty, where meshlet runs.
+// Config keys that name a secret kept outside the config (`secretEnv`, `secretFile`): each must be set, readable and not empty where meshlet runs.
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors/config-error.ts';
 import type { MeshletConfig } from './schema.ts';
 
@@ -45,5 +46,64 @@ export function checkSecretEnvs(
   const says = (u: UnsetSecretEnv) => `environment variable ${u.variable} is unset or empty`;
   const [first, ...rest] = unset;
   const problem = [says(first!), ...rest.map((u) => `${u.keyPath}: ${says(u)}`)].join('; ');
+  throw new ConfigError(first!.keyPath, problem, file);
+}
+
+/** One `secretFile` key whose file cannot serve as a secret. */
+export interface UnusableSecretFile {
+  /** Key path of the `secretFile` key, e.g. `gateway.auth.users.secretFile`. */
+  readonly keyPath: string;
+  /** The path as configured. */
+  readonly path: string;
+  /** Why, e.g. `no such file`, `permission denied`, `is empty` (never the file's contents). */
+  readonly problem: string;
+}
+
+/**
+ * Every `secretFile` key of `config` (today `gateway.auth.NAME.secretFile` of a `jwt` authenticator)
+ * whose file is missing, unreadable, or empty once a trailing newline is dropped, in file order. The
+ * file is read as the daemon reads it (a relative path from the working directory); its contents
+ * are not kept.
+ */
+export function unusableSecretFiles(config: Pick<MeshletConfig, 'gateway'>): UnusableSecretFile[] {
+  const found: UnusableSecretFile[] = [];
+  for (const [name, auth] of Object.entries(config.gateway?.auth ?? {})) {
+    if (auth.type !== 'jwt' || auth.secretFile === undefined) continue;
+    const problem = secretFileProblem(auth.secretFile);
+    if (problem !== undefined) {
+      found.push({ keyPath: `gateway.auth.${name}.secretFile`, path: auth.secretFile, problem });
+    }
+  }
+  return found;
+}
+
+function secretFileProblem(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'no such file';
+    if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+    if (code === 'EISDIR') return 'is a directory';
+    return `cannot be read (${code ?? 'error'})`;
+  }
+  return text.replace(/\r?\n$/, '') === '' ? 'is empty' : undefined;
+}
+
+/**
+ * Throws one {@link ConfigError} naming every `secretFile` that cannot serve as a secret, e.g.
+ * `meshlet.yaml: gateway.auth.users.secretFile: file ./jwt.secret: no such file` (several are
+ * joined with `; ` on the same line, each with its key path); returns `config` otherwise. `run`
+ * reads the file at start, so loading a config file (`config check`, `run`, a reload) refuses what
+ * `run` would (exit 2). Called where a file is loaded, not by `validateConfig`, which checks an
+ * object without touching the file system.
+ */
+export function checkSecretFiles<C extends Pick<MeshletConfig, 'gateway'>>(config: C, file?: string): C {
+  const bad = unusableSecretFiles(config);
+  if (bad.length === 0) return config;
+  const says = (b: UnusableSecretFile) => `file ${b.path}: ${b.problem}`;
+  const [first, ...rest] = bad;
+  const problem = [says(first!), ...rest.map((b) => `${b.keyPath}: ${says(b)}`)].join('; ');
   throw new ConfigError(first!.keyPath, problem, file);
 }

@@ -69,7 +69,8 @@ function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundP
 /**
  * Binds the inbound listener. Each connection must complete a TLS handshake (TLS 1.3 unless
  * `tls.minVersion` allows 1.2) with a client certificate that chains to the trust bundle and names a
- * SPIFFE identity; otherwise it is counted by reason (`meshlet_tls_handshakes_total`) and closed
+ * SPIFFE identity; otherwise it is counted by reason (`meshlet_tls_handshakes_total`), logged once
+ * per peer address and reason (`inbound tls handshake refused`, {@link MeshTls.refusals}) and closed
  * before any HTTP byte is read. ALPN picks the protocol: `h2` goes to an HTTP/2 session,
  * `http/1.1` (or no ALPN) to the HTTP/1.1 parser. New connections use the newest certificate after
  * a rotation. `handler` sees only verified requests; {@link inboundPeerOf} tells it who called.
@@ -127,6 +128,7 @@ export async function listenInbound(
     const peer = checkPeer(socket, tls.trustDomain);
     if (typeof peer === 'string') {
       metrics.failed('inbound', peer);
+      tls.refusals.note(socket.remoteAddress, peer, socket.authorizationError?.toString());
       socket.destroy();
       return;
     }
@@ -141,7 +143,9 @@ export async function listenInbound(
     }
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-    metrics.failed('inbound', handshakeFailureReason(err.code));
+    const reason = handshakeFailureReason(err.code);
+    metrics.failed('inbound', reason);
+    tls.refusals.note(socket.remoteAddress, reason, err.code);
     socket.destroy();
   });
   const listener = await bindListener(server, address, port, h1, sessions);

@@ -2,16 +2,20 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
 /**
- * Why a handshake failed, as a bounded label: `no_client_certificate`, `untrusted` (another CA or
- * self-signed), `expired`, `not_yet_valid`, `no_identity` (no SPIFFE URI SAN), `wrong_identity`
- * (the server is not the service routed to), `foreign_trust_domain`, `not_tls` (plaintext to the
- * inbound port), `protocol` (version or cipher mismatch, bad record), `timeout`, `reset`, `other`.
+ * Why a handshake failed, as a bounded label: `no_client_certificate`, `untrusted` (another CA,
+ * self-signed, a chain that does not verify), `expired`, `not_yet_valid`, `wrong_usage` (the
+ * certificate's extended key usage does not allow its role, e.g. a `serverAuth`-only certificate
+ * presented by a client), `no_identity` (no single SPIFFE URI SAN, or a CA certificate presented as
+ * a leaf), `wrong_identity` (the server is not the service routed to), `foreign_trust_domain`,
+ * `not_tls` (plaintext to the inbound port), `protocol` (version or cipher mismatch, bad record),
+ * `timeout` (the handshake did not finish in time), `reset`, `other`.
  */
 export type HandshakeFailureReason =
   | 'no_client_certificate'
   | 'untrusted'
   | 'expired'
   | 'not_yet_valid'
+  | 'wrong_usage'
   | 'no_identity'
   | 'wrong_identity'
   | 'foreign_trust_domain'
@@ -26,6 +30,7 @@ export function handshakeFailureReason(code: string | undefined | null): Handsha
   const c = code ?? '';
   if (c === 'CERT_HAS_EXPIRED' || c === 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED') return 'expired';
   if (c === 'CERT_NOT_YET_VALID') return 'not_yet_valid';
+  if (c === 'INVALID_PURPOSE' || c === 'ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE') return 'wrong_usage';
   if (
     c === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE' ||
     c === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' ||
@@ -33,7 +38,7 @@ export function handshakeFailureReason(code: string | undefined | null): Handsha
   )
     return 'no_client_certificate';
   if (
-    /SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY_LEAF|CERT_SIGNATURE_FAILURE|CERT_UNTRUSTED|UNKNOWN_CA|BAD_CERTIFICATE|CERT_REJECTED/.test(
+    /SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY_LEAF|CERT_SIGNATURE_FAILURE|CERT_UNTRUSTED|UNKNOWN_CA|BAD_CERTIFICATE|CERT_REJECTED|INVALID_CA|INVALID_NON_CA|PATH_LENGTH_EXCEEDED|CERT_CHAIN_TOO_LONG/.test(
       c,
     )
   )
@@ -41,7 +46,8 @@ export function handshakeFailureReason(code: string | undefined | null): Handsha
   if (c === 'ERR_SSL_HTTP_REQUEST' || c === 'ERR_SSL_WRONG_VERSION_NUMBER') return 'not_tls';
   if (c === 'ERR_MESHLET_PEER_IDENTITY') return 'wrong_identity';
   if (c === 'ECONNRESET' || c === 'EPIPE') return 'reset';
-  if (c === 'ETIMEDOUT' || c === 'UND_ERR_CONNECT_TIMEOUT') return 'timeout';
+  if (c === 'ETIMEDOUT' || c === 'UND_ERR_CONNECT_TIMEOUT' || c === 'ERR_TLS_HANDSHAKE_TIMEOUT')
+    return 'timeout';
   if (c.startsWith('ERR_SSL') || c.startsWith('ERR_TLS')) return 'protocol';
   return 'other';
 }

@@ -28,8 +28,10 @@ export interface CertificateInfo {
 
 /**
  * A TLS file that cannot be used: one line naming the config key and the file
- * (`tls.cert: ./certs/web.pem: not a PEM certificate`). A {@link ConfigError}, so the CLI exits 2
- * and a reload keeps the old certificate.
+ * (`tls.cert: ./certs/web.pem: not a PEM certificate`). A {@link ConfigError}: `meshlet certs`
+ * exits 2 on it, and a reload keeps the old certificate. `meshlet run` reads the files when the
+ * daemon starts (`config check` does not), so there it is `meshlet: cannot start: tls.cert: …`,
+ * exit 1, like other material meshlet cannot use at start (etcd credentials).
  */
 export class TlsFileError extends ConfigError {
   constructor(keyPath: string, message: string) {
@@ -162,7 +164,9 @@ export function isIssuedBy(certPem: string, caPem: string): boolean {
   }
   let current = chain[0];
   const rest = chain.slice(1);
-  for (let depth = 0; current !== undefined && depth < 8; depth++) {
+  // Each step moves to one of the file's own certificates, so the chain's length bounds the walk
+  // (a fixed cap refused a longer chain that the handshake, like OpenSSL's depth of 100, accepts).
+  for (let depth = 0; current !== undefined && depth <= rest.length; depth++) {
     const cur: X509Certificate = current;
     if (roots.some((r) => signedBy(cur, r))) return true;
     current = rest.find((c) => signedBy(cur, c));
@@ -207,7 +211,8 @@ export interface LoadedTlsFiles {
  * the certificate chains to the CA bundle. Expiry is not refused here (compare `cert.notAfter`
  * yourself). Throws {@link TlsFileError} naming the key and file, e.g.
  * `tls.cert: ./certs/web.pem: not a PEM certificate`, `tls.key does not match tls.cert (…)`,
- * `tls.cert: ./certs/web.pem: not issued by tls.ca (./certs/ca.pem)`.
+ * `tls.cert: ./certs/web.pem: not issued by tls.ca (./certs/ca.pem)`, or, for a chain file in the
+ * wrong order, `tls.cert: ./certs/web.pem: certificate 2 of 2 is the one tls.key belongs to: …`.
  */
 export async function loadTlsFiles(paths: TlsFilePaths): Promise<LoadedTlsFiles> {
   const [certPem, keyPem, caPem] = await Promise.all([
@@ -217,11 +222,43 @@ export async function loadTlsFiles(paths: TlsFilePaths): Promise<LoadedTlsFiles>
   ]);
   const cert = parseCertificatePem(certPem, `tls.cert: ${paths.cert}`);
   const ca = parseCertificateBundle(caPem, `tls.ca: ${paths.ca}`);
+  checkLeafFirst(certPem, keyPem, paths.cert);
   checkKeyMatchesCertificate(certPem, keyPem, { certFile: paths.cert, keyFile: paths.key });
   if (!isIssuedBy(certPem, caPem)) {
     throw new TlsFileError('tls.cert', `tls.cert: ${paths.cert}: not issued by tls.ca (${paths.ca})`);
   }
   return { certPem, keyPem, caPem, cert, ca };
+}
+
+/**
+ * A chain file whose first certificate is not the one the key belongs to, while a later one is (an
+ * intermediate or the CA written first): refused with what to do, rather than as a key mismatch.
+ */
+function checkLeafFirst(certPem: string, keyPem: string, certFile: string): void {
+  const blocks = splitPemCertificates(certPem);
+  if (blocks.length < 2) return;
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch {
+    return; // checkKeyMatchesCertificate names the bad key
+  }
+  const matches = (pem: string): boolean => {
+    try {
+      return new X509Certificate(pem).checkPrivateKey(key);
+    } catch {
+      return false;
+    }
+  };
+  if (matches(blocks[0]!)) return;
+  const at = blocks.findIndex(matches);
+  if (at > 0) {
+    throw new TlsFileError(
+      'tls.cert',
+      `tls.cert: ${certFile}: certificate ${at + 1} of ${blocks.length} is the one tls.key belongs to: ` +
+        "put this instance's certificate first, then its intermediates",
+    );
+  }
 }
 
 async function readLabeled(keyPath: string, path: string): Promise<string> {

@@ -137,7 +137,8 @@ export class FilesTlsSource implements TlsSource {
           continue;
         }
         this.#options.metrics.reloads.labels('files', 'failed').inc();
-        this.#options.logger.error({
+        // A warning, as the Connect CA source's: meshlet keeps serving with the previous material.
+        this.#options.logger.warn({
           msg: 'tls certificate reload failed; keeping the current certificate',
           source: 'files',
           reason: (err as Error).message,

@@ -167,15 +167,18 @@ export interface PeerIdentityOptions {
 /**
  * The workload identity in a peer certificate's URI SAN. Takes what `tlsSocket.getPeerCertificate()`
  * returns (an empty object when the peer sent none), a DER certificate, or a node:crypto
- * `X509Certificate`. As the X.509-SVID spec requires, the certificate must hold exactly one URI SAN
- * and it must be a SPIFFE ID of an accepted form; otherwise (or when no certificate, or a foreign
- * trust domain with `options.trustDomain`) the result is undefined. Does not verify the chain: call
- * it only on a certificate the TLS layer has already verified (`socket.authorized`).
+ * `X509Certificate`. As the X.509-SVID spec requires, the certificate must be a leaf (a CA
+ * certificate, `basicConstraints` CA:TRUE, is no SVID: rustls, and so Linkerd, refuse a CA used as
+ * an end entity), hold exactly one URI SAN, and that must be a SPIFFE ID of an accepted form;
+ * otherwise (or when no certificate, or a foreign trust domain with `options.trustDomain`) the
+ * result is undefined. Does not verify the chain: call it only on a certificate the TLS layer has
+ * already verified (`socket.authorized`).
  */
 export function identityFromPeerCertificate(
   cert: PeerCertificate | X509Certificate | Uint8Array | undefined,
   options: PeerIdentityOptions = {},
 ): WorkloadIdentity | undefined {
+  if (isCaCertificate(cert)) return undefined;
   const text = subjectAltNameOf(cert);
   if (text === undefined || text === '') return undefined;
   const names = parseSubjectAltNames(text);
@@ -186,6 +189,20 @@ export function identityFromPeerCertificate(
   if (identity === undefined) return undefined;
   if (options.trustDomain !== undefined && identity.trustDomain !== options.trustDomain) return undefined;
   return identity;
+}
+
+/** Whether `cert` says it is a CA (basicConstraints CA:TRUE); false when it cannot tell. */
+function isCaCertificate(cert: PeerCertificate | X509Certificate | Uint8Array | undefined): boolean {
+  if (cert === undefined || cert === null) return false;
+  if (cert instanceof X509Certificate) return cert.ca;
+  if (cert instanceof Uint8Array) {
+    try {
+      return new X509Certificate(cert).ca;
+    } catch {
+      return false;
+    }
+  }
+  return (cert as Partial<PeerCertificate>).ca === true;
 }
 
 function subjectAltNameOf(

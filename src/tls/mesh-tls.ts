@@ -7,7 +7,26 @@ import {
 } from 'node:tls';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import { RefusalLog } from './refusal-log.ts';
 import type { TlsMaterial, TlsSource } from './tls-source.ts';
+
+/**
+ * The cipher suites meshlet accepts and offers between sidecars: TLS 1.3's three AEAD suites and,
+ * for TLS 1.2 (`minTlsVersion: TLSv1.2`), only ECDHE key exchange with an AEAD cipher, as Envoy's
+ * server defaults and rustls (Linkerd) do. Node's default list would also take static-RSA key
+ * exchange (no forward secrecy), CBC and ARIA suites.
+ */
+export const MESH_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+].join(':');
 
 /** Options of {@link MeshTls}. */
 export interface MeshTlsOptions {
@@ -29,6 +48,8 @@ export class MeshTls {
   readonly source: TlsSource;
   readonly metrics: TlsMetrics;
   readonly minVersion: SecureVersion;
+  /** Where the inbound listener reports refused handshakes: one warning per peer and reason per 10 min. */
+  readonly refusals: RefusalLog;
   readonly #logger: Logger;
   #material: TlsMaterial | null = null;
   #client: SecureContext | null = null;
@@ -40,6 +61,7 @@ export class MeshTls {
     this.metrics = options.metrics;
     this.minVersion = options.minVersion ?? 'TLSv1.3';
     this.#logger = options.logger;
+    this.refusals = new RefusalLog(options.logger);
   }
 
   /** Starts the source and builds the first contexts. Rejects when the source cannot load. */
@@ -69,7 +91,14 @@ export class MeshTls {
   /** Options for `tls.Server#setSecureContext` / `createServer` with the newest certificate. */
   serverContextOptions(): SecureContextOptions {
     const m = this.material;
-    return { cert: m.certPem, key: m.keyPem, ca: m.caPem, minVersion: this.minVersion };
+    return {
+      cert: m.certPem,
+      key: m.keyPem,
+      ca: m.caPem,
+      minVersion: this.minVersion,
+      ciphers: MESH_CIPHERS,
+      honorCipherOrder: true,
+    };
   }
 
   /** Calls `listener` with new server context options after each rotation; returns an unsubscribe function. */
@@ -90,6 +119,7 @@ export class MeshTls {
       key: material.keyPem,
       ca: material.caPem,
       minVersion: this.minVersion,
+      ciphers: MESH_CIPHERS,
     });
     this.#material = material;
     this.#client = client;
