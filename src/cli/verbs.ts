@@ -8,8 +8,8 @@ import { settleHangups } from './hangup-hold.ts';
 import { type AppCommand, EXIT, reportFailure, runCommand } from './run-command.ts';
 
 /** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
-function configCheck(file: string): number {
-  const config = loadConfigFile(file);
+function configCheck(file: string, offline: boolean): number {
+  const config = loadConfigFile(file, { secrets: !offline });
   const fromRegistry = config.registry.type === 'static' ? Object.keys(config.registry.endpoints) : [];
   const upstreams = new Set([...Object.keys(config.upstreams), ...fromRegistry]);
   process.stdout.write(
@@ -99,9 +99,16 @@ export async function runVerbs(argv: string[]): Promise<void> {
             'check <file>',
             'Validate a config file; exit 0 when valid, 2 with the bad key otherwise',
             (c) =>
-              c.positional('file', { type: 'string', demandOption: true, describe: 'config file (YAML)' }),
+              c
+                .positional('file', { type: 'string', demandOption: true, describe: 'config file (YAML)' })
+                .option('offline', {
+                  type: 'boolean',
+                  default: false,
+                  describe:
+                    'skip what needs the machine meshlet runs on (secretEnv variables set, secretFile files readable)',
+                }),
             (args) => {
-              code = configCheck(args.file);
+              code = configCheck(args.file, args.offline);
             },
           )
           .demandCommand(1, 'name a config subcommand: check'),

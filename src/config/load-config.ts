@@ -179,8 +179,6 @@ export function validateConfig(raw: unknown, file?: string, baseDir = process.cw
   checkTls(config, file, baseDir);
   checkPorts(config, file);
   checkPolicies(config, file);
-  // A secret named by environment variable: `run` cannot start without it, so the file is refused here.
-  checkSecretEnvs(config, file);
   return config;
 }
 
@@ -260,13 +258,23 @@ function checkPolicies(config: MeshletConfig, file?: string): void {
   }
 }
 
+/** Options of {@link loadConfigFile}. */
+export interface LoadConfigOptions {
+  /**
+   * Check what the file needs from the machine it runs on: each `secretEnv` variable set and each
+   * `secretFile` readable (`run` cannot start without them). Default true; `meshlet config check
+   * --offline` turns it off, to validate a deployment's config where its secrets are not.
+   */
+  secrets?: boolean;
+}
+
 /** Reads and validates the config file at `file`. Throws ConfigError. */
-export function loadConfigFile(file: string): MeshletConfig {
+export function loadConfigFile(file: string, options: LoadConfigOptions = {}): MeshletConfig {
   const path = resolve(file);
-  return checkSecretFiles(
-    validateConfig(parseYaml(readText(path, 'config file'), file), file, dirname(path)),
-    file,
-  );
+  const config = validateConfig(parseYaml(readText(path, 'config file'), file), file, dirname(path));
+  if (options.secrets === false) return config;
+  checkSecretEnvs(config, file);
+  return checkSecretFiles(config, file);
 }
 
 /** Reads and validates a static endpoints file (`registry.file`): upstream → endpoints. */

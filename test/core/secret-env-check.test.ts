@@ -54,6 +54,35 @@ describe('secretEnv', () => {
     }
   });
 
+  it('config check --offline skips the machine-bound checks (an unset variable, a missing secretFile) and still refuses a bad key', async () => {
+    const config = gatewayConfig({ users: USERS });
+    const withFile = {
+      ...config,
+      gateway: {
+        ...config.gateway,
+        auth: {
+          ...config.gateway.auth,
+          partners: { type: 'jwt', secretFile: '/nonexistent/meshlet-jwt.secret' },
+        },
+      },
+    };
+    const file = writeConfig(stringify(withFile));
+    const offline = await runCli(['config', 'check', '--offline', file]);
+    expect({ code: offline.code, stdout: offline.stdout.trim() }).toEqual({
+      code: 0,
+      stdout: `${file}: ok (1 upstream(s), 0 route(s), registry static)`,
+    });
+    expect((await runCli(['config', 'check', file])).code).toBe(2);
+    const bad = writeConfig(
+      stringify({ ...withFile, upstreams: { orders: { timeouts: { connect: 'fast' } } } }),
+    );
+    const refused = await runCli(['config', 'check', '--offline', bad]);
+    expect([refused.code, refused.stderr]).toEqual([
+      2,
+      expect.stringContaining('upstreams.orders.timeouts.connect'),
+    ]);
+  });
+
   it('an empty variable counts as unset, as the daemon reads it', async () => {
     process.env[USERS] = '';
     const file = writeConfig(stringify(gatewayConfig({ users: USERS })));
