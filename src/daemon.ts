@@ -84,6 +84,11 @@ export interface ShutdownOptions {
   stopApp?: () => Promise<void>;
   /** Skip the drain delay: nothing is left to serve peers (the app already exited). Default false. */
   skipDrainDelay?: boolean;
+  /**
+   * Settles when the drain delay should end early: the app exited during it, so nothing is left to
+   * serve peers. Default: the delay runs its full `shutdown.drainDelay`.
+   */
+  drainDelayEnds?: Promise<unknown>;
 }
 
 /** One running meshlet. Create with `Daemon.start`. */
@@ -487,7 +492,12 @@ export class Daemon {
     // Peers first: the instance turns critical in Consul, then the drain delay lets their watches see it.
     await this.#drainCalls;
     await this.#registry.beforeDrain?.();
-    if (drainDelay > 0) await sleep(drainDelay);
+    if (drainDelay > 0) {
+      const delay = sleep(drainDelay).then(() => 'passed' as const);
+      const ended = options.drainDelayEnds?.then(() => 'app exited' as const) ?? delay;
+      if ((await Promise.race([delay, ended])) === 'app exited')
+        this.logger.info({ msg: 'drain delay cut short: the app exited, nothing is left to serve peers' });
+    }
     if (options.stopApp !== undefined) {
       const inbound = this.#inbound?.listener;
       inbound?.stopAccepting();

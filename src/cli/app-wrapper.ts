@@ -73,7 +73,8 @@ function untilReady(
  * - SIGUSR2, SIGQUIT: passed to the app (see {@link PASSED_ON}); meshlet exits when the app does;
  * - the app exits on its own: meshlet drains at once (no drain delay: nothing is left to serve
  *   peers) and exits with the app's code (128 + signal number when a signal ended it; 127 when
- *   the command is not found).
+ *   the command is not found, 126 when it cannot be executed). Processes the app left in its
+ *   process group get SIGTERM, then SIGKILL after `shutdown.appGracePeriod`, as on a stop.
  */
 export async function runApp(
   daemon: Daemon,
@@ -141,6 +142,7 @@ export async function runApp(
     },
     app.exportProxyEnv,
   );
+  const graceMs = daemon.config.shutdown.appGracePeriod;
   const started = new AppProcess(app.command, env);
   child = started;
   logger.info({ msg: 'app started', command: app.command, pid: started.pid ?? null });
@@ -153,16 +155,26 @@ export async function runApp(
     if (started.startError !== undefined)
       process.stderr.write(`meshlet: cannot start the app: ${started.startError}\n`);
     logger.warn({ msg: 'app exited; meshlet drains and exits with its code', code: first.exited });
-    return finish(first.exited, 'app exited', { skipDrainDelay: true });
+    // What it left in its process group is stopped as the app would be (dumb-init's rule), while
+    // the outbound listener still serves it.
+    const stopLeftovers = async () => {
+      if (!started.groupRunning) return;
+      logger.warn({
+        msg: 'the app left processes in its process group: stopping them',
+        signal: 'SIGTERM',
+        appGracePeriodMs: graceMs,
+      });
+      await started.stop('SIGTERM', graceMs);
+    };
+    return finish(first.exited, 'app exited', { skipDrainDelay: true, stopApp: stopLeftovers });
   }
   const { signal } = first.stop;
-  const graceMs = daemon.config.shutdown.appGracePeriod;
   let code = 0;
   const stopApp = async () => {
     logger.info({ msg: 'stopping the app', signal, appGracePeriodMs: graceMs });
     code = await started.stop(signal, graceMs);
     logger.info({ msg: 'app exited', code });
   };
-  await finish(0, signal, { stopApp });
+  await finish(0, signal, { stopApp, drainDelayEnds: started.exited });
   return code;
 }
