@@ -1,9 +1,16 @@
 // Access log lines (one JSON object per request), built by hand and written to the process logger's own stream.
 import pino, { type Logger } from 'pino';
+import { boundedJson, MAX_PATH_BYTES, MAX_VALUE_BYTES } from './access-log-fields.ts';
 import { REDACTED } from './logger.ts';
 
 /** A string as a JSON value (quoted and escaped); client-sent values may hold anything. */
 const str = JSON.stringify as (s: string) => string;
+
+/** A value the caller chose, as a JSON value of at most {@link MAX_VALUE_BYTES} (see {@link boundedJson}). */
+const callerStr = (s: string): string => boundedJson(s, MAX_VALUE_BYTES);
+
+/** A request's path as a JSON value: credentials redacted, then at most {@link MAX_PATH_BYTES}. */
+const pathStr = (path: string): string => boundedJson(redactQuery(path), MAX_PATH_BYTES);
 
 /** The start of every line, up to the time. */
 const PREFIX = '{"level":"info","time":"';
@@ -18,8 +25,11 @@ export interface AccessLogSettings {
  * Writes `access` lines in the same shape and on the same stream as the process logger's
  * (`{"level":"info","time":…,"service":"meshlet","msg":"access",…}`), without pino's generic
  * serialisation and redaction pass: the fields are fixed and hold no secrets, and that pass cost
- * about a quarter of meshlet's throughput with the access log on. The one field a client fills with
- * anything, the path, has its credential query parameters' values replaced ({@link redactQuery}).
+ * about a quarter of meshlet's throughput with the access log on. The path has its credential
+ * query parameters' values replaced ({@link redactQuery}). Every value a caller chooses (path,
+ * method, request id, a gateway principal's subject and tenant) is cut to a fixed size
+ * ({@link MAX_PATH_BYTES}, {@link MAX_VALUE_BYTES}), so a request's line stays a few KiB whatever
+ * its header block holds; every value is JSON-escaped, so a line is one JSON object whatever bytes came.
  *
  * Which requests get a line: every one meshlet answered itself (an `error` code), and of the others
  * the `settings.sampleRate` share while `settings.enabled`. None when the logger's level is above
@@ -86,9 +96,9 @@ export class AccessLog {
   ): void {
     if (!this.#wants(error)) return;
     this.#write(
-      `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","requestId":${str(requestId)},"direction":"outbound"${
-        method === undefined ? '' : `,"method":${str(method)}`
-      },"path":${str(redactQuery(path))},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${
+      `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","requestId":${callerStr(requestId)},"direction":"outbound"${
+        method === undefined ? '' : `,"method":${callerStr(method)}`
+      },"path":${pathStr(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${
         grpcStatus === undefined ? '' : `,"grpcStatus":${grpcStatus}`
       },"attempts":${attempts},"durationMs":${durationMs}${error === undefined ? '' : `,"error":${str(error)}`}${
         principal === undefined ? '' : principalFields(principal)
@@ -104,7 +114,7 @@ export class AccessLog {
     if (!this.#levelOn) return;
     this.#write(
       `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","direction":"outbound"${
-        method === undefined ? '' : `,"method":${str(method)}`
+        method === undefined ? '' : `,"method":${callerStr(method)}`
       },"status":${status},"error":${str(error)}}\n`,
     );
   }
@@ -127,10 +137,10 @@ export class AccessLog {
     if (!this.#wants(error)) return;
     this.#write(
       `${PREFIX}${this.#time()}","service":"meshlet","msg":"access"${
-        requestId === undefined ? '' : `,"requestId":${str(requestId)}`
+        requestId === undefined ? '' : `,"requestId":${callerStr(requestId)}`
       },"direction":"inbound","caller":${str(caller)},"peerSerial":${str(peerSerial)}${
-        method === undefined ? '' : `,"method":${str(method)}`
-      }${path === undefined ? '' : `,"path":${str(redactQuery(path))}`}${
+        method === undefined ? '' : `,"method":${callerStr(method)}`
+      }${path === undefined ? '' : `,"path":${pathStr(path)}`}${
         upstream === undefined ? '' : `,"upstream":${str(upstream)}`
       },"status":${status}${durationMs === undefined ? '' : `,"durationMs":${durationMs}`}${
         error === undefined ? '' : `,"error":${str(error)}`
@@ -153,8 +163,8 @@ export interface AccessPrincipal {
 function principalFields(p: AccessPrincipal): string {
   let out = '';
   if (p.auth !== undefined) out += `,"auth":${str(p.auth)}`;
-  if (p.subject !== undefined) out += `,"subject":${str(p.subject)}`;
-  if (p.tenant !== undefined) out += `,"tenant":${str(p.tenant)}`;
+  if (p.subject !== undefined) out += `,"subject":${callerStr(p.subject)}`;
+  if (p.tenant !== undefined) out += `,"tenant":${callerStr(p.tenant)}`;
   if (p.key !== undefined) out += `,"keyName":${str(p.key)}`;
   return out;
 }
