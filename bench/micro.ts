@@ -1,5 +1,5 @@
 // Micro-benchmarks of the request path's policies with tinybench: balancer pick, route match,
-// header rewriting, and whatever resilience policies src/resilience/ holds when it runs.
+// header rewriting, access-log fields, and whatever resilience policies src/resilience/ holds when it runs.
 //
 // Each task runs a batch of BATCH calls per sample so that the timer's own cost (~50 ns) does not
 // swamp operations of ~10–100 ns; ops/s = batches/s × BATCH.
@@ -9,11 +9,14 @@ import { readdirSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
+import { millions } from './lib/ops-format.ts';
 import { createBalancer } from '../src/balancer/create-balancer.ts';
 import type { LoadBalancerKind } from '../src/balancer/load-balancer.ts';
 import { type RouteSpec, upstreamSpec } from '../src/config/schema.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from '../src/proxy/headers.ts';
 import { Router } from '../src/route/router.ts';
+import { redactQuery } from '../src/telemetry/access-log.ts';
+import { boundedJson, MAX_PATH_BYTES } from '../src/telemetry/access-log-fields.ts';
 import { Metrics } from '../src/telemetry/metrics.ts';
 import { EndpointHandle, makeEndpoint } from '../src/upstream/endpoint.ts';
 import { UpstreamTable } from '../src/upstream/upstream-table.ts';
@@ -344,6 +347,15 @@ const uncovered = [...exported]
 if (uncovered.length > 0) notes.push(`resilience exports not benchmarked: ${uncovered.join(', ')}`);
 if (modules.length > 0) notes.push(`resilience modules found: ${modules.map(([f]) => f).join(', ')}`);
 
+// --- access-log fields: credential redaction and the bounded JSON of a caller's path. The hostile
+// query (20,000 empty parameters, 40 KB) shows both stay one pass: ops/s × length should be of the
+// order of the short path's, where a quadratic scan would be thousands of times slower.
+const SHORT_PATH = '/api/v1/users/42?page=3&pageToken=abc';
+const HOSTILE_QUERY = `/a?${'x&'.repeat(20_000)}token=1`;
+add('access log', 'redactQuery: short path', () => redactQuery(SHORT_PATH));
+add('access log', 'redactQuery: 40 KB hostile query', () => redactQuery(HOSTILE_QUERY));
+add('access log', 'boundedJson: 40 KB path cut to 4 KiB', () => boundedJson(HOSTILE_QUERY, MAX_PATH_BYTES));
+
 await bench.run();
 for (const c of cleanups) c();
 const results: MicroResult[] = bench.tasks.map((t) => {
@@ -361,7 +373,7 @@ if (values.json) process.stdout.write(`${JSON.stringify({ results, notes })}\n`)
 else {
   for (const r of results) {
     process.stdout.write(
-      `${r.group.padEnd(11)} ${r.name.padEnd(64)} ${(r.opsPerSec / 1e6).toFixed(2).padStart(8)} M ops/s ±${r.rme.toFixed(1)}%\n`,
+      `${r.group.padEnd(11)} ${r.name.padEnd(64)} ${millions(r.opsPerSec).padStart(8)} M ops/s ±${r.rme.toFixed(1)}%\n`,
     );
   }
   for (const n of notes) process.stdout.write(`note: ${n}\n`);

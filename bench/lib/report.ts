@@ -2,6 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { ClosedLoopResult, FixedRateResult } from './load.ts';
 import { type GrpcResults, renderGrpc } from './grpc-report.ts';
+import { millions } from './ops-format.ts';
 import { type GatewayResults, renderGateway } from '../gateway.ts';
 
 /** Fixed-rate figures of one target: medians over rounds; added = median of (row − direct) per round. */
@@ -473,7 +474,7 @@ export function renderMarkdown(r: BenchResults, s: Summary): string {
     L.push('| group | benchmark | M ops/s | ± % |');
     L.push('| --- | --- | ---: | ---: |');
     for (const x of r.micro.results)
-      L.push(`| ${x.group} | ${x.name} | ${f2(x.opsPerSec / 1e6)} | ${f1(x.rme)} |`);
+      L.push(`| ${x.group} | ${x.name} | ${millions(x.opsPerSec)} | ${f1(x.rme)} |`);
     L.push('');
   }
   for (const n of r.micro.notes) L.push(`- ${n}`);

@@ -110,11 +110,11 @@ describe('redactQuery', () => {
     );
   });
 
-  it('costs one pass over a long hostile query (no quadratic scan)', () => {
+  // Its cost on such a query is a micro-benchmark (bench/micro.ts, "access log"), not a timed test.
+  it('redacts the credential at the end of a long hostile query and keeps every other byte', () => {
     const hostile = `/a?${'x&'.repeat(200_000)}token=1`;
-    const started = performance.now();
-    expect(redactQuery(hostile).endsWith('token=[redacted]')).toBe(true);
-    expect(performance.now() - started).toBeLessThan(500);
+    const out = redactQuery(hostile);
+    expect(out).toBe(`/a?${'x&'.repeat(200_000)}token=[redacted]`);
   });
 
   it('inbound lines (a peer meshlet calling this instance) are redacted too', async () => {
