@@ -108,6 +108,11 @@ export class BucketHistogram<L extends string> {
     return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
   }
 
+  /** Drops the children whose labels `match` (a removed upstream's); a later `child()` starts them anew. */
+  removeWhere(match: (labels: Readonly<Record<L, string>>) => boolean): void {
+    for (const [key, c] of this.#children) if (match(c.labels)) this.#children.delete(key);
+  }
+
   /** Zeroes every child (what `Registry.resetMetrics()` calls). */
   reset(): void {
     for (const c of this.#children.values()) c.counts.reset();

@@ -3,6 +3,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { type BucketCounts, BucketHistogram } from './bucket-histogram.ts';
 import { registerProcessMetrics } from './process-metrics.ts';
 import { ResilienceMetrics } from './resilience-metrics.ts';
+import { dropUpstreamSeries } from './upstream-series.ts';
 
 /** Which listener a request came through. */
 export type Direction = 'outbound' | 'inbound';
@@ -46,7 +47,7 @@ const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
  */
 export class Metrics {
   readonly registry = new Registry();
-  /** One per (direction, upstream), kept for the life of the process, as prom-client keeps children. */
+  /** One per (direction, upstream), kept while the upstream exists ({@link releaseUpstream}). */
   readonly #bound = new Map<string, UpstreamMetrics>();
 
   readonly requests: Counter<'direction' | 'upstream' | 'status_class'> = new Counter({
@@ -130,6 +131,19 @@ export class Metrics {
     return m;
   }
 
+  /**
+   * Forgets outbound upstream `upstream` (removed from the upstream table: an on-demand upstream gone
+   * idle or out of the catalog): its request counters and every series labelled with its name leave
+   * `/metrics`, as Envoy drops a removed cluster's stats, so names that come and go cannot pile up
+   * series. Counting starts from 0 should the name come back (a counter reset, which `rate()` handles).
+   */
+  releaseUpstream(upstream: string): void {
+    const key = `outbound\u0000${upstream}`;
+    this.#bound.get(key)?.release();
+    this.#bound.delete(key);
+    dropUpstreamSeries(this.registry, upstream);
+  }
+
   /** Every (direction, upstream) counted so far: what scrape-time exporters (the Consul UI series) read. */
   upstreamMetrics(): IterableIterator<UpstreamMetrics> {
     return this.#bound.values();
@@ -192,7 +206,9 @@ export class UpstreamMetrics {
   readonly upstream: string;
   /** Requests in flight (`meshlet_requests_active`); the request path adds and subtracts 1. */
   active = 0;
-  readonly connectErrors: Counter.Internal;
+  /** `meshlet_upstream_connect_errors_total{upstream}`; counts nothing once released. */
+  connectErrors: Counter.Internal;
+  #released = false;
   /** Attempts answered by an endpoint (`meshlet_upstream_attempts_total{result="response"}`). */
   attemptResponses = 0;
   #attemptResponsesRead = 0;
@@ -237,8 +253,14 @@ export class UpstreamMetrics {
     return n;
   }
 
-  /** Counts a reply meshlet gave itself. */
+  /** Counts a reply meshlet gave itself (not once released: a late request must not bring the series back). */
   localReply(code: string): void {
-    this.#metrics.localReplies.labels(this.direction, this.upstream, code).inc();
+    if (!this.#released) this.#metrics.localReplies.labels(this.direction, this.upstream, code).inc();
+  }
+
+  /** The upstream was removed ({@link Metrics.releaseUpstream}): requests still in flight count nowhere. */
+  release(): void {
+    this.#released = true;
+    this.connectErrors = { inc: () => {} };
   }
 }

@@ -81,12 +81,17 @@ export class UpstreamTable {
     for (const name of Object.keys(specs)) this.ensure(name);
   }
 
-  /** Removes an upstream (e.g. a stopped on-demand watch) and closes its pools. */
+  /**
+   * Removes an upstream (e.g. a stopped on-demand watch), closes its pools (in-flight requests
+   * finish), then drops its metric series, unless the name came back meanwhile: the new upstream
+   * carries them on.
+   */
   async remove(name: string): Promise<void> {
     const upstream = this.#upstreams.get(name);
     if (upstream === undefined) return;
     this.#upstreams.delete(name);
     await upstream.close();
+    if (!this.#upstreams.has(name)) this.#metrics.releaseUpstream(name);
   }
 
   values(): IterableIterator<Upstream> {

@@ -60,6 +60,7 @@ export class KvRegistryCore {
       this.catalog,
       this.metrics,
       configuredUpstreams(config),
+      this.logger,
     );
   }
 
