@@ -7,9 +7,14 @@ import { ensureGcTuning } from './gc-tuning.ts';
 import { settleHangups } from './hangup-hold.ts';
 import { type AppCommand, EXIT, reportFailure, runCommand } from './run-command.ts';
 
-/** `meshlet config check FILE`: validates a config file and prints a one-line summary. */
-function configCheck(file: string, offline: boolean): number {
+/**
+ * `meshlet config check FILE`: validates a config file and prints a one-line summary. Unless
+ * `offline`, also what `run` needs from this machine: the secrets, and the files the config names
+ * (TLS, endpoints, API keys, registry credentials), read as `run` reads them at start.
+ */
+async function configCheck(file: string, offline: boolean): Promise<number> {
   const config = loadConfigFile(file, { secrets: !offline });
+  if (!offline) await (await import('../config/config-files.ts')).checkConfigFiles(config, file);
   const fromRegistry = config.registry.type === 'static' ? Object.keys(config.registry.endpoints) : [];
   const upstreams = new Set([...Object.keys(config.upstreams), ...fromRegistry]);
   process.stdout.write(
@@ -105,10 +110,10 @@ export async function runVerbs(argv: string[]): Promise<void> {
                   type: 'boolean',
                   default: false,
                   describe:
-                    'skip what needs the machine meshlet runs on (secretEnv variables set, secretFile files readable)',
+                    'skip what needs the machine meshlet runs on (secretEnv variables set; secretFile, TLS, endpoints, API key and registry credential files read)',
                 }),
-            (args) => {
-              code = configCheck(args.file, args.offline);
+            async (args) => {
+              code = await configCheck(args.file, args.offline);
             },
           )
           .demandCommand(1, 'name a config subcommand: check'),

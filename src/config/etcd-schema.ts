@@ -24,7 +24,7 @@ const etcdCluster = z
       .strictObject({
         username: z.string().min(1),
         password: z.string().min(1).optional(),
-        /** A file holding the password (trailing whitespace trimmed); relative to the working directory. */
+        /** A file holding the password (trailing whitespace trimmed); relative to the config file's directory. */
         passwordFile: z.string().min(1).optional(),
       })
       .refine((a) => (a.password === undefined) !== (a.passwordFile === undefined), {

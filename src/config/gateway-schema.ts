@@ -23,7 +23,7 @@ export const gatewayListenerSpec = z.strictObject({
   address: z.string().min(1).default('0.0.0.0'),
   /** Default 8080; 0 = any free port. */
   port: portOrZero.default(8080),
-  /** TLS termination with a server certificate; both files are watched and reloaded on change. */
+  /** TLS termination with a server certificate; both files are watched and reloaded on change; relative to the config file's directory. */
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   /** Time a client has for the TLS handshake and the whole header block; then 408. Default 5 s. */
   headersTimeout: duration.default(5000),
@@ -61,7 +61,7 @@ const identityFields = {
 const jwtAuth = z
   .strictObject({
     type: z.literal('jwt'),
-    /** A file holding the HS256/384/512 shared secret (trailing newline ignored). */
+    /** A file holding the HS256/384/512 shared secret (trailing newline ignored); relative to the config file's directory. */
     secretFile: z.string().min(1).optional(),
     /** An environment variable holding the shared secret (the common `JWT_SECRET_KEY`). */
     secretEnv: z.string().min(1).optional(),
@@ -128,7 +128,7 @@ const validateAuth = z.strictObject({
 
 const apiKeyAuth = z.strictObject({
   type: z.literal('apiKey'),
-  /** YAML/JSON file of `{ name, sha256, tenant?, rateLimit? }` entries (a list, or under `keys:`); watched. */
+  /** YAML/JSON file of `{ name, sha256, tenant?, rateLimit? }` entries (a list, or under `keys:`); watched; relative to the config file's directory. */
   file: z.string().min(1),
   /** Header the key comes in; `Authorization: Bearer KEY` is read too. Default `x-api-key`. */
   header: headerName.default('x-api-key'),

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { resolveRouteOverride, resolveUpstreamSettings } from '../upstream/upstream-settings.ts';
 import { ADMIN_GRPC_DEFAULT_PORT, configSchema, endpointMap, type MeshletConfig } from './schema.ts';
+import { resolveConfigPaths } from './config-paths.ts';
 import { checkSecretEnvs, checkSecretFiles } from './secret-env.ts';
 import { checkTls } from './tls-schema.ts';
 
@@ -167,23 +168,24 @@ function readText(file: string, what: string): string {
   }
 }
 
-/** Validates an already parsed config object. Relative paths are resolved against `baseDir`. */
+/**
+ * Validates an already parsed config object. Every relative file path it names is resolved against
+ * `baseDir` ({@link resolveConfigPaths}): the config file's directory when a file is loaded.
+ */
 export function validateConfig(raw: unknown, file?: string, baseDir = process.cwd()): MeshletConfig {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw configErrorFrom(parsed.error, file);
   const config = parsed.data;
-  if (config.registry.type === 'static' && config.registry.file !== undefined) {
-    config.registry.file = resolve(baseDir, config.registry.file);
-  }
-  if (config.registry.type === 'consul') checkConsul(config, file, baseDir);
-  checkTls(config, file, baseDir);
+  if (config.registry.type === 'consul') checkConsul(config, file);
+  checkTls(config, file);
   checkPorts(config, file);
   checkPolicies(config, file);
+  resolveConfigPaths(config, baseDir);
   return config;
 }
 
-/** Consul settings that zod cannot check alone; resolves the token and TLS files against `baseDir`. */
-function checkConsul(config: MeshletConfig, file: string | undefined, baseDir: string): void {
+/** Consul settings that zod cannot check alone. */
+function checkConsul(config: MeshletConfig, file: string | undefined): void {
   if (config.registry.type !== 'consul') return;
   const { consul, check } = config.registry;
   if (consul.token !== undefined && consul.tokenFile !== undefined) {
@@ -197,13 +199,6 @@ function checkConsul(config: MeshletConfig, file: string | undefined, baseDir: s
   }
   if (config.registry.register === true && config.service === undefined) {
     throw new ConfigError('service', 'required when registry.register is true', file);
-  }
-  if (consul.tokenFile !== undefined) consul.tokenFile = resolve(baseDir, consul.tokenFile);
-  if (consul.tls !== undefined) {
-    for (const k of ['ca', 'cert', 'key'] as const) {
-      const path = consul.tls[k];
-      if (path !== undefined) consul.tls[k] = resolve(baseDir, path);
-    }
   }
 }
 

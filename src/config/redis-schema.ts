@@ -17,7 +17,7 @@ const redisServer = z
     username: z.string().min(1).optional(),
     /** Password; wins over the url's. Never logged. */
     password: z.string().min(1).optional(),
-    /** A file holding the password (trailing whitespace trimmed); relative to the working directory. */
+    /** A file holding the password (trailing whitespace trimmed); relative to the config file's directory. */
     passwordFile: z.string().min(1).optional(),
     /** Key prefix: an instance is the key `<prefix><service>:<id>`. Default `meshlet:services:`. */
     prefix: keyPrefix.default('meshlet:services:'),

@@ -57,7 +57,7 @@ export const registrationKeys = {
   check: instanceCheck,
 };
 
-/** TLS to a registry server: CA bundle, client certificate and key (PEM files; relative paths are taken from the working directory). */
+/** TLS to a registry server: CA bundle, client certificate and key (PEM files; relative to the config file's directory). */
 export const clientTls = z.strictObject({
   ca: z.string().min(1).optional(),
   cert: z.string().min(1).optional(),

@@ -238,7 +238,7 @@ const staticRegistry = z.strictObject({
   /** `static` is the default: a `registry` block without `type` is a static one. */
   type: z.literal('static').default('static'),
   endpoints: endpointMap.default({}),
-  /** A YAML file holding the same map as `endpoints`, watched for changes. */
+  /** A YAML file holding the same map as `endpoints`, watched for changes; relative to the config file's directory. */
   file: z.string().min(1).optional(),
 });
 

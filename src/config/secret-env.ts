@@ -62,8 +62,8 @@ export interface UnusableSecretFile {
 /**
  * Every `secretFile` key of `config` (today `gateway.auth.NAME.secretFile` of a `jwt` authenticator)
  * whose file is missing, unreadable, or empty once a trailing newline is dropped, in file order. The
- * file is read as the daemon reads it (a relative path from the working directory); its contents
- * are not kept.
+ * file is read as the daemon reads it (a relative path is resolved against the config file's
+ * directory when the config is loaded); its contents are not kept.
  */
 export function unusableSecretFiles(config: Pick<MeshletConfig, 'gateway'>): UnusableSecretFile[] {
   const found: UnusableSecretFile[] = [];
@@ -77,18 +77,26 @@ export function unusableSecretFiles(config: Pick<MeshletConfig, 'gateway'>): Unu
   return found;
 }
 
-function secretFileProblem(path: string): string | undefined {
-  let text: string;
+/**
+ * Reads `path` as UTF-8: its text, or why it cannot be read (`no such file`, `permission denied`,
+ * `is a directory`, `cannot be read (CODE)`), in words for a config error.
+ */
+export function readConfiguredFile(path: string): { text: string } | { problem: string } {
   try {
-    text = readFileSync(path, 'utf8');
+    return { text: readFileSync(path, 'utf8') };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return 'no such file';
-    if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-    if (code === 'EISDIR') return 'is a directory';
-    return `cannot be read (${code ?? 'error'})`;
+    if (code === 'ENOENT') return { problem: 'no such file' };
+    if (code === 'EACCES' || code === 'EPERM') return { problem: 'permission denied' };
+    if (code === 'EISDIR') return { problem: 'is a directory' };
+    return { problem: `cannot be read (${code ?? 'error'})` };
   }
-  return text.replace(/\r?\n$/, '') === '' ? 'is empty' : undefined;
+}
+
+function secretFileProblem(path: string): string | undefined {
+  const read = readConfiguredFile(path);
+  if ('problem' in read) return read.problem;
+  return read.text.replace(/\r?\n$/, '') === '' ? 'is empty' : undefined;
 }
 
 /**

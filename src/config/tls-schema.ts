@@ -1,5 +1,4 @@
 // The mTLS part of the config schema: `listeners.inbound` and `tls`, with the cross-key checks zod cannot do alone.
-import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors/config-error.ts';
 import { isValidTrustDomain } from '../tls/identity.ts';
@@ -69,8 +68,8 @@ interface TlsCheckInput {
   listeners: { inbound?: InboundListenerConfig | undefined };
 }
 
-/** Cross-key checks of `tls` and `listeners.inbound`; resolves the files against `baseDir`. */
-export function checkTls(config: TlsCheckInput, file: string | undefined, baseDir: string): void {
+/** Cross-key checks of `tls` and `listeners.inbound` (the files are resolved by `resolveConfigPaths`). */
+export function checkTls(config: TlsCheckInput, file: string | undefined): void {
   const { tls } = config;
   if (tls === undefined) {
     if (config.listeners.inbound !== undefined) {
@@ -83,9 +82,7 @@ export function checkTls(config: TlsCheckInput, file: string | undefined, baseDi
   }
   if (tls.source === 'files') {
     for (const k of ['cert', 'key', 'ca'] as const) {
-      const path = tls[k];
-      if (path === undefined) throw new ConfigError(`tls.${k}`, 'required with tls.source files', file);
-      tls[k] = resolve(baseDir, path);
+      if (tls[k] === undefined) throw new ConfigError(`tls.${k}`, 'required with tls.source files', file);
     }
     return;
   }

@@ -30,8 +30,9 @@ export interface CertificateInfo {
  * A TLS file that cannot be used: one line naming the config key and the file
  * (`tls.cert: ./certs/web.pem: not a PEM certificate`). A {@link ConfigError}: `meshlet certs`
  * exits 2 on it, and a reload keeps the old certificate. `meshlet run` reads the files when the
- * daemon starts (`config check` does not), so there it is `meshlet: cannot start: tls.cert: …`,
- * exit 1, like other material meshlet cannot use at start (etcd credentials).
+ * daemon starts, so there it is `meshlet: cannot start: tls.cert: …`, exit 1, like other material
+ * meshlet cannot use at start (etcd credentials); `meshlet config check` reads them with the same
+ * code and exits 2 (`checkConfigFiles`).
  */
 export class TlsFileError extends ConfigError {
   constructor(keyPath: string, message: string) {

@@ -14,8 +14,8 @@ describe('README gateway example', () => {
   const blocks = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
 
   it('the complete example validates, with every gateway key it shows', () => {
-    const config = validateConfig(parse(blocks[0]!));
-    expect(config.listeners.gateway?.tls?.cert).toBe('./gw.pem');
+    const config = validateConfig(parse(blocks[0]!), 'meshlet.yaml', '/etc/meshlet');
+    expect(config.listeners.gateway?.tls?.cert).toBe('/etc/meshlet/gw.pem'); // relative to the config file
     expect(Object.keys(config.gateway!.auth)).toEqual(['users-jwt', 'partners-jwt', 'identity', 'keys']);
     expect(config.gateway!.routes).toHaveLength(3);
     expect(config.gateway!.tenants.acme?.upstreamTags).toEqual(['acme']);

@@ -1,0 +1,136 @@
+// `meshlet config check`'s reading of the files a config names (TLS, endpoints, API keys, registry credentials), with the code `run` reads them with at start.
+import { ConfigError } from '../errors/config-error.ts';
+import { loadEndpointsFile } from './load-config.ts';
+import type { MeshletConfig } from './schema.ts';
+import { readConfiguredFile } from './secret-env.ts';
+
+/** One file the config names that `run` could not use at start. */
+export interface ConfigFileProblem {
+  /** Key path of the key naming the file, e.g. `tls.cert`, `gateway.auth.keys.file`. */
+  readonly keyPath: string;
+  /** One line, starting with the key path, naming the file: `tls.cert: /etc/meshlet/web.pem: no such file`. */
+  readonly line: string;
+}
+
+/** The line of an error thrown by `run`'s own loaders, prefixed with `keyPath` unless it starts with it. */
+function lineOf(keyPath: string, err: unknown): string {
+  const message = (err as Error).message;
+  return message.startsWith(keyPath) ? message : `${keyPath}: ${message}`;
+}
+
+/**
+ * Every file `config` names that `meshlet run` refuses at start, in file order, read as `run` reads
+ * it (paths already resolved by `validateConfig`):
+ * - `tls.cert|key|ca` (`source: files`): `loadTlsFiles`, as the files source loads them
+ *   (readable, PEM, key matches certificate, chains to the CA bundle), and the certificate not
+ *   expired at `nowMs`;
+ * - `listeners.gateway.tls.cert|key`: readable, PEM, the key the certificate's, not expired;
+ * - `registry.file`: `loadEndpointsFile`, as the static registry loads it;
+ * - `gateway.auth.NAME.file` (apiKey): readable and parsed by `parseApiKeys`;
+ * - `registry.consul.tokenFile`, `registry.{consul,etcd,redis}.tls.ca|cert|key`,
+ *   `registry.etcd.auth.passwordFile`, `registry.redis.passwordFile`: readable (run reads them
+ *   whole and refuses to start when it cannot).
+ * `gateway.auth.NAME.secretFile` is checked with the secrets (`checkSecretFiles`).
+ */
+export async function configFileProblems(
+  config: MeshletConfig,
+  nowMs = Date.now(),
+): Promise<ConfigFileProblem[]> {
+  const problems: ConfigFileProblem[] = [];
+  const add = (keyPath: string, line: string) => problems.push({ keyPath, line });
+  const readable = (keyPath: string, path: string | undefined): string | undefined => {
+    if (path === undefined) return undefined;
+    const read = readConfiguredFile(path);
+    if ('text' in read) return read.text;
+    add(keyPath, `${keyPath}: ${path}: ${read.problem}`);
+    return undefined;
+  };
+  const clientTls = (prefix: string, tls: { ca?: string; cert?: string; key?: string } | undefined) => {
+    for (const k of ['ca', 'cert', 'key'] as const) readable(`${prefix}.${k}`, tls?.[k]);
+  };
+  const expired = (keyPath: string, path: string, notAfter: Date) => {
+    if (notAfter.getTime() <= nowMs)
+      add(keyPath, `${keyPath}: ${path}: expired at ${notAfter.toISOString()}`);
+  };
+
+  const gatewayTls = config.listeners.gateway?.tls;
+  if (gatewayTls !== undefined) {
+    const certPem = readable('listeners.gateway.tls.cert', gatewayTls.cert);
+    const keyPem = readable('listeners.gateway.tls.key', gatewayTls.key);
+    if (certPem !== undefined && keyPem !== undefined) {
+      const { checkKeyMatchesCertificate, parseCertificatePem } = await import('../tls/certificate-info.ts');
+      const labels = { cert: 'listeners.gateway.tls.cert', key: 'listeners.gateway.tls.key' };
+      try {
+        checkKeyMatchesCertificate(certPem, keyPem, {
+          ...labels,
+          certFile: gatewayTls.cert,
+          keyFile: gatewayTls.key,
+        });
+        const cert = parseCertificatePem(certPem, `${labels.cert}: ${gatewayTls.cert}`);
+        expired(labels.cert, gatewayTls.cert, cert.notAfter);
+      } catch (err) {
+        add(err instanceof ConfigError ? err.keyPath : labels.cert, (err as Error).message);
+      }
+    }
+  }
+
+  const registry = config.registry;
+  if (registry.type === 'static' && registry.file !== undefined) {
+    try {
+      loadEndpointsFile(registry.file);
+    } catch (err) {
+      add('registry.file', lineOf('registry.file', err));
+    }
+  }
+  if (registry.type === 'consul') {
+    readable('registry.consul.tokenFile', registry.consul.tokenFile);
+    clientTls('registry.consul.tls', registry.consul.tls);
+  }
+  if (registry.type === 'etcd') {
+    readable('registry.etcd.auth.passwordFile', registry.etcd.auth?.passwordFile);
+    clientTls('registry.etcd.tls', registry.etcd.tls);
+  }
+  if (registry.type === 'redis') {
+    readable('registry.redis.passwordFile', registry.redis.passwordFile);
+    clientTls('registry.redis.tls', registry.redis.tls);
+  }
+
+  const tls = config.tls;
+  if (tls?.source === 'files') {
+    const { loadTlsFiles } = await import('../tls/certificate-info.ts');
+    const paths = { cert: tls.cert!, key: tls.key!, ca: tls.ca! };
+    try {
+      const loaded = await loadTlsFiles(paths);
+      expired('tls.cert', paths.cert, loaded.cert.notAfter);
+    } catch (err) {
+      add(err instanceof ConfigError ? err.keyPath : 'tls', (err as Error).message);
+    }
+  }
+
+  for (const [name, auth] of Object.entries(config.gateway?.auth ?? {})) {
+    if (auth.type !== 'apiKey') continue;
+    const keyPath = `gateway.auth.${name}.file`;
+    const text = readable(keyPath, auth.file);
+    if (text === undefined) continue;
+    const { parseApiKeys } = await import('../gateway/api-key-authenticator.ts');
+    try {
+      parseApiKeys(text, auth.file);
+    } catch (err) {
+      add(keyPath, lineOf(keyPath, err));
+    }
+  }
+  return problems;
+}
+
+/**
+ * Throws one {@link ConfigError} naming every problem {@link configFileProblems} finds, e.g.
+ * `meshlet.yaml: tls.cert: /etc/meshlet/certs/web.pem: no such file` (several are joined with `; `
+ * on the same line, each starting with its key path): `meshlet config check` exits 2 with it.
+ */
+export async function checkConfigFiles(config: MeshletConfig, file?: string, nowMs?: number): Promise<void> {
+  const problems = await configFileProblems(config, nowMs);
+  if (problems.length === 0) return;
+  const err = new ConfigError(problems[0]!.keyPath, '', file);
+  err.message = `${file ?? 'config'}: ${problems.map((p) => p.line).join('; ')}`;
+  throw err;
+}
