@@ -136,7 +136,11 @@ export function buildGatewayState(
     ...spec.identityHeaders,
   ]);
   for (const { auth } of authenticators.values()) for (const h of auth.identityHeaders) drop.add(h);
+  // No trusted proxy in front: the client is on the internet, and its x-request-id is replaced by a
+  // fresh one (Envoy's edge default, preserve_external_request_id: false), so an outside caller
+  // cannot choose the id every hop logs. Behind a trusted proxy, the proxy's id is kept.
   if (spec.trustedProxies === 0) {
+    drop.add('x-request-id');
     drop.add('x-forwarded-for');
     drop.add('x-forwarded-proto');
     drop.add('x-forwarded-host');
