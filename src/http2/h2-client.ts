@@ -2,12 +2,15 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { type Duplex, Readable } from 'node:stream';
 import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
+import buildConnectorOf from 'undici/lib/core/connect.js';
 import ClientClass from 'undici/lib/dispatcher/client.js';
 import {
   H2_CONNECTION_WINDOW_BYTES,
   H2_MAX_CONCURRENT_STREAMS,
   H2_STREAM_WINDOW_BYTES,
 } from './h2-settings.ts';
+import { limitH2Session } from './h2-session-limits.ts';
+import { ResponseHeadLimit } from './response-head-limit.ts';
 import { emitTrailersAfterData } from './trailers-after-data.ts';
 
 emitTrailersAfterData();
@@ -126,10 +129,12 @@ class EndWatcher implements Dispatcher.DispatchHandler {
 
 /**
  * undici's `Client` with streamed request bodies sent as {@link chunksOf} iterables: an aborted
- * attempt (its caller gone, a timeout) then resets the endpoint's stream (RST_STREAM CANCEL).
+ * attempt (its caller gone, a timeout) then resets the endpoint's stream (RST_STREAM CANCEL); and
+ * every response head and trailers block held to the response-head byte limit ({@link ResponseHeadLimit}).
  */
 class H2Client extends ClientClass {
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  override dispatch(options: Dispatcher.DispatchOptions, outer: Dispatcher.DispatchHandler): boolean {
+    const handler = new ResponseHeadLimit(outer);
     const body = options.body;
     if (!(body instanceof Readable)) return super.dispatch(options, handler);
     const end: AttemptEnd = { over: false, wake: null };
@@ -144,16 +149,40 @@ class H2Client extends ClientClass {
 }
 
 /**
+ * `connector` with every HTTP/2 socket it makes marked for meshlet's header-list limits before
+ * undici opens its session ({@link limitH2Session}).
+ */
+function limitingSessions(connector: buildConnector.connector): buildConnector.connector {
+  return (options, callback) =>
+    connector(options, (...args) => {
+      // undici's connector calls back with the error alone when it fails.
+      const socket = args[1] as (Duplex & { alpnProtocol?: unknown }) | null | undefined;
+      if (socket?.alpnProtocol === 'h2') limitH2Session(socket);
+      callback(...args);
+    });
+}
+
+/**
  * One HTTP/2 connection to an endpoint, multiplexing every request to it (per-request balancing
  * happens above, across endpoints). undici re-dials after GOAWAY and replays, once, the streams the
  * peer had not processed (its GOAWAY last-stream-id); what still fails reaches the request path as
- * a refused stream or a reset. Windows are widened from HTTP/2's 64 KiB default. undici's `Client`
- * comes from its own module (undici's Pool loads it anyway).
+ * a refused stream or a reset. Windows are widened from HTTP/2's 64 KiB default; response heads and
+ * trailers are held to the byte limit of meshlet's HTTP/1.1 side, however many fields they have.
+ * undici's `Client` and connector come from their own modules (undici's Pool loads them anyway).
  */
 export function h2Client(origin: string, options: H2ClientOptions): UndiciClient {
   return new H2Client(origin, {
     allowH2: true,
-    connect: options.connect ?? { timeout: options.connectTimeoutMs },
+    // The connector undici would build from `{ timeout }`, h2c (prior knowledge) when no TLS one is given.
+    connect: limitingSessions(
+      options.connect ??
+        buildConnectorOf({
+          allowH2: true,
+          // undici's types leave out `useH2c`, which its connector reads (connect.js).
+          ...{ useH2c: true },
+          timeout: options.connectTimeoutMs,
+        }),
+    ),
     keepAliveTimeout: 60_000,
     h2Options: {
       useH2c: options.connect === undefined,

@@ -1,0 +1,82 @@
+// Fails an HTTP/2 attempt whose response head or trailers reach the response-head byte limit, as undici's HTTP/1.1 parser fails one.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import errors from 'undici/lib/core/errors.js';
+import { RESPONSE_HEAD_BYTES } from './h2-settings.ts';
+
+/**
+ * The bytes of a header block as undici's HTTP/1.1 parser counts them: each field's name and
+ * value (an array value: each of its fields). node:http2 hands headers over as latin1 strings, one
+ * character per byte; it joins repeated fields other than `set-cookie` with `, ` (2 bytes instead
+ * of the name again).
+ */
+export function headerBytes(headers: IncomingHttpHeaders | null | undefined): number {
+  if (headers === null || headers === undefined) return 0;
+  let n = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    if (typeof value === 'string') n += name.length + value.length;
+    else if (Array.isArray(value)) for (const v of value) n += name.length + v.length;
+  }
+  return n;
+}
+
+/**
+ * The handler undici's HTTP/2 client hears from: passes every callback on to `handler`, except a
+ * response head or trailers of {@link RESPONSE_HEAD_BYTES} or more (undici's `HeadersOverflowError`,
+ * `UND_ERR_HEADERS_OVERFLOW`, the error its HTTP/1.1 parser raises for the same head): a head aborts
+ * the attempt (its stream is reset with CANCEL), trailers end it as that error instead of its end.
+ * The request path then answers and counts it as over HTTP/1.1 (502 `upstream_unreachable`,
+ * "response headers too large", a reset against the endpoint). A small class rather than a Proxy:
+ * nothing is allocated per callback.
+ */
+export class ResponseHeadLimit implements Dispatcher.DispatchHandler {
+  readonly #handler: Dispatcher.DispatchHandler;
+
+  constructor(handler: Dispatcher.DispatchHandler) {
+    this.#handler = handler;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.#handler.onRequestStart?.(controller, context);
+  }
+
+  onRequestUpgrade(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    socket: Duplex,
+  ): void {
+    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
+    if (headerBytes(headers) >= RESPONSE_HEAD_BYTES) {
+      controller.abort(new errors.HeadersOverflowError());
+      return;
+    }
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#handler.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (headerBytes(trailers) >= RESPONSE_HEAD_BYTES) {
+      this.#handler.onResponseError?.(controller, new errors.HeadersOverflowError());
+      return;
+    }
+    this.#handler.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.#handler.onResponseError?.(controller, error);
+  }
+}
