@@ -5,7 +5,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import type { DownstreamRequest } from '../proxy/downstream.ts';
 import { handshakeFailureReason, type HandshakeFailureReason } from '../telemetry/tls-metrics.ts';
-import { identityFromPeerCertificate, type WorkloadIdentity } from '../tls/identity.ts';
+import { readPeerIdentity, type WorkloadIdentity } from '../tls/identity.ts';
 import type { MeshTls } from '../tls/mesh-tls.ts';
 import {
   answerClientErrors,
@@ -22,6 +22,8 @@ export interface InboundPeer {
   readonly identity: WorkloadIdentity;
   /** The client certificate's serial number, uppercase hex. */
   readonly serial: string;
+  /** The peer's IP address as the socket saw it at the handshake; undefined when it was already gone. */
+  readonly address: string | undefined;
 }
 
 /** Limits of the inbound listener (`listeners.inbound`). */
@@ -50,27 +52,44 @@ export function inboundPeerOf(req: DownstreamRequest): InboundPeer | undefined {
     : peers.get(req.socket);
 }
 
+/** Why a handshake-complete connection is refused: the metric label and, when known, a detail for the log. */
+interface PeerRefusal {
+  readonly reason: HandshakeFailureReason;
+  readonly detail: string | undefined;
+}
+
 /**
  * Why a handshake-complete connection must be refused, or the peer. Node's `rejectUnauthorized`
  * would drop the reason, so the server accepts every handshake and decides here: no certificate,
- * a chain that does not verify (another CA, expired, not yet valid), or no SPIFFE identity
- * (or one outside the trust domain).
+ * a chain that does not verify (another CA, expired, not yet valid), or no SPIFFE identity (none,
+ * two URI SANs, another scheme, a CA certificate as a leaf: `detail` says which) or one outside
+ * the trust domain.
  */
-function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundPeer | HandshakeFailureReason {
+function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundPeer | PeerRefusal {
   const cert = socket.getPeerCertificate();
-  if (cert === null || cert === undefined || Object.keys(cert).length === 0) return 'no_client_certificate';
-  if (!socket.authorized) return handshakeFailureReason(String(socket.authorizationError ?? ''));
-  const any = identityFromPeerCertificate(cert);
-  if (any === undefined) return 'no_identity';
-  if (trustDomain !== undefined && any.trustDomain !== trustDomain) return 'foreign_trust_domain';
-  return { identity: any, serial: cert.serialNumber };
+  if (cert === null || cert === undefined || Object.keys(cert).length === 0)
+    return { reason: 'no_client_certificate', detail: undefined };
+  if (!socket.authorized) {
+    const code = String(socket.authorizationError ?? '');
+    return { reason: handshakeFailureReason(code), detail: code };
+  }
+  const read = readPeerIdentity(cert);
+  if (!('identity' in read)) return { reason: 'no_identity', detail: read.problem };
+  const any = read.identity;
+  if (trustDomain !== undefined && any.trustDomain !== trustDomain)
+    return {
+      reason: 'foreign_trust_domain',
+      detail: `trust domain ${JSON.stringify(any.trustDomain)} is not ${JSON.stringify(trustDomain)}`,
+    };
+  return { identity: any, serial: cert.serialNumber, address: socket.remoteAddress };
 }
 
 /**
  * Binds the inbound listener. Each connection must complete a TLS handshake (TLS 1.3 unless
  * `tls.minVersion` allows 1.2) with a client certificate that chains to the trust bundle and names a
  * SPIFFE identity; otherwise it is counted by reason (`meshlet_tls_handshakes_total`), logged once
- * per peer address and reason (`inbound tls handshake refused`, {@link MeshTls.refusals}) and closed
+ * per peer address and reason (`inbound tls handshake refused`, {@link MeshTls.refusals}, with a
+ * `detail`: the verification code, or why the certificate names no usable identity) and closed
  * before any HTTP byte is read. ALPN picks the protocol: `h2` goes to an HTTP/2 session,
  * `http/1.1` (or no ALPN) to the HTTP/1.1 parser. New connections use the newest certificate after
  * a rotation. `handler` sees only verified requests; {@link inboundPeerOf} tells it who called.
@@ -126,9 +145,9 @@ export async function listenInbound(
   server.once('close', unsubscribe);
   server.on('secureConnection', (socket: TLSSocket) => {
     const peer = checkPeer(socket, tls.trustDomain);
-    if (typeof peer === 'string') {
-      metrics.failed('inbound', peer);
-      tls.refusals.note(socket.remoteAddress, peer, socket.authorizationError?.toString());
+    if (!('identity' in peer)) {
+      metrics.failed('inbound', peer.reason);
+      tls.refusals.note(socket.remoteAddress, peer.reason, peer.detail);
       socket.destroy();
       return;
     }

@@ -8,8 +8,9 @@ import { inboundPeerOf, type InboundPeer } from '../listener/inbound-listener.ts
 import type { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamMetrics } from '../telemetry/metrics.ts';
-import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import type { AuthzRefusalReason, TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { isAllowed } from '../tls/identity.ts';
+import { RefusalLog } from '../tls/refusal-log.ts';
 import type { AuthorizeResult } from '../tls/tls-source.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
 import { type ForwardedRequestHeaders, forwardRequestHeaders } from './headers.ts';
@@ -64,8 +65,9 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
     const grpc = isGrpcRequest(req.headers['content-type']);
     const startedAt = performance.now();
     const caller = peer.identity.service;
-    const refuse = (err: MeshletError, reason: string): void => {
-      ctx.tlsMetrics.denied.labels(caller, reason).inc();
+    /** Answers meshlet's refusal; `count` is the `meshlet_inbound_denied_total` reason (authorizePeer counts `forbidden`). */
+    const refuse = (err: MeshletError, count?: 'bad_request' | 'overloaded' | 'rate_limited'): void => {
+      if (count !== undefined) ctx.tlsMetrics.deny(caller, count);
       ctx.metrics.localReply(err.code);
       ctx.metrics.finished(err.status, (performance.now() - startedAt) / 1000);
       ctx.access.inbound(
@@ -86,7 +88,6 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
       if (!decision.allowed) {
         refuse(
           new MeshletError('forbidden', `caller ${peer.identity.uri} is not allowed: ${decision.reason}`),
-          'forbidden',
         );
         return;
       }
@@ -123,33 +124,74 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
       active++;
       ctx.tlsMetrics.inboundActive.inc();
     };
-    authorizePeer(ctx, peer, proceed);
+    authorizePeer(ctx, peer, req.httpVersionMajor === 2 ? 'http2' : 'http1', proceed);
   };
 }
+
+/** What a caller's refusals are logged as (`inbound caller refused`), per inbound context. */
+const callerRefusals = new WeakMap<InboundContext, RefusalLog>();
 
 /**
  * Decides whether `peer` may call this instance — the allow-list, or Consul intentions when the
  * certificate source provides them (an unavailable answer refuses) — and tells `proceed`
- * (synchronously for the allow-list).
+ * (synchronously for the allow-list). A refusal is counted
+ * (`meshlet_inbound_denied_total{reason="forbidden",authz}`) and logged at warn as `inbound caller
+ * refused` with the caller's SPIFFE ID, peer address and serial, `reason` (the `authz` label), the
+ * `rule` that decided and `via` (`http1`, `http2`, or the tunnel kind): once per caller and reason
+ * every 10 minutes, the next line saying how many were `suppressed`. The caller must then answer
+ * `403 forbidden`; nothing reaches the local app.
  */
 export function authorizePeer(
   ctx: InboundContext,
   peer: InboundPeer,
+  via: string,
   proceed: (decision: AuthorizeResult) => void,
 ): void {
+  const decide = (decision: AuthorizeResult, why: AuthzRefusalReason): void => {
+    if (!decision.allowed) refusedCaller(ctx, peer, via, why, decision.reason);
+    proceed(decision);
+  };
   if (ctx.authorize === undefined) {
-    proceed(
+    decide(
       isAllowed(peer.identity, ctx.allow)
         ? { allowed: true, reason: 'allow-list' }
         : { allowed: false, reason: 'not in listeners.inbound.allow' },
+      'not_allowed',
     );
     return;
   }
-  ctx
-    .authorize(peer)
-    .then(proceed, (err: Error) =>
-      proceed({ allowed: false, reason: `authorization unavailable (${err.message})` }),
-    );
+  ctx.authorize(peer).then(
+    (decision) => decide(decision, 'intention_denied'),
+    (err: Error) =>
+      decide(
+        { allowed: false, reason: `authorization unavailable (${err.message})` },
+        'authorization_unavailable',
+      ),
+  );
+}
+
+/** Counts and (once per caller and reason per window) logs a caller authorization refused. */
+function refusedCaller(
+  ctx: InboundContext,
+  peer: InboundPeer,
+  via: string,
+  why: AuthzRefusalReason,
+  rule: string,
+): void {
+  ctx.tlsMetrics.deny(peer.identity.service, 'forbidden', why);
+  let log = callerRefusals.get(ctx);
+  if (log === undefined) {
+    log = new RefusalLog(ctx.logger, { msg: 'inbound caller refused' });
+    callerRefusals.set(ctx, log);
+  }
+  log.record(`${peer.identity.uri} ${why}`, {
+    caller: peer.identity.uri,
+    peer: peer.address ?? 'unknown',
+    peerSerial: peer.serial,
+    reason: why,
+    rule,
+    via,
+  });
 }
 
 /** Sends an authorized request to the local app with the caller's identity attached. */

@@ -52,12 +52,24 @@ export function handshakeFailureReason(code: string | undefined | null): Handsha
   return 'other';
 }
 
+/**
+ * Why authorization refused a verified caller (`403 forbidden`), as a bounded label: `not_allowed`
+ * (not in `listeners.inbound.allow`), `intention_denied` (Consul intentions, or the ACL default
+ * policy, said no), `authorization_unavailable` (Consul could not answer and no recent decision was
+ * at hand: fail closed).
+ */
+export type AuthzRefusalReason = 'not_allowed' | 'intention_denied' | 'authorization_unavailable';
+
 /** The mTLS metrics, registered on the daemon's registry. */
 export class TlsMetrics {
   /** `meshlet_tls_handshakes_total{direction, result, reason}`; reason is "" when ok. */
   readonly handshakes: Counter<'direction' | 'result' | 'reason'>;
-  /** `meshlet_inbound_denied_total{caller, reason}`: requests refused by authorization or limits, by caller service. */
-  readonly denied: Counter<'caller' | 'reason'>;
+  /**
+   * `meshlet_inbound_denied_total{caller, reason, authz}`: requests and tunnels refused by
+   * authorization or limits, by caller service; `authz` is an {@link AuthzRefusalReason} when
+   * `reason` is `forbidden`, else "". Count through {@link deny}.
+   */
+  readonly denied: Counter<'caller' | 'reason' | 'authz'>;
   /** `meshlet_tls_certificate_expiry_timestamp_seconds{source}`: notAfter of this instance's certificate. */
   readonly certificateExpiry: Gauge<'source'>;
   /** `meshlet_tls_certificate_reloads_total{source, result}`: certificate (re)loads, ok or failed. */
@@ -75,8 +87,8 @@ export class TlsMetrics {
     });
     this.denied = new Counter({
       name: 'meshlet_inbound_denied_total',
-      help: 'Inbound requests refused, by caller service and reason (forbidden, rate_limited, overloaded).',
-      labelNames: ['caller', 'reason'],
+      help: 'Inbound requests and tunnels refused, by caller service, reason (forbidden, bad_request, overloaded, rate_limited) and, for forbidden, why authorization refused (not_allowed, intention_denied, authorization_unavailable).',
+      labelNames: ['caller', 'reason', 'authz'],
       registers,
     });
     this.certificateExpiry = new Gauge({
@@ -101,6 +113,15 @@ export class TlsMetrics {
   /** Counts a successful handshake. */
   ok(direction: 'inbound' | 'outbound'): void {
     this.handshakes.labels(direction, 'ok', '').inc();
+  }
+
+  /** Counts an inbound refusal of `caller` (a service name); `authz` only with `forbidden`. */
+  deny(
+    caller: string,
+    reason: 'forbidden' | 'bad_request' | 'overloaded' | 'rate_limited',
+    authz: AuthzRefusalReason | '' = '',
+  ): void {
+    this.denied.labels(caller, reason, authz).inc();
   }
 
   /** Counts a failed handshake. */

@@ -178,17 +178,48 @@ export function identityFromPeerCertificate(
   cert: PeerCertificate | X509Certificate | Uint8Array | undefined,
   options: PeerIdentityOptions = {},
 ): WorkloadIdentity | undefined {
-  if (isCaCertificate(cert)) return undefined;
+  const read = readPeerIdentity(cert, options);
+  return 'identity' in read ? read.identity : undefined;
+}
+
+/** Longest URI quoted in a {@link readPeerIdentity} problem, characters. */
+const QUOTED_URI_MAX = 120;
+
+/**
+ * {@link identityFromPeerCertificate}, saying why when there is no identity: `problem` is a short
+ * sentence for the log (`no URI SAN`, `2 URI SANs (an X.509-SVID holds exactly one)`, `URI SAN
+ * "https://…" is not a spiffe:// ID`, `SPIFFE ID "spiffe://…" is not of an accepted form`, `a CA
+ * certificate presented as a leaf`, `trust domain "other.test" is not "mesh.test"`). It quotes at
+ * most the certificate's URI, cut to 120 characters; never keys or other certificate contents.
+ */
+export function readPeerIdentity(
+  cert: PeerCertificate | X509Certificate | Uint8Array | undefined,
+  options: PeerIdentityOptions = {},
+): { identity: WorkloadIdentity } | { problem: string } {
+  if (isCaCertificate(cert)) return { problem: 'a CA certificate presented as a leaf' };
   const text = subjectAltNameOf(cert);
-  if (text === undefined || text === '') return undefined;
+  if (text === undefined || text === '') return { problem: 'no URI SAN (no subject alternative names)' };
   const names = parseSubjectAltNames(text);
-  if (names === undefined) return undefined;
+  if (names === undefined) return { problem: 'subject alternative names do not parse' };
   const uris = names.filter((n) => n.type === 'URI');
-  if (uris.length !== 1) return undefined;
-  const identity = parseSpiffeId(uris[0]!.value);
-  if (identity === undefined) return undefined;
-  if (options.trustDomain !== undefined && identity.trustDomain !== options.trustDomain) return undefined;
-  return identity;
+  if (uris.length === 0) return { problem: 'no URI SAN' };
+  if (uris.length > 1) return { problem: `${uris.length} URI SANs (an X.509-SVID holds exactly one)` };
+  const uri = uris[0]!.value;
+  const identity = parseSpiffeId(uri);
+  if (identity === undefined) {
+    return uri.startsWith(SCHEME)
+      ? { problem: `SPIFFE ID ${quoteUri(uri)} is not of an accepted form` }
+      : { problem: `URI SAN ${quoteUri(uri)} is not a spiffe:// ID` };
+  }
+  if (options.trustDomain !== undefined && identity.trustDomain !== options.trustDomain)
+    return {
+      problem: `trust domain ${JSON.stringify(identity.trustDomain)} is not ${JSON.stringify(options.trustDomain)}`,
+    };
+  return { identity };
+}
+
+function quoteUri(uri: string): string {
+  return JSON.stringify(uri.length > QUOTED_URI_MAX ? `${uri.slice(0, QUOTED_URI_MAX)}…` : uri);
 }
 
 /** Whether `cert` says it is a CA (basicConstraints CA:TRUE); false when it cannot tell. */

@@ -41,9 +41,9 @@ describe('RefusalLog', () => {
     ]);
   });
 
-  it('remembers at most maxPeers pairs: the oldest is forgotten, so memory stays bounded under a scan', () => {
+  it('remembers at most maxKeys pairs: the oldest is forgotten, so memory stays bounded under a scan', () => {
     const { logger, logs } = captureLogger();
-    const log = new RefusalLog(logger, { maxPeers: 3, now: () => 0 });
+    const log = new RefusalLog(logger, { maxKeys: 3, now: () => 0 });
     for (let i = 0; i < 1000; i++) log.note(`10.0.${i >> 8}.${i & 255}`, 'not_tls');
     expect(logs.length).toBe(1000);
     // The first address was forgotten long ago: it is logged again, the last one is not.
@@ -51,5 +51,24 @@ describe('RefusalLog', () => {
     expect(log.note('10.0.3.231', 'not_tls')).toBe(false);
     expect(log.note(undefined, 'reset')).toBe(true);
     expect(logs.at(-1)?.peer).toBe('unknown');
+  });
+
+  it('record: any key and fields under its own msg, e.g. callers refused by authorization per SPIFFE ID and reason', () => {
+    const { logger, logs } = captureLogger();
+    let now = 0;
+    const log = new RefusalLog(logger, { msg: 'inbound caller refused', windowMs: 1000, now: () => now });
+    const web = { caller: 'spiffe://mesh.test/svc/web', peer: '10.0.0.7', reason: 'not_allowed' };
+    expect(log.record(`${web.caller} not_allowed`, web)).toBe(true);
+    for (let i = 0; i < 7; i++) expect(log.record(`${web.caller} not_allowed`, web)).toBe(false);
+    expect(log.record(`${web.caller} intention_denied`, { ...web, reason: 'intention_denied' })).toBe(true);
+    now = 999;
+    expect(log.record(`${web.caller} not_allowed`, web)).toBe(false);
+    now = 1000;
+    expect(log.record(`${web.caller} not_allowed`, web)).toBe(true);
+    expect(logs.map((l) => [l.level, l.msg, l.caller, l.reason, l.suppressed])).toEqual([
+      ['warn', 'inbound caller refused', web.caller, 'not_allowed', undefined],
+      ['warn', 'inbound caller refused', web.caller, 'intention_denied', undefined],
+      ['warn', 'inbound caller refused', web.caller, 'not_allowed', 8],
+    ]);
   });
 });

@@ -34,8 +34,9 @@ export interface InboundTunnelContext {
 /**
  * The inbound listener's `upgrade` (a WebSocket or another upgrade) or `connect` (a peer meshlet's CONNECT
  * tunnel) handler: the caller is authorized as a request would be (allow-list or intentions; a
- * refusal is `403 forbidden`), then the local app is dialled on 127.0.0.1 — the upgrade request
- * goes to it with the caller's identity headers, a CONNECT becomes a TCP tunnel to its port.
+ * refusal is `403 forbidden`, counted and logged by {@link authorizePeer} with the tunnel kind as
+ * `via`), then the local app is dialled on 127.0.0.1 — the upgrade request goes to it with the
+ * caller's identity headers, a CONNECT becomes a TCP tunnel to its port.
  */
 export function inboundTunnelHandler(
   ctx: InboundTunnelContext,
@@ -55,9 +56,8 @@ export function inboundTunnelHandler(
     const ictx = ctx.inbound;
     const count = (result: 'established' | 'refused' | 'failed'): void =>
       ctx.metrics.opened.inc({ direction: 'inbound', upstream: ictx.service, kind, result });
-    authorizePeer(ictx, peer, (decision) => {
+    authorizePeer(ictx, peer, kind, (decision) => {
       if (!decision.allowed) {
-        ictx.tlsMetrics.denied.labels(peer.identity.service, 'forbidden').inc();
         count('failed');
         refuseRaw(
           socket,
