@@ -11,6 +11,7 @@ import {
 } from './h2-settings.ts';
 import { limitH2Session } from './h2-session-limits.ts';
 import { ResponseHeadLimit } from './response-head-limit.ts';
+import { ForwardingHandler } from './forwarding-handler.ts';
 import { emitTrailersAfterData } from './trailers-after-data.ts';
 
 emitTrailersAfterData();
@@ -79,51 +80,24 @@ async function* chunksOf(body: Readable, end: AttemptEnd): AsyncGenerator<Buffer
 /**
  * The handler undici hears from for a streamed-body attempt: every callback goes to meshlet's own
  * handler (its `onRequestStart`… API), and `onEnd` runs first when the attempt ends either way, so
- * the body's reader stops. A small class rather than a Proxy: nothing is allocated per callback.
+ * the body's reader stops.
  */
-class EndWatcher implements Dispatcher.DispatchHandler {
-  readonly #handler: Dispatcher.DispatchHandler;
+class EndWatcher extends ForwardingHandler {
   readonly #onEnd: () => void;
 
   constructor(handler: Dispatcher.DispatchHandler, onEnd: () => void) {
-    this.#handler = handler;
+    super(handler);
     this.#onEnd = onEnd;
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
-    this.#handler.onRequestStart?.(controller, context);
-  }
-
-  onRequestUpgrade(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-    socket: Duplex,
-  ): void {
-    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
-  }
-
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-    statusMessage?: string,
-  ): void {
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+  override onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     this.#onEnd();
-    this.#handler.onResponseEnd?.(controller, trailers);
+    super.onResponseEnd(controller, trailers);
   }
 
-  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+  override onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
     this.#onEnd();
-    this.#handler.onResponseError?.(controller, error);
+    super.onResponseError(controller, error);
   }
 }
 

@@ -1,8 +1,8 @@
 // Fails an HTTP/2 attempt whose response head or trailers reach the response-head byte limit, as undici's HTTP/1.1 parser fails one.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import errors from 'undici/lib/core/errors.js';
+import { ForwardingHandler } from './forwarding-handler.ts';
 import { RESPONSE_HEAD_BYTES } from './h2-settings.ts';
 
 /**
@@ -28,30 +28,10 @@ export function headerBytes(headers: IncomingHttpHeaders | null | undefined): nu
  * `UND_ERR_HEADERS_OVERFLOW`, the error its HTTP/1.1 parser raises for the same head): a head aborts
  * the attempt (its stream is reset with CANCEL), trailers end it as that error instead of its end.
  * The request path then answers and counts it as over HTTP/1.1 (502 `upstream_unreachable`,
- * "response headers too large", a reset against the endpoint). A small class rather than a Proxy:
- * nothing is allocated per callback.
+ * "response headers too large", a reset against the endpoint).
  */
-export class ResponseHeadLimit implements Dispatcher.DispatchHandler {
-  readonly #handler: Dispatcher.DispatchHandler;
-
-  constructor(handler: Dispatcher.DispatchHandler) {
-    this.#handler = handler;
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
-    this.#handler.onRequestStart?.(controller, context);
-  }
-
-  onRequestUpgrade(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-    socket: Duplex,
-  ): void {
-    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
-  }
-
-  onResponseStart(
+export class ResponseHeadLimit extends ForwardingHandler {
+  override onResponseStart(
     controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
@@ -61,22 +41,14 @@ export class ResponseHeadLimit implements Dispatcher.DispatchHandler {
       controller.abort(new errors.HeadersOverflowError());
       return;
     }
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+  override onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     if (headerBytes(trailers) >= RESPONSE_HEAD_BYTES) {
-      this.#handler.onResponseError?.(controller, new errors.HeadersOverflowError());
+      this.handler.onResponseError?.(controller, new errors.HeadersOverflowError());
       return;
     }
-    this.#handler.onResponseEnd?.(controller, trailers);
-  }
-
-  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
-    this.#handler.onResponseError?.(controller, error);
+    super.onResponseEnd(controller, trailers);
   }
 }
