@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { createDevCa, type DevCa, issueLeaf, type IssueLeafOptions } from '../../src/tls/dev-ca.ts';
-import { CLI } from '../helpers/meshlet.ts';
+import { CLI, runCli } from '../helpers/meshlet.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -34,21 +34,7 @@ export function cli(
   cwd: string,
   timeoutMs = 15_000,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d) => (stdout += d));
-    proc.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`meshlet ${args.join(' ')} did not exit within ${timeoutMs} ms`));
-    }, timeoutMs);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, timeoutMs, CLI, cwd);
 }
 
 /** A `meshlet run` started in a chosen directory. */

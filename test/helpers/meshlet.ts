@@ -80,16 +80,17 @@ export interface MeshletProcess {
 }
 
 /**
- * Runs `meshlet ARGS` (the real CLI, or another entry `script`) and collects its output; resolves
- * with its exit code and output.
+ * Runs `meshlet ARGS` (the real CLI, or another entry `script`) in `cwd` (default: this process's)
+ * and collects its output; resolves with its exit code and output.
  */
 export function runCli(
   args: string[],
   timeoutMs = 15_000,
   script = CLI,
+  cwd?: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [script, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d) => {
