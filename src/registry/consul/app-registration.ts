@@ -58,6 +58,16 @@ export class AppRegistration {
   #refusal: string | null = null;
   /** Drained by the admin API: every report says critical. */
   #drained = false;
+  /**
+   * A registration was sent since the last deregistration, answered or not: the agent may hold the
+   * instance even when meshlet never saw the answer (a timeout, a cancelled call), so shutdown marks
+   * and deregisters it anyway.
+   */
+  #sent = false;
+  /** Aborted at shutdown: the tick's calls in flight give up, so the drain's own calls go at once. */
+  readonly #shutdown = new AbortController();
+  /** Consul answered 403: the token source reads `tokenFile` again (true when the token changed). */
+  readonly #onForbidden: () => boolean;
 
   constructor(
     spec: RegistrationSpec,
@@ -67,6 +77,8 @@ export class AppRegistration {
       metrics: ConsulMetrics;
       logger: Logger;
       sidecar?: SidecarRegistration | null;
+      /** Called on a 403 answer; true when it found a new ACL token (then retried at once). */
+      onForbidden?: () => boolean;
     },
   ) {
     this.spec = spec;
@@ -79,6 +91,7 @@ export class AppRegistration {
       this.#drained ? this.#report('critical', DRAINED_OUTPUT) : this.#report(status, output),
     );
     this.sidecar = deps.sidecar ?? null;
+    this.#onForbidden = deps.onForbidden ?? (() => false);
   }
 
   /** Whether Consul accepted the registration (and has not lost it since, as far as meshlet knows). */
@@ -140,20 +153,25 @@ export class AppRegistration {
     );
   }
 
-  async #report(status: CheckStatus, output: string): Promise<void> {
+  async #report(status: CheckStatus, output: string, retried = false): Promise<void> {
+    if (this.#shutdown.signal.aborted) return;
     if (!this.#registered) {
-      await this.#register(status, output);
+      await this.#register(status, output, retried);
       return;
     }
     try {
-      await this.#client.updateCheck(this.checkId, status, output);
+      await this.#client.updateCheck(this.checkId, status, output, this.#shutdown.signal);
       this.#reach.ok();
       this.#refusal = null;
       await this.sidecar?.refresh();
     } catch (err) {
-      if (registrationLost(err)) {
+      if (this.#shutdown.signal.aborted) return;
+      if (this.#newToken(err, retried)) {
+        await this.#report(status, output, true);
+      } else if (registrationLost(err)) {
         this.#reach.ok();
         this.#registered = false;
+        this.#sent = false;
         this.#logger.warn({ msg: 'Consul lost this instance; registering again', serviceId: this.spec.id });
         await this.#register(status, output);
       } else if (!this.#refused('check_update', err)) {
@@ -184,13 +202,27 @@ export class AppRegistration {
     };
   }
 
-  async #register(status: CheckStatus, output: string): Promise<void> {
+  /** A 403 that a re-read token file answers: true when the call should be made again (once). */
+  #newToken(err: unknown, retried: boolean): boolean {
+    return !retried && err instanceof ConsulHttpError && err.status === 403 && this.#onForbidden();
+  }
+
+  async #register(status: CheckStatus, output: string, retried = false): Promise<void> {
+    const signal = this.#shutdown.signal;
     try {
-      await this.#client.register(this.definition(status));
-      await this.#client.updateCheck(this.checkId, status, output);
+      const held = this.#sent;
+      this.#sent = true;
+      await this.#client.register(this.definition(status), signal).catch((err: unknown) => {
+        // An answer (403, 500) means the agent did not take it; no answer may mean it did.
+        if (err instanceof ConsulHttpError) this.#sent = held;
+        throw err;
+      });
+      await this.#client.updateCheck(this.checkId, status, output, signal);
       this.#reach.ok();
     } catch (err) {
-      if (!this.#refused('register', err)) this.#reach.failed('register', err as Error);
+      if (signal.aborted) return;
+      if (this.#newToken(err, retried)) await this.#register(status, output, true);
+      else if (!this.#refused('register', err)) this.#reach.failed('register', err as Error);
       return;
     }
     this.#refusal = null;
@@ -209,35 +241,63 @@ export class AppRegistration {
 
   /** Shutdown, step 1: stop probing and mark the check critical, so peers stop sending. Bounded to 2 s. */
   async markDraining(): Promise<void> {
+    this.#shutdown.abort(new Error('meshlet is shutting down'));
     await this.#check.stop();
-    if (!this.#registered) return;
+    if (!this.#sent) return;
     if (this.sidecar !== null) await withTimeout(this.sidecar.markDraining(), SHUTDOWN_CALL_MS);
     const marked = await withTimeout(
       this.#client.updateCheck(this.checkId, 'critical', 'meshlet is shutting down: draining').then(
         () => true,
         (err: Error) => {
-          this.#reach.failed('check_update', err);
+          if (!registrationLost(err)) this.#reach.failed('check_update', err);
           return false;
         },
       ),
       SHUTDOWN_CALL_MS,
     );
-    this.#logger.info({
+    this.#logger[marked === true ? 'info' : 'warn']({
       msg: 'marked critical in Consul for the drain',
       serviceId: this.spec.id,
       ok: marked === true,
+      ...(marked === undefined ? { timeoutMs: SHUTDOWN_CALL_MS } : {}),
     });
   }
 
-  /** Shutdown, last step: deregister. Bounded to 2 s. */
+  /**
+   * Shutdown, last step: deregister (also when the registration's answer never came: the agent may
+   * hold it). Bounded to 2 s; the outcome is logged: deregistered, already gone (404), failed, or
+   * no answer in time (the instance then stays, critical, until `DeregisterCriticalServiceAfter`).
+   */
   async deregister(): Promise<void> {
+    this.#shutdown.abort(new Error('meshlet is shutting down'));
     await this.#check.stop();
     if (this.sidecar !== null) await withTimeout(this.sidecar.deregister(), SHUTDOWN_CALL_MS);
-    if (!this.#registered) return;
+    if (!this.#sent) return;
+    this.#sent = false;
     this.#registered = false;
-    await withTimeout(
-      this.#client.deregister(this.spec.id).catch((err: Error) => this.#reach.failed('deregister', err)),
+    const serviceId = this.spec.id;
+    const outcome = await withTimeout(
+      this.#client.deregister(serviceId).then(
+        () => 'ok' as const,
+        (err: Error) => err,
+      ),
       SHUTDOWN_CALL_MS,
     );
+    if (outcome === 'ok') {
+      this.#logger.info({ msg: 'deregistered from Consul', serviceId });
+    } else if (outcome === undefined) {
+      this.#metrics.errors.labels('deregister').inc();
+      this.#logger.warn({
+        msg: 'Consul did not answer the deregistration in time; the instance stays until its TTL check turns critical and Consul reaps it',
+        serviceId,
+        timeoutMs: SHUTDOWN_CALL_MS,
+        deregisterCriticalServiceAfterMs: this.spec.deregisterCriticalServiceAfterMs,
+      });
+    } else if (outcome instanceof ConsulHttpError && outcome.status === 404) {
+      this.#logger.info({ msg: 'deregistration: Consul no longer held this instance', serviceId });
+    } else {
+      this.#reach.failed('deregister', outcome);
+      this.#logger.warn({ msg: 'Consul deregistration failed', serviceId, reason: outcome.message });
+    }
   }
 }

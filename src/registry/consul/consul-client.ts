@@ -283,16 +283,20 @@ export class ConsulClient {
    * `PUT /v1/agent/service/register` through undici: the `consul` package drops `Weights` and `Kind`.
    * `definition` uses Consul's field names.
    */
-  async register(definition: Record<string, unknown>): Promise<void> {
-    await this.#put('/v1/agent/service/register?replace-existing-checks=true', definition);
+  async register(definition: Record<string, unknown>, signal?: AbortSignal): Promise<void> {
+    await this.#put('/v1/agent/service/register?replace-existing-checks=true', definition, signal);
   }
 
-  /** `PUT /v1/agent/check/update/<id>` with `{Status, Output}` (the `consul` package has no such call). */
-  async updateCheck(checkId: string, status: string, output: string): Promise<void> {
-    await this.#put(`/v1/agent/check/update/${encodeURIComponent(checkId)}`, {
-      Status: status,
-      Output: output,
-    });
+  /**
+   * `PUT /v1/agent/check/update/<id>` with `{Status, Output}` (the `consul` package has no such call).
+   * `signal` gives up early (shutdown cancels a tick's calls so the drain's own calls go at once).
+   */
+  async updateCheck(checkId: string, status: string, output: string, signal?: AbortSignal): Promise<void> {
+    await this.#put(
+      `/v1/agent/check/update/${encodeURIComponent(checkId)}`,
+      { Status: status, Output: output },
+      signal,
+    );
   }
 
   /** `PUT /v1/agent/service/deregister/<id>` through the `consul` package. */
@@ -308,7 +312,8 @@ export class ConsulClient {
     }
   }
 
-  async #put(path: string, body: unknown): Promise<void> {
+  async #put(path: string, body: unknown, signal?: AbortSignal): Promise<void> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
     const res = await request(`${this.#base}${path}`, {
       method: 'PUT',
       dispatcher: this.#dispatcher,
@@ -319,7 +324,7 @@ export class ConsulClient {
       body: JSON.stringify(body),
       headersTimeout: this.#timeoutMs,
       bodyTimeout: this.#timeoutMs,
-      signal: AbortSignal.timeout(this.#timeoutMs),
+      signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
     });
     const text = await res.body.text();
     if (res.statusCode < 200 || res.statusCode >= 300) throw new ConsulHttpError(res.statusCode, text);

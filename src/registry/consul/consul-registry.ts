@@ -11,9 +11,10 @@ import { appReadiness, type ReadinessCheck, type Registry } from '../registry.ts
 import { BackendReachability } from '../backend-reachability.ts';
 import { AppRegistration, type RegistrationSpec } from './app-registration.ts';
 import { BlockingWatch } from './blocking-watch.ts';
-import { ConsulAnswerError, ConsulClient, readToken } from './consul-client.ts';
+import { ConsulAnswerError, ConsulClient, ConsulHttpError, readToken } from './consul-client.ts';
 import { ConsulMetrics, type ConsulOperation } from './consul-metrics.ts';
 import { parseHealth } from './health-endpoints.ts';
+import { ConsulTokenSource } from './token-file.ts';
 import { meshletVersion } from './meshlet-version.ts';
 import { ConsulUiMetrics } from '../../telemetry/consul-ui-metrics.ts';
 import {
@@ -38,6 +39,8 @@ export interface ConsulRegistryOptions {
   openUpstreamListener?: OpenUpstreamListener | undefined;
   /** Test hooks: least time between two reads of one watch, and error backoff bounds, ms. */
   watchTiming?: { minIntervalMs?: number; backoffBaseMs?: number; backoffMaxMs?: number };
+  /** Test hook: time between two looks at `registry.consul.tokenFile` for a change, ms. Default 1000. */
+  tokenPollMs?: number;
 }
 
 interface UpstreamWatch {
@@ -161,6 +164,7 @@ export class ConsulRegistry implements Registry {
   readonly #metrics: ConsulMetrics;
   readonly #reach: BackendReachability<ConsulOperation>;
   readonly #client: ConsulClient;
+  readonly #tokens: ConsulTokenSource;
   readonly #timing: NonNullable<ConsulRegistryOptions['watchTiming']>;
   readonly #inboundPort: (() => number | undefined) | undefined;
   readonly #openUpstreamListener: OpenUpstreamListener | undefined;
@@ -207,6 +211,7 @@ export class ConsulRegistry implements Registry {
     const { consul } = this.#settings;
     const token = readToken(consul.token, consul.tokenFile);
     this.#client = new ConsulClient({ address: consul.address, token, tls: consul.tls });
+    this.#tokens = new ConsulTokenSource(consul, this.#client, this.#logger, options.tokenPollMs);
   }
 
   /** True once the catalog and every configured upstream got a first answer from Consul. */
@@ -217,6 +222,7 @@ export class ConsulRegistry implements Registry {
   }
 
   async start(): Promise<void> {
+    this.#tokens.start();
     for (const name of configuredNames(this.#config, this.#settings)) this.#watch(name, 'configured');
     if (this.#settings.watch.maxOnDemand > 0) {
       this.#startCatalogWatch();
@@ -256,6 +262,7 @@ export class ConsulRegistry implements Registry {
         metrics: this.#metrics,
         logger: this.#logger,
         sidecar,
+        onForbidden: () => this.#tokens.refused(),
       });
       this.#registration.start();
     }
@@ -297,11 +304,12 @@ export class ConsulRegistry implements Registry {
    * Starts watches for upstreams a reloaded config names (a name no longer named becomes on-demand),
    * and takes a changed ACL token (`token`, or `tokenFile` read again) for every later call. A token
    * file that cannot be read keeps the running token. Other `registry.consul` settings need a restart.
+   * (A changed `tokenFile` is also read again without a reload: see {@link ConsulTokenSource}.)
    */
   reload(config: MeshletConfig): void {
     if (config.registry.type !== 'consul') return;
     this.#config = config;
-    this.#reloadToken(config.registry.consul);
+    this.#tokens.reconfigure(config.registry.consul);
     const names = configuredNames(config, config.registry);
     for (const [name, w] of this.#watches) {
       if (!names.has(name) && w.kind === 'configured') {
@@ -315,23 +323,6 @@ export class ConsulRegistry implements Registry {
       else w.kind = 'configured';
     }
     this.#publishWatchCounts();
-  }
-
-  #reloadToken(consul: ConsulRegistryConfig['consul']): void {
-    let token: string | undefined;
-    try {
-      token = readToken(consul.token, consul.tokenFile);
-    } catch (err) {
-      this.#logger.error({
-        msg: 'consul token file unreadable; keeping the running token',
-        tokenFile: consul.tokenFile,
-        reason: (err as Error).message,
-      });
-      return;
-    }
-    if (token === this.#client.token) return;
-    this.#client.setToken(token);
-    this.#logger.info({ msg: 'consul token reloaded', acl: aclStatus(token) });
   }
 
   #startCatalogWatch(): void {
@@ -487,6 +478,8 @@ export class ConsulRegistry implements Registry {
    * logged as a warning when its reason differs from the watch's last one (else at debug).
    */
   #watchFailed(watch: string, err: Error, retryInMs: number, upstream?: string): void {
+    // 403: the token may have been rotated under us; the file may hold its successor.
+    if (err instanceof ConsulHttpError && err.status === 403) this.#tokens.refused();
     this.#reach.failed(upstream === undefined ? 'catalog' : 'watch', err);
     const invalid = err instanceof ConsulAnswerError;
     if (invalid) this.#metrics.invalid.labels('answer').inc();
@@ -584,6 +577,7 @@ export class ConsulRegistry implements Registry {
     this.#table.onUse = null;
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
     if (this.#dcTimer !== null) clearTimeout(this.#dcTimer);
+    this.#tokens.stop();
     this.#consulUi?.unregister();
     await this.#registration?.deregister();
     await Promise.all([this.#catalog?.stop(), ...[...this.#watches.values()].map((w) => w.watch.stop())]);

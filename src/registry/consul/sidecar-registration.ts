@@ -1,7 +1,7 @@
 // Registers the instance's sidecar proxy (Kind connect-proxy) in Consul, with a truthful local bind for each upstream.
 import type { Logger } from '../../telemetry/logger.ts';
 import type { CheckStatus } from './app-probe.ts';
-import type { ConsulClient } from './consul-client.ts';
+import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics } from './consul-metrics.ts';
 import { registrationLost } from './app-registration.ts';
 
@@ -71,6 +71,10 @@ export class SidecarRegistration {
   readonly #usedPorts = new Set<number>();
   #nextPort: number;
   #registered = false;
+  /** A registration was sent since the last deregistration (answered or not): shutdown deregisters it. */
+  #sent = false;
+  /** Aborted at shutdown: calls in flight give up, so the drain's own calls go at once. */
+  readonly #shutdown = new AbortController();
   #stopped = false;
   #debounce: NodeJS.Timeout | null = null;
   #chain: Promise<void> = Promise.resolve();
@@ -247,10 +251,17 @@ export class SidecarRegistration {
   }
 
   async #register(status: CheckStatus): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#shutdown.signal.aborted) return;
     try {
-      await this.#client.register(this.definition(status));
+      const held = this.#sent;
+      this.#sent = true;
+      await this.#client.register(this.definition(status), this.#shutdown.signal).catch((err: unknown) => {
+        // An answer (400, 403) leaves what the agent holds as it was; no answer may mean it took it.
+        if (err instanceof ConsulHttpError) this.#sent = held;
+        throw err;
+      });
     } catch (err) {
+      if (this.#shutdown.signal.aborted) return;
       this.#registered = false;
       this.#metrics?.errors.labels('register').inc();
       // Retried on every tick: logged once per distinct reason, not once per tick.
@@ -291,10 +302,16 @@ export class SidecarRegistration {
         return;
       }
       try {
-        await this.#client.updateCheck(this.ttlCheckId, 'passing', 'meshlet is serving');
+        await this.#client.updateCheck(
+          this.ttlCheckId,
+          'passing',
+          'meshlet is serving',
+          this.#shutdown.signal,
+        );
       } catch (err) {
-        if (registrationLost(err)) {
+        if (registrationLost(err) && !this.#shutdown.signal.aborted) {
           this.#registered = false;
+          this.#sent = false;
           this.#logger.warn({ msg: 'Consul lost the sidecar proxy; registering again', serviceId: this.id });
           await this.#register('passing');
         }
@@ -304,6 +321,7 @@ export class SidecarRegistration {
 
   /** Shutdown step 1: the proxy's check turns critical with the service's. */
   markDraining(): Promise<void> {
+    this.#shutdown.abort(new Error('meshlet is shutting down'));
     if (this.#debounce !== null) clearTimeout(this.#debounce);
     this.#debounce = null;
     return this.#serial(async () => {
@@ -317,11 +335,13 @@ export class SidecarRegistration {
   /** Shutdown, last step, before the service: deregister. */
   deregister(): Promise<void> {
     this.#stopped = true;
+    this.#shutdown.abort(new Error('meshlet is shutting down'));
     if (this.#debounce !== null) clearTimeout(this.#debounce);
     this.#debounce = null;
     return this.#serial(async () => {
-      if (!this.#registered) return;
+      if (!this.#registered && !this.#sent) return;
       this.#registered = false;
+      this.#sent = false;
       await this.#client.deregister(this.id).catch((err: Error) =>
         this.#logger.warn({
           msg: 'sidecar proxy deregistration failed',
