@@ -522,6 +522,9 @@ export class Daemon {
     clearInterval(sweep);
     if (outcome === 'timeout') {
       this.logger.warn({ msg: 'drain timeout: closing remaining connections' });
+      // What these connections still carried ends as meshlet's cut, not a client's leaving (`cutBy`).
+      this.#ctx.access.cut('drain');
+      this.#inbound?.ctx.access.cut('drain');
       for (const l of this.#listeners) l.destroy();
     }
     await this.#closeEverything();

@@ -151,8 +151,9 @@ export class InboundForward implements Dispatcher.DispatchHandler {
 
   #onClientClose = (): void => {
     if (this.#finished) return;
-    this.#controller?.abort(new Error('client closed the connection'));
+    // Finished first: aborting calls onResponseError at once, which must not answer 502 for the caller's leaving.
     this.#finish(CLIENT_CLOSED);
+    this.#controller?.abort(new Error('client closed the connection'));
   };
 
   #finish(status: number, err?: MeshletError): void {

@@ -8,7 +8,7 @@ export const MAX_PATH_BYTES = 4096;
 
 /**
  * Most bytes any other value a caller chooses takes on an access line (`requestId`, `method`, a
- * gateway principal's `subject` and `tenant`), as written, the truncation marker included. Default 256.
+ * gateway principal's `subject` and `tenant`, a tunnel's `upstream`), as written, the truncation marker included. Default 256.
  */
 export const MAX_VALUE_BYTES = 256;
 

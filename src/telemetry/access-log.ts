@@ -2,6 +2,7 @@
 import pino, { type Logger } from 'pino';
 import { boundedJson, MAX_PATH_BYTES, MAX_VALUE_BYTES } from './access-log-fields.ts';
 import { REDACTED } from './logger.ts';
+import type { TunnelEnd, TunnelKind } from './tunnel-metrics.ts';
 
 /** A string as a JSON value (quoted and escaped); client-sent values may hold anything. */
 const str = JSON.stringify as (s: string) => string;
@@ -14,6 +15,12 @@ const pathStr = (path: string): string => boundedJson(redactQuery(path), MAX_PAT
 
 /** The start of every line, up to the time. */
 const PREFIX = '{"level":"info","time":"';
+
+/** Status logged when the client's side went away before the answer finished (nginx's 499). */
+export const CLIENT_CLOSED = 499;
+
+/** Who cut a request's connection, on its access line as `cutBy`: `drain` at `shutdown.drainTimeout`. */
+export type CutBy = 'drain';
 
 /** `accessLog` of the config: `enabled` and `sampleRate` (0..1). */
 export interface AccessLogSettings {
@@ -31,9 +38,13 @@ export interface AccessLogSettings {
  * ({@link MAX_PATH_BYTES}, {@link MAX_VALUE_BYTES}), so a request's line stays a few KiB whatever
  * its header block holds; every value is JSON-escaped, so a line is one JSON object whatever bytes came.
  *
- * Which requests get a line: every one meshlet answered itself (an `error` code), and of the others
- * the `settings.sampleRate` share while `settings.enabled`. None when the logger's level is above
- * `info`, as pino would.
+ * Which requests get a line: every one meshlet answered itself (an `error` code) or cut (`cutBy`),
+ * and of the others the `settings.sampleRate` share while `settings.enabled`. None when the logger's
+ * level is above `info`, as pino would.
+ *
+ * Once {@link cut} was called (the daemon destroys the connections left at `shutdown.drainTimeout`),
+ * a line with status {@link CLIENT_CLOSED} is one of those connections: meshlet cut it, the client
+ * did not leave, and the line says `"cutBy":"drain"` after its `status`.
  */
 export class AccessLog {
   /** The config's `accessLog`; a reload replaces it. */
@@ -42,6 +53,8 @@ export class AccessLog {
   readonly #levelOn: boolean;
   #lastMs = -1;
   #lastIso = '';
+  /** Set once meshlet cuts the connections still open (see {@link cut}). */
+  #cutBy: CutBy | undefined;
 
   /**
    * @param logger the process logger (its stream and level are used; its bindings must be the root's).
@@ -56,10 +69,23 @@ export class AccessLog {
     this.settings = settings;
   }
 
-  /** Whether this request gets a line: meshlet's own answers always, others as sampled. */
-  #wants(error: string | undefined): boolean {
+  /**
+   * Marks every later line with status {@link CLIENT_CLOSED} as cut by `by`: called by the daemon
+   * just before it destroys the connections still open at `shutdown.drainTimeout`. Never undone.
+   */
+  cut(by: CutBy): void {
+    this.#cutBy = by;
+  }
+
+  /** Who cut a request that ended with `status`, if meshlet did: `,"cutBy":…` or nothing. */
+  #cutField(status: number): string {
+    return status === CLIENT_CLOSED && this.#cutBy !== undefined ? `,"cutBy":"${this.#cutBy}"` : '';
+  }
+
+  /** Whether this request gets a line: meshlet's own answers and cuts always, others as sampled. */
+  #wants(error: string | undefined, status: number): boolean {
     if (!this.#levelOn) return false;
-    if (error !== undefined) return true;
+    if (error !== undefined || (status === CLIENT_CLOSED && this.#cutBy !== undefined)) return true;
     const s = this.settings;
     return s.enabled && (s.sampleRate >= 1 || Math.random() < s.sampleRate);
   }
@@ -94,11 +120,11 @@ export class AccessLog {
     grpcStatus?: number,
     principal?: AccessPrincipal,
   ): void {
-    if (!this.#wants(error)) return;
+    if (!this.#wants(error, status)) return;
     this.#write(
       `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","requestId":${callerStr(requestId)},"direction":"outbound"${
         method === undefined ? '' : `,"method":${callerStr(method)}`
-      },"path":${pathStr(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${
+      },"path":${pathStr(path)},"upstream":${str(upstream)},"endpoint":${endpoint === null ? 'null' : str(endpoint)},"status":${status}${this.#cutField(status)}${
         grpcStatus === undefined ? '' : `,"grpcStatus":${grpcStatus}`
       },"attempts":${attempts},"durationMs":${durationMs}${error === undefined ? '' : `,"error":${str(error)}`}${
         principal === undefined ? '' : principalFields(principal)
@@ -134,7 +160,7 @@ export class AccessLog {
     durationMs: number | undefined,
     error: string | undefined,
   ): void {
-    if (!this.#wants(error)) return;
+    if (!this.#wants(error, status)) return;
     this.#write(
       `${PREFIX}${this.#time()}","service":"meshlet","msg":"access"${
         requestId === undefined ? '' : `,"requestId":${callerStr(requestId)}`
@@ -142,11 +168,69 @@ export class AccessLog {
         method === undefined ? '' : `,"method":${callerStr(method)}`
       }${path === undefined ? '' : `,"path":${pathStr(path)}`}${
         upstream === undefined ? '' : `,"upstream":${str(upstream)}`
-      },"status":${status}${durationMs === undefined ? '' : `,"durationMs":${durationMs}`}${
+      },"status":${status}${this.#cutField(status)}${durationMs === undefined ? '' : `,"durationMs":${durationMs}`}${
         error === undefined ? '' : `,"error":${str(error)}`
       }}\n`,
     );
   }
+
+  /**
+   * One tunnel (a WebSocket or another upgrade, or CONNECT), if {@link AccessLog} logs it: written
+   * once, when the tunnel ended (established: `status` 101 or 200, bytes each way, `closeReason`),
+   * or at once when it never opened (meshlet's refusal or failure with its `error`, the upstream's
+   * answer passed on, or 499 when the client left during the handshake). Sampled like requests.
+   */
+  tunnel(line: TunnelAccessLine): void {
+    if (!this.#wants(line.error, line.status)) return;
+    let out = `${PREFIX}${this.#time()}","service":"meshlet","msg":"access"`;
+    if (line.requestId !== undefined) out += `,"requestId":${callerStr(line.requestId)}`;
+    out += `,"direction":"${line.direction}","kind":"${line.kind}"`;
+    if (line.caller !== undefined) out += `,"caller":${str(line.caller)}`;
+    if (line.peerSerial !== undefined) out += `,"peerSerial":${str(line.peerSerial)}`;
+    if (line.method !== undefined) out += `,"method":${callerStr(line.method)}`;
+    if (line.path !== undefined) out += `,"path":${pathStr(line.path)}`;
+    if (line.upstream !== undefined) out += `,"upstream":${callerStr(line.upstream)}`;
+    if (line.endpoint !== undefined)
+      out += `,"endpoint":${line.endpoint === null ? 'null' : str(line.endpoint)}`;
+    out += `,"status":${line.status}${this.#cutField(line.status)}`;
+    if (line.attempts !== undefined) out += `,"attempts":${line.attempts}`;
+    out += `,"durationMs":${line.durationMs}`;
+    if (line.bytesReceived !== undefined) out += `,"bytesReceived":${line.bytesReceived}`;
+    if (line.bytesSent !== undefined) out += `,"bytesSent":${line.bytesSent}`;
+    if (line.closeReason !== undefined) out += `,"closeReason":"${line.closeReason}"`;
+    if (line.error !== undefined) out += `,"error":${str(line.error)}`;
+    this.#write(`${out}}\n`);
+  }
+}
+
+/** What a tunnel's access line says ({@link AccessLog.tunnel}); absent fields are left out. */
+export interface TunnelAccessLine {
+  readonly direction: 'outbound' | 'inbound';
+  readonly kind: TunnelKind;
+  readonly requestId?: string | undefined;
+  /** Inbound: the peer's SPIFFE ID and certificate serial. */
+  readonly caller?: string | undefined;
+  readonly peerSerial?: string | undefined;
+  readonly method?: string | undefined;
+  /** The request target: a path, or CONNECT's authority. */
+  readonly path?: string | undefined;
+  /** The upstream (inbound: this instance's service); absent when meshlet refused before routing. */
+  readonly upstream?: string | undefined;
+  /** Outbound: the endpoint dialled last, null when none was. */
+  readonly endpoint?: string | null | undefined;
+  /** 101 / 200 for an established tunnel, else the answer the client got (499: it left first). */
+  readonly status: number;
+  readonly attempts?: number | undefined;
+  /** From the handshake received to the tunnel's end (or the refusal), milliseconds. */
+  readonly durationMs: number;
+  /** Established: bytes from the client, relayed to the upstream. */
+  readonly bytesReceived?: number | undefined;
+  /** Established: bytes to the client, from the upstream. */
+  readonly bytesSent?: number | undefined;
+  /** Established: why it ended (`closed` by a side, `idle`, `error`, `drain`), as `meshlet_tunnels_closed_total` counts it. */
+  readonly closeReason?: TunnelEnd | undefined;
+  /** meshlet's error code when meshlet answered the handshake itself. */
+  readonly error?: string | undefined;
 }
 
 /** Who called through the gateway, as its access line names them. Never a token or a key. */

@@ -12,11 +12,13 @@ import {
   PEER_IDENTITY_HEADER,
   PEER_SPIFFE_ID_HEADER,
 } from '../proxy/inbound-stack.ts';
+import { CLIENT_CLOSED } from '../telemetry/access-log.ts';
 import { type TunnelKind, type TunnelMetrics, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { rawHead } from '../errors/raw-error.ts';
 import { dialTcp } from './dial.ts';
 import { passAnswer, requestOn, responseHeaders } from './tunnel-exchange.ts';
 import { Tunnel, type TunnelSet } from './tunnel.ts';
+import { TunnelAccess } from './tunnel-access.ts';
 
 const DROP_INCOMING = new Set([PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER]);
 
@@ -35,8 +37,10 @@ export interface InboundTunnelContext {
  * The inbound listener's `upgrade` (a WebSocket or another upgrade) or `connect` (a peer meshlet's CONNECT
  * tunnel) handler: the caller is authorized as a request would be (allow-list or intentions; a
  * refusal is `403 forbidden`, counted and logged by {@link authorizePeer} with the tunnel kind as
- * `via`), then the local app is dialled on 127.0.0.1 — the upgrade request goes to it with the
- * caller's identity headers, a CONNECT becomes a TCP tunnel to its port.
+ * `via`), a malformed request (more than one Host) is `400 bad_request`, then the local app is
+ * dialled on 127.0.0.1 — the upgrade request goes to it with the caller's identity headers, a
+ * CONNECT becomes a TCP tunnel to its port. Each tunnel has one access line ({@link TunnelAccess}):
+ * at once when it opened nothing, at its end when it did.
  */
 export function inboundTunnelHandler(
   ctx: InboundTunnelContext,
@@ -54,21 +58,42 @@ export function inboundTunnelHandler(
       return;
     }
     const ictx = ctx.inbound;
+    const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
+    const line = new TunnelAccess(ictx.access, {
+      direction: 'inbound',
+      kind,
+      requestId: forwarded.requestId,
+      caller: peer.identity.uri,
+      peerSerial: peer.serial,
+      method: req.method,
+      path: req.url,
+      upstream: ictx.service,
+    });
     const count = (result: 'established' | 'refused' | 'failed'): void =>
       ctx.metrics.opened.inc({ direction: 'inbound', upstream: ictx.service, kind, result });
+    /** meshlet answers the handshake itself (or, with null, the caller left first: 499). */
+    const failed = (err: MeshletError | null): void => {
+      count('failed');
+      line.write(err === null ? { status: CLIENT_CLOSED } : { status: err.status, error: err.code });
+      if (err !== null) refuseRaw(socket, err);
+    };
     authorizePeer(ictx, peer, kind, (decision) => {
       if (!decision.allowed) {
-        count('failed');
-        refuseRaw(
-          socket,
+        failed(
           new MeshletError('forbidden', `caller ${peer.identity.uri} is not allowed: ${decision.reason}`),
         );
+        return;
+      }
+      if (forwarded.invalid !== null) {
+        ictx.tlsMetrics.deny(peer.identity.service, 'bad_request');
+        failed(new MeshletError('bad_request', forwarded.invalid));
         return;
       }
       dialTcp('127.0.0.1', ctx.appPort, 1000).then(
         (app) => {
           if (socket.destroyed) {
             app.destroy();
+            failed(null);
             return;
           }
           const open = (upSocket: Socket, upHead: Buffer): void => {
@@ -79,6 +104,7 @@ export function inboundTunnelHandler(
                 direction: 'inbound',
                 upstream: ictx.service,
                 idleMs: ctx.idleMs,
+                onEnd: (relayed) => line.write({ status: kind === 'connect' ? 200 : 101, relayed }),
               }),
             );
           };
@@ -89,51 +115,59 @@ export function inboundTunnelHandler(
           }
           upgradeApp(
             req,
+            forwarded.headers,
             socket,
             app,
             { caller: peer.identity.service, callerUri: peer.identity.uri, timeoutMs: ictx.appTimeoutMs },
-            { open, refused: () => count('refused'), failed: () => count('failed') },
+            {
+              open,
+              refused: (status) => {
+                count('refused');
+                line.write({ status });
+              },
+              failed,
+            },
           );
         },
-        (err: Error) => {
-          count('failed');
-          refuseRaw(
-            socket,
+        (err: Error) =>
+          failed(
             new MeshletError(
               'upstream_unreachable',
               `local app: connect failed (${(err as NodeJS.ErrnoException).code ?? err.message})`,
               ictx.service,
             ),
-          );
-        },
+          ),
       );
     });
   };
 }
 
-/** What one upgrade to the local app reports: `open` on 101, `refused` when its answer passes on, else `failed`. */
+/**
+ * What one upgrade to the local app reports: `open` on 101, `refused` with the status of its answer
+ * when that passes on, else `failed` with meshlet's answer to send (null: the caller left first).
+ */
 interface UpgradeOutcome {
   open(upSocket: Socket, upHead: Buffer): void;
-  refused(): void;
-  failed(): void;
+  refused(status: number): void;
+  failed(err: MeshletError | null): void;
 }
 
 /**
- * Sends the upgrade request to the local app with the caller's identity; `open` on 101, else its
- * answer passes on. The app has `timeoutMs` (`listeners.inbound.appTimeout`) to answer, then the
- * caller gets 504; a caller that leaves first takes the app connection with it, so a late 101
- * opens nothing.
+ * Sends the upgrade request to the local app with `headers` (the caller's, as forwarded) and the
+ * caller's identity; `open` on 101, else its answer passes on. The app has `timeoutMs`
+ * (`listeners.inbound.appTimeout`) to answer, then the caller gets 504; a caller that leaves first
+ * takes the app connection with it, so a late 101 opens nothing.
  */
 function upgradeApp(
   req: IncomingMessage,
+  headers: readonly string[],
   client: Socket,
   app: Socket,
   who: { caller: string; callerUri: string; timeoutMs: number },
   outcome: UpgradeOutcome,
 ): void {
-  const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
-  const headers = [
-    ...forwarded.headers,
+  const all = [
+    ...headers,
     PEER_IDENTITY_HEADER,
     who.caller,
     PEER_SPIFFE_ID_HEADER,
@@ -143,7 +177,7 @@ function upgradeApp(
     'Upgrade',
     String(req.headers.upgrade),
   ];
-  const up = requestOn(app, req.method ?? 'GET', req.url ?? '/', headers);
+  const up = requestOn(app, req.method ?? 'GET', req.url ?? '/', all);
   let settled = false;
   const settle = (): boolean => {
     if (settled) return false;
@@ -154,15 +188,13 @@ function upgradeApp(
   };
   const onCallerGone = (): void => {
     if (!settle()) return;
-    outcome.failed();
     app.destroy();
+    outcome.failed(null);
   };
   const timer = setTimeout(() => {
     if (!settle()) return;
-    outcome.failed();
     app.destroy();
-    refuseRaw(
-      client,
+    outcome.failed(
       new MeshletError('upstream_timeout', `local app: no answer to the upgrade within ${who.timeoutMs} ms`),
     );
   }, who.timeoutMs);
@@ -183,21 +215,17 @@ function upgradeApp(
     if (res.statusCode === 101) {
       // A 101 without `Upgrade` (node:http emits 'upgrade' only for one that has it) opens nothing.
       app.destroy();
-      outcome.failed();
-      refuseRaw(
-        client,
+      outcome.failed(
         new MeshletError('upstream_unreachable', 'local app: answered 101 without an Upgrade header'),
       );
       return;
     }
-    outcome.refused();
+    outcome.refused(res.statusCode ?? 502);
     passAnswer(client, res, app);
   });
   up.once('error', (err: Error) => {
     if (!settle()) return;
-    outcome.failed();
-    refuseRaw(
-      client,
+    outcome.failed(
       new MeshletError(
         'upstream_unreachable',
         `local app: ${(err as NodeJS.ErrnoException).code ?? err.message}`,

@@ -10,16 +10,35 @@ import { refuseRaw } from '../errors/raw-error.ts';
 import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
 import { forwardRequestHeaders } from '../proxy/headers.ts';
 import type { RouteTarget, Router } from '../route/router.ts';
-import { upgradeKind } from '../telemetry/tunnel-metrics.ts';
+import { type TunnelKind, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { requestOn, type TunnelContext, TunnelExchange } from './tunnel-exchange.ts';
 
 const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
 
-/** Answers a tunnel request meshlet refuses before any upstream is involved. */
-function refuse(ctx: TunnelContext, req: IncomingMessage, socket: Duplex, err: MeshletError): void {
+/**
+ * Answers a tunnel request meshlet refuses before any upstream is involved, with its access line
+ * (always written: meshlet's own answer). `startedAt` is when the handshake arrived (performance.now()).
+ */
+function refuse(
+  ctx: TunnelContext,
+  req: IncomingMessage,
+  socket: Duplex,
+  err: MeshletError,
+  kind: TunnelKind,
+  startedAt: number,
+): void {
   ctx.proxy.unrouted.localReply(err.code);
   ctx.proxy.unrouted.finished(err.status, 0);
-  ctx.proxy.access.refused(req.method, err.status, err.code);
+  ctx.proxy.access.tunnel({
+    direction: 'outbound',
+    kind,
+    method: req.method,
+    path: req.url,
+    upstream: err.upstream,
+    status: err.status,
+    durationMs: Math.round((performance.now() - startedAt) * 1e3) / 1e3,
+    error: err.code,
+  });
   refuseRaw(socket, err);
 }
 
@@ -33,15 +52,15 @@ export function upgradeHandler(
   route: (req: IncomingMessage) => RouteTarget | MeshletError,
 ): SocketListener {
   return function upgrade(req, socket, head) {
-    const target = route(req);
-    if (target instanceof MeshletError) return refuse(ctx, req, socket, target);
-    const upstream = target.upstream;
+    const startedAt = performance.now();
     const token = String(req.headers.upgrade ?? '').toLowerCase();
+    const kind = upgradeKind(token);
+    const refused = (err: MeshletError): void => refuse(ctx, req, socket, err, kind, startedAt);
+    const target = route(req);
+    if (target instanceof MeshletError) return refused(target);
+    const upstream = target.upstream;
     if (!upstream.settings.upgrades.includes(token)) {
-      return refuse(
-        ctx,
-        req,
-        socket,
+      return refused(
         new MeshletError(
           'bad_request',
           `upgrade to "${token.slice(0, 40)}" is not forwarded to upstream "${upstream.name}" (upstreams.${upstream.name}.upgrades)`,
@@ -53,21 +72,18 @@ export function upgradeHandler(
     // of the upgraded stream (`head`), which flows only after the 101: the upstream would wait for
     // it forever and the endpoint be blamed for the timeout. No WebSocket client sends one.
     if (hasBody(req))
-      return refuse(
-        ctx,
-        req,
-        socket,
+      return refused(
         new MeshletError('bad_request', 'an Upgrade request with a body is not supported', upstream.name),
       );
     const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
     if (forwarded.invalid !== null)
-      return refuse(ctx, req, socket, new MeshletError('bad_request', forwarded.invalid, upstream.name));
+      return refused(new MeshletError('bad_request', forwarded.invalid, upstream.name));
     // Upgrade and Connection are hop-by-hop: restate them for the next hop.
     const headers = [...forwarded.headers, 'Connection', 'Upgrade', 'Upgrade', String(req.headers.upgrade)];
     const method = req.method ?? 'GET';
     new TunnelExchange(
       ctx,
-      upgradeKind(token),
+      kind,
       socket as Socket,
       head,
       upstream,
@@ -92,13 +108,14 @@ function hasBody(req: IncomingMessage): boolean {
  */
 export function connectHandler(ctx: TunnelContext, router: () => Router): SocketListener {
   return function connect(req, socket, head) {
+    const startedAt = performance.now();
     const authority = req.url ?? '';
     let target: RouteTarget;
     try {
       target = router().resolve(authority, '/', req.headers);
     } catch (err) {
       if (!(err instanceof MeshletError)) throw err;
-      return refuse(ctx, req, socket, err);
+      return refuse(ctx, req, socket, err, 'connect', startedAt);
     }
     const upstream = target.upstream;
     new TunnelExchange(

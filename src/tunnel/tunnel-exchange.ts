@@ -3,6 +3,7 @@ import { type ClientRequest, type IncomingMessage, request as httpRequest } from
 import type { Socket } from 'node:net';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
+import { CLIENT_CLOSED } from '../telemetry/access-log.ts';
 import { classifyFailure, errorForFailure } from '../proxy/upstream-failure.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
 import type { TunnelKind, TunnelMetrics } from '../telemetry/tunnel-metrics.ts';
@@ -12,9 +13,7 @@ import type { RequestPolicy } from '../upstream/upstream-settings.ts';
 import type { EndpointDialer } from './dial.ts';
 import { rawHead, refuseRaw } from '../errors/raw-error.ts';
 import { Tunnel, type TunnelSet } from './tunnel.ts';
-
-/** Status logged when the client went away during the handshake (nginx's 499, as requests log it). */
-const CLIENT_CLOSED = 499;
+import { TunnelAccess, type TunnelLineEnd } from './tunnel-access.ts';
 
 /** What opening tunnels needs from the daemon. */
 export interface TunnelContext {
@@ -45,9 +44,9 @@ export class TunnelExchange {
   readonly #upstream: Upstream;
   readonly #policy: RequestPolicy;
   readonly #handshake: Handshake;
-  readonly #method: string;
-  readonly #path: string;
   readonly #requestId: string;
+  /** The tunnel's one access line. */
+  readonly #line: TunnelAccess;
   readonly #startedAt = performance.now();
   #admission: Admission = REFUSED;
   #holdsRequest = false;
@@ -74,9 +73,15 @@ export class TunnelExchange {
     this.#upstream = upstream;
     this.#policy = policy;
     this.#handshake = handshake;
-    this.#method = request.method;
-    this.#path = request.path;
     this.#requestId = request.requestId;
+    this.#line = new TunnelAccess(ctx.proxy.access, {
+      direction: 'outbound',
+      kind,
+      requestId: request.requestId,
+      method: request.method,
+      path: request.path,
+      upstream: upstream.name,
+    });
   }
 
   /** Admits the tunnel and dials the first endpoint. */
@@ -244,7 +249,7 @@ export class TunnelExchange {
       direction: 'outbound',
       upstream: this.#upstream.name,
       idleMs: this.#upstream.settings.upgradeIdleMs,
-      onEnd: () => this.#log(status),
+      onEnd: (relayed) => this.#log(status, undefined, relayed),
     });
     this.#ctx.tunnels.add(tunnel);
   }
@@ -295,20 +300,17 @@ export class TunnelExchange {
     });
   }
 
-  #log(status: number, error?: string): void {
+  /** Counts the finished handshake (or tunnel) and writes its access line. */
+  #log(status: number, error?: string, relayed?: TunnelLineEnd['relayed']): void {
     const seconds = (performance.now() - this.#startedAt) / 1000;
     this.#upstream.metrics.finished(status, seconds);
-    this.#ctx.proxy.access.outbound(
-      this.#requestId,
-      this.#method,
-      this.#path,
-      this.#upstream.name,
-      this.#handle?.endpoint.id ?? null,
+    this.#line.write({
       status,
-      this.#attempts,
-      Math.round(seconds * 1e6) / 1e3,
       error,
-    );
+      endpoint: this.#handle?.endpoint.id ?? null,
+      attempts: this.#attempts,
+      relayed,
+    });
   }
 }
 
