@@ -3,6 +3,7 @@ import type { Http2Server, Http2ServerRequest, Http2ServerResponse, ServerHttp2S
 import { sendError } from '../errors/error-response.ts';
 import { isGrpcRequest } from '../errors/grpc-status.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
+import { noteSessionError, ResetGuard } from './h2-session-guard.ts';
 import { H2_CONNECTION_WINDOW_BYTES, H2_SERVER_SETTINGS, H2_SESSION_IDLE_MS } from './h2-settings.ts';
 
 /** A tracked session: its open streams, since when it has had none, and its idle check. */
@@ -16,7 +17,8 @@ interface SessionState {
 /**
  * The open HTTP/2 sessions of a listener and their open stream counts: closes a session that has
  * had no stream open for `idleMs` (GOAWAY; HTTP/1.1's keep-alive timeout does the same for an idle
- * connection), and drains them all on shutdown.
+ * connection) and one whose client resets most of its streams ({@link ResetGuard}), counts
+ * sessions node:http2 closed for abuse (h2-session-guard.ts), and drains them all on shutdown.
  */
 export class H2Sessions {
   readonly #open = new Map<ServerHttp2Session, SessionState>();
@@ -35,10 +37,16 @@ export class H2Sessions {
       if (state.timer !== null) clearTimeout(state.timer);
       this.#open.delete(session);
     });
-    session.on('error', () => session.destroy());
+    session.on('error', (err) => {
+      noteSessionError(err);
+      session.destroy();
+    });
+    const guard = new ResetGuard();
     session.on('stream', (stream) => {
       state.streams++;
+      const openedAt = performance.now();
       stream.once('close', () => {
+        guard.streamClosed(session, stream, openedAt);
         if (--state.streams === 0) this.#idle(session, state);
       });
     });

@@ -1,5 +1,6 @@
 // Core metrics (prom-client), declared in one block; the per-request ones are plain numbers per upstream, read at scrape.
 import { Counter, Gauge, Registry } from 'prom-client';
+import { h2SessionsClosedForAbuse } from '../http2/h2-session-guard.ts';
 import { type BucketCounts, BucketHistogram } from './bucket-histogram.ts';
 import { registerProcessMetrics } from './process-metrics.ts';
 import { ResilienceMetrics } from './resilience-metrics.ts';
@@ -107,6 +108,18 @@ export class Metrics {
     help: 'Changed config keys a reload accepted but could not apply to the running daemon (they need a restart), by key.',
     labelNames: ['key'] as const,
     registers: [this.registry],
+  });
+
+  /** Downstream HTTP/2 sessions closed for abuse; process-wide counts (h2-session-guard.ts) read at scrape. */
+  readonly h2SessionsClosed: Counter<'reason'> = new Counter({
+    name: 'meshlet_http2_sessions_closed_total',
+    help: 'Downstream HTTP/2 sessions a listener closed for abuse (rapid_reset, flood, continuation_flood, invalid_frames, protocol_error).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.h2SessionsClosed.reset();
+      for (const [reason, n] of h2SessionsClosedForAbuse()) this.h2SessionsClosed.inc({ reason }, n);
+    },
   });
 
   /** Retries, breaker, ejections, overflows, failovers. */

@@ -1,0 +1,204 @@
+// Rapid Reset (CVE-2023-44487) against meshlet's outbound and inbound HTTP/2 listeners: the session closes, the endpoint is never blamed.
+import { readFileSync, rmSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMeshlet, type InProcessMeshlet } from '../helpers/meshlet.ts';
+import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import * as F from './h2-frames.ts';
+
+let up: TestUpstream;
+let m: InProcessMeshlet;
+/** Requests the upstream saw end before it answered (cancelled by meshlet). */
+let cancelled = 0;
+
+beforeAll(async () => {
+  // Answers after 50 ms: long enough for a client to reset the stream while meshlet waits for it.
+  up = await startUpstream((req, res) => {
+    req.on('close', () => {
+      if (!res.writableEnded) cancelled++;
+    });
+    req.resume();
+    setTimeout(() => {
+      if (!res.destroyed) res.end('ok');
+    }, 50);
+  });
+  m = await startMeshlet({
+    registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+    upstreams: {
+      users: {
+        // Hair triggers: a single cancel counted against the endpoint would show.
+        outlierDetection: { consecutive5xx: 2, consecutiveGatewayFailure: 2 },
+        circuitBreaker: { volumeThreshold: 2, errorThresholdPercentage: 1 },
+      },
+    },
+  });
+});
+
+afterAll(async () => {
+  await m.close();
+  await up.close();
+});
+
+const outboundPort = (): number => Number(new URL(m.outbound).port);
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `meshlet_http2_sessions_closed_total{reason}` on `admin`, 0 when absent. */
+async function closedForAbuse(admin: string, reason: string): Promise<number> {
+  const text = await (await fetch(`${admin}/metrics`)).text();
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith(`meshlet_http2_sessions_closed_total{reason="${reason}"}`));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+/** The `users` endpoint's state, its breaker and active ejections from `GET /upstreams`. */
+async function endpointState(): Promise<{ state: string; breaker: string; ejections: number }> {
+  const body = (await (await fetch(`${m.admin}/upstreams`)).json()) as {
+    upstreams: Record<
+      string,
+      {
+        endpoints: { state: string }[];
+        circuitBreaker: string;
+        outlierDetection: { ejectionsActive: number };
+      }
+    >;
+  };
+  const u = body.upstreams['users']!;
+  return {
+    state: u.endpoints[0]!.state,
+    breaker: u.circuitBreaker,
+    ejections: u.outlierDetection.ejectionsActive,
+  };
+}
+
+/** Sends `count` HEADERS+RST_STREAM pairs in batches of 100 (under nghttp2's own burst of 1,000) until GOAWAY. */
+async function rapidReset(raw: F.RawH2, authority: string, count: number): Promise<number> {
+  let id = 1;
+  for (let sent = 0; sent < count && raw.goaway === null && !raw.socket.destroyed; sent += 100) {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 100; i++, id += 2)
+      frames.push(F.headers(id, F.requestBlock(authority)), F.rstStream(id));
+    raw.write(Buffer.concat(frames));
+    await raw.drained();
+    await pause(20);
+  }
+  await raw.until(() => raw.goaway !== null, 3000);
+  return (id - 1) / 2;
+}
+
+describe('outbound listener (h2c)', () => {
+  it('closes a session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM by its ~500th, and counts it', async () => {
+    const before = await closedForAbuse(m.admin, 'rapid_reset');
+    const seen = up.requests.length;
+    const raw = await F.RawH2.open(outboundPort());
+    try {
+      await rapidReset(raw, 'users', 900);
+      // Without meshlet's guard nghttp2 lets 1,000 resets through before it acts (and 33 a second after).
+      expect(raw.goaway).toEqual({ lastStreamId: expect.any(Number), code: F.H2Error.ENHANCE_YOUR_CALM });
+      expect(raw.goaway!.lastStreamId).toBeLessThanOrEqual(2 * 600);
+      expect(await raw.until(() => raw.socket.destroyed, 2000)).toBe(true);
+      expect(await closedForAbuse(m.admin, 'rapid_reset')).toBe(before + 1);
+      // A stream reset with its HEADERS never costs the endpoint a request, nor its health.
+      expect(up.requests.length - seen).toBeLessThan(50);
+      expect(await endpointState()).toEqual({ state: 'healthy', breaker: 'closed', ejections: 0 });
+    } finally {
+      raw.destroy();
+    }
+  }, 15_000);
+
+  it('closes a session that resets each stream once the endpoint has it: at most ~500 requests reach it, none blamed', async () => {
+    const seen = up.requests.length;
+    const cancelledBefore = cancelled;
+    const raw = await F.RawH2.open(outboundPort());
+    try {
+      let id = 1;
+      for (let round = 0; round < 15 && raw.goaway === null && !raw.socket.destroyed; round++) {
+        const ids: number[] = [];
+        const frames: Buffer[] = [];
+        for (let i = 0; i < 50; i++, id += 2) {
+          ids.push(id);
+          frames.push(F.headers(id, F.requestBlock('users')));
+        }
+        const target = up.requests.length + ids.length;
+        raw.write(Buffer.concat(frames));
+        await raw.until(() => up.requests.length >= target || raw.socket.destroyed, 2000);
+        raw.write(Buffer.concat(ids.map((i) => F.rstStream(i))));
+        await raw.drained();
+      }
+      expect(await raw.until(() => raw.goaway !== null, 3000)).toBe(true);
+      expect(raw.goaway!.code).toBe(F.H2Error.ENHANCE_YOUR_CALM);
+      const reached = up.requests.length - seen;
+      expect(reached).toBeGreaterThanOrEqual(450);
+      expect(reached).toBeLessThanOrEqual(560);
+      // meshlet cancelled what it had sent on (the upstream saw those requests end unanswered).
+      await pause(200);
+      expect(cancelled - cancelledBefore).toBeGreaterThanOrEqual(reached - 60);
+      expect(await endpointState()).toEqual({ state: 'healthy', breaker: 'closed', ejections: 0 });
+    } finally {
+      raw.destroy();
+    }
+  }, 15_000);
+
+  it('keeps the session of a client that cancels fewer than half of 700 calls', async () => {
+    const raw = await F.RawH2.open(outboundPort());
+    try {
+      let id = 1;
+      const kept: number[] = [];
+      for (let round = 0; round < 7; round++) {
+        const frames: Buffer[] = [];
+        for (let i = 0; i < 100; i++, id += 2) {
+          frames.push(F.headers(id, F.requestBlock('users')));
+          // 2 in 5 cancelled at once (a client whose deadlines expire), the others waited for.
+          if (i % 5 < 2) frames.push(F.rstStream(id));
+          else kept.push(id);
+        }
+        raw.write(Buffer.concat(frames));
+        await raw.until(() => kept.every((k) => raw.answered.has(k)) || raw.goaway !== null, 5000);
+      }
+      expect(raw.goaway).toBeNull();
+      expect(kept.every((k) => raw.answered.has(k))).toBe(true);
+      raw.write(F.headers(id, F.requestBlock('users')));
+      expect(await raw.until(() => raw.answered.has(id), 3000)).toBe(true);
+      expect(raw.socket.destroyed).toBe(false);
+    } finally {
+      raw.destroy();
+    }
+  }, 15_000);
+});
+
+describe('inbound listener (mTLS, ALPN h2)', () => {
+  let pki: TestPki;
+  let b: InProcessMeshlet;
+  let client: { ca: Buffer; cert: Buffer; key: Buffer };
+
+  beforeAll(async () => {
+    pki = await makePki();
+    b = await startMeshlet({
+      service: { name: 'orders', port: up.port },
+      listeners: { inbound: { address: '127.0.0.1', port: 0, allow: ['web'] } },
+      tls: await tlsFilesConfig(pki, 'orders'),
+    });
+    const leaf = await pki.write('web');
+    client = { ca: readFileSync(pki.caFile), cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) };
+  });
+
+  afterAll(async () => {
+    await b?.close();
+    if (pki !== undefined) rmSync(pki.dir, { recursive: true, force: true });
+  });
+
+  it('closes a peer session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM, and counts it', async () => {
+    const before = await closedForAbuse(b.admin, 'rapid_reset');
+    const seen = up.requests.length;
+    const raw = await F.RawH2.open(b.daemon.addresses().inbound!.port, { tls: client });
+    try {
+      await rapidReset(raw, 'orders', 900);
+      expect(raw.goaway?.code).toBe(F.H2Error.ENHANCE_YOUR_CALM);
+      expect(raw.goaway!.lastStreamId).toBeLessThanOrEqual(2 * 600);
+      expect(await closedForAbuse(b.admin, 'rapid_reset')).toBe(before + 1);
+      expect(up.requests.length - seen).toBeLessThan(50);
+    } finally {
+      raw.destroy();
+    }
+  }, 15_000);
+});
