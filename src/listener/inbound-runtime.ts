@@ -62,6 +62,7 @@ export async function startInboundRuntime(
     authorize:
       source.authorize === undefined ? undefined : (peer) => source.authorize!(peer.identity, peer.serial),
     maxConcurrent: spec.maxConcurrent,
+    active: 0,
     rateLimit: rateLimitOf(spec),
     appTimeoutMs: spec.appTimeout,
     idleTimeoutMs: 300_000,

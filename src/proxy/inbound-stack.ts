@@ -41,8 +41,10 @@ export interface InboundContext {
   allow: readonly string[] | '*';
   /** Consul intentions, when the certificate source provides them; replaces `allow`. */
   readonly authorize?: ((peer: InboundPeer) => Promise<AuthorizeResult>) | undefined;
-  /** Most inbound requests in flight; more get 503 `overloaded`. */
+  /** Most inbound requests and tunnels in flight together; more get 503 `overloaded`. */
   maxConcurrent: number;
+  /** Inbound requests and tunnels in flight now (what {@link admitInbound} holds to `maxConcurrent`). */
+  active: number;
   /** Per-caller token buckets (keyed by service), or null for no rate limit. */
   rateLimit: KeyedTokenBuckets | null;
   /** Longest wait for the local app's response headers, ms (a smaller `x-meshlet-timeout-ms` wins). */
@@ -55,7 +57,6 @@ export interface InboundContext {
 
 /** Builds the inbound listener's request handler. */
 export function inboundHandler(ctx: InboundContext): AnyRequestListener {
-  let active = 0;
   return function inbound(req: DownstreamRequest, res: DownstreamResponse) {
     const peer = inboundPeerOf(req);
     if (peer === undefined) {
@@ -96,36 +97,56 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         refuse(new MeshletError('bad_request', forwarded.invalid), 'bad_request');
         return;
       }
-      if (active >= ctx.maxConcurrent) {
-        refuse(
-          new MeshletError('overloaded', `inbound listener is at its limit of ${ctx.maxConcurrent} requests`),
-          'overloaded',
-        );
+      const limited = admitInbound(ctx, caller);
+      if (limited !== null) {
+        refuse(limited.err, limited.count);
         return;
       }
-      const rate = ctx.rateLimit;
-      if (rate !== null && !rate.tryTake(caller)) {
-        const waitMs = rate.retryAfterMs(caller);
-        refuse(
-          new MeshletError(
-            'rate_limited',
-            `caller "${caller}" is over its rate limit`,
-            undefined,
-            Number.isFinite(waitMs) ? waitMs / 1000 : 60,
-          ),
-          'rate_limited',
-        );
-        return;
-      }
+      ctx.tlsMetrics.inboundActive.inc();
       forward(ctx, req, res, peer, forwarded, grpc, startedAt, () => {
-        active--;
+        ctx.active--;
         ctx.tlsMetrics.inboundActive.dec();
       });
-      active++;
-      ctx.tlsMetrics.inboundActive.inc();
     };
     authorizePeer(ctx, peer, req.httpVersionMajor === 2 ? 'http2' : 'http1', proceed);
   };
+}
+
+/** A refusal by the inbound listener's limits, with its `meshlet_inbound_denied_total` reason. */
+export interface LimitRefusal {
+  readonly err: MeshletError;
+  readonly count: 'overloaded' | 'rate_limited';
+}
+
+/**
+ * Admits one inbound request or tunnel from `caller` (an authorized peer's service) under
+ * `listeners.inbound.maxConcurrent` — requests and tunnels in flight together, as Envoy counts an
+ * upgraded stream as an active request for its whole life — then the caller's token bucket. null:
+ * admitted, and the caller holds a slot (`ctx.active` counts it; decrement when the request or
+ * tunnel ends). Else the refusal to answer: `503 overloaded` or `429 rate_limited`.
+ */
+export function admitInbound(ctx: InboundContext, caller: string): LimitRefusal | null {
+  if (ctx.active >= ctx.maxConcurrent) {
+    const err = new MeshletError(
+      'overloaded',
+      `inbound listener is at its limit of ${ctx.maxConcurrent} requests and tunnels`,
+    );
+    return { err, count: 'overloaded' };
+  }
+  const rate = ctx.rateLimit;
+  if (rate !== null && !rate.tryTake(caller)) {
+    const waitMs = rate.retryAfterMs(caller);
+    const retryAfterS = Number.isFinite(waitMs) ? waitMs / 1000 : 60;
+    const err = new MeshletError(
+      'rate_limited',
+      `caller "${caller}" is over its rate limit`,
+      undefined,
+      retryAfterS,
+    );
+    return { err, count: 'rate_limited' };
+  }
+  ctx.active++;
+  return null;
 }
 
 /** What a caller's refusals are logged as (`inbound caller refused`), per inbound context. */

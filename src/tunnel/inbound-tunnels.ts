@@ -7,6 +7,7 @@ import type { SocketListener } from '../listener/http-listener.ts';
 import { inboundPeerOf } from '../listener/inbound-listener.ts';
 import { forwardRequestHeaders } from '../proxy/headers.ts';
 import {
+  admitInbound,
   authorizePeer,
   type InboundContext,
   PEER_IDENTITY_HEADER,
@@ -89,6 +90,22 @@ export function inboundTunnelHandler(
         failed(new MeshletError('bad_request', forwarded.invalid));
         return;
       }
+      // Admitted like a request: a slot of listeners.inbound.maxConcurrent for the tunnel's whole
+      // life, and a token of the caller's rate limit.
+      const limited = admitInbound(ictx, peer.identity.service);
+      if (limited !== null) {
+        ictx.tlsMetrics.deny(peer.identity.service, limited.count);
+        failed(limited.err);
+        return;
+      }
+      let held = true;
+      const release = (): void => {
+        if (!held) return;
+        held = false;
+        ictx.active--;
+      };
+      if (socket.closed) release();
+      else socket.once('close', release);
       dialTcp('127.0.0.1', ctx.appPort, 1000).then(
         (app) => {
           if (socket.destroyed) {

@@ -187,6 +187,7 @@ export async function startInbound(pki: TestPki, spec: InboundSpec): Promise<Tes
     authorize:
       source.authorize === undefined ? undefined : (peer) => source.authorize!(peer.identity, peer.serial),
     maxConcurrent: spec.maxConcurrent ?? 1024,
+    active: 0,
     rateLimit:
       spec.rate === undefined
         ? null

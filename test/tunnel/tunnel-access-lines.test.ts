@@ -1,84 +1,13 @@
 // One access line per tunnel, on the outbound and the inbound (mTLS) listener: refusals at once, established tunnels at their end.
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { closedPort } from '../helpers/upstream-server.ts';
 import { makePki, peerEndpoint, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import { plain, rawClient, startRawApp, UPGRADE_TCP, until } from './raw-tunnel-helpers.ts';
 import { closed, openWs, startWsEcho, type WsEcho } from './ws-helpers.ts';
 
 type Line = Record<string, unknown>;
-
-/**
- * A local app / endpoint on 127.0.0.1. An HTTP upgrade to `/refuse…` gets 403, to `/hold…` no
- * answer; any other gets 101 (`Upgrade: tcp`). After a 101, or at once for bytes that are no HTTP
- * request (a plain CONNECT tunnel), bytes are echoed; `reset` makes it reset the connection.
- */
-async function startRawApp(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    let head = '';
-    let relaying = false;
-    s.on('data', (chunk: Buffer) => {
-      if (!relaying) {
-        head += chunk.toString('latin1');
-        if (!/^[A-Z]+ \S+ HTTP\/1\.1\r\n/.test(head)) relaying = true;
-        else {
-          if (!head.includes('\r\n\r\n')) return;
-          if (head.startsWith('GET /refuse')) {
-            s.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 4\r\nconnection: close\r\n\r\nnope');
-            return;
-          }
-          if (head.startsWith('GET /hold')) return;
-          s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n');
-          relaying = true;
-          return;
-        }
-      }
-      if (chunk.toString('latin1').includes('reset')) s.resetAndDestroy();
-      else s.write(chunk);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
-
-/** A raw client connection: what came back so far, and whether it closed. */
-interface RawClient {
-  readonly socket: Socket;
-  text(): string;
-  readonly ended: Promise<void>;
-}
-
-/** Connects (plain TCP, or TLS with `tls` options) and sends `head`. */
-function rawClient(socket: Socket, head: string): RawClient {
-  let text = '';
-  socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
-  socket.on('error', () => undefined);
-  const ended = new Promise<void>((r) => socket.once('close', () => r()));
-  socket.write(head);
-  return { socket, text: () => text, ended };
-}
-
-const plain = (port: number, head: string): RawClient => rawClient(connect(port, '127.0.0.1'), head);
-
-async function until(check: () => boolean, what: string, ms = 4000): Promise<void> {
-  const t0 = performance.now();
-  while (!check()) {
-    if (performance.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** The access lines of `direction` whose path is `path`. */
 const linesOf = (logs: Line[], direction: string, path: string): Line[] =>
@@ -93,8 +22,6 @@ async function onlyLine(logs: Line[], direction: string, path: string): Promise<
   expect(typeof lines[0]!.durationMs).toBe('number');
   return lines[0]!;
 }
-
-const UPGRADE_TCP = 'Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n';
 
 describe('tunnel access lines on the outbound listener', () => {
   let echo: WsEcho;
