@@ -9,6 +9,7 @@ import { routeByPreface } from '../http2/sniff.ts';
 import { type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
 import { rawErrorPayload } from '../errors/raw-error.ts';
 import { sendError } from '../errors/error-response.ts';
+import { answering, oneRequestAtATime } from './pipelining.ts';
 
 /** Server limits every meshlet HTTP listener applies. */
 export interface HttpListenerOptions {
@@ -168,6 +169,7 @@ export async function listenHttp1(
  * them over, but neither is an HTTP/2 request, which starts with the connection preface, nor
  * anything meshlet should forward), and one with more than `limits.maxHeadersCount` header fields
  * (Envoy answers those 431; meshlet's answer to a head that is too large is `bad_request`).
+ * Pipelined requests are handled one at a time ({@link oneRequestAtATime}).
  */
 export function http1Only(
   handler: RequestListener,
@@ -175,7 +177,7 @@ export function http1Only(
 ): RequestListener {
   const maxHeaders = limits.maxHeadersCount ?? DEFAULT_MAX_HEADERS_COUNT;
   const onRefused = limits.onRefused;
-  return function http1(req, res) {
+  return oneRequestAtATime(function http1(req, res) {
     const refusal =
       req.httpVersionMajor !== 1
         ? new MeshletError(
@@ -187,7 +189,7 @@ export function http1Only(
     onRefused?.(refusal, req.method);
     res.shouldKeepAlive = false;
     sendError(res, refusal);
-  };
+  });
 }
 
 /** A node:http server with meshlet's limits, answering malformed requests itself. */
@@ -217,7 +219,10 @@ function clientErrorAnswer(onRefused: RefusalListener | undefined) {
       const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
       const refusal = new MeshletError(code, clientErrorReason(err));
       onRefused?.(refusal, undefined);
-      socket.end(rawErrorPayload(refusal));
+      // A slow head behind a request still being answered (pipelining): a 408 written now would
+      // be read as that request's answer, so the connection just closes.
+      if (code === 'request_timeout' && answering(socket)) socket.destroy();
+      else socket.end(rawErrorPayload(refusal));
     } else socket.destroy();
   };
 }

@@ -1,5 +1,6 @@
 // Prepares a request body for forwarding: held whole for replay up to a limit, otherwise streamed.
 import { Readable } from 'node:stream';
+import { ChunkList } from './chunk-list.ts';
 import { type DownstreamRequest, isH2 } from './downstream.ts';
 
 /** The body to send upstream and whether it can be sent again on a retry. */
@@ -60,8 +61,7 @@ export function prepareBody(
   if (!hasBody(req)) return done(NO_BODY);
   const length = Number(req.headers['content-length'] ?? Number.NaN);
   if (length > limit) return done({ body: req, replayable: false });
-  const chunks: Buffer[] = [];
-  let size = 0;
+  const chunks = new ChunkList();
   let settled = false;
   const finish = (result: PreparedBody | typeof TOO_LARGE | null) => {
     if (settled) return;
@@ -73,17 +73,16 @@ export function prepareBody(
   };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
-    size += chunk.length;
+    const size = chunks.size;
     if (size > maxBytes) finish(TOO_LARGE);
     else if (size > limit) {
       req.pause();
-      const rest = concat(chunks, size, req, maxBytes, tooLarge);
+      const rest = concat(chunks.buffers(), size, req, maxBytes, tooLarge);
       // As TeedBody's stream: errors are the exchange's to handle, never an unhandled 'error'.
       finish({ body: Readable.from(rest, { objectMode: false }).on('error', ignore), replayable: false });
     }
   };
-  const onEnd = () =>
-    finish({ body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), replayable: true });
+  const onEnd = () => finish({ body: chunks.toBuffer(), replayable: true });
   const onClose = () => {
     if (!req.complete) finish(null);
   };
@@ -101,7 +100,7 @@ export function prepareBody(
 export class TeedBody {
   /** What the first attempt sends. */
   readonly stream: Readable;
-  #chunks: Buffer[] | null = [];
+  #chunks: ChunkList | null = new ChunkList();
   #size = 0;
   #ended = false;
 
@@ -145,6 +144,6 @@ export class TeedBody {
   /** The whole body, when it ended within the replay limit; else null (it cannot be sent again). */
   replay(): Buffer | null {
     if (!this.#ended || this.#chunks === null) return null;
-    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
+    return this.#chunks.toBuffer();
   }
 }
