@@ -69,3 +69,17 @@ describe('AttemptTimers', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 });
+
+describe('AttemptTimers on real timers', () => {
+  it('a timeout past 2^31 − 1 ms (timeouts.request: 1000h) does not fire after 1 ms', async () => {
+    const expired: Error[] = [];
+    const headers = new AttemptTimers((err) => expired.push(err));
+    const body = new AttemptTimers((err) => expired.push(err));
+    headers.awaitHeaders(3_600_000_000);
+    body.awaitBody(3_600_000_000);
+    await new Promise((r) => setTimeout(r, 40));
+    headers.stop();
+    body.stop();
+    expect(expired.map((e) => e.message)).toEqual([]);
+  });
+});

@@ -1,4 +1,5 @@
 // Times one attempt to an endpoint (response headers in time, no idle gap in the response body) on Node's own timers.
+import { timerDelay } from '../resilience/timer-delay.ts';
 import { AttemptTimeoutError, IdleTimeoutError } from './upstream-failure.ts';
 
 /**
@@ -33,21 +34,25 @@ export class AttemptTimers {
 
   /**
    * Starts waiting for response headers, for `ms` milliseconds (rounded up to a whole one: Node keeps
-   * one timer list per duration, and fractions would make one per request).
+   * one timer list per duration, and fractions would make one per request; at most 2^31 − 1, about
+   * 24.8 days: a longer timeout, from `timeouts.request: 1000h`, would otherwise fire after 1 ms).
    */
   awaitHeaders(ms: number): void {
     this.stop();
     this.expired = null;
-    const whole = Math.max(1, Math.ceil(ms));
+    const whole = Math.max(1, Math.ceil(timerDelay(ms)));
     this.#timer = setTimeout(AttemptTimers.#onHeadersTimeout, whole, this, whole);
   }
 
-  /** The headers arrived: from now on the body may not stay idle longer than `idleMs` (0: no limit). */
+  /**
+   * The headers arrived: from now on the body may not stay idle longer than `idleMs` (0: no limit;
+   * at most 2^31 − 1 ms, as in {@link awaitHeaders}).
+   */
   awaitBody(idleMs: number): void {
     this.stop();
-    if (idleMs <= 0) return;
-    this.#idleMs = idleMs;
-    this.#timer = setTimeout(AttemptTimers.#onIdle, idleMs, this);
+    if (!(idleMs > 0)) return;
+    this.#idleMs = timerDelay(idleMs);
+    this.#timer = setTimeout(AttemptTimers.#onIdle, this.#idleMs, this);
   }
 
   /** A body chunk arrived: the idle gap starts again. */

@@ -14,6 +14,7 @@ import {
 } from '../errors/grpc-status.ts';
 import { CLIENT_FAULT, MeshletError } from '../errors/meshlet-error.ts';
 import { retryAfterMs } from '../resilience/backoff.ts';
+import { timerDelay } from '../resilience/timer-delay.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
 import type { OutlierFailureKind } from '../resilience/outlier-detector.ts';
 import {
@@ -42,6 +43,7 @@ import type { ProxyContext } from './proxy-context.ts';
 import { hasBody, prepareBody, TeedBody, TOO_LARGE } from './request-body.ts';
 import { acceptUnsolicitedContinue } from './unsolicited-continue.ts';
 import {
+  AttemptTimeoutError,
   classifyFailure,
   errorForFailure,
   type FailureKind,
@@ -138,6 +140,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly #edge: EdgeHeaders | null;
   readonly #startedAt: number;
   #deadlineAt = 0;
+  /** The caller's deadline is shorter than the request timeout (then it ends the request). */
+  #callerDeadline = false;
+  /** The attempt's wait for headers was shortened by the caller's deadline (below the per-try timeout). */
+  #cutByCaller = false;
+  /** An attempt was cut by the caller's deadline: a 504 then tells the breaker nothing. */
+  #callerTimedOut = false;
   #requestId = '';
   #headers: string[] = [];
   #timeoutSlot = 0;
@@ -235,6 +243,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
         ? this.#policy.requestTimeoutMs
         : Math.min(incoming, this.#policy.requestTimeoutMs);
     this.#deadlineAt = this.#startedAt + budget;
+    this.#callerDeadline = incoming !== undefined && incoming < this.#policy.requestTimeoutMs;
     this.#timeoutSlot = this.#headers.push(TIMEOUT_HEADER, '') - 1;
     // The remaining budget goes upstream as grpc-timeout only when the caller set a deadline: without
     // one, meshlet's request timeout bounds the wait for response headers, not the call, and a
@@ -439,12 +448,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#requestStarted = false;
     this.#discarding = false;
     this.#retryAfter = undefined;
+    this.#pushbackMs = undefined;
     this.#attemptStartedAt = now;
     this.#inflight = true;
     handle.active++;
     this.#headers[this.#timeoutSlot] = String(Math.ceil(remaining));
     if (this.#grpcTimeoutSlot !== -1) this.#headers[this.#grpcTimeoutSlot] = `${Math.ceil(remaining)}m`;
     const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
+    this.#cutByCaller = this.#callerDeadline && remaining < this.#policy.perTryTimeoutMs;
     (this.#timers ??= new AttemptTimers(this.#expire)).awaitHeaders(perTry);
     if (pool instanceof Pool) acceptUnsolicitedContinue();
     pool.dispatch(
@@ -524,12 +535,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (statusCode >= 500)
       this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
     else if (grpcStatus !== undefined) this.#judgeGrpc(handle, grpcStatus);
-    else if (!this.#grpc) upstream.outlier.onSuccess(handle);
+    // Any other answer is judged once its body ended (onResponseEnd): cleared at the head, the
+    // failure count of an endpoint that resets every body mid-way never reached its threshold.
     const res = this.#res;
     if (this.#done || clientGone(res)) {
       controller.abort(new Error('client closed'));
       return;
     }
+    // Read before the retry decision: a retry that could not start before the deadline after the
+    // wait the endpoint asks for is not made, and the caller gets this answer (#mayRetry).
+    const retryAfter = headers['retry-after'];
+    this.#retryAfter = typeof retryAfter === 'string' ? retryAfter : undefined;
     if (
       (statusCode >= 409 || (grpcStatus !== undefined && grpcStatus !== 0)) &&
       this.#serverAllowsRetry(headers) &&
@@ -538,8 +554,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
       // Retry: drop this response and try again. The attempt is cut rather than its body read to
       // the end (Envoy resets the upstream stream too): a slow or endless body would hold the retry,
       // and the request, past its deadline. onResponseError schedules the retry.
-      const retryAfter = headers['retry-after'];
-      this.#retryAfter = typeof retryAfter === 'string' ? retryAfter : undefined;
       this.#discarding = true;
       controller.abort(new Error('answer dropped for a retry'));
       return;
@@ -553,7 +567,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#ctx.draining && !('stream' in res)) out.push('connection', 'close');
     if (grpcStatus === undefined && this.#mayHold()) {
       this.#held = { status: statusCode, headers: out, chunks: [], bytes: 0 };
-      this.#timer = setTimeout(Exchange.#onHoldEnd, this.#policy.retry.grpcResponseHoldMs, this);
+      this.#timer = setTimeout(Exchange.#onHoldEnd, timerDelay(this.#policy.retry.grpcResponseHoldMs), this);
       return;
     }
     try {
@@ -617,15 +631,34 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (!flowing && controller !== null) this.#pauseUntilDrain(controller);
   }
 
-  /** The client's buffer is full: the upstream waits until it drains, and is not idle meanwhile. */
+  /**
+   * The client's buffer is full: the upstream waits until it drains, and is not idle meanwhile. A
+   * client that drains none of it for the idle timeout (`timeouts.idle`) is let go, as Envoy's
+   * stream_idle_timeout ends a stream stalled by its reader: its connection (HTTP/2: stream) is
+   * closed, the attempt cancelled, and the access line says 499 `request_timeout`. A client that
+   * reads in bursts is served as long as each drain comes within the idle timeout.
+   */
   #pauseUntilDrain(controller: Dispatcher.DispatchController): void {
     const timers = this.#timers!;
     timers.pause();
     controller.pause();
+    const idleMs = this.#policy.idleTimeoutMs;
+    const stalled = idleMs > 0 ? setTimeout(() => this.#onReaderStalled(idleMs), timerDelay(idleMs)) : null;
     this.#res.once('drain', () => {
+      if (stalled !== null) clearTimeout(stalled);
       timers.resume();
       controller.resume();
     });
+  }
+
+  /** The client took none of the response for `idleMs`: end the exchange as the client's, then close its side. */
+  #onReaderStalled(idleMs: number): void {
+    if (this.#done) return;
+    this.#releaseBreaker();
+    const why = `the client read none of the response for ${idleMs} ms (timeouts.idle)`;
+    this.#complete(CLIENT_CLOSED, new MeshletError('request_timeout', why, this.#upstream.name));
+    this.#controller?.abort(new Error(why));
+    (this.#res as Writable).destroy();
   }
 
   /**
@@ -678,6 +711,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     let success = this.#status < 500;
+    if (success && !this.#grpc) this.#upstream.outlier.onSuccess(handle);
     if (this.#grpc && this.#status < 500) {
       const trailer = trailers['grpc-status'];
       if (typeof trailer === 'string') {
@@ -730,7 +764,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#onStreamReset(handle, resetCode, held);
       return;
     }
-    this.#recordFailure(kind, handle);
+    if (kind === 'timeout' && this.#cutByCaller && err instanceof AttemptTimeoutError) {
+      // The caller's deadline cut the attempt before the endpoint had its per-try time: the caller
+      // chose too short a wait, the endpoint is not blamed (no outlier count, nothing to the breaker).
+      this.#ctx.metrics.resilience.attempts.labels(upstream.name, 'timeout').inc();
+      this.#callerTimedOut = true;
+    } else this.#recordFailure(kind, handle);
     if (this.#res.headersSent) {
       // The response already started: nothing can be retried. A gRPC caller gets the failure as the
       // call's status in trailers; any other client a cut body, never a hang (sendError).
@@ -856,7 +895,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       }
       return false;
     }
-    if (performance.now() + this.#policy.retry.backoffBaseMs >= this.#deadlineAt) {
+    // The retry must still start with its least budget after the wait: the backoff's base, or what
+    // the endpoint asked for (Retry-After up to retryAfterMax, gRPC pushback). Else the caller gets
+    // the endpoint's answer now (its Retry-After included), not a 504 once the deadline ran out.
+    const wait = Math.max(this.#policy.retry.backoffBaseMs, this.#askedWaitMs());
+    if (performance.now() + wait + MIN_ATTEMPT_BUDGET_MS > this.#deadlineAt) {
       r.retriesSkipped.labels(upstream.name, 'deadline').inc();
       return false;
     }
@@ -885,16 +928,26 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return req.destroyed || req.readableDidRead;
   }
 
+  /**
+   * The wait the endpoint asked for before a retry, ms: its gRPC pushback, else its `Retry-After`
+   * (at most `retryAfterMax`), else 0.
+   */
+  #askedWaitMs(): number {
+    if (this.#pushbackMs !== undefined) return this.#pushbackMs;
+    if (this.#retryAfter === undefined) return 0;
+    return retryAfterMs(this.#retryAfter, Date.now(), this.#policy.retry.retryAfterMaxMs) ?? 0;
+  }
+
   #scheduleRetry(): void {
     const retry = this.#policy.retry;
-    let delay = this.#upstream.backoff(retry).delay(this.#attempts);
-    if (this.#retryAfter !== undefined) {
-      const asked = retryAfterMs(this.#retryAfter, Date.now(), retry.retryAfterMaxMs);
-      if (asked !== undefined) delay = Math.max(delay, asked);
-    }
-    if (this.#pushbackMs !== undefined) delay = this.#pushbackMs;
-    delay = Math.min(delay, Math.max(0, this.#deadlineAt - performance.now() - 1));
-    setTimeout(() => this.#attempt(), delay).unref();
+    const asked = this.#askedWaitMs();
+    let delay =
+      this.#pushbackMs !== undefined
+        ? asked
+        : Math.max(this.#upstream.backoff(retry).delay(this.#attempts), asked);
+    // The attempt keeps its least budget: a jittered backoff never eats the deadline down to a 504.
+    delay = Math.min(delay, this.#deadlineAt - performance.now() - MIN_ATTEMPT_BUDGET_MS);
+    setTimeout(() => this.#attempt(), timerDelay(delay)).unref();
   }
 
   /** Ends the current attempt's claims (endpoint in-flight count, pending slot); once per attempt. */
@@ -912,6 +965,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (!this.#pending) return;
     this.#pending = false;
     this.#upstream.limits.releasePending();
+  }
+
+  /** Gives the breaker's admission back without an outcome (see UpstreamBreaker.release). */
+  #releaseBreaker(): void {
+    const admission = this.#admission;
+    if (admission === REFUSED) return;
+    this.#admission = REFUSED;
+    this.#upstream.breaker?.release(admission);
   }
 
   #settleBreaker(success: boolean): void {
@@ -932,17 +993,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #fail(err: MeshletError): void {
     if (this.#done) return;
     this.#upstream.metrics.localReply(err.code);
-    if (CLIENT_FAULT.has(err.code)) {
-      if (this.#admission !== REFUSED) this.#upstream.breaker?.release(this.#admission);
-      this.#admission = REFUSED;
-    } else this.#settleBreaker(err.code !== 'upstream_timeout' && err.code !== 'upstream_unreachable');
+    if (CLIENT_FAULT.has(err.code) || (err.code === 'upstream_timeout' && this.#callerTimedOut))
+      this.#releaseBreaker();
+    else this.#settleBreaker(err.code !== 'upstream_timeout' && err.code !== 'upstream_unreachable');
     sendError(this.#res, err, this.#requestId, this.#attempts, this.#grpc);
     this.#complete(err.status, err);
   }
 
   #onClientClose = (): void => {
     if (this.#done) return;
-    this.#settleBreaker(true);
+    // The caller left: that says nothing about the upstream, so the breaker records nothing. A
+    // half-open trial frees its slot (the next request is the trial); counted as a success, a trial
+    // whose caller gave up on a hanging endpoint closed an open breaker.
+    this.#releaseBreaker();
     this.#complete(CLIENT_CLOSED);
     // After #complete: aborting calls onResponseError at once, which must find the exchange done
     // (the client's leaving is not the endpoint's failure), not classify the abort as a reset.

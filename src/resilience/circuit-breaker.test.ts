@@ -52,6 +52,19 @@ describe('UpstreamBreaker', () => {
     expect(states).toEqual(['open', 'half_open', 'open', 'half_open', 'closed']);
   });
 
+  it('a reset timeout past 2^31 − 1 ms (resetTimeout: 1000h) keeps it open, at start and after configure', async () => {
+    const huge = { ...options, resetTimeout: 3_600_000_000 };
+    const b = new UpstreamBreaker(huge, () => {}, new ManualClock());
+    made.push(b);
+    for (let i = 0; i < 4; i++) b.settle(b.admit(), false);
+    const c = breaker();
+    c.configure(huge);
+    for (let i = 0; i < 4; i++) c.settle(c.admit(), false);
+    await new Promise((r) => setTimeout(r, 40));
+    expect([b.state, c.state]).toEqual(['open', 'open']);
+    expect(b.admit()).toBe(REFUSED);
+  });
+
   it('reset() closes an open breaker', () => {
     const b = breaker();
     for (let i = 0; i < 4; i++) b.settle(b.admit(), false);

@@ -2,6 +2,7 @@
 import CircuitBreaker from 'opossum';
 import { type Clock, systemClock } from '../clock.ts';
 import { ErrorWindow } from './error-window.ts';
+import { timerDelay } from './timer-delay.ts';
 
 /** Breaker states as admin, metrics and the CLI name them. */
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -12,7 +13,10 @@ export interface BreakerOptions {
   errorThresholdPercentage: number;
   /** Requests in the window before the breaker may open. Default 20. */
   volumeThreshold: number;
-  /** Time open before one half-open trial request, ms. Default 30,000. */
+  /**
+   * Time open before one half-open trial request, ms. Default 30,000. At most 2^31 − 1 (24.8 days):
+   * a longer one is held to that, not fired after 1 ms as Node would.
+   */
   resetTimeout: number;
   /** Rolling window, ms, counted in 10 buckets. Default 10,000. */
   rollingWindow: number;
@@ -49,7 +53,7 @@ export class UpstreamBreaker {
     this.#window = new ErrorWindow(options.rollingWindow, 10, clock);
     this.#opossum = new CircuitBreaker(never, {
       timeout: false,
-      resetTimeout: options.resetTimeout,
+      resetTimeout: timerDelay(options.resetTimeout),
       rollingCountTimeout: options.rollingWindow,
       rollingCountBuckets: 10,
     });
@@ -107,8 +111,9 @@ export class UpstreamBreaker {
     }
     this.#options = options;
     // opossum reads `options.resetTimeout` each time it arms the reset timer.
-    (this.#opossum as unknown as { options: { resetTimeout: number } }).options.resetTimeout =
-      options.resetTimeout;
+    (this.#opossum as unknown as { options: { resetTimeout: number } }).options.resetTimeout = timerDelay(
+      options.resetTimeout,
+    );
   }
 
   /**

@@ -16,6 +16,7 @@ import {
 import { ConcurrencyLimit } from '../resilience/concurrency-limit.ts';
 import { OutlierDetector, type OutlierDetectorOptions } from '../resilience/outlier-detector.ts';
 import { RetryBudget } from '../resilience/retry-budget.ts';
+import { timerDelay } from '../resilience/timer-delay.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
 import type { RequestPolicy, RetrySettings, UpstreamSettings } from './upstream-settings.ts';
@@ -311,7 +312,9 @@ export class Upstream {
           this.#tick = null;
           if (this.outlier.tick() === 0) this.#rebalance();
         },
-        Math.max(0, next - performance.now()) + 1,
+        // Held to 2^31 − 1 ms: a longer ejection (maxEjectionTime: 1000h) would fire after 1 ms,
+        // find nothing due and re-arm, every millisecond until the endpoint returns.
+        timerDelay(next - performance.now() + 1),
       );
       this.#tick.unref();
     }
