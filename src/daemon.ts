@@ -6,6 +6,7 @@ import type { AdminGrpcServer } from './admin-grpc/admin-grpc-server.ts';
 import type { Gateway } from './gateway/gateway.ts';
 import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
+import { h2AbuseReporter } from './http2/h2-session-guard.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
 import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
 import {
@@ -249,6 +250,7 @@ export class Daemon {
           headersTimeoutMs,
           maxHeadersCount: listeners.outbound.maxHeadersCount,
           onRefused: listenerRefusals(this.#ctx),
+          onH2Abuse: h2AbuseReporter('outbound', this.metrics.h2SessionsClosed, this.logger),
           onUpgrade: upgradeHandler(tunnels, (req) => routeOutbound(this.#router, req)),
           onConnect: connectHandler(tunnels, () => this.#router),
         },
@@ -290,6 +292,7 @@ export class Daemon {
       headersTimeoutMs: this.config.listeners.outbound.headersTimeout,
       maxHeadersCount: this.config.listeners.outbound.maxHeadersCount,
       onRefused: listenerRefusals(this.#ctx),
+      onH2Abuse: h2AbuseReporter('upstream', this.metrics.h2SessionsClosed, this.logger),
       onUpgrade: upgradeHandler(tunnels, (req) => routePerUpstream(upstream(), req)),
     });
     this.#perUpstream[name] = listener;

@@ -7,6 +7,7 @@ import type { DownstreamRequest, DownstreamResponse } from '../proxy/downstream.
 import { writeHead } from '../proxy/downstream.ts';
 import { type EdgeHeaders, Exchange } from '../proxy/exchange.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
+import { methodRefusal, targetRefusal } from '../proxy/request-target.ts';
 import type { GatewayAuthResult, GatewayMetrics } from '../telemetry/gateway-metrics.ts';
 import { mergePolicy } from '../upstream/upstream-settings.ts';
 import { upstreamView } from '../upstream/upstream-view.ts';
@@ -158,6 +159,12 @@ export function gatewayHandler(
         res,
         new MeshletError('method_not_allowed', 'CONNECT is not routed by the gateway'),
       );
+    }
+    // node:http refuses both over HTTP/1.1; over HTTP/2 they arrive and are refused here, at the first hop.
+    const invalid = methodRefusal(method) ?? targetRefusal(target);
+    if (invalid !== null) {
+      metrics.unrouted.labels(invalid.code).inc();
+      return refuse(ctx, req, res, invalid);
     }
     if (target.charCodeAt(0) !== 47 /* / */) {
       metrics.unrouted.labels('bad_request').inc();

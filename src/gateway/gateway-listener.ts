@@ -6,6 +6,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { constants } from 'node:crypto';
 import type { GatewayListenerSpec } from '../config/gateway-schema.ts';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
+import type { H2AbuseListener } from '../http2/h2-session-guard.ts';
 import {
   answerClientErrors,
   type AnyRequestListener,
@@ -37,14 +38,17 @@ export interface GatewaySocket {
  * `cert`/`key` (ALPN `h2` or `http/1.1`); both files' directory is watched (and polled every 10 s),
  * and a changed pair that loads replaces the certificate for new connections; one that does not is
  * logged and the old one stays. No client certificate is asked for: the edge authenticates with
- * tokens and keys. A TLS 1.2 client's renegotiation is refused.
+ * tokens and keys. A TLS 1.2 client's renegotiation is refused. `onH2Abuse` is told of each
+ * HTTP/2 session closed for abuse (`h2AbuseReporter('gateway', …)`); default none.
  */
 export async function listenGateway(
   spec: GatewayListenerSpec,
   handler: AnyRequestListener,
   logger: Logger,
+  onH2Abuse?: H2AbuseListener,
 ): Promise<GatewaySocket> {
   const limits = {
+    onH2Abuse,
     headersTimeoutMs: spec.headersTimeout,
     maxHeaderSize: spec.maxHeaderSize,
     keepAliveTimeoutMs: spec.keepAliveTimeout,
@@ -71,7 +75,7 @@ export async function listenGateway(
     http1Only(handler as (req: IncomingMessage, res: ServerResponse) => void),
   );
   answerClientErrors(h1);
-  const sessions = new H2Sessions(spec.keepAliveTimeout);
+  const sessions = new H2Sessions(spec.keepAliveTimeout, onH2Abuse);
   const h2 = lazyH2cServer(handler, sessions, { maxHeaderBytes: spec.maxHeaderSize });
   const server = createTlsServer({
     cert: current.cert,

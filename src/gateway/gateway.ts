@@ -1,6 +1,7 @@
 // Gateway mode: the public edge listener and its compiled routes, started by the daemon when `listeners.gateway` is set, reloaded with the config.
 import type { Registry } from 'prom-client';
 import type { MeshletConfig } from '../config/schema.ts';
+import { h2AbuseReporter } from '../http2/h2-session-guard.ts';
 import type { HttpListener } from '../listener/http-listener.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -61,6 +62,7 @@ export class Gateway {
         spec,
         gatewayHandler(ctx, () => gateway!.#state, metrics),
         deps.logger,
+        h2AbuseReporter('gateway', deps.ctx.metrics.h2SessionsClosed, deps.logger),
       );
       gateway = new Gateway(socket, state, metrics, deps, ctx);
     } catch (err) {

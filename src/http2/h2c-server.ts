@@ -3,7 +3,7 @@ import type { Http2Server, Http2ServerRequest, Http2ServerResponse, ServerHttp2S
 import { sendError } from '../errors/error-response.ts';
 import { isGrpcRequest } from '../errors/grpc-status.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
-import { noteSessionError, ResetGuard } from './h2-session-guard.ts';
+import { abuseReasonOf, type H2AbuseListener, ResetGuard } from './h2-session-guard.ts';
 import { H2_CONNECTION_WINDOW_BYTES, H2_SERVER_SETTINGS, H2_SESSION_IDLE_MS } from './h2-settings.ts';
 
 /** A tracked session: its open streams, since when it has had none, and its idle check. */
@@ -17,16 +17,23 @@ interface SessionState {
 /**
  * The open HTTP/2 sessions of a listener and their open stream counts: closes a session that has
  * had no stream open for `idleMs` (GOAWAY; HTTP/1.1's keep-alive timeout does the same for an idle
- * connection) and one whose client resets most of its streams ({@link ResetGuard}), counts
- * sessions node:http2 closed for abuse (h2-session-guard.ts), and drains them all on shutdown.
+ * connection) and one whose client resets most of its streams ({@link ResetGuard}), tells
+ * `onAbuse` of each session closed for abuse (by that guard or by node:http2's own limits,
+ * h2-session-guard.ts), and drains them all on shutdown.
  */
 export class H2Sessions {
   readonly #open = new Map<ServerHttp2Session, SessionState>();
   readonly #idleMs: number;
+  readonly #onAbuse: H2AbuseListener | undefined;
 
-  /** @param idleMs how long a session may stay open with no stream, ms; default {@link H2_SESSION_IDLE_MS}. */
-  constructor(idleMs: number = H2_SESSION_IDLE_MS) {
+  /**
+   * @param idleMs how long a session may stay open with no stream, ms; default {@link H2_SESSION_IDLE_MS}.
+   * @param onAbuse told once of each session closed for abuse (the listener's counter and warning,
+   *   `h2AbuseReporter`); default none.
+   */
+  constructor(idleMs: number = H2_SESSION_IDLE_MS, onAbuse?: H2AbuseListener) {
     this.#idleMs = idleMs;
+    this.#onAbuse = onAbuse;
   }
 
   /** Widens a new session's connection window and tracks it (and its streams) until it closes. */
@@ -37,8 +44,11 @@ export class H2Sessions {
       if (state.timer !== null) clearTimeout(state.timer);
       this.#open.delete(session);
     });
-    session.on('error', (err) => {
-      noteSessionError(err);
+    // Read now: once the session is destroyed its socket can no longer be asked.
+    const peer = session.socket?.remoteAddress;
+    session.on('error', (err: NodeJS.ErrnoException) => {
+      const reason = abuseReasonOf(err);
+      if (reason !== null) this.#onAbuse?.({ reason, peer });
       session.destroy();
     });
     const guard = new ResetGuard();
@@ -46,7 +56,8 @@ export class H2Sessions {
       state.streams++;
       const openedAt = performance.now();
       stream.once('close', () => {
-        guard.streamClosed(session, stream, openedAt);
+        const closed = guard.streamClosed(session, stream, openedAt);
+        if (closed !== null) this.#onAbuse?.({ reason: 'rapid_reset', peer, ...closed });
         if (--state.streams === 0) this.#idle(session, state);
       });
     });

@@ -1,10 +1,17 @@
 // A node:http server for a listener: limits, malformed-request answers, and graceful close.
-import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Server as TlsHttpServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
+import type { H2AbuseListener } from '../http2/h2-session-guard.ts';
 import { routeByPreface } from '../http2/sniff.ts';
 import { type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
 import { rawErrorPayload } from '../errors/raw-error.ts';
@@ -21,6 +28,8 @@ export interface HttpListenerOptions {
   keepAliveTimeoutMs?: number;
   /** How long an HTTP/2 session may stay open with no stream, ms; then GOAWAY. Default 5 min (`H2_SESSION_IDLE_MS`). */
   h2IdleTimeoutMs?: number;
+  /** Told of each HTTP/2 session closed for abuse (`h2AbuseReporter`: counter and warning); default none. */
+  onH2Abuse?: H2AbuseListener;
   /** HTTP/1.1 `Upgrade` requests (WebSocket); without it they are served as ordinary requests. */
   onUpgrade?: SocketListener;
   /** HTTP/1.1 `CONNECT`; without it meshlet answers 405. */
@@ -140,7 +149,7 @@ export async function listenHttp(
 ): Promise<HttpListener> {
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const h1 = createHttp1Server(handler as RequestListener, options);
-  const sessions = new H2Sessions(options.h2IdleTimeoutMs);
+  const sessions = new H2Sessions(options.h2IdleTimeoutMs, options.onH2Abuse);
   const h2 = lazyH2cServer(handler, sessions, { maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024 });
   const front = createNetServer({ noDelay: true }, (socket) =>
     routeByPreface(socket, h1, h2, headersTimeout),
@@ -212,13 +221,36 @@ function createHttp1Server(handler: RequestListener, options: HttpListenerOption
   return server;
 }
 
+/**
+ * The event a listener emits, with its {@link MeshletError}, on the response of a request whose
+ * body it could not parse (a bad chunk size…). A handler that listens for it owns the request's
+ * access line and count; the listener still writes the 400 and closes the connection.
+ */
+export const BODY_REFUSED = 'meshlet:body-refused';
+
+/**
+ * The response of the request whose body was being parsed when `socket` failed to parse, or null
+ * (the failure is in a head). node:http keeps the response being answered on `_httpMessage`.
+ */
+function inFlightBody(socket: Duplex): ServerResponse | null {
+  const res = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  return res !== undefined && res !== null && !res.req.complete ? res : null;
+}
+
 /** node:http's `clientError` listener: answers what it can (400, 408) and tells `onRefused`; then the connection closes. */
 function clientErrorAnswer(onRefused: RefusalListener | undefined) {
   return function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
       const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
       const refusal = new MeshletError(code, clientErrorReason(err));
-      onRefused?.(refusal, undefined);
+      // A body that failed to parse belongs to a request already handed over: its handler logs it
+      // (one access line per request); an answer that started already is not cut into by a 400.
+      const res = inFlightBody(socket);
+      if (res === null || !res.emit(BODY_REFUSED, refusal)) onRefused?.(refusal, undefined);
+      if (res?.headersSent === true) {
+        socket.destroy();
+        return;
+      }
       // A slow head behind a request still being answered (pipelining): a 408 written now would
       // be read as that request's answer, so the connection just closes.
       if (code === 'request_timeout' && answering(socket)) socket.destroy();

@@ -1,8 +1,15 @@
 // The inbound listener: TLS 1.3 with a required, verified client certificate whose SPIFFE identity names the caller.
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
+import type { H2AbuseListener } from '../http2/h2-session-guard.ts';
+import type { MeshletError } from '../errors/meshlet-error.ts';
 import type { DownstreamRequest } from '../proxy/downstream.ts';
 import { handshakeFailureReason, type HandshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import { readPeerIdentity, type WorkloadIdentity } from '../tls/identity.ts';
@@ -40,7 +47,26 @@ export interface InboundListenerOptions {
   readonly onUpgrade?: SocketListener;
   /** A verified peer's `CONNECT` (a tunnel to the local app); without it, 405. */
   readonly onConnect?: SocketListener;
+  /** Told of each HTTP/2 session closed for abuse (`h2AbuseReporter`: counter and warning); default none. */
+  readonly onH2Abuse?: H2AbuseListener;
+  /**
+   * Told of each HTTP/1.1 request the listener answers itself before `handler` sees it (a
+   * malformed or slow head, a head over `maxHeaderSize`, too many header fields, another HTTP
+   * version), for metrics and the access log, as the outbound listener's `onRefused`.
+   */
+  readonly onRefused?: InboundRefusalListener;
 }
+
+/**
+ * See {@link InboundListenerOptions.onRefused}. `method` is undefined when the head was never
+ * parsed; `peer` is the connection's verified peer, undefined only for a pipelined request refused
+ * after the one before it was answered (node:http gives no socket then).
+ */
+export type InboundRefusalListener = (
+  err: MeshletError,
+  method: string | undefined,
+  peer: InboundPeer | undefined,
+) => void;
 
 /** Verified peers by TLS socket (HTTP/1.1) and by session (HTTP/2, whose `socket` is a proxy). */
 const peers = new WeakMap<object, InboundPeer>();
@@ -84,6 +110,28 @@ function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundP
   return { identity: any, serial: cert.serialNumber, address: socket.remoteAddress };
 }
 
+/** The node:http events in which the listener may refuse a request itself, and where each finds its socket. */
+const REFUSING_EVENTS: Record<string, (...args: unknown[]) => unknown> = {
+  clientError: (_err, socket) => socket,
+  request: (req) => (req as IncomingMessage).socket,
+  upgrade: (req) => (req as IncomingMessage).socket,
+  connect: (req) => (req as IncomingMessage).socket,
+};
+
+/**
+ * Makes the peer of each refusing event's connection known (`note(peer)`) while node:http emits
+ * it, and forgotten after: the listeners `http1Only` and `answerClientErrors` add refuse
+ * synchronously within the event, and their `onRefused` carries no socket. Only events that
+ * already have a listener get these (a listener on `upgrade` would change how node:http treats one).
+ */
+function tellPeerOfRefusals(h1: HttpServer, note: (peer: InboundPeer | undefined) => void): void {
+  for (const [event, socketOf] of Object.entries(REFUSING_EVENTS)) {
+    if (h1.listenerCount(event) === 0) continue;
+    h1.prependListener(event, (...args: unknown[]) => note(peers.get(socketOf(...args) as object)));
+    h1.on(event, () => note(undefined));
+  }
+}
+
 /**
  * Binds the inbound listener. Each connection must complete a TLS handshake (TLS 1.3 unless
  * `tls.minVersion` allows 1.2) with a client certificate that chains to the trust bundle and names a
@@ -93,6 +141,7 @@ function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundP
  * before any HTTP byte is read. ALPN picks the protocol: `h2` goes to an HTTP/2 session,
  * `http/1.1` (or no ALPN) to the HTTP/1.1 parser. New connections use the newest certificate after
  * a rotation. `handler` sees only verified requests; {@link inboundPeerOf} tells it who called.
+ * HTTP/1.1 requests the listener answers itself (400, 408) are told to `options.onRefused`.
  */
 export async function listenInbound(
   address: string,
@@ -104,6 +153,13 @@ export async function listenInbound(
   const metrics = tls.metrics;
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const requestTimeout = options.requestTimeoutMs ?? 60_000;
+  /** The peer of the connection whose HTTP/1.1 event node:http is emitting (see {@link tellPeerOfRefusals}). */
+  let refusing: InboundPeer | undefined;
+  const told = options.onRefused;
+  const onRefused =
+    told === undefined
+      ? undefined
+      : (err: MeshletError, method: string | undefined) => told(err, method, refusing);
   const verified = (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse): void => {
     // Defence in depth: a socket refused at handshake never reaches here, but never serve one without a peer.
     if (inboundPeerOf(req) === undefined) {
@@ -121,10 +177,11 @@ export async function listenInbound(
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
     },
-    http1Only(verified as (req: IncomingMessage, res: ServerResponse) => void),
+    http1Only(verified as (req: IncomingMessage, res: ServerResponse) => void, { onRefused }),
   );
-  answerClientErrors(h1, options);
-  const sessions = new H2Sessions();
+  answerClientErrors(h1, { ...options, onRefused });
+  tellPeerOfRefusals(h1, (peer) => (refusing = peer));
+  const sessions = new H2Sessions(undefined, options.onH2Abuse);
   /** The peer of the connection being handed to the h2 server ('session' fires synchronously). */
   let handing: InboundPeer | undefined;
   const h2 = lazyH2cServer(verified, sessions, {

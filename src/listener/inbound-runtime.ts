@@ -1,9 +1,10 @@
 // Assembles the inbound side from config: the mTLS listener, its request path, the pool to the local app.
 import { h2Client } from '../http2/h2-client.ts';
+import { h2AbuseReporter } from '../http2/h2-session-guard.ts';
 import { Pool } from '../upstream/undici-pool.ts';
 import type { InboundListenerConfig } from '../config/tls-schema.ts';
 import type { MeshletConfig } from '../config/schema.ts';
-import { inboundHandler, type InboundContext } from '../proxy/inbound-stack.ts';
+import { inboundHandler, type InboundContext, inboundRefusals } from '../proxy/inbound-stack.ts';
 import { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
 import { AccessLog } from '../telemetry/access-log.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -81,8 +82,10 @@ export async function startInboundRuntime(
       maxHeaderSize: spec.maxHeaderSize,
       headersTimeoutMs: spec.headersTimeout,
       requestTimeoutMs: spec.requestTimeout,
+      onRefused: inboundRefusals(ctx),
       onUpgrade: inboundTunnelHandler(tunnels, 'upgrade'),
       onConnect: inboundTunnelHandler(tunnels, 'connect'),
+      onH2Abuse: h2AbuseReporter('inbound', deps.metrics.h2SessionsClosed, deps.logger),
     });
   } catch (err) {
     await app.close();

@@ -55,6 +55,11 @@ export class AttemptTimers {
     this.#timer = setTimeout(AttemptTimers.#onIdle, this.#idleMs, this);
   }
 
+  /** Whether the attempt is waiting for response headers (its per-try timer runs). */
+  get awaitingHeaders(): boolean {
+    return this.#timer !== null && this.#idleMs === 0;
+  }
+
   /** A body chunk arrived: the idle gap starts again. */
   touch(): void {
     if (this.#idleMs > 0) this.#timer?.refresh();

@@ -37,6 +37,7 @@ import {
   startResponse,
 } from './downstream.ts';
 import { AttemptTimers } from './attempt-timers.ts';
+import { BODY_REFUSED } from '../listener/http-listener.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { AccessPrincipal } from '../telemetry/access-log.ts';
 import type { ProxyContext } from './proxy-context.ts';
@@ -179,6 +180,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #timers: AttemptTimers | null = null;
   /** The end of a held gRPC response's hold. */
   #timer: NodeJS.Timeout | null = null;
+  /** An attempt waits for the streamed body's end to start its per-try timeout. */
+  #awaitsUpload = false;
+  /** The request timeout while the body is read whole before the first attempt, else null. */
+  #bodyDeadline: NodeJS.Timeout | null = null;
   // Whole-exchange state.
   #attempts = 0;
   #holdsRequest = false;
@@ -225,6 +230,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#headers = forwarded.headers;
     this.#requestId = forwarded.requestId;
     this.#res.on('close', this.#onClientClose);
+    this.#res.on(BODY_REFUSED, this.#onBodyRefused);
     if (forwarded.invalid !== null) {
       // Refused before admission: no attempt, no breaker, no endpoint is told anything.
       this.#fail(new MeshletError('bad_request', forwarded.invalid, this.#upstream.name));
@@ -296,7 +302,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
       setImmediate(Exchange.#sendGrpcBody, this);
       return;
     }
+    // The request timeout bounds the whole exchange, the upload of a body read whole first included:
+    // a body still arriving at the deadline is the client's fault (408), never the endpoint's.
+    this.#bodyDeadline = setTimeout(
+      Exchange.#onBodyDeadline,
+      timerDelay(this.#deadlineAt - performance.now()),
+      this,
+    );
     prepareBody(req, this.#policy.retry.bufferLimitBytes, maxBody, tooLarge, (prepared) => {
+      this.#clearBodyDeadline();
       if (prepared === null || this.#done) return;
       if (prepared === TOO_LARGE) {
         this.#fail(this.#bodyTooLarge(maxBody));
@@ -368,6 +382,23 @@ export class Exchange implements Dispatcher.DispatchHandler {
     );
     this.#fail(err);
     controller?.abort(new RequestFaultError(err));
+  }
+
+  /**
+   * The request timeout ran out while the body was still being read, before any attempt: answer 408
+   * `request_timeout` now. Nothing was sent upstream; the breaker and outlier detection hear nothing.
+   */
+  static #onBodyDeadline(exchange: Exchange): void {
+    exchange.#bodyDeadline = null;
+    if (exchange.#done) return;
+    exchange.#fail(exchange.#uploadTimeout());
+  }
+
+  #clearBodyDeadline(): void {
+    if (this.#bodyDeadline !== null) {
+      clearTimeout(this.#bodyDeadline);
+      this.#bodyDeadline = null;
+    }
   }
 
   /** The upstream to use: the primary, or its fallback while the primary has no usable endpoint or is open. */
@@ -454,7 +485,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     handle.active++;
     this.#headers[this.#timeoutSlot] = String(Math.ceil(remaining));
     if (this.#grpcTimeoutSlot !== -1) this.#headers[this.#grpcTimeoutSlot] = `${Math.ceil(remaining)}m`;
-    const perTry = Math.min(this.#policy.perTryTimeoutMs, remaining);
+    // A body still arriving: the per-try timeout starts once it has (Envoy's too); until then only
+    // the request's deadline bounds the wait, and cuts it as the client's fault (onResponseError).
+    const uploading = this.#uploading();
+    const perTry = uploading ? remaining : Math.min(this.#policy.perTryTimeoutMs, remaining);
+    if (uploading && !this.#awaitsUpload) {
+      this.#awaitsUpload = true;
+      this.#req.once('end', this.#onUploaded);
+    }
     this.#cutByCaller = this.#callerDeadline && remaining < this.#policy.perTryTimeoutMs;
     (this.#timers ??= new AttemptTimers(this.#expire)).awaitHeaders(perTry);
     if (pool instanceof Pool) acceptUnsolicitedContinue();
@@ -754,6 +792,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     const kind = classifyFailure(err, this.#requestStarted);
+    if (kind === 'timeout' && err instanceof AttemptTimeoutError && this.#uploading()) {
+      // The client was still sending the body when the wait for the answer ran out: its slowness,
+      // not the endpoint's (Envoy starts its timeouts once the request is complete). Not blamed.
+      this.#fail(this.#uploadTimeout());
+      return;
+    }
     if (kind === 'local') {
       this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
       return;
@@ -824,6 +868,27 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#settleBreaker(!isGrpcServerFailure(grpcStatus));
     this.#complete(this.#status === 0 ? 200 : this.#status);
+  }
+
+  /** The streamed body has arrived whole: the attempt's per-try timeout starts now, within the deadline. */
+  #onUploaded = (): void => {
+    const timers = this.#timers;
+    if (this.#done || !this.#inflight || timers === null || !timers.awaitingHeaders) return;
+    const remaining = this.#deadlineAt - performance.now();
+    this.#cutByCaller = this.#callerDeadline && remaining < this.#policy.perTryTimeoutMs;
+    timers.awaitHeaders(Math.max(1, Math.min(this.#policy.perTryTimeoutMs, remaining)));
+  };
+
+  /** Whether a streamed (non-gRPC) request body is still arriving from the client. */
+  #uploading(): boolean {
+    return !this.#grpc && this.#body !== null && !Buffer.isBuffer(this.#body) && !this.#req.complete;
+  }
+
+  /** The 408 for a body still arriving when the request timeout ran out (client's fault). */
+  #uploadTimeout(): MeshletError {
+    const ms = Math.round(this.#deadlineAt - this.#startedAt);
+    const why = `request body not received within the request timeout (${ms} ms)`;
+    return new MeshletError('request_timeout', why, this.#upstream.name);
   }
 
   /** Counts a failed attempt for metrics and outlier detection. */
@@ -1000,6 +1065,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#complete(err.status, err);
   }
 
+  /**
+   * The listener could not parse the request body (it answers 400 and closes the connection): the
+   * exchange ends as `bad_request`, its one access line; an attempt under way is cancelled and the
+   * endpoint is not blamed. After the exchange ended, the refusal is part of the line already written.
+   */
+  #onBodyRefused = (refusal: MeshletError): void => {
+    if (this.#done) return;
+    const err = new MeshletError(refusal.code, refusal.message, this.#upstream.name);
+    const controller = this.#controller;
+    this.#upstream.metrics.localReply(err.code);
+    this.#releaseBreaker();
+    this.#complete(err.status, err);
+    controller?.abort(new RequestFaultError(err));
+  };
+
   #onClientClose = (): void => {
     if (this.#done) return;
     // The caller left: that says nothing about the upstream, so the breaker records nothing. A
@@ -1016,6 +1096,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     this.#done = true;
     this.#clearTimer();
+    this.#clearBodyDeadline();
     this.#timers?.stop();
     const upstream = this.#upstream;
     if (this.#holdsRequest) upstream.limits.releaseRequest();

@@ -4,7 +4,11 @@ import type { AccessLog } from '../telemetry/access-log.ts';
 import { sendError } from '../errors/error-response.ts';
 import { isGrpcRequest } from '../errors/grpc-status.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
-import { inboundPeerOf, type InboundPeer } from '../listener/inbound-listener.ts';
+import {
+  inboundPeerOf,
+  type InboundPeer,
+  type InboundRefusalListener,
+} from '../listener/inbound-listener.ts';
 import type { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamMetrics } from '../telemetry/metrics.ts';
@@ -13,6 +17,7 @@ import { isAllowed } from '../tls/identity.ts';
 import { RefusalLog } from '../tls/refusal-log.ts';
 import type { AuthorizeResult } from '../tls/tls-source.ts';
 import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
+import { methodRefusal } from './request-target.ts';
 import { type ForwardedRequestHeaders, forwardRequestHeaders } from './headers.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
@@ -24,6 +29,12 @@ export const PEER_IDENTITY_HEADER = 'x-meshlet-peer-identity';
 export const PEER_SPIFFE_ID_HEADER = 'x-meshlet-peer-spiffe-id';
 /** Identity headers only meshlet may set: a copy arriving from the peer is removed. */
 const DROP_INCOMING = new Set([PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER]);
+/**
+ * The least of a caller's deadline the local app is called with, ms: the outbound side's least
+ * attempt budget (exchange.ts), for the same reasons. Below it meshlet answers `504
+ * upstream_timeout` at once and the local app is never called.
+ */
+const MIN_APP_BUDGET_MS = 10;
 
 /** What the inbound path shares across requests. */
 export interface InboundContext {
@@ -92,9 +103,21 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         );
         return;
       }
+      // Over HTTP/1.1 node:http refuses an unknown method itself; over HTTP/2 meshlet does the same.
+      const badMethod = methodRefusal(req.method);
+      if (badMethod !== null) {
+        refuse(badMethod, 'bad_request');
+        return;
+      }
       const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
       if (forwarded.invalid !== null) {
         refuse(new MeshletError('bad_request', forwarded.invalid), 'bad_request');
+        return;
+      }
+      const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
+      if (incoming !== undefined && incoming < MIN_APP_BUDGET_MS) {
+        const why = `the caller's deadline of ${incoming} ms leaves the local app no time`;
+        refuse(new MeshletError('upstream_timeout', why, ctx.service));
         return;
       }
       const limited = admitInbound(ctx, caller);
@@ -103,7 +126,8 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         return;
       }
       ctx.tlsMetrics.inboundActive.inc();
-      forward(ctx, req, res, peer, forwarded, grpc, startedAt, () => {
+      const timeout = incoming === undefined ? ctx.appTimeoutMs : Math.min(incoming, ctx.appTimeoutMs);
+      forward(ctx, req, res, peer, forwarded, grpc, startedAt, timeout, () => {
         ctx.active--;
         ctx.tlsMetrics.inboundActive.dec();
       });
@@ -215,7 +239,33 @@ function refusedCaller(
   });
 }
 
-/** Sends an authorized request to the local app with the caller's identity attached. */
+/**
+ * What the inbound listener calls for an HTTP/1.1 request it answered itself (a malformed or slow
+ * head, one over `maxHeaderSize`, too many header fields): counted as a local reply of the inbound
+ * direction (a `bad_request` also in `meshlet_inbound_denied_total`) and logged with the peer's
+ * identity ("unknown" in the rare case the listener could not tell it).
+ */
+export function inboundRefusals(ctx: InboundContext): InboundRefusalListener {
+  return (err, method, peer) => {
+    if (peer !== undefined && err.code === 'bad_request')
+      ctx.tlsMetrics.deny(peer.identity.service, 'bad_request');
+    ctx.metrics.localReply(err.code);
+    ctx.metrics.finished(err.status, 0);
+    ctx.access.inbound(
+      undefined,
+      peer?.identity.uri ?? 'unknown',
+      peer?.serial ?? 'unknown',
+      method,
+      undefined,
+      undefined,
+      err.status,
+      undefined,
+      err.code,
+    );
+  };
+}
+
+/** Sends an authorized request to the local app with the caller's identity attached; `timeout` bounds the wait for its headers, ms. */
 function forward(
   ctx: InboundContext,
   req: DownstreamRequest,
@@ -224,12 +274,11 @@ function forward(
   forwarded: ForwardedRequestHeaders,
   grpc: boolean,
   startedAt: number,
+  timeout: number,
   release: () => void,
 ): void {
   const headers = forwarded.headers;
   headers.push(PEER_IDENTITY_HEADER, peer.identity.service, PEER_SPIFFE_ID_HEADER, peer.identity.uri);
-  const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
-  const timeout = incoming === undefined ? ctx.appTimeoutMs : Math.min(incoming, ctx.appTimeoutMs);
   ctx.metrics.active++;
   if (ctx.draining && !('stream' in res)) res.setHeader('connection', 'close');
   new InboundForward(req, res, ctx.service, forwarded.requestId, grpc, (status, err) => {

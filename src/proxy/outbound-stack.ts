@@ -9,7 +9,7 @@ import type { Upstream } from '../upstream/upstream.ts';
 import { authorityOf, type DownstreamRequest, type DownstreamResponse, isH2 } from './downstream.ts';
 import { Exchange } from './exchange.ts';
 import type { ProxyContext } from './proxy-context.ts';
-import { targetRefusal } from './request-target.ts';
+import { methodRefusal, targetRefusal } from './request-target.ts';
 
 /** Splits an absolute-form target (`http://users/v1/42`) into authority and path; null if malformed. */
 function splitAbsoluteForm(url: string): { authority: string; path: string } | null {
@@ -139,7 +139,7 @@ export function routePerUpstream(upstream: Upstream, req: DownstreamRequest): Ro
 export function outboundHandler(ctx: ProxyContext, router: () => Router): AnyRequestListener {
   return function outbound(req, res) {
     if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
-    const invalid = targetRefusal(req.url ?? '/');
+    const invalid = methodRefusal(req.method) ?? targetRefusal(req.url ?? '/');
     if (invalid !== null) return refuse(ctx, req, res, invalid);
     const target = routeOutbound(router(), req);
     if (target instanceof MeshletError) return refuse(ctx, req, res, target);
@@ -151,7 +151,7 @@ export function outboundHandler(ctx: ProxyContext, router: () => Router): AnyReq
 export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstream): AnyRequestListener {
   return function perUpstream(req, res) {
     if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
-    const invalid = targetRefusal(req.url ?? '/');
+    const invalid = methodRefusal(req.method) ?? targetRefusal(req.url ?? '/');
     if (invalid !== null) return refuse(ctx, req, res, invalid);
     const target = routePerUpstream(upstream(), req);
     if (target instanceof MeshletError) return refuse(ctx, req, res, target);

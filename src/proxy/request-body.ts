@@ -26,19 +26,60 @@ function ignore(): void {}
 /** `prepareBody`'s answer when the body is larger than the most it may be. */
 export const TOO_LARGE = 'too-large';
 
-async function* concat(
-  prefix: Buffer[],
+/**
+ * The body as one stream: `prefix` (what was read already, `size` bytes), then the rest of `req`,
+ * with backpressure. The rest goes on in what arrived by the next turn of the event loop (one
+ * socket read, up to 64 KiB), never one parsed chunk at a time: node:http hands a chunked body of
+ * 1-byte chunks over one byte per callback, and each byte was one write upstream (three, with the
+ * chunk framing), so meshlet fell far behind a client sending them at full speed, held its socket
+ * paused, and `bodyTimeout` took that for a stall. Past `maxBytes` the stream fails with
+ * `tooLarge()`; a client gone mid-body fails it too.
+ */
+function restOf(
+  prefix: Buffer,
   size: number,
-  rest: AsyncIterable<Buffer>,
+  req: DownstreamRequest,
   maxBytes: number,
   tooLarge: () => Error,
-): AsyncGenerator<Buffer> {
-  yield* prefix;
-  for await (const chunk of rest) {
-    size += chunk.length;
-    if (size > maxBytes) throw tooLarge();
-    yield chunk;
-  }
+): Readable {
+  /** The stream wants more (its buffer is under its high-water mark): else `req` holds, and so does its client. */
+  let wanted = true;
+  let scheduled = false;
+  const pump = (): void => {
+    scheduled = false;
+    if (stream.destroyed || !wanted) return;
+    const chunks = new ChunkList();
+    for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
+      chunks.push(chunk);
+      if (size + chunks.size > maxBytes) {
+        stream.destroy(tooLarge());
+        return;
+      }
+    }
+    size += chunks.size;
+    if (chunks.size > 0) wanted = stream.push(chunks.toBuffer());
+  };
+  const stream = new Readable({
+    read: () => {
+      wanted = true;
+      pump();
+    },
+  });
+  // As TeedBody's stream: errors are the exchange's to handle, never an unhandled 'error'.
+  stream.on('error', ignore);
+  wanted = stream.push(prefix);
+  req.on('readable', () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(pump);
+  });
+  req.once('end', () => {
+    if (!stream.destroyed) stream.push(null);
+  });
+  req.once('close', () => {
+    if (!req.complete) stream.destroy(new Error('client closed the request'));
+  });
+  return stream;
 }
 
 /**
@@ -77,9 +118,7 @@ export function prepareBody(
     if (size > maxBytes) finish(TOO_LARGE);
     else if (size > limit) {
       req.pause();
-      const rest = concat(chunks.buffers(), size, req, maxBytes, tooLarge);
-      // As TeedBody's stream: errors are the exchange's to handle, never an unhandled 'error'.
-      finish({ body: Readable.from(rest, { objectMode: false }).on('error', ignore), replayable: false });
+      finish({ body: restOf(chunks.toBuffer(), size, req, maxBytes, tooLarge), replayable: false });
     }
   };
   const onEnd = () => finish({ body: chunks.toBuffer(), replayable: true });

@@ -1,5 +1,23 @@
-// First-hop check of a request target's characters: visible ASCII only and no fragment (RFC 9112 §3.2, RFC 3986).
+// First-hop checks of a request line: the target's characters (visible ASCII, no fragment) and the method.
+import { METHODS } from 'node:http';
 import { MeshletError } from '../errors/meshlet-error.ts';
+
+/** The methods node:http's parser (llhttp) takes; its HTTP/1.1 listeners refuse any other with 400. */
+const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
+
+/**
+ * The refusal of a method meshlet does not forward, or null: one node:http's HTTP/1.1 parser does
+ * not know (`FOO`, a lowercase `get`), which it refuses as `invalid HTTP method` before meshlet
+ * sees the request. Over HTTP/2 node:http2 hands any token over, so meshlet refuses those methods
+ * itself (400 `bad_request`) at the first hop, over either protocol alike, instead of passing them
+ * on for the next HTTP/1.1 hop (a peer's meshlet, an app) to refuse. Envoy forwards any token
+ * method; meshlet's HTTP/1.1 parser cannot, so it refuses them over HTTP/2 as well.
+ * @param method the request's method as the listener received it (undefined: no refusal).
+ */
+export function methodRefusal(method: string | undefined): MeshletError | null {
+  if (method === undefined || KNOWN_METHODS.has(method)) return null;
+  return new MeshletError('bad_request', 'invalid HTTP method');
+}
 
 const HASH = 35;
 

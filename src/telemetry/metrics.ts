@@ -1,6 +1,5 @@
 // Core metrics (prom-client), declared in one block; the per-request ones are plain numbers per upstream, read at scrape.
 import { Counter, Gauge, Registry } from 'prom-client';
-import { h2SessionsClosedForAbuse } from '../http2/h2-session-guard.ts';
 import { type BucketCounts, BucketHistogram } from './bucket-histogram.ts';
 import { registerProcessMetrics } from './process-metrics.ts';
 import { ResilienceMetrics } from './resilience-metrics.ts';
@@ -110,16 +109,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Downstream HTTP/2 sessions closed for abuse; process-wide counts (h2-session-guard.ts) read at scrape. */
-  readonly h2SessionsClosed: Counter<'reason'> = new Counter({
+  /**
+   * Downstream HTTP/2 sessions a listener of this daemon closed for abuse, by listener (outbound,
+   * upstream, inbound, gateway) and reason (`H2_ABUSE_REASONS`); counted by `h2AbuseReporter`.
+   */
+  readonly h2SessionsClosed = new Counter({
     name: 'meshlet_http2_sessions_closed_total',
-    help: 'Downstream HTTP/2 sessions a listener closed for abuse (rapid_reset, flood, continuation_flood, invalid_frames, protocol_error).',
-    labelNames: ['reason'] as const,
+    help: 'Downstream HTTP/2 sessions a listener closed for abuse, by listener (outbound, upstream, inbound, gateway) and reason (rapid_reset, flood, continuation_flood, invalid_frames, protocol_error).',
+    labelNames: ['listener', 'reason'] as const,
     registers: [this.registry],
-    collect: () => {
-      this.h2SessionsClosed.reset();
-      for (const [reason, n] of h2SessionsClosedForAbuse()) this.h2SessionsClosed.inc({ reason }, n);
-    },
   });
 
   /** Retries, breaker, ejections, overflows, failovers. */

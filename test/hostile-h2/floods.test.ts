@@ -1,4 +1,4 @@
-// Frame floods, HPACK bombs, stream limits and slow readers against meshlet's h2c listener: closed and counted, memory bounded.
+// Frame floods, HPACK bombs, stream limits and slow readers against meshlet's h2c listeners: closed, counted and logged per listener, memory bounded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMeshlet, type InProcessMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
@@ -26,7 +26,11 @@ beforeAll(async () => {
     };
     pump();
   });
-  m = await startMeshlet({ registry: { type: 'static', endpoints: { users: [up.endpoint] } } });
+  m = await startMeshlet({
+    registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+    listeners: { gateway: { address: '127.0.0.1', port: 0 } },
+    gateway: { routes: [{ match: { pathPrefix: '/' }, upstream: 'users' }] },
+  });
   // node:http2 and the pool load on first use: not part of what is measured.
   const raw = await F.RawH2.open(port());
   raw.write(F.headers(1, F.requestBlock('users')));
@@ -42,13 +46,36 @@ afterAll(async () => {
 const port = (): number => Number(new URL(m.outbound).port);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function closedForAbuse(reason: string): Promise<number> {
+/** `meshlet_http2_sessions_closed_total{listener,reason}`, 0 when absent. */
+async function closedForAbuse(reason: string, listener = 'outbound'): Promise<number> {
   const text = await (await fetch(`${m.admin}/metrics`)).text();
   const line = text
     .split('\n')
-    .find((l) => l.startsWith(`meshlet_http2_sessions_closed_total{reason="${reason}"}`));
+    .find(
+      (l) =>
+        l.startsWith('meshlet_http2_sessions_closed_total{') &&
+        l.includes(`listener="${listener}"`) &&
+        l.includes(`reason="${reason}"`),
+    );
   return line === undefined ? 0 : Number(line.split(' ').pop());
 }
+
+/** The `http2 session closed for abuse` warnings for `reason` on `listener`, without `time` and `service`. */
+function abuseLines(reason: string, listener = 'outbound'): Record<string, unknown>[] {
+  return m.logs
+    .filter((l) => l['msg'] === 'http2 session closed for abuse' && l['reason'] === reason)
+    .filter((l) => l['listener'] === listener)
+    .map(({ time: _t, service: _s, ...rest }) => rest);
+}
+
+/** The one warning a close for `reason` on `listener` from this test's client writes. */
+const abuseLine = (reason: string, listener = 'outbound') => ({
+  level: 'warn',
+  msg: 'http2 session closed for abuse',
+  peer: expect.stringMatching(/^(::ffff:)?127\.0\.0\.1$/),
+  reason,
+  listener,
+});
 
 /** Writes `make()` frames in batches of 1,000 (at most `batches`) while the session lasts; bounded by 5 s. */
 async function flood(raw: F.RawH2, make: () => Buffer, batches: number, drain = true): Promise<void> {
@@ -60,7 +87,7 @@ async function flood(raw: F.RawH2, make: () => Buffer, batches: number, drain = 
   }
 }
 
-describe('floods close the session, counted by reason in meshlet_http2_sessions_closed_total', () => {
+describe('floods close the session, counted by listener and reason in meshlet_http2_sessions_closed_total and logged', () => {
   it('CONTINUATION frames without END_HEADERS: closed after a few, never buffered', async () => {
     const before = await closedForAbuse('continuation_flood');
     const raw = await F.RawH2.open(port());
@@ -69,6 +96,7 @@ describe('floods close the session, counted by reason in meshlet_http2_sessions_
     expect(await raw.until(() => raw.socket.destroyed, 3000)).toBe(true);
     expect(raw.goaway).not.toBeNull();
     expect(await closedForAbuse('continuation_flood')).toBe(before + 1);
+    expect(abuseLines('continuation_flood')).toEqual([abuseLine('continuation_flood')]);
     raw.destroy();
   }, 15_000);
 
@@ -80,6 +108,7 @@ describe('floods close the session, counted by reason in meshlet_http2_sessions_
     raw.socket.resume();
     expect(await raw.until(() => raw.socket.destroyed, 3000)).toBe(true);
     expect(await closedForAbuse('flood')).toBe(before + 1);
+    expect(abuseLines('flood')).toEqual([abuseLine('flood')]);
     raw.destroy();
   }, 15_000);
 
@@ -90,6 +119,19 @@ describe('floods close the session, counted by reason in meshlet_http2_sessions_
     await flood(raw, () => F.data(1, Buffer.alloc(0)), 20);
     expect(await raw.until(() => raw.socket.destroyed, 3000)).toBe(true);
     expect(await closedForAbuse('invalid_frames')).toBe(before + 1);
+    expect(abuseLines('invalid_frames')).toEqual([abuseLine('invalid_frames')]);
+    raw.destroy();
+  }, 15_000);
+
+  it('the cleartext gateway counts and logs its own: empty DATA frames under listener="gateway"', async () => {
+    const outboundBefore = await closedForAbuse('invalid_frames');
+    const raw = await F.RawH2.open(m.daemon.addresses().gateway!.port);
+    raw.write(F.headers(1, F.requestBlock('users', '/', 'POST'), true));
+    await flood(raw, () => F.data(1, Buffer.alloc(0)), 20);
+    expect(await raw.until(() => raw.socket.destroyed, 3000)).toBe(true);
+    expect(await closedForAbuse('invalid_frames', 'gateway')).toBe(1);
+    expect(await closedForAbuse('invalid_frames')).toBe(outboundBefore);
+    expect(abuseLines('invalid_frames', 'gateway')).toEqual([abuseLine('invalid_frames', 'gateway')]);
     raw.destroy();
   }, 15_000);
 });

@@ -1,9 +1,11 @@
-// Rapid Reset (CVE-2023-44487) against meshlet's outbound and inbound HTTP/2 listeners: the session closes, the endpoint is never blamed.
-import { readFileSync, rmSync } from 'node:fs';
+// Rapid Reset (CVE-2023-44487) against meshlet's HTTP/2 listeners: the session closes, counted and logged per listener, the endpoint never blamed.
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMeshlet, type InProcessMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import { freePort } from '../registry/servers.ts';
+import { makePki, tempDir, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
 import * as F from './h2-frames.ts';
 
 let up: TestUpstream;
@@ -42,13 +44,38 @@ afterAll(async () => {
 const outboundPort = (): number => Number(new URL(m.outbound).port);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** `meshlet_http2_sessions_closed_total{reason}` on `admin`, 0 when absent. */
-async function closedForAbuse(admin: string, reason: string): Promise<number> {
+/** `meshlet_http2_sessions_closed_total{listener,reason}` on `admin`, 0 when absent. */
+async function closedForAbuse(admin: string, listener: string, reason: string): Promise<number> {
   const text = await (await fetch(`${admin}/metrics`)).text();
   const line = text
     .split('\n')
-    .find((l) => l.startsWith(`meshlet_http2_sessions_closed_total{reason="${reason}"}`));
+    .find(
+      (l) =>
+        l.startsWith('meshlet_http2_sessions_closed_total{') &&
+        l.includes(`listener="${listener}"`) &&
+        l.includes(`reason="${reason}"`),
+    );
   return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+/** The `http2 session closed for abuse` warnings `meshlet` has logged, without `time` and `service`. */
+const abuseLines = (meshlet: InProcessMeshlet): Record<string, unknown>[] =>
+  meshlet.logs
+    .filter((l) => l['msg'] === 'http2 session closed for abuse')
+    .map(({ time: _t, service: _s, ...rest }) => rest);
+
+/** What a Rapid Reset close from this test's client logs on `listener`. */
+function rapidResetLine(listener: string): Record<string, unknown> {
+  return {
+    level: 'warn',
+    msg: 'http2 session closed for abuse',
+    peer: expect.stringMatching(/^(::ffff:)?127\.0\.0\.1$/),
+    reason: 'rapid_reset',
+    listener,
+    // Closed at the 500th stream or soon after, half or more of them reset before an answer.
+    streams: expect.toSatisfy((n: number) => n >= 500 && n <= 600),
+    prematureResets: expect.toSatisfy((n: number) => n >= 250),
+  };
 }
 
 /** The `users` endpoint's state, its breaker and active ejections from `GET /upstreams`. */
@@ -87,8 +114,8 @@ async function rapidReset(raw: F.RawH2, authority: string, count: number): Promi
 }
 
 describe('outbound listener (h2c)', () => {
-  it('closes a session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM by its ~500th, and counts it', async () => {
-    const before = await closedForAbuse(m.admin, 'rapid_reset');
+  it('closes a session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM by its ~500th, counts it and logs who', async () => {
+    const before = await closedForAbuse(m.admin, 'outbound', 'rapid_reset');
     const seen = up.requests.length;
     const raw = await F.RawH2.open(outboundPort());
     try {
@@ -97,7 +124,10 @@ describe('outbound listener (h2c)', () => {
       expect(raw.goaway).toEqual({ lastStreamId: expect.any(Number), code: F.H2Error.ENHANCE_YOUR_CALM });
       expect(raw.goaway!.lastStreamId).toBeLessThanOrEqual(2 * 600);
       expect(await raw.until(() => raw.socket.destroyed, 2000)).toBe(true);
-      expect(await closedForAbuse(m.admin, 'rapid_reset')).toBe(before + 1);
+      expect(await closedForAbuse(m.admin, 'outbound', 'rapid_reset')).toBe(before + 1);
+      expect(abuseLines(m)).toEqual([rapidResetLine('outbound')]);
+      const line = abuseLines(m)[0]!;
+      expect(2 * (line['prematureResets'] as number)).toBeGreaterThanOrEqual(line['streams'] as number);
       // A stream reset with its HEADERS never costs the endpoint a request, nor its health.
       expect(up.requests.length - seen).toBeLessThan(50);
       expect(await endpointState()).toEqual({ state: 'healthy', breaker: 'closed', ejections: 0 });
@@ -106,7 +136,8 @@ describe('outbound listener (h2c)', () => {
     }
   }, 15_000);
 
-  it('closes a session that resets each stream once the endpoint has it: at most ~500 requests reach it, none blamed', async () => {
+  it('closes a session that resets each stream once the endpoint has it: at most ~500 requests reach it, none blamed; counted, not logged again', async () => {
+    const before = await closedForAbuse(m.admin, 'outbound', 'rapid_reset');
     const seen = up.requests.length;
     const cancelledBefore = cancelled;
     const raw = await F.RawH2.open(outboundPort());
@@ -134,6 +165,9 @@ describe('outbound listener (h2c)', () => {
       await pause(200);
       expect(cancelled - cancelledBefore).toBeGreaterThanOrEqual(reached - 60);
       expect(await endpointState()).toEqual({ state: 'healthy', breaker: 'closed', ejections: 0 });
+      expect(await closedForAbuse(m.admin, 'outbound', 'rapid_reset')).toBe(before + 1);
+      // The same peer and reason within 10 min: the first warning stands for it (a flood cannot flood the log).
+      expect(abuseLines(m)).toHaveLength(1);
     } finally {
       raw.destroy();
     }
@@ -187,16 +221,91 @@ describe('inbound listener (mTLS, ALPN h2)', () => {
     if (pki !== undefined) rmSync(pki.dir, { recursive: true, force: true });
   });
 
-  it('closes a peer session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM, and counts it', async () => {
-    const before = await closedForAbuse(b.admin, 'rapid_reset');
+  it('closes a peer session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM, counted and logged by this daemon only', async () => {
     const seen = up.requests.length;
     const raw = await F.RawH2.open(b.daemon.addresses().inbound!.port, { tls: client });
     try {
       await rapidReset(raw, 'orders', 900);
       expect(raw.goaway?.code).toBe(F.H2Error.ENHANCE_YOUR_CALM);
       expect(raw.goaway!.lastStreamId).toBeLessThanOrEqual(2 * 600);
-      expect(await closedForAbuse(b.admin, 'rapid_reset')).toBe(before + 1);
+      expect(await closedForAbuse(b.admin, 'inbound', 'rapid_reset')).toBe(1);
+      expect(abuseLines(b)).toEqual([rapidResetLine('inbound')]);
+      // Two daemons in one process: neither counts the other's closes.
+      expect(await closedForAbuse(b.admin, 'outbound', 'rapid_reset')).toBe(0);
+      expect(await closedForAbuse(m.admin, 'inbound', 'rapid_reset')).toBe(0);
+      expect(abuseLines(m).every((l) => l['listener'] === 'outbound')).toBe(true);
       expect(up.requests.length - seen).toBeLessThan(50);
+    } finally {
+      raw.destroy();
+    }
+  }, 15_000);
+});
+
+describe('per-upstream and gateway (TLS) listeners', () => {
+  let g: InProcessMeshlet;
+  let dir: string;
+  let ca: Buffer;
+
+  beforeAll(async () => {
+    const pki = await makePki();
+    const leaf = await pki.issue('gw');
+    ca = Buffer.from(pki.ca.certPem);
+    dir = tempDir();
+    writeFileSync(join(dir, 'gw.pem'), leaf.certPem);
+    writeFileSync(join(dir, 'gw.key'), leaf.keyPem);
+    g = await startMeshlet({
+      registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+      upstreams: { users: { port: await freePort() } },
+      listeners: {
+        gateway: {
+          address: '127.0.0.1',
+          port: 0,
+          tls: { cert: join(dir, 'gw.pem'), key: join(dir, 'gw.key') },
+        },
+      },
+      gateway: { routes: [{ match: { pathPrefix: '/' }, upstream: 'users' }] },
+    });
+  });
+
+  afterAll(async () => {
+    await g?.close();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a per-upstream port counts and logs its Rapid Reset close under listener="upstream"', async () => {
+    const raw = await F.RawH2.open(g.daemon.addresses().upstreams['users']!.port);
+    try {
+      await rapidReset(raw, 'users', 900);
+      expect(raw.goaway?.code).toBe(F.H2Error.ENHANCE_YOUR_CALM);
+      expect(await closedForAbuse(g.admin, 'upstream', 'rapid_reset')).toBe(1);
+      expect(await closedForAbuse(g.admin, 'outbound', 'rapid_reset')).toBe(0);
+      expect(abuseLines(g)).toEqual([rapidResetLine('upstream')]);
+    } finally {
+      raw.destroy();
+    }
+  }, 15_000);
+
+  it('the gateway counts and logs a CONTINUATION flood under listener="gateway"', async () => {
+    const port = g.daemon.addresses().gateway!.port;
+    const raw = await F.RawH2.open(port, { tls: { ca } });
+    try {
+      raw.write(F.headersUnfinished(1, F.requestBlock('users')));
+      for (let b = 0; b < 50 && !raw.socket.destroyed; b++) {
+        const block = F.continuation(1, F.literal('x-a', 'b'.repeat(100)));
+        raw.write(Buffer.concat(Array.from({ length: 1000 }, () => block)));
+        await Promise.race([raw.drained(), pause(200)]);
+      }
+      expect(await raw.until(() => raw.socket.destroyed, 3000)).toBe(true);
+      expect(await closedForAbuse(g.admin, 'gateway', 'continuation_flood')).toBe(1);
+      expect(abuseLines(g).filter((l) => l['listener'] === 'gateway')).toEqual([
+        {
+          level: 'warn',
+          msg: 'http2 session closed for abuse',
+          peer: expect.stringMatching(/^(::ffff:)?127\.0\.0\.1$/),
+          reason: 'continuation_flood',
+          listener: 'gateway',
+        },
+      ]);
     } finally {
       raw.destroy();
     }

@@ -95,8 +95,9 @@ describe('one request cannot write an unbounded access line (log amplification)'
       ':path': '/big4',
       ':authority': 'orders',
     });
-    expect(typeof h[':status']).toBe('number');
-    expectCut(parseLine((await accessLines(mesh.a, '"path":"/big4"'))[0]!).method, method);
+    // Not a method node:http's HTTP/1.1 parser knows: refused at the first hop (its line has no path).
+    expect(h[':status']).toBe(400);
+    expectCut(parseLine((await accessLines(mesh.a, '"method":"XXXXXXXX'))[0]!).method, method);
   });
 
   it('inbound mTLS listener, called directly over HTTP/1.1 and HTTP/2 (ALPN h2): a 60 KiB path', async () => {
