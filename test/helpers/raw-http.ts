@@ -26,6 +26,72 @@ export function rawRequest(port: number, text: string, timeoutMs = 5000): Promis
   });
 }
 
+/** What a raw connection read before it closed. */
+export interface CollectedReply {
+  /** Everything read, as latin1 text. */
+  text: string;
+  /** True when the socket was destroyed at the time limit (not closed by the server or by `until`). */
+  timedOut: boolean;
+  /** The socket's error (ECONNRESET, ECONNREFUSED…), when it had one. */
+  error?: Error;
+}
+
+/**
+ * Collects what `socket` reads (latin1) until it closes, and resolves with it; never rejects (a
+ * socket error ends it and is kept in `error`). Whoever called it writes the request.
+ * @param options.timeoutMs the socket is destroyed after this long, ms (default 5000); `timedOut` says so
+ * @param options.until after each read, true destroys the socket: the reply is whole
+ */
+export function collectReply(
+  socket: Socket,
+  options: { timeoutMs?: number; until?: (text: string) => boolean } = {},
+): Promise<CollectedReply> {
+  const { timeoutMs = 5000, until } = options;
+  return new Promise((resolve) => {
+    const out: CollectedReply = { text: '', timedOut: false };
+    const timer = setTimeout(() => {
+      out.timedOut = true;
+      socket.destroy();
+    }, timeoutMs);
+    socket.on('data', (d: Buffer) => {
+      out.text += d.toString('latin1');
+      if (until?.(out.text) === true) socket.destroy();
+    });
+    socket.on('error', (err) => {
+      out.error ??= err;
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+/** Whether `text` holds one whole HTTP/1.1 reply: its head and, by content-length or the last chunk, its body. */
+export function replyComplete(text: string): boolean {
+  const head = text.indexOf('\r\n\r\n');
+  if (head === -1) return false;
+  const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, head));
+  return length !== null ? text.length >= head + 4 + Number(length[1]) : text.endsWith('0\r\n\r\n');
+}
+
+/**
+ * Writes `text` (latin1) to 127.0.0.1:port and resolves with the reply once it is whole (see
+ * {@link replyComplete}) or the server ends the connection; rejects on a socket error or when no
+ * whole reply came within `timeoutMs` (default 5000 ms). Unlike {@link rawRequest}, it does not wait for
+ * the server to close a keep-alive connection.
+ */
+export async function rawExchange(port: number, text: string, timeoutMs = 5000): Promise<string> {
+  const socket = connect(port, '127.0.0.1');
+  const collected = collectReply(socket, { timeoutMs, until: replyComplete });
+  socket.write(Buffer.from(text, 'latin1'));
+  const reply = await collected;
+  if (reply.error !== undefined) throw reply.error;
+  if (reply.timedOut)
+    throw new Error(`no complete reply within ${timeoutMs} ms: ${JSON.stringify(reply.text.slice(0, 200))}`);
+  return reply.text;
+}
+
 /** Decodes a chunked body. */
 function dechunk(body: string): string {
   let out = '';

@@ -16,6 +16,8 @@ export interface TestUpstream {
   /** `127.0.0.1:port` as config writes an endpoint. */
   readonly endpoint: string;
   readonly requests: SeenRequest[];
+  /** Connections open to it now (meshlet's pooled sockets included). */
+  openConnections(): number;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startUpstream(handler?: Handler, port = 0): Promise<TestUp
     address: '127.0.0.1',
     endpoint: `127.0.0.1:${boundPort}`,
     requests,
+    openConnections: () => sockets.size,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

@@ -1,58 +1,44 @@
 // A request body still arriving when the request timeout (`timeouts.request`) runs out: the client gets 408 at once, the endpoint is never blamed or sent a part.
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { parseReply } from '../helpers/raw-http.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { describe, expect, it } from 'vitest';
+import { meshletSuite } from '../helpers/meshlet-suite.ts';
+import { scrapeMetrics } from '../helpers/metrics.ts';
+import { collectReply, parseReply } from '../helpers/raw-http.ts';
+import { ONE_FAILURE_TRIPS } from '../helpers/one-failure-trips.ts';
+import { upstreamState } from '../helpers/upstream-state.ts';
 
 const REQUEST_TIMEOUT_MS = 800;
 const BODY_TIMEOUT_MS = 2000;
 
 /** Writes `head`, then one body byte every `everyMs` until the socket closes; resolves with the reply and when it came. */
-function trickle(port: number, head: string, byte: string, everyMs: number) {
+async function trickle(
+  port: number,
+  head: string,
+  byte: string,
+  everyMs: number,
+): Promise<{ status: number; error: string | undefined; repliedAfter: number }> {
   const socket: Socket = connect(port, '127.0.0.1');
   const startedAt = performance.now();
+  let repliedAfter = -1;
+  socket.once('data', () => (repliedAfter = performance.now() - startedAt));
   // Never answered: given up after 4 s (the test then fails on the status).
-  const cap = setTimeout(() => socket.destroy(), 4000);
-  socket.on('error', () => {});
+  const collected = collectReply(socket, { timeoutMs: 4000 });
   socket.write(head);
   const timer = setInterval(() => {
     if (socket.destroyed || !socket.writable) clearInterval(timer);
     else socket.write(byte);
   }, everyMs);
-  return new Promise<{ status: number; error: string | undefined; repliedAfter: number }>((resolve) => {
-    let text = '';
-    let repliedAfter = -1;
-    socket.on('data', (d: Buffer) => {
-      if (repliedAfter === -1) repliedAfter = performance.now() - startedAt;
-      text += d.toString('latin1');
-    });
-    socket.on('close', () => {
-      clearInterval(timer);
-      clearTimeout(cap);
-      const reply = parseReply(text);
-      resolve({ status: reply.status, error: reply.headers['x-meshlet-error'], repliedAfter });
-    });
-  });
+  const reply = parseReply((await collected).text);
+  clearInterval(timer);
+  return { status: reply.status, error: reply.headers['x-meshlet-error'], repliedAfter };
 }
 
 describe('a request body slower than the request timeout', () => {
-  let up: TestUpstream;
-  let mesh: InProcessMeshlet;
-  let port: number;
   /** Requests the upstream saw whose body never completed. */
   const cut: string[] = [];
-
-  beforeAll(async () => {
-    up = await startUpstream((req, res) => {
-      req.resume();
-      req.on('close', () => {
-        if (!req.complete) cut.push(req.url ?? '');
-      });
-      req.on('end', () => res.end('ok'));
-    });
-    mesh = await startMeshlet({
+  const suite = meshletSuite(
+    (up) => ({
       listeners: { outbound: { port: 0, bodyTimeout: BODY_TIMEOUT_MS } },
       registry: { type: 'static', endpoints: { slowup: [up.endpoint], pertry: [up.endpoint] } },
       upstreams: {
@@ -61,23 +47,25 @@ describe('a request body slower than the request timeout', () => {
           retries: { bufferLimitBytes: 1024 },
           outlierDetection: { consecutiveGatewayFailure: 1, maxEjectionPercent: 100 },
         },
+        // Any failure blamed on the endpoint would show: one opens the breaker, one ejects.
         slowup: {
           timeouts: { request: REQUEST_TIMEOUT_MS },
           retries: { bufferLimitBytes: 64 * 1024 },
-          // Any failure blamed on the endpoint would show: one opens the breaker, one ejects.
-          circuitBreaker: { volumeThreshold: 1, errorThresholdPercentage: 1 },
-          outlierDetection: { consecutiveGatewayFailure: 1, consecutive5xx: 1, maxEjectionPercent: 100 },
+          ...ONE_FAILURE_TRIPS,
         },
       },
-    });
-    port = Number(new URL(mesh.outbound).port);
-  });
-  afterAll(async () => {
-    await mesh?.close();
-    await up?.close();
-  });
+    }),
+    (req, res) => {
+      req.resume();
+      req.on('close', () => {
+        if (!req.complete) cut.push(req.url ?? '');
+      });
+      req.on('end', () => res.end('ok'));
+    },
+  );
 
   it('gets 408 request_timeout when the deadline passes mid-upload, and the endpoint is not blamed', async () => {
+    const { up, mesh, port } = suite;
     const uploads = [
       trickle(port, 'POST /cl HTTP/1.1\r\nHost: slowup\r\nContent-Length: 100\r\n\r\n', 'x', 150),
       trickle(
@@ -106,7 +94,7 @@ describe('a request body slower than the request timeout', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(up.requests.map((r) => r.url)).toEqual(['/streamed']);
     expect(cut).toEqual(['/streamed']);
-    const metrics = await (await fetch(`${mesh.admin}/metrics`)).text();
+    const metrics = await scrapeMetrics(mesh.admin);
     expect(metrics).toMatch(/^meshlet_circuit_breaker_state\{upstream="slowup",state="closed"\} 1$/m);
     expect(metrics).not.toMatch(/^meshlet_circuit_breaker_transitions_total\{upstream="slowup"/m);
     expect(metrics).not.toMatch(
@@ -114,10 +102,7 @@ describe('a request body slower than the request timeout', () => {
     );
     expect(metrics).not.toMatch(/^meshlet_outlier_ejections_total\{upstream="slowup"/m);
     expect(metrics).not.toMatch(/^meshlet_upstream_attempts_total\{upstream="slowup"/m);
-    const state = (await (await fetch(`${mesh.admin}/upstreams`)).json()) as {
-      upstreams: Record<string, { circuitBreaker: string; healthy: number }>;
-    };
-    expect(state.upstreams.slowup).toMatchObject({ circuitBreaker: 'closed', healthy: 1 });
+    expect(await upstreamState(mesh.admin, 'slowup')).toMatchObject({ circuitBreaker: 'closed', healthy: 1 });
     const lines = mesh.logs.filter((l) => l.msg === 'access' && l.upstream === 'slowup');
     expect(lines.map((l) => [l.path, l.status, l.error, l.attempts]).sort()).toEqual([
       ['/caller', 408, 'request_timeout', 0],
@@ -137,34 +122,20 @@ describe('a request body slower than the request timeout', () => {
   }, 15_000);
 
   it('a streamed body slower than timeouts.perTry but within timeouts.request is served: the per-try timeout starts once it arrived', async () => {
+    const { up, mesh, port } = suite;
     const before = up.requests.length;
     const socket: Socket = connect(port, '127.0.0.1');
-    socket.on('error', () => {});
-    const reply = new Promise<string>((resolve) => {
-      let text = '';
-      const cap = setTimeout(() => socket.destroy(), 4000);
-      socket.on('data', (d: Buffer) => {
-        text += d.toString('latin1');
-        if (text.includes('\r\n\r\nok')) socket.destroy();
-      });
-      socket.on('close', () => {
-        clearTimeout(cap);
-        resolve(text);
-      });
-    });
+    const reply = collectReply(socket, { timeoutMs: 4000, until: (text) => text.includes('\r\n\r\nok') });
     // 3000 bytes over the 1024-byte replay buffer: streamed, in three parts 400 ms apart.
     socket.write('POST /parts HTTP/1.1\r\nHost: pertry\r\nContent-Length: 3000\r\n\r\n');
     for (let i = 0; i < 3; i++) {
       socket.write('p'.repeat(1000));
       await new Promise((r) => setTimeout(r, 400));
     }
-    const answer = parseReply(await reply);
+    const answer = parseReply((await reply).text);
     expect(answer.headers['x-meshlet-error']).toBeUndefined();
     expect(answer.status).toBe(200);
     expect(up.requests.slice(before).map((r) => r.url)).toEqual(['/parts']);
-    const state = (await (await fetch(`${mesh.admin}/upstreams`)).json()) as {
-      upstreams: Record<string, { healthy: number }>;
-    };
-    expect(state.upstreams.pertry).toMatchObject({ healthy: 1 });
+    expect(await upstreamState(mesh.admin, 'pertry')).toMatchObject({ healthy: 1 });
   }, 10_000);
 });

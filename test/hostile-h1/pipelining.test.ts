@@ -1,20 +1,19 @@
 // Pipelined HTTP/1.1 requests on one connection are answered one at a time, in order, with bounded buffering: one client cannot fill an upstream's concurrency limit.
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { describe, expect, it } from 'vitest';
+import { meshletSuite } from '../helpers/meshlet-suite.ts';
 
 const COUNT = 10_000;
 
 describe('a pipelining flood on one connection', () => {
-  let up: TestUpstream;
-  let mesh: InProcessMeshlet;
-  let port: number;
   let inFlight = 0;
   let mostInFlight = 0;
-
-  beforeAll(async () => {
-    up = await startUpstream((req, res) => {
+  const suite = meshletSuite(
+    (up) => ({
+      registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+      accessLog: { enabled: false },
+    }),
+    (req, res) => {
       inFlight++;
       mostInFlight = Math.max(mostInFlight, inFlight);
       req.resume();
@@ -24,22 +23,13 @@ describe('a pipelining flood on one connection', () => {
           res.end(req.url);
         }),
       );
-    });
-    mesh = await startMeshlet({
-      registry: { type: 'static', endpoints: { users: [up.endpoint] } },
-      accessLog: { enabled: false },
-    });
-    port = Number(new URL(mesh.outbound).port);
-  });
-  afterAll(async () => {
-    await mesh.close();
-    await up.close();
-  });
+    },
+  );
 
   it(`${COUNT} requests written at once are forwarded one at a time and answered in order`, async () => {
     let text = '';
     for (let i = 0; i < COUNT; i++) text += `GET /r${i} HTTP/1.1\r\nHost: users\r\n\r\n`;
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(suite.port, '127.0.0.1');
     const bodies: number[] = [];
     const statuses = new Map<string, number>();
     let rest = '';

@@ -1,21 +1,20 @@
 // A client that reads none of a big response holds neither memory nor the upstream for ever: backpressure reaches the endpoint, and the idle timeout lets the client go.
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { describe, expect, it } from 'vitest';
+import { meshletSuite } from '../helpers/meshlet-suite.ts';
 
 const SIZE = 100 * 1048576;
 const IDLE_MS = 1500;
 
 describe('a client that never reads a 100 MiB response', () => {
-  let up: TestUpstream;
-  let mesh: InProcessMeshlet;
-  let port: number;
   let written = 0;
   let endpointClosed = false;
-
-  beforeAll(async () => {
-    up = await startUpstream((req, res) => {
+  const suite = meshletSuite(
+    (up) => ({
+      registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+      upstreams: { users: { timeouts: { idle: IDLE_MS } } },
+    }),
+    (req, res) => {
       req.resume();
       res.writeHead(200, { 'content-length': String(SIZE) });
       const chunk = Buffer.alloc(65536, 97);
@@ -31,19 +30,11 @@ describe('a client that never reads a 100 MiB response', () => {
       };
       res.on('close', () => (endpointClosed = true));
       pump();
-    });
-    mesh = await startMeshlet({
-      registry: { type: 'static', endpoints: { users: [up.endpoint] } },
-      upstreams: { users: { timeouts: { idle: IDLE_MS } } },
-    });
-    port = Number(new URL(mesh.outbound).port);
-  });
-  afterAll(async () => {
-    await mesh.close();
-    await up.close();
-  });
+    },
+  );
 
   it('is bounded in memory by backpressure and closed after timeouts.idle, logged 499 request_timeout', async () => {
+    const { mesh, port } = suite;
     const rssBefore = process.memoryUsage().rss;
     const socket = connect(port, '127.0.0.1');
     socket.on('error', () => {});

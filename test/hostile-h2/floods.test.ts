@@ -1,16 +1,19 @@
 // Frame floods, HPACK bombs, stream limits and slow readers against meshlet's h2c listeners: closed, counted and logged per listener, memory bounded.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMeshlet, type InProcessMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { meshletSuite } from '../helpers/meshlet-suite.ts';
+import { metricValue } from '../helpers/metrics.ts';
 import * as F from './h2-frames.ts';
 
-let up: TestUpstream;
-let m: InProcessMeshlet;
 /** Bytes the upstream has written of `/big` responses. */
 let bigWritten = 0;
 
-beforeAll(async () => {
-  up = await startUpstream((req, res) => {
+const suite = meshletSuite(
+  (up) => ({
+    registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+    listeners: { gateway: { address: '127.0.0.1', port: 0 } },
+    gateway: { routes: [{ match: { pathPrefix: '/' }, upstream: 'users' }] },
+  }),
+  (req, res) => {
     req.resume();
     if (req.url !== '/big') return void res.end('ok');
     // Up to 64 MiB per response, as fast as meshlet takes it.
@@ -25,12 +28,10 @@ beforeAll(async () => {
       res.end();
     };
     pump();
-  });
-  m = await startMeshlet({
-    registry: { type: 'static', endpoints: { users: [up.endpoint] } },
-    listeners: { gateway: { address: '127.0.0.1', port: 0 } },
-    gateway: { routes: [{ match: { pathPrefix: '/' }, upstream: 'users' }] },
-  });
+  },
+);
+
+beforeAll(async () => {
   // node:http2 and the pool load on first use: not part of what is measured.
   const raw = await F.RawH2.open(port());
   raw.write(F.headers(1, F.requestBlock('users')));
@@ -38,31 +39,16 @@ beforeAll(async () => {
   raw.destroy();
 });
 
-afterAll(async () => {
-  await m.close();
-  await up.close();
-});
-
-const port = (): number => Number(new URL(m.outbound).port);
+const port = (): number => suite.port;
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `meshlet_http2_sessions_closed_total{listener,reason}`, 0 when absent. */
-async function closedForAbuse(reason: string, listener = 'outbound'): Promise<number> {
-  const text = await (await fetch(`${m.admin}/metrics`)).text();
-  const line = text
-    .split('\n')
-    .find(
-      (l) =>
-        l.startsWith('meshlet_http2_sessions_closed_total{') &&
-        l.includes(`listener="${listener}"`) &&
-        l.includes(`reason="${reason}"`),
-    );
-  return line === undefined ? 0 : Number(line.split(' ').pop());
-}
+const closedForAbuse = (reason: string, listener = 'outbound'): Promise<number> =>
+  metricValue(suite.mesh.admin, 'meshlet_http2_sessions_closed_total', { listener, reason });
 
 /** The `http2 session closed for abuse` warnings for `reason` on `listener`, without `time` and `service`. */
 function abuseLines(reason: string, listener = 'outbound'): Record<string, unknown>[] {
-  return m.logs
+  return suite.mesh.logs
     .filter((l) => l['msg'] === 'http2 session closed for abuse' && l['reason'] === reason)
     .filter((l) => l['listener'] === listener)
     .map(({ time: _t, service: _s, ...rest }) => rest);
@@ -125,7 +111,7 @@ describe('floods close the session, counted by listener and reason in meshlet_ht
 
   it('the cleartext gateway counts and logs its own: empty DATA frames under listener="gateway"', async () => {
     const outboundBefore = await closedForAbuse('invalid_frames');
-    const raw = await F.RawH2.open(m.daemon.addresses().gateway!.port);
+    const raw = await F.RawH2.open(suite.mesh.daemon.addresses().gateway!.port);
     raw.write(F.headers(1, F.requestBlock('users', '/', 'POST'), true));
     await flood(raw, () => F.data(1, Buffer.alloc(0)), 20);
     expect(await raw.until(() => raw.socket.destroyed, 3000)).toBe(true);
@@ -138,7 +124,7 @@ describe('floods close the session, counted by listener and reason in meshlet_ht
 
 describe('bounded without a close', () => {
   it('an HPACK bomb (one 4 KB table entry referenced 16,000 times a block) resets each stream, quickly, forwarding none', async () => {
-    const seen = up.requests.length;
+    const seen = suite.up.requests.length;
     const heap0 = process.memoryUsage().heapUsed;
     const raw = await F.RawH2.open(port());
     raw.write(
@@ -154,7 +140,7 @@ describe('bounded without a close', () => {
     expect(await raw.until(() => raw.resets.size === 200, 5000)).toBe(true);
     expect(performance.now() - t0).toBeLessThan(3000);
     expect(new Set(raw.resets.values())).toEqual(new Set([F.H2Error.ENHANCE_YOUR_CALM]));
-    expect(up.requests.length - seen).toBe(1);
+    expect(suite.up.requests.length - seen).toBe(1);
     expect(process.memoryUsage().heapUsed - heap0).toBeLessThan(64 * 1048576);
     raw.destroy();
   }, 15_000);

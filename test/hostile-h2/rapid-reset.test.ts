@@ -3,28 +3,18 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMeshlet, type InProcessMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { meshletSuite } from '../helpers/meshlet-suite.ts';
+import { metricValue } from '../helpers/metrics.ts';
+import { upstreamState } from '../helpers/upstream-state.ts';
 import { freePort } from '../registry/servers.ts';
 import { makePki, tempDir, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
 import * as F from './h2-frames.ts';
 
-let up: TestUpstream;
-let m: InProcessMeshlet;
 /** Requests the upstream saw end before it answered (cancelled by meshlet). */
 let cancelled = 0;
 
-beforeAll(async () => {
-  // Answers after 50 ms: long enough for a client to reset the stream while meshlet waits for it.
-  up = await startUpstream((req, res) => {
-    req.on('close', () => {
-      if (!res.writableEnded) cancelled++;
-    });
-    req.resume();
-    setTimeout(() => {
-      if (!res.destroyed) res.end('ok');
-    }, 50);
-  });
-  m = await startMeshlet({
+const suite = meshletSuite(
+  (up) => ({
     registry: { type: 'static', endpoints: { users: [up.endpoint] } },
     upstreams: {
       users: {
@@ -33,30 +23,25 @@ beforeAll(async () => {
         circuitBreaker: { volumeThreshold: 2, errorThresholdPercentage: 1 },
       },
     },
-  });
-});
+  }),
+  // Answers after 50 ms: long enough for a client to reset the stream while meshlet waits for it.
+  (req, res) => {
+    req.on('close', () => {
+      if (!res.writableEnded) cancelled++;
+    });
+    req.resume();
+    setTimeout(() => {
+      if (!res.destroyed) res.end('ok');
+    }, 50);
+  },
+);
 
-afterAll(async () => {
-  await m.close();
-  await up.close();
-});
-
-const outboundPort = (): number => Number(new URL(m.outbound).port);
+const outboundPort = (): number => suite.port;
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `meshlet_http2_sessions_closed_total{listener,reason}` on `admin`, 0 when absent. */
-async function closedForAbuse(admin: string, listener: string, reason: string): Promise<number> {
-  const text = await (await fetch(`${admin}/metrics`)).text();
-  const line = text
-    .split('\n')
-    .find(
-      (l) =>
-        l.startsWith('meshlet_http2_sessions_closed_total{') &&
-        l.includes(`listener="${listener}"`) &&
-        l.includes(`reason="${reason}"`),
-    );
-  return line === undefined ? 0 : Number(line.split(' ').pop());
-}
+const closedForAbuse = (admin: string, listener: string, reason: string): Promise<number> =>
+  metricValue(admin, 'meshlet_http2_sessions_closed_total', { listener, reason });
 
 /** The `http2 session closed for abuse` warnings `meshlet` has logged, without `time` and `service`. */
 const abuseLines = (meshlet: InProcessMeshlet): Record<string, unknown>[] =>
@@ -80,17 +65,7 @@ function rapidResetLine(listener: string): Record<string, unknown> {
 
 /** The `users` endpoint's state, its breaker and active ejections from `GET /upstreams`. */
 async function endpointState(): Promise<{ state: string; breaker: string; ejections: number }> {
-  const body = (await (await fetch(`${m.admin}/upstreams`)).json()) as {
-    upstreams: Record<
-      string,
-      {
-        endpoints: { state: string }[];
-        circuitBreaker: string;
-        outlierDetection: { ejectionsActive: number };
-      }
-    >;
-  };
-  const u = body.upstreams['users']!;
+  const u = await upstreamState(suite.mesh.admin, 'users');
   return {
     state: u.endpoints[0]!.state,
     breaker: u.circuitBreaker,
@@ -115,8 +90,8 @@ async function rapidReset(raw: F.RawH2, authority: string, count: number): Promi
 
 describe('outbound listener (h2c)', () => {
   it('closes a session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM by its ~500th, counts it and logs who', async () => {
-    const before = await closedForAbuse(m.admin, 'outbound', 'rapid_reset');
-    const seen = up.requests.length;
+    const before = await closedForAbuse(suite.mesh.admin, 'outbound', 'rapid_reset');
+    const seen = suite.up.requests.length;
     const raw = await F.RawH2.open(outboundPort());
     try {
       await rapidReset(raw, 'users', 900);
@@ -124,12 +99,12 @@ describe('outbound listener (h2c)', () => {
       expect(raw.goaway).toEqual({ lastStreamId: expect.any(Number), code: F.H2Error.ENHANCE_YOUR_CALM });
       expect(raw.goaway!.lastStreamId).toBeLessThanOrEqual(2 * 600);
       expect(await raw.until(() => raw.socket.destroyed, 2000)).toBe(true);
-      expect(await closedForAbuse(m.admin, 'outbound', 'rapid_reset')).toBe(before + 1);
-      expect(abuseLines(m)).toEqual([rapidResetLine('outbound')]);
-      const line = abuseLines(m)[0]!;
+      expect(await closedForAbuse(suite.mesh.admin, 'outbound', 'rapid_reset')).toBe(before + 1);
+      expect(abuseLines(suite.mesh)).toEqual([rapidResetLine('outbound')]);
+      const line = abuseLines(suite.mesh)[0]!;
       expect(2 * (line['prematureResets'] as number)).toBeGreaterThanOrEqual(line['streams'] as number);
       // A stream reset with its HEADERS never costs the endpoint a request, nor its health.
-      expect(up.requests.length - seen).toBeLessThan(50);
+      expect(suite.up.requests.length - seen).toBeLessThan(50);
       expect(await endpointState()).toEqual({ state: 'healthy', breaker: 'closed', ejections: 0 });
     } finally {
       raw.destroy();
@@ -137,8 +112,8 @@ describe('outbound listener (h2c)', () => {
   }, 15_000);
 
   it('closes a session that resets each stream once the endpoint has it: at most ~500 requests reach it, none blamed; counted, not logged again', async () => {
-    const before = await closedForAbuse(m.admin, 'outbound', 'rapid_reset');
-    const seen = up.requests.length;
+    const before = await closedForAbuse(suite.mesh.admin, 'outbound', 'rapid_reset');
+    const seen = suite.up.requests.length;
     const cancelledBefore = cancelled;
     const raw = await F.RawH2.open(outboundPort());
     try {
@@ -150,24 +125,24 @@ describe('outbound listener (h2c)', () => {
           ids.push(id);
           frames.push(F.headers(id, F.requestBlock('users')));
         }
-        const target = up.requests.length + ids.length;
+        const target = suite.up.requests.length + ids.length;
         raw.write(Buffer.concat(frames));
-        await raw.until(() => up.requests.length >= target || raw.socket.destroyed, 2000);
+        await raw.until(() => suite.up.requests.length >= target || raw.socket.destroyed, 2000);
         raw.write(Buffer.concat(ids.map((i) => F.rstStream(i))));
         await raw.drained();
       }
       expect(await raw.until(() => raw.goaway !== null, 3000)).toBe(true);
       expect(raw.goaway!.code).toBe(F.H2Error.ENHANCE_YOUR_CALM);
-      const reached = up.requests.length - seen;
+      const reached = suite.up.requests.length - seen;
       expect(reached).toBeGreaterThanOrEqual(450);
       expect(reached).toBeLessThanOrEqual(560);
       // meshlet cancelled what it had sent on (the upstream saw those requests end unanswered).
       await pause(200);
       expect(cancelled - cancelledBefore).toBeGreaterThanOrEqual(reached - 60);
       expect(await endpointState()).toEqual({ state: 'healthy', breaker: 'closed', ejections: 0 });
-      expect(await closedForAbuse(m.admin, 'outbound', 'rapid_reset')).toBe(before + 1);
+      expect(await closedForAbuse(suite.mesh.admin, 'outbound', 'rapid_reset')).toBe(before + 1);
       // The same peer and reason within 10 min: the first warning stands for it (a flood cannot flood the log).
-      expect(abuseLines(m)).toHaveLength(1);
+      expect(abuseLines(suite.mesh)).toHaveLength(1);
     } finally {
       raw.destroy();
     }
@@ -208,7 +183,7 @@ describe('inbound listener (mTLS, ALPN h2)', () => {
   beforeAll(async () => {
     pki = await makePki();
     b = await startMeshlet({
-      service: { name: 'orders', port: up.port },
+      service: { name: 'orders', port: suite.up.port },
       listeners: { inbound: { address: '127.0.0.1', port: 0, allow: ['web'] } },
       tls: await tlsFilesConfig(pki, 'orders'),
     });
@@ -222,7 +197,7 @@ describe('inbound listener (mTLS, ALPN h2)', () => {
   });
 
   it('closes a peer session that opens and resets 900 streams with GOAWAY ENHANCE_YOUR_CALM, counted and logged by this daemon only', async () => {
-    const seen = up.requests.length;
+    const seen = suite.up.requests.length;
     const raw = await F.RawH2.open(b.daemon.addresses().inbound!.port, { tls: client });
     try {
       await rapidReset(raw, 'orders', 900);
@@ -232,9 +207,9 @@ describe('inbound listener (mTLS, ALPN h2)', () => {
       expect(abuseLines(b)).toEqual([rapidResetLine('inbound')]);
       // Two daemons in one process: neither counts the other's closes.
       expect(await closedForAbuse(b.admin, 'outbound', 'rapid_reset')).toBe(0);
-      expect(await closedForAbuse(m.admin, 'inbound', 'rapid_reset')).toBe(0);
-      expect(abuseLines(m).every((l) => l['listener'] === 'outbound')).toBe(true);
-      expect(up.requests.length - seen).toBeLessThan(50);
+      expect(await closedForAbuse(suite.mesh.admin, 'inbound', 'rapid_reset')).toBe(0);
+      expect(abuseLines(suite.mesh).every((l) => l['listener'] === 'outbound')).toBe(true);
+      expect(suite.up.requests.length - seen).toBeLessThan(50);
     } finally {
       raw.destroy();
     }
@@ -254,7 +229,7 @@ describe('per-upstream and gateway (TLS) listeners', () => {
     writeFileSync(join(dir, 'gw.pem'), leaf.certPem);
     writeFileSync(join(dir, 'gw.key'), leaf.keyPem);
     g = await startMeshlet({
-      registry: { type: 'static', endpoints: { users: [up.endpoint] } },
+      registry: { type: 'static', endpoints: { users: [suite.up.endpoint] } },
       upstreams: { users: { port: await freePort() } },
       listeners: {
         gateway: {

@@ -1,11 +1,13 @@
 // The inbound mTLS listener and the gateway's HTTP/2 side answer bad input as the outbound listener does.
 import { readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accessLines, h2Request, startMesh, type Mesh } from '../hostile-output/two-meshlets.ts';
+import { accessLines, meshForSuite, type Mesh } from '../hostile-output/two-meshlets.ts';
+import { h2Request } from '../helpers/h2-request.ts';
 import { startMeshlet, type InProcessMeshlet } from '../helpers/meshlet.ts';
+import { metricValue } from '../helpers/metrics.ts';
+import { collectReply } from '../helpers/raw-http.ts';
+import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { makePki, tlsFilesConfig, type TestPki } from '../tls/tls-helpers.ts';
 
 const WEB = 'spiffe://mesh.test/svc/web';
@@ -23,59 +25,34 @@ function clientTls(mesh: Mesh): { ca: Buffer; cert: Buffer; key: Buffer } {
  * Writes `text` (latin1) on a fresh HTTP/1.1-over-mTLS connection to `port` and resolves with all
  * the server sent until it closed (≤ `timeoutMs`, else rejects).
  */
-function tlsRaw(
+async function tlsRaw(
   port: number,
   text: string,
   tls: { ca: Buffer; cert: Buffer; key: Buffer },
   timeoutMs = 5000,
 ): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const socket = tlsConnect(
-      { port, host: '127.0.0.1', ...tls, checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] },
-      () => socket.write(Buffer.from(text, 'latin1')),
+  const socket = tlsConnect(
+    { port, host: '127.0.0.1', ...tls, checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] },
+    () => socket.write(Buffer.from(text, 'latin1')),
+  );
+  const reply = await collectReply(socket, { timeoutMs });
+  if (reply.timedOut)
+    throw new Error(
+      `connection not closed within ${timeoutMs} ms: ${JSON.stringify(reply.text.slice(0, 200))}`,
     );
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`connection not closed within ${timeoutMs} ms: ${JSON.stringify(out.slice(0, 200))}`));
-    }, timeoutMs);
-    socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(out);
-    });
-  });
-}
-
-/** A sample of B's `/metrics` (exact label match), 0 when absent. */
-async function metric(admin: string, name: string, labels: Record<string, string>): Promise<number> {
-  const text = await (await fetch(`${admin}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const labelText = line.slice(name.length + 1, line.indexOf('}'));
-    const have = labelText.split(',');
-    if (want.every((w) => have.includes(w)) && have.length === want.length)
-      return Number(line.split(' ').pop());
-  }
-  return 0;
+  return reply.text;
 }
 
 const localReplies = (admin: string, code: string) =>
-  metric(admin, 'meshlet_local_replies_total', { direction: 'inbound', upstream: 'orders', code });
+  metricValue(admin, 'meshlet_local_replies_total', { direction: 'inbound', upstream: 'orders', code });
 
 describe('the inbound listener and the gateway over HTTP/2 on bad input', () => {
-  let mesh: Mesh;
+  const mesh = meshForSuite();
   let tls: { ca: Buffer; cert: Buffer; key: Buffer };
   let inbound: string;
-  beforeAll(async () => {
-    mesh = await startMesh();
+  beforeAll(() => {
     tls = clientTls(mesh);
     inbound = `https://127.0.0.1:${mesh.inboundPort}`;
-  }, 30_000);
-  afterAll(async () => {
-    await mesh?.close();
   });
   const appSaw = (path: string) => mesh.app.requests.some((r) => r.url?.startsWith(path));
 
@@ -211,14 +188,13 @@ describe('the inbound listener and the gateway over HTTP/2 on bad input', () => 
 
 describe("the inbound listener's headersTimeout", () => {
   let pki: TestPki;
-  let app: Server;
+  let app: TestUpstream;
   let b: InProcessMeshlet;
   beforeAll(async () => {
     pki = await makePki();
-    app = createServer((_req, res) => res.end('ok'));
-    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    app = await startUpstream((_req, res) => res.end('ok'));
     b = await startMeshlet({
-      service: { name: 'orders', port: (app.address() as AddressInfo).port },
+      service: { name: 'orders', port: app.port },
       accessLog: { enabled: true, sampleRate: 1 },
       listeners: { inbound: { address: '127.0.0.1', port: 0, allow: ['web'], headersTimeout: 300 } },
       tls: await tlsFilesConfig(pki, 'orders'),
@@ -226,7 +202,7 @@ describe("the inbound listener's headersTimeout", () => {
   }, 30_000);
   afterAll(async () => {
     await b?.close();
-    await new Promise<void>((resolve) => app?.close(() => resolve()));
+    await app?.close();
     rmSync(pki.dir, { recursive: true, force: true });
   });
 
@@ -244,7 +220,7 @@ describe("the inbound listener's headersTimeout", () => {
     const line = b.logs.find((l) => l.msg === 'access' && l.error === 'request_timeout')!;
     expect(line).toMatchObject({ direction: 'inbound', caller: WEB, status: 408 });
     expect(
-      await metric(b.admin, 'meshlet_local_replies_total', {
+      await metricValue(b.admin, 'meshlet_local_replies_total', {
         direction: 'inbound',
         upstream: 'orders',
         code: 'request_timeout',

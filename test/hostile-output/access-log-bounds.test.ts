@@ -1,11 +1,13 @@
 // What a caller can put into the access lines of both hops (A: outbound or gateway, B: inbound mTLS): bounded size, one JSON object per line.
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { MAX_PATH_BYTES, MAX_VALUE_BYTES } from '../../src/telemetry/access-log-fields.ts';
 import { mint } from '../gateway/fixtures.ts';
 import { tlsRequest } from '../tls/tls-helpers.ts';
-import { accessLines, h2Request, JWT_SECRET, type Mesh, rawHttp, startMesh } from './two-meshlets.ts';
+import { h2Request } from '../helpers/h2-request.ts';
+import { rawExchange } from '../helpers/raw-http.ts';
+import { accessLines, JWT_SECRET, meshForSuite } from './two-meshlets.ts';
 
 /** Longest access line a request may make: the path's bound, four caller values' bounds, and the fixed fields. */
 const LINE_BOUND = MAX_PATH_BYTES + 4 * MAX_VALUE_BYTES + 1024;
@@ -30,19 +32,13 @@ function expectCut(logged: unknown, sent: string): void {
   expect(s.length).toBeGreaterThan(MAX_VALUE_BYTES / 2);
 }
 
-let mesh: Mesh;
-beforeAll(async () => {
-  mesh = await startMesh();
-}, 30_000);
-afterAll(async () => {
-  await mesh?.close();
-});
+const mesh = meshForSuite();
 
 describe('one request cannot write an unbounded access line (log amplification)', () => {
   it('HTTP/1.1 on the outbound listener: a 13 KiB query and a 2 KiB x-request-id; both hops cut them, the request goes on whole', async () => {
     const path = `/big1?q=${'a'.repeat(13_000)}`;
     const id = `r1-${'r'.repeat(2000)}`;
-    const reply = await rawHttp(
+    const reply = await rawExchange(
       mesh.outboundPort,
       `GET ${path} HTTP/1.1\r\nHost: orders\r\nx-request-id: ${id}\r\nConnection: close\r\n\r\n`,
     );
@@ -60,7 +56,7 @@ describe('one request cannot write an unbounded access line (log amplification)'
 
   it('gateway, HTTP/1.1: a 60 KiB path (the listener takes 64 KiB heads)', async () => {
     const path = `/pub/big2/${'b'.repeat(60 * 1024)}`;
-    const reply = await rawHttp(
+    const reply = await rawExchange(
       mesh.gatewayPort,
       `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
     );
@@ -141,7 +137,7 @@ describe('one request cannot write an unbounded access line (log amplification)'
 describe('every access line stays one JSON object per line and carries the value', () => {
   it('HTTP/1.1: raw 0x80-0xFF bytes, quotes, backslashes and a tab in x-request-id (node:http reads them as latin1)', async () => {
     const id = 'id5-\xff\x80\x85\xe9"\\\tend';
-    const reply = await rawHttp(
+    const reply = await rawExchange(
       mesh.outboundPort,
       `GET /odd5?q="x" HTTP/1.1\r\nHost: orders\r\nx-request-id: ${id}\r\nConnection: close\r\n\r\n`,
     );
@@ -196,7 +192,7 @@ describe('every access line stays one JSON object per line and carries the value
   });
 
   it('many x-request-id fields: the first is kept and passed on alone; none: one is generated', async () => {
-    const reply = await rawHttp(
+    const reply = await rawExchange(
       mesh.outboundPort,
       'GET /odd7 HTTP/1.1\r\nHost: orders\r\nx-request-id: first\r\nx-request-id: second\r\nx-request-id: third\r\nConnection: close\r\n\r\n',
     );
@@ -207,7 +203,7 @@ describe('every access line stays one JSON object per line and carries the value
     ).toHaveLength(1);
     expect(seen.headers['x-request-id']).toBe('first');
     expect(parseLine((await accessLines(mesh.b, '"path":"/odd7"'))[0]!).requestId).toBe('first');
-    const none = await rawHttp(
+    const none = await rawExchange(
       mesh.outboundPort,
       'GET /odd8 HTTP/1.1\r\nHost: orders\r\nConnection: close\r\n\r\n',
     );

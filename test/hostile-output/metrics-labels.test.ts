@@ -1,9 +1,12 @@
 // /metrics under hostile callers: no label value comes from a request, the exposition stays valid, and new values add no series.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { mint } from '../gateway/fixtures.ts';
-import { h2Request, JWT_SECRET, type Mesh, rawHttp, startMesh } from './two-meshlets.ts';
+import { h2Request } from '../helpers/h2-request.ts';
+import { sampleLines, scrapeMetrics } from '../helpers/metrics.ts';
+import { rawExchange } from '../helpers/raw-http.ts';
+import { JWT_SECRET, type Mesh, meshForSuite } from './two-meshlets.ts';
 
 /** Whether promtool (Prometheus' own checker) is on this machine. */
 const PROMTOOL = spawnSync('promtool', ['--version']).status === 0;
@@ -26,14 +29,8 @@ function checkExposition(text: string): void {
 }
 
 /** Series (name and labels, without the value) of an exposition. */
-function seriesOf(text: string): Set<string> {
-  const out = new Set<string>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    out.add(line.slice(0, line.lastIndexOf(' ')));
-  }
-  return out;
-}
+const seriesOf = (text: string): Set<string> =>
+  new Set(sampleLines(text).map((line) => line.slice(0, line.lastIndexOf(' '))));
 
 /** Every request shape a caller controls the values of, each with `tag` in its caller-chosen values. */
 async function hostileRound(mesh: Mesh, tag: string): Promise<void> {
@@ -59,7 +56,7 @@ async function hostileRound(mesh: Mesh, tag: string): Promise<void> {
     ['orders', `/hostile${tag}?x=${tag}`],
     ['odd', `/hostile${tag}`],
   ]) {
-    const reply = await rawHttp(
+    const reply = await rawExchange(
       mesh.outboundPort,
       `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nx-request-id: hostile${tag}\r\nConnection: close\r\n\r\n`,
     );
@@ -74,28 +71,16 @@ async function hostileRound(mesh: Mesh, tag: string): Promise<void> {
   expect(res.statusCode).toBe(200);
 }
 
-async function scrape(admin: string): Promise<string> {
-  const res = await request(`${admin}/metrics`);
-  expect(res.statusCode).toBe(200);
-  return res.body.text();
-}
-
-let mesh: Mesh;
-beforeAll(async () => {
-  mesh = await startMesh();
-}, 30_000);
-afterAll(async () => {
-  await mesh?.close();
-});
+const mesh = meshForSuite();
 
 describe('/metrics under hostile callers', () => {
   it('stays valid exposition, holds no caller value, and a second round of new values adds no series', async () => {
     await hostileRound(mesh, 'one');
-    const firstA = await scrape(mesh.a.admin);
-    const firstB = await scrape(mesh.b.admin);
+    const firstA = await scrapeMetrics(mesh.a.admin);
+    const firstB = await scrapeMetrics(mesh.b.admin);
     await hostileRound(mesh, 'two');
-    const secondA = await scrape(mesh.a.admin);
-    const secondB = await scrape(mesh.b.admin);
+    const secondA = await scrapeMetrics(mesh.a.admin);
+    const secondB = await scrapeMetrics(mesh.b.admin);
     for (const text of [firstA, firstB, secondA, secondB]) {
       checkExposition(text);
       expect(text).not.toMatch(/hostile/i);

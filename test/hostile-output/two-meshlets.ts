@@ -1,11 +1,11 @@
 // Fixture of the hostile-output tests: meshlet A (outbound + gateway) → mTLS → meshlet B (inbound) → app, every log line kept raw.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
-import { connect as h2connect, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { Daemon } from '../../src/daemon.ts';
@@ -135,68 +135,25 @@ export async function startMesh(): Promise<Mesh> {
   };
 }
 
-/** Writes raw bytes (latin1) to 127.0.0.1:port; resolves with the reply head and what followed (≤ 5 s). */
-export function rawHttp(port: number, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let reply = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no complete reply within 5 s: ${JSON.stringify(reply.slice(0, 200))}`));
-    }, 5000);
-    const done = (): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(reply);
-    };
-    socket.on('data', (d: Buffer) => {
-      reply += d.toString('latin1');
-      const head = reply.indexOf('\r\n\r\n');
-      if (head === -1) return;
-      const length = /\r\ncontent-length: *(\d+)/i.exec(reply.slice(0, head));
-      if (length !== null ? reply.length >= head + 4 + Number(length[1]) : reply.endsWith('0\r\n\r\n'))
-        done();
-    });
-    socket.on('end', done);
-    socket.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.write(Buffer.from(text, 'latin1'));
+/**
+ * Registers, in the calling file (or `describe`), a `beforeAll` that starts the mesh (≤ 30 s) and an
+ * `afterAll` that closes it. Returns the mesh as its tests read it: a view that reads through to the
+ * started one (reading it before the `beforeAll` ran throws).
+ */
+export function meshForSuite(): Mesh {
+  let mesh: Mesh | undefined;
+  beforeAll(async () => {
+    mesh = await startMesh();
+  }, 30_000);
+  afterAll(async () => {
+    await mesh?.close();
   });
-}
-
-/** One HTTP/2 request (h2c, or h2 over TLS with `tls`) on a fresh session; resolves with the response headers (≤ 5 s). */
-export function h2Request(
-  origin: string,
-  headers: OutgoingHttpHeaders,
-  tls?: { ca: Buffer; cert: Buffer; key: Buffer },
-): Promise<IncomingHttpHeaders> {
-  return new Promise((resolve, reject) => {
-    const session = h2connect(
-      origin,
-      tls === undefined ? {} : { ...tls, checkServerIdentity: () => undefined },
-    );
-    const timer = setTimeout(() => {
-      session.destroy();
-      reject(new Error(`no HTTP/2 response from ${origin} within 5 s`));
-    }, 5000);
-    const fail = (err: Error): void => {
-      clearTimeout(timer);
-      session.destroy();
-      reject(err);
-    };
-    session.on('error', fail);
-    const stream = session.request(headers, { endStream: true });
-    stream.on('error', fail);
-    stream.on('response', (h) => {
-      stream.resume();
-      stream.on('end', () => {
-        clearTimeout(timer);
-        session.close();
-        resolve(h);
-      });
-    });
+  return new Proxy({} as Mesh, {
+    get(_target, key) {
+      if (mesh === undefined)
+        throw new Error(`mesh.${String(key)} read before the suite's beforeAll started it`);
+      return Reflect.get(mesh, key) as unknown;
+    },
   });
 }
 

@@ -1,21 +1,13 @@
 // Hostile deadlines from callers (x-meshlet-timeout-ms, grpc-timeout) and huge configured timeouts: clear handling, no endpoint blamed.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { describe, expect, it } from 'vitest';
+import { meshletSuite } from '../helpers/meshlet-suite.ts';
+import { scrapeMetrics } from '../helpers/metrics.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { upstreamState } from '../helpers/upstream-state.ts';
 
 describe('deadlines a caller sends, and timeouts past what a Node timer holds', () => {
-  let slow: TestUpstream;
-  let mesh: InProcessMeshlet;
-  let port = 0;
-
-  beforeAll(async () => {
-    // Answers after 300 ms: inside the 2 s route timeout, outside a 100 ms caller deadline.
-    slow = await startUpstream((req, res) => {
-      req.resume();
-      setTimeout(() => res.end('late'), 300).unref();
-    });
-    mesh = await startMeshlet({
+  const suite = meshletSuite(
+    (slow) => ({
       registry: { type: 'static', endpoints: { slow: [slow.endpoint], huge: [slow.endpoint] } },
       upstreams: {
         slow: {
@@ -27,16 +19,17 @@ describe('deadlines a caller sends, and timeouts past what a Node timer holds', 
         huge: { timeouts: { request: '1000h', idle: '1000h' } },
       },
       accessLog: { enabled: false },
-    });
-    port = Number(new URL(mesh.outbound).port);
-  });
-  afterAll(async () => {
-    await mesh.close();
-    await slow.close();
-  });
+    }),
+    // Answers after 300 ms: inside the 2 s route timeout, outside a 100 ms caller deadline.
+    (req, res) => {
+      req.resume();
+      setTimeout(() => res.end('late'), 300).unref();
+    },
+  );
 
   /** Sends a raw request (so headers can repeat or carry odd values); returns the reply and what the endpoint saw. */
   async function send(host: string, extra: string) {
+    const { up: slow, port } = suite;
     const before = slow.requests.length;
     const t0 = performance.now();
     const reply = await rawRequest(
@@ -111,12 +104,12 @@ describe('deadlines a caller sends, and timeouts past what a Node timer holds', 
       expect(r.status).toBe(504);
       expect(r.seen).toHaveLength(1);
     }
-    const state = (await (await fetch(`${mesh.admin}/upstreams`)).json()) as {
-      upstreams: Record<string, { circuitBreaker: string; healthy: number }>;
-    };
     // The endpoint answers within the route's own timeouts: the caller chose too short a wait.
-    expect(state.upstreams.slow).toMatchObject({ circuitBreaker: 'closed', healthy: 1 });
-    const metrics = await (await fetch(`${mesh.admin}/metrics`)).text();
+    expect(await upstreamState(suite.mesh.admin, 'slow')).toMatchObject({
+      circuitBreaker: 'closed',
+      healthy: 1,
+    });
+    const metrics = await scrapeMetrics(suite.mesh.admin);
     expect(metrics).toMatch(
       /^meshlet_upstream_attempts_total\{upstream="slow",result="timeout"\} (1[2-9]|[2-9]\d)$/m,
     );
@@ -139,10 +132,10 @@ describe('deadlines a caller sends, and timeouts past what a Node timer holds', 
         expect(r.ms).toBeLessThan(100);
       }
     }
-    const state = (await (await fetch(`${mesh.admin}/upstreams`)).json()) as {
-      upstreams: Record<string, { circuitBreaker: string; healthy: number }>;
-    };
-    expect(state.upstreams.slow).toMatchObject({ circuitBreaker: 'closed', healthy: 1 });
+    expect(await upstreamState(suite.mesh.admin, 'slow')).toMatchObject({
+      circuitBreaker: 'closed',
+      healthy: 1,
+    });
     expect((await send('slow', '')).status).toBe(200);
   });
 });

@@ -2,7 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { scrapeMetrics } from '../helpers/metrics.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { upstreamState } from '../helpers/upstream-state.ts';
 
 describe('endpoints that ask callers to come back later', () => {
   /** The Retry-After value the `ra` endpoint sends with its 503, and whether the next request gets 200. */
@@ -164,14 +166,11 @@ describe('endpoints that ask callers to come back later', () => {
     }
     // Round robin over [midBody, steady]: two of the four reached midBody and were cut.
     expect(cut).toHaveLength(2);
-    const metrics = await (await request(`${mesh.admin}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(mesh.admin);
     expect(metrics).toMatch(/^meshlet_upstream_attempts_total\{upstream="mid",result="reset"\} 2$/m);
     expect(metrics).not.toMatch(/^meshlet_retries_total\{upstream="mid"/m);
     expect(metrics).toMatch(/^meshlet_outlier_ejections_total\{upstream="mid",kind="gateway"\} 1$/m);
-    const state = (await (await request(`${mesh.admin}/upstreams`)).body.json()) as {
-      upstreams: Record<string, { healthy: number; total: number }>;
-    };
-    expect(state.upstreams.mid).toMatchObject({ healthy: 1, total: 2 });
+    expect(await upstreamState(mesh.admin, 'mid')).toMatchObject({ healthy: 1, total: 2 });
   });
 
   it('an endpoint that hangs only on retries: the request ends with 504 at its 600 ms deadline, never later', async () => {

@@ -3,15 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import { type UpstreamState, upstreamState } from '../helpers/upstream-state.ts';
 
 type Mode = 'fail' | 'ok' | 'hang';
-
-interface UpstreamState {
-  circuitBreaker: string;
-  healthy: number;
-  total: number;
-  outlierDetection: { ejectionsActive: number; panic: boolean };
-}
 
 describe('all endpoints failing at once', () => {
   const ups: TestUpstream[] = [];
@@ -83,12 +77,7 @@ describe('all endpoints failing at once', () => {
 
   const attempts = () => ups.reduce((n, u) => n + u.requests.length, 0);
 
-  async function state(name: string): Promise<UpstreamState> {
-    const body = (await (await request(`${mesh.admin}/upstreams`)).body.json()) as {
-      upstreams: Record<string, UpstreamState>;
-    };
-    return body.upstreams[name]!;
-  }
+  const state = (name: string): Promise<UpstreamState> => upstreamState(mesh.admin, name);
 
   /** 200 callers sending back to back for `ms`; answers counted by status and meshlet error code. */
   async function storm(

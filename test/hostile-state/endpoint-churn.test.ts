@@ -5,35 +5,12 @@ import { Agent, request } from 'undici';
 import { expect, it } from 'vitest';
 import { ConsulDouble } from '../consul-double/consul-double.ts';
 import { startMeshlet } from '../helpers/meshlet.ts';
-import { closedPort } from '../helpers/upstream-server.ts';
+import { samplesMatching } from '../helpers/metrics.ts';
+import { closedPort, startUpstream } from '../helpers/upstream-server.ts';
 import { adminGet, consulRegistry, within } from '../consul/consul-helpers.ts';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-
-async function counting(): Promise<{ port: number; open: () => number; close: () => Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.end('ok'));
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    open: () => sockets.size,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 it(
   'endpoint churn: departed endpoints keep no pool, socket, balancer or outlier state, nor series',
@@ -41,7 +18,14 @@ it(
   async () => {
     const double = new ConsulDouble();
     await double.start();
-    const live = await Promise.all(Array.from({ length: 20 }, () => counting()));
+    const live = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        startUpstream((req, res) => {
+          req.resume();
+          req.on('end', () => res.end('ok'));
+        }),
+      ),
+    );
     const dead = await closedPort();
     const mesh = await startMeshlet({
       registry: consulRegistry(double),
@@ -55,10 +39,7 @@ it(
     });
     const client = new Agent({ connections: 50 });
     const refs: WeakRef<object>[] = [];
-    const metricsLines = async () =>
-      (await (await request(`${mesh.admin}/metrics`)).body.text())
-        .split('\n')
-        .filter((l) => l && !l.startsWith('#')).length;
+    const metricsLines = async () => (await samplesMatching(mesh.admin)).length;
     try {
       await within(3000, async () => (await adminGet(mesh.admin, '/ready')).status === 200, 'ready');
       let baseline = 0;
@@ -102,8 +83,12 @@ it(
         if (r === 1) baseline = await metricsLines();
       }
       // Pools of departed endpoints close their sockets (the endpoints' own count).
-      await within(3000, () => live.every((s) => s.open() === 0), 'sockets to departed endpoints closed');
-      const openSockets = live.reduce((n, s) => n + s.open(), 0);
+      await within(
+        3000,
+        () => live.every((s) => s.openConnections() === 0),
+        'sockets to departed endpoints closed',
+      );
+      const openSockets = live.reduce((n, s) => n + s.openConnections(), 0);
       // The app's keep-alive connections to meshlet may hold their last exchange (and its endpoint)
       // until their next request: bounded by connections, not by churn. Closed, so nothing does.
       await client.close();

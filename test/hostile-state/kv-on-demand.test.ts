@@ -10,6 +10,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
 import { UpstreamTable } from '../../src/upstream/upstream-table.ts';
 import { startMeshlet } from '../helpers/meshlet.ts';
+import { samplesMatching } from '../helpers/metrics.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { RedisServer } from '../registry/servers.ts';
 import { within } from '../consul/consul-helpers.ts';
@@ -18,12 +19,6 @@ const PREFIX = 'meshlet:services:';
 
 const record = (service: string, port: number): string =>
   JSON.stringify({ id: `${service}-1`, service, address: '127.0.0.1', port, weight: 1, status: 'passing' });
-
-/** The `/metrics` sample lines (no comments) that mention `pattern`. */
-async function seriesMatching(admin: string, pattern: RegExp): Promise<string[]> {
-  const text = await (await request(`${admin}/metrics`)).body.text();
-  return text.split('\n').filter((l) => l !== '' && !l.startsWith('#') && pattern.test(l));
-}
 
 async function statusOf(outbound: string, name: string): Promise<number> {
   const res = await request(`${outbound}/`, { headers: { host: name } });
@@ -72,7 +67,7 @@ describe('on-demand upstreams of the redis registry', () => {
       expect([...mesh.daemon.table.values()].map((u) => u.name)).toEqual(['users']);
       await within(
         2000,
-        async () => (await seriesMatching(mesh.admin, /kvchurn\d+/)).length === 0,
+        async () => (await samplesMatching(mesh.admin, /kvchurn\d+/)).length === 0,
         'series of departed upstreams dropped',
       );
     } finally {

@@ -3,14 +3,9 @@ import { Client, request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { ConsulDouble } from '../consul-double/consul-double.ts';
 import { startMeshlet } from '../helpers/meshlet.ts';
+import { samplesMatching } from '../helpers/metrics.ts';
 import { startUpstream } from '../helpers/upstream-server.ts';
 import { adminGet, consulRegistry, metric, via, within } from '../consul/consul-helpers.ts';
-
-/** The `/metrics` sample lines (no comments) that mention `pattern`. */
-async function seriesMatching(admin: string, pattern: RegExp): Promise<string[]> {
-  const text = await (await request(`${admin}/metrics`)).body.text();
-  return text.split('\n').filter((l) => l !== '' && !l.startsWith('#') && pattern.test(l));
-}
 
 /** GETs `Host: name` with a short deadline (so a first-snapshot wait is short too); the status. */
 async function statusOf(outbound: string, name: string): Promise<number> {
@@ -49,19 +44,19 @@ describe('on-demand upstreams under churn (Consul)', () => {
       };
       // A few first, so the baseline holds what any traffic creates once (retry reasons, ...).
       await churn(0, 5);
-      const baseline = (await seriesMatching(mesh.admin, /./)).length;
+      const baseline = (await samplesMatching(mesh.admin, /./)).length;
       await churn(5, 80);
       // Each left the catalog: its upstream, watch and every series labelled with it are gone.
       await within(
         3000,
-        async () => (await seriesMatching(mesh.admin, /churn\d+/)).length === 0,
+        async () => (await samplesMatching(mesh.admin, /churn\d+/)).length === 0,
         'series of departed upstreams dropped',
       );
       expect(await metric(mesh.admin, 'meshlet_registry_consul_watches{kind="on_demand"}')).toBe(0);
       // What stays is bounded by what config names, not by how many names came and went.
-      expect((await seriesMatching(mesh.admin, /./)).length).toBe(baseline);
+      expect((await samplesMatching(mesh.admin, /./)).length).toBe(baseline);
       // The configured upstream's series were not touched.
-      expect((await seriesMatching(mesh.admin, /upstream="users"/)).length).toBeGreaterThan(0);
+      expect((await samplesMatching(mesh.admin, /upstream="users"/)).length).toBeGreaterThan(0);
     } finally {
       await mesh.close();
       await double.stop();
@@ -103,7 +98,7 @@ describe('on-demand upstreams under churn (Consul)', () => {
       await within(2000, () => [...mesh.daemon.table.values()].length === 0, 'no upstream left');
       await within(
         2000,
-        async () => (await seriesMatching(mesh.admin, /rnd\d+x\d+/)).length === 0,
+        async () => (await samplesMatching(mesh.admin, /rnd\d+x\d+/)).length === 0,
         'no series of a random name left',
       );
     } finally {
@@ -123,7 +118,7 @@ describe('on-demand upstreams under churn (Consul)', () => {
       await within(3000, async () => (await adminGet(mesh.admin, '/ready')).status === 200, 'ready');
       // One refusal first: the unrouted series (upstream="") exist from then on.
       expect(await statusOf(mesh.outbound, 'first-unknown')).toBe(404);
-      const baseline = (await seriesMatching(mesh.admin, /./)).length;
+      const baseline = (await samplesMatching(mesh.admin, /./)).length;
       for (let i = 0; i < 500; i++) {
         const name = `x${i}-${Math.random().toString(36).slice(2, 10)}`;
         // Host header, absolute-form URL and path: each names a destination the catalog lacks.
@@ -143,9 +138,9 @@ describe('on-demand upstreams under churn (Consul)', () => {
       }
       expect([...mesh.daemon.table.values()].length).toBe(0);
       expect(await metric(mesh.admin, 'meshlet_registry_consul_watches{kind="on_demand"}')).toBe(0);
-      expect(await seriesMatching(mesh.admin, /upstream="x\d+/)).toEqual([]);
+      expect(await samplesMatching(mesh.admin, /upstream="x\d+/)).toEqual([]);
       // The refusals are counted under upstream="" (no per-name series).
-      expect((await seriesMatching(mesh.admin, /./)).length).toBe(baseline);
+      expect((await samplesMatching(mesh.admin, /./)).length).toBe(baseline);
     } finally {
       await mesh.close();
       await double.stop();
