@@ -5,11 +5,15 @@ import { AppCheckLoop, DRAINED_OUTPUT, SHUTDOWN_CALL_MS, withTimeout } from '../
 import { type CheckStatus, describeProbe, type ProbeTarget } from './app-probe.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics, ConsulOperation } from './consul-metrics.ts';
+import { candidateIds, type Claim, claimServiceId, describeInstance } from './service-id-claim.ts';
 import type { SidecarRegistration } from './sidecar-registration.ts';
 
 /** What is registered, resolved from config. */
 export interface RegistrationSpec {
+  /** The configured ID: `registry.serviceId`, else `name-hostname-port`. */
   id: string;
+  /** True when `registry.serviceId` set `id` (it is then never replaced by a distinct ID). Default false. */
+  explicitId?: boolean;
   name: string;
   address: string;
   port: number;
@@ -42,10 +46,24 @@ export function registrationLost(err: unknown): boolean {
  * refreshes the TTL. When the agent answers that the check is unknown, it registers again at once,
  * so a lost registration comes back within one interval. Consul unreachable at start: it registers
  * on the first tick that reaches the agent.
+ *
+ * Before each registration it reads what the agent holds under the ID: Consul lets a registration
+ * with an existing ID replace the old one silently, so two instances sharing a default ID (same
+ * service name, hostname and port on one agent) would take turns in the catalog. An ID held by
+ * another live instance (another Address or Port) is never registered over: a default ID is replaced
+ * by a distinct one (see {@link candidateIds}), an ID `registry.serviceId` sets is not registered
+ * until it is free; either way an error is logged once and counted.
  */
 export class AppRegistration {
   readonly spec: RegistrationSpec;
-  readonly checkId: string;
+  /** The IDs this instance may register under, the configured one first. */
+  readonly #candidates: string[];
+  /** The ID registered under (the configured one unless another instance holds it). */
+  #id: string;
+  /** What was last said about a collision (logged and counted once per distinct situation). */
+  #collision: string | null = null;
+  /** The tick after a registration reads it back once: another instance may have registered the same ID at once. */
+  #confirm = false;
   readonly #client: ConsulClient;
   readonly #reach: BackendReachability<ConsulOperation>;
   readonly #metrics: ConsulMetrics;
@@ -82,7 +100,8 @@ export class AppRegistration {
     },
   ) {
     this.spec = spec;
-    this.checkId = `service:${spec.id}`;
+    this.#id = spec.id;
+    this.#candidates = candidateIds(spec.id, spec, spec.explicitId === true);
     this.#client = deps.client;
     this.#reach = deps.reach;
     this.#metrics = deps.metrics;
@@ -92,6 +111,16 @@ export class AppRegistration {
     );
     this.sidecar = deps.sidecar ?? null;
     this.#onForbidden = deps.onForbidden ?? (() => false);
+  }
+
+  /** The service ID registered under: the configured one, or a distinct one when another instance holds it. */
+  get id(): string {
+    return this.#id;
+  }
+
+  /** The TTL check's ID, `service:<id>`. */
+  get checkId(): string {
+    return `service:${this.#id}`;
   }
 
   /** Whether Consul accepted the registration (and has not lost it since, as far as meshlet knows). */
@@ -119,7 +148,7 @@ export class AppRegistration {
       this.#logger.error({
         msg: 'Consul refused this instance; retrying every check interval',
         operation,
-        serviceId: this.spec.id,
+        serviceId: this.#id,
         status: err.status,
         reason: err.message,
       });
@@ -160,6 +189,10 @@ export class AppRegistration {
       return;
     }
     try {
+      if (this.#confirm && (await this.#overwritten())) {
+        await this.#register(status, output);
+        return;
+      }
       await this.#client.updateCheck(this.checkId, status, output, this.#shutdown.signal);
       this.#reach.ok();
       this.#refusal = null;
@@ -172,7 +205,7 @@ export class AppRegistration {
         this.#reach.ok();
         this.#registered = false;
         this.#sent = false;
-        this.#logger.warn({ msg: 'Consul lost this instance; registering again', serviceId: this.spec.id });
+        this.#logger.warn({ msg: 'Consul lost this instance; registering again', serviceId: this.#id });
         await this.#register(status, output);
       } else if (!this.#refused('check_update', err)) {
         this.#reach.failed('check_update', err as Error);
@@ -184,7 +217,7 @@ export class AppRegistration {
   definition(status: CheckStatus): Record<string, unknown> {
     const s = this.spec;
     return {
-      ID: s.id,
+      ID: this.#id,
       Name: s.name,
       Tags: [...s.tags],
       Address: s.address,
@@ -210,6 +243,14 @@ export class AppRegistration {
   async #register(status: CheckStatus, output: string, retried = false): Promise<void> {
     const signal = this.#shutdown.signal;
     try {
+      const claim = await claimServiceId(
+        this.#client,
+        this.#candidates.slice(Math.max(0, this.#candidates.indexOf(this.#id))),
+        this.spec,
+        signal,
+      );
+      if (signal.aborted) return;
+      if (!(await this.#take(claim))) return;
       const held = this.#sent;
       this.#sent = true;
       await this.#client.register(this.definition(status), signal).catch((err: unknown) => {
@@ -227,16 +268,90 @@ export class AppRegistration {
     }
     this.#refusal = null;
     this.#registered = true;
+    this.#confirm = true;
     this.#metrics.registrations.inc();
     await this.sidecar?.registerWithService();
     this.#logger.info({
       msg: 'registered in Consul',
-      serviceId: this.spec.id,
+      serviceId: this.#id,
       service: this.spec.name,
       address: this.spec.address,
       port: this.spec.port,
       status,
     });
+  }
+
+  /**
+   * Reads the registration back on the tick after registering: two instances that looked at a free ID
+   * at the same moment both registered it, and the later one replaced the earlier (whose check
+   * updates still succeed: the check ID is the same). True when another live instance holds the ID
+   * now: this one is no longer registered (its next registration claims another ID, or none).
+   */
+  async #overwritten(): Promise<boolean> {
+    const claim = await claimServiceId(this.#client, [this.#id], this.spec, this.#shutdown.signal);
+    this.#confirm = false;
+    if (claim.id !== null) return false;
+    this.#registered = false;
+    this.#sent = false;
+    return true;
+  }
+
+  /**
+   * Acts on a claim before registering: takes the chosen ID (the sidecar proxy follows it), logs and
+   * counts a collision once. False when live instances hold every candidate (nothing is registered;
+   * the next tick looks again).
+   */
+  async #take(claim: Claim): Promise<boolean> {
+    const self = describeInstance(this.spec);
+    const first = claim.passed[0];
+    if (claim.id === null) {
+      const said = `refused ${claim.passed.map((p) => `${p.id}@${describeInstance(p.holder)}`).join(',')}`;
+      this.#refusal = `another instance (${describeInstance(first!.holder)}) holds service ID ${first!.id} in Consul`;
+      if (this.#collision !== said) {
+        this.#collision = said;
+        this.#metrics.idCollisions.labels('refused').inc();
+        this.#logger.error({
+          msg:
+            this.spec.explicitId === true
+              ? 'another instance holds the service ID registry.serviceId sets in Consul; not registering over it (looking again every check interval). Give each instance its own registry.serviceId'
+              : 'other instances hold this service ID and its fallbacks in Consul; not registering over them (looking again every check interval). Set registry.serviceId to give each instance its own ID',
+          serviceId: first!.id,
+          heldBy: describeInstance(first!.holder),
+          instance: self,
+          candidates: claim.passed.map((p) => p.id),
+        });
+      }
+      return false;
+    }
+    if (first !== undefined) {
+      const said = `renamed ${first.id}@${describeInstance(first.holder)} to ${claim.id}`;
+      if (this.#collision !== said) {
+        this.#collision = said;
+        this.#metrics.idCollisions.labels('renamed').inc();
+        this.#logger.error({
+          msg: 'another instance holds this service ID in Consul; registering under a distinct ID instead of replacing it. Set registry.serviceId to give each instance its own ID',
+          heldId: first.id,
+          heldBy: describeInstance(first.holder),
+          serviceId: claim.id,
+          instance: self,
+        });
+      }
+    } else {
+      this.#collision = null;
+    }
+    if (claim.holder === 'abandoned') {
+      this.#logger.warn({
+        msg: "taking over another instance's registration of this service ID: its TTL check expired, nobody refreshes it",
+        serviceId: claim.id,
+        instance: self,
+      });
+    }
+    if (claim.id !== this.#id) {
+      this.#id = claim.id;
+      this.#sent = false;
+      await this.sidecar?.follow(claim.id);
+    }
+    return true;
   }
 
   /** Shutdown, step 1: stop probing and mark the check critical, so peers stop sending. Bounded to 2 s. */
@@ -257,7 +372,7 @@ export class AppRegistration {
     );
     this.#logger[marked === true ? 'info' : 'warn']({
       msg: 'marked critical in Consul for the drain',
-      serviceId: this.spec.id,
+      serviceId: this.#id,
       ok: marked === true,
       ...(marked === undefined ? { timeoutMs: SHUTDOWN_CALL_MS } : {}),
     });
@@ -275,7 +390,7 @@ export class AppRegistration {
     if (!this.#sent) return;
     this.#sent = false;
     this.#registered = false;
-    const serviceId = this.spec.id;
+    const serviceId = this.#id;
     const outcome = await withTimeout(
       this.#client.deregister(serviceId).then(
         () => 'ok' as const,

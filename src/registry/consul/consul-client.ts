@@ -25,6 +25,14 @@ export interface HealthEntry {
   Checks: { CheckID: string; Status: string }[];
 }
 
+/** What the local agent holds under a service ID (`GET /v1/agent/health/service/id/<id>`, only the fields meshlet reads). */
+export interface LocalService {
+  /** `Service.Address` as registered ('' when none was given: the node's address applies). */
+  address: string;
+  port: number;
+  checks: { status: string; output: string }[];
+}
+
 /** Largest blocking-query answer read, bytes: the control plane's cap (64 MiB: a health list of some 20,000 instances). */
 export const MAX_ANSWER_BYTES = MAX_CONTROL_BODY_BYTES;
 
@@ -204,18 +212,70 @@ export class ConsulClient {
 
   /** `GET /v1/agent/self`: the agent's datacenter (what the Consul UI calls this service's). */
   async agentDatacenter(): Promise<string> {
-    const res = await request(`${this.#base}/v1/agent/self`, {
+    const dc = ((await this.#agentSelf()) as { Config?: { Datacenter?: unknown } }).Config?.Datacenter;
+    if (typeof dc !== 'string' || dc === '') throw new Error('agent/self carries no Config.Datacenter');
+    return dc;
+  }
+
+  /** `GET /v1/agent/self`: the agent's node address (`Member.Addr`), what Consul uses for a service with no Address. */
+  async agentAddress(signal?: AbortSignal): Promise<string> {
+    const addr = ((await this.#agentSelf(signal)) as { Member?: { Addr?: unknown } }).Member?.Addr;
+    if (typeof addr !== 'string' || addr === '')
+      throw new ConsulAnswerError('agent/self carries no Member.Addr');
+    return addr;
+  }
+
+  async #agentSelf(signal?: AbortSignal): Promise<unknown> {
+    const { status, text } = await this.#get('/v1/agent/self', signal);
+    if (status !== 200) throw new ConsulHttpError(status, text);
+    return JSON.parse(text);
+  }
+
+  /**
+   * `GET /v1/agent/health/service/id/<id>`: what this agent holds under a service ID (its Address,
+   * Port and checks), or null when it holds nothing (404). Consul answers 200, 429 or 503 by the
+   * service's aggregated status, each with the same JSON body.
+   */
+  async localService(id: string, signal?: AbortSignal): Promise<LocalService | null> {
+    const path = `/v1/agent/health/service/id/${encodeURIComponent(id)}`;
+    const { status, text } = await this.#get(path, signal);
+    if (status === 404) return null;
+    if (status !== 200 && status !== 429 && status !== 503) throw new ConsulHttpError(status, text);
+    let body: { Service?: { Address?: unknown; Port?: unknown }; Checks?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      // A 503 that is not the service's health (an agent in trouble, a proxy) is an error.
+      throw new ConsulHttpError(status, text);
+    }
+    const svc = body.Service;
+    if (typeof svc?.Address !== 'string' || typeof svc.Port !== 'number') {
+      throw new ConsulAnswerError(`${path}: expected a Service with Address and Port`);
+    }
+    const checks = Array.isArray(body.Checks)
+      ? (body.Checks as { Status?: unknown; Output?: unknown }[])
+      : [];
+    return {
+      address: svc.Address,
+      port: svc.Port,
+      checks: checks.map((c) => ({
+        status: typeof c?.Status === 'string' ? c.Status : '',
+        output: typeof c?.Output === 'string' ? c.Output : '',
+      })),
+    };
+  }
+
+  /** A small GET (bounded by the call timeout and `signal`): status and body text. */
+  async #get(path: string, signal?: AbortSignal): Promise<{ status: number; text: string }> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const res = await request(`${this.#base}${path}`, {
       dispatcher: this.#dispatcher,
       headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
       headersTimeout: this.#timeoutMs,
       bodyTimeout: this.#timeoutMs,
-      signal: AbortSignal.timeout(this.#timeoutMs),
+      signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
     });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw new ConsulHttpError(res.statusCode, text);
-    const dc = (JSON.parse(text) as { Config?: { Datacenter?: unknown } }).Config?.Datacenter;
-    if (typeof dc !== 'string' || dc === '') throw new Error('agent/self carries no Config.Datacenter');
-    return dc;
+    return { status: res.statusCode, text: await res.body.text() };
   }
 
   /**

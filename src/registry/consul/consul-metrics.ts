@@ -4,7 +4,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 /** Consul operations counted in `meshlet_registry_consul_errors_total{operation}`. */
 export type ConsulOperation = 'watch' | 'catalog' | 'register' | 'check_update' | 'deregister';
 
-/** Metrics of the Consul registry. Labels are bounded: operation names, watch kinds, check statuses. */
+/** Metrics of the Consul registry. Labels are bounded: operation names, watch kinds, check statuses, collision outcomes. */
 export class ConsulMetrics {
   readonly up: Gauge;
   readonly errors: Counter<'operation'>;
@@ -13,6 +13,7 @@ export class ConsulMetrics {
   readonly registrations: Counter;
   readonly appStatus: Gauge<'status'>;
   readonly invalid: Counter<'kind'>;
+  readonly idCollisions: Counter<'outcome'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -55,7 +56,14 @@ export class ConsulMetrics {
       labelNames: ['kind'] as const,
       registers,
     });
+    this.idCollisions = new Counter({
+      name: 'meshlet_registry_consul_service_id_collisions_total',
+      help: 'Times another live instance was found holding the service ID this one would register under (never registered over): outcome="renamed" (registered under a distinct ID), outcome="refused" (not registered: registry.serviceId, or every fallback ID, is held).',
+      labelNames: ['outcome'] as const,
+      registers,
+    });
     this.up.set(0);
+    for (const outcome of ['renamed', 'refused']) this.idCollisions.labels(outcome).inc(0);
     for (const kind of ['answer', 'entry']) this.invalid.labels(kind).inc(0);
     for (const kind of ['configured', 'on_demand']) this.watches.labels(kind).set(0);
   }

@@ -87,6 +87,7 @@ export function registrationSpec(
   const { check } = registry;
   return {
     id: registry.serviceId ?? `${service.name}-${hostname()}-${service.port}`,
+    explicitId: registry.serviceId !== undefined,
     name: service.name,
     address: service.address ?? firstIPv4(),
     port: inboundPort ?? service.port,
@@ -609,7 +610,7 @@ export class ConsulRegistry implements Registry {
         reg === null
           ? null
           : {
-              serviceId: reg.spec.id,
+              serviceId: reg.id,
               service: reg.spec.name,
               address: reg.spec.address,
               port: reg.spec.port,

@@ -4,13 +4,14 @@ import type { CheckStatus } from './app-probe.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics } from './consul-metrics.ts';
 import { registrationLost } from './app-registration.ts';
+import { holderOf } from './service-id-claim.ts';
 
 /** Binds a per-upstream listener on 127.0.0.1:port; resolves with the bound port, rejects (EADDRINUSE, …) otherwise. */
 export type OpenUpstreamListener = (upstream: string, port: number) => Promise<number>;
 
 /** What the sidecar registration is built from, resolved from config. */
 export interface SidecarSpec {
-  /** The parent service's ID and name. */
+  /** The parent service's configured ID (the proxy follows the ID it is registered under) and its name. */
   serviceId: string;
   service: string;
   address: string;
@@ -54,10 +55,9 @@ export function consulProtocol(protocol: string): 'http' | 'http2' | 'grpc' {
  */
 export class SidecarRegistration {
   readonly spec: SidecarSpec;
-  readonly id: string;
   readonly name: string;
-  readonly ttlCheckId: string;
-  readonly aliasCheckId: string;
+  /** The parent service's ID as registered. */
+  #serviceId: string;
   readonly #client: ConsulClient;
   readonly #logger: Logger;
   readonly #open: OpenUpstreamListener | undefined;
@@ -91,16 +91,57 @@ export class SidecarRegistration {
     },
   ) {
     this.spec = spec;
-    this.id = `${spec.serviceId}-sidecar-proxy`;
+    this.#serviceId = spec.serviceId;
     this.name = `${spec.service}-sidecar-proxy`;
-    this.ttlCheckId = `service:${this.id}:1`;
-    this.aliasCheckId = `service:${this.id}:2`;
     this.#client = deps.client;
     this.#logger = deps.logger;
     this.#open = deps.openUpstreamListener;
     this.#metrics = deps.metrics;
     for (const p of spec.configuredPorts.values()) this.#usedPorts.add(p);
     this.#nextPort = spec.portRange.from;
+  }
+
+  /** The proxy's service ID, `<service-id>-sidecar-proxy`. */
+  get id(): string {
+    return `${this.#serviceId}-sidecar-proxy`;
+  }
+
+  /** The proxy's own TTL check. */
+  get ttlCheckId(): string {
+    return `service:${this.id}:1`;
+  }
+
+  /** The check aliasing the parent service's health. */
+  get aliasCheckId(): string {
+    return `service:${this.id}:2`;
+  }
+
+  /**
+   * The parent service is registered under another ID (another instance holds the one it had): the
+   * proxy follows it, registered with the service next. Its registration under the old ID is
+   * deregistered only while the agent still holds it with this instance's Address and Port (the
+   * other instance's proxy may be there now).
+   */
+  follow(serviceId: string): Promise<void> {
+    return this.#serial(async () => {
+      if (serviceId === this.#serviceId) return;
+      const oldId = this.id;
+      const held = this.#registered || this.#sent;
+      this.#serviceId = serviceId;
+      this.#registered = false;
+      this.#sent = false;
+      if (!held || this.#shutdown.signal.aborted) return;
+      try {
+        const agentHolds = await this.#client.localService(oldId, this.#shutdown.signal);
+        if (holderOf(agentHolds, this.spec) === 'self') await this.#client.deregister(oldId);
+      } catch (err) {
+        this.#logger.warn({
+          msg: "could not deregister the sidecar proxy's old registration; Consul reaps it once its TTL check stays critical",
+          serviceId: oldId,
+          reason: (err as Error).message,
+        });
+      }
+    });
   }
 
   /** Whether Consul holds the sidecar (as far as meshlet knows). */
@@ -225,7 +266,7 @@ export class SidecarRegistration {
       Meta: { ...s.meta },
       Proxy: {
         DestinationServiceName: s.service,
-        DestinationServiceID: s.serviceId,
+        DestinationServiceID: this.#serviceId,
         LocalServiceAddress: '127.0.0.1',
         LocalServicePort: s.localServicePort,
         Mode: 'direct',
@@ -243,8 +284,8 @@ export class SidecarRegistration {
         },
         {
           CheckID: this.aliasCheckId,
-          Name: `Connect Sidecar Aliasing ${s.serviceId}`,
-          AliasService: s.serviceId,
+          Name: `Connect Sidecar Aliasing ${this.#serviceId}`,
+          AliasService: this.#serviceId,
         },
       ],
     };
