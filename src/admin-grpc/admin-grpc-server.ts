@@ -8,6 +8,7 @@ import { ADMIN_SERVICE, adminDefinition } from './admin-proto.ts';
 import { addHealthService } from './health-service.ts';
 import { type UpstreamMessage, upstreamMessages } from './upstream-messages.ts';
 import { UpstreamWatch } from './upstream-watch.ts';
+import { LatestOnlyWriter, MAX_WATCH_STREAMS, refuseWatch } from './watch-stream.ts';
 
 /** What the gRPC admin server reads from the daemon: the HTTP admin's view plus readiness notifications. */
 export interface AdminGrpcView extends AdminView {
@@ -29,6 +30,13 @@ export interface AdminGrpcServer {
 
 /** Longest wait for open calls to flush their last messages on close, ms. */
 export const CLOSE_GRACE_MS = 250;
+
+/**
+ * Largest request message the admin API reads, bytes (grpc-js's default is 4 MiB): its requests
+ * are an upstream name, a service name, a flag or a reflection query. A larger one ends with
+ * RESOURCE_EXHAUSTED before it is decoded.
+ */
+export const MAX_REQUEST_BYTES = 16 * 1024;
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
@@ -68,8 +76,9 @@ const ECHO_MAX = 128;
 
 /**
  * A caller's name as a status message echoes it: cut to {@link ECHO_MAX} characters. The message
- * travels in the `grpc-message` trailer, and a name of a few MiB (a request may be 4 MiB) would
- * make a trailer no client accepts: it would see INTERNAL instead of NOT_FOUND.
+ * travels in the `grpc-message` trailer, and a long name (a request may be {@link MAX_REQUEST_BYTES})
+ * would make a trailer clients refuse (8 KiB is a common header limit): they would see INTERNAL
+ * instead of NOT_FOUND.
  */
 function echoed(name: string): string {
   return name.length <= ECHO_MAX ? name : `${name.slice(0, ECHO_MAX)}… (${name.length} characters)`;
@@ -136,9 +145,11 @@ function adminImplementation(view: AdminGrpcView, watch: UpstreamWatch): grpc.Un
     });
   };
   const watchUpstreams: grpc.handleServerStreamingCall<unknown, unknown> = (call) => {
+    if (watch.size >= MAX_WATCH_STREAMS) return refuseWatch(call, 'WatchUpstreams');
+    const writer = new LatestOnlyWriter(call);
     const remove = watch.add(
-      (s) => call.write(s),
-      () => call.end(),
+      (s) => writer.write(s),
+      () => writer.end(),
     );
     call.on('cancelled', remove);
     call.on('close', remove);
@@ -166,7 +177,7 @@ export async function startAdminGrpc(
   logger: Logger,
 ): Promise<AdminGrpcServer> {
   const definition = adminDefinition([HEALTH_PROTO]);
-  const server = new grpc.Server();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES });
   const watch = new UpstreamWatch(() => snapshot(view).upstreams);
   const admin = definition[ADMIN_SERVICE] as grpc.ServiceDefinition;
   server.addService(admin, adminImplementation(view, watch));

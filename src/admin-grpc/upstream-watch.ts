@@ -25,6 +25,11 @@ export class UpstreamWatch {
     this.#read = read;
   }
 
+  /** Watchers connected now. */
+  get size(): number {
+    return this.#sinks.size;
+  }
+
   /**
    * Adds a watcher and sends it the current snapshot; returns the function that removes it.
    * `end` is called when the watch closes (the server shuts down).

@@ -135,6 +135,13 @@ export function prepareBody(
  * sends more only after answers came back) while a copy of its first `limit` bytes is kept, so an
  * attempt that failed before the upstream answered can be replayed once the body ended within the
  * limit (Envoy's retry buffer). Backpressure from the upstream pauses the client.
+ *
+ * What arrived by the next turn of the event loop goes on as one chunk, as {@link restOf} does for
+ * a streamed body: a client sending its messages as 1-byte DATA frames (or 1-byte HTTP/1.1 chunks)
+ * had each byte passed on as its own write, a view holding its whole socket read: an HTTP/1.1
+ * endpoint got a 200 KB message in 200,000 pieces, and meshlet spent 3× the CPU of a batched body.
+ * Message boundaries are not kept on the wire (gRPC framing is in the bytes); the copy kept for
+ * replay is the same bytes in the same order.
  */
 export class TeedBody {
   /** What the first attempt sends. */
@@ -142,35 +149,44 @@ export class TeedBody {
   #chunks: ChunkList | null = new ChunkList();
   #size = 0;
   #ended = false;
+  /** The stream wants more (its buffer is under its high-water mark): else `req` holds, and so does its client. */
+  #wanted = true;
+  /** A batch is due on the next turn of the event loop. */
+  #scheduled = false;
+  readonly #req: DownstreamRequest;
+  readonly #limit: number;
+  readonly #maxBytes: number;
+  readonly #tooLarge: () => Error;
 
   /**
    * @param limit bytes kept for replay (`retries.bufferLimitBytes`).
    * @param maxBytes the most the body may be, bytes (Infinity: unlimited); past it the stream fails with `tooLarge()`.
    */
   constructor(req: DownstreamRequest, limit: number, maxBytes: number, tooLarge: () => Error) {
-    const stream = new Readable({ read: () => req.resume() });
+    this.#req = req;
+    this.#limit = limit;
+    this.#maxBytes = maxBytes;
+    this.#tooLarge = tooLarge;
+    const stream = new Readable({
+      read: () => {
+        this.#wanted = true;
+        this.#pump();
+      },
+    });
     // Its errors (the client left, the body outgrew its limit, undici aborting the attempt) are
     // handled where the exchange learns of them; an 'error' with no listener would end the daemon,
     // and there is none while no attempt is reading it (before dispatch, between attempts).
     stream.on('error', ignore);
     this.stream = stream;
-    req.on('data', (chunk: Buffer) => {
-      this.#size += chunk.length;
-      if (this.#size > maxBytes) {
-        stream.destroy(tooLarge());
-        return;
-      }
-      if (this.#chunks !== null) {
-        if (this.#size <= limit) this.#chunks.push(chunk);
-        else this.#chunks = null;
-      }
-      if (!stream.push(chunk)) req.pause();
-    });
-    req.on('end', () => {
+    // The first batch is due before the exchange looks at the body on its next turn (a unary call's
+    // message arrives with its HEADERS: by then it has ended, and goes as a Buffer).
+    this.#schedule();
+    req.on('readable', () => this.#schedule());
+    req.once('end', () => {
       this.#ended = true;
-      stream.push(null);
+      if (!stream.destroyed) stream.push(null);
     });
-    req.on('close', () => {
+    req.once('close', () => {
       if (!this.#ended) stream.destroy(new Error('client closed the request'));
     });
   }
@@ -184,5 +200,39 @@ export class TeedBody {
   replay(): Buffer | null {
     if (!this.#ended || this.#chunks === null) return null;
     return this.#chunks.toBuffer();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(TeedBody.#onTurn, this);
+  }
+
+  static #onTurn(body: TeedBody): void {
+    body.#scheduled = false;
+    body.#pump();
+  }
+
+  /** Passes on everything `req` holds now as one chunk, while the stream wants more. */
+  #pump(): void {
+    const stream = this.stream;
+    if (stream.destroyed || !this.#wanted) return;
+    const req = this.#req;
+    const batch = new ChunkList();
+    for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
+      batch.push(chunk);
+      if (this.#size + batch.size > this.#maxBytes) {
+        stream.destroy(this.#tooLarge());
+        return;
+      }
+    }
+    if (batch.size === 0) return;
+    const chunk = batch.toBuffer();
+    this.#size += chunk.length;
+    if (this.#chunks !== null) {
+      if (this.#size <= this.#limit) this.#chunks.push(chunk);
+      else this.#chunks = null;
+    }
+    this.#wanted = stream.push(chunk);
   }
 }

@@ -35,8 +35,9 @@ describe('gRPC admin API under hostile calls', () => {
     await mesh?.close();
   });
 
-  it('an unknown upstream name of 1 MiB is NOT_FOUND (its echo cut short), for GetUpstream and ResetBreaker', async () => {
-    const huge = 'x'.repeat(1024 * 1024);
+  it('an unknown upstream name of 15,000 characters is NOT_FOUND (its echo cut short), for GetUpstream and ResetBreaker', async () => {
+    // Just under the admin API's 16 KiB request limit (a larger request is RESOURCE_EXHAUSTED: admin-grpc-hostile.test.ts).
+    const huge = 'x'.repeat(15_000);
     for (const [method, req] of [
       ['GetUpstream', { name: huge }],
       ['ResetBreaker', { upstream: huge }],
@@ -44,7 +45,7 @@ describe('gRPC admin API under hostile calls', () => {
       const { code, details } = await codeOf(unary(client, method, req));
       expect([method, code]).toEqual([method, grpc.status.NOT_FOUND]);
       expect(details.length).toBeLessThan(300);
-      expect(details).toMatch(/^no upstream x+… \(1048576 characters\)$/);
+      expect(details).toMatch(/^no upstream x+… \(15000 characters\)$/);
     }
     // The channel is still good.
     const ok = await unary<{ name: string }>(client, 'GetUpstream', { name: 'users' });
