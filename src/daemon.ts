@@ -8,6 +8,7 @@ import { restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { h2AbuseReporter } from './http2/h2-session-guard.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
+import { ConnectionGuard, type ConnectionListenerKind } from './listener/connection-guard.ts';
 import { type InboundRuntime, inboundSettings, startInboundRuntime } from './listener/inbound-runtime.ts';
 import {
   listenerRefusals,
@@ -224,7 +225,9 @@ export class Daemon {
       tlsConfigured: this.tls !== null,
     } satisfies AdminView;
     this.#view = view;
-    this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view));
+    this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view), {
+      connections: this.#connectionGuard('admin'),
+    });
     await this.#startAdminGrpc(view);
     // Startup's garbage goes before the data listeners open, so no request waits for this collection.
     const compaction = compactHeap();
@@ -251,6 +254,7 @@ export class Daemon {
           maxHeadersCount: listeners.outbound.maxHeadersCount,
           onRefused: listenerRefusals(this.#ctx),
           onH2Abuse: h2AbuseReporter('outbound', this.metrics.h2SessionsClosed, this.logger),
+          connections: this.#connectionGuard('outbound', listeners.outbound.maxConnections),
           onUpgrade: upgradeHandler(tunnels, (req) => routeOutbound(this.#router, req)),
           onConnect: connectHandler(tunnels, () => this.#router),
         },
@@ -293,6 +297,7 @@ export class Daemon {
       maxHeadersCount: this.config.listeners.outbound.maxHeadersCount,
       onRefused: listenerRefusals(this.#ctx),
       onH2Abuse: h2AbuseReporter('upstream', this.metrics.h2SessionsClosed, this.logger),
+      connections: this.#connectionGuard('upstream', this.config.listeners.outbound.maxConnections),
       onUpgrade: upgradeHandler(tunnels, (req) => routePerUpstream(upstream(), req)),
     });
     this.#perUpstream[name] = listener;
@@ -301,6 +306,11 @@ export class Daemon {
   }
 
   readonly #perUpstream: Record<string, HttpListener> = {};
+
+  /** The connection cap (`maxConnections`, default none) and count of one listener of this daemon. */
+  #connectionGuard(listener: ConnectionListenerKind, maxConnections?: number): ConnectionGuard {
+    return new ConnectionGuard(listener, this.metrics.connectionSeries, this.logger, { maxConnections });
+  }
   #view: AdminView | null = null;
 
   /**

@@ -38,6 +38,11 @@ export const gatewayListenerSpec = z.strictObject({
     .min(1024)
     .max(64 * 1024)
     .default(8 * 1024),
+  /**
+   * Most connections open at once (Envoy's listener `max_connections`); more are closed as they
+   * are accepted, before any TLS or HTTP byte. Default none (no cap).
+   */
+  maxConnections: z.number().int().min(1, 'expected a positive integer').optional(),
 });
 export type GatewayListenerSpec = z.output<typeof gatewayListenerSpec>;
 

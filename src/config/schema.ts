@@ -68,6 +68,11 @@ const outboundListener = z
     bodyTimeout: duration.default(30_000),
     /** Most header fields an HTTP/1.1 request may carry; more are refused with 400. Default 100 (Envoy's `max_headers_count`). */
     maxHeadersCount: z.number().int().min(1).max(1000).default(100),
+    /**
+     * Most connections open at once on this listener (and on each per-upstream listener; Envoy's
+     * listener `max_connections`); more are closed as they are accepted. Default none (no cap).
+     */
+    maxConnections: z.number().int().min(1, 'expected a positive integer').optional(),
   })
   .prefault({});
 

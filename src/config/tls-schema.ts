@@ -37,6 +37,11 @@ export const inboundListenerSpec = z.strictObject({
   minTlsVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.3'),
   /** Longest wait for the local app's response headers. Default 15 s. */
   appTimeout: duration.default(15_000),
+  /**
+   * Most connections open at once (Envoy's listener `max_connections`); more are closed as they
+   * are accepted, before their TLS handshake. Default none (no cap).
+   */
+  maxConnections: z.number().int().min(1, 'expected a positive integer').optional(),
 });
 
 /** `tls`: this instance's identity and trust bundle. */

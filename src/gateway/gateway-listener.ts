@@ -16,6 +16,7 @@ import {
   http1Only,
   listenHttp,
 } from '../listener/http-listener.ts';
+import type { ConnectionGuard } from '../listener/connection-guard.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
 /**
@@ -39,16 +40,20 @@ export interface GatewaySocket {
  * and a changed pair that loads replaces the certificate for new connections; one that does not is
  * logged and the old one stays. No client certificate is asked for: the edge authenticates with
  * tokens and keys. A TLS 1.2 client's renegotiation is refused. `onH2Abuse` is told of each
- * HTTP/2 session closed for abuse (`h2AbuseReporter('gateway', …)`); default none.
+ * HTTP/2 session closed for abuse (`h2AbuseReporter('gateway', …)`); default none. `connections`
+ * is the listener's connection cap (`spec.maxConnections`) and count, on the TCP server: a
+ * connection beyond the cap is closed before any TLS or HTTP byte; default none.
  */
 export async function listenGateway(
   spec: GatewayListenerSpec,
   handler: AnyRequestListener,
   logger: Logger,
   onH2Abuse?: H2AbuseListener,
+  connections?: ConnectionGuard,
 ): Promise<GatewaySocket> {
   const limits = {
     onH2Abuse,
+    connections,
     headersTimeoutMs: spec.headersTimeout,
     maxHeaderSize: spec.maxHeaderSize,
     keepAliveTimeoutMs: spec.keepAliveTimeout,
@@ -89,7 +94,7 @@ export async function listenGateway(
     else h1.emit('connection', socket);
   });
   server.on('tlsClientError', (_err, socket: TLSSocket) => socket.destroy());
-  const listener = await bindListener(server, spec.address, spec.port, h1, sessions);
+  const listener = await bindListener(server, spec.address, spec.port, h1, sessions, connections);
   h1.emit('listening');
 
   const reloadCertificate = (): boolean => {

@@ -2,6 +2,7 @@
 import type { Registry } from 'prom-client';
 import type { MeshletConfig } from '../config/schema.ts';
 import { h2AbuseReporter } from '../http2/h2-session-guard.ts';
+import { ConnectionGuard } from '../listener/connection-guard.ts';
 import type { HttpListener } from '../listener/http-listener.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -63,6 +64,9 @@ export class Gateway {
         gatewayHandler(ctx, () => gateway!.#state, metrics),
         deps.logger,
         h2AbuseReporter('gateway', deps.ctx.metrics.h2SessionsClosed, deps.logger),
+        new ConnectionGuard('gateway', deps.ctx.metrics.connectionSeries, deps.logger, {
+          maxConnections: spec.maxConnections,
+        }),
       );
       gateway = new Gateway(socket, state, metrics, deps, ctx);
     } catch (err) {

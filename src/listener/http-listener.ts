@@ -17,6 +17,7 @@ import { type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
 import { rawErrorPayload } from '../errors/raw-error.ts';
 import { sendError } from '../errors/error-response.ts';
 import { answering, oneRequestAtATime } from './pipelining.ts';
+import type { ConnectionGuard } from './connection-guard.ts';
 
 /** Server limits every meshlet HTTP listener applies. */
 export interface HttpListenerOptions {
@@ -30,6 +31,12 @@ export interface HttpListenerOptions {
   h2IdleTimeoutMs?: number;
   /** Told of each HTTP/2 session closed for abuse (`h2AbuseReporter`: counter and warning); default none. */
   onH2Abuse?: H2AbuseListener;
+  /**
+   * The listener's connection cap and count (`listeners.NAME.maxConnections`,
+   * `meshlet_listener_connections`), applied to its socket server, so it covers HTTP/1.1, h2c and
+   * tunnels alike. Default none: no cap, nothing counted.
+   */
+  connections?: ConnectionGuard;
   /** HTTP/1.1 `Upgrade` requests (WebSocket); without it they are served as ordinary requests. */
   onUpgrade?: SocketListener;
   /** HTTP/1.1 `CONNECT`; without it meshlet answers 405. */
@@ -47,8 +54,12 @@ export interface HttpListenerOptions {
   onRefused?: RefusalListener;
 }
 
-/** See {@link HttpListenerOptions.onRefused}. */
-export type RefusalListener = (err: MeshletError, method: string | undefined) => void;
+/**
+ * See {@link HttpListenerOptions.onRefused}. `socket` is the refused request's connection (the
+ * inbound listener reads the caller's verified identity from it), also when the request was
+ * pipelined behind others and refused after they were answered.
+ */
+export type RefusalListener = (err: MeshletError, method: string | undefined, socket: Duplex) => void;
 
 /**
  * Header fields a request may carry where the listener is not told otherwise: 1000, the most
@@ -115,7 +126,7 @@ function withinHeaderCount(
   return function counted(req, socket, head) {
     const refusal = tooManyHeaders(req, max);
     if (refusal === null) return listener(req, socket, head);
-    onRefused?.(refusal, req.method);
+    onRefused?.(refusal, req.method, socket);
     socket.on('error', () => socket.destroy());
     if (socket.writable && !socket.destroyed) socket.end(rawErrorPayload(refusal));
     else socket.destroy();
@@ -154,7 +165,7 @@ export async function listenHttp(
   const front = createNetServer({ noDelay: true }, (socket) =>
     routeByPreface(socket, h1, h2, headersTimeout),
   );
-  const listener = await bindListener(front, address, port, h1, sessions);
+  const listener = await bindListener(front, address, port, h1, sessions, options.connections);
   // node:http tracks connections (keep-alive closing, headersTimeout checks) from 'listening'; h1
   // never listens itself, its sockets come from the front server.
   h1.emit('listening');
@@ -169,7 +180,7 @@ export async function listenHttp1(
   options: HttpListenerOptions = {},
 ): Promise<HttpListener> {
   const server = createHttp1Server(handler, options);
-  return bindListener(server, address, port, server);
+  return bindListener(server, address, port, server, null, options.connections);
 }
 
 /**
@@ -195,7 +206,7 @@ export function http1Only(
           )
         : tooManyHeaders(req, maxHeaders);
     if (refusal === null) return handler(req, res);
-    onRefused?.(refusal, req.method);
+    onRefused?.(refusal, req.method, req.socket);
     res.shouldKeepAlive = false;
     sendError(res, refusal);
   });
@@ -246,7 +257,7 @@ function clientErrorAnswer(onRefused: RefusalListener | undefined) {
       // A body that failed to parse belongs to a request already handed over: its handler logs it
       // (one access line per request); an answer that started already is not cut into by a 400.
       const res = inFlightBody(socket);
-      if (res === null || !res.emit(BODY_REFUSED, refusal)) onRefused?.(refusal, undefined);
+      if (res === null || !res.emit(BODY_REFUSED, refusal)) onRefused?.(refusal, undefined, socket);
       if (res?.headersSent === true) {
         socket.destroy();
         return;
@@ -291,7 +302,7 @@ export function answerClientErrors(
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => socket.destroy());
     if (socket.writable && !socket.destroyed) {
-      onRefused?.(CONNECT_REFUSED, req.method);
+      onRefused?.(CONNECT_REFUSED, req.method, socket);
       socket.end(CONNECT_REFUSAL);
     } else socket.destroy();
   });
@@ -300,7 +311,8 @@ export function answerClientErrors(
 /**
  * Binds `server` on address:port and wraps it as an {@link HttpListener}. `h1` is the node:http
  * server that parses its HTTP/1.1 connections (`server` itself when it is one) and `h2` its
- * HTTP/2 sessions, when it has any. Rejects when the port cannot be bound.
+ * HTTP/2 sessions, when it has any; `guard` its connection cap and count, attached once bound
+ * (a failed bind rejects, it is not logged as an accept error). Rejects when the port cannot be bound.
  */
 export async function bindListener(
   server: NetServer,
@@ -308,6 +320,7 @@ export async function bindListener(
   port: number,
   h1: Server | TlsHttpServer,
   h2: H2Sessions | null = null,
+  guard?: ConnectionGuard,
 ): Promise<HttpListener> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -316,6 +329,7 @@ export async function bindListener(
       resolve();
     });
   });
+  guard?.attach(server);
   const bound = server.address() as AddressInfo;
   const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
   return {

@@ -1,13 +1,9 @@
 // The inbound listener: TLS 1.3 with a required, verified client certificate whose SPIFFE identity names the caller.
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server as HttpServer,
-  type ServerResponse,
-} from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
+import type { ConnectionGuard } from './connection-guard.ts';
 import type { H2AbuseListener } from '../http2/h2-session-guard.ts';
 import type { MeshletError } from '../errors/meshlet-error.ts';
 import type { DownstreamRequest } from '../proxy/downstream.ts';
@@ -50,6 +46,11 @@ export interface InboundListenerOptions {
   /** Told of each HTTP/2 session closed for abuse (`h2AbuseReporter`: counter and warning); default none. */
   readonly onH2Abuse?: H2AbuseListener;
   /**
+   * The listener's connection cap and count (`listeners.inbound.maxConnections`), on the TCP
+   * server: a connection beyond the cap is closed before its TLS handshake. Default none.
+   */
+  readonly connections?: ConnectionGuard;
+  /**
    * Told of each HTTP/1.1 request the listener answers itself before `handler` sees it (a
    * malformed or slow head, a head over `maxHeaderSize`, too many header fields, another HTTP
    * version), for metrics and the access log, as the outbound listener's `onRefused`.
@@ -59,8 +60,8 @@ export interface InboundListenerOptions {
 
 /**
  * See {@link InboundListenerOptions.onRefused}. `method` is undefined when the head was never
- * parsed; `peer` is the connection's verified peer, undefined only for a pipelined request refused
- * after the one before it was answered (node:http gives no socket then).
+ * parsed; `peer` is the verified peer of the refused request's connection (pipelined requests
+ * included), undefined only if the connection was never verified (it is then never served).
  */
 export type InboundRefusalListener = (
   err: MeshletError,
@@ -110,28 +111,6 @@ function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundP
   return { identity: any, serial: cert.serialNumber, address: socket.remoteAddress };
 }
 
-/** The node:http events in which the listener may refuse a request itself, and where each finds its socket. */
-const REFUSING_EVENTS: Record<string, (...args: unknown[]) => unknown> = {
-  clientError: (_err, socket) => socket,
-  request: (req) => (req as IncomingMessage).socket,
-  upgrade: (req) => (req as IncomingMessage).socket,
-  connect: (req) => (req as IncomingMessage).socket,
-};
-
-/**
- * Makes the peer of each refusing event's connection known (`note(peer)`) while node:http emits
- * it, and forgotten after: the listeners `http1Only` and `answerClientErrors` add refuse
- * synchronously within the event, and their `onRefused` carries no socket. Only events that
- * already have a listener get these (a listener on `upgrade` would change how node:http treats one).
- */
-function tellPeerOfRefusals(h1: HttpServer, note: (peer: InboundPeer | undefined) => void): void {
-  for (const [event, socketOf] of Object.entries(REFUSING_EVENTS)) {
-    if (h1.listenerCount(event) === 0) continue;
-    h1.prependListener(event, (...args: unknown[]) => note(peers.get(socketOf(...args) as object)));
-    h1.on(event, () => note(undefined));
-  }
-}
-
 /**
  * Binds the inbound listener. Each connection must complete a TLS handshake (TLS 1.3 unless
  * `tls.minVersion` allows 1.2) with a client certificate that chains to the trust bundle and names a
@@ -153,13 +132,12 @@ export async function listenInbound(
   const metrics = tls.metrics;
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const requestTimeout = options.requestTimeoutMs ?? 60_000;
-  /** The peer of the connection whose HTTP/1.1 event node:http is emitting (see {@link tellPeerOfRefusals}). */
-  let refusing: InboundPeer | undefined;
   const told = options.onRefused;
   const onRefused =
     told === undefined
       ? undefined
-      : (err: MeshletError, method: string | undefined) => told(err, method, refusing);
+      : (err: MeshletError, method: string | undefined, socket: object) =>
+          told(err, method, peers.get(socket));
   const verified = (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse): void => {
     // Defence in depth: a socket refused at handshake never reaches here, but never serve one without a peer.
     if (inboundPeerOf(req) === undefined) {
@@ -180,7 +158,6 @@ export async function listenInbound(
     http1Only(verified as (req: IncomingMessage, res: ServerResponse) => void, { onRefused }),
   );
   answerClientErrors(h1, { ...options, onRefused });
-  tellPeerOfRefusals(h1, (peer) => (refusing = peer));
   const sessions = new H2Sessions(undefined, options.onH2Abuse);
   /** The peer of the connection being handed to the h2 server ('session' fires synchronously). */
   let handing: InboundPeer | undefined;
@@ -224,7 +201,7 @@ export async function listenInbound(
     tls.refusals.note(socket.remoteAddress, reason, err.code);
     socket.destroy();
   });
-  const listener = await bindListener(server, address, port, h1, sessions);
+  const listener = await bindListener(server, address, port, h1, sessions, options.connections);
   // node:http tracks connections (keep-alive, header and request timeouts) from 'listening'.
   h1.emit('listening');
   return listener;

@@ -12,6 +12,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { MeshTls } from '../tls/mesh-tls.ts';
 import type { HttpListener } from './http-listener.ts';
 import { listenInbound } from './inbound-listener.ts';
+import { ConnectionGuard } from './connection-guard.ts';
 import { inboundTunnelHandler } from '../tunnel/inbound-tunnels.ts';
 import type { TunnelSet } from '../tunnel/tunnel.ts';
 
@@ -86,6 +87,9 @@ export async function startInboundRuntime(
       onUpgrade: inboundTunnelHandler(tunnels, 'upgrade'),
       onConnect: inboundTunnelHandler(tunnels, 'connect'),
       onH2Abuse: h2AbuseReporter('inbound', deps.metrics.h2SessionsClosed, deps.logger),
+      connections: new ConnectionGuard('inbound', deps.metrics.connectionSeries, deps.logger, {
+        maxConnections: spec.maxConnections,
+      }),
     });
   } catch (err) {
     await app.close();

@@ -2,18 +2,68 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
-/** The requests of one connection that arrived while another was being answered, oldest first. */
-type Waiting = [IncomingMessage, ServerResponse][];
+/**
+ * One connection's turns, created with its first request and kept for the connection's life: a
+ * request adds one `close` listener to its response and allocates nothing of its own.
+ */
+interface Turns {
+  /** The connection (a response's `req.socket` may be gone by its `close`). */
+  readonly socket: Socket;
+  /** The wrapped handler of the connection's server. */
+  readonly handler: RequestListener;
+  /** The `close` listener of the connection's responses: ends the turn of the response it fires for. */
+  readonly settled: (this: ServerResponse) => void;
+  /** The response of the request in the handler (or about to enter it), or null when none is. */
+  current: ServerResponse | null;
+  /** Responses of the requests that arrived while another was being answered, oldest first (often none). */
+  readonly waiting: ServerResponse[];
+}
 
-/** Connections with a request in a handler: what waits behind it (often nothing). */
-const busy = new WeakMap<Socket, Waiting>();
+/** The turns of each connection that has had a request. */
+const turns = new WeakMap<Socket, Turns>();
 
 /**
  * Whether a request of this connection is being answered. Then nothing may be written on the
  * socket but that answer: a 408 for a half-read head behind it would be read as its response.
  */
 export function answering(socket: object): boolean {
-  return busy.has(socket as Socket);
+  const turn = turns.get(socket as Socket);
+  return turn !== undefined && turn.current !== null;
+}
+
+/**
+ * Keeps a socket with waiting requests paused: node:http resumes it whenever a response is
+ * flushed or a request body is read, which would parse more requests than are being answered.
+ */
+function hold(this: Socket): void {
+  if ((turns.get(this)?.waiting.length ?? 0) > 0) this.pause();
+}
+
+/** Hands `res`'s request to the handler; its response's `close` ends the turn. */
+function start(turn: Turns, res: ServerResponse): void {
+  turn.current = res;
+  // node:http emits `close` on every response: after `finish`, or when the connection closed first.
+  res.on('close', turn.settled);
+  turn.handler(res.req, res);
+}
+
+/** `res` finished (or its connection closed): the connection's next request, if one waits, gets its turn. */
+function settle(turn: Turns, res: ServerResponse): void {
+  if (turn.current !== res) return;
+  const socket = turn.socket;
+  // A closed connection's waiting requests are dropped unseen (nobody could read their answers).
+  const following = socket.destroyed ? undefined : turn.waiting.shift();
+  if (following === undefined) {
+    turn.current = null;
+    turn.waiting.length = 0;
+    socket.off('resume', hold);
+    if (!socket.destroyed) socket.resume();
+    return;
+  }
+  // The next request runs on a later tick, not inside the previous response's `close`; until then
+  // it is the one being answered (answering() stays true, later arrivals queue behind it).
+  turn.current = following;
+  setImmediate(start, turn, following);
 }
 
 /**
@@ -29,48 +79,28 @@ export function answering(socket: object): boolean {
  * is held back by TCP flow control. Responses still go out in request order (node:http's own queue).
  */
 export function oneRequestAtATime(handler: RequestListener): RequestListener {
-  /**
-   * Keeps a socket with waiting requests paused: node:http resumes it whenever a response is
-   * flushed or a request body is read, which would parse more requests than are being answered.
-   */
-  function hold(this: Socket): void {
-    if ((busy.get(this)?.length ?? 0) > 0) this.pause();
-  }
-
-  function start(socket: Socket, req: IncomingMessage, res: ServerResponse): void {
-    let done = false;
-    const next = (): void => {
-      if (done) return;
-      done = true;
-      res.off('finish', next);
-      res.off('close', next);
-      const waiting = busy.get(socket);
-      // A closed connection's waiting requests are dropped unseen (nobody could read their answers).
-      const following = socket.destroyed ? undefined : waiting?.shift();
-      if (following === undefined) {
-        busy.delete(socket);
-        socket.off('resume', hold);
-        if (!socket.destroyed) socket.resume();
-        return;
-      }
-      // The next request runs on a later tick, not inside the previous response's 'finish'.
-      setImmediate(start, socket, following[0], following[1]);
-    };
-    res.on('finish', next);
-    res.on('close', next);
-    handler(req, res);
-  }
-
-  return function serialized(req, res) {
+  return function serialized(req: IncomingMessage, res: ServerResponse) {
     const socket = req.socket;
-    const waiting = busy.get(socket);
-    if (waiting === undefined) {
-      busy.set(socket, []);
-      start(socket, req, res);
+    let turn = turns.get(socket);
+    if (turn === undefined) {
+      const created: Turns = {
+        socket,
+        handler,
+        settled(this: ServerResponse) {
+          settle(created, this);
+        },
+        current: null,
+        waiting: [],
+      };
+      turns.set(socket, created);
+      turn = created;
+    }
+    if (turn.current === null) {
+      start(turn, res);
       return;
     }
-    waiting.push([req, res]);
-    if (waiting.length === 1) {
+    turn.waiting.push(res);
+    if (turn.waiting.length === 1) {
       socket.on('resume', hold);
       socket.pause();
     }

@@ -1,7 +1,17 @@
-// Reads an incoming deadline (x-meshlet-timeout-ms or grpc-timeout) so it can cap the request timeout.
+// Request deadlines: reading an incoming one (x-meshlet-timeout-ms or grpc-timeout) to cap the request timeout, and the least budget an attempt starts with.
 
 /** The header that carries a request's remaining time budget, in milliseconds, both ways. */
 export const TIMEOUT_HEADER = 'x-meshlet-timeout-ms';
+
+/**
+ * The least budget, ms (10), an attempt is started with: an outbound attempt to an endpoint, or an
+ * inbound request to the local app. Less cannot bring an answer over a network hop, and cutting an
+ * HTTP/2 attempt within its first milliseconds while its request body still streams can send
+ * node:http2 into a busy loop (hostile testing: gRPC calls with grpc-timeout 1-5 ms wedged the
+ * daemon; 10 ms and more did not). With less left, the request ends with `504 upstream_timeout` at
+ * once and nothing is sent; a retry is not started unless this much remains after its backoff.
+ */
+export const MIN_ATTEMPT_BUDGET_MS = 10;
 
 const GRPC_UNIT_MS: Record<string, number> = {
   H: 3_600_000,

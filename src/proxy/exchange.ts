@@ -28,7 +28,8 @@ import type { EndpointHandle } from '../upstream/endpoint.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { Pool } from '../upstream/undici-pool.ts';
 import type { RequestPolicy } from '../upstream/upstream-settings.ts';
-import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
+import { noteFdExhaustion } from './fd-exhaustion.ts';
+import { incomingDeadlineMs, MIN_ATTEMPT_BUDGET_MS, TIMEOUT_HEADER } from './deadline.ts';
 import {
   type DownstreamRequest,
   type DownstreamResponse,
@@ -77,14 +78,6 @@ export interface EdgeHeaders {
    */
   readonly responseHeaders?: ((head: string[], res: DownstreamResponse) => string[]) | undefined;
 }
-
-/**
- * The least budget an attempt is started with, ms. Less cannot bring an answer over a network hop,
- * and cutting an HTTP/2 attempt within its first milliseconds while its request body still streams
- * can send node:http2 into a busy loop (hostile testing: gRPC calls with grpc-timeout 1-5 ms wedged
- * the daemon; 10 ms and more did not). Below it the request ends with `upstream_timeout` at once.
- */
-const MIN_ATTEMPT_BUDGET_MS = 10;
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -230,7 +223,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#headers = forwarded.headers;
     this.#requestId = forwarded.requestId;
     this.#res.on('close', this.#onClientClose);
-    this.#res.on(BODY_REFUSED, this.#onBodyRefused);
+    // Only an HTTP/1.1 body can be refused by the listener (node:http refuses a head with both
+    // Content-Length and Transfer-Encoding). Registered before any refusal below: a body that fails
+    // to parse after an early answer is claimed by this exchange, whose line was written already.
+    if (!isH2(req) && hasBody(req)) this.#res.on(BODY_REFUSED, this.#onBodyRefused);
     if (forwarded.invalid !== null) {
       // Refused before admission: no attempt, no breaker, no endpoint is told anything.
       this.#fail(new MeshletError('bad_request', forwarded.invalid, this.#upstream.name));
@@ -799,6 +795,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (kind === 'local') {
+      this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
+      return;
+    }
+    if (kind === 'exhausted') {
+      // meshlet's own fd limit, not the endpoint's failure: no outlier count, nothing to the breaker, no retry.
+      noteFdExhaustion(this.#ctx.logger, err, upstream.name);
+      this.#releaseBreaker();
       this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
       return;
     }

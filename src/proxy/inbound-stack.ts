@@ -16,7 +16,7 @@ import type { AuthzRefusalReason, TlsMetrics } from '../telemetry/tls-metrics.ts
 import { isAllowed } from '../tls/identity.ts';
 import { RefusalLog } from '../tls/refusal-log.ts';
 import type { AuthorizeResult } from '../tls/tls-source.ts';
-import { incomingDeadlineMs, TIMEOUT_HEADER } from './deadline.ts';
+import { incomingDeadlineMs, MIN_ATTEMPT_BUDGET_MS, TIMEOUT_HEADER } from './deadline.ts';
 import { methodRefusal } from './request-target.ts';
 import { type ForwardedRequestHeaders, forwardRequestHeaders } from './headers.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
@@ -29,12 +29,6 @@ export const PEER_IDENTITY_HEADER = 'x-meshlet-peer-identity';
 export const PEER_SPIFFE_ID_HEADER = 'x-meshlet-peer-spiffe-id';
 /** Identity headers only meshlet may set: a copy arriving from the peer is removed. */
 const DROP_INCOMING = new Set([PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER]);
-/**
- * The least of a caller's deadline the local app is called with, ms: the outbound side's least
- * attempt budget (exchange.ts), for the same reasons. Below it meshlet answers `504
- * upstream_timeout` at once and the local app is never called.
- */
-const MIN_APP_BUDGET_MS = 10;
 
 /** What the inbound path shares across requests. */
 export interface InboundContext {
@@ -115,7 +109,8 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         return;
       }
       const incoming = incomingDeadlineMs(req.headers[TIMEOUT_HEADER], req.headers['grpc-timeout']);
-      if (incoming !== undefined && incoming < MIN_APP_BUDGET_MS) {
+      // Below the least attempt budget the local app is never called (504 upstream_timeout at once).
+      if (incoming !== undefined && incoming < MIN_ATTEMPT_BUDGET_MS) {
         const why = `the caller's deadline of ${incoming} ms leaves the local app no time`;
         refuse(new MeshletError('upstream_timeout', why, ctx.service));
         return;

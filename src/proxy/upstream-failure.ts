@@ -9,8 +9,14 @@ import { MeshletError } from '../errors/meshlet-error.ts';
  * - `aborted`: meshlet cancelled it (client gone, shutdown).
  * - `local`: meshlet's own HTTP client refused to send the request (an invalid header, a body
  *   shorter than its `content-length`): the request's fault, never the endpoint's.
+ * - `exhausted`: meshlet could not open a connection because it is out of file descriptors
+ *   (`EMFILE`, `ENFILE`): its own failure, never the endpoint's; nothing was sent, the request is
+ *   answered 503 `overloaded` and not retried.
  */
-export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted' | 'local';
+export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted' | 'local' | 'exhausted';
+
+/** meshlet's own exhaustion: no file descriptor left in the process (`EMFILE`) or on the host (`ENFILE`). */
+const EXHAUSTED_CODES = new Set(['EMFILE', 'ENFILE']);
 
 /** undici's codes for a request it will not send as given (checked before any byte is written). */
 const LOCAL_CODES = new Set([
@@ -124,6 +130,7 @@ export function streamResetCode(err: Error): number | undefined {
 /** The failure kind of an error raised by undici or the socket. */
 export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
   const code = (err as { code?: string }).code ?? '';
+  if (EXHAUSTED_CODES.has(code)) return 'exhausted';
   if (CONNECT_CODES.has(code)) return 'connect';
   if (LOCAL_CODES.has(code)) return 'local';
   if (TIMEOUT_CODES.has(code)) return 'timeout';
@@ -149,6 +156,13 @@ export function errorForFailure(
     return new MeshletError(
       'bad_request',
       `meshlet's HTTP client refused the request: ${err.message} (${why})`,
+      upstream,
+    );
+  }
+  if (kind === 'exhausted') {
+    return new MeshletError(
+      'overloaded',
+      `meshlet is out of file descriptors and could not connect to endpoint ${endpoint} (${why}); nothing was sent`,
       upstream,
     );
   }

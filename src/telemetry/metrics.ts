@@ -120,6 +120,30 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * Connections open on the daemon's listeners, by listener (outbound, upstream: every per-upstream
+   * listener together, inbound, gateway, admin), every protocol and tunnels included; kept by
+   * `ConnectionGuard`.
+   */
+  readonly listenerConnections = new Gauge({
+    name: 'meshlet_listener_connections',
+    help: 'Connections open on a listener (outbound, upstream, inbound, gateway, admin): HTTP/1.1, HTTP/2 and tunnels.',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+  /** Connections a listener closed at accept because `listeners.NAME.maxConnections` were open (`ConnectionGuard`). */
+  readonly listenerConnectionsDropped = new Counter({
+    name: 'meshlet_listener_connections_dropped_total',
+    help: 'Connections a listener closed as it accepted them because its maxConnections were open, by listener.',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+
+  /** The series a listener's `ConnectionGuard` keeps. */
+  get connectionSeries(): { open: Gauge<'listener'>; dropped: Counter<'listener'> } {
+    return { open: this.listenerConnections, dropped: this.listenerConnectionsDropped };
+  }
+
   /** Retries, breaker, ejections, overflows, failovers. */
   readonly resilience = new ResilienceMetrics(this.registry, () => this.#collectAttempts());
 

@@ -5,6 +5,7 @@ import { MeshletError } from '../errors/meshlet-error.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
 import { CLIENT_CLOSED } from '../telemetry/access-log.ts';
 import { classifyFailure, errorForFailure } from '../proxy/upstream-failure.ts';
+import { noteFdExhaustion } from '../proxy/fd-exhaustion.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
 import type { TunnelKind, TunnelMetrics } from '../telemetry/tunnel-metrics.ts';
 import type { EndpointHandle } from '../upstream/endpoint.ts';
@@ -210,6 +211,12 @@ export class TunnelExchange {
 
   #connectFailed(handle: EndpointHandle, err: Error): void {
     const upstream = this.#upstream;
+    if (classifyFailure(err, false) === 'exhausted') {
+      // meshlet's own fd limit, not the endpoint's failure: no outlier count, no retry.
+      noteFdExhaustion(this.#ctx.proxy.logger, err, upstream.name);
+      this.#fail(errorForFailure('exhausted', err, upstream.name, handle.endpoint.id));
+      return;
+    }
     upstream.metrics.connectErrors.inc();
     this.#ctx.proxy.metrics.resilience.attempts.labels(upstream.name, 'connect_failure').inc();
     this.#reportOutlier(handle, 'connect');
