@@ -87,6 +87,20 @@ async function registerByHand(definition: Record<string, unknown>, replaceChecks
   expect(res.statusCode).toBe(200);
 }
 
+/** Another live instance (127.0.0.9) registers over the default ID, its own TTL check replacing meshlet's. */
+async function anotherInstanceTakesDefaultId(): Promise<void> {
+  await registerByHand(
+    {
+      ID: defaultId,
+      Name: 'web',
+      Address: '127.0.0.9',
+      Port: app.port,
+      Check: { CheckID: 'other-ttl', Name: 'other', TTL: '1h', Status: 'passing' },
+    },
+    true,
+  );
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('two instances with the same default service ID on one agent', () => {
@@ -178,16 +192,7 @@ describe('two instances with the same default service ID on one agent', () => {
     await within(3000, () => passing(defaultId), 'registered');
     await sleep(3 * INTERVAL); // past the tick that reads a new registration back
     // Another process registers the same ID (replacing meshlet's check): meshlet's next check update is a 404.
-    await registerByHand(
-      {
-        ID: defaultId,
-        Name: 'web',
-        Address: '127.0.0.9',
-        Port: app.port,
-        Check: { CheckID: 'other-ttl', Name: 'other', TTL: '1h', Status: 'passing' },
-      },
-      true,
-    );
+    await anotherInstanceTakesDefaultId();
     const moved = `${defaultId}-127.0.0.1`;
     await within(3000, () => passing(moved), 're-registered under a distinct ID');
     await sleep(5 * INTERVAL);
@@ -309,16 +314,7 @@ describe('with the sidecar proxy registration', () => {
     const m = await withSidecar('127.0.0.1', 21520);
     await within(5000, () => proxies().length === 1 && passing(defaultId), 'registered with its proxy');
     await sleep(3 * INTERVAL); // past the tick that reads a new registration back
-    await registerByHand(
-      {
-        ID: defaultId,
-        Name: 'web',
-        Address: '127.0.0.9',
-        Port: app.port,
-        Check: { CheckID: 'other-ttl', Name: 'other', TTL: '1h', Status: 'passing' },
-      },
-      true,
-    );
+    await anotherInstanceTakesDefaultId();
     const moved = `${defaultId}-127.0.0.1`;
     await within(
       3000,
