@@ -1,7 +1,13 @@
-// Keeps this instance's key in etcd: a lease with keep-alive, the record put under it, a new lease whenever the old one is lost.
-import type { Etcd3, Lease } from 'etcd3';
+// Keeps this instance's key in etcd: a lease with keep-alive, the record put under it by transaction (never over another instance's), a new lease whenever the old one is lost.
+import type { Etcd3, IKeyValue, Lease } from 'etcd3';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { BackendReachability } from '../backend-reachability.ts';
+import {
+  type ConditionalPut,
+  type Expect,
+  IdRefusedError,
+  type InstanceIdClaim,
+} from '../kv/instance-id-claim.ts';
 import type { InstanceRecord } from '../kv/instance-record.ts';
 import type { RecordStore } from '../kv/instance-registration.ts';
 import type { RegistryMetrics } from '../kv/registry-metrics.ts';
@@ -11,10 +17,14 @@ import type { RegistryMetrics } from '../kv/registry-metrics.ts';
  * rounded up) kept alive every TTL/3. A meshlet that dies stops the keep-alives and etcd deletes the
  * key when the lease expires. A lost lease (expired while etcd was unreachable, or unknown to a
  * restored cluster) is replaced by a new one and the record put again, retried with backoff until
- * etcd answers.
+ * etcd answers. Every put is one transaction that compares the key first (absent, under this
+ * lease, or the revision a read saw naming this instance's address and port), so a key another
+ * live instance holds is never written over (see {@link InstanceIdClaim}); the stop revokes the
+ * lease, which deletes only keys under it.
  */
 export class EtcdRecordStore implements RecordStore {
-  readonly key: string;
+  readonly #keyOf: (id: string) => string;
+  readonly #claim: InstanceIdClaim;
   readonly #client: Etcd3;
   readonly #ttlSeconds: number;
   readonly #reach: BackendReachability;
@@ -26,18 +36,41 @@ export class EtcdRecordStore implements RecordStore {
   #failures = 0;
   #removed = false;
   #writing: Promise<void> = Promise.resolve();
+  /** The current key was last put under the current lease. */
+  #held = false;
 
+  /**
+   * @param keyOf The key of a service ID (`<prefix><service>/<id>`).
+   * @param claim Picks the service ID (the configured one unless another live instance holds it).
+   * @param leaseTtlMs The lease TTL, ms (rounded up to whole seconds).
+   */
   constructor(
-    key: string,
+    keyOf: (id: string) => string,
+    claim: InstanceIdClaim,
     leaseTtlMs: number,
     deps: { client: Etcd3; reach: BackendReachability; metrics: RegistryMetrics; logger: Logger },
   ) {
-    this.key = key;
+    this.#keyOf = keyOf;
+    this.#claim = claim;
     this.#ttlSeconds = Math.ceil(leaseTtlMs / 1000);
     this.#client = deps.client;
     this.#reach = deps.reach;
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
+  }
+
+  /** The service ID written under. */
+  get id(): string {
+    return this.#claim.id;
+  }
+
+  /** `<prefix><service>/<id>` of {@link id}. */
+  get key(): string {
+    return this.#keyOf(this.#claim.id);
+  }
+
+  get refusal(): string | null {
+    return this.#claim.refusal;
   }
 
   /** The current lease id (decimal), or null. */
@@ -66,16 +99,55 @@ export class EtcdRecordStore implements RecordStore {
         lease.on('keepaliveSucceeded', () => this.#reach.ok());
         this.#lease = lease;
       }
-      await lease.put(this.key).value(JSON.stringify(record)).exec();
+      const leaseId = await lease.grant();
+      const held = this.#held && !fresh;
+      await this.#claim.write(this.#conditionalPut(record, leaseId), held);
+      this.#held = true;
       this.#reach.ok();
       this.#failures = 0;
-      if (fresh) this.#metrics.registrations.inc();
+      if (!held) this.#metrics.registrations.inc();
     } catch (err) {
+      this.#held = false;
+      if (err instanceof IdRefusedError) {
+        // etcd answered: another instance holds the key. The registration's next check retries.
+        this.#reach.ok();
+        throw err;
+      }
       this.#reach.failed('register', err as Error);
       this.#dropLease();
       this.#scheduleRetry();
       throw err;
     }
+  }
+
+  /** One transaction: put `record` under `id` with the lease when the key holds what `expect` says, else read it. */
+  #conditionalPut(record: InstanceRecord, leaseId: string): ConditionalPut {
+    return async (id: string, expect: Expect) => {
+      const key = this.#keyOf(id);
+      const client = this.#client;
+      const compare =
+        expect.kind === 'absent'
+          ? client.if(key, 'Version', '==', 0)
+          : expect.kind === 'mine'
+            ? client.if(key, 'Lease', '==', leaseId)
+            : client.if(key, 'Mod', '==', expect.version);
+      const res = await compare
+        .then(
+          client
+            .put(key)
+            .value(JSON.stringify({ ...record, id }))
+            .lease(leaseId),
+        )
+        .else(client.get(key))
+        .commit();
+      if (res.succeeded) return { written: true };
+      const kv: IKeyValue | undefined = res.responses[0]?.response_range.kvs[0];
+      if (kv === undefined) return { written: false, held: null };
+      return {
+        written: false,
+        held: { value: kv.value.toString(), version: kv.mod_revision, mine: kv.lease === leaseId },
+      };
+    };
   }
 
   #lost(lease: Lease, err: Error): void {
@@ -108,12 +180,16 @@ export class EtcdRecordStore implements RecordStore {
     }, delay);
   }
 
-  /** The key is gone although the lease should hold it (deleted by hand): put it again. */
+  /**
+   * The key is gone although the lease should hold it (deleted by hand), or another instance's
+   * record replaced it: put it again (a key another live instance holds is left to it, and this
+   * instance moves to a distinct ID).
+   */
   restore(): void {
     if (this.#record !== null && !this.#removed) this.write(this.#record).catch(() => undefined);
   }
 
-  /** Revokes the lease, which deletes the key. */
+  /** Revokes the lease, which deletes the key (only while it is under this lease: never another instance's). */
   async remove(): Promise<void> {
     this.#removed = true;
     if (this.#retry !== null) clearTimeout(this.#retry);
@@ -128,10 +204,12 @@ export class EtcdRecordStore implements RecordStore {
       await lease.revoke();
     } catch (err) {
       this.#reach.failed('deregister', err as Error);
-      await this.#client
-        .delete()
-        .key(this.key)
-        .exec()
+      const key = this.key;
+      await lease
+        .grant()
+        .then((leaseId) =>
+          this.#client.if(key, 'Lease', '==', leaseId).then(this.#client.delete().key(key)).commit(),
+        )
         .catch(() => undefined);
     }
   }

@@ -80,8 +80,8 @@ export class EtcdRegistry implements Registry {
     }
     core.publisher.attach();
     this.#store = core.register(
-      (spec) =>
-        new EtcdRecordStore(`${etcd.prefix}${spec.service}/${spec.id}`, etcd.leaseTtl, {
+      (spec, claim) =>
+        new EtcdRecordStore((id) => `${etcd.prefix}${spec.service}/${id}`, claim, etcd.leaseTtl, {
           client,
           reach: core.reach,
           metrics: core.metrics,
@@ -93,10 +93,15 @@ export class EtcdRegistry implements Registry {
   #onChange(): void {
     const core = this.#core;
     core.publisher.publish();
-    // Our own key deleted by hand while the lease lives: put it back.
+    // Our own key deleted by hand while the lease lives, or another instance's record put over it:
+    // put it back (a key another live instance holds is left to it; this one moves to a distinct ID).
+    // A record naming this instance's address and port is its own (a second meshlet for the same
+    // instance), left alone so that the two never take turns.
     const store = this.#store;
-    if (store !== null && core.registration?.registered === true && !core.catalog.hasKey(store.key))
-      store.restore();
+    const reg = core.registration;
+    if (store === null || reg?.registered !== true) return;
+    const at = core.catalog.instanceAt(store.key);
+    if (at === undefined || at.address !== reg.spec.address || at.port !== reg.spec.port) store.restore();
   }
 
   reload(config: MeshletConfig): void {
@@ -133,9 +138,7 @@ export class EtcdRegistry implements Registry {
       tls: etcd.tls !== undefined,
       revision: this.#watch?.revision ?? null,
       ...this.#core.status(this.synced),
-      registration: this.#core.registrationStatus(this.#store?.key ?? null, {
-        leaseTtlSeconds: Math.ceil(etcd.leaseTtl / 1000),
-      }),
+      registration: this.#core.registrationStatus({ leaseTtlSeconds: Math.ceil(etcd.leaseTtl / 1000) }),
     };
   }
 }

@@ -10,6 +10,8 @@ export type KeyParser = (key: string) => { service: string; id: string } | undef
 
 interface Entry {
   service: string;
+  /** The address and port the record names (critical instances too). */
+  instance: { address: string; port: number };
   /** Undefined: a critical (or weight 0) instance, known but not routed to. */
   endpoint: Endpoint | undefined;
 }
@@ -58,6 +60,11 @@ export class InstanceCatalog {
     return this.#entries.has(key);
   }
 
+  /** The address and port the record at `key` names (critical ones too), or undefined when it holds none. */
+  instanceAt(key: string): { address: string; port: number } | undefined {
+    return this.#entries.get(key)?.instance;
+  }
+
   /** Whether any key of `service` exists. */
   has(service: string): boolean {
     return (this.#counts.get(service) ?? 0) > 0;
@@ -77,7 +84,11 @@ export class InstanceCatalog {
     this.#seen.set(key, this.#now());
     const before = this.#entries.get(key);
     if (before === undefined) this.#counts.set(where.service, (this.#counts.get(where.service) ?? 0) + 1);
-    this.#entries.set(key, { service: where.service, endpoint: parsed.endpoint });
+    this.#entries.set(key, {
+      service: where.service,
+      instance: { address: parsed.address, port: parsed.port },
+      endpoint: parsed.endpoint,
+    });
     this.#dirty.add(where.service);
   }
 

@@ -29,7 +29,10 @@ export interface InstanceRecord {
 
 /** What this meshlet registers, resolved from `service` and the registry section. */
 export interface InstanceSpec {
+  /** The configured ID (the one written unless another instance holds it). */
   id: string;
+  /** True when `registry.serviceId` set `id` (never replaced by a distinct ID). */
+  explicitId: boolean;
   service: string;
   address: string;
   port: number;
@@ -61,6 +64,7 @@ export function instanceSpec(
 ): InstanceSpec {
   return {
     id: registry.serviceId ?? `${service.name}-${hostname()}-${service.port}`,
+    explicitId: registry.serviceId !== undefined,
     service: service.name,
     address: service.address ?? firstIPv4(),
     port: inboundPort ?? service.port,
@@ -99,8 +103,9 @@ const isStringRecord = (v: unknown): v is Record<string, string> =>
   !Array.isArray(v) &&
   Object.values(v).every((x) => typeof x === 'string');
 
-/** A parsed value: an endpoint (undefined for a critical instance), or why it was refused. */
-export type ParsedRecord = { endpoint: Endpoint | undefined } | { invalid: string };
+/** A parsed value: the instance's address and port, its endpoint (undefined for a critical instance), or why it was refused. */
+export type ParsedRecord =
+  { address: string; port: number; endpoint: Endpoint | undefined } | { invalid: string };
 
 /** Largest record value read, bytes (64 KiB); a longer one is refused without being read whole where the store allows. */
 export const MAX_RECORD_BYTES = 65_536;
@@ -136,8 +141,10 @@ export function parseRecord(value: string): ParsedRecord {
   }
   if (r.protocol !== undefined && typeof r.protocol !== 'string')
     return { invalid: 'protocol: expected a string' };
-  if (status === 'critical' || weight === 0) return { endpoint: undefined };
+  const at = { address: r.address, port: r.port as number };
+  if (status === 'critical' || weight === 0) return { ...at, endpoint: undefined };
   return {
+    ...at,
     endpoint: makeEndpoint(r.address, r.port as number, {
       weight: weight as number,
       tags: tags as string[],

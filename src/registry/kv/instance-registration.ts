@@ -13,7 +13,17 @@ import type { RegistryMetrics } from './registry-metrics.ts';
 
 /** What a backend does with the record: keep it stored (lease / TTL), replace it, remove it. */
 export interface RecordStore {
-  /** Writes (or replaces) the record and keeps it alive from now on; rejects when the backend failed. */
+  /** The service ID the record is stored under (the configured one unless another instance holds it). */
+  readonly id: string;
+  /** The key the record is stored under. */
+  readonly key: string;
+  /** Why the store last refused to write (another live instance holds the key), or null. */
+  readonly refusal: string | null;
+  /**
+   * Writes (or replaces) the record under {@link id} (its `id` field set to it) and keeps it alive
+   * from now on; never over another live instance's record. Rejects when the backend failed or
+   * refused (an `IdRefusedError`).
+   */
   write(record: InstanceRecord): Promise<void>;
   /** Removes the record and stops keeping it alive. Bounded by the caller. */
   remove(): Promise<void>;
@@ -53,6 +63,21 @@ export class InstanceRegistration {
     return { status: this.#check.status, output: this.#check.output };
   }
 
+  /** The service ID registered under: the configured one, or a distinct one when another instance holds it. */
+  get id(): string {
+    return this.#store.id;
+  }
+
+  /** The key the record is stored under. */
+  get key(): string {
+    return this.#store.key;
+  }
+
+  /** Why the store last refused to register this instance (another live instance holds its key), or null. */
+  get refusal(): string | null {
+    return this.#store.refusal;
+  }
+
   /** The record as last built (null before the first probe). */
   get record(): InstanceRecord | null {
     return this.#record;
@@ -85,7 +110,7 @@ export class InstanceRegistration {
     if (this.#written === null) {
       this.#logger.info({
         msg: 'registered this instance',
-        serviceId: this.spec.id,
+        serviceId: this.#store.id,
         service: this.spec.service,
         address: this.spec.address,
         port: this.spec.port,

@@ -9,6 +9,7 @@ import { BackendReachability } from '../backend-reachability.ts';
 import { appReadiness, type ReadinessCheck } from '../registry.ts';
 import { CatalogPublisher, configuredUpstreams } from './catalog-publisher.ts';
 import { InstanceCatalog, type KeyParser } from './instance-catalog.ts';
+import { InstanceIdClaim } from './instance-id-claim.ts';
 import { type InstanceSpec, instanceSpec } from './instance-record.ts';
 import { InstanceRegistration, probeSettings, type RecordStore } from './instance-registration.ts';
 import { RegistryMetrics } from './registry-metrics.ts';
@@ -66,13 +67,15 @@ export class KvRegistryCore {
 
   /**
    * Registers this instance when `service` is set (and `register` is not false): `store` gives the
-   * backend's record store for its spec. Returns the store, or null when nothing is registered.
+   * backend's record store for its spec and the claim that picks its service ID. Returns the store,
+   * or null when nothing is registered.
    */
-  register<S extends RecordStore>(store: (spec: InstanceSpec) => S): S | null {
+  register<S extends RecordStore>(store: (spec: InstanceSpec, claim: InstanceIdClaim) => S): S | null {
     const service = this.#config.service;
     if (service === undefined || this.settings.register === false) return null;
     const spec = instanceSpec(service, this.settings, this.#inboundPort?.());
-    const made = store(spec);
+    const claim = new InstanceIdClaim(spec, { type: this.type, metrics: this.metrics, logger: this.logger });
+    const made = store(spec, claim);
     this.registration = new InstanceRegistration(spec, probeSettings(service, this.settings.check), {
       store: made,
       metrics: this.metrics,
@@ -123,18 +126,23 @@ export class KvRegistryCore {
     };
   }
 
-  /** This instance's registration on `/upstreams` (null when none), with the backend's own fields. */
-  registrationStatus(key: string | null, backend: Record<string, unknown>): Record<string, unknown> | null {
+  /**
+   * This instance's registration on `/upstreams` (null when none), with the backend's own fields:
+   * `serviceId` and `key` are the ones written (a distinct ID when another instance holds the
+   * configured one); `refusedBecause` says why nothing is written, or is null.
+   */
+  registrationStatus(backend: Record<string, unknown>): Record<string, unknown> | null {
     const reg = this.registration;
     if (reg === null) return null;
     return {
-      serviceId: reg.spec.id,
+      serviceId: reg.id,
       service: reg.spec.service,
-      key,
+      key: reg.key,
       address: reg.spec.address,
       port: reg.spec.port,
       ...backend,
       registered: reg.registered,
+      refusedBecause: reg.refusal,
       status: reg.check.status ?? null,
       output: reg.check.output,
     };

@@ -8,7 +8,9 @@ export type BackendOperation = 'watch' | 'resync' | 'register' | 'check_update' 
  * One block per registry type: `meshlet_registry_<type>_up`, `_errors_total{operation}`,
  * `_snapshots_total`, `_registrations_total` mean what Consul's same-named series mean;
  * `_invalid_records_total` counts skipped malformed values, `_resyncs_total{reason}` full re-reads;
- * `meshlet_app_check_status{status}` is shared with Consul. Labels are bounded.
+ * `meshlet_app_check_status{status}` is shared with Consul; with registration,
+ * `_service_id_collisions_total{outcome}` counts another live instance found holding the key this
+ * one would write (`renamed`: written under a distinct ID; `refused`: not written). Labels are bounded.
  */
 export class RegistryMetrics {
   readonly up: Gauge;
@@ -17,11 +19,13 @@ export class RegistryMetrics {
   readonly registrations: Counter;
   readonly invalidRecords: Counter;
   readonly resyncs: Counter<'reason'>;
+  /** Null when this meshlet registers nothing. */
+  readonly idCollisions: Counter<'outcome'> | null;
   readonly #appStatus: Gauge<'status'> | null;
 
   /**
    * @param type `etcd`, `redis` or `dns`: the middle of every name.
-   * @param registers With registration: declare `meshlet_app_check_status` too.
+   * @param withAppStatus With registration: declare `meshlet_app_check_status` and `_service_id_collisions_total` too.
    */
   constructor(type: string, registry: Registry, withAppStatus: boolean) {
     const registers = [registry];
@@ -58,6 +62,15 @@ export class RegistryMetrics {
       labelNames: ['reason'] as const,
       registers,
     });
+    this.idCollisions = withAppStatus
+      ? new Counter({
+          name: `${name}_service_id_collisions_total`,
+          help: `Times another live instance was found holding the ${type} key of the service ID this one would register under (never written over): outcome="renamed" (registered under a distinct ID), outcome="refused" (not registered: registry.serviceId, or every fallback ID, is held).`,
+          labelNames: ['outcome'] as const,
+          registers,
+        })
+      : null;
+    for (const outcome of ['renamed', 'refused']) this.idCollisions?.labels(outcome).inc(0);
     this.#appStatus = withAppStatus
       ? new Gauge({
           name: 'meshlet_app_check_status',

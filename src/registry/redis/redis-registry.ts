@@ -42,7 +42,6 @@ export class RedisRegistry implements Registry {
   #client: RedisClient | null = null;
   #subscriber: RedisClient | null = null;
   #sync: RedisCatalogSync | null = null;
-  #store: RedisRecordStore | null = null;
   #keyspaceEvents: boolean | null = null;
   #stopped = false;
 
@@ -107,14 +106,16 @@ export class RedisRegistry implements Registry {
     await this.#sync.start().catch(() => undefined);
     void this.#checkKeyspaceEvents();
     core.publisher.attach();
-    this.#store = core.register(
-      (spec) =>
-        new RedisRecordStore(`${redis.prefix}${spec.service}:${spec.id}`, redis.ttl, this.#channel, {
-          client,
-          reach: core.reach,
-          metrics: core.metrics,
-          logger: core.logger,
-        }),
+    core.register(
+      (spec, claim) =>
+        new RedisRecordStore(
+          (id) => `${redis.prefix}${spec.service}:${id}`,
+          claim,
+          spec,
+          redis.ttl,
+          this.#channel,
+          { client, reach: core.reach, metrics: core.metrics, logger: core.logger },
+        ),
     );
   }
 
@@ -173,7 +174,7 @@ export class RedisRegistry implements Registry {
       channel: this.#channel,
       keyspaceEvents: this.#keyspaceEvents,
       ...this.#core.status(this.synced),
-      registration: this.#core.registrationStatus(this.#store?.key ?? null, { ttlMs: redis.ttl }),
+      registration: this.#core.registrationStatus({ ttlMs: redis.ttl }),
     };
   }
 }
