@@ -9,6 +9,7 @@ import {
   MAX_CONTROL_BODY_BYTES,
   request,
 } from '../../control-plane/control-request.ts';
+import { CallTimeout } from '../../control-plane/call-timeout.ts';
 
 /** One entry of `GET /v1/health/service/<name>` (only the fields meshlet reads). */
 export interface HealthEntry {
@@ -267,15 +268,19 @@ export class ConsulClient {
 
   /** A small GET (bounded by the call timeout and `signal`): status and body text. */
   async #get(path: string, signal?: AbortSignal): Promise<{ status: number; text: string }> {
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const res = await request(`${this.#base}${path}`, {
-      dispatcher: this.#dispatcher,
-      headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
-      headersTimeout: this.#timeoutMs,
-      bodyTimeout: this.#timeoutMs,
-      signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
-    });
-    return { status: res.statusCode, text: await res.body.text() };
+    const limit = new CallTimeout(this.#timeoutMs, signal);
+    try {
+      const res = await request(`${this.#base}${path}`, {
+        dispatcher: this.#dispatcher,
+        headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+        signal: limit.signal,
+      });
+      return { status: res.statusCode, text: await res.body.text() };
+    } finally {
+      limit.clear();
+    }
   }
 
   /**
@@ -311,18 +316,22 @@ export class ConsulClient {
     if (options.datacenter !== undefined) query.set('dc', options.datacenter);
     // Consul may hold the query for wait + wait/16; allow a little more before calling it hung.
     const timeoutMs = options.waitMs + Math.ceil(options.waitMs / 16) + this.#timeoutMs;
-    const res = await request(`${this.#base}${path}?${query.toString()}`, {
-      headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
-      signal: AbortSignal.any([options.signal, AbortSignal.timeout(timeoutMs)]),
-      dispatcher: this.#dispatcher,
-      maxBodyBytes: this.#maxAnswerBytes,
-    });
+    const limit = new CallTimeout(timeoutMs, options.signal);
+    let res: Awaited<ReturnType<typeof request>>;
     let body: string;
     try {
+      res = await request(`${this.#base}${path}?${query.toString()}`, {
+        headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
+        signal: limit.signal,
+        dispatcher: this.#dispatcher,
+        maxBodyBytes: this.#maxAnswerBytes,
+      });
       body = await res.body.text();
     } catch (err) {
       if (err instanceof BodyTooLargeError) throw new ConsulAnswerError(`${path}: ${err.message}`);
       throw err;
+    } finally {
+      limit.clear();
     }
     const { statusCode: status, headers } = res;
     if (status < 200 || status >= 300) throw new ConsulHttpError(status, body.slice(0, 1024));
@@ -373,21 +382,25 @@ export class ConsulClient {
   }
 
   async #put(path: string, body: unknown, signal?: AbortSignal): Promise<void> {
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const res = await request(`${this.#base}${path}`, {
-      method: 'PUT',
-      dispatcher: this.#dispatcher,
-      headers:
-        this.#token === undefined
-          ? { 'content-type': 'application/json' }
-          : { 'x-consul-token': this.#token, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      headersTimeout: this.#timeoutMs,
-      bodyTimeout: this.#timeoutMs,
-      signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
-    });
-    const text = await res.body.text();
-    if (res.statusCode < 200 || res.statusCode >= 300) throw new ConsulHttpError(res.statusCode, text);
+    const limit = new CallTimeout(this.#timeoutMs, signal);
+    try {
+      const res = await request(`${this.#base}${path}`, {
+        method: 'PUT',
+        dispatcher: this.#dispatcher,
+        headers:
+          this.#token === undefined
+            ? { 'content-type': 'application/json' }
+            : { 'x-consul-token': this.#token, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+        signal: limit.signal,
+      });
+      const text = await res.body.text();
+      if (res.statusCode < 200 || res.statusCode >= 300) throw new ConsulHttpError(res.statusCode, text);
+    } finally {
+      limit.clear();
+    }
   }
 
   /** Closes idle connections. */
