@@ -272,9 +272,20 @@ export function loadConfigFile(file: string, options: LoadConfigOptions = {}): M
   return checkSecretFiles(config, file);
 }
 
-/** Reads and validates a static endpoints file (`registry.file`): upstream → endpoints. */
-export function loadEndpointsFile(file: string): z.output<typeof endpointMap> {
-  const raw = parseYaml(readText(file, 'endpoints file'), file);
+/** Reads a static endpoints file's text (`registry.file`), refusing more than {@link MAX_CONFIG_BYTES}. Throws ConfigError. */
+export function readEndpointsText(file: string): string {
+  return readText(file, 'endpoints file');
+}
+
+/**
+ * Reads and validates a static endpoints file (`registry.file`): upstream → endpoints. `text` is the
+ * file's text when the caller has read it already ({@link readEndpointsText}).
+ */
+export function loadEndpointsFile(
+  file: string,
+  text = readEndpointsText(file),
+): z.output<typeof endpointMap> {
+  const raw = parseYaml(text, file);
   const parsed = endpointMap.safeParse(raw);
   if (!parsed.success) throw configErrorFrom(parsed.error, file);
   return parsed.data;

@@ -1,8 +1,8 @@
 // The static registry: endpoints from the config file and an optional watched endpoints file.
-import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { z } from 'zod';
-import type { loadEndpointsFile } from '../../config/load-config.ts';
+import type { loadEndpointsFile, readEndpointsText } from '../../config/load-config.ts';
 import type { EndpointSpec, endpointMap, MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
@@ -12,9 +12,12 @@ import type { Registry } from '../registry.ts';
 
 type EndpointMap = z.output<typeof endpointMap>;
 
-/** The endpoints-file loader, imported on first use: without `registry.file` the daemon loads no schema or YAML parser. */
-async function endpointsFileLoader(): Promise<typeof loadEndpointsFile> {
-  return (await import('../../config/load-config.ts')).loadEndpointsFile;
+/** The endpoints-file reader and loader, imported on first use: without `registry.file` the daemon loads no schema or YAML parser. */
+async function endpointsFileLoader(): Promise<{
+  readEndpointsText: typeof readEndpointsText;
+  loadEndpointsFile: typeof loadEndpointsFile;
+}> {
+  return import('../../config/load-config.ts');
 }
 
 /**
@@ -60,7 +63,8 @@ export interface StaticRegistryOptions {
  * Endpoints written in config, or in a file that is watched: an edit is validated and applied as a
  * new snapshot per upstream within ~100 ms; an invalid edit (an empty file too: a write in
  * progress) is logged, counted (`meshlet_config_reloads_total{source="endpoints_file",result="failed"}`)
- * and the last good set kept.
+ * and the last good set kept. A save whose text is byte for byte the text last applied is not parsed
+ * again: it is counted `ok` and logged at debug, and the endpoints stay as they are.
  */
 export class StaticRegistry implements Registry {
   readonly type = 'static';
@@ -68,6 +72,8 @@ export class StaticRegistry implements Registry {
   #watcher: FSWatcher | null = null;
   #timer: NodeJS.Timeout | null = null;
   #fromFile: EndpointMap = {};
+  /** The endpoints file's text that `#fromFile` was parsed from (null before the first load). */
+  #appliedText: string | null = null;
   #lastError: string | null = null;
   #synced = false;
 
@@ -82,7 +88,10 @@ export class StaticRegistry implements Registry {
   async start(): Promise<void> {
     const { file } = this.#options;
     if (file !== undefined) {
-      this.#fromFile = (await endpointsFileLoader())(file);
+      const loader = await endpointsFileLoader();
+      const text = loader.readEndpointsText(file);
+      this.#fromFile = loader.loadEndpointsFile(file, text);
+      this.#appliedText = text;
       this.#watch(file);
     }
     this.#apply();
@@ -136,15 +145,26 @@ export class StaticRegistry implements Registry {
 
   async #reload(file: string): Promise<void> {
     const { metrics, logger } = this.#options;
+    let text: string;
     try {
+      const loader = await endpointsFileLoader();
+      text = loader.readEndpointsText(file);
+      // Saved again as it was (an editor's save, a config manager's rewrite): the endpoints in use
+      // are this text's already, so it is not parsed again (a 25 KB file allocates ~12 MiB to parse).
+      if (text === this.#appliedText) {
+        this.#lastError = null;
+        metrics.configReloads.labels('endpoints_file', 'ok').inc();
+        logger.debug({ msg: 'endpoints file unchanged; nothing to apply', file });
+        return;
+      }
       // A writer that truncates the file before writing it leaves it empty for a moment: that is
       // not "no upstreams" (write `{}` for that), so the last good endpoints stay.
-      if (blank(readFileSync(file, 'utf8'))) {
+      if (blank(text)) {
         throw new Error(
           `${file}: the file is empty (a write in progress?); write {} to remove every upstream`,
         );
       }
-      this.#fromFile = (await endpointsFileLoader())(file);
+      this.#fromFile = loader.loadEndpointsFile(file, text);
     } catch (err) {
       this.#lastError = (err as Error).message;
       metrics.configReloads.labels('endpoints_file', 'failed').inc();
@@ -157,6 +177,7 @@ export class StaticRegistry implements Registry {
     }
     this.#lastError = null;
     this.#apply();
+    this.#appliedText = text;
     metrics.configReloads.labels('endpoints_file', 'ok').inc();
     logger.info({ msg: 'endpoints file reloaded', file, upstreams: Object.keys(this.#fromFile).length });
   }
