@@ -184,11 +184,23 @@ export async function listenHttp1(
 }
 
 /**
+ * The refusal of an HTTP/1.1 request without a Host header (RFC 9112 §3.2). meshlet answers it, not
+ * node:http (`requireHostHeader` is off, see {@link answerClientErrors}): node:http's bare 400 skipped
+ * the handler, so a request pipelined behind it was forwarded while the client read
+ * `connection: close` and never got its answer.
+ */
+const NO_HOST = new MeshletError(
+  'bad_request',
+  'an HTTP/1.1 request must carry a Host header (RFC 9112 §3.2)',
+);
+
+/**
  * Refuses, with 400 `bad_request` and the connection closed, a request whose version is not
  * HTTP/1.x on an HTTP/1.1 connection (node:http parses `GET / HTTP/2.0` and `HTTP/0.9` and hands
  * them over, but neither is an HTTP/2 request, which starts with the connection preface, nor
- * anything meshlet should forward), and one with more than `limits.maxHeadersCount` header fields
- * (Envoy answers those 431; meshlet's answer to a head that is too large is `bad_request`).
+ * anything meshlet should forward), an HTTP/1.1 request without Host, and one with more than
+ * `limits.maxHeadersCount` header fields (Envoy answers those 431; meshlet's answer to a head that
+ * is too large is `bad_request`).
  * Pipelined requests are handled one at a time ({@link oneRequestAtATime}).
  */
 export function http1Only(
@@ -204,7 +216,9 @@ export function http1Only(
             'bad_request',
             `HTTP/${req.httpVersion.slice(0, 8)} is not spoken on an HTTP/1.1 connection (HTTP/2 starts with its connection preface)`,
           )
-        : tooManyHeaders(req, maxHeaders);
+        : req.httpVersionMinor === 1 && req.headers.host === undefined
+          ? NO_HOST
+          : tooManyHeaders(req, maxHeaders);
     if (refusal === null) return handler(req, res);
     onRefused?.(refusal, req.method, req.socket);
     res.shouldKeepAlive = false;
@@ -290,6 +304,10 @@ export function answerClientErrors(
   options: Pick<HttpListenerOptions, 'onUpgrade' | 'onConnect' | 'onRefused' | 'maxHeadersCount'> = {},
 ): void {
   server.maxHeadersCount = 0;
+  // `http1Only` refuses an HTTP/1.1 request without Host itself, in turn with the requests
+  // pipelined on its connection. node:http reads the option from the server at each request; its
+  // typings know only the constructor option.
+  (server as { requireHostHeader?: boolean }).requireHostHeader = false;
   const max = options.maxHeadersCount ?? DEFAULT_MAX_HEADERS_COUNT;
   const onRefused = options.onRefused;
   if (options.onUpgrade !== undefined)

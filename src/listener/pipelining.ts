@@ -47,12 +47,19 @@ function start(turn: Turns, res: ServerResponse): void {
   turn.handler(res.req, res);
 }
 
+/** Whether node:http ends the connection after `res` (its head said `connection: close`). */
+function closesConnection(res: ServerResponse): boolean {
+  return (res as { _last?: boolean })._last === true;
+}
+
 /** `res` finished (or its connection closed): the connection's next request, if one waits, gets its turn. */
 function settle(turn: Turns, res: ServerResponse): void {
   if (turn.current !== res) return;
   const socket = turn.socket;
-  // A closed connection's waiting requests are dropped unseen (nobody could read their answers).
-  const following = socket.destroyed ? undefined : turn.waiting.shift();
+  // A closed connection's waiting requests are dropped unseen (nobody could read their answers),
+  // and so are those behind an answer that closes it (`connection: close`, a refusal): a TLS socket
+  // is still open then, and its client, told the connection ends, sends them again elsewhere.
+  const following = socket.destroyed || closesConnection(res) ? undefined : turn.waiting.shift();
   if (following === undefined) {
     turn.current = null;
     turn.waiting.length = 0;

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { type IncomingHttpHeaders, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { DownstreamRequest } from './downstream.ts';
+import { framingRefusal } from './request-body.ts';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) plus `expect`, which meshlet answers itself. `te` goes too,
@@ -21,6 +22,14 @@ const HOP_BY_HOP = new Set([
   // h2c's upgrade parameter: connection-specific, and node:http2 refuses to send it.
   'http2-settings',
 ]);
+
+/**
+ * End-to-end names a `Connection` header may not nominate (RFC 9110 §7.6.1 forbids naming a field
+ * meant for every recipient): the authority meshlet routed on and the body's length. Dropping
+ * `Host` would send the endpoint another request than meshlet judged (undici puts the endpoint's
+ * own address there), so such a request is refused, as Envoy refuses nominating critical headers.
+ */
+const NOT_NOMINATED = ['host', 'content-length'];
 
 /** Extra hop-by-hop names listed in a `Connection` header, lowercased; null when none. */
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
@@ -43,7 +52,9 @@ export interface ForwardedRequestHeaders {
   requestId: string;
   /**
    * Why the request cannot be forwarded as it is (meshlet's HTTP client would refuse it: a repeated
-   * `Host` header), or null. The caller answers 400 `bad_request` and sends nothing.
+   * `Host` header; or the endpoint would be sent another request than meshlet judged: `Connection`
+   * naming `Host` or `Content-Length`, a `Transfer-Encoding` meshlet cannot pass on, see
+   * {@link framingRefusal}), or null. The caller answers 400 `bad_request` and sends nothing.
    */
   invalid: string | null;
 }
@@ -101,7 +112,14 @@ export function forwardRequestHeaders(
   if (client !== undefined) forwardedFor = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
   if (forwardedFor !== undefined) headers.push('x-forwarded-for', forwardedFor);
   if (!hasProto) headers.push('x-forwarded-proto', proto);
-  return { headers, requestId, invalid: hosts > 1 ? 'the request has more than one Host header' : null };
+  const nominated = NOT_NOMINATED.find((name) => extra?.has(name) === true);
+  const invalid =
+    hosts > 1
+      ? 'the request has more than one Host header'
+      : nominated !== undefined
+        ? `the Connection header names ${nominated}, which is end-to-end, not hop-by-hop`
+        : framingRefusal(req);
+  return { headers, requestId, invalid };
 }
 
 /**

@@ -20,6 +20,25 @@ export function hasBody(req: DownstreamRequest): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+/**
+ * Why an HTTP/1.1 request's body framing cannot be forwarded, or null. node:http takes any
+ * `Transfer-Encoding` whose last coding is `chunked` (`gzip, chunked`, `identity, chunked`, two
+ * fields) and de-chunks it; meshlet forwards the body re-framed and drops the header (hop-by-hop),
+ * so another coding would reach the endpoint as plain bytes. A request whose codings are not
+ * `chunked` alone is refused instead (Envoy answers 501; meshlet's refusal is `bad_request`), and so
+ * is any `Transfer-Encoding` in an HTTP/1.0 request, whose framing RFC 9112 §6.1 calls faulty.
+ * HTTP/2 requests are framed by their DATA frames (node:http2 refuses `transfer-encoding`).
+ */
+export function framingRefusal(req: DownstreamRequest): string | null {
+  if (isH2(req)) return null;
+  const value = req.headers['transfer-encoding'];
+  if (value === undefined) return null;
+  if (req.httpVersionMinor === 0) return 'an HTTP/1.0 request carries Transfer-Encoding (RFC 9112 §6.1)';
+  const codings = value.split(',').map((c) => c.trim().toLowerCase());
+  if (codings.length === 1 && codings[0] === 'chunked') return null;
+  return `Transfer-Encoding "${value}" is not supported: a request body is sent with "chunked" alone or a Content-Length`;
+}
+
 /** The listener that keeps a body stream's 'error' from being unhandled. */
 function ignore(): void {}
 
