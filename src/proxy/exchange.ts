@@ -54,6 +54,7 @@ import {
   streamResetCode,
   unsendableHead,
   unsupportedTransferCoding,
+  type UpstreamProtocolError,
 } from './upstream-failure.ts';
 
 /**
@@ -173,6 +174,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #timers: AttemptTimers | null = null;
   /** The end of a held gRPC response's hold. */
   #timer: NodeJS.Timeout | null = null;
+  /** The end of any other response's one-turn hold (see #holdOneTurn). */
+  #turn: NodeJS.Immediate | null = null;
   /** An attempt waits for the streamed body's end to start its per-try timeout. */
   #awaitsUpload = false;
   /** The request timeout while the body is read whole before the first attempt, else null. */
@@ -537,6 +540,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
+    if (this.#turn !== null) {
+      clearImmediate(this.#turn);
+      this.#turn = null;
+    }
   }
 
   onResponseStart(
@@ -604,13 +611,46 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#timer = setTimeout(Exchange.#onHoldEnd, timerDelay(this.#policy.retry.grpcResponseHoldMs), this);
       return;
     }
+    if (grpcStatus === undefined) {
+      this.#holdOneTurn(statusCode, out);
+      return;
+    }
     try {
-      this.#headersOnly = startResponse(res, statusCode, out, grpcStatus !== undefined);
+      this.#headersOnly = startResponse(res, statusCode, out, true);
     } catch (err) {
       // A head Node refuses to write (node:http2 throws on some names and values): undici would
       // swallow the throw and leave the client waiting. Nothing was sent: answer 502 instead.
       controller.abort(unsendableHead(err));
     }
+  }
+
+  /**
+   * Holds the response head (and any body read with it) until the end of this turn of the event
+   * loop: what the endpoint sent in the same read as its head is parsed first. A response malformed
+   * right after its head (a bad chunk size, an HTTP/2 DATA frame past `content-length` or on a 204)
+   * then fails the attempt before anything reached the client, who gets a 502 (or a retry) instead
+   * of a closed connection with no answer. A body or end that comes in that turn releases it earlier.
+   */
+  #holdOneTurn(status: number, headers: string[]): void {
+    this.#held = { status, headers, chunks: [], bytes: 0 };
+    this.#turn = setImmediate(Exchange.#onTurnChecked, this);
+  }
+
+  /**
+   * The turn's immediates ran: one more wait, past its close callbacks. undici's HTTP/1.1 parser
+   * destroys a connection whose bytes it cannot parse, and fails the attempt only once the socket
+   * closes, in that later phase of the event loop.
+   */
+  static #onTurnChecked(exchange: Exchange): void {
+    exchange.#turn = setImmediate(Exchange.#onTurnEnd, exchange);
+  }
+
+  /** The turn of a response's head ended without a failure: the head (and what came with it) goes out. */
+  static #onTurnEnd(exchange: Exchange): void {
+    exchange.#turn = null;
+    if (exchange.#done) return;
+    const unsendable = exchange.#release(exchange.#controller);
+    if (unsendable !== null) exchange.#controller?.abort(unsendable);
   }
 
   /**
@@ -646,23 +686,32 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The hold's time is up (a streaming call, or a slow status): what was held goes out, the rest streams. */
   static #onHoldEnd(exchange: Exchange): void {
     exchange.#timer = null;
-    if (!exchange.#done) exchange.#release(exchange.#controller);
+    if (exchange.#done) return;
+    const unsendable = exchange.#release(exchange.#controller);
+    if (unsendable !== null) exchange.#controller?.abort(unsendable);
   }
 
   /**
    * Sends the held response's headers and messages to the caller; from here on it streams. With a
-   * controller, a full client buffer pauses the upstream until it drains.
+   * controller, a full client buffer pauses the upstream until it drains. Returns the error to fail
+   * the attempt with when Node refuses to write the head (node:http2 throws on some names and
+   * values; nothing was sent), else null.
    */
-  #release(controller: Dispatcher.DispatchController | null): void {
+  #release(controller: Dispatcher.DispatchController | null): UpstreamProtocolError | null {
     const held = this.#held;
-    if (held === null) return;
+    if (held === null) return null;
     this.#held = null;
     this.#clearTimer();
     const res = this.#res;
-    startResponse(res, held.status, held.headers, false);
+    try {
+      startResponse(res, held.status, held.headers, false);
+    } catch (err) {
+      return unsendableHead(err);
+    }
     let flowing = true;
     for (const chunk of held.chunks) flowing = (res as Writable).write(chunk);
     if (!flowing && controller !== null) this.#pauseUntilDrain(controller);
+    return null;
   }
 
   /**
@@ -727,7 +776,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
       held.chunks.push(chunk);
       held.bytes += chunk.length;
       // Past the replay limit the call is treated as streaming: hold no more.
-      if (held.bytes > this.#policy.retry.bufferLimitBytes) this.#release(controller);
+      if (held.bytes > this.#policy.retry.bufferLimitBytes) {
+        const unsendable = this.#release(controller);
+        if (unsendable !== null) controller.abort(unsendable);
+      }
       return;
     }
     // Both response kinds take a Buffer; their TypeScript overloads just do not unify.
@@ -735,13 +787,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     trailers: Record<string, string | string[] | undefined>,
   ): void {
     const handle = this.#handle!;
-    this.#endAttempt();
     if (this.#discarding) {
+      this.#endAttempt();
       this.#scheduleRetry();
+      return;
+    }
+    // A held response goes out whole now, its status included (a status in trailers is never retried).
+    const unsendable = this.#release(null);
+    this.#endAttempt();
+    if (unsendable !== null) {
+      this.onResponseError(controller, unsendable);
       return;
     }
     let success = this.#status < 500;
@@ -761,8 +820,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
       }
       if (this.#grpcStatus !== -1) success = !isGrpcServerFailure(this.#grpcStatus);
     }
-    // A held response goes out whole now, its status included (a status in trailers is never retried).
-    this.#release(null);
     if (!this.#headersOnly) endResponse(this.#res, trailers);
     this.#settleBreaker(success);
     this.#complete(this.#status);
