@@ -8,6 +8,7 @@ import { writeHead } from '../proxy/downstream.ts';
 import { type EdgeHeaders, Exchange } from '../proxy/exchange.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
 import { methodRefusal, targetRefusal } from '../proxy/request-target.ts';
+import { authorityRefusal } from '../route/authority.ts';
 import type { GatewayAuthResult, GatewayMetrics } from '../telemetry/gateway-metrics.ts';
 import { mergePolicy } from '../upstream/upstream-settings.ts';
 import { upstreamView } from '../upstream/upstream-view.ts';
@@ -174,6 +175,12 @@ export function gatewayHandler(
         res,
         new MeshletError('bad_request', 'the gateway takes origin-form request targets only'),
       );
+    }
+    // A Host that is not an authority (`us ers`, `a@host`) would reach the upstream as it came.
+    const badHost = authorityRefusal(headers.host ?? (headers[':authority'] as string | undefined));
+    if (badHost !== null) {
+      metrics.unrouted.labels('bad_request').inc();
+      return refuse(ctx, req, res, badHost);
     }
     if (repeatedAuthorization(req.rawHeaders)) {
       metrics.unrouted.labels('bad_request').inc();

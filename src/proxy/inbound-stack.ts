@@ -13,6 +13,7 @@ import type { KeyedTokenBuckets } from '../resilience/token-bucket.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { UpstreamMetrics } from '../telemetry/metrics.ts';
 import type { AuthzRefusalReason, TlsMetrics } from '../telemetry/tls-metrics.ts';
+import { authorityRefusal } from '../route/authority.ts';
 import { isAllowed } from '../tls/identity.ts';
 import { RefusalLog } from '../tls/refusal-log.ts';
 import type { AuthorizeResult } from '../tls/tls-source.ts';
@@ -20,7 +21,7 @@ import { incomingDeadlineMs, MIN_ATTEMPT_BUDGET_MS, TIMEOUT_HEADER } from './dea
 import { methodRefusal } from './request-target.ts';
 import { type ForwardedRequestHeaders, forwardRequestHeaders } from './headers.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
-import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
+import { authorityOf, type DownstreamRequest, type DownstreamResponse, isH2 } from './downstream.ts';
 import { InboundForward } from './inbound-forward.ts';
 
 /** The header carrying the caller's service name to the local app. */
@@ -103,6 +104,11 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         refuse(badMethod, 'bad_request');
         return;
       }
+      const path = inboundTarget(req);
+      if (path instanceof MeshletError) {
+        refuse(path, 'bad_request');
+        return;
+      }
       const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
       if (forwarded.invalid !== null) {
         refuse(new MeshletError('bad_request', forwarded.invalid), 'bad_request');
@@ -122,13 +128,39 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
       }
       ctx.tlsMetrics.inboundActive.inc();
       const timeout = incoming === undefined ? ctx.appTimeoutMs : Math.min(incoming, ctx.appTimeoutMs);
-      forward(ctx, req, res, peer, forwarded, grpc, startedAt, timeout, () => {
+      forward(ctx, req, res, peer, path, forwarded, grpc, startedAt, timeout, () => {
         ctx.active--;
         ctx.tlsMetrics.inboundActive.dec();
       });
     };
     authorizePeer(ctx, peer, req.httpVersionMajor === 2 ? 'http2' : 'http1', proceed);
   };
+}
+
+/**
+ * The target to send the local app, in origin form, or the `400 bad_request` to answer: a Host that
+ * is not an authority ({@link authorityRefusal}) is refused; an HTTP/1.1 absolute-form target
+ * (`GET http://orders/p`) goes on as `/p` with the URL's authority as its only `Host`, as RFC 9112
+ * §3.2.2 has a server read it and as the outbound listener does, so the app reads the name meshlet
+ * authorized and logged, not a `Host` that says otherwise. Rewrites the raw header list in place.
+ */
+export function inboundTarget(req: DownstreamRequest): string | MeshletError {
+  const url = req.url ?? '/';
+  const hostRefused = authorityRefusal(authorityOf(req));
+  if (hostRefused !== null) return hostRefused;
+  if (url.charCodeAt(0) === 47 /* / */ || url === '*' || isH2(req)) return url;
+  const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?]*)(.*)$/.exec(url);
+  const authority = m?.[1] ?? '';
+  if (m === null || authority === '')
+    return new MeshletError('bad_request', `malformed request target "${url.slice(0, 200)}"`);
+  const refused = authorityRefusal(authority);
+  if (refused !== null) return refused;
+  const rest = m[2]!;
+  const raw = req.rawHeaders;
+  for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i]!.toLowerCase() === 'host') raw.splice(i, 2);
+  raw.push('Host', authority);
+  req.headers.host = authority;
+  return rest === '' ? '/' : rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest;
 }
 
 /** A refusal by the inbound listener's limits, with its `meshlet_inbound_denied_total` reason. */
@@ -260,12 +292,13 @@ export function inboundRefusals(ctx: InboundContext): InboundRefusalListener {
   };
 }
 
-/** Sends an authorized request to the local app with the caller's identity attached; `timeout` bounds the wait for its headers, ms. */
+/** Sends an authorized request to the local app (at `path`) with the caller's identity attached; `timeout` bounds the wait for its headers, ms. */
 function forward(
   ctx: InboundContext,
   req: DownstreamRequest,
   res: DownstreamResponse,
   peer: InboundPeer,
+  path: string,
   forwarded: ForwardedRequestHeaders,
   grpc: boolean,
   startedAt: number,
@@ -293,5 +326,5 @@ function forward(
       Math.round(seconds * 1e6) / 1e3,
       err?.code,
     );
-  }).start(ctx.app, req.url ?? '/', headers, timeout, ctx.idleTimeoutMs);
+  }).start(ctx.app, path, headers, timeout, ctx.idleTimeoutMs);
 }

@@ -3,6 +3,7 @@ import { sendError } from '../errors/error-response.ts';
 import { isGrpcRequest } from '../errors/grpc-status.ts';
 import type { AnyRequestListener, RefusalListener } from '../listener/http-listener.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
+import { authorityRefusal } from '../route/authority.ts';
 import { normalizePath } from '../route/path-normalize.ts';
 import { pathRefused, type RouteTarget, type Router } from '../route/router.ts';
 import type { Upstream } from '../upstream/upstream.ts';
@@ -92,10 +93,13 @@ function badTarget(target: string): MeshletError {
  * Where an outbound-listener request goes: the destination is named by the absolute-form URL
  * (`HTTP_PROXY`), a route (path prefix, authority, headers), or the Host header; the router matches
  * the normalised path (route/path-normalize.ts). A refusal comes back as the MeshletError to answer.
- * An absolute-form request's `Host` becomes the URL's authority (see hostFromTarget).
+ * An absolute-form request's `Host` becomes the URL's authority (see hostFromTarget); a Host that is
+ * not an authority is `400 bad_request` (route/authority.ts).
  */
 export function routeOutbound(router: Router, req: DownstreamRequest): RouteTarget | MeshletError {
   const url = req.url ?? '/';
+  const badHost = authorityRefusal(authorityOf(req));
+  if (badHost !== null) return badHost;
   let authority: string;
   let path: string;
   if (url.charCodeAt(0) === 47 /* / */) {
@@ -121,6 +125,8 @@ export function routeOutbound(router: Router, req: DownstreamRequest): RouteTarg
  * normalised as a route's would be.
  */
 export function routePerUpstream(upstream: Upstream, req: DownstreamRequest): RouteTarget | MeshletError {
+  const badHost = authorityRefusal(authorityOf(req));
+  if (badHost !== null) return badHost;
   let path = req.url ?? '/';
   if (path.charCodeAt(0) !== 47) {
     const parts = splitAbsoluteForm(path);

@@ -10,6 +10,7 @@ import {
   admitInbound,
   authorizePeer,
   type InboundContext,
+  inboundTarget,
   PEER_IDENTITY_HEADER,
   PEER_SPIFFE_ID_HEADER,
 } from '../proxy/inbound-stack.ts';
@@ -38,7 +39,8 @@ export interface InboundTunnelContext {
  * The inbound listener's `upgrade` (a WebSocket or another upgrade) or `connect` (a peer meshlet's CONNECT
  * tunnel) handler: the caller is authorized as a request would be (allow-list or intentions; a
  * refusal is `403 forbidden`, counted and logged by {@link authorizePeer} with the tunnel kind as
- * `via`), a malformed request (more than one Host) is `400 bad_request`, then the local app is
+ * `via`), a malformed request (more than one Host, a Host that is not an authority, an h2c upgrade,
+ * an upgrade with a body: {@link upgradeRefusal}) is `400 bad_request`, then the local app is
  * dialled on 127.0.0.1 — the upgrade request goes to it with the caller's identity headers, a
  * CONNECT becomes a TCP tunnel to its port. Each tunnel has one access line ({@link TunnelAccess}):
  * at once when it opened nothing, at its end when it did.
@@ -59,6 +61,8 @@ export function inboundTunnelHandler(
       return;
     }
     const ictx = ctx.inbound;
+    // Before the headers are taken: an absolute-form target's Host becomes its authority.
+    const path = handshake === 'upgrade' ? inboundTarget(req) : (req.url ?? '');
     const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
     const line = new TunnelAccess(ictx.access, {
       direction: 'inbound',
@@ -85,9 +89,17 @@ export function inboundTunnelHandler(
         );
         return;
       }
-      if (forwarded.invalid !== null) {
+      const malformed =
+        path instanceof MeshletError
+          ? path
+          : forwarded.invalid !== null
+            ? new MeshletError('bad_request', forwarded.invalid)
+            : handshake === 'upgrade'
+              ? upgradeRefusal(req)
+              : null;
+      if (malformed !== null) {
         ictx.tlsMetrics.deny(peer.identity.service, 'bad_request');
-        failed(new MeshletError('bad_request', forwarded.invalid));
+        failed(malformed);
         return;
       }
       // Admitted like a request: a slot of listeners.inbound.maxConcurrent for the tunnel's whole
@@ -132,6 +144,7 @@ export function inboundTunnelHandler(
           }
           upgradeApp(
             req,
+            path as string,
             forwarded.headers,
             socket,
             app,
@@ -160,6 +173,30 @@ export function inboundTunnelHandler(
 }
 
 /**
+ * Why an upgrade is not tunnelled to the local app (400 `bad_request`), or null. `Upgrade: h2c`:
+ * the outbound listener never forwards one (it is not a tunnel but HTTP/2 on the same connection, and
+ * Envoy does not take it over HTTP/1.1 either), so a peer meshlet never sends one. A body (a
+ * `Content-Length` above 0, or any `Transfer-Encoding`), as the outbound listener refuses it: it would
+ * have to reach the app before its 101, but node:http hands it over as part of the upgraded stream,
+ * which flows only after the 101, so the app would wait for it until `appTimeout`.
+ */
+function upgradeRefusal(req: IncomingMessage): MeshletError | null {
+  const tokens = String(req.headers.upgrade ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim());
+  if (tokens.includes('h2c'))
+    return new MeshletError(
+      'bad_request',
+      'an h2c upgrade is not forwarded: speak HTTP/2 (prior knowledge or ALPN)',
+    );
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0))
+    return new MeshletError('bad_request', 'an Upgrade request with a body is not supported');
+  return null;
+}
+
+/**
  * What one upgrade to the local app reports: `open` on 101, `refused` with the status of its answer
  * when that passes on, else `failed` with meshlet's answer to send (null: the caller left first).
  */
@@ -170,13 +207,14 @@ interface UpgradeOutcome {
 }
 
 /**
- * Sends the upgrade request to the local app with `headers` (the caller's, as forwarded) and the
+ * Sends the upgrade request to the local app at `path` (origin form) with `headers` (the caller's, as forwarded) and the
  * caller's identity; `open` on 101, else its answer passes on. The app has `timeoutMs`
  * (`listeners.inbound.appTimeout`) to answer, then the caller gets 504; a caller that leaves first
  * takes the app connection with it, so a late 101 opens nothing.
  */
 function upgradeApp(
   req: IncomingMessage,
+  path: string,
   headers: readonly string[],
   client: Socket,
   app: Socket,
@@ -194,7 +232,7 @@ function upgradeApp(
     'Upgrade',
     String(req.headers.upgrade),
   ];
-  const up = requestOn(app, req.method ?? 'GET', req.url ?? '/', all);
+  const up = requestOn(app, req.method ?? 'GET', path, all);
   let settled = false;
   const settle = (): boolean => {
     if (settled) return false;
