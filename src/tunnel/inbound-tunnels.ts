@@ -20,6 +20,7 @@ import { rawHead } from '../errors/raw-error.ts';
 import { dialTcp } from './dial.ts';
 import { passAnswer, requestOn, responseHeaders } from './tunnel-exchange.ts';
 import { Tunnel, type TunnelSet } from './tunnel.ts';
+import { upgradeBodyRefusal } from './upgrade-body.ts';
 import { TunnelAccess } from './tunnel-access.ts';
 
 const DROP_INCOMING = new Set([PEER_IDENTITY_HEADER, PEER_SPIFFE_ID_HEADER]);
@@ -175,10 +176,8 @@ export function inboundTunnelHandler(
 /**
  * Why an upgrade is not tunnelled to the local app (400 `bad_request`), or null. `Upgrade: h2c`:
  * the outbound listener never forwards one (it is not a tunnel but HTTP/2 on the same connection, and
- * Envoy does not take it over HTTP/1.1 either), so a peer meshlet never sends one. A body (a
- * `Content-Length` above 0, or any `Transfer-Encoding`), as the outbound listener refuses it: it would
- * have to reach the app before its 101, but node:http hands it over as part of the upgraded stream,
- * which flows only after the 101, so the app would wait for it until `appTimeout`.
+ * Envoy does not take it over HTTP/1.1 either), so a peer meshlet never sends one. A body, as the
+ * outbound listener refuses it ({@link upgradeBodyRefusal}): the app would wait for it until `appTimeout`.
  */
 function upgradeRefusal(req: IncomingMessage): MeshletError | null {
   const tokens = String(req.headers.upgrade ?? '')
@@ -190,10 +189,7 @@ function upgradeRefusal(req: IncomingMessage): MeshletError | null {
       'bad_request',
       'an h2c upgrade is not forwarded: speak HTTP/2 (prior knowledge or ALPN)',
     );
-  const length = req.headers['content-length'];
-  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0))
-    return new MeshletError('bad_request', 'an Upgrade request with a body is not supported');
-  return null;
+  return upgradeBodyRefusal(req);
 }
 
 /**

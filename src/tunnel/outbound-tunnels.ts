@@ -12,6 +12,7 @@ import { forwardRequestHeaders } from '../proxy/headers.ts';
 import type { RouteTarget, Router } from '../route/router.ts';
 import { type TunnelKind, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { requestOn, type TunnelContext, TunnelExchange } from './tunnel-exchange.ts';
+import { upgradeBodyRefusal } from './upgrade-body.ts';
 
 const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
 
@@ -68,13 +69,8 @@ export function upgradeHandler(
         ),
       );
     }
-    // The body would have to reach the upstream before its 101, but node:http hands it over as part
-    // of the upgraded stream (`head`), which flows only after the 101: the upstream would wait for
-    // it forever and the endpoint be blamed for the timeout. No WebSocket client sends one.
-    if (hasBody(req))
-      return refused(
-        new MeshletError('bad_request', 'an Upgrade request with a body is not supported', upstream.name),
-      );
+    const withBody = upgradeBodyRefusal(req, upstream.name);
+    if (withBody !== null) return refused(withBody);
     const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
     if (forwarded.invalid !== null)
       return refused(new MeshletError('bad_request', forwarded.invalid, upstream.name));
@@ -92,12 +88,6 @@ export function upgradeHandler(
       (conn) => requestOn(conn, method, target.path, headers),
     ).start();
   };
-}
-
-/** Whether a request announces a body (a `Content-Length` above 0, or any `Transfer-Encoding`). */
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
 }
 
 /**
