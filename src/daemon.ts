@@ -156,6 +156,7 @@ export class Daemon {
       config.upstreams,
       config.defaults.upstream,
       tlsPoolFactory(this.tls),
+      this.logger,
     );
     this.#router = new Router(config.routes, this.table);
     this.#registry = createRegistry(config, {

@@ -1,6 +1,7 @@
 // The upstreams this meshlet knows, by name: created from config and discovery, looked up per request.
 
 import type { UpstreamSpec } from '../config/schema.ts';
+import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Endpoint } from './endpoint.ts';
 import { type PoolFactory, Upstream } from './upstream.ts';
@@ -15,6 +16,7 @@ export class UpstreamTable {
   readonly #upstreams = new Map<string, Upstream>();
   readonly #metrics: Metrics;
   readonly #poolFactory: PoolFactory | undefined;
+  readonly #logger: Logger | undefined;
   #specs: Readonly<Record<string, UpstreamSpec>>;
   readonly #defaultSpec: UpstreamSpec;
   /** Called for a name not in the table; returns the new upstream or undefined. */
@@ -25,14 +27,17 @@ export class UpstreamTable {
   /**
    * @param specs `config.upstreams`.
    * @param defaultSpec `config.defaults.upstream`: the policy of an upstream `specs` does not name.
+   * @param logger given to each upstream (it logs endpoints that break HTTP/1.1 on an idle connection).
    */
   constructor(
     metrics: Metrics,
     specs: Readonly<Record<string, UpstreamSpec>>,
     defaultSpec: UpstreamSpec,
     poolFactory?: PoolFactory,
+    logger?: Logger,
   ) {
     this.#metrics = metrics;
+    this.#logger = logger;
     this.#specs = specs;
     this.#defaultSpec = defaultSpec;
     this.#poolFactory = poolFactory;
@@ -58,7 +63,7 @@ export class UpstreamTable {
   ensure(name: string): Upstream {
     let upstream = this.#upstreams.get(name);
     if (upstream === undefined) {
-      upstream = new Upstream(name, this.settingsFor(name), this.#metrics, this.#poolFactory);
+      upstream = new Upstream(name, this.settingsFor(name), this.#metrics, this.#poolFactory, this.#logger);
       this.#upstreams.set(name, upstream);
     }
     return upstream;

@@ -17,8 +17,15 @@ import { ConcurrencyLimit } from '../resilience/concurrency-limit.ts';
 import { OutlierDetector, type OutlierDetectorOptions } from '../resilience/outlier-detector.ts';
 import { RetryBudget } from '../resilience/retry-budget.ts';
 import { timerDelay } from '../resilience/timer-delay.ts';
+import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
+import type { RefusalLog } from '../tls/refusal-log.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
+import {
+  idleProtocolErrorLog,
+  type IdleProtocolErrorReason,
+  watchIdleProtocolErrors,
+} from './idle-protocol-error.ts';
 import type { RequestPolicy, RetrySettings, UpstreamSettings } from './upstream-settings.ts';
 
 /** An endpoint's connections: an undici Pool (HTTP/1.1) or Client (one HTTP/2 session). */
@@ -52,7 +59,9 @@ const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
  * it keeps one handle per endpoint across snapshots, and one undici pool per endpoint from the
  * endpoint's first use (`poolOf`): an idle endpoint holds no pool. Outlier detection decides
  * which handles are eligible; the balancer picks among those on each attempt. It also owns the
- * upstream's breaker, resource limits, retry budget and backoff.
+ * upstream's breaker, resource limits, retry budget and backoff. An endpoint that breaks HTTP/1.1 on
+ * an idle connection of its pool (bytes after a complete response) counts a gateway failure with
+ * outlier detection, like a reset (idle-protocol-error.ts).
  */
 export class Upstream {
   readonly name: string;
@@ -82,14 +91,19 @@ export class Upstream {
   #syncWaiters: (() => void)[] | null = null;
   /** Told the eligible endpoints after each rebalance: filtered views (upstream-view.ts) follow discovery and ejections. */
   readonly #rebalanceListeners = new Set<(eligible: readonly EndpointHandle[]) => void>();
+  /** Warns of endpoints that broke HTTP/1.1 on an idle connection; null without a logger. */
+  readonly #idleProtocolLog: RefusalLog | null;
 
+  /** @param logger where an endpoint's protocol error on an idle connection is logged (none: not logged). */
   constructor(
     name: string,
     settings: UpstreamSettings,
     metrics: Metrics,
     poolFactory: PoolFactory = plainPoolFactory,
+    logger?: Logger,
   ) {
     this.name = name;
+    this.#idleProtocolLog = logger === undefined ? null : idleProtocolErrorLog(logger);
     this.settings = settings;
     this.#metricsRoot = metrics;
     this.metrics = metrics.forUpstream('outbound', name);
@@ -271,6 +285,7 @@ export class Upstream {
    * the upstream's settings then. Undefined for a handle that left the upstream (or once it closed):
    * such a handle never gets a pool, as nothing would close it. Undefined too when the pool cannot
    * be created (an address undici refuses as an origin): the attempt then finds no usable endpoint.
+   * An HTTP/1.1 pool is watched for protocol errors on idle connections (see the class).
    */
   poolOf(handle: EndpointHandle): EndpointPool | undefined {
     const pool = this.#pools.get(handle);
@@ -282,6 +297,9 @@ export class Upstream {
       return undefined;
     }
     this.#pools.set(handle, created);
+    if (created instanceof Pool) {
+      watchIdleProtocolErrors(created, (reason, err) => this.#onIdleProtocolError(handle, reason, err));
+    }
     return created;
   }
 
@@ -304,6 +322,27 @@ export class Upstream {
     this.#balancer.update([]);
     for (const listener of this.#rebalanceListeners) listener([]);
     await Promise.all(pools.map((p) => p.close().catch(() => {})));
+  }
+
+  /**
+   * An endpoint broke HTTP/1.1 on an idle connection (undici closed it): a gateway failure for
+   * outlier detection, as Envoy counts an upstream protocol error against its host (an ejection it
+   * causes is counted in `meshlet_outlier_ejections_total{kind="gateway"}`), and a warning at most
+   * once per 10 s per endpoint. Nothing for an endpoint that left (or once the upstream closed).
+   */
+  #onIdleProtocolError(handle: EndpointHandle, reason: IdleProtocolErrorReason, err: Error): void {
+    if (!this.#pools.has(handle)) return;
+    const ejected = this.outlier.onFailure(handle, 'gateway');
+    if (ejected) this.#metricsRoot.resilience.ejections.labels(this.name, 'gateway').inc();
+    this.#idleProtocolLog?.record(handle.endpoint.id, {
+      upstream: this.name,
+      endpoint: handle.endpoint.id,
+      reason,
+      error: err.message,
+      detail:
+        'bytes after a complete response with no request on the connection: connection closed, counted as a gateway failure by outlier detection',
+      ejected,
+    });
   }
 
   #createOutlier(settings: UpstreamSettings): OutlierDetector {
