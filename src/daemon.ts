@@ -410,7 +410,8 @@ export class Daemon {
   /**
    * Re-reads the config file and applies what can change without dropping connections: routes,
    * upstream policies (every key but `port`: see `Upstream.updateSettings`), static endpoints,
-   * access log, the admin token, and the inbound allow-list, limits and app timeout. An invalid
+   * access log, the admin token, the inbound allow-list, limits and app timeout, and each
+   * listener's `maxConnections` (open connections stay). An invalid
    * file is refused and the old config kept. Other listener settings (addresses, ports, socket
    * timeouts, per-upstream `port`) and the registry type need a restart: the warning names the
    * keys, and the reload counts as `partial`, each key in `meshlet_config_keys_not_applied_total`.
@@ -458,6 +459,7 @@ export class Daemon {
     this.#ctx.bodyTimeoutMs = next.listeners.outbound.bodyTimeout;
     this.#inbound?.apply(next);
     if (this.#gateway !== null && !this.#gateway.apply(next)) notApplied.push('gateway');
+    this.#applyConnectionCaps(next);
     // The GC histogram is set up once, at start.
     if (next.metrics.gcDurations !== this.#gcDurations) notApplied.push('metrics.gcDurations');
     this.config = next;
@@ -477,6 +479,21 @@ export class Daemon {
       ...(notApplied.length > 0 ? { notApplied } : {}),
     });
     return true;
+  }
+
+  /**
+   * A reload's `listeners.{outbound,inbound,gateway}.maxConnections` on the running listeners (the
+   * outbound one also on each per-upstream listener), as Envoy applies a changed `max_connections`:
+   * open connections stay, new ones are dropped while the cap is reached. A gateway block that went
+   * away keeps its running listener and cap (its address and port need a restart).
+   */
+  #applyConnectionCaps(next: MeshletConfig): void {
+    const outbound = next.listeners.outbound.maxConnections;
+    this.#listeners[0]?.setMaxConnections(outbound);
+    for (const l of Object.values(this.#perUpstream)) l.setMaxConnections(outbound);
+    this.#inbound?.listener.setMaxConnections(inboundSettings(next).maxConnections);
+    const gateway = next.listeners.gateway;
+    if (gateway !== undefined) this.#gateway?.listener.setMaxConnections(gateway.maxConnections);
   }
 
   /**

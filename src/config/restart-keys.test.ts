@@ -36,6 +36,17 @@ describe('restartKeys', () => {
     expect(restartKeys(base, live)).toEqual([]);
   });
 
+  it('leaves out a changed maxConnections on any listener and the gateway body timeout', () => {
+    const withGateway = { listeners: { ...base.listeners, gateway: { port: 8080, bodyTimeout: 30_000 } } };
+    const next = structuredClone(withGateway);
+    Object.assign(next.listeners.outbound, { maxConnections: 100 });
+    Object.assign(next.listeners.inbound, { maxConnections: 50 });
+    Object.assign(next.listeners.gateway, { maxConnections: 10, bodyTimeout: 5_000 });
+    expect(restartKeys(withGateway, next)).toEqual([]);
+    next.listeners.gateway.port = 8081;
+    expect(restartKeys(withGateway, next)).toEqual(['listeners.gateway.port']);
+  });
+
   it('names each address, port or socket setting that changed, added or went away', () => {
     const next = edit((l) => {
       l.outbound.port = 16001;

@@ -4,6 +4,10 @@
 const LIVE = new Set([
   'listeners.admin.token',
   'listeners.outbound.bodyTimeout',
+  'listeners.gateway.bodyTimeout',
+  'listeners.outbound.maxConnections',
+  'listeners.inbound.maxConnections',
+  'listeners.gateway.maxConnections',
   'listeners.inbound.allow',
   'listeners.inbound.maxConcurrent',
   'listeners.inbound.rateLimit',
@@ -27,8 +31,8 @@ function isLive(path: string): boolean {
 /**
  * The `listeners.…` keys that differ between the running config and a reloaded one and need a
  * restart (addresses, ports, the inbound listener's timeouts and limits on the socket), sorted.
- * The admin token, the outbound body timeout and the inbound allow-list, concurrency limit, rate
- * limit and app timeout are left out: the reload applies them.
+ * The admin token, the outbound and gateway body timeouts, the inbound allow-list, concurrency limit, rate
+ * limit and app timeout, and each listener's `maxConnections` are left out: the reload applies them.
  */
 export function restartKeys(running: { listeners: unknown }, next: { listeners: unknown }): string[] {
   const a = leaves(running.listeners, 'listeners', new Map());

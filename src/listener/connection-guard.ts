@@ -1,4 +1,4 @@
-// A listener's connection cap and count: net.Server's maxConnections, drops counted and warned about at most once per 10 s, accept errors logged, never fatal.
+// A listener's connection cap and count: net.Server's maxConnections (changed live on reload), drops counted and warned about at most once per 10 s, accept errors logged, never fatal.
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Logger } from '../telemetry/logger.ts';
 import { RefusalLog } from '../tls/refusal-log.ts';
@@ -38,10 +38,13 @@ interface DropInfo {
  * (`listener connection dropped: maxConnections reached`, then `suppressed`: how many were left
  * out). An accept that fails (`EMFILE`/`ENFILE`: the process or host is out of file descriptors)
  * is logged the same way and never stops the listener; libuv closes the connections it cannot take.
+ * A reload changes the cap of the running listener ({@link setMaxConnections}).
  */
 export class ConnectionGuard {
   readonly listener: ConnectionListenerKind;
-  readonly maxConnections: number | undefined;
+  #maxConnections: number | undefined;
+  /** The server {@link attach} was given, or null before. */
+  #server: NetServer | null = null;
   readonly #series: ConnectionSeries;
   readonly #log: RefusalLog;
   readonly #errors: RefusalLog;
@@ -53,7 +56,7 @@ export class ConnectionGuard {
     options: ConnectionGuardOptions = {},
   ) {
     this.listener = listener;
-    this.maxConnections = options.maxConnections;
+    this.#maxConnections = options.maxConnections;
     this.#series = series;
     const windowMs = options.warningWindowMs ?? CONNECTION_WARNING_WINDOW_MS;
     this.#log = new RefusalLog(logger, {
@@ -63,8 +66,26 @@ export class ConnectionGuard {
     this.#errors = new RefusalLog(logger, { msg: 'listener could not accept a connection', windowMs });
   }
 
+  /** The cap in force (`listeners.NAME.maxConnections`), or undefined for none. */
+  get maxConnections(): number | undefined {
+    return this.#maxConnections;
+  }
+
+  /**
+   * Changes the cap of the running listener (a reload), as Envoy's listener `max_connections`
+   * runtime change: raised, new connections are accepted at once; lowered below what is open, no
+   * open connection is closed, and new ones are dropped until fewer than `max` are open. undefined
+   * removes the cap. Connections keep being counted in `meshlet_listener_connections` throughout.
+   */
+  setMaxConnections(max: number | undefined): void {
+    this.#maxConnections = max;
+    // net.Server reads maxConnections at each accept; undefined (its default) is no cap.
+    if (this.#server !== null) this.#server.maxConnections = max as number;
+  }
+
   /** Applies the cap to `server` (bound or about to be) and starts counting its connections. */
   attach(server: NetServer): void {
+    this.#server = server;
     // The label children once per listener: no label hashing per connection.
     const open = this.#series.open.labels({ listener: this.listener });
     const dropped = this.#series.dropped.labels({ listener: this.listener });

@@ -145,6 +145,12 @@ export interface HttpListener {
   closed(): Promise<void>;
   /** Destroys every remaining connection. */
   destroy(): void;
+  /**
+   * Changes the connection cap of the running listener (a reload's `listeners.NAME.maxConnections`;
+   * undefined: none); open connections stay ({@link ConnectionGuard.setMaxConnections}). Does nothing
+   * on a listener bound without a {@link HttpListenerOptions.connections} guard.
+   */
+  setMaxConnections(max: number | undefined): void;
 }
 
 /**
@@ -367,6 +373,9 @@ export async function bindListener(
     destroy() {
       h1.closeAllConnections();
       h2?.destroy();
+    },
+    setMaxConnections(max) {
+      guard?.setMaxConnections(max);
     },
   };
 }

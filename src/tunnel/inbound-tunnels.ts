@@ -5,6 +5,7 @@ import { MeshletError } from '../errors/meshlet-error.ts';
 import { refuseRaw } from '../errors/raw-error.ts';
 import type { SocketListener } from '../listener/http-listener.ts';
 import { inboundPeerOf } from '../listener/inbound-listener.ts';
+import { noteFdExhaustion } from '../proxy/fd-exhaustion.ts';
 import { forwardRequestHeaders } from '../proxy/headers.ts';
 import {
   admitInbound,
@@ -14,6 +15,7 @@ import {
   PEER_IDENTITY_HEADER,
   PEER_SPIFFE_ID_HEADER,
 } from '../proxy/inbound-stack.ts';
+import { classifyFailure, errorForFailure } from '../proxy/upstream-failure.ts';
 import { CLIENT_CLOSED } from '../telemetry/access-log.ts';
 import { type TunnelKind, type TunnelMetrics, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { rawHead } from '../errors/raw-error.ts';
@@ -43,7 +45,9 @@ export interface InboundTunnelContext {
  * `via`), a malformed request (more than one Host, a Host that is not an authority, an h2c upgrade,
  * an upgrade with a body: {@link upgradeRefusal}) is `400 bad_request`, then the local app is
  * dialled on 127.0.0.1 — the upgrade request goes to it with the caller's identity headers, a
- * CONNECT becomes a TCP tunnel to its port. Each tunnel has one access line ({@link TunnelAccess}):
+ * CONNECT becomes a TCP tunnel to its port. A dial that fails for want of file descriptors
+ * (`EMFILE`/`ENFILE`) is meshlet's own failure, `503 overloaded` ({@link noteFdExhaustion} warns);
+ * any other is `502 upstream_unreachable`. Each tunnel has one access line ({@link TunnelAccess}):
  * at once when it opened nothing, at its end when it did.
  */
 export function inboundTunnelHandler(
@@ -160,14 +164,21 @@ export function inboundTunnelHandler(
             },
           );
         },
-        (err: Error) =>
+        (err: Error) => {
+          if (classifyFailure(err, false) === 'exhausted') {
+            // meshlet's own fd limit, not the app's failure: 503 overloaded, as for a request.
+            noteFdExhaustion(ictx.logger, err, ictx.service);
+            failed(errorForFailure('exhausted', err, ictx.service, ictx.service));
+            return;
+          }
           failed(
             new MeshletError(
               'upstream_unreachable',
               `local app: connect failed (${(err as NodeJS.ErrnoException).code ?? err.message})`,
               ictx.service,
             ),
-          ),
+          );
+        },
       );
     });
   };
