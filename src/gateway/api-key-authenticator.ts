@@ -1,8 +1,9 @@
 // The `apiKey` authenticator: keys from a watched file of SHA-256 hashes, each with a name, a tenant and its own rate limit.
 import { createHash } from 'node:crypto';
-import { type FSWatcher, readFileSync, watch } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parse } from 'yaml';
+import { type FileWatch, watchFiles } from '../config/file-watch.ts';
 import type { ApiKeyAuthSpec } from '../config/gateway-schema.ts';
 import { SingleLimit } from './rate-limits.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -28,7 +29,7 @@ export interface ApiKeyEntry {
 /** Options of {@link ApiKeyAuthenticator}. */
 export interface ApiKeyAuthenticatorOptions {
   readonly logger?: Logger;
-  /** How often the file is re-read in case a watch event was missed, ms. Default 500. */
+  /** How often the file is looked at (re-read when it changed) in case a watch event was missed, ms. Default 500. */
   readonly pollMs?: number;
   /** Called with the number of keys after each load (metrics). */
   readonly onLoad?: (keys: number) => void;
@@ -84,9 +85,10 @@ interface LoadedKey {
  * Accepts a key sent in `header` (default `x-api-key`) or as a non-JWT bearer token: its SHA-256
  * is looked up among the file's entries (keys are never stored in clear). The principal carries
  * the key's name, tenant and its own token bucket (kept across file reloads while its rate stays the
- * same). The file is watched (its directory, for editors that rename) and re-read every `pollMs`:
- * a key removed from the file is refused within a second. A file that does not parse on reload, or
- * cannot be read (deleted), is logged once and the previous keys stay; at load it is a config error.
+ * same). The file is watched ({@link watchFiles}: editors that rename and Kubernetes volume updates
+ * included) and looked at every `pollMs`: a key removed from the file is refused within a second.
+ * A file that does not parse on reload, or cannot be read (deleted), is logged once and the
+ * previous keys stay; at load it is a config error.
  */
 export class ApiKeyAuthenticator implements Authenticator {
   readonly name: string;
@@ -99,9 +101,7 @@ export class ApiKeyAuthenticator implements Authenticator {
   #text = '';
   /** Why the file could not be read at the last poll (logged once per reason), or null. */
   #unreadable: string | null = null;
-  #watcher: FSWatcher | null = null;
-  #poll: NodeJS.Timeout | null = null;
-  #debounce: NodeJS.Timeout | null = null;
+  readonly #watch: FileWatch;
 
   /** Loads the file now. @throws Error when it cannot be read or parsed. */
   constructor(name: string, spec: ApiKeyAuthSpec, options: ApiKeyAuthenticatorOptions = {}) {
@@ -112,17 +112,7 @@ export class ApiKeyAuthenticator implements Authenticator {
     this.challenge = `ApiKey realm="meshlet", header="${spec.header}"`;
     this.identityHeaders = [spec.nameHeader, spec.tenantHeader];
     this.#load(readFileSync(this.#file, 'utf8'));
-    const file = basename(this.#file);
-    try {
-      this.#watcher = watch(dirname(this.#file), { persistent: false }, (_e, changed) => {
-        if (changed === null || String(changed) === file) this.#schedule();
-      });
-      this.#watcher.on('error', () => this.#schedule());
-    } catch {
-      // Polling below still notices changes.
-    }
-    this.#poll = setInterval(() => this.reload(), options.pollMs ?? 500);
-    this.#poll.unref();
+    this.#watch = watchFiles([this.#file], { onChange: () => this.reload(), pollMs: options.pollMs ?? 500 });
   }
 
   /** Keys loaded now. */
@@ -150,7 +140,7 @@ export class ApiKeyAuthenticator implements Authenticator {
     try {
       text = readFileSync(this.#file, 'utf8');
     } catch (err) {
-      // Polled every pollMs: a file that stays missing is logged once, not twice a second.
+      // Looked at every pollMs: a file that stays missing is logged once, not twice a second.
       const reason = (err as Error).message;
       if (reason !== this.#unreadable)
         this.#options.logger?.error({
@@ -223,18 +213,7 @@ export class ApiKeyAuthenticator implements Authenticator {
     this.#options.onLoad?.(next.size);
   }
 
-  #schedule(): void {
-    if (this.#debounce !== null) clearTimeout(this.#debounce);
-    this.#debounce = setTimeout(() => {
-      this.#debounce = null;
-      this.reload();
-    }, 50);
-    this.#debounce.unref();
-  }
-
   close(): void {
-    this.#watcher?.close();
-    if (this.#poll !== null) clearInterval(this.#poll);
-    if (this.#debounce !== null) clearTimeout(this.#debounce);
+    this.#watch.close();
   }
 }

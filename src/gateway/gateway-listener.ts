@@ -1,9 +1,10 @@
 // The gateway's socket: cleartext HTTP/1.1 + h2c, or TLS termination (HTTP/1.1 and HTTP/2 by ALPN) with a watched, hot-reloaded certificate.
-import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { constants } from 'node:crypto';
+import { watchFiles } from '../config/file-watch.ts';
 import type { GatewayListenerSpec } from '../config/gateway-schema.ts';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import type { H2AbuseListener } from '../http2/h2-session-guard.ts';
@@ -36,10 +37,10 @@ export interface GatewaySocket {
 /**
  * Binds `listeners.gateway`. Without `tls`: `listenHttp` (HTTP/1.1 and h2c on one port) with the
  * gateway's stricter header size, header timeout and keep-alive. With `tls`: TLS termination with
- * `cert`/`key` (ALPN `h2` or `http/1.1`); both files' directory is watched (and polled every 10 s),
- * and a changed pair that loads replaces the certificate for new connections; one that does not is
- * logged and the old one stays. No client certificate is asked for: the edge authenticates with
- * tokens and keys. A TLS 1.2 client's renegotiation is refused. `onH2Abuse` is told of each
+ * `cert`/`key` (ALPN `h2` or `http/1.1`); both files are watched ({@link watchFiles}, Kubernetes
+ * Secret volume updates included, and looked at every 10 s), and a changed pair that loads
+ * replaces the certificate for new connections; one that does not is logged and the old one stays.
+ * No client certificate is asked for: the edge authenticates with tokens and keys. A TLS 1.2 client's renegotiation is refused. `onH2Abuse` is told of each
  * HTTP/2 session closed for abuse (`h2AbuseReporter('gateway', …)`); default none. `connections`
  * is the listener's connection cap (`spec.maxConnections`) and count, on the TCP server: a
  * connection beyond the cap is closed before any TLS or HTTP byte; default none.
@@ -115,38 +116,11 @@ export async function listenGateway(
     logger.info({ msg: 'gateway certificate reloaded', cert: certFile });
     return true;
   };
-  let timer: NodeJS.Timeout | null = null;
-  const schedule = () => {
-    if (timer !== null) clearTimeout(timer);
-    // A short quiet time: tools write the key and the certificate one after the other.
-    timer = setTimeout(() => {
-      timer = null;
-      reloadCertificate();
-    }, 100);
-    timer.unref();
-  };
-  const names = new Set([basename(certFile), basename(keyFile)]);
-  const watchers: FSWatcher[] = [];
-  for (const dir of new Set([dirname(certFile), dirname(keyFile)])) {
-    try {
-      const w = watch(dir, { persistent: false }, (_e, name) => {
-        if (name === null || names.has(String(name))) schedule();
-      });
-      w.on('error', schedule);
-      watchers.push(w);
-    } catch {
-      // The poll below still notices.
-    }
-  }
-  const poll = setInterval(schedule, 10_000);
-  poll.unref();
+  // A short quiet time: tools write the key and the certificate one after the other.
+  const watch = watchFiles([certFile, keyFile], { onChange: reloadCertificate, debounceMs: 100 });
   return {
     listener,
     reloadCertificate,
-    close() {
-      for (const w of watchers) w.close();
-      clearInterval(poll);
-      if (timer !== null) clearTimeout(timer);
-    },
+    close: () => watch.close(),
   };
 }

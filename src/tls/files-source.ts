@@ -1,6 +1,6 @@
 // Certificate source `files`: reads tls.cert / tls.key / tls.ca, watches their directories, reloads on change.
-import { type FSWatcher, watch } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { type FileWatch, watchFiles } from '../config/file-watch.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { loadTlsFiles, type TlsFilePaths } from './certificate-info.ts';
@@ -17,13 +17,14 @@ export interface FilesTlsSourceOptions {
   readonly debounceMs?: number;
   /** How long an inconsistent set (new key, old certificate) is retried before giving up, ms. Default 3000. */
   readonly settleMs?: number;
-  /** Also re-read the files this often, ms, in case a watch event was missed; 0 = never. Default 10 000. */
+  /** Also look at the files this often (re-read when they changed) in case a watch event was missed, ms; 0 = never. Default 10 000. */
   readonly pollMs?: number;
 }
 
 /**
- * Loads the three PEM files and watches the directories that hold them (editors and `cert-manager`
- * style tools replace files by rename, which a file watch would miss). A change is reloaded after a
+ * Loads the three PEM files and watches the directories that hold them ({@link watchFiles}: editors
+ * and `cert-manager` style tools replace files by rename, which a file watch would miss, and a
+ * Kubernetes Secret volume swaps its `..data` link). A change is reloaded after a
  * short debounce; a set that does not fit together yet (the key written before the certificate, as
  * `meshlet certs issue` and most tools do) is retried until it does or `settleMs` passed, then the
  * failure is logged and counted and the old material stays. An unchanged set is not re-applied.
@@ -34,9 +35,7 @@ export class FilesTlsSource implements TlsSource {
   readonly #paths: TlsFilePaths;
   readonly #listeners = new ChangeListeners();
   #material: TlsMaterial | null = null;
-  #watchers: FSWatcher[] = [];
-  #timer: NodeJS.Timeout | null = null;
-  #poll: NodeJS.Timeout | null = null;
+  #watch: FileWatch | null = null;
   #reloading = false;
   #again = false;
   #stopped = false;
@@ -49,24 +48,11 @@ export class FilesTlsSource implements TlsSource {
 
   async start(): Promise<void> {
     this.#material = await this.#load();
-    const names = new Map<string, Set<string>>();
-    for (const file of [this.#paths.cert, this.#paths.key, this.#paths.ca]) {
-      const dir = dirname(file);
-      if (!names.has(dir)) names.set(dir, new Set());
-      names.get(dir)!.add(basename(file));
-    }
-    for (const [dir, files] of names) {
-      const w = watch(dir, { persistent: false }, (_event, name) => {
-        if (name === null || files.has(String(name))) this.#schedule();
-      });
-      w.on('error', () => this.#schedule());
-      this.#watchers.push(w);
-    }
-    const pollMs = this.#options.pollMs ?? 10_000;
-    if (pollMs > 0) {
-      this.#poll = setInterval(() => this.#schedule(), pollMs);
-      this.#poll.unref();
-    }
+    this.#watch = watchFiles([this.#paths.cert, this.#paths.key, this.#paths.ca], {
+      onChange: () => void this.reload(),
+      debounceMs: this.#options.debounceMs,
+      pollMs: this.#options.pollMs,
+    });
   }
 
   current(): TlsMaterial {
@@ -97,20 +83,8 @@ export class FilesTlsSource implements TlsSource {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    for (const w of this.#watchers) w.close();
-    this.#watchers = [];
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    if (this.#poll !== null) clearInterval(this.#poll);
-  }
-
-  #schedule(): void {
-    if (this.#stopped) return;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      void this.reload();
-    }, this.#options.debounceMs ?? 50);
-    this.#timer.unref();
+    this.#watch?.close();
+    this.#watch = null;
   }
 
   async #reloadOnce(): Promise<void> {

@@ -1,7 +1,6 @@
 // The static registry: endpoints from the config file and an optional watched endpoints file.
-import { type FSWatcher, watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import type { z } from 'zod';
+import { type FileWatch, watchFiles } from '../../config/file-watch.ts';
 import type { loadEndpointsFile, readEndpointsText } from '../../config/load-config.ts';
 import type { EndpointSpec, endpointMap, MeshletConfig } from '../../config/schema.ts';
 import type { Logger } from '../../telemetry/logger.ts';
@@ -57,11 +56,14 @@ export interface StaticRegistryOptions {
   logger: Logger;
   /** Debounce of file-change events, ms. Default 50. */
   debounceMs?: number;
+  /** How often the file is looked at in case a change event was missed, ms; 0 = never. Default 10 000. */
+  pollMs?: number;
 }
 
 /**
- * Endpoints written in config, or in a file that is watched: an edit is validated and applied as a
- * new snapshot per upstream within ~100 ms; an invalid edit (an empty file too: a write in
+ * Endpoints written in config, or in a file that is watched ({@link watchFiles}: rename-style saves
+ * and Kubernetes ConfigMap updates included): an edit is validated and applied as a new snapshot
+ * per upstream within ~100 ms; an invalid edit (an empty file too: a write in
  * progress) is logged, counted (`meshlet_config_reloads_total{source="endpoints_file",result="failed"}`)
  * and the last good set kept. A save whose text is byte for byte the text last applied is not parsed
  * again: it is counted `ok` and logged at debug, and the endpoints stay as they are.
@@ -69,8 +71,7 @@ export interface StaticRegistryOptions {
 export class StaticRegistry implements Registry {
   readonly type = 'static';
   #options: StaticRegistryOptions;
-  #watcher: FSWatcher | null = null;
-  #timer: NodeJS.Timeout | null = null;
+  #watch: FileWatch | null = null;
   #fromFile: EndpointMap = {};
   /** The endpoints file's text that `#fromFile` was parsed from (null before the first load). */
   #appliedText: string | null = null;
@@ -92,7 +93,11 @@ export class StaticRegistry implements Registry {
       const text = loader.readEndpointsText(file);
       this.#fromFile = loader.loadEndpointsFile(file, text);
       this.#appliedText = text;
-      this.#watch(file);
+      this.#watch = watchFiles([file], {
+        onChange: () => void this.#reload(file),
+        debounceMs: this.#options.debounceMs,
+        pollMs: this.#options.pollMs,
+      });
     }
     this.#apply();
     this.#synced = true;
@@ -110,9 +115,8 @@ export class StaticRegistry implements Registry {
   }
 
   async stop(): Promise<void> {
-    this.#watcher?.close();
-    this.#watcher = null;
-    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#watch?.close();
+    this.#watch = null;
   }
 
   status(): Record<string, unknown> {
@@ -130,17 +134,6 @@ export class StaticRegistry implements Registry {
     for (const [name, specs] of Object.entries(merged)) table.setEndpoints(name, specs.map(toEndpoint));
     // An upstream that left the files keeps existing with no endpoints (503, not a silent 404).
     for (const upstream of table.values()) if (!(upstream.name in merged)) upstream.setEndpoints([]);
-  }
-
-  /** Watches the file's directory, so editors that replace the file (rename) are seen too. */
-  #watch(file: string): void {
-    const name = basename(file);
-    this.#watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
-      if (changed !== null && changed !== name) return;
-      if (this.#timer !== null) clearTimeout(this.#timer);
-      this.#timer = setTimeout(() => void this.#reload(file), this.#options.debounceMs ?? 50);
-      this.#timer.unref();
-    });
   }
 
   async #reload(file: string): Promise<void> {
