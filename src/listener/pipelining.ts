@@ -1,4 +1,4 @@
-// One request at a time per HTTP/1.1 connection: pipelined requests wait for the response before them, and the socket stops being read meanwhile.
+// One request at a time per HTTP/1.1 connection: pipelined requests wait for the response before them, and the socket stops being parsed meanwhile (still watched for its client leaving).
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
@@ -39,6 +39,47 @@ function hold(this: Socket): void {
   if ((turns.get(this)?.waiting.length ?? 0) > 0) this.pause();
 }
 
+/** The node:http internals of a connection's socket that {@link watchWhileHeld} reads and drives. */
+interface HttpSocketInternals {
+  /** The connection's stream handle: reading while `reading` is true. */
+  _handle?: { reading?: boolean; readStart?: () => number } | null;
+  /** The connection's request parser, `_consumed` while it reads the handle itself (in C++). */
+  parser?: { _consumed?: boolean } | null;
+  /** node:http's own pause of a connection whose client reads answers too slowly. */
+  _paused?: boolean;
+}
+
+/** A `data` listener that takes nothing (see {@link watchWhileHeld}). */
+function ignoreBytes(): void {}
+
+/**
+ * Keeps a paused connection read, so that its client leaving is seen while its requests wait: an
+ * end (FIN) or a reset (RST) closes the connection, which cancels the request being answered
+ * (upstream too) and drops the waiting ones, as it does for a request that is not pipelined.
+ * A FIN is the client leaving, not a half-close that waits for answers: node:http ends the
+ * connection on it (`httpAllowHalfOpen` is off), as it does under a request that is not
+ * pipelined, and Envoy too closes an HTTP/1.1 connection its client half-closed.
+ *
+ * node:http parses a connection's bytes in C++ straight from its handle and stops reading the
+ * handle while the socket is paused: the client's leaving stayed unseen until the answer being
+ * held ended, and the next waiting request was sent upstream meanwhile. A `data` listener makes
+ * node:http pass the bytes through the socket's stream instead (it does so for any such listener);
+ * a paused stream goes on reading, at most `readableHighWaterMark` (64 KiB) of bytes it keeps
+ * unparsed, then stops: a FIN behind more bytes than that is seen once they are parsed.
+ */
+function watchWhileHeld(socket: Socket): void {
+  const internals = socket as Socket & HttpSocketInternals;
+  socket.on('data', ignoreBytes);
+  socket.off('data', ignoreBytes);
+  const handle = internals._handle;
+  // Never with the parser still on the handle: it would parse everything the client sends.
+  if (internals.parser?._consumed === true || handle?.readStart === undefined || handle.reading === true)
+    return;
+  handle.reading = true;
+  const err = handle.readStart();
+  if (err !== 0) socket.destroy();
+}
+
 /** Hands `res`'s request to the handler; its response's `close` ends the turn. */
 function start(turn: Turns, res: ServerResponse): void {
   turn.current = res;
@@ -64,7 +105,8 @@ function settle(turn: Turns, res: ServerResponse): void {
     turn.current = null;
     turn.waiting.length = 0;
     socket.off('resume', hold);
-    if (!socket.destroyed) socket.resume();
+    // Not while node:http holds the connection itself: it resumes it once the client read enough.
+    if (!socket.destroyed && (socket as HttpSocketInternals)._paused !== true) socket.resume();
     return;
   }
   // The next request runs on a later tick, not inside the previous response's `close`; until then
@@ -81,9 +123,12 @@ function settle(turn: Turns, res: ServerResponse): void {
  * go made meshlet forward 10,000 requests in parallel: the upstream's `maxConcurrent` filled and
  * other apps' requests got 503 `overloaded`.
  *
- * While a request waits, the socket is paused: no more bytes are read, so what waits is bounded by
- * what node:http had parsed from the bytes already read (one read, at most 64 KiB), and the client
- * is held back by TCP flow control. Responses still go out in request order (node:http's own queue).
+ * While a request waits, the socket is paused: no more bytes are parsed, so what waits is bounded by
+ * what node:http had parsed from the bytes already read (one read, at most 64 KiB); at most 64 KiB
+ * more are read and kept unparsed, and the client is held back by TCP flow control. A client that
+ * leaves meanwhile (FIN or RST) is seen at once: the request being answered is cancelled, upstream
+ * too, and the waiting ones are never handled ({@link watchWhileHeld}). Responses still go out in
+ * request order (node:http's own queue).
  */
 export function oneRequestAtATime(handler: RequestListener): RequestListener {
   return function serialized(req: IncomingMessage, res: ServerResponse) {
@@ -110,6 +155,7 @@ export function oneRequestAtATime(handler: RequestListener): RequestListener {
     if (turn.waiting.length === 1) {
       socket.on('resume', hold);
       socket.pause();
+      watchWhileHeld(socket);
     }
   };
 }
