@@ -37,6 +37,8 @@ import {
   isH2,
   startResponse,
 } from './downstream.ts';
+import { type HeldResponse, ReadTurn, sendHeld } from './response-hold.ts';
+import { clientGone, passInterim } from './interim-response.ts';
 import { AttemptTimers } from './attempt-timers.ts';
 import { BODY_REFUSED } from '../listener/http-listener.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
@@ -91,17 +93,6 @@ const PUSHBACK_HEADER = 'grpc-retry-pushback-ms';
 const OUTCOME_CONNECT: AttemptOutcome = { kind: 'connect-failure' };
 const OUTCOME_RESET: AttemptOutcome = { kind: 'reset' };
 const OUTCOME_TIMEOUT: AttemptOutcome = { kind: 'timeout' };
-
-/**
- * A gRPC response held back until its status arrives: what goes to the caller once it comes (or
- * once the hold ends), nothing before.
- */
-interface HeldResponse {
-  readonly status: number;
-  readonly headers: string[];
-  readonly chunks: Buffer[];
-  bytes: number;
-}
 
 /** Longest wait for an on-demand upstream's first discovery answer, ms (Linkerd's 3 s fail-fast). */
 const FIRST_SYNC_WAIT_MS = 3000;
@@ -175,7 +166,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The end of a held gRPC response's hold. */
   #timer: NodeJS.Timeout | null = null;
   /** The end of any other response's one-turn hold (see #holdOneTurn). */
-  #turn: NodeJS.Immediate | null = null;
+  readonly #turn = new ReadTurn(Exchange.#onTurnEnd, this);
   /** An attempt waits for the streamed body's end to start its per-try timeout. */
   #awaitsUpload = false;
   /** The request timeout while the body is read whole before the first attempt, else null. */
@@ -540,10 +531,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    if (this.#turn !== null) {
-      clearImmediate(this.#turn);
-      this.#turn = null;
-    }
+    this.#turn.cancel();
   }
 
   onResponseStart(
@@ -554,7 +542,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) {
       // An interim answer (102, 103, …); the final one follows on the same attempt (undici calls
       // back again). 101 never gets here: tunnels take their own path.
-      this.#informational(statusCode, headers);
+      if (!this.#done) passInterim(this.#res, statusCode, headers);
       return;
     }
     const unrelayable = unsupportedTransferCoding(headers['transfer-encoding']);
@@ -626,48 +614,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /**
    * Holds the response head (and any body read with it) until the end of this turn of the event
-   * loop: what the endpoint sent in the same read as its head is parsed first. A response malformed
-   * right after its head (a bad chunk size, an HTTP/2 DATA frame past `content-length` or on a 204)
-   * then fails the attempt before anything reached the client, who gets a 502 (or a retry) instead
-   * of a closed connection with no answer. A body or end that comes in that turn releases it earlier.
+   * loop ({@link ReadTurn}): a response malformed right after its head fails the attempt before
+   * anything reached the client, who gets a 502 (or a retry) instead of a closed connection with no
+   * answer. An end that comes in that turn (or a body past `retries.bufferLimitBytes`) releases it earlier.
    */
   #holdOneTurn(status: number, headers: string[]): void {
     this.#held = { status, headers, chunks: [], bytes: 0 };
-    this.#turn = setImmediate(Exchange.#onTurnChecked, this);
-  }
-
-  /**
-   * The turn's immediates ran: one more wait, past its close callbacks. undici's HTTP/1.1 parser
-   * destroys a connection whose bytes it cannot parse, and fails the attempt only once the socket
-   * closes, in that later phase of the event loop.
-   */
-  static #onTurnChecked(exchange: Exchange): void {
-    exchange.#turn = setImmediate(Exchange.#onTurnEnd, exchange);
+    this.#turn.start();
   }
 
   /** The turn of a response's head ended without a failure: the head (and what came with it) goes out. */
   static #onTurnEnd(exchange: Exchange): void {
-    exchange.#turn = null;
     if (exchange.#done) return;
     const unsendable = exchange.#release(exchange.#controller);
     if (unsendable !== null) exchange.#controller?.abort(unsendable);
-  }
-
-  /**
-   * Passes a 103 Early Hints answer's `link` header on to the client (RFC 8297; Node's
-   * `writeEarlyHints`), before the final answer; other interim answers (102 Processing, 104…) are
-   * dropped, as RFC 9110 §15.2 lets a proxy do for codes it does not handle. Nothing is counted:
-   * the attempt goes on waiting for its final answer.
-   */
-  #informational(statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    const link = headers.link;
-    const res = this.#res;
-    if (statusCode !== 103 || link === undefined || this.#done || res.headersSent || clientGone(res)) return;
-    try {
-      res.writeEarlyHints({ link });
-    } catch {
-      // A link value Node will not send (it validates them): the hint is only a hint.
-    }
   }
 
   /**
@@ -702,15 +662,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (held === null) return null;
     this.#held = null;
     this.#clearTimer();
-    const res = this.#res;
-    try {
-      startResponse(res, held.status, held.headers, false);
-    } catch (err) {
-      return unsendableHead(err);
-    }
-    let flowing = true;
-    for (const chunk of held.chunks) flowing = (res as Writable).write(chunk);
-    if (!flowing && controller !== null) this.#pauseUntilDrain(controller);
+    const sent = sendHeld(this.#res, held);
+    if (typeof sent !== 'boolean') return sent;
+    if (!sent && controller !== null) this.#pauseUntilDrain(controller);
     return null;
   }
 
@@ -1190,9 +1144,4 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#edge?.principal,
     );
   }
-}
-
-/** Whether the client's side of the response is gone (connection or stream destroyed). */
-function clientGone(res: DownstreamResponse): boolean {
-  return 'stream' in res ? res.stream.destroyed : res.destroyed;
 }

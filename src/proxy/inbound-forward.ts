@@ -3,27 +3,41 @@ import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { sendError } from '../errors/error-response.ts';
 import { type MeshletError } from '../errors/meshlet-error.ts';
+import type { Logger } from '../telemetry/logger.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
 import { Pool } from '../upstream/undici-pool.ts';
 import { type DownstreamRequest, type DownstreamResponse, endResponse, startResponse } from './downstream.ts';
 import { AttemptTimers } from './attempt-timers.ts';
+import { type HeldResponse, ReadTurn, sendHeld } from './response-hold.ts';
+import { passInterim } from './interim-response.ts';
 import { hasBody } from './request-body.ts';
 import { acceptUnsolicitedContinue } from './unsolicited-continue.ts';
+import { noteFdExhaustion } from './fd-exhaustion.ts';
 import { forwardResponseHeaders } from './headers.ts';
 import {
   classifyFailure,
   errorForFailure,
   unsendableHead,
   unsupportedTransferCoding,
+  type UpstreamProtocolError,
 } from './upstream-failure.ts';
 
 /** Status recorded when the client went away before the response finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
+/**
+ * Most body bytes held behind a response head while its read's turn lasts; past them the response
+ * streams at once (64 KiB: the outbound side's default `retries.bufferLimitBytes`, Linkerd's).
+ */
+const HOLD_LIMIT_BYTES = 64 * 1024;
 
 /**
  * One request from a peer's meshlet to the local app: no retries (the caller's meshlet owns those),
  * the body streamed through, the response streamed back with backpressure. A local app that refuses
- * the connection gives `502 upstream_unreachable`, one that does not answer in time `504`.
+ * the connection gives `502 upstream_unreachable`, one that does not answer in time `504`; a
+ * connection meshlet cannot open for want of file descriptors (`EMFILE`/`ENFILE`) `503 overloaded`,
+ * warned about on `logger` ({@link noteFdExhaustion}). The
+ * response head waits out the turn that read it ({@link ReadTurn}), as on the outbound side: an
+ * answer malformed right after its head is a `502 upstream_unreachable`, not a closed connection.
  * `done(status, error?)` is called exactly once.
  */
 export class InboundForward implements Dispatcher.DispatchHandler {
@@ -32,6 +46,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   readonly #app: string;
   readonly #requestId: string;
   readonly #grpc: boolean;
+  readonly #logger: Logger;
   /** The answer went out as one HEADERS frame that ended the stream (gRPC Trailers-Only over HTTP/2). */
   #headersOnly = false;
   readonly #done: (status: number, err?: MeshletError) => void;
@@ -39,6 +54,10 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   #requestStarted = false;
   #status = 0;
   #finished = false;
+  /** The response while it waits out the turn that read its head, else null. */
+  #held: HeldResponse | null = null;
+  /** That wait's end. */
+  readonly #turn = new ReadTurn(InboundForward.#onTurnEnd, this);
   /** No response headers in time, then no idle gap in the body (meshlet's timers, not undici's). */
   readonly #timers = new AttemptTimers((err) => this.#controller?.abort(err));
   #idleTimeoutMs = 0;
@@ -49,6 +68,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     app: string,
     requestId: string,
     grpc: boolean,
+    logger: Logger,
     done: (status: number, err?: MeshletError) => void,
   ) {
     this.#req = req;
@@ -56,6 +76,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     this.#app = app;
     this.#requestId = requestId;
     this.#grpc = grpc;
+    this.#logger = logger;
     this.#done = done;
   }
 
@@ -94,6 +115,11 @@ export class InboundForward implements Dispatcher.DispatchHandler {
       controller.abort(new Error('client closed'));
       return;
     }
+    if (statusCode < 200) {
+      // An interim answer (102, 103, …): the final one follows (undici calls back again).
+      passInterim(this.#res, statusCode, headers);
+      return;
+    }
     const unrelayable = unsupportedTransferCoding(headers['transfer-encoding']);
     if (unrelayable !== null) {
       controller.abort(unrelayable);
@@ -101,49 +127,96 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     }
     this.#status = statusCode;
     this.#timers.awaitBody(this.#idleTimeoutMs);
-    const trailersOnly = this.#grpc && headers['grpc-status'] !== undefined;
+    const out = forwardResponseHeaders(headers, this.#requestId, statusCode);
+    if (!this.#grpc || headers['grpc-status'] === undefined) {
+      this.#held = { status: statusCode, headers: out, chunks: [], bytes: 0 };
+      this.#turn.start();
+      return;
+    }
+    // A gRPC Trailers-Only answer: the whole call in its head, nothing follows to wait for.
     try {
-      this.#headersOnly = startResponse(
-        this.#res,
-        statusCode,
-        forwardResponseHeaders(headers, this.#requestId, statusCode),
-        trailersOnly,
-      );
+      this.#headersOnly = startResponse(this.#res, statusCode, out, true);
     } catch (err) {
       controller.abort(unsendableHead(err));
     }
   }
 
+  /** The turn of the response's head ended without a failure: the head (and what came with it) goes out. */
+  static #onTurnEnd(forward: InboundForward): void {
+    if (forward.#finished) return;
+    const unsendable = forward.#release(forward.#controller);
+    if (unsendable !== null) forward.#controller?.abort(unsendable);
+  }
+
+  /**
+   * Sends the held response to the caller; from here on it streams. With a controller, a full
+   * client buffer pauses the app until it drains. Returns the error to fail with when Node refuses
+   * to write the head (nothing was sent), else null.
+   */
+  #release(controller: Dispatcher.DispatchController | null): UpstreamProtocolError | null {
+    const held = this.#held;
+    if (held === null) return null;
+    this.#held = null;
+    this.#turn.cancel();
+    const sent = sendHeld(this.#res, held);
+    if (typeof sent !== 'boolean') return sent;
+    if (!sent && controller !== null) this.#pauseUntilDrain(controller);
+    return null;
+  }
+
+  /** The caller's buffer is full: the app waits until it drains, and is not idle meanwhile. */
+  #pauseUntilDrain(controller: Dispatcher.DispatchController): void {
+    const timers = this.#timers;
+    timers.pause();
+    controller.pause();
+    this.#res.once('drain', () => {
+      timers.resume();
+      controller.resume();
+    });
+  }
+
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timers.touch();
     if (this.#headersOnly) return;
-    if (!(this.#res as Writable).write(chunk)) {
-      const timers = this.#timers;
-      timers.pause();
-      controller.pause();
-      this.#res.once('drain', () => {
-        timers.resume();
-        controller.resume();
-      });
+    const held = this.#held;
+    if (held !== null) {
+      held.chunks.push(chunk);
+      held.bytes += chunk.length;
+      if (held.bytes > HOLD_LIMIT_BYTES) {
+        const unsendable = this.#release(controller);
+        if (unsendable !== null) controller.abort(unsendable);
+      }
+      return;
     }
+    if (!(this.#res as Writable).write(chunk)) this.#pauseUntilDrain(controller);
   }
 
   onResponseEnd(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     trailers: Record<string, string | string[] | undefined>,
   ): void {
+    // A held response goes out whole now.
+    const unsendable = this.#release(null);
+    if (unsendable !== null) {
+      this.onResponseError(controller, unsendable);
+      return;
+    }
     if (!this.#headersOnly) endResponse(this.#res, trailers);
     this.#finish(this.#status);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (this.#finished) return;
+    // A held response never reached the caller: it gets meshlet's answer instead.
+    this.#held = null;
+    this.#turn.cancel();
     if (this.#res.headersSent) {
       this.#res.destroy(err);
       this.#finish(this.#status);
       return;
     }
     const kind = classifyFailure(err, this.#requestStarted);
+    if (kind === 'exhausted') noteFdExhaustion(this.#logger, err, this.#app);
     const error = errorForFailure(kind === 'aborted' ? 'reset' : kind, err, this.#app, this.#app);
     sendError(this.#res, error, this.#requestId, undefined, this.#grpc);
     this.#finish(error.status, error);
@@ -159,6 +232,8 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   #finish(status: number, err?: MeshletError): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.#held = null;
+    this.#turn.cancel();
     this.#timers.stop();
     this.#done(status, err);
   }

@@ -143,6 +143,8 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
  * (`GET http://orders/p`) goes on as `/p` with the URL's authority as its only `Host`, as RFC 9112
  * §3.2.2 has a server read it and as the outbound listener does, so the app reads the name meshlet
  * authorized and logged, not a `Host` that says otherwise. Rewrites the raw header list in place.
+ * An HTTP/2 `:path` needs neither: node:http2 resets (PROTOCOL_ERROR) a stream whose `:path` is not
+ * origin form or an OPTIONS `*` (RFC 9113 §8.3.1) before any handler sees it.
  */
 export function inboundTarget(req: DownstreamRequest): string | MeshletError {
   const url = req.url ?? '/';
@@ -309,7 +311,7 @@ function forward(
   headers.push(PEER_IDENTITY_HEADER, peer.identity.service, PEER_SPIFFE_ID_HEADER, peer.identity.uri);
   ctx.metrics.active++;
   if (ctx.draining && !('stream' in res)) res.setHeader('connection', 'close');
-  new InboundForward(req, res, ctx.service, forwarded.requestId, grpc, (status, err) => {
+  new InboundForward(req, res, ctx.service, forwarded.requestId, grpc, ctx.logger, (status, err) => {
     release();
     const seconds = (performance.now() - startedAt) / 1000;
     ctx.metrics.active--;
