@@ -1,6 +1,7 @@
-// The `registry: {type: etcd}` branch of the config schema: cluster connection, key prefix, lease, auth and TLS.
+// The `registry: {type: etcd}` branch of the config schema: cluster connection, key prefix, lease, auth, TLS and on-demand discovery.
 import { z } from 'zod';
 import { duration } from './duration-schema.ts';
+import { onDemandWatch } from './kv-watch-schema.ts';
 import { clientTls, keyPrefix, registrationKeys } from './registration-schema.ts';
 
 /** How meshlet reaches etcd (v3 API over gRPC). */
@@ -42,6 +43,8 @@ export const etcdRegistry = z.strictObject({
   type: z.literal('etcd'),
   etcd: etcdCluster,
   ...registrationKeys,
+  /** On-demand discovery: `idleTimeout` (default 5 m) and `maxOnDemand` (default 100), as Consul's `registry.watch`. */
+  watch: onDemandWatch,
 });
 
 /** The etcd registry section with defaults filled in. */

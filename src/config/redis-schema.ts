@@ -1,6 +1,7 @@
-// The `registry: {type: redis}` branch of the config schema: connection (single, Sentinel, cluster), key prefix, TTL, notifications.
+// The `registry: {type: redis}` branch of the config schema: connection (single, Sentinel, cluster), key prefix, TTL, notifications, on-demand discovery.
 import { z } from 'zod';
 import { duration } from './duration-schema.ts';
+import { onDemandWatch } from './kv-watch-schema.ts';
 import { clientTls, keyPrefix, registrationKeys } from './registration-schema.ts';
 
 const hostPort = z.string().regex(/^(\[[0-9a-f:.]+\]|[^\s:/[\]]+):\d{1,5}$/i, 'expected "host:port"');
@@ -59,6 +60,8 @@ export const redisRegistry = z.strictObject({
   type: z.literal('redis'),
   redis: redisServer,
   ...registrationKeys,
+  /** On-demand discovery: `idleTimeout` (default 5 m) and `maxOnDemand` (default 100), as Consul's `registry.watch`. */
+  watch: onDemandWatch,
 });
 
 /** The redis registry section with defaults filled in. */

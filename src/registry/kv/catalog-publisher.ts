@@ -6,9 +6,9 @@ import type { UpstreamTable } from '../../upstream/upstream-table.ts';
 import type { InstanceCatalog } from './instance-catalog.ts';
 import type { RegistryMetrics } from './registry-metrics.ts';
 
-/** Most on-demand upstreams at once: 100, the Consul registry's `watch.maxOnDemand` default. */
+/** Most on-demand upstreams at once when no option says: 100, the `registry.watch.maxOnDemand` default. */
 export const MAX_ON_DEMAND = 100;
-/** An on-demand upstream unused this long is removed, ms: 5 min, the Consul registry's `watch.idleTimeout` default. */
+/** An on-demand upstream unused this long is removed when no option says, ms: 5 min, the `registry.watch.idleTimeout` default. */
 export const ON_DEMAND_IDLE_MS = 300_000;
 
 /** Upstream names config mentions: `upstreams:` keys and routes' upstreams. */
@@ -16,12 +16,17 @@ export function configuredUpstreams(config: MeshletConfig): Set<string> {
   return new Set([...Object.keys(config.upstreams), ...config.routes.map((r) => r.upstream)]);
 }
 
-/** Options of {@link CatalogPublisher}'s on-demand upstreams (tests shorten them). */
+/** Options of {@link CatalogPublisher}'s on-demand upstreams: `registry.watch` of the etcd and redis registries. */
 export interface OnDemandOptions {
-  /** Most on-demand upstreams at once; further new names get `no_route`. Default {@link MAX_ON_DEMAND}. */
+  /** Most on-demand upstreams at once; further new names get `no_route`; 0 disables on-demand discovery. Default {@link MAX_ON_DEMAND}. */
   maxOnDemand?: number;
   /** Idle time after which an on-demand upstream is removed, ms. Default {@link ON_DEMAND_IDLE_MS}. */
   idleTimeoutMs?: number;
+}
+
+/** `registry.watch` of an etcd or redis registry as {@link OnDemandOptions}. */
+export function onDemandOptions(watch: { idleTimeout: number; maxOnDemand: number }): OnDemandOptions {
+  return { maxOnDemand: watch.maxOnDemand, idleTimeoutMs: watch.idleTimeout };
 }
 
 /**
@@ -30,15 +35,16 @@ export interface OnDemandOptions {
  * holds that service, and is `no_route` otherwise. Such an on-demand upstream lives as the Consul
  * registry's do: it is removed (its pools closed, its metric series dropped) when its service leaves
  * the catalog or after `idleTimeoutMs` without a request, and at most `maxOnDemand` live at once
- * (further new names get `no_route`, logged once while the limit holds).
+ * (further new names get `no_route`, logged once while the limit holds; with 0, every name config
+ * does not mention is `no_route`, without a log, as in Consul).
  */
 export class CatalogPublisher {
   readonly #table: UpstreamTable;
   readonly #catalog: InstanceCatalog;
   readonly #metrics: RegistryMetrics;
   readonly #logger: Logger | undefined;
-  readonly #maxOnDemand: number;
-  readonly #idleTimeoutMs: number;
+  #maxOnDemand: number;
+  #idleTimeoutMs: number;
   #names: Set<string>;
   /** On-demand upstream name → `performance.now()` of its last use. */
   readonly #onDemand = new Map<string, { lastUsed: number }>();
@@ -83,6 +89,25 @@ export class CatalogPublisher {
       const entry = this.#onDemand.get(name);
       if (entry !== undefined) entry.lastUsed = performance.now();
     };
+    this.#startSweeper();
+  }
+
+  /**
+   * A reloaded `registry.watch`: a new `maxOnDemand` holds for the next new name (upstreams over a
+   * lowered cap stay until idle or gone), a new `idleTimeoutMs` for the next sweep (idle time
+   * counted from each upstream's last use).
+   */
+  setOnDemand(options: OnDemandOptions): void {
+    this.#maxOnDemand = options.maxOnDemand ?? MAX_ON_DEMAND;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? ON_DEMAND_IDLE_MS;
+    if (this.#onDemand.size < this.#maxOnDemand) this.#capLogged = false;
+    if (this.#sweeper === null) return;
+    clearInterval(this.#sweeper);
+    this.#startSweeper();
+  }
+
+  /** Sweeps idle on-demand upstreams every quarter of the idle timeout (50 ms to 30 s). */
+  #startSweeper(): void {
     const every = Math.max(50, Math.min(30_000, this.#idleTimeoutMs / 4));
     this.#sweeper = setInterval(() => this.#sweepIdle(), every);
     this.#sweeper.unref();
@@ -112,6 +137,7 @@ export class CatalogPublisher {
   #discover(name: string): Upstream | undefined {
     if (!this.#catalog.has(name)) return undefined;
     if (this.#names.has(name)) return this.#create(name);
+    if (this.#maxOnDemand === 0) return undefined;
     if (this.#onDemand.size >= this.#maxOnDemand) {
       if (!this.#capLogged) {
         this.#capLogged = true;

@@ -7,7 +7,7 @@ import type { Metrics } from '../../telemetry/metrics.ts';
 import type { UpstreamTable } from '../../upstream/upstream-table.ts';
 import { BackendReachability } from '../backend-reachability.ts';
 import { appReadiness, type ReadinessCheck } from '../registry.ts';
-import { CatalogPublisher, configuredUpstreams } from './catalog-publisher.ts';
+import { CatalogPublisher, configuredUpstreams, onDemandOptions } from './catalog-publisher.ts';
 import { InstanceCatalog, type KeyParser } from './instance-catalog.ts';
 import { InstanceIdClaim } from './instance-id-claim.ts';
 import { type InstanceSpec, instanceSpec } from './instance-record.ts';
@@ -62,6 +62,7 @@ export class KvRegistryCore {
       this.metrics,
       configuredUpstreams(config),
       this.logger,
+      onDemandOptions(settings.watch),
     );
   }
 
@@ -85,9 +86,16 @@ export class KvRegistryCore {
     return made;
   }
 
-  /** Applies a reloaded config's upstream names. Other registry settings need a restart. */
+  /**
+   * Applies a reloaded config's upstream names and `registry.watch` (on-demand idle timeout and
+   * cap). Other registry settings need a restart.
+   */
   reload(config: MeshletConfig): void {
-    if (config.registry.type === this.type) this.publisher.setNames(configuredUpstreams(config));
+    const registry = config.registry;
+    if (registry.type !== 'etcd' && registry.type !== 'redis') return;
+    if (registry.type !== this.type) return;
+    this.publisher.setOnDemand(onDemandOptions(registry.watch));
+    this.publisher.setNames(configuredUpstreams(config));
   }
 
   /** `app`: the local app's check (when registering); then whether the backend answers. */
