@@ -345,6 +345,8 @@ describe('with the sidecar proxy registration', () => {
     ]);
     expect(catalog()).toEqual([`${defaultId}@127.0.0.1`, `${bId}@127.0.0.2`].sort());
     expect(errors(a)).toEqual([]);
+    // Called a collision once a's check stayed refreshed through b's watch (one TTL and one interval).
+    await within(3000, () => errors(b).length > 0, 'the collision called');
     expect(errors(b)).toHaveLength(1);
     await stop(b);
     expect(double.instances('web-sidecar-proxy').map((s) => s.id)).toEqual([`${defaultId}-sidecar-proxy`]);

@@ -5,7 +5,15 @@ import { AppCheckLoop, DRAINED_OUTPUT, SHUTDOWN_CALL_MS, withTimeout } from '../
 import { type CheckStatus, describeProbe, type ProbeTarget } from './app-probe.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics, ConsulOperation } from './consul-metrics.ts';
-import { candidateIds, type Claim, claimServiceId, describeInstance } from './service-id-claim.ts';
+import {
+  candidateIds,
+  type Claim,
+  claimServiceId,
+  describeInstance,
+  HolderWait,
+  holderOf,
+  type Instance,
+} from './service-id-claim.ts';
 import type { SidecarRegistration } from './sidecar-registration.ts';
 
 /** What is registered, resolved from config. */
@@ -53,6 +61,21 @@ export function registrationLost(err: unknown): boolean {
  * another live instance (another Address or Port) is never registered over: a default ID is replaced
  * by a distinct one (see {@link candidateIds}), an ID `registry.serviceId` sets is not registered
  * until it is free; either way an error is logged once and counted.
+ *
+ * Before its first registration a holder at another Address whose TTL check has not expired may be
+ * this instance's own crashed predecessor (a pod re-created at a new address): it is watched for one
+ * TTL and one check interval ({@link HolderWait}), with a warning and no error. A default ID's
+ * instance registers under `<id>-<address>` meanwhile (no gap in the catalog); if the holder's check
+ * expires (or the holder leaves) within the watch, it registers under the default ID and only then
+ * deregisters the interim one. An explicit ID's instance is not registered until the holder expires.
+ * A holder still unexpired after the watch is a live instance: the collision error, and the instance
+ * keeps its distinct ID (or stays unregistered).
+ *
+ * An instance that moved to a distinct ID because of a live instance keeps it while it runs, also
+ * once the default ID is free again: moving back would change its ID in the catalog and the Consul UI
+ * (a deregistration and a registration for its peers' watches), and with two instances that share a
+ * default ID the ID would pass from one to the other at each restart. Its next start claims the
+ * default ID again.
  */
 export class AppRegistration {
   readonly spec: RegistrationSpec;
@@ -62,6 +85,19 @@ export class AppRegistration {
   #id: string;
   /** What was last said about a collision (logged and counted once per distinct situation). */
   #collision: string | null = null;
+  /** Watches a live-looking holder of the ID seen before the first registration: it may be this instance's crashed predecessor. */
+  readonly #holderWait: HolderWait;
+  /** The default ID while registered under `<id>-<address>` and watching its holder, else null. */
+  #watched: string | null = null;
+  /**
+   * Another ID of this run's the agent may still hold for this instance: the interim ID right after
+   * moving to the default one (deregistered once the default registration holds), or the default ID
+   * after a move whose outcome is unknown. Deregistered (while it is this instance's) on the next
+   * tick and at shutdown.
+   */
+  #stale: string | null = null;
+  /** What was last said about a failed deregistration of {@link #stale} (logged once). */
+  #staleFailure: string | null = null;
   /** The tick after a registration reads it back once: another instance may have registered the same ID at once. */
   #confirm = false;
   readonly #client: ConsulClient;
@@ -102,6 +138,7 @@ export class AppRegistration {
     this.spec = spec;
     this.#id = spec.id;
     this.#candidates = candidateIds(spec.id, spec, spec.explicitId === true);
+    this.#holderWait = new HolderWait(spec.ttlMs + spec.intervalMs);
     this.#client = deps.client;
     this.#reach = deps.reach;
     this.#metrics = deps.metrics;
@@ -193,10 +230,12 @@ export class AppRegistration {
         await this.#register(status, output);
         return;
       }
+      if (this.#watched !== null && (await this.#watch(status, output))) return;
       await this.#client.updateCheck(this.checkId, status, output, this.#shutdown.signal);
       this.#reach.ok();
       this.#refusal = null;
       await this.sidecar?.refresh();
+      await this.#dropStale(this.#shutdown.signal);
     } catch (err) {
       if (this.#shutdown.signal.aborted) return;
       if (this.#newToken(err, retried)) {
@@ -243,6 +282,7 @@ export class AppRegistration {
   async #register(status: CheckStatus, output: string, retried = false): Promise<void> {
     const signal = this.#shutdown.signal;
     try {
+      const askedAt = performance.now();
       const claim = await claimServiceId(
         this.#client,
         this.#candidates.slice(Math.max(0, this.#candidates.indexOf(this.#id))),
@@ -250,7 +290,7 @@ export class AppRegistration {
         signal,
       );
       if (signal.aborted) return;
-      if (!(await this.#take(claim))) return;
+      if (!(await this.#take(claim, askedAt))) return;
       const held = this.#sent;
       this.#sent = true;
       await this.#client.register(this.definition(status), signal).catch((err: unknown) => {
@@ -268,6 +308,7 @@ export class AppRegistration {
     }
     this.#refusal = null;
     this.#registered = true;
+    if (this.#watched === null) this.#holderWait.end();
     this.#confirm = true;
     this.#metrics.registrations.inc();
     await this.sidecar?.registerWithService();
@@ -279,6 +320,120 @@ export class AppRegistration {
       port: this.spec.port,
       status,
     });
+    await this.#dropStale(signal);
+  }
+
+  /**
+   * A tick while registered under `<id>-<address>` and watching the default ID's holder: reads what
+   * the agent holds under the default ID. Free, abandoned (its TTL check expired) or this instance's:
+   * moves to it ({@link #moveToWatched}; true when that took this tick's check update). Still held by
+   * the holder first seen after one TTL and one check interval, or by another: a live instance, the
+   * collision is logged and counted and the watch ends (the instance keeps its distinct ID). A read
+   * that fails is made again on the next tick.
+   */
+  async #watch(status: CheckStatus, output: string): Promise<boolean> {
+    const watched = this.#watched!;
+    const askedAt = performance.now();
+    let claim: Claim;
+    try {
+      claim = await claimServiceId(this.#client, [watched], this.spec, this.#shutdown.signal);
+    } catch {
+      return false;
+    }
+    if (claim.id !== null) return this.#moveToWatched(claim, status, output);
+    if (this.#holderWait.see(claim, askedAt, performance.now()) === 'waiting') return false;
+    this.#watched = null;
+    this.#holderWait.end();
+    this.#renamed(claim.passed[0]!, this.#id);
+    return false;
+  }
+
+  /**
+   * Moves from the interim ID to the default one once its holder expired: registers under the
+   * default ID and sets its TTL check, and only then deregisters the interim ID, so the instance is
+   * never missing from the catalog. True when done (or shutdown began meanwhile: it deregisters
+   * both); false when the agent refused or did not answer (the interim registration stays, its check
+   * is updated as usual, and the next tick tries again).
+   */
+  async #moveToWatched(claim: Claim, status: CheckStatus, output: string): Promise<boolean> {
+    const signal = this.#shutdown.signal;
+    const interim = this.#id;
+    const staleBefore = this.#stale;
+    let answered = false;
+    this.#id = claim.id!;
+    this.#stale = interim;
+    try {
+      await this.#client.register(this.definition(status), signal);
+      answered = true;
+      await this.#client.updateCheck(this.checkId, status, output, signal);
+      this.#reach.ok();
+    } catch (err) {
+      if (signal.aborted) return true;
+      // Back to the interim ID; a registration under the default ID that may have gone through is dropped later.
+      this.#id = interim;
+      this.#stale = err instanceof ConsulHttpError && !answered ? staleBefore : claim.id;
+      if (!this.#refused('register', err)) this.#reach.failed('register', err as Error);
+      return false;
+    }
+    this.#watched = null;
+    this.#holderWait.end();
+    this.#collision = null;
+    this.#refusal = null;
+    this.#confirm = true;
+    this.#metrics.registrations.inc();
+    if (this.sidecar !== null) {
+      await this.sidecar.follow(this.#id);
+      await this.sidecar.registerWithService();
+    }
+    await this.#dropStale(signal);
+    this.#logger.info({
+      msg:
+        claim.holder === 'none'
+          ? 'the default service ID is free now: registered under it, then deregistered the interim ID'
+          : "the registration holding the default service ID expired (its TTL check is critical: a crashed earlier run's): took the ID over, then deregistered the interim ID",
+      serviceId: this.#id,
+      interimId: interim,
+      instance: describeInstance(this.spec),
+      status,
+    });
+    return true;
+  }
+
+  /**
+   * Deregisters {@link #stale} while the agent holds it with this instance's Address and Port (never
+   * another instance's registration), then forgets it; on failure it is tried again on the next tick
+   * (and at shutdown), with a warning once. `signal` cancels the read (not the deregistration).
+   */
+  async #dropStale(signal?: AbortSignal): Promise<void> {
+    const stale = this.#stale;
+    if (stale === null) return;
+    if (stale === this.#id) {
+      this.#stale = null;
+      return;
+    }
+    try {
+      const held = await this.#client.localService(stale, signal);
+      if (holderOf(held, this.spec) === 'self') {
+        await this.#client.deregister(stale);
+        this.#logger.info({ msg: 'deregistered from Consul', serviceId: stale });
+      }
+    } catch (err) {
+      if (!(err instanceof ConsulHttpError && err.status === 404)) {
+        if (signal?.aborted === true) return;
+        const reason = (err as Error).message;
+        if (this.#staleFailure !== reason) {
+          this.#staleFailure = reason;
+          this.#logger.warn({
+            msg: 'could not deregister an earlier ID of this instance; trying again every check interval and at shutdown',
+            serviceId: stale,
+            reason,
+          });
+        }
+        return;
+      }
+    }
+    if (this.#stale === stale) this.#stale = null;
+    this.#staleFailure = null;
   }
 
   /**
@@ -297,13 +452,46 @@ export class AppRegistration {
   }
 
   /**
-   * Acts on a claim before registering: takes the chosen ID (the sidecar proxy follows it), logs and
-   * counts a collision once. False when live instances hold every candidate (nothing is registered;
-   * the next tick looks again).
+   * Acts on a claim before registering: watches a live-looking holder that may be this instance's
+   * crashed predecessor (see {@link HolderWait}; a default ID's instance registers under its distinct
+   * ID meanwhile, with a warning), takes the chosen ID (the sidecar proxy follows it), logs and counts
+   * a collision once. False while an explicit ID's holder is watched or when live instances hold
+   * every candidate (nothing is registered; the next tick looks again). `askedAt`: when the claim's
+   * reads were sent (`performance.now()`, ms).
    */
-  async #take(claim: Claim): Promise<boolean> {
+  async #take(claim: Claim, askedAt: number): Promise<boolean> {
     const self = describeInstance(this.spec);
     const first = claim.passed[0];
+    // Registering again while watching (Consul lost the interim registration): the claim starts at the interim ID.
+    const verdict =
+      this.#watched === null ? this.#holderWait.see(claim, askedAt, performance.now()) : 'decided';
+    if (verdict !== 'decided' && claim.id !== null) {
+      this.#watched = first!.id;
+      if (verdict === 'first') {
+        this.#logger.warn({
+          msg: "a registration at another address holds this service ID in Consul and its TTL check has not expired: this instance's own earlier run that crashed (a pod re-created at a new address) or another live instance. Registering under a distinct ID meanwhile; moving to this ID if its TTL expires within waitMs, else it is another instance's (a collision)",
+          heldId: first!.id,
+          heldBy: describeInstance(first!.holder),
+          serviceId: claim.id,
+          instance: self,
+          waitMs: this.#holderWait.graceMs,
+        });
+      }
+      return this.#follow(claim.id);
+    }
+    if (verdict !== 'decided') {
+      this.#refusal = `waiting up to ${this.#holderWait.graceMs} ms for the registration of service ID ${first!.id} by ${describeInstance(first!.holder)} to expire (its TTL check has not expired)`;
+      if (verdict === 'first') {
+        this.#logger.warn({
+          msg: "a registration at another address holds this service ID in Consul and its TTL check has not expired: this instance's own earlier run that crashed (a pod re-created at a new address) or another live instance. Not registering until its TTL expires (then taking the ID over) or waitMs pass with it still refreshed (then it is another instance's)",
+          serviceId: first!.id,
+          heldBy: describeInstance(first!.holder),
+          instance: self,
+          waitMs: this.#holderWait.graceMs,
+        });
+      }
+      return false;
+    }
     if (claim.id === null) {
       const said = `refused ${claim.passed.map((p) => `${p.id}@${describeInstance(p.holder)}`).join(',')}`;
       this.#refusal = `another instance (${describeInstance(first!.holder)}) holds service ID ${first!.id} in Consul`;
@@ -323,22 +511,8 @@ export class AppRegistration {
       }
       return false;
     }
-    if (first !== undefined) {
-      const said = `renamed ${first.id}@${describeInstance(first.holder)} to ${claim.id}`;
-      if (this.#collision !== said) {
-        this.#collision = said;
-        this.#metrics.idCollisions.labels('renamed').inc();
-        this.#logger.error({
-          msg: 'another instance holds this service ID in Consul; registering under a distinct ID instead of replacing it. Set registry.serviceId to give each instance its own ID',
-          heldId: first.id,
-          heldBy: describeInstance(first.holder),
-          serviceId: claim.id,
-          instance: self,
-        });
-      }
-    } else {
-      this.#collision = null;
-    }
+    if (first !== undefined) this.#renamed(first, claim.id);
+    else this.#collision = null;
     if (claim.holder === 'abandoned') {
       this.#logger.warn({
         msg: "taking over another instance's registration of this service ID: its TTL check expired, nobody refreshes it",
@@ -346,18 +520,42 @@ export class AppRegistration {
         instance: self,
       });
     }
-    if (claim.id !== this.#id) {
-      this.#id = claim.id;
+    return this.#follow(claim.id);
+  }
+
+  /** Registers under `id` from now on (the sidecar proxy follows it). Always true. */
+  async #follow(id: string): Promise<boolean> {
+    if (id !== this.#id) {
+      this.#id = id;
       this.#sent = false;
-      await this.sidecar?.follow(claim.id);
+      await this.sidecar?.follow(id);
     }
     return true;
   }
 
-  /** Shutdown, step 1: stop probing and mark the check critical, so peers stop sending. Bounded to 2 s. */
+  /** A live instance holds `held.id`, so this one registers under `id`: logged as an error and counted, once. */
+  #renamed(held: { id: string; holder: Instance }, id: string): void {
+    const said = `renamed ${held.id}@${describeInstance(held.holder)} to ${id}`;
+    if (this.#collision === said) return;
+    this.#collision = said;
+    this.#metrics.idCollisions.labels('renamed').inc();
+    this.#logger.error({
+      msg: 'another instance holds this service ID in Consul; registering under a distinct ID instead of replacing it. Set registry.serviceId to give each instance its own ID',
+      heldId: held.id,
+      heldBy: describeInstance(held.holder),
+      serviceId: id,
+      instance: describeInstance(this.spec),
+    });
+  }
+
+  /**
+   * Shutdown, step 1: stop probing and mark the check critical, so peers stop sending; an interim ID
+   * still held (shutdown during a move to the default ID) is deregistered at once. Bounded to 2 s a call.
+   */
   async markDraining(): Promise<void> {
     this.#shutdown.abort(new Error('meshlet is shutting down'));
     await this.#check.stop();
+    if (this.#stale !== null) await withTimeout(this.#dropStale(), SHUTDOWN_CALL_MS);
     if (!this.#sent) return;
     if (this.sidecar !== null) await withTimeout(this.sidecar.markDraining(), SHUTDOWN_CALL_MS);
     const marked = await withTimeout(
@@ -380,13 +578,15 @@ export class AppRegistration {
 
   /**
    * Shutdown, last step: deregister (also when the registration's answer never came: the agent may
-   * hold it). Bounded to 2 s; the outcome is logged: deregistered, already gone (404), failed, or
-   * no answer in time (the instance then stays, critical, until `DeregisterCriticalServiceAfter`).
+   * hold it), and an interim ID still held. Bounded to 2 s a call; the outcome is logged:
+   * deregistered, already gone (404), failed, or no answer in time (the instance then stays,
+   * critical, until `DeregisterCriticalServiceAfter`).
    */
   async deregister(): Promise<void> {
     this.#shutdown.abort(new Error('meshlet is shutting down'));
     await this.#check.stop();
     if (this.sidecar !== null) await withTimeout(this.sidecar.deregister(), SHUTDOWN_CALL_MS);
+    if (this.#stale !== null) await withTimeout(this.#dropStale(), SHUTDOWN_CALL_MS);
     if (!this.#sent) return;
     this.#sent = false;
     this.#registered = false;

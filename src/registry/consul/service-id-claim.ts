@@ -85,3 +85,68 @@ export async function claimServiceId(
   }
   return { id: null, holder: 'other', passed };
 }
+
+/** What {@link HolderWait.see} makes of a claim: `first` and `waiting` (not decided yet), `decided` (another live instance's, or no holder). */
+export type HolderVerdict = 'first' | 'waiting' | 'decided';
+
+/**
+ * Tells a crashed earlier run of this instance from another live instance before calling a held ID a
+ * collision. A pod re-created under the same name at a new address finds its predecessor's
+ * registration under its default ID (the ID comes from the hostname, which is the pod name), at
+ * another Address and with its TTL check still passing until the TTL runs out. Nothing Consul shows
+ * tells it from a live namesake (pods of one name in two namespaces): the ID and hostname are the same
+ * by construction, and a per-run Meta marker would differ in both cases. Only the check does: a dead
+ * owner's TTL check expires within its TTL, a live owner's is refreshed. So a holder first seen live
+ * is watched for `graceMs` (one TTL and one check interval): if its check expires meanwhile the ID is
+ * taken over as `abandoned`; still unexpired after that, it was refreshed since, so it is another
+ * live instance's (a collision).
+ *
+ * Meanwhile a default ID's instance is registered under its distinct ID `<id>-<address>` (no gap in
+ * the catalog) and moves to the default ID once the holder expires; an ID `registry.serviceId` sets
+ * has no such fallback, so that instance is not registered until the holder expires.
+ *
+ * The watch ends for good with {@link end}: once this run holds its ID for good, a registration that
+ * replaced it afterwards was made by a live instance, so it is a collision at once.
+ */
+export class HolderWait {
+  /** How long a holder is watched, ms. */
+  readonly graceMs: number;
+  /** `id@address:port` of the holder watched, or null. */
+  #holder: string | null = null;
+  /** When the holder was first seen (the answer's arrival, `performance.now()` ms). */
+  #since = 0;
+  #ended = false;
+
+  /** @param graceMs How long a live-looking holder is watched, ms: the registration's TTL plus its check interval. */
+  constructor(graceMs: number) {
+    this.graceMs = graceMs;
+  }
+
+  /**
+   * Judges a claim: `decided` when no live instance held a candidate, when the first one that did
+   * has been seen live for `graceMs`, or after {@link end}; else `first` (a holder seen for the first
+   * time) or `waiting`. `askedAt` is when the claim's reads were sent, `answeredAt` when they
+   * answered (`performance.now()`, ms): the holder must have stayed unexpired from its first answer
+   * to a read sent `graceMs` later.
+   */
+  see(claim: Claim, askedAt: number, answeredAt: number): HolderVerdict {
+    const first = claim.passed[0];
+    if (first === undefined || this.#ended) {
+      this.#holder = null;
+      return 'decided';
+    }
+    const holder = `${first.id}@${describeInstance(first.holder)}`;
+    if (holder !== this.#holder) {
+      this.#holder = holder;
+      this.#since = answeredAt;
+      return 'first';
+    }
+    return askedAt - this.#since >= this.graceMs ? 'decided' : 'waiting';
+  }
+
+  /** This run holds its ID for good: holders seen from now on are live instances (no more watching). */
+  end(): void {
+    this.#ended = true;
+    this.#holder = null;
+  }
+}
