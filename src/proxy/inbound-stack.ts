@@ -18,7 +18,7 @@ import { isAllowed } from '../tls/identity.ts';
 import { RefusalLog } from '../tls/refusal-log.ts';
 import type { AuthorizeResult } from '../tls/tls-source.ts';
 import { incomingDeadlineMs, MIN_ATTEMPT_BUDGET_MS, TIMEOUT_HEADER } from './deadline.ts';
-import { methodRefusal } from './request-target.ts';
+import { methodRefusal, targetRefusal } from './request-target.ts';
 import { type ForwardedRequestHeaders, forwardRequestHeaders } from './headers.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
 import { authorityOf, type DownstreamRequest, type DownstreamResponse, isH2 } from './downstream.ts';
@@ -98,7 +98,8 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         );
         return;
       }
-      // Over HTTP/1.1 node:http refuses an unknown method itself; over HTTP/2 meshlet does the same.
+      // Over HTTP/1.1 node:http refuses an unknown method itself; over HTTP/2 meshlet does the same
+      // (and inboundTarget refuses a target the outbound listener would, over either protocol).
       const badMethod = methodRefusal(req.method);
       if (badMethod !== null) {
         refuse(badMethod, 'bad_request');
@@ -138,16 +139,21 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
 }
 
 /**
- * The target to send the local app, in origin form, or the `400 bad_request` to answer: a Host that
- * is not an authority ({@link authorityRefusal}) is refused; an HTTP/1.1 absolute-form target
+ * The target to send the local app, in origin form, or the `400 bad_request` to answer: a target
+ * holding a byte outside visible ASCII or a `#` fragment ({@link targetRefusal}, as the outbound and
+ * gateway listeners refuse it; over HTTP/2 node:http2 hands bytes 0x80–0xFF and `#` over) and a Host
+ * that is not an authority ({@link authorityRefusal}) are refused; an HTTP/1.1 absolute-form target
  * (`GET http://orders/p`) goes on as `/p` with the URL's authority as its only `Host`, as RFC 9112
  * §3.2.2 has a server read it and as the outbound listener does, so the app reads the name meshlet
  * authorized and logged, not a `Host` that says otherwise. Rewrites the raw header list in place.
- * An HTTP/2 `:path` needs neither: node:http2 resets (PROTOCOL_ERROR) a stream whose `:path` is not
- * origin form or an OPTIONS `*` (RFC 9113 §8.3.1) before any handler sees it.
+ * An HTTP/2 `:path` needs no rewriting: node:http2 resets (PROTOCOL_ERROR) a stream whose `:path`
+ * is not origin form or an OPTIONS `*` (RFC 9113 §8.3.1), or holds a control or a space, before any
+ * handler sees it.
  */
 export function inboundTarget(req: DownstreamRequest): string | MeshletError {
   const url = req.url ?? '/';
+  const badTarget = targetRefusal(url);
+  if (badTarget !== null) return badTarget;
   const hostRefused = authorityRefusal(authorityOf(req));
   if (hostRefused !== null) return hostRefused;
   if (url.charCodeAt(0) === 47 /* / */ || url === '*' || isH2(req)) return url;

@@ -9,6 +9,7 @@ import type { SocketListener } from '../listener/http-listener.ts';
 import { refuseRaw } from '../errors/raw-error.ts';
 import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
 import { forwardRequestHeaders } from '../proxy/headers.ts';
+import { targetRefusal } from '../proxy/request-target.ts';
 import type { RouteTarget, Router } from '../route/router.ts';
 import { type TunnelKind, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { requestOn, type TunnelContext, TunnelExchange } from './tunnel-exchange.ts';
@@ -57,6 +58,9 @@ export function upgradeHandler(
     const token = String(req.headers.upgrade ?? '').toLowerCase();
     const kind = upgradeKind(token);
     const refused = (err: MeshletError): void => refuse(ctx, req, socket, err, kind, startedAt);
+    // As the listener's request handler: node:http's parser lets a `#` fragment through.
+    const invalid = targetRefusal(req.url ?? '/');
+    if (invalid !== null) return refused(invalid);
     const target = route(req);
     if (target instanceof MeshletError) return refused(target);
     const upstream = target.upstream;
