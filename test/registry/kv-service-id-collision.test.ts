@@ -1,103 +1,13 @@
 // Two instances sharing a service ID in etcd or Redis (cluster-wide stores): neither writes over, keeps alive or deletes the other's key.
 import { hostname } from 'node:os';
-import { Etcd3 } from 'etcd3';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ConfigInput } from '../../src/config/schema.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { adminGet, metric, within } from '../consul/consul-helpers.ts';
-import { EtcdServer, RedisServer } from './servers.ts';
+import { holderGraceMs, type Kv, etcdKv, redisKv } from './kv-backends.ts';
 
 const INTERVAL = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** What a key holds, as the test reads it. */
-interface Held {
-  address: string;
-  status: string;
-  output: string;
-}
-
-/** Drives one key-value backend from the test. */
-interface Kv {
-  type: 'etcd' | 'redis';
-  registry(extra?: Record<string, unknown>): ConfigInput['registry'];
-  /** Service ID → what its key holds, for every key of `web`. */
-  web(): Promise<Record<string, Held>>;
-  /** Writes a `web` record under `id` as another process would, expiring after `ttlMs` unless refreshed. */
-  put(id: string, record: Record<string, unknown>, ttlMs: number): Promise<void>;
-  clear(): Promise<void>;
-  close(): Promise<void>;
-}
-
-const parse = (v: string): Held => {
-  const r = JSON.parse(v) as Held;
-  return { address: r.address, status: r.status, output: r.output };
-};
-
-async function etcdKv(): Promise<Kv> {
-  const server = new EtcdServer();
-  await server.start();
-  const client = new Etcd3({ hosts: server.url });
-  const prefix = '/meshlet/services/web/';
-  return {
-    type: 'etcd',
-    registry: (extra = {}) =>
-      ({ type: 'etcd', etcd: { hosts: [server.url], leaseTtl: '2s' }, ...extra }) as ConfigInput['registry'],
-    async web() {
-      const all = await client.getAll().prefix(prefix).strings();
-      return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length), parse(v)]));
-    },
-    async put(id, record, ttlMs) {
-      await client
-        .lease(Math.ceil(ttlMs / 1000), { autoKeepAlive: false })
-        .put(`${prefix}${id}`)
-        .value(JSON.stringify(record))
-        .exec();
-    },
-    clear: async () => {
-      await client.delete().prefix(prefix).exec();
-    },
-    async close() {
-      client.close();
-      await server.close();
-    },
-  };
-}
-
-async function redisKv(): Promise<Kv> {
-  const server = new RedisServer();
-  await server.start();
-  const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  client.on('error', () => undefined);
-  const prefix = 'meshlet:services:web:';
-  return {
-    type: 'redis',
-    registry: (extra = {}) =>
-      ({ type: 'redis', redis: { url: server.url, ttl: '2s' }, ...extra }) as ConfigInput['registry'],
-    async web() {
-      const keys = await client.keys(`${prefix}*`);
-      const values = keys.length === 0 ? [] : await client.mget(...keys);
-      return Object.fromEntries(
-        keys.flatMap((k, i) =>
-          values[i] === null || values[i] === undefined ? [] : [[k.slice(prefix.length), parse(values[i]!)]],
-        ),
-      );
-    },
-    async put(id, record, ttlMs) {
-      await client.set(`${prefix}${id}`, JSON.stringify(record), 'PX', ttlMs);
-    },
-    clear: async () => {
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
-    },
-    async close() {
-      client.disconnect();
-      await server.close();
-    },
-  };
-}
 
 describe.each([
   ['etcd', etcdKv],
@@ -110,6 +20,8 @@ describe.each([
   const started: InProcessMeshlet[] = [];
   const RENAMED = `meshlet_registry_${name}_service_id_collisions_total{outcome="renamed"}`;
   const REFUSED = `meshlet_registry_${name}_service_id_collisions_total{outcome="refused"}`;
+  /** How long a key held at another address is watched before it is called another live instance's. */
+  const GRACE = holderGraceMs(name, INTERVAL);
 
   beforeAll(async () => {
     kv = await make();
@@ -188,7 +100,9 @@ describe.each([
     await within(3000, async () => (await endpoints()).length === 2, 'the caller discovers both');
     expect(await endpoints()).toEqual([`127.0.0.1:${app.port}`, `127.0.0.2:${app.port}`]);
 
-    // One error line from b, naming both instances and the key that fixes it; none from a.
+    // One error line from b, naming both instances and the key that fixes it; none from a. Called a
+    // collision once a's key stayed alive through b's watch (one TTL and one interval).
+    await within(GRACE + 3000, () => errors(b).length > 0, 'the collision called');
     expect(errors(b)).toHaveLength(1);
     expect(errors(b)[0]).toMatchObject({
       heldId: defaultId,
@@ -238,6 +152,8 @@ describe.each([
     const ids = [(await registration(a)).serviceId, (await registration(b)).serviceId];
     expect(new Set(ids).size).toBe(2);
     expect(ids).toContain(defaultId);
+    await within(GRACE + 3000, () => errors(a).length + errors(b).length > 0, 'the collision called');
+    await sleep(3 * INTERVAL);
     expect(errors(a).length + errors(b).length).toBe(1);
   }, 30_000);
 
@@ -323,7 +239,7 @@ describe.each([
     const a = await web('127.0.0.1', { serviceId: 'web-shared' });
     await within(3000, async () => (await keys()).length === 1, 'a registered');
     const b = await web('127.0.0.2', { serviceId: 'web-shared' });
-    await within(3000, () => errors(b).length > 0, 'b refused');
+    await within(GRACE + 3000, () => errors(b).length > 0, 'b refused');
     await sleep(5 * INTERVAL);
     expect(await keys()).toEqual(['web-shared@127.0.0.1 passing']);
     expect(errors(b)).toHaveLength(1);

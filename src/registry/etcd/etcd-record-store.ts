@@ -3,6 +3,7 @@ import type { Etcd3, IKeyValue, Lease } from 'etcd3';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { BackendReachability } from '../backend-reachability.ts';
 import {
+  type ConditionalDelete,
   type ConditionalPut,
   type Expect,
   IdRefusedError,
@@ -12,6 +13,17 @@ import type { InstanceRecord } from '../kv/instance-record.ts';
 import type { RecordStore } from '../kv/instance-registration.ts';
 import type { RegistryMetrics } from '../kv/registry-metrics.ts';
 
+/** How often etcd looks for expired leases (and deletes their keys), ms: a key outlives its lease by up to this. */
+export const LEASE_REVOKE_MS = 500;
+
+/**
+ * The longest a crashed instance's key outlives its last keep-alive, ms: the lease TTL in whole
+ * seconds (as granted) and etcd's lease check. `leaseTtlMs`: `registry.etcd.leaseTtl`, ms.
+ */
+export function leaseExpiryMs(leaseTtlMs: number): number {
+  return Math.ceil(leaseTtlMs / 1000) * 1000 + LEASE_REVOKE_MS;
+}
+
 /**
  * The key `<prefix><service>/<id>` holds the record under a lease of `leaseTtlMs` (whole seconds,
  * rounded up) kept alive every TTL/3. A meshlet that dies stops the keep-alives and etcd deletes the
@@ -19,8 +31,11 @@ import type { RegistryMetrics } from '../kv/registry-metrics.ts';
  * restored cluster) is replaced by a new one and the record put again, retried with backoff until
  * etcd answers. Every put is one transaction that compares the key first (absent, under this
  * lease, or the revision a read saw naming this instance's address and port), so a key another
- * live instance holds is never written over (see {@link InstanceIdClaim}); the stop revokes the
- * lease, which deletes only keys under it.
+ * live instance holds is never written over (see {@link InstanceIdClaim}). While the record is
+ * under an interim ID (a key at another address held the default one), the default key is tried
+ * every check interval by the same transaction, and the interim key deleted (only while under this
+ * lease) once the record is there. The stop revokes the lease, which deletes only keys under it:
+ * the current one, and the interim one if the stop came in the middle of a move.
  */
 export class EtcdRecordStore implements RecordStore {
   readonly #keyOf: (id: string) => string;
@@ -120,6 +135,47 @@ export class EtcdRecordStore implements RecordStore {
     }
   }
 
+  followUp(): Promise<void> {
+    return this.#serial(async () => {
+      const record = this.#record;
+      const lease = this.#lease;
+      if (record === null || lease === null || this.#removed || !this.#held) return;
+      const leaseId = await lease.grant();
+      const moved = await this.#claim.followUp(
+        this.#conditionalPut(record, leaseId),
+        this.#conditionalDelete(leaseId),
+      );
+      if (moved) this.#metrics.registrations.inc();
+    });
+  }
+
+  dropStale(): Promise<void> {
+    return this.#serial(async () => {
+      const lease = this.#lease;
+      // Without a lease, keys under the lost one expire with it.
+      if (lease !== null) await this.#claim.dropStale(this.#conditionalDelete(await lease.grant()));
+    });
+  }
+
+  /** Runs `step` after the writes queued before it (never rejects). */
+  #serial(step: () => Promise<void>): Promise<void> {
+    const next = this.#writing.then(step).catch(() => undefined);
+    this.#writing = next;
+    return next;
+  }
+
+  /** One transaction: deletes the key of `id` while it is under `leaseId` (this meshlet's). */
+  #conditionalDelete(leaseId: string): ConditionalDelete {
+    return async (id: string) => {
+      const key = this.#keyOf(id);
+      const res = await this.#client
+        .if(key, 'Lease', '==', leaseId)
+        .then(this.#client.delete().key(key))
+        .commit();
+      return res.succeeded;
+    };
+  }
+
   /** One transaction: put `record` under `id` with the lease when the key holds what `expect` says, else read it. */
   #conditionalPut(record: InstanceRecord, leaseId: string): ConditionalPut {
     return async (id: string, expect: Expect) => {
@@ -189,7 +245,10 @@ export class EtcdRecordStore implements RecordStore {
     if (this.#record !== null && !this.#removed) this.write(this.#record).catch(() => undefined);
   }
 
-  /** Revokes the lease, which deletes the key (only while it is under this lease: never another instance's). */
+  /**
+   * Revokes the lease, which deletes the keys under it (this run's: never another instance's); when
+   * the revoke fails, deletes each key of this run while it is under the lease.
+   */
   async remove(): Promise<void> {
     this.#removed = true;
     if (this.#retry !== null) clearTimeout(this.#retry);
@@ -204,13 +263,12 @@ export class EtcdRecordStore implements RecordStore {
       await lease.revoke();
     } catch (err) {
       this.#reach.failed('deregister', err as Error);
-      const key = this.key;
-      await lease
-        .grant()
-        .then((leaseId) =>
-          this.#client.if(key, 'Lease', '==', leaseId).then(this.#client.delete().key(key)).commit(),
-        )
-        .catch(() => undefined);
+      try {
+        const drop = this.#conditionalDelete(await lease.grant());
+        for (const id of this.#claim.held) await drop(id);
+      } catch {
+        // etcd does not answer: the keys expire with the lease.
+      }
     }
   }
 }

@@ -6,7 +6,7 @@ import { KvRegistryCore, type KvRegistryOptions } from '../kv/kv-registry-core.t
 import type { ReadinessCheck, Registry } from '../registry.ts';
 import { EtcdCatalogWatch } from './etcd-catalog-watch.ts';
 import { connectEtcd, credentialsError } from './etcd-connection.ts';
-import { EtcdRecordStore } from './etcd-record-store.ts';
+import { EtcdRecordStore, leaseExpiryMs } from './etcd-record-store.ts';
 
 /** Options of the etcd registry. */
 export type EtcdRegistryOptions = KvRegistryOptions;
@@ -80,6 +80,7 @@ export class EtcdRegistry implements Registry {
     }
     core.publisher.attach();
     this.#store = core.register(
+      leaseExpiryMs(etcd.leaseTtl),
       (spec, claim) =>
         new EtcdRecordStore((id) => `${etcd.prefix}${spec.service}/${id}`, claim, etcd.leaseTtl, {
           client,

@@ -1,6 +1,7 @@
-// Picks the etcd/Redis key this instance's record lives under, so it never replaces another live instance's record.
+// Picks the etcd/Redis key this instance's record lives under, so it never replaces another live instance's record; moves to the default ID once a crashed earlier run's key expires.
 import type { Logger } from '../../telemetry/logger.ts';
 import { candidateIds, describeInstance, type Instance } from '../consul/service-id-claim.ts';
+import { type HolderVerdict, HolderWait } from '../holder-wait.ts';
 import { parseRecord } from './instance-record.ts';
 import type { RegistryMetrics } from './registry-metrics.ts';
 
@@ -25,6 +26,13 @@ export type ConditionalPut = (
   id: string,
   expect: Expect,
 ) => Promise<{ written: true } | { written: false; held: Held | null }>;
+
+/**
+ * One atomic attempt: deletes the key of `id` while it holds this instance's record of this run
+ * (under its lease in etcd, a value it wrote in Redis); true when deleted, false when it held
+ * anything else or nothing (left as it is).
+ */
+export type ConditionalDelete = (id: string) => Promise<boolean>;
 
 /** The store refused to write: live instances hold every key this instance may use (retried every check interval). */
 export class IdRefusedError extends Error {
@@ -54,17 +62,32 @@ export interface ClaimSpec extends Instance {
   explicitId: boolean;
 }
 
+/** A candidate another instance holds: who (null for a value that is no valid record) and how logs name it. */
+interface Passed {
+  id: string;
+  holder: Instance | null;
+  heldBy: string;
+}
+
 /**
  * The instance's service ID in a key-value registry. etcd and Redis are shared by the whole
  * cluster, so two instances with the same default ID (the same service name, hostname and port:
  * pods of one name in two namespaces, two compose projects) would write the same key, each
  * replacing the other's record and deleting it at shutdown. Every write here is conditional: a
  * key that is free, this instance's own, or names this instance's address and port (its earlier
- * run) is written; a key holding any other value (a live instance: a dead one's key expired with
- * its lease or TTL) is never written over. A default ID is then replaced by a distinct one (the
- * same {@link candidateIds} as Consul's), an ID `registry.serviceId` sets is not written until it
- * is free; either way one error is logged per distinct situation and counted in
- * `meshlet_registry_<type>_service_id_collisions_total{outcome}`.
+ * run) is written; a key holding any other value is never written over.
+ *
+ * Before the first write a key held at another address may be this instance's own run that crashed
+ * moments ago (a pod re-created at a new address keeps its hostname, so its default ID): its key
+ * lives until its lease or TTL runs out. It is watched for `graceMs` ({@link HolderWait}: one TTL
+ * and one check interval) with a warning and no error. A default ID's instance writes under
+ * `<id>-<address>` meanwhile; if the held key expires within the watch, {@link followUp} writes
+ * under the default ID and only then deletes the interim key. An explicit ID's instance writes
+ * nothing until the key expires. A key still held after the watch is a live instance's: a default
+ * ID is then replaced by a distinct one for the run (the same {@link candidateIds} as Consul's), an
+ * ID `registry.serviceId` sets is not written until it is free; either way one error is logged per
+ * distinct situation and counted in `meshlet_registry_<type>_service_id_collisions_total{outcome}`.
+ * A key held by another instance after this run's first write is a live instance's at once.
  */
 export class InstanceIdClaim {
   readonly #spec: ClaimSpec;
@@ -72,16 +95,32 @@ export class InstanceIdClaim {
   readonly #type: string;
   readonly #metrics: RegistryMetrics;
   readonly #logger: Logger;
+  /** Watches a live-looking holder of the ID seen before the first write: it may be this instance's crashed predecessor. */
+  readonly #wait: HolderWait;
   #index = 0;
   #collision: string | null = null;
   #refusal: string | null = null;
+  /** The default ID while written under `<id>-<address>` and watching its holder, else null. */
+  #watched: string | null = null;
+  /** The interim ID right after moving to the default one, until its key is deleted; else null. */
+  #stale: string | null = null;
+  /** What was last said about a failed delete of {@link #stale} (logged once). */
+  #staleFailure: string | null = null;
 
-  constructor(spec: ClaimSpec, deps: { type: string; metrics: RegistryMetrics; logger: Logger }) {
+  /**
+   * @param deps.graceMs How long a live-looking holder is watched before it is called another
+   *   live instance, ms: the key's lease or TTL plus one check interval.
+   */
+  constructor(
+    spec: ClaimSpec,
+    deps: { type: string; metrics: RegistryMetrics; logger: Logger; graceMs: number },
+  ) {
     this.#spec = spec;
     this.#candidates = candidateIds(spec.id, spec, spec.explicitId);
     this.#type = deps.type;
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
+    this.#wait = new HolderWait(deps.graceMs);
   }
 
   /** The ID written under (or to be tried next): the configured one unless another instance holds it. */
@@ -89,66 +128,227 @@ export class InstanceIdClaim {
     return this.#candidates[this.#index]!;
   }
 
-  /** Why the last write was refused (another instance holds every candidate), or null. */
+  /** Every ID whose key this run may hold: {@link id}, and the interim one while its key is not deleted yet. */
+  get held(): string[] {
+    return this.#stale === null || this.#stale === this.id ? [this.id] : [this.id, this.#stale];
+  }
+
+  /** Why the last write was refused (another instance holds every candidate, or the watch waits), or null. */
   get refusal(): string | null {
     return this.#refusal;
+  }
+
+  /** How a live-looking holder lapses in this store: an etcd lease, a Redis key's TTL. */
+  get #expiry(): string {
+    return this.#type === 'etcd' ? 'lease' : 'TTL';
   }
 
   /**
    * Writes through `put` under the current ID, or the next candidate another live instance does not
    * hold. `mine`: the store believes it holds the current key (tried first as `mine`). Rejects with
-   * {@link IdRefusedError} when live instances hold every candidate, and with the store's error when
-   * it fails.
+   * {@link IdRefusedError} when live instances hold every candidate (or an explicit ID's holder is
+   * watched), and with the store's error when it fails.
    */
   async write(put: ConditionalPut, mine: boolean): Promise<void> {
-    const passed: { id: string; heldBy: string }[] = [];
+    const askedAt = performance.now();
+    const passed: Passed[] = [];
     for (let i = this.#index; i < this.#candidates.length; i++) {
       const id = this.#candidates[i]!;
-      let expect: Expect = mine && i === this.#index ? { kind: 'mine' } : { kind: 'absent' };
-      let heldBy: string | null = null;
-      for (let attempt = 0; heldBy === null; attempt++) {
-        if (attempt === MAX_ATTEMPTS)
-          throw new Error(`the ${this.#type} key of ${id} kept changing; retrying`);
-        const out = await put(id, expect);
-        if (out.written) {
-          this.#took(i, passed);
-          return;
-        }
-        const held = out.held;
-        if (held === null) expect = { kind: 'absent' };
-        else if (held.mine) expect = { kind: 'mine' };
-        else if (namesSelf(held.value, this.#spec)) expect = { kind: 'seen', version: held.version };
-        else {
-          const holder = recordHolder(held.value);
-          heldBy = holder === null ? 'a value that is no valid record' : describeInstance(holder);
-        }
+      const held = await this.#put(put, id, mine && i === this.#index);
+      if (held === null) {
+        this.#took(i, passed, askedAt);
+        return;
       }
-      passed.push({ id, heldBy });
+      passed.push(held);
     }
+    if (this.#verdict(passed, askedAt) !== 'decided') throw new IdRefusedError(this.#refusal!);
     this.#refused(passed);
     throw new IdRefusedError(this.#refusal!);
   }
 
-  /** Took candidate `i` after passing `passed`: logged and counted once when it is a distinct ID. */
-  #took(i: number, passed: { id: string; heldBy: string }[]): void {
+  /**
+   * Every check interval while the record is stored. While written under the interim ID and
+   * watching the default ID's holder: tries the default ID's key (written only when free, this
+   * instance's, or naming its address and port). Written: this instance moved to it, and the interim
+   * key is deleted next (true is returned: a new key holds the record). Still held by the holder
+   * first seen, after `graceMs`, or held by another: a live instance, the collision is logged and
+   * counted and the watch ends (the instance keeps its distinct ID for the run). A store failure is
+   * tried again on the next call. Then deletes the interim key when one is left ({@link dropStale}).
+   */
+  async followUp(put: ConditionalPut, drop: ConditionalDelete): Promise<boolean> {
+    const watched = this.#watched;
+    let moved = false;
+    if (watched !== null) {
+      const askedAt = performance.now();
+      let held: Passed | null | undefined;
+      try {
+        held = await this.#put(put, watched, false);
+      } catch {
+        held = undefined;
+      }
+      if (held === null) {
+        moved = true;
+        await this.#moved(watched, drop);
+      } else if (held !== undefined && this.#see(held, askedAt) !== 'waiting') {
+        this.#watched = null;
+        this.#wait.end();
+        this.#renamed(held);
+      }
+    }
+    if (!moved) await this.dropStale(drop);
+    return moved;
+  }
+
+  /**
+   * Deletes the interim key left by a move to the default ID while it holds this instance's record
+   * (never another instance's), then forgets it; on failure it is tried again on the next check
+   * interval (and at shutdown), with a warning once.
+   */
+  async dropStale(drop: ConditionalDelete): Promise<void> {
+    const stale = this.#stale;
+    if (stale === null) return;
+    if (stale !== this.id) {
+      try {
+        if (await drop(stale))
+          this.#logger.info({
+            msg: `deleted an earlier key of this instance from ${this.#type}`,
+            serviceId: stale,
+          });
+      } catch (err) {
+        const reason = (err as Error).message;
+        if (this.#staleFailure !== reason) {
+          this.#staleFailure = reason;
+          this.#logger.warn({
+            msg: 'could not delete an earlier key of this instance; trying again every check interval and at shutdown',
+            serviceId: stale,
+            reason,
+          });
+        }
+        return;
+      }
+    }
+    if (this.#stale === stale) this.#stale = null;
+    this.#staleFailure = null;
+  }
+
+  /** Written under `watched` (the default ID) while watching: it is the current ID now; the interim key is deleted. */
+  async #moved(watched: string, drop: ConditionalDelete): Promise<void> {
+    const interim = this.id;
+    this.#index = this.#candidates.indexOf(watched);
+    this.#stale = interim;
+    this.#watched = null;
+    this.#wait.end();
+    this.#collision = null;
+    this.#refusal = null;
+    await this.dropStale(drop);
+    this.#logger.info({
+      msg: `the default service ID is free now (the ${this.#type} record holding it expired: a crashed earlier run's, or it left): registered under it, then deleted the interim key`,
+      serviceId: this.id,
+      interimId: interim,
+      instance: describeInstance(this.#spec),
+    });
+  }
+
+  /**
+   * One key through `put`, retried while it changes under the write: null when written (free, this
+   * instance's own, or naming its address and port), else who holds it.
+   */
+  async #put(put: ConditionalPut, id: string, mine: boolean): Promise<Passed | null> {
+    let expect: Expect = mine ? { kind: 'mine' } : { kind: 'absent' };
+    for (let attempt = 0; ; attempt++) {
+      if (attempt === MAX_ATTEMPTS) throw new Error(`the ${this.#type} key of ${id} kept changing; retrying`);
+      const out = await put(id, expect);
+      if (out.written) return null;
+      const held = out.held;
+      if (held === null) expect = { kind: 'absent' };
+      else if (held.mine) expect = { kind: 'mine' };
+      else if (namesSelf(held.value, this.#spec)) expect = { kind: 'seen', version: held.version };
+      else {
+        const holder = recordHolder(held.value);
+        return {
+          id,
+          holder,
+          heldBy: holder === null ? 'a value that is no valid record' : describeInstance(holder),
+        };
+      }
+    }
+  }
+
+  /** The watch's verdict on a holder (a value that is no valid record is no crashed meshlet's: decided). */
+  #see(held: Passed, askedAt: number): HolderVerdict {
+    const passed = held.holder === null ? [] : [{ id: held.id, holder: held.holder }];
+    return this.#wait.see({ passed }, askedAt, performance.now());
+  }
+
+  /**
+   * The watch's verdict on the candidates a write passed, before the first write: `first` and
+   * `waiting` while the first holder may be this instance's crashed predecessor (warned once; an
+   * explicit ID's write is refused meanwhile, the reason in {@link refusal}). `decided` while
+   * written under the interim ID (the watch runs in {@link followUp}) or once the watch ended.
+   */
+  #verdict(passed: Passed[], askedAt: number): HolderVerdict {
+    const first = passed[0];
+    if (first === undefined || this.#watched !== null) return 'decided';
+    const verdict = this.#see(first, askedAt);
+    if (verdict === 'decided') return verdict;
+    const waiting = passed.length === this.#candidates.length - this.#index;
+    if (waiting)
+      this.#refusal = `waiting up to ${this.#wait.graceMs} ms for the record of service ID ${first.id} by ${first.heldBy} to expire (its ${this.#expiry} has not expired)`;
+    if (verdict !== 'first') return verdict;
+    const expiry = this.#expiry;
+    const maybe = `a registration at another address holds this service ID in ${this.#type} and its ${expiry} has not expired: this instance's own earlier run that crashed (a pod re-created at a new address) or another live instance.`;
+    if (waiting) {
+      this.#logger.warn({
+        msg: `${maybe} Not registering until its ${expiry} expires (then taking the ID over) or waitMs pass with it still refreshed (then it is another instance's)`,
+        serviceId: first.id,
+        heldBy: first.heldBy,
+        instance: describeInstance(this.#spec),
+        waitMs: this.#wait.graceMs,
+      });
+    } else {
+      this.#logger.warn({
+        msg: `${maybe} Registering under a distinct ID meanwhile; moving to this ID if its ${expiry} expires within waitMs, else it is another instance's (a collision)`,
+        heldId: first.id,
+        heldBy: first.heldBy,
+        serviceId: this.#candidates[this.#index + passed.length],
+        instance: describeInstance(this.#spec),
+        waitMs: this.#wait.graceMs,
+      });
+    }
+    return verdict;
+  }
+
+  /** Took candidate `i` after passing `passed`: a watched holder is warned about, a live one logged and counted once. */
+  #took(i: number, passed: Passed[], askedAt: number): void {
+    const verdict = this.#verdict(passed, askedAt);
     this.#index = i;
     this.#refusal = null;
+    if (verdict !== 'decided') {
+      this.#watched = passed[0]!.id;
+      return;
+    }
+    if (this.#watched === null) this.#wait.end();
     const first = passed[0];
-    if (first === undefined) return;
-    const said = `renamed ${first.id}@${first.heldBy} to ${this.id}`;
+    if (first === undefined) this.#collision = null;
+    else this.#renamed(first);
+  }
+
+  /** A live instance holds `held.id`, so this one writes under {@link id}: logged as an error and counted, once. */
+  #renamed(held: Passed): void {
+    const said = `renamed ${held.id}@${held.heldBy} to ${this.id}`;
     if (this.#collision === said) return;
     this.#collision = said;
     this.#metrics.idCollisions?.labels('renamed').inc();
     this.#logger.error({
       msg: `another instance holds this service ID in ${this.#type}; registering under a distinct ID instead of replacing it. Set registry.serviceId to give each instance its own ID`,
-      heldId: first.id,
-      heldBy: first.heldBy,
+      heldId: held.id,
+      heldBy: held.heldBy,
       serviceId: this.id,
       instance: describeInstance(this.#spec),
     });
   }
 
-  #refused(passed: { id: string; heldBy: string }[]): void {
+  #refused(passed: Passed[]): void {
     const first = passed[0]!;
     this.#refusal = `another instance (${first.heldBy}) holds service ID ${first.id} in ${this.#type}`;
     const said = `refused ${passed.map((p) => `${p.id}@${p.heldBy}`).join(',')}`;

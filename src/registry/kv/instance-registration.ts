@@ -25,7 +25,16 @@ export interface RecordStore {
    * refused (an `IdRefusedError`).
    */
   write(record: InstanceRecord): Promise<void>;
-  /** Removes the record and stops keeping it alive. Bounded by the caller. */
+  /**
+   * Every check interval while the record is stored: while it is written under an interim ID
+   * (another address's key held the default one before the first write), looks whether that key
+   * expired and moves the record to the default ID (written there first, then the interim key
+   * deleted); deletes an interim key a move left. Never rejects.
+   */
+  followUp(): Promise<void>;
+  /** Deletes an interim key a move to the default ID left (shutdown, before the drain). Never rejects. */
+  dropStale(): Promise<void>;
+  /** Removes the record (every key this run holds) and stops keeping it alive. Bounded by the caller. */
   remove(): Promise<void>;
 }
 
@@ -35,7 +44,8 @@ export type ProbeSettings = CheckSettings;
 /**
  * The instance's registration. Every `intervalMs` it probes the local app (the same probe, status
  * thresholds and outputs as the Consul registry) and writes the record when the reported status
- * changed, or when the last write failed. Keeping the record alive (lease keep-alive, TTL
+ * changed, or when the last write failed, then lets the store follow up on its service ID (a move
+ * from an interim ID to the default one). Keeping the record alive (lease keep-alive, TTL
  * heartbeat) and restoring it after a backend loss is the store's job.
  */
 export class InstanceRegistration {
@@ -55,7 +65,7 @@ export class InstanceRegistration {
     this.spec = spec;
     this.#store = deps.store;
     this.#logger = deps.logger;
-    this.#check = new AppCheckLoop(settings, deps, () => this.#write());
+    this.#check = new AppCheckLoop(settings, deps, () => this.#tick());
   }
 
   /** The status last reported (undefined before the first probe) and the probe's output. */
@@ -91,6 +101,12 @@ export class InstanceRegistration {
   /** Starts probing and registering; returns at once. */
   start(): void {
     this.#check.start();
+  }
+
+  /** One check interval: the record written when it changed, then the store's follow-up on the service ID. */
+  async #tick(): Promise<void> {
+    await this.#write();
+    if (this.#written !== null) await this.#store.followUp();
   }
 
   /** Writes the record when what peers act on (status, weight) differs from what was written. */
@@ -134,9 +150,13 @@ export class InstanceRegistration {
     await withTimeout(this.#write(), SHUTDOWN_CALL_MS);
   }
 
-  /** Shutdown, step 1: stop probing and write the record critical, so peers stop sending. Bounded to 2 s. */
+  /**
+   * Shutdown, step 1: stop probing and write the record critical, so peers stop sending; an interim
+   * key still held (shutdown during a move to the default ID) is deleted at once. Bounded to 2 s a call.
+   */
   async markDraining(): Promise<void> {
     await this.#check.stop();
+    await withTimeout(this.#store.dropStale(), SHUTDOWN_CALL_MS);
     if (this.#written === null) return;
     const record = buildRecord(this.spec, 'critical', 'meshlet is shutting down: draining');
     this.#record = record;
@@ -146,7 +166,7 @@ export class InstanceRegistration {
     );
   }
 
-  /** Shutdown, last step: remove the record. Bounded to 2 s. */
+  /** Shutdown, last step: remove the record (and an interim key still held). Bounded to 2 s. */
   async deregister(): Promise<void> {
     await this.#check.stop();
     this.#written = null;

@@ -68,14 +68,24 @@ export class KvRegistryCore {
 
   /**
    * Registers this instance when `service` is set (and `register` is not false): `store` gives the
-   * backend's record store for its spec and the claim that picks its service ID. Returns the store,
-   * or null when nothing is registered.
+   * backend's record store for its spec and the claim that picks its service ID. `expiryMs`: the
+   * longest a crashed instance's key outlives it (its lease or TTL, ms); a key held at another
+   * address is watched for that plus one check interval before it is called another live
+   * instance's. Returns the store, or null when nothing is registered.
    */
-  register<S extends RecordStore>(store: (spec: InstanceSpec, claim: InstanceIdClaim) => S): S | null {
+  register<S extends RecordStore>(
+    expiryMs: number,
+    store: (spec: InstanceSpec, claim: InstanceIdClaim) => S,
+  ): S | null {
     const service = this.#config.service;
     if (service === undefined || this.settings.register === false) return null;
     const spec = instanceSpec(service, this.settings, this.#inboundPort?.());
-    const claim = new InstanceIdClaim(spec, { type: this.type, metrics: this.metrics, logger: this.logger });
+    const claim = new InstanceIdClaim(spec, {
+      type: this.type,
+      metrics: this.metrics,
+      logger: this.logger,
+      graceMs: expiryMs + this.settings.check.interval,
+    });
     const made = store(spec, claim);
     this.registration = new InstanceRegistration(spec, probeSettings(service, this.settings.check), {
       store: made,

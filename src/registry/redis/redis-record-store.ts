@@ -2,6 +2,7 @@
 import type { Logger } from '../../telemetry/logger.ts';
 import type { BackendReachability } from '../backend-reachability.ts';
 import {
+  type ConditionalDelete,
   type ConditionalPut,
   type Expect,
   IdRefusedError,
@@ -41,11 +42,16 @@ if cur == ARGV[1] then
 end
 return {2, cur}`;
 
-/** Compare-and-delete: DEL when the key holds ARGV[1]. Answers 1 when deleted, else 0. */
+/** Compare-and-delete: DEL when the key holds one of ARGV. Answers 1 when deleted, else 0. */
 const DELETE_IF = `
 local cur = redis.pcall('GET', KEYS[1])
-if cur == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+for _, v in ipairs(ARGV) do
+  if cur == v then return redis.call('DEL', KEYS[1]) end
+end
 return 0`;
+
+/** Values remembered per key for the delete: the last few this store sent (a write whose answer was lost may have landed). */
+const SENT_KEPT = 4;
 
 /**
  * The key `<prefix><service>:<id>` holds the record (JSON) with a TTL of `ttlMs`. A heartbeat every
@@ -56,6 +62,10 @@ return 0`;
  * Writes, heartbeats and the delete are small scripts that compare the key's value first, atomic in
  * Redis: a key another live instance holds is never written over (see {@link InstanceIdClaim}),
  * extended or deleted; one naming this instance's address and port (its earlier run) is taken over.
+ * While the record is under an interim ID (a key at another address held the default one), the
+ * default key is tried every check interval by the same script, and the interim key deleted (only
+ * while it holds a value this store wrote) once the record is there. The stop deletes every key
+ * this run wrote: the current one, and the interim one if the stop came in the middle of a move.
  */
 export class RedisRecordStore implements RecordStore {
   readonly #keyOf: (id: string) => string;
@@ -73,6 +83,10 @@ export class RedisRecordStore implements RecordStore {
   #stored = false;
   #heartbeat: NodeJS.Timeout | null = null;
   #removed = false;
+  /** Service ID → the last values this store sent under its key (what the delete compares). */
+  readonly #sent = new Map<string, string[]>();
+  /** Writes and moves go one at a time. */
+  #chain: Promise<unknown> = Promise.resolve();
 
   /**
    * @param keyOf The key of a service ID (`<prefix><service>:<id>`).
@@ -117,29 +131,80 @@ export class RedisRecordStore implements RecordStore {
     this.#record = record;
     this.#removed = false;
     this.#startHeartbeat();
-    await this.#set();
+    await this.#serial(() => this.#set());
+  }
+
+  /** Runs `step` after the writes queued before it. */
+  #serial<T>(step: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(step);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** One script: SET `record` under `id` when the key holds what `expect` says, else what it holds. `onWrite` learns of a write. */
+  #conditionalPut(record: InstanceRecord, onWrite: (expect: Expect) => void): ConditionalPut {
+    return async (id: string, expect: Expect) => {
+      const expected = expect.kind === 'absent' ? '' : expect.kind === 'mine' ? this.#value! : expect.version;
+      const value = JSON.stringify({ ...record, id });
+      const key = this.#keyOf(id);
+      const sent = (this.#sent.get(id) ?? []).concat(value).slice(-SENT_KEPT);
+      this.#sent.set(id, sent);
+      const [written, held] = (await this.#client.eval(SET_IF, 1, key, expected, value, this.#ttlMs)) as [
+        number,
+        string?,
+      ];
+      if (written === 1) {
+        this.#sent.set(id, [value]);
+        this.#value = value;
+        onWrite(expect);
+        return { written: true };
+      }
+      const left = sent.filter((v) => v !== value);
+      if (left.length === 0) this.#sent.delete(id);
+      else this.#sent.set(id, left);
+      if (held === undefined || held === '') return { written: false, held: null };
+      return { written: false, held: { value: held, version: held, mine: held === this.#value } };
+    };
+  }
+
+  /** One script: DEL the key of `id` while it holds a value this store sent there (announced on the channel). */
+  readonly #conditionalDelete: ConditionalDelete = async (id: string) => {
+    const values = this.#sent.get(id);
+    if (values === undefined) return false;
+    const key = this.#keyOf(id);
+    const deleted = await this.#client.eval(DELETE_IF, 1, key, ...values);
+    this.#sent.delete(id);
+    if (deleted !== 1) return false;
+    await this.#client.publish(this.#channel, key);
+    return true;
+  };
+
+  followUp(): Promise<void> {
+    return this.#serial(async () => {
+      const record = this.#record;
+      if (record === null || this.#removed || !this.#stored) return;
+      const put = this.#conditionalPut(record, () => undefined);
+      const announced: ConditionalPut = async (id, expect) => {
+        const out = await put(id, expect);
+        // Announced at once: the interim key's delete, announced next, must not reach peers first.
+        if (out.written) await this.#client.publish(this.#channel, this.#keyOf(id)).catch(() => undefined);
+        return out;
+      };
+      if (await this.#claim.followUp(announced, this.#conditionalDelete)) this.#metrics.registrations.inc();
+    }).catch(() => undefined);
+  }
+
+  dropStale(): Promise<void> {
+    return this.#serial(() => this.#claim.dropStale(this.#conditionalDelete)).catch(() => undefined);
   }
 
   async #set(): Promise<void> {
     const record = this.#record;
     if (record === null || this.#removed) return;
     let created = false;
-    const put: ConditionalPut = async (id: string, expect: Expect) => {
-      const expected = expect.kind === 'absent' ? '' : expect.kind === 'mine' ? this.#value! : expect.version;
-      const value = JSON.stringify({ ...record, id });
-      const key = this.#keyOf(id);
-      const [written, held] = (await this.#client.eval(SET_IF, 1, key, expected, value, this.#ttlMs)) as [
-        number,
-        string?,
-      ];
-      if (written === 1) {
-        created = expect.kind === 'absent';
-        this.#value = value;
-        return { written: true };
-      }
-      if (held === undefined || held === '') return { written: false, held: null };
-      return { written: false, held: { value: held, version: held, mine: held === this.#value } };
-    };
+    const put = this.#conditionalPut(record, (expect) => {
+      created = expect.kind === 'absent';
+    });
     try {
       await this.#claim.write(put, this.#stored && this.#value !== null);
       await this.#client.publish(this.#channel, this.key);
@@ -183,7 +248,7 @@ export class RedisRecordStore implements RecordStore {
               : "another instance's record replaced this instance's; registering again",
           registryKey: this.key,
         });
-      await this.#set();
+      await this.#serial(() => this.#set());
     } catch (err) {
       if (err instanceof IdRefusedError) return;
       this.#stored = false;
@@ -191,19 +256,22 @@ export class RedisRecordStore implements RecordStore {
     }
   }
 
-  /** Stops the heartbeat and deletes the key while it holds this instance's record (never another instance's). */
+  /**
+   * Stops the heartbeat and deletes every key this run wrote (the current one, an interim one left
+   * by a move) while it holds this instance's record (never another instance's).
+   */
   async remove(): Promise<void> {
     this.#removed = true;
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#heartbeat = null;
-    if (!this.#stored) return;
+    await this.#chain;
     this.#stored = false;
-    try {
-      const key = this.key;
-      const deleted = await this.#client.eval(DELETE_IF, 1, key, this.#value!);
-      if (deleted === 1) await this.#client.publish(this.#channel, key);
-    } catch (err) {
-      this.#reach.failed('deregister', err as Error);
+    for (const id of [...this.#sent.keys()]) {
+      try {
+        await this.#conditionalDelete(id);
+      } catch (err) {
+        this.#reach.failed('deregister', err as Error);
+      }
     }
   }
 }

@@ -107,6 +107,7 @@ export class RedisRegistry implements Registry {
     void this.#checkKeyspaceEvents();
     core.publisher.attach();
     core.register(
+      redis.ttl,
       (spec, claim) =>
         new RedisRecordStore(
           (id) => `${redis.prefix}${spec.service}:${id}`,
