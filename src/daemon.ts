@@ -35,6 +35,7 @@ import { connectHandler, upgradeHandler } from './tunnel/outbound-tunnels.ts';
 import type { TunnelContext } from './tunnel/tunnel-exchange.ts';
 import { TunnelSet } from './tunnel/tunnel.ts';
 import { UpstreamTable } from './upstream/upstream-table.ts';
+import { OwnListeners } from './upstream/forwarding-loop.ts';
 import { mallocInUse } from './cli/malloc-choice.ts';
 
 /** Options for starting a daemon. */
@@ -109,6 +110,8 @@ export class Daemon {
   readonly #gcDurations: boolean;
   /** Live WebSocket and CONNECT tunnels (both directions), closed on drain. */
   readonly #tunnels: TunnelSet;
+  /** Ports of the listeners bound so far that lead back into meshlet: endpoints on them are refused (forwarding-loop.ts). */
+  readonly #ownListeners = new OwnListeners();
   #listeners: HttpListener[] = [];
   #admin: HttpListener | null = null;
   #inbound: InboundRuntime | null = null;
@@ -157,6 +160,7 @@ export class Daemon {
       config.defaults.upstream,
       tlsPoolFactory(this.tls),
       this.logger,
+      this.#ownListeners,
     );
     this.#router = new Router(config.routes, this.table);
     this.#registry = createRegistry(config, {
@@ -229,7 +233,9 @@ export class Daemon {
     this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view), {
       connections: this.#connectionGuard('admin'),
     });
+    this.#ownListeners.add(this.#admin.port);
     await this.#startAdminGrpc(view);
+    if (this.#adminGrpc !== null) this.#ownListeners.add(this.#adminGrpc.port);
     // Startup's garbage goes before the data listeners open, so no request waits for this collection.
     const compaction = compactHeap();
     this.logger.debug({
@@ -261,6 +267,7 @@ export class Daemon {
         },
       ),
     );
+    this.#ownListeners.add(this.#listeners[0]!.port);
     if (this.#inbound !== null) this.#listeners.push(this.#inbound.listener);
     for (const [name, spec] of Object.entries(this.config.upstreams)) {
       if (spec.port !== undefined) await this.#listenForUpstream(name, spec.port);
@@ -275,6 +282,7 @@ export class Daemon {
       };
       this.#gateway = await Gateway.start(this.config, deps);
       this.#listeners.push(this.#gateway.listener);
+      this.#ownListeners.add(this.#gateway.listener.port);
     }
     this.logger.info({ msg: 'meshlet started', ...this.addresses(), malloc: mallocInUse() });
   }
@@ -303,6 +311,7 @@ export class Daemon {
     });
     this.#perUpstream[name] = listener;
     this.#listeners.push(listener);
+    this.#ownListeners.add(listener.port);
     return listener.port;
   }
 

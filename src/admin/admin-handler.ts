@@ -115,7 +115,8 @@ function drain(view: AdminView, res: ServerResponse, on: boolean): void {
 /**
  * `GET /upstreams`: each upstream, its balancer and endpoints with their state. An endpoint's
  * `protocol` is the one it advertises (Consul `Meta.meshlet_protocol`, static `protocol`); null when
- * it advertises none and the upstream's `protocol` applies.
+ * it advertises none and the upstream's `protocol` applies. An endpoint refused as meshlet's own
+ * listener (a forwarding loop) is listed with `state: "loop"` and counted in `total`, not `healthy`.
  */
 export function upstreamsView(view: AdminView): Record<string, unknown> {
   const upstreams: Record<string, unknown> = {};
@@ -125,19 +126,34 @@ export function upstreamsView(view: AdminView): Record<string, unknown> {
       loadBalancer: u.balancerKind,
       synced: u.synced,
       healthy,
-      total: u.endpoints.length,
-      endpoints: u.endpoints.map((h) => ({
-        id: h.endpoint.id,
-        address: h.endpoint.address,
-        port: h.endpoint.port,
-        weight: h.endpoint.weight,
-        tags: h.endpoint.tags,
-        transport: h.endpoint.transport,
-        protocol: h.endpoint.protocol ?? null,
-        tls: tlsModeOf(h.endpoint, view.tlsConfigured ?? false),
-        state: h.ejected ? 'ejected' : 'healthy',
-        active: h.active,
-      })),
+      total: u.endpoints.length + u.loopEndpoints.length,
+      endpoints: [
+        ...u.endpoints.map((h) => ({
+          id: h.endpoint.id,
+          address: h.endpoint.address,
+          port: h.endpoint.port,
+          weight: h.endpoint.weight,
+          tags: h.endpoint.tags,
+          transport: h.endpoint.transport,
+          protocol: h.endpoint.protocol ?? null,
+          tls: tlsModeOf(h.endpoint, view.tlsConfigured ?? false),
+          state: h.ejected ? 'ejected' : 'healthy',
+          active: h.active,
+        })),
+        // Refused as meshlet's own listener (a forwarding loop): never used.
+        ...u.loopEndpoints.map((e) => ({
+          id: e.id,
+          address: e.address,
+          port: e.port,
+          weight: e.weight,
+          tags: e.tags,
+          transport: e.transport,
+          protocol: e.protocol ?? null,
+          tls: tlsModeOf(e, view.tlsConfigured ?? false),
+          state: 'loop',
+          active: 0,
+        })),
+      ],
       circuitBreaker: u.breaker === null ? 'disabled' : u.breaker.state,
       outlierDetection: { ejectionsActive: u.outlier.ejectionsActive, panic: u.outlier.panic },
       limits: {

@@ -206,6 +206,8 @@ function checkConsul(config: MeshletConfig, file: string | undefined): void {
  * Listener ports must not collide (0 means "any free port" and never collides): the gateway's
  * too, and the gRPC admin API's default (15002) when its port is unset, since it is bound before
  * the outbound, inbound, gateway and per-upstream listeners and would take the port from them.
+ * `service.port` (the local app's port) must be none of these listener ports: the inbound listener
+ * (and the app health check) would call meshlet itself instead of the app, a forwarding loop.
  */
 function checkPorts(config: MeshletConfig, file?: string): void {
   const seen = new Map<number, string>();
@@ -224,6 +226,15 @@ function checkPorts(config: MeshletConfig, file?: string): void {
   if (config.listeners.gateway !== undefined) claim(config.listeners.gateway.port, 'listeners.gateway.port');
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     if (upstream.port !== undefined) claim(upstream.port, `upstreams.${name}.port`);
+  }
+  const app = config.service?.port;
+  const listener = app === undefined ? undefined : seen.get(app);
+  if (listener !== undefined) {
+    throw new ConfigError(
+      'service.port',
+      `port ${app} is meshlet's own ${listener}, not the local app's: the inbound listener would forward to meshlet itself (a forwarding loop)`,
+      file,
+    );
   }
   const taken = seen.get(ADMIN_GRPC_DEFAULT_PORT);
   if (adminGrpc.enabled && adminGrpc.port === undefined && taken !== undefined) {

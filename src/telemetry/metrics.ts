@@ -92,7 +92,7 @@ export class Metrics {
   });
   readonly endpoints = new Gauge({
     name: 'meshlet_upstream_endpoints',
-    help: 'Endpoints of an upstream by state: healthy (eligible for traffic) or ejected.',
+    help: "Endpoints of an upstream by state: healthy (eligible for traffic), ejected, or loop (meshlet's own listener: never used, a forwarding loop).",
     labelNames: ['upstream', 'state'] as const,
     registers: [this.registry],
   });

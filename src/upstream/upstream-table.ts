@@ -4,6 +4,7 @@ import type { UpstreamSpec } from '../config/schema.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Endpoint } from './endpoint.ts';
+import type { OwnListeners } from './forwarding-loop.ts';
 import { type PoolFactory, Upstream } from './upstream.ts';
 import { resolveUpstreamSettings, type UpstreamSettings } from './upstream-settings.ts';
 
@@ -17,6 +18,7 @@ export class UpstreamTable {
   readonly #metrics: Metrics;
   readonly #poolFactory: PoolFactory | undefined;
   readonly #logger: Logger | undefined;
+  readonly #ownListeners: OwnListeners | undefined;
   #specs: Readonly<Record<string, UpstreamSpec>>;
   readonly #defaultSpec: UpstreamSpec;
   /** Called for a name not in the table; returns the new upstream or undefined. */
@@ -28,6 +30,7 @@ export class UpstreamTable {
    * @param specs `config.upstreams`.
    * @param defaultSpec `config.defaults.upstream`: the policy of an upstream `specs` does not name.
    * @param logger given to each upstream (it logs endpoints that break HTTP/1.1 on an idle connection).
+   * @param ownListeners given to each upstream: endpoints that are meshlet's own listeners are refused.
    */
   constructor(
     metrics: Metrics,
@@ -35,9 +38,11 @@ export class UpstreamTable {
     defaultSpec: UpstreamSpec,
     poolFactory?: PoolFactory,
     logger?: Logger,
+    ownListeners?: OwnListeners,
   ) {
     this.#metrics = metrics;
     this.#logger = logger;
+    this.#ownListeners = ownListeners;
     this.#specs = specs;
     this.#defaultSpec = defaultSpec;
     this.#poolFactory = poolFactory;
@@ -63,7 +68,14 @@ export class UpstreamTable {
   ensure(name: string): Upstream {
     let upstream = this.#upstreams.get(name);
     if (upstream === undefined) {
-      upstream = new Upstream(name, this.settingsFor(name), this.#metrics, this.#poolFactory, this.#logger);
+      upstream = new Upstream(
+        name,
+        this.settingsFor(name),
+        this.#metrics,
+        this.#poolFactory,
+        this.#logger,
+        this.#ownListeners,
+      );
       this.#upstreams.set(name, upstream);
     }
     return upstream;

@@ -21,6 +21,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import type { RefusalLog } from '../tls/refusal-log.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
+import { FORWARDING_LOOP_WARNING, type OwnListeners } from './forwarding-loop.ts';
 import {
   idleProtocolErrorLog,
   type IdleProtocolErrorReason,
@@ -61,7 +62,8 @@ const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
  * which handles are eligible; the balancer picks among those on each attempt. It also owns the
  * upstream's breaker, resource limits, retry budget and backoff. An endpoint that breaks HTTP/1.1 on
  * an idle connection of its pool (bytes after a complete response) counts a gateway failure with
- * outlier detection, like a reset (idle-protocol-error.ts).
+ * outlier detection, like a reset (idle-protocol-error.ts). An endpoint that is one of meshlet's own
+ * listeners (forwarding-loop.ts) is never used: kept out of the handles, shown as `loopEndpoints`.
  */
 export class Upstream {
   readonly name: string;
@@ -93,16 +95,36 @@ export class Upstream {
   readonly #rebalanceListeners = new Set<(eligible: readonly EndpointHandle[]) => void>();
   /** Warns of endpoints that broke HTTP/1.1 on an idle connection; null without a logger. */
   readonly #idleProtocolLog: RefusalLog | null;
+  /** The last snapshot as discovery delivered it, own listeners included (checked again when a listener is bound). */
+  #snapshot: readonly Endpoint[] = [];
+  /** Endpoints of the snapshot refused as meshlet's own listeners (a forwarding loop). */
+  #loops: readonly Endpoint[] = [];
+  /** Whether the `state="loop"` endpoint gauge was ever set (it is published from the first refusal on). */
+  #loopSeries = false;
+  readonly #ownListeners: OwnListeners | null;
+  readonly #stopOwnListeners: (() => void) | null;
+  readonly #logger: Logger | undefined;
 
-  /** @param logger where an endpoint's protocol error on an idle connection is logged (none: not logged). */
+  /**
+   * @param logger where an endpoint's protocol error on an idle connection, and an endpoint refused as
+   *   meshlet's own listener, are logged (none: not logged).
+   * @param ownListeners meshlet's own listener ports: endpoints on them are refused (none: no check).
+   */
   constructor(
     name: string,
     settings: UpstreamSettings,
     metrics: Metrics,
     poolFactory: PoolFactory = plainPoolFactory,
     logger?: Logger,
+    ownListeners?: OwnListeners,
   ) {
     this.name = name;
+    this.#logger = logger;
+    this.#ownListeners = ownListeners ?? null;
+    this.#stopOwnListeners =
+      ownListeners?.onChange(() => {
+        if (this.synced && !this.#closed) this.setEndpoints(this.#snapshot);
+      }) ?? null;
     this.#idleProtocolLog = logger === undefined ? null : idleProtocolErrorLog(logger);
     this.settings = settings;
     this.#metricsRoot = metrics;
@@ -115,9 +137,14 @@ export class Upstream {
     this.#publishEndpointGauges();
   }
 
-  /** The live endpoint handles, in snapshot order. */
+  /** The live endpoint handles, in snapshot order (without {@link loopEndpoints}). */
   get endpoints(): readonly EndpointHandle[] {
     return this.#handles;
+  }
+
+  /** Endpoints of the last snapshot refused as meshlet's own listeners: never balanced to, no pool. */
+  get loopEndpoints(): readonly Endpoint[] {
+    return this.#loops;
   }
 
   get balancerKind(): string {
@@ -182,13 +209,14 @@ export class Upstream {
   /**
    * Swaps in a new endpoint snapshot. Handles (and their pools) of endpoints that stay are kept; a
    * new endpoint gets its pool on first use; pools of endpoints that left are closed gracefully
-   * (in-flight requests finish).
+   * (in-flight requests finish). An endpoint that is meshlet's own listener gets no handle.
    */
   setEndpoints(snapshot: readonly Endpoint[]): void {
+    this.#snapshot = snapshot;
     const byId = new Map<string, EndpointHandle>();
     for (const h of this.#handles) byId.set(h.endpoint.id, h);
     const next: EndpointHandle[] = [];
-    for (const endpoint of snapshot) {
+    for (const endpoint of this.#refuseLoops(snapshot)) {
       const old = byId.get(endpoint.id);
       if (old !== undefined && sameEndpoint(old.endpoint, endpoint)) {
         byId.delete(endpoint.id);
@@ -313,6 +341,7 @@ export class Upstream {
   /** Closes every pool, waiting for in-flight requests, and stops timers. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#stopOwnListeners?.();
     if (this.#tick !== null) clearTimeout(this.#tick);
     this.breaker?.shutdown();
     const pools: EndpointPool[] = [];
@@ -343,6 +372,30 @@ export class Upstream {
         'bytes after a complete response with no request on the connection: connection closed, counted as a gateway failure by outlier detection',
       ejected,
     });
+  }
+
+  /**
+   * `snapshot` without the endpoints that are meshlet's own listeners; those become `loopEndpoints`,
+   * each warned of once (when it becomes one). A request there would come back into meshlet: each hop
+   * a new connection, retries multiplying it, until fd or concurrency limits (a forwarding loop).
+   */
+  #refuseLoops(snapshot: readonly Endpoint[]): readonly Endpoint[] {
+    const guard = this.#ownListeners;
+    if (guard === null) return snapshot;
+    const loops = snapshot.filter((e) => guard.isOwnListener(e));
+    const before = this.#loops;
+    this.#loops = loops;
+    if (loops.length === 0) return snapshot;
+    for (const e of loops) {
+      if (before.some((b) => b.id === e.id)) continue;
+      this.#logger?.warn({
+        msg: FORWARDING_LOOP_WARNING,
+        upstream: this.name,
+        endpoint: e.id,
+        detail: `port ${e.port} is a meshlet listener port and ${e.address} is this host: not used (check the registry entry of this upstream)`,
+      });
+    }
+    return snapshot.filter((e) => !loops.includes(e));
   }
 
   #createOutlier(settings: UpstreamSettings): OutlierDetector {
@@ -401,6 +454,8 @@ export class Upstream {
     this.#ejected = ejected;
     this.#metricsRoot.endpoints.labels(this.name, 'healthy').set(this.#handles.length - ejected);
     this.#metricsRoot.endpoints.labels(this.name, 'ejected').set(ejected);
+    if (this.#loops.length > 0) this.#loopSeries = true;
+    if (this.#loopSeries) this.#metricsRoot.endpoints.labels(this.name, 'loop').set(this.#loops.length);
     this.#metricsRoot.resilience.ejectionsActive.labels(this.name).set(ejected);
   }
 }
