@@ -4,7 +4,7 @@ import { configDocument, type ReloadOutcome } from './admin/config-view.ts';
 import { type Readiness, readiness } from './admin/readiness.ts';
 import type { AdminGrpcServer } from './admin-grpc/admin-grpc-server.ts';
 import type { Gateway } from './gateway/gateway.ts';
-import { restartKeys } from './config/restart-keys.ts';
+import { registryRestartKeys, restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { h2AbuseReporter } from './http2/h2-session-guard.ts';
 import { type HttpListener, listenHttp, listenHttp1 } from './listener/http-listener.ts';
@@ -459,8 +459,18 @@ export class Daemon {
     }
     this.table.applySpecs(next.upstreams);
     this.#router = new Router(next.routes, this.table);
-    if (next.registry.type === this.#registry.type) this.#registry.reload?.(next);
-    else {
+    if (next.registry.type === this.#registry.type) {
+      this.#registry.reload?.(next);
+      // Registry settings its reload does not apply (the agent's address, registration, …): named, values never shown.
+      const registryKeys = registryRestartKeys(this.config, next);
+      if (registryKeys.length > 0) {
+        this.logger.warn({
+          msg: 'registry changes need a restart; other changes applied',
+          keys: registryKeys,
+        });
+        notApplied.push(...registryKeys);
+      }
+    } else {
       this.logger.warn({ msg: 'a registry type change needs a restart; keeping the running registry' });
       notApplied.push('registry.type');
     }

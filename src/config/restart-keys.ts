@@ -1,4 +1,4 @@
-// Which changed listener settings a reload cannot apply to running listeners (they need a restart).
+// Which changed listener and registry settings a reload cannot apply to the running daemon (they need a restart).
 
 /** Listener settings a reload applies live; every other `listeners.…` change needs a restart. */
 const LIVE = new Set([
@@ -14,6 +14,20 @@ const LIVE = new Set([
   'listeners.inbound.appTimeout',
 ]);
 
+/**
+ * Registry settings each registry type's `reload` applies live (the upstream names config mentions,
+ * outside `registry`, are applied by every registry that watches names); every other changed
+ * `registry.…` key needs a restart. static: `endpoints` (not the `file` watched); consul: the ACL
+ * token (`token`, `tokenFile`) and `watch`; etcd, redis: `watch`; dns: nothing (it has no reload).
+ */
+const REGISTRY_LIVE: Readonly<Record<string, ReadonlySet<string>>> = {
+  static: new Set(['registry.endpoints']),
+  consul: new Set(['registry.consul.token', 'registry.consul.tokenFile', 'registry.watch']),
+  etcd: new Set(['registry.watch']),
+  redis: new Set(['registry.watch']),
+  dns: new Set(),
+};
+
 /** `path → JSON of the value` for every leaf of a plain object (arrays are leaves). */
 function leaves(value: unknown, path: string, out: Map<string, string>): Map<string, string> {
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
@@ -22,10 +36,20 @@ function leaves(value: unknown, path: string, out: Map<string, string>): Map<str
   return out;
 }
 
-/** Whether `path` is, or lies under, a setting that applies live. */
-function isLive(path: string): boolean {
-  for (let p = path; p.includes('.'); p = p.slice(0, p.lastIndexOf('.'))) if (LIVE.has(p)) return true;
+/** Whether `path` is, or lies under, one of the `live` settings. */
+function isLive(path: string, live: ReadonlySet<string>): boolean {
+  for (let p = path; p.includes('.'); p = p.slice(0, p.lastIndexOf('.'))) if (live.has(p)) return true;
   return false;
+}
+
+/** The leaf keys under `root` that differ between `running` and `next` (changed, added or gone) and are not `live`, sorted. */
+function changedKeys(running: unknown, next: unknown, root: string, live: ReadonlySet<string>): string[] {
+  const a = leaves(running, root, new Map());
+  const b = leaves(next, root, new Map());
+  const changed = new Set<string>();
+  for (const [k, v] of a) if (b.get(k) !== v) changed.add(k);
+  for (const k of b.keys()) if (!a.has(k)) changed.add(k);
+  return [...changed].filter((k) => !isLive(k, live)).sort();
 }
 
 /**
@@ -35,10 +59,21 @@ function isLive(path: string): boolean {
  * limit and app timeout, and each listener's `maxConnections` are left out: the reload applies them.
  */
 export function restartKeys(running: { listeners: unknown }, next: { listeners: unknown }): string[] {
-  const a = leaves(running.listeners, 'listeners', new Map());
-  const b = leaves(next.listeners, 'listeners', new Map());
-  const changed = new Set<string>();
-  for (const [k, v] of a) if (b.get(k) !== v) changed.add(k);
-  for (const k of b.keys()) if (!a.has(k)) changed.add(k);
-  return [...changed].filter((k) => !isLive(k)).sort();
+  return changedKeys(running.listeners, next.listeners, 'listeners', LIVE);
+}
+
+/**
+ * The `registry.…` keys that differ between the running config and a reloaded one of the same
+ * registry type and that its reload does not apply (see {@link REGISTRY_LIVE}), sorted: e.g.
+ * `registry.consul.address`, `registry.check.interval`, `registry.etcd.hosts`, `registry.dns.servers`.
+ * Keys only: a key holding a secret (`registry.redis.password`, `registry.etcd.auth.password`) is
+ * named, its value never returned. Empty when the type changed (a restart key of its own, `registry.type`).
+ */
+export function registryRestartKeys(
+  running: { registry: { type: string; [key: string]: unknown } },
+  next: { registry: { type: string; [key: string]: unknown } },
+): string[] {
+  const type = running.registry.type;
+  if (next.registry.type !== type) return [];
+  return changedKeys(running.registry, next.registry, 'registry', REGISTRY_LIVE[type] ?? new Set());
 }

@@ -153,13 +153,15 @@ export function sidecarSpec(
  * other name is discovered on first use: when the catalog (watched too) lists it, meshlet creates
  * the upstream and starts its watch; the requests that arrive before the first answer get
  * `503 no_healthy_endpoints`. A name the catalog does not list is `no_route`. On-demand watches
- * unused for `watch.idleTimeout` stop, and at most `watch.maxOnDemand` run at once.
+ * unused for `watch.idleTimeout` stop, and at most `watch.maxOnDemand` run at once (0: no
+ * on-demand discovery); a reload applies both.
  * When Consul is unreachable, every upstream keeps its last endpoints and the watches retry with backoff.
  */
 export class ConsulRegistry implements Registry {
   readonly type = 'consul';
   #config: MeshletConfig;
-  readonly #settings: ConsulRegistryConfig;
+  /** The settings from start; a reload replaces `watch` only (see {@link reload}). */
+  #settings: ConsulRegistryConfig;
   readonly #table: UpstreamTable;
   readonly #logger: Logger;
   readonly #metrics: ConsulMetrics;
@@ -177,6 +179,8 @@ export class ConsulRegistry implements Registry {
   readonly #watches = new Map<string, UpstreamWatch>();
   #catalog: BlockingWatch<Record<string, string[]>> | null = null;
   #catalogNames = new Set<string>();
+  /** The catalog watch ran from start: `synced` waits for its first answer (one a reload starts does not gate `/ready`). */
+  #catalogGatesSync = false;
   #registration: AppRegistration | null = null;
   #sweeper: NodeJS.Timeout | null = null;
   #stopped = false;
@@ -217,7 +221,7 @@ export class ConsulRegistry implements Registry {
 
   /** True once the catalog and every configured upstream got a first answer from Consul. */
   get synced(): boolean {
-    if (this.#catalog !== null && !this.#catalog.synced) return false;
+    if (this.#catalogGatesSync && this.#catalog !== null && !this.#catalog.synced) return false;
     for (const w of this.#watches.values()) if (w.kind === 'configured' && !w.watch.synced) return false;
     return true;
   }
@@ -225,17 +229,8 @@ export class ConsulRegistry implements Registry {
   async start(): Promise<void> {
     this.#tokens.start();
     for (const name of configuredNames(this.#config, this.#settings)) this.#watch(name, 'configured');
-    if (this.#settings.watch.maxOnDemand > 0) {
-      this.#startCatalogWatch();
-      this.#table.discover = (name) => this.#discover(name);
-      this.#table.onUse = (name) => {
-        const w = this.#watches.get(name);
-        if (w !== undefined) w.lastUsed = performance.now();
-      };
-      const every = Math.max(50, Math.min(30_000, this.#settings.watch.idleTimeout / 4));
-      this.#sweeper = setInterval(() => this.#sweepIdle(), every);
-      this.#sweeper.unref();
-    }
+    this.#syncOnDemand();
+    this.#catalogGatesSync = this.#catalog !== null;
     const service = this.#config.service;
     if (service !== undefined && this.#config.metrics?.consulUi !== false) this.#startConsulUi(service.name);
     const register = this.#settings.register ?? service !== undefined;
@@ -303,13 +298,23 @@ export class ConsulRegistry implements Registry {
 
   /**
    * Starts watches for upstreams a reloaded config names (a name no longer named becomes on-demand),
-   * and takes a changed ACL token (`token`, or `tokenFile` read again) for every later call. A token
-   * file that cannot be read keeps the running token. Other `registry.consul` settings need a restart.
-   * (A changed `tokenFile` is also read again without a reload: see {@link ConsulTokenSource}.)
+   * takes a changed ACL token (`token`, or `tokenFile` read again) for every later call, and applies
+   * `registry.watch`. A token file that cannot be read keeps the running token. (A changed
+   * `tokenFile` is also read again without a reload: see {@link ConsulTokenSource}.)
+   *
+   * `watch`: a new `maxOnDemand` holds from the next new name (on-demand watches over a lowered cap
+   * stay until idle or gone from the catalog); a new `idleTimeout` restarts the idle sweep (idle time
+   * counted from each upstream's last use); a new `wait` from each watch's next query. From 0 to
+   * more, on-demand discovery starts (the catalog watch too); down to 0, new names are `no_route`
+   * and the on-demand upstreams running stay until idle or gone, then the catalog watch stops.
+   * Other registry settings (agent address, datacenter, TLS, filters, registration) need a restart:
+   * see `registryRestartKeys`.
    */
   reload(config: MeshletConfig): void {
     if (config.registry.type !== 'consul') return;
     this.#config = config;
+    const before = this.#settings.watch;
+    this.#settings = { ...this.#settings, watch: config.registry.watch };
     this.#tokens.reconfigure(config.registry.consul);
     const names = configuredNames(config, config.registry);
     for (const [name, w] of this.#watches) {
@@ -324,6 +329,55 @@ export class ConsulRegistry implements Registry {
       else w.kind = 'configured';
     }
     this.#publishWatchCounts();
+    if (this.#sweeper !== null && before.idleTimeout !== config.registry.watch.idleTimeout) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = null;
+    }
+    this.#syncOnDemand();
+  }
+
+  /** The number of on-demand watches running. */
+  #onDemandCount(): number {
+    let n = 0;
+    for (const w of this.#watches.values()) if (w.kind === 'on_demand') n++;
+    return n;
+  }
+
+  /**
+   * Runs on-demand discovery (the catalog watch, the table's discover and use hooks, the idle sweep
+   * every quarter of `idleTimeout`, 50 ms to 30 s) while `maxOnDemand` is above 0 or on-demand
+   * watches remain; stops it otherwise. Called at start, on reload and when a watch stops.
+   */
+  #syncOnDemand(): void {
+    if (this.#stopped) return;
+    const wanted = this.#settings.watch.maxOnDemand > 0 || this.#onDemandCount() > 0;
+    if (wanted) {
+      if (this.#catalog === null) this.#startCatalogWatch();
+      this.#table.discover = (name) => this.#discover(name);
+      this.#table.onUse = (name) => {
+        const w = this.#watches.get(name);
+        if (w !== undefined) w.lastUsed = performance.now();
+      };
+      if (this.#sweeper === null) {
+        const every = Math.max(50, Math.min(30_000, this.#settings.watch.idleTimeout / 4));
+        this.#sweeper = setInterval(() => this.#sweepIdle(), every);
+        this.#sweeper.unref();
+      }
+      return;
+    }
+    this.#table.discover = null;
+    this.#table.onUse = null;
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    const catalog = this.#catalog;
+    this.#catalog = null;
+    this.#catalogGatesSync = false;
+    this.#catalogNames = new Set();
+    this.#lastSaid.delete('catalog');
+    if (catalog !== null) {
+      this.#logger.info({ msg: 'on-demand discovery stopped (registry.watch.maxOnDemand is 0)' });
+      void catalog.stop();
+    }
   }
 
   #startCatalogWatch(): void {
@@ -362,9 +416,9 @@ export class ConsulRegistry implements Registry {
     if (this.#watches.has(name)) return this.#table.ensure(name);
     // Before the catalog's first answer, give the name the benefit of the doubt.
     if (this.#catalog?.synced === true && !this.#catalogNames.has(name)) return undefined;
-    let onDemand = 0;
-    for (const w of this.#watches.values()) if (w.kind === 'on_demand') onDemand++;
-    if (onDemand >= this.#settings.watch.maxOnDemand) {
+    // 0 turns on-demand discovery off (upstreams discovered before a reload to 0 run on until idle or gone).
+    if (this.#settings.watch.maxOnDemand === 0) return undefined;
+    if (this.#onDemandCount() >= this.#settings.watch.maxOnDemand) {
       if (!this.#capLogged) {
         this.#capLogged = true;
         this.#logger.warn({
@@ -531,6 +585,7 @@ export class ConsulRegistry implements Registry {
     this.#lastSaid.delete(`acl:${name}`);
     this.#publishWatchCounts();
     this.#logger.info({ msg: 'stopped watching upstream', upstream: name, why });
+    if (w.kind === 'on_demand') this.#syncOnDemand();
     await w.watch.stop();
     await this.#table.remove(name);
   }

@@ -50,8 +50,9 @@ export function consulProtocol(protocol: string): 'http' | 'http2' | 'grpc' {
  *
  * Lifecycle follows the service's: registered right after it (and again whenever it is), its TTL
  * check refreshed on the service's ticks (a 404 means the agent forgot it: registered again),
- * critical for the drain, deregistered before the service. On-demand upstreams are added by
- * re-registering, coalesced over `debounceMs`.
+ * critical for the drain, deregistered before the service. When the service moves to another ID,
+ * the proxy is registered under the new one before its old registration goes. On-demand upstreams
+ * are added by re-registering, coalesced over `debounceMs`.
  */
 export class SidecarRegistration {
   readonly spec: SidecarSpec;
@@ -79,6 +80,8 @@ export class SidecarRegistration {
   #debounce: NodeJS.Timeout | null = null;
   #chain: Promise<void> = Promise.resolve();
   #fullLogged = false;
+  /** The proxy's IDs under earlier service IDs, still to deregister once it is registered under the current one. */
+  readonly #stale = new Set<string>();
 
   constructor(
     spec: SidecarSpec,
@@ -117,10 +120,12 @@ export class SidecarRegistration {
   }
 
   /**
-   * The parent service is registered under another ID (another instance holds the one it had): the
-   * proxy follows it, registered with the service next. Its registration under the old ID is
-   * deregistered only while the agent still holds it with this instance's Address and Port (the
-   * other instance's proxy may be there now).
+   * The parent service is registered under another ID (another instance holds the one it had, or
+   * it moved from an interim ID to the default one): the proxy follows it, registered with the
+   * service next. Its registration under the old ID stays until the proxy is registered under the
+   * new one (register first, then deregister, as the service itself: one of the two is always in
+   * the catalog), and is then deregistered only while the agent still holds it with this
+   * instance's Address and Port (the other instance's proxy may be there now).
    */
   follow(serviceId: string): Promise<void> {
     return this.#serial(async () => {
@@ -130,18 +135,37 @@ export class SidecarRegistration {
       this.#serviceId = serviceId;
       this.#registered = false;
       this.#sent = false;
-      if (!held || this.#shutdown.signal.aborted) return;
+      // Back to an ID left earlier: it is this proxy's own again, registered next.
+      this.#stale.delete(this.id);
+      if (held) this.#stale.add(oldId);
+    });
+  }
+
+  /**
+   * Deregisters the proxy's registrations under earlier service IDs ({@link follow}) that the agent
+   * holds with this instance's Address and Port, and forgets them; one that cannot be deregistered
+   * is left to Consul (reaped once its TTL check stays critical), with a warning. `signal` cancels
+   * the reads (not the deregistrations).
+   */
+  async #dropStale(signal?: AbortSignal): Promise<void> {
+    for (const oldId of [...this.#stale]) {
+      this.#stale.delete(oldId);
       try {
-        const agentHolds = await this.#client.localService(oldId, this.#shutdown.signal);
+        const agentHolds = await this.#client.localService(oldId, signal);
         if (holderOf(agentHolds, this.spec) === 'self') await this.#client.deregister(oldId);
       } catch (err) {
+        // Cut short by the shutdown, which deregisters it.
+        if (signal?.aborted === true) {
+          this.#stale.add(oldId);
+          return;
+        }
         this.#logger.warn({
           msg: "could not deregister the sidecar proxy's old registration; Consul reaps it once its TTL check stays critical",
           serviceId: oldId,
           reason: (err as Error).message,
         });
       }
-    });
+    }
   }
 
   /** Whether Consul holds the sidecar (as far as meshlet knows). */
@@ -327,6 +351,7 @@ export class SidecarRegistration {
         port: this.spec.port,
         upstreams: Object.fromEntries(this.#binds),
       });
+    await this.#dropStale(this.#shutdown.signal);
   }
 
   /** Right after the service was (re-)registered. */
@@ -373,23 +398,26 @@ export class SidecarRegistration {
     });
   }
 
-  /** Shutdown, last step, before the service: deregister. */
+  /** Shutdown, last step, before the service: deregister (under earlier service IDs too). */
   deregister(): Promise<void> {
     this.#stopped = true;
     this.#shutdown.abort(new Error('meshlet is shutting down'));
     if (this.#debounce !== null) clearTimeout(this.#debounce);
     this.#debounce = null;
     return this.#serial(async () => {
-      if (!this.#registered && !this.#sent) return;
-      this.#registered = false;
-      this.#sent = false;
-      await this.#client.deregister(this.id).catch((err: Error) =>
-        this.#logger.warn({
-          msg: 'sidecar proxy deregistration failed',
-          serviceId: this.id,
-          reason: err.message,
-        }),
-      );
+      if (this.#registered || this.#sent) {
+        this.#registered = false;
+        this.#sent = false;
+        await this.#client.deregister(this.id).catch((err: Error) =>
+          this.#logger.warn({
+            msg: 'sidecar proxy deregistration failed',
+            serviceId: this.id,
+            reason: err.message,
+          }),
+        );
+      }
+      // A move cut short by the shutdown: the old registration goes too.
+      await this.#dropStale();
     });
   }
 }
