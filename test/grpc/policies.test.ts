@@ -122,7 +122,7 @@ describe('gRPC policies', () => {
     expect(line).toMatchObject({ path: '/meshlet.test.v1.Echo/Unary', upstream: 'even', status: 200 });
   });
 
-  it('grpc-timeout 200m against a slow server → DEADLINE_EXCEEDED within 300 ms; the server saw the remaining budget', async () => {
+  it("grpc-timeout 200m against a slow server → DEADLINE_EXCEEDED at the deadline, not the server's 2 s; the server saw the remaining budget", async () => {
     const c = client('slow');
     const md = new grpc.Metadata();
     // Sent by hand (no client-side deadline), so meshlet's own deadline is what ends the call.
@@ -131,7 +131,8 @@ describe('gRPC policies', () => {
     const r = await unary(c, { message: 'late', delayMs: 2000 }, { metadata: md });
     const elapsed = performance.now() - started;
     expect(r.error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    expect(elapsed).toBeLessThan(300);
+    // 200 ms plus scheduling: bounded well below the 2 s answer (373 ms seen on a loaded CI machine).
+    expect(elapsed).toBeLessThan(1000);
     // grpc-js turns the grpc-timeout it received into the call's deadline.
     const budget = slow.calls.at(-1)!.budgetMs;
     expect(budget).toBeGreaterThan(100);

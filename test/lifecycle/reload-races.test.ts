@@ -29,6 +29,16 @@ async function runningAttempts(admin: string): Promise<number> {
   return doc.config.upstreams.users.retries.attempts;
 }
 
+/** Whether process `pid` has a handler for SIGHUP (bit 0 of SigCgt in /proc/PID/status). */
+function sighupCaught(pid: number): boolean {
+  try {
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return mask !== undefined && (BigInt(`0x${mask}`) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
 describe('SIGHUP races', () => {
   let mesh: MeshletProcess | undefined;
   afterEach(() => {
@@ -96,7 +106,9 @@ describe('SIGHUP races', () => {
         10_000,
         'meshlet re-executed into the daemon image',
       );
-      await sleep(500);
+      // Node's own bootstrap (before any JavaScript) cannot hold a SIGHUP: wait until the new image
+      // catches it (SigCgt bit 0), which the hold does before the daemon's modules load.
+      await until(() => sighupCaught(proc.pid!), 10_000, 'the daemon image holds SIGHUP');
       expect(out).not.toContain('meshlet started');
       writeFileSync(file, configWith(4, { outbound: { port: 0 }, admin: { port: 0 } }));
       proc.kill('SIGHUP');
