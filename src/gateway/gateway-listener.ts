@@ -16,6 +16,7 @@ import {
   type HttpListener,
   http1Only,
   listenHttp,
+  type RefusalListener,
 } from '../listener/http-listener.ts';
 import type { ConnectionGuard } from '../listener/connection-guard.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -43,7 +44,10 @@ export interface GatewaySocket {
  * No client certificate is asked for: the edge authenticates with tokens and keys. A TLS 1.2 client's renegotiation is refused. `onH2Abuse` is told of each
  * HTTP/2 session closed for abuse (`h2AbuseReporter('gateway', …)`); default none. `connections`
  * is the listener's connection cap (`spec.maxConnections`) and count, on the TCP server: a
- * connection beyond the cap is closed before any TLS or HTTP byte; default none.
+ * connection beyond the cap is closed before any TLS or HTTP byte; default none. `onRefused` is
+ * told of each request the listener answers itself before `handler` (a malformed, slow or oversized
+ * head, too many header fields; over HTTP/2 a header block over `maxHeaderSize` or a Host naming
+ * another authority than `:authority`), for metrics and the access log; default none.
  */
 export async function listenGateway(
   spec: GatewayListenerSpec,
@@ -51,10 +55,12 @@ export async function listenGateway(
   logger: Logger,
   onH2Abuse?: H2AbuseListener,
   connections?: ConnectionGuard,
+  onRefused?: RefusalListener,
 ): Promise<GatewaySocket> {
   const limits = {
     onH2Abuse,
     connections,
+    onRefused,
     headersTimeoutMs: spec.headersTimeout,
     maxHeaderSize: spec.maxHeaderSize,
     keepAliveTimeoutMs: spec.keepAliveTimeout,
@@ -78,11 +84,14 @@ export async function listenGateway(
       keepAliveTimeout: spec.keepAliveTimeout,
       noDelay: true,
     },
-    http1Only(handler as (req: IncomingMessage, res: ServerResponse) => void),
+    http1Only(handler as (req: IncomingMessage, res: ServerResponse) => void, { onRefused }),
   );
-  answerClientErrors(h1);
+  answerClientErrors(h1, { onRefused });
   const sessions = new H2Sessions(spec.keepAliveTimeout, onH2Abuse);
-  const h2 = lazyH2cServer(handler, sessions, { maxHeaderBytes: spec.maxHeaderSize });
+  const h2 = lazyH2cServer(handler, sessions, {
+    maxHeaderBytes: spec.maxHeaderSize,
+    onRefused: (err, req) => onRefused?.(err, req.method, req.socket),
+  });
   const server = createTlsServer({
     cert: current.cert,
     key: current.key,

@@ -3,7 +3,8 @@ import type { Registry } from 'prom-client';
 import type { MeshletConfig } from '../config/schema.ts';
 import { h2AbuseReporter } from '../http2/h2-session-guard.ts';
 import { ConnectionGuard } from '../listener/connection-guard.ts';
-import type { HttpListener } from '../listener/http-listener.ts';
+import type { HttpListener, RefusalListener } from '../listener/http-listener.ts';
+import { listenerRefusals } from '../proxy/outbound-stack.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { GatewayMetrics } from '../telemetry/gateway-metrics.ts';
@@ -19,6 +20,20 @@ export interface GatewayDeps {
   readonly table: UpstreamTable;
   readonly logger: Logger;
   readonly registry: Registry;
+}
+
+/**
+ * What the gateway listener calls for a request it answered itself (a malformed, slow or oversized
+ * head; over HTTP/2 a Host naming another authority): counted and logged as its handler's refusals
+ * are (`meshlet_local_replies_total`, an access line; a `bad_request` also in
+ * `meshlet_gateway_unrouted_total`, as the handler counts a malformed request).
+ */
+function gatewayRefusals(ctx: ProxyContext, metrics: GatewayMetrics): RefusalListener {
+  const counted = listenerRefusals(ctx);
+  return (err, method, socket) => {
+    if (err.code === 'bad_request') metrics.unrouted.labels('bad_request').inc();
+    counted(err, method, socket);
+  };
 }
 
 /** A running gateway. Create with {@link Gateway.start}. */
@@ -67,6 +82,7 @@ export class Gateway {
         new ConnectionGuard('gateway', deps.ctx.metrics.connectionSeries, deps.logger, {
           maxConnections: spec.maxConnections,
         }),
+        gatewayRefusals(ctx, metrics),
       );
       gateway = new Gateway(socket, state, metrics, deps, ctx);
     } catch (err) {

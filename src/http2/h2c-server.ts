@@ -117,6 +117,12 @@ export interface H2cServerOptions {
   maxHeaderBytes?: number;
   /** Applied to the server when it is made (e.g. more `session` listeners). */
   configure?: (server: Http2Server) => void;
+  /**
+   * Told of each request refused here, before `handler` (a header block over `maxHeaderBytes`, a
+   * Host naming another authority), as the request is answered: the listener counts and logs it as
+   * a refusal of its handler's. Default none.
+   */
+  onRefused?: (err: MeshletError, req: Http2ServerRequest) => void;
 }
 
 /** A request's header block size as HTTP/1.1 would carry it: `name: value\r\n` per field, bytes. */
@@ -154,9 +160,10 @@ function malformed(req: Http2ServerRequest, maxHeaderBytes: number): string | nu
 /**
  * The h2c server of a listener (sockets are handed to it by `routeByPreface`, or after ALPN `h2`),
  * answering with the same request handler as the HTTP/1.1 side (node:http2's compatibility API),
- * after the same header size limit. Made on the first call of the returned function, with
- * `configure` applied then: node:http2 loads with the first HTTP/2 connection, so a sidecar that
- * only ever sees HTTP/1.1 never loads it (it costs about 10 MiB of RSS; README "Memory and GC").
+ * after the same header size limit (its refusals told to `options.onRefused`). Made on the first
+ * call of the returned function, with `configure` applied then: node:http2 loads with the first
+ * HTTP/2 connection, so a sidecar that only ever sees HTTP/1.1 never loads it (it costs about 10 MiB
+ * of RSS; README "Memory and GC").
  */
 export function lazyH2cServer(
   handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
@@ -169,7 +176,9 @@ export function lazyH2cServer(
     if (refusal === null) handler(req, res);
     else {
       const grpc = isGrpcRequest(req.headers['content-type']);
-      sendError(res, new MeshletError('bad_request', refusal), undefined, undefined, grpc);
+      const err = new MeshletError('bad_request', refusal);
+      options.onRefused?.(err, req);
+      sendError(res, err, undefined, undefined, grpc);
     }
   };
   // node:http2 refuses a header list over 64 KiB itself (it resets the stream): room for a larger limit.

@@ -48,8 +48,9 @@ export interface HttpListenerOptions {
   maxHeadersCount?: number;
   /**
    * Told of each request the listener answers itself before any handler sees it (a malformed or
-   * slow head, too many header fields, another HTTP version, CONNECT where no tunnel is opened),
-   * for metrics and the access log. `method` is undefined when the head was never parsed.
+   * slow head, too many header fields, another HTTP version, CONNECT where no tunnel is opened;
+   * over HTTP/2 a header block over `maxHeaderSize` or a Host naming another authority than
+   * `:authority`), for metrics and the access log. `method` is undefined when the head was never parsed.
    */
   onRefused?: RefusalListener;
 }
@@ -167,7 +168,10 @@ export async function listenHttp(
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const h1 = createHttp1Server(handler as RequestListener, options);
   const sessions = new H2Sessions(options.h2IdleTimeoutMs, options.onH2Abuse);
-  const h2 = lazyH2cServer(handler, sessions, { maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024 });
+  const h2 = lazyH2cServer(handler, sessions, {
+    maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024,
+    onRefused: (err, req) => options.onRefused?.(err, req.method, req.socket),
+  });
   const front = createNetServer({ noDelay: true }, (socket) =>
     routeByPreface(socket, h1, h2, headersTimeout),
   );

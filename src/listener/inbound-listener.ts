@@ -51,9 +51,10 @@ export interface InboundListenerOptions {
    */
   readonly connections?: ConnectionGuard;
   /**
-   * Told of each HTTP/1.1 request the listener answers itself before `handler` sees it (a
-   * malformed or slow head, a head over `maxHeaderSize`, too many header fields, another HTTP
-   * version), for metrics and the access log, as the outbound listener's `onRefused`.
+   * Told of each request the listener answers itself before `handler` sees it (a malformed or
+   * slow head, a head over `maxHeaderSize`, too many header fields, another HTTP version; over
+   * HTTP/2 a header block over `maxHeaderSize` or a Host naming another authority than
+   * `:authority`), for metrics and the access log, as the outbound listener's `onRefused`.
    */
   readonly onRefused?: InboundRefusalListener;
 }
@@ -120,7 +121,7 @@ function checkPeer(socket: TLSSocket, trustDomain: string | undefined): InboundP
  * before any HTTP byte is read. ALPN picks the protocol: `h2` goes to an HTTP/2 session,
  * `http/1.1` (or no ALPN) to the HTTP/1.1 parser. New connections use the newest certificate after
  * a rotation. `handler` sees only verified requests; {@link inboundPeerOf} tells it who called.
- * HTTP/1.1 requests the listener answers itself (400, 408) are told to `options.onRefused`.
+ * Requests the listener answers itself (400, 408) are told to `options.onRefused`.
  */
 export async function listenInbound(
   address: string,
@@ -163,6 +164,7 @@ export async function listenInbound(
   let handing: InboundPeer | undefined;
   const h2 = lazyH2cServer(verified, sessions, {
     maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024,
+    onRefused: (err, req) => told?.(err, req.method, inboundPeerOf(req)),
     configure: (server) =>
       server.prependListener('session', (session: Http2Session) => {
         if (handing !== undefined) peers.set(session, handing);
