@@ -94,6 +94,9 @@ export interface ShutdownOptions {
   drainDelayEnds?: Promise<unknown>;
 }
 
+/** What asked for a config reload: SIGHUP (`signal`) or a change of the config file (`file`). */
+export type ReloadTrigger = 'signal' | 'file';
+
 /** One running meshlet. Create with `Daemon.start`. */
 export class Daemon {
   readonly metrics: Metrics;
@@ -417,6 +420,47 @@ export class Daemon {
   }
 
   /**
+   * Reloads the config file (see `#reload` for what applies), one reload at a time: one asked for
+   * while another runs runs once after it (requests meanwhile join that one, whose trigger is
+   * `signal` when any of them was). Once a shutdown began nothing is reloaded (a registry reload
+   * could register the draining instance again): resolves false.
+   * @param trigger What asked for it, named in the reload's log line. Default `signal` (SIGHUP).
+   */
+  reload(trigger: ReloadTrigger = 'signal'): Promise<boolean> {
+    const queued = this.#reloadQueued;
+    if (queued !== null) {
+      queued.triggers.add(trigger);
+      return queued.done;
+    }
+    const running = this.#reloadRunning;
+    if (running === null) return this.#runReload(trigger);
+    const triggers = new Set<ReloadTrigger>([trigger]);
+    const next = (): Promise<boolean> => {
+      this.#reloadQueued = null;
+      return this.#runReload(triggers.has('signal') ? 'signal' : 'file');
+    };
+    const done = running.then(next, next);
+    this.#reloadQueued = { triggers, done };
+    return done;
+  }
+
+  /** The reload running now, and the one asked for meanwhile (see `reload`). */
+  #reloadRunning: Promise<boolean> | null = null;
+  #reloadQueued: { triggers: Set<ReloadTrigger>; done: Promise<boolean> } | null = null;
+
+  #runReload(trigger: ReloadTrigger): Promise<boolean> {
+    if (this.#stopped !== null) {
+      this.logger.info({ msg: 'config reload skipped: meshlet is shutting down', trigger });
+      return Promise.resolve(false);
+    }
+    const run = this.#reload(trigger).finally(() => {
+      if (this.#reloadRunning === run) this.#reloadRunning = null;
+    });
+    this.#reloadRunning = run;
+    return run;
+  }
+
+  /**
    * Re-reads the config file and applies what can change without dropping connections: routes,
    * upstream policies (every key but `port`: see `Upstream.updateSettings`), static endpoints,
    * access log, the admin token, the inbound allow-list, limits and app timeout, and each
@@ -427,7 +471,7 @@ export class Daemon {
    * Resolves with whether the new config was applied. The loader (zod, yaml) is imported on the
    * first reload: a daemon started from a handed-over config has not loaded it.
    */
-  async reload(): Promise<boolean> {
+  async #reload(trigger: ReloadTrigger): Promise<boolean> {
     if (this.#configFile === undefined) return false;
     let next: MeshletConfig;
     try {
@@ -437,6 +481,7 @@ export class Daemon {
       this.#lastReload = { result: 'failed', at: new Date().toISOString(), reason: (err as Error).message };
       this.logger.error({
         msg: 'config reload refused; keeping the running config',
+        trigger,
         reason: (err as Error).message,
       });
       return false;
@@ -494,6 +539,7 @@ export class Daemon {
     this.logger.info({
       msg: 'config reloaded',
       file: this.#configFile,
+      trigger,
       result,
       ...(notApplied.length > 0 ? { notApplied } : {}),
     });

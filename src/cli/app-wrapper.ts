@@ -69,7 +69,7 @@ function untilReady(
  *   app gets the same signal and `shutdown.appGracePeriod` (then SIGKILL) while the outbound
  *   listener serves it, then meshlet drains; the exit code is the app's. A second signal goes to
  *   the app at once;
- * - SIGHUP: meshlet reloads its config and the app gets SIGHUP;
+ * - SIGHUP: meshlet reloads its config (`reload`; default `daemon.reload()`) and the app gets SIGHUP;
  * - SIGUSR2, SIGQUIT: passed to the app (see {@link PASSED_ON}); meshlet exits when the app does;
  * - the app exits on its own: meshlet drains at once (no drain delay: nothing is left to serve
  *   peers) and exits with the app's code (128 + signal number when a signal ended it; 127 when
@@ -81,6 +81,7 @@ export async function runApp(
   app: AppCommand,
   logger: Logger,
   afterHandlers: () => void = () => undefined,
+  reload: () => void = () => void daemon.reload(),
 ): Promise<number> {
   let onStop!: (stop: Stop) => void;
   const stopped = new Promise<Stop>((resolve) => (onStop = resolve));
@@ -94,7 +95,7 @@ export async function runApp(
     onStop({ signal });
   };
   const onHangup = () => {
-    void daemon.reload();
+    reload();
     child?.signal('SIGHUP');
   };
   // Signals whose default action would end meshlet and leave the app running on its own (it is in

@@ -1,9 +1,10 @@
-// `meshlet run`: loads config, starts the daemon, wires signals (SIGTERM/SIGINT drain, SIGHUP reload), and runs the app after `--`.
+// `meshlet run`: loads config, starts the daemon, wires signals (SIGTERM/SIGINT drain, SIGHUP reload) and the config file's watch, and runs the app after `--`.
 import { takeHandedOver } from '../config/config-handover.ts';
+import { type ConfigWatch, watchConfigFile } from '../config/config-watch.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { Daemon, StartAbortedError } from '../daemon.ts';
-import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts';
+import { createLogger, flushLogger, type Logger, type LogLevel } from '../telemetry/logger.ts';
 
 /** Exit codes of the CLI. */
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
@@ -20,6 +21,34 @@ export interface AppCommand {
 
 /** `--ready-timeout`'s default, ms: as long as Istio's `pilot-agent wait`. */
 export const DEFAULT_READY_TIMEOUT_MS = 60_000;
+
+/**
+ * How long before this image started the `meshlet run` that handed its config over may have read
+ * the file, ms (the read, one event-loop turn, the re-exec; file times also lag the clock by up
+ * to a tick): a config file changed since then is reloaded once the daemon runs.
+ */
+const HANDOVER_READ_MARGIN_MS = 50;
+
+/**
+ * The config file's watch (config-watch.ts), armed before the daemon starts: its reloads go through
+ * `daemon.reload` once `running` resolves with the daemon (a change while meshlet starts is held
+ * until then, as a SIGHUP is), and resolve false when it resolves null (meshlet did not start).
+ */
+function watchConfig(
+  configFile: string,
+  running: Promise<Daemon | null>,
+  logger: Logger,
+  readBefore: number,
+): ConfigWatch {
+  return watchConfigFile(configFile, {
+    reload: async (trigger) => (await running)?.reload(trigger) ?? false,
+    refuse: (reason) => {
+      logger.error({ msg: 'config reload refused; keeping the running config', trigger: 'file', reason });
+      void running.then((daemon) => daemon?.metrics.configReloads.labels('config', 'failed').inc());
+    },
+    readBefore,
+  });
+}
 
 /**
  * Reports a failure of a CLI verb on stderr and returns its exit code: a bad config names the key
@@ -49,11 +78,26 @@ export async function runCommand(
   app?: AppCommand,
 ): Promise<number> {
   // ConfigError → exit 2 in the caller. The loader (zod, yaml) is imported only when needed.
+  const handedOver = loaded === undefined ? takeHandedOver(configFile) : undefined;
+  // When the running config was read at the latest: the file changed since is reloaded at once.
+  const readBefore =
+    loaded !== undefined
+      ? performance.timeOrigin
+      : handedOver !== undefined
+        ? performance.timeOrigin - HANDOVER_READ_MARGIN_MS
+        : Date.now() - HANDOVER_READ_MARGIN_MS;
   const config =
-    loaded ??
-    takeHandedOver(configFile) ??
-    (await import('../config/load-config.ts')).loadConfigFile(configFile);
+    loaded ?? handedOver ?? (await import('../config/load-config.ts')).loadConfigFile(configFile);
   const logger = createLogger(logLevel);
+  // The config file's changes reload as SIGHUP does. Watched from now, before the daemon starts (and
+  // logs "meshlet started"): a change while it starts is applied once it runs.
+  let daemonRunning!: (daemon: Daemon | null) => void;
+  const running = new Promise<Daemon | null>((resolve) => (daemonRunning = resolve));
+  const watch = watchConfig(configFile, running, logger, readBefore);
+  const notStarted = (): void => {
+    watch.close();
+    daemonRunning(null);
+  };
   // SIGHUP's default action ends the process: one while the daemon starts (which may wait on
   // Consul for certificates) would kill it. It is held and applied once the daemon runs.
   let hangupWhileStarting = false;
@@ -82,6 +126,7 @@ export async function runCommand(
     daemon = await Daemon.start(config, { logger, configFile, abort: startAbort.signal });
   } catch (err) {
     releaseStartHandlers();
+    notStarted();
     if (err instanceof StartAbortedError) {
       logger.info({ msg: 'meshlet stopped while starting', signal: stopWhileStarting });
       flushLogger(logger);
@@ -99,6 +144,7 @@ export async function runCommand(
   const started = daemon;
   const stoppedEarly = stopWhileStarting as NodeJS.Signals | null;
   if (stoppedEarly !== null) {
+    notStarted();
     // Registration had begun: a full shutdown (critical, drain delay, deregister). No app was started.
     const code = await started.shutdown(stoppedEarly, { skipDrainDelay: app !== undefined }).then(
       () => EXIT.ok,
@@ -111,6 +157,10 @@ export async function runCommand(
     flushLogger(logger);
     return code;
   }
+  // The watch stops when a shutdown begins (the daemon reloads nothing then either); SIGHUP's
+  // reloads go through it, so it knows the text in force.
+  daemonRunning(started);
+  const reload = (): void => void watch.reload('signal');
   // Called once the running signal handlers are in place. Removing the last listener of a signal
   // closes Node's watcher, and a signal it had caught but not dispatched yet would be lost: the
   // holding listeners go only after the next ones are added. A stop signal held in between is
@@ -121,11 +171,19 @@ export async function runCommand(
     if (late !== null) process.kill(process.pid, late);
     if (!hangupWhileStarting) return;
     logger.info({ msg: 'SIGHUP came while meshlet was starting: reloading now' });
-    void started.reload();
+    reload();
   };
-  if (app !== undefined) return (await import('./app-wrapper.ts')).runApp(daemon, app, logger, pendingReload);
+  if (app !== undefined) {
+    // Stop signals close the watch before the wrapper drains; so does the end of the run.
+    const closeWatch = (): void => watch.close();
+    process.on('SIGTERM', closeWatch);
+    process.on('SIGINT', closeWatch);
+    const { runApp } = await import('./app-wrapper.ts');
+    return runApp(daemon, app, logger, pendingReload, reload).finally(closeWatch);
+  }
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
+      watch.close();
       daemon.shutdown(signal).then(
         () => {
           flushLogger(logger);
@@ -142,7 +200,7 @@ export async function runCommand(
     // instead of taking the default action, which would end the process mid-drain.
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    process.on('SIGHUP', () => void daemon.reload());
+    process.on('SIGHUP', reload);
     pendingReload();
   });
 }
