@@ -4,6 +4,7 @@ import { configDocument, type ReloadOutcome } from './admin/config-view.ts';
 import { type Readiness, readiness } from './admin/readiness.ts';
 import type { AdminGrpcServer } from './admin-grpc/admin-grpc-server.ts';
 import type { Gateway } from './gateway/gateway.ts';
+import { blankConfigRefusal } from './config/config-watch.ts';
 import { registryRestartKeys, restartKeys } from './config/restart-keys.ts';
 import type { MeshletConfig } from './config/schema.ts';
 import { h2AbuseReporter } from './http2/h2-session-guard.ts';
@@ -465,7 +466,7 @@ export class Daemon {
    * upstream policies (every key but `port`: see `Upstream.updateSettings`), static endpoints,
    * access log, the admin token, the inbound allow-list, limits and app timeout, and each
    * listener's `maxConnections` (open connections stay). An invalid
-   * file is refused and the old config kept. Other listener settings (addresses, ports, socket
+   * file is refused and the old config kept, and so is an empty one (a write in progress). Other listener settings (addresses, ports, socket
    * timeouts, per-upstream `port`) and the registry type need a restart: the warning names the
    * keys, and the reload counts as `partial`, each key in `meshlet_config_keys_not_applied_total`.
    * Resolves with whether the new config was applied. The loader (zod, yaml) is imported on the
@@ -475,6 +476,8 @@ export class Daemon {
     if (this.#configFile === undefined) return false;
     let next: MeshletConfig;
     try {
+      const blank = blankConfigRefusal(this.#configFile);
+      if (blank !== null) throw new Error(blank);
       next = (await import('./config/load-config.ts')).loadConfigFile(this.#configFile);
     } catch (err) {
       this.metrics.configReloads.labels('config', 'failed').inc();

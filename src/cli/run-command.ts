@@ -4,7 +4,7 @@ import { type ConfigWatch, watchConfigFile } from '../config/config-watch.ts';
 import type { MeshletConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors/config-error.ts';
 import { Daemon, StartAbortedError } from '../daemon.ts';
-import { createLogger, flushLogger, type Logger, type LogLevel } from '../telemetry/logger.ts';
+import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts';
 
 /** Exit codes of the CLI. */
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
@@ -34,18 +34,9 @@ const HANDOVER_READ_MARGIN_MS = 50;
  * `daemon.reload` once `running` resolves with the daemon (a change while meshlet starts is held
  * until then, as a SIGHUP is), and resolve false when it resolves null (meshlet did not start).
  */
-function watchConfig(
-  configFile: string,
-  running: Promise<Daemon | null>,
-  logger: Logger,
-  readBefore: number,
-): ConfigWatch {
+function watchConfig(configFile: string, running: Promise<Daemon | null>, readBefore: number): ConfigWatch {
   return watchConfigFile(configFile, {
     reload: async (trigger) => (await running)?.reload(trigger) ?? false,
-    refuse: (reason) => {
-      logger.error({ msg: 'config reload refused; keeping the running config', trigger: 'file', reason });
-      void running.then((daemon) => daemon?.metrics.configReloads.labels('config', 'failed').inc());
-    },
     readBefore,
   });
 }
@@ -93,7 +84,7 @@ export async function runCommand(
   // logs "meshlet started"): a change while it starts is applied once it runs.
   let daemonRunning!: (daemon: Daemon | null) => void;
   const running = new Promise<Daemon | null>((resolve) => (daemonRunning = resolve));
-  const watch = watchConfig(configFile, running, logger, readBefore);
+  const watch = watchConfig(configFile, running, readBefore);
   const notStarted = (): void => {
     watch.close();
     daemonRunning(null);

@@ -18,11 +18,6 @@ export interface ConfigWatchOptions {
   /** Runs one reload (`Daemon.reload`): resolves true when the new config was applied, false when refused. */
   readonly reload: (trigger: ReloadTrigger) => Promise<boolean>;
   /**
-   * Refuses a change without reloading (a blank file, a write in progress), as a refused reload is:
-   * logged and counted `meshlet_config_reloads_total{source="config",result="failed"}`.
-   */
-  readonly refuse: (reason: string) => void;
-  /**
    * A time (ms since the epoch) at or before which the running config was read. A file whose status
    * changed after it (meshlet was starting) is reloaded as soon as the watch starts.
    */
@@ -45,28 +40,42 @@ export interface ConfigWatch {
 }
 
 /**
- * What identifies the file's text (its SHA-256, or why it cannot be read: equal ids = same text),
- * and whether it holds nothing but whitespace. Only a regular file is read (a FIFO or a device
- * would block or never end).
+ * Why a reload refuses `file` before parsing it, or null: a file holding nothing but whitespace is
+ * a write in progress (an editor truncates before it writes), not an all-default config, which would
+ * drop every route and endpoint in force (`{}` is one). Unreadable: null, the loader says why.
  */
-function fingerprint(file: string): { id: string; blank: boolean } {
+export function blankConfigRefusal(file: string): string | null {
+  let text: string;
+  try {
+    if (!statSync(file).isFile()) return null;
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  return text.trim() === ''
+    ? 'the file is empty (a write in progress?); write {} for an all-default config'
+    : null;
+}
+
+/**
+ * What identifies the file's text (its SHA-256, or why it cannot be read: equal ids = same text).
+ * Only a regular file is read (a FIFO or a device would block or never end).
+ */
+function fingerprint(file: string): { id: string } {
   let fd: number;
   try {
     // Not opened unless regular: opening a FIFO with no writer blocks.
-    if (!statSync(file).isFile()) return { id: 'error:not a regular file', blank: false };
+    if (!statSync(file).isFile()) return { id: 'error:not a regular file' };
     fd = openSync(file, 'r');
   } catch (err) {
-    return { id: `error:${(err as NodeJS.ErrnoException).code ?? 'error'}`, blank: false };
+    return { id: `error:${(err as NodeJS.ErrnoException).code ?? 'error'}` };
   }
   try {
-    if (!fstatSync(fd).isFile()) return { id: 'error:not a regular file', blank: false };
+    if (!fstatSync(fd).isFile()) return { id: 'error:not a regular file' };
     const bytes = readFileSync(fd);
-    return {
-      id: `sha256:${createHash('sha256').update(bytes).digest('hex')}`,
-      blank: bytes.every((b) => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d),
-    };
+    return { id: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
   } catch (err) {
-    return { id: `error:${(err as NodeJS.ErrnoException).code ?? 'error'}`, blank: false };
+    return { id: `error:${(err as NodeJS.ErrnoException).code ?? 'error'}` };
   } finally {
     closeSync(fd);
   }
@@ -78,8 +87,7 @@ function fingerprint(file: string): { id: string; blank: boolean } {
  * once changes are quiet for `debounceMs`. The file's bytes are hashed (nothing is parsed: the YAML
  * parser and the schema load with the first reload, not before): text equal to the config in force
  * or to the file last refused does nothing (a `touch`, a save without edits, a ConfigMap rewritten
- * unchanged); a blank file is refused (`refuse`: an editor's truncate before its write; write `{}`
- * for an all-default config). A file that is not a regular file (`--config <(…)`) is not watched.
+ * unchanged; a blank file is refused by the reload itself, as a write in progress). A file that is not a regular file (`--config <(…)`) is not watched.
  */
 export function watchConfigFile(file: string, options: ConfigWatchOptions): ConfigWatch {
   /** The text of the config in force, and of the file last refused (cleared when one is applied). */
@@ -107,13 +115,8 @@ export function watchConfigFile(file: string, options: ConfigWatchOptions): Conf
 
   const onChange = (): void => {
     if (closed) return;
-    const { id: text, blank } = fingerprint(file);
+    const { id: text } = fingerprint(file);
     if (text === inForce || text === refused || text === inFlight) return;
-    if (blank) {
-      refused = text;
-      options.refuse('the file is empty (a write in progress?); write {} for an all-default config');
-      return;
-    }
     inFlight = text;
     void run('file', text).finally(() => {
       if (inFlight === text) inFlight = null;

@@ -142,6 +142,22 @@ describe('the config file is watched', () => {
     utimesSync(mesh.configFile, now, now);
     await sleep(QUIET_MS);
     expect(lines()).toHaveLength(1);
+    // A SIGHUP on the empty file is refused the same way (not applied as an all-default config), and /config says so.
+    mesh.proc.kill('SIGHUP');
+    await until(() => lines().length > 1, PICKUP_MS, 'the SIGHUP refusal of the empty file');
+    expect(lines()[1]).toEqual(
+      expect.objectContaining({
+        msg: 'config reload refused; keeping the running config',
+        trigger: 'signal',
+      }),
+    );
+    expect(String(lines()[1]!.reason)).toContain('empty');
+    expect(await metric(mesh.admin, FAILED)).toBe(3);
+    const view = (await (await fetch(`${mesh.admin}/config`)).json()) as {
+      lastReload: { result: string; reason: string };
+    };
+    expect(view.lastReload).toMatchObject({ result: 'failed', reason: expect.stringContaining('empty') });
+    expect(await answeredBy(mesh.outbound, '/', 'users')).toBe(a.port);
 
     from = mesh.stdout.length;
     writeFileSync(mesh.configFile, complete);
@@ -151,7 +167,7 @@ describe('the config file is watched', () => {
     ]);
     expect(await answeredBy(mesh.outbound, '/', 'users')).toBe(b.port);
     expect(await answeredBy(mesh.outbound, '/v1/x')).toBe(b.port);
-    expect(await metric(mesh.admin, FAILED)).toBe(2);
+    expect(await metric(mesh.admin, FAILED)).toBe(3);
     expect(await metric(mesh.admin, OK)).toBe(1);
   });
 
