@@ -1,104 +1,27 @@
 // Two instances sharing a service ID on one Consul agent: neither replaces the other's registration; the collision is logged and counted.
-import { hostname } from 'node:os';
 import { request } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConsulDouble } from '../consul-double/consul-double.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ConsulDouble } from '../consul-double/consul-double.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import type { TestUpstream } from '../helpers/upstream-server.ts';
 import { adminGet, consulRegistry, metric, within } from './consul-helpers.ts';
+import { REFUSED, RENAMED, serviceIdFixture } from './service-id-fixtures.ts';
 
 const INTERVAL = 200;
-const RENAMED = 'meshlet_registry_consul_service_id_collisions_total{outcome="renamed"}';
-const REFUSED = 'meshlet_registry_consul_service_id_collisions_total{outcome="refused"}';
 
+const fx = serviceIdFixture({ interval: INTERVAL, timeout: 150 });
+const { web, withSidecar, stop, catalog, passing, registeredIds, logsAt, registerByHand, started } = fx;
+const { anotherInstanceTakesDefaultId } = fx;
 let double: ConsulDouble;
 let app: TestUpstream;
 /** The default ID both instances would take: `web-<hostname>-<app port>`. */
 let defaultId: string;
-const started: InProcessMeshlet[] = [];
-
-beforeAll(async () => {
-  double = new ConsulDouble();
-  await double.start();
-  app = await startUpstream();
-  defaultId = `web-${hostname()}-${app.port}`;
+beforeAll(() => {
+  ({ double, app, defaultId } = fx);
 });
-afterEach(async () => {
-  for (const m of started.splice(0)) await m.close();
-  double.restart();
-  double.clearRequests();
-});
-afterAll(async () => {
-  await double?.stop();
-  await app?.close();
-});
-
-/** A meshlet registering `web` (the same name, hostname and port as every other) with `address`. */
-async function web(address: string, registry: Record<string, unknown> = {}): Promise<InProcessMeshlet> {
-  const m = await startMeshlet({
-    service: { name: 'web', port: app.port, address },
-    registry: consulRegistry(double, { check: { interval: INTERVAL, timeout: 150 }, ...registry }),
-    shutdown: { drainDelay: 0 },
-    accessLog: { enabled: false },
-  });
-  started.push(m);
-  return m;
-}
-
-/** Stops a meshlet this file started (and forgets it). */
-async function stop(m: InProcessMeshlet): Promise<void> {
-  started.splice(started.indexOf(m), 1);
-  await m.close();
-}
-
-/** The `web` instances the catalog holds, as `id@address`, sorted. */
-function catalog(): string[] {
-  return double
-    .instances('web')
-    .map((s) => `${s.id}@${s.address}`)
-    .sort();
-}
-
-function passing(id: string): boolean {
-  return double.checks(id).some((c) => c.checkId === `service:${id}` && c.status === 'passing');
-}
-
-/** The IDs of every registration the double received with this Address. */
-function registeredIds(address: string): string[] {
-  return double.requests
-    .filter((r) => r.path === '/v1/agent/service/register')
-    .map((r) => JSON.parse(r.body) as { ID: string; Address: string })
-    .filter((d) => d.Address === address)
-    .map((d) => d.ID);
-}
 
 function errors(m: InProcessMeshlet): Record<string, unknown>[] {
-  return m.logs.filter((l) => l.level === 'error');
-}
-
-/** Registers a service on the agent directly, as another process (or an earlier run) would. */
-async function registerByHand(definition: Record<string, unknown>, replaceChecks = false): Promise<void> {
-  const q = replaceChecks ? '?replace-existing-checks=true' : '';
-  const res = await request(`${double.url}/v1/agent/service/register${q}`, {
-    method: 'PUT',
-    body: JSON.stringify(definition),
-  });
-  await res.body.dump();
-  expect(res.statusCode).toBe(200);
-}
-
-/** Another live instance (127.0.0.9) registers over the default ID, its own TTL check replacing meshlet's. */
-async function anotherInstanceTakesDefaultId(): Promise<void> {
-  await registerByHand(
-    {
-      ID: defaultId,
-      Name: 'web',
-      Address: '127.0.0.9',
-      Port: app.port,
-      Check: { CheckID: 'other-ttl', Name: 'other', TTL: '1h', Status: 'passing' },
-    },
-    true,
-  );
+  return logsAt(m, 'error');
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -287,19 +210,6 @@ describe('two instances with the same registry.serviceId', () => {
 });
 
 describe('with the sidecar proxy registration', () => {
-  /** A meshlet with an mTLS inbound listener (certificates from the double's Connect CA), so its proxy is registered. */
-  const withSidecar = (address: string, from: number): Promise<InProcessMeshlet> =>
-    startMeshlet({
-      service: { name: 'web', port: app.port, address },
-      listeners: { inbound: { address: '127.0.0.1', port: 0 } },
-      registry: consulRegistry(double, {
-        check: { interval: INTERVAL, timeout: 150 },
-        sidecarProxy: { upstreamPorts: { from, to: from + 9 }, debounce: '100ms' },
-      }),
-      tls: { source: 'consul' },
-      shutdown: { drainDelay: 0 },
-      accessLog: { enabled: false },
-    } as never).then((m) => (started.push(m), m));
   /** The proxies in the catalog as `id@address>DestinationServiceID`, sorted. */
   const proxies = (): string[] =>
     double

@@ -1,84 +1,38 @@
 // A crashed earlier run's registration (a pod re-created at a new address): registered aside at once, then moved to the default ID when it expires, not called a collision; a live holder still is; a moved-aside ID stays put.
-import { hostname } from 'node:os';
-import { request } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConsulDouble } from '../consul-double/consul-double.ts';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { adminGet, consulRegistry, metric, within } from './consul-helpers.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ConsulDouble } from '../consul-double/consul-double.ts';
+import type { InProcessMeshlet } from '../helpers/meshlet.ts';
+import type { TestUpstream } from '../helpers/upstream-server.ts';
+import { adminGet, metric, within } from './consul-helpers.ts';
+import { expectCollisionCalled, expectMovedQuietly, expectWaitingAside } from './collision-called.ts';
+import { REFUSED, RENAMED, serviceIdFixture } from './service-id-fixtures.ts';
 
 const INTERVAL = 200;
 /** The check TTL of every meshlet here (and of the crashed run before it), ms. */
 const TTL = 3000;
 /** How long a live-looking holder is watched: one TTL and one check interval. */
 const GRACE = TTL + INTERVAL;
-const RENAMED = 'meshlet_registry_consul_service_id_collisions_total{outcome="renamed"}';
-const REFUSED = 'meshlet_registry_consul_service_id_collisions_total{outcome="refused"}';
 const WAITING = /its TTL check has not expired/;
 
+const fx = serviceIdFixture({ interval: INTERVAL, timeout: 150, ttl: TTL });
+const {
+  web,
+  withSidecar,
+  stop,
+  catalog,
+  passing,
+  registeredIds,
+  logsAt,
+  registerByHand,
+  anotherInstanceTakesDefaultId,
+} = fx;
 let double: ConsulDouble;
 let app: TestUpstream;
 /** The default ID: `web-<hostname>-<app port>`, the same for a pod and its re-created successor. */
 let defaultId: string;
-const started: InProcessMeshlet[] = [];
-
-beforeAll(async () => {
-  double = new ConsulDouble();
-  await double.start();
-  app = await startUpstream();
-  defaultId = `web-${hostname()}-${app.port}`;
+beforeAll(() => {
+  ({ double, app, defaultId } = fx);
 });
-afterEach(async () => {
-  for (const m of started.splice(0)) await m.close();
-  double.restart();
-  double.clearRequests();
-});
-afterAll(async () => {
-  await double?.stop();
-  await app?.close();
-});
-
-/** A meshlet registering `web` (the same name, hostname and port as every other) with `address`. */
-async function web(address: string, registry: Record<string, unknown> = {}): Promise<InProcessMeshlet> {
-  const m = await startMeshlet({
-    service: { name: 'web', port: app.port, address },
-    registry: consulRegistry(double, { check: { interval: INTERVAL, timeout: 150, ttl: TTL }, ...registry }),
-    shutdown: { drainDelay: 0 },
-    accessLog: { enabled: false },
-  });
-  started.push(m);
-  return m;
-}
-
-async function stop(m: InProcessMeshlet): Promise<void> {
-  started.splice(started.indexOf(m), 1);
-  await m.close();
-}
-
-/** The `web` instances the catalog holds, as `id@address`, sorted. */
-function catalog(): string[] {
-  return double
-    .instances('web')
-    .map((s) => `${s.id}@${s.address}`)
-    .sort();
-}
-
-function passing(id: string): boolean {
-  return double.checks(id).some((c) => c.checkId === `service:${id}` && c.status === 'passing');
-}
-
-/** The IDs of every registration the double received with this Address. */
-function registeredIds(address: string): string[] {
-  return double.requests
-    .filter((r) => r.path === '/v1/agent/service/register')
-    .map((r) => JSON.parse(r.body) as { ID: string; Address: string })
-    .filter((d) => d.Address === address)
-    .map((d) => d.ID);
-}
-
-function logsAt(m: InProcessMeshlet, level: string): Record<string, unknown>[] {
-  return m.logs.filter((l) => l.level === level);
-}
 
 /** The warning a meshlet logs when it starts watching a live-looking holder. */
 function waitWarnings(m: InProcessMeshlet): Record<string, unknown>[] {
@@ -90,25 +44,20 @@ function waitWarnings(m: InProcessMeshlet): Record<string, unknown>[] {
  * deregistered it, and its TTL check passes until the TTL it last refreshed runs out.
  */
 async function crashedRun(id: string, address: string): Promise<void> {
-  const res = await request(`${double.url}/v1/agent/service/register`, {
-    method: 'PUT',
-    body: JSON.stringify({
-      ID: id,
-      Name: 'web',
-      Address: address,
-      Port: app.port,
-      Meta: { meshlet_inbound: 'plain', meshlet_protocol: 'http1' },
-      Check: {
-        CheckID: `service:${id}`,
-        Name: 'meshlet: TCP connect on the local app',
-        TTL: `${TTL}ms`,
-        Status: 'passing',
-        DeregisterCriticalServiceAfter: '1m',
-      },
-    }),
+  await registerByHand({
+    ID: id,
+    Name: 'web',
+    Address: address,
+    Port: app.port,
+    Meta: { meshlet_inbound: 'plain', meshlet_protocol: 'http1' },
+    Check: {
+      CheckID: `service:${id}`,
+      Name: 'meshlet: TCP connect on the local app',
+      TTL: `${TTL}ms`,
+      Status: 'passing',
+      DeregisterCriticalServiceAfter: '1m',
+    },
   });
-  await res.body.dump();
-  expect(res.statusCode).toBe(200);
 }
 
 type Registration = { serviceId: string; registered: boolean; refusedBecause: string | null };
@@ -161,16 +110,15 @@ describe('a pod re-created at a new address within one TTL of its crash', () => 
     expect(passing(defaultId)).toBe(true);
     expect(catalog()).toEqual([`${defaultId}@10.0.0.3`, `${aside}@127.0.0.1`].sort());
     expect(registeredIds('127.0.0.1')).toEqual([aside]);
-    expect(logsAt(m, 'error')).toEqual([]);
-    expect(await metric(m.admin, RENAMED)).toBe(0);
-    expect(await registration(m)).toMatchObject({ serviceId: aside, registered: true, refusedBecause: null });
-    expect(waitWarnings(m)).toHaveLength(1);
-    expect(waitWarnings(m)[0]).toMatchObject({
+    expectWaitingAside(m, {
+      renamed: await metric(m.admin, RENAMED),
+      registration: await registration(m),
       heldId: defaultId,
       heldBy: `10.0.0.3:${app.port}`,
-      serviceId: aside,
+      interimId: aside,
       instance: `127.0.0.1:${app.port}`,
-      waitMs: GRACE,
+      graceMs: GRACE,
+      waitWarning: 'its TTL check has not expired',
     });
 
     // Until the predecessor expires and meshlet moves: at every poll, aside or default (or both) is registered and passing.
@@ -195,15 +143,12 @@ describe('a pod re-created at a new address within one TTL of its crash', () => 
       })
       .filter((p) => p === `+${defaultId}@127.0.0.1` || p === `/v1/agent/service/deregister/${aside}`);
     expect(order).toEqual([`+${defaultId}@127.0.0.1`, `/v1/agent/service/deregister/${aside}`]);
-    expect(logsAt(m, 'error')).toEqual([]);
-    expect(waitWarnings(m)).toHaveLength(1);
-    expect(logsAt(m, 'info').some((l) => l.serviceId === defaultId && l.interimId === aside)).toBe(true);
-    expect(await metric(m.admin, RENAMED)).toBe(0);
-    expect(await metric(m.admin, REFUSED)).toBe(0);
-    expect(await registration(m)).toMatchObject({
-      serviceId: defaultId,
-      registered: true,
-      refusedBecause: null,
+    await expectMovedQuietly(m, {
+      defaultId,
+      interimId: aside,
+      renamed: RENAMED,
+      refused: REFUSED,
+      waitWarning: 'its TTL check has not expired',
     });
     await stop(m);
     expect(catalog()).toEqual([]);
@@ -242,18 +187,7 @@ describe('a pod re-created at a new address within one TTL of its crash', () => 
   it('with the sidecar proxy registration: the proxy moves with the service (registered under the default ID before its interim registration goes), never missing from the catalog', async () => {
     await crashedRun(defaultId, '10.0.0.3');
     const aside = `${defaultId}-127.0.0.1`;
-    const m = await startMeshlet({
-      service: { name: 'web', port: app.port, address: '127.0.0.1' },
-      listeners: { inbound: { address: '127.0.0.1', port: 0 } },
-      registry: consulRegistry(double, {
-        check: { interval: INTERVAL, timeout: 150, ttl: TTL },
-        sidecarProxy: { upstreamPorts: { from: 21530, to: 21539 }, debounce: '100ms' },
-      }),
-      tls: { source: 'consul' },
-      shutdown: { drainDelay: 0 },
-      accessLog: { enabled: false },
-    } as never);
-    started.push(m);
+    const m = await withSidecar('127.0.0.1', 21530);
     /** The proxies in the catalog as `id>DestinationServiceID`. */
     const proxies = (): string[] =>
       double
@@ -331,22 +265,19 @@ describe('a live instance holding the default ID', () => {
     const waitingFrom = performance.now();
     await within(INTERVAL, () => passing(bId), 'b registered aside');
     await sleep(3 * INTERVAL);
-    // Well inside one TTL: b is registered aside, not called a collision yet.
+    // Well inside one TTL: b is registered aside.
     expect(registeredIds('127.0.0.2')).toEqual([bId]);
-    expect(logsAt(b, 'error')).toEqual([]);
-    expect(await metric(b.admin, RENAMED)).toBe(0);
-    expect(waitWarnings(b)).toHaveLength(1);
-
-    await within(GRACE + 3000, () => logsAt(b, 'error').length > 0, 'the collision error');
-    // Not before one TTL and one interval of a's refreshed check.
-    expect(performance.now() - waitingFrom).toBeGreaterThanOrEqual(GRACE);
-    expect(logsAt(b, 'error')).toHaveLength(1);
-    expect(logsAt(b, 'error')[0]).toMatchObject({
+    // Well inside one TTL, not called a collision yet (one wait warning); called not before one TTL and
+    // one interval of a's refreshed check.
+    await expectCollisionCalled(b, {
+      waitingFrom,
+      graceMs: GRACE,
       heldId: defaultId,
       heldBy: `127.0.0.1:${app.port}`,
       serviceId: bId,
+      renamed: RENAMED,
+      waitWarning: 'its TTL check has not expired',
     });
-    expect(await metric(b.admin, RENAMED)).toBe(1);
     await sleep(3 * INTERVAL);
     expect(catalog()).toEqual([`${defaultId}@127.0.0.1`, `${bId}@127.0.0.2`].sort());
     expect(passing(defaultId) && passing(bId)).toBe(true);
@@ -362,17 +293,7 @@ describe('an instance registered over after its own registration', () => {
     await within(3000, () => passing(defaultId), 'registered');
     await sleep(3 * INTERVAL); // past the tick that reads a new registration back
     // Another process registers the ID over meshlet's (its own check replacing meshlet's).
-    const res = await request(`${double.url}/v1/agent/service/register?replace-existing-checks=true`, {
-      method: 'PUT',
-      body: JSON.stringify({
-        ID: defaultId,
-        Name: 'web',
-        Address: '127.0.0.9',
-        Port: app.port,
-        Check: { CheckID: 'other-ttl', Name: 'other', TTL: '1h', Status: 'passing' },
-      }),
-    });
-    await res.body.dump();
+    await anotherInstanceTakesDefaultId();
     const moved = `${defaultId}-127.0.0.1`;
     const took = await within(GRACE + 3000, () => passing(moved), 'moved aside');
     expect(took).toBeLessThan(TTL);

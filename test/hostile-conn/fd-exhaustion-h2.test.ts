@@ -1,58 +1,42 @@
 // Out of file descriptors, a request to an HTTP/2 upstream (h2c) whose session is not open yet: 503 overloaded, one attempt, no endpoint blamed, one warning; served again after.
-import { createServer, type Http2Server } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MeshletProcess, spawnMeshlet } from '../helpers/meshlet.ts';
+import type { MeshletProcess } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { metric, openConnection, requestOn } from './conn-helpers.ts';
-import { FD_WARNING, floodUntilExhausted, limitFds } from './fd-flood.ts';
+import {
+  fdWarnings,
+  floodUntilExhausted,
+  type H2App,
+  killLimited,
+  spawnLimited,
+  startH2App,
+} from './fd-flood.ts';
 
 /** Outlier detection that ejects an endpoint on its first blamed failure. */
 const SENSITIVE = { consecutiveGatewayFailure: 1, consecutiveConnectFailure: 1, consecutive5xx: 1 };
 
-/** An h2c server that answers every request 200 with its port; counts the requests. */
-async function startH2(): Promise<{ server: Http2Server; endpoint: string; requests: () => number }> {
-  let requests = 0;
-  const server = createServer((req, res) => {
-    requests++;
-    req.resume();
-    res.end(`h2 ${(server.address() as AddressInfo).port}`);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    server,
-    endpoint: `127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests: () => requests,
-  };
-}
-
 describe('file descriptors exhausted (EMFILE), HTTP/2 upstream', () => {
   let warm: TestUpstream;
-  let a: Awaited<ReturnType<typeof startH2>>;
-  let b: Awaited<ReturnType<typeof startH2>>;
+  let a: H2App;
+  let b: H2App;
   let m: MeshletProcess;
   let pid: number;
   beforeAll(async () => {
     warm = await startUpstream();
-    a = await startH2();
-    b = await startH2();
-    m = await spawnMeshlet({
+    a = await startH2App();
+    b = await startH2App();
+    ({ m, pid } = await spawnLimited({
       listeners: { adminGrpc: { enabled: false } },
       registry: { endpoints: { warm: [warm.endpoint], fast: [a.endpoint, b.endpoint] } },
       // One blamed failure would eject an endpoint: any blame shows.
       upstreams: { fast: { protocol: 'http2', outlierDetection: SENSITIVE } },
-    });
-    pid = m.proc.pid!;
-    limitFds(pid);
+    }));
   }, 30_000);
   afterAll(async () => {
-    if (m !== undefined && m.proc.exitCode === null) {
-      m.proc.kill('SIGKILL');
-      await m.exited;
-    }
+    await killLimited(m);
     await warm?.close();
-    for (const h of [a, b]) if (h !== undefined) await new Promise<void>((r) => h.server.close(() => r()));
+    for (const h of [a, b]) await h?.close();
   });
 
   it('answers 503 overloaded without a retry or blame on either endpoint, warns once, then serves again over HTTP/2', async () => {
@@ -97,7 +81,7 @@ describe('file descriptors exhausted (EMFILE), HTTP/2 upstream', () => {
     expect(await metric(m.admin, 'meshlet_upstream_attempts_total', { ...labels, result: 'reset' })).toBe(0);
     expect(await metric(m.admin, 'meshlet_retries_total', labels)).toBe(0);
     expect(await metric(m.admin, 'meshlet_local_replies_total', { ...labels, code: 'overloaded' })).toBe(3);
-    const warnings = m.stdout.filter((l) => l.includes(`"msg":"${FD_WARNING}"`));
+    const warnings = fdWarnings(m);
     expect(warnings).toHaveLength(1);
     expect(JSON.parse(warnings[0]!)).toMatchObject({ level: 'warn', code: 'EMFILE', upstream: 'fast' });
   }, 30_000);

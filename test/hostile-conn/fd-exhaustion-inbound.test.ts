@@ -1,16 +1,21 @@
 // Out of file descriptors on the inbound side: a peer's request (to an HTTP/1.1 or an HTTP/2 local app) and a peer's tunnel get 503 overloaded, never reach the app, and are served again after.
 import { readFileSync } from 'node:fs';
-import { createServer as createH2Server, type Http2Server } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { type MeshletProcess, spawnMeshlet } from '../helpers/meshlet.ts';
+import type { MeshletProcess } from '../helpers/meshlet.ts';
 import { collectReply, replyComplete } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
 import { metric, requestOn } from './conn-helpers.ts';
-import { FD_WARNING, floodUntilExhausted, limitFds } from './fd-flood.ts';
+import {
+  fdWarnings,
+  floodUntilExhausted,
+  type H2App,
+  killLimited,
+  spawnLimited,
+  startH2App,
+} from './fd-flood.ts';
 
 /** A WebSocket handshake for the local app `orders`. */
 const UPGRADE =
@@ -57,23 +62,11 @@ function startedPorts(m: MeshletProcess): { outbound: number; inbound: number } 
   return { outbound: line.outbound.port, inbound: line.inbound.port };
 }
 
-/** An h2c local app answering every request 200 `h2 app`. */
-async function startH2App(): Promise<{ server: Http2Server; port: number; requests: () => number }> {
-  let requests = 0;
-  const server = createH2Server((req, res) => {
-    requests++;
-    req.resume();
-    res.end('h2 app');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as AddressInfo).port, requests: () => requests };
-}
-
 for (const protocol of ['http1', 'http2'] as const) {
   describe(`file descriptors exhausted (EMFILE) on the inbound side, ${protocol} local app`, () => {
     let pki: TestPki;
     let h1App: TestUpstream | undefined;
-    let h2App: Awaited<ReturnType<typeof startH2App>> | undefined;
+    let h2App: H2App | undefined;
     let appRequests: () => number;
     let m: MeshletProcess;
     let pid: number;
@@ -88,7 +81,7 @@ for (const protocol of ['http1', 'http2'] as const) {
         appPort = app.port;
         appRequests = () => app.requests.length;
       } else {
-        const app = await startH2App();
+        const app = await startH2App('h2 app');
         h2App = app;
         appPort = app.port;
         appRequests = app.requests;
@@ -101,17 +94,12 @@ for (const protocol of ['http1', 'http2'] as const) {
           adminGrpc: { enabled: false },
         },
       };
-      m = await spawnMeshlet(config);
-      pid = m.proc.pid!;
-      limitFds(pid);
+      ({ m, pid } = await spawnLimited(config));
     }, 30_000);
     afterAll(async () => {
-      if (m !== undefined && m.proc.exitCode === null) {
-        m.proc.kill('SIGKILL');
-        await m.exited;
-      }
+      await killLimited(m);
       await h1App?.close();
-      if (h2App !== undefined) await new Promise<void>((r) => h2App!.server.close(() => r()));
+      await h2App?.close();
     });
 
     const what = protocol === 'http1' ? 'requests and a tunnel' : 'requests';
@@ -130,7 +118,7 @@ for (const protocol of ['http1', 'http2'] as const) {
           expect(reply).toContain('out of file descriptors');
         }
         // The requests' refusals warn once (at most once per 10 s).
-        expect(m.stdout.filter((l) => l.includes(`"msg":"${FD_WARNING}"`))).toHaveLength(1);
+        expect(fdWarnings(m)).toHaveLength(1);
         if (protocol === 'http1') {
           const collected = collectReply(heldForTunnel, { timeoutMs: 5000, until: replyComplete });
           heldForTunnel.write(UPGRADE);
@@ -156,7 +144,7 @@ for (const protocol of ['http1', 'http2'] as const) {
       const labels = { direction: 'inbound', upstream: 'orders', code: 'overloaded' };
       expect(await metric(m.admin, 'meshlet_local_replies_total', labels)).toBe(2);
       // One warning for requests and tunnel alike (once per 10 s; the access lines carry each refusal).
-      const warnings = m.stdout.filter((l) => l.includes(`"msg":"${FD_WARNING}"`));
+      const warnings = fdWarnings(m);
       expect(warnings).toHaveLength(1);
       expect(JSON.parse(warnings[0]!)).toMatchObject({ level: 'warn', code: 'EMFILE', upstream: 'orders' });
     }, 30_000);

@@ -7,14 +7,8 @@ import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { metricValue } from '../helpers/metrics.ts';
 import { collectReply, parseReply, replyComplete } from '../helpers/raw-http.ts';
 import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
-import {
-  h2Data,
-  h2Headers,
-  HOSTILE_PATH,
-  type ScriptedEndpoint,
-  startH1Endpoint,
-  startH2Endpoint,
-} from './response-endpoints.ts';
+import { EARLY_MALFORMED, protocolName } from './early-malformed.ts';
+import { HOSTILE_PATH, type ScriptedEndpoint } from './response-endpoints.ts';
 
 /** What a direct caller of the inbound listener got: status 0 when the connection or stream ended with no answer. */
 interface Answer {
@@ -58,61 +52,8 @@ async function h2Call(port: number, tls: Required<H2Tls>, path: string): Promise
   }
 }
 
-interface Row {
-  name: string;
-  /** The local app: answers `/hostile` with the malformed response, anything else honestly. */
-  start: () => Promise<ScriptedEndpoint>;
-  /** What the local app speaks (`service.protocol`). */
-  protocol: 'http1' | 'http2';
-}
-
-const h1 = (bytes: string) => () => startH1Endpoint({ bytes });
-const h2 = (frames: (id: number) => Buffer[]) => () => startH2Endpoint(frames);
-
-const rows: Row[] = [
-  {
-    name: 'HTTP/1.1 app: a chunk size that is not hex',
-    start: h1('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n'),
-    protocol: 'http1',
-  },
-  {
-    name: 'HTTP/1.1 app: a negative chunk size',
-    start: h1('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-2\r\nhi\r\n0\r\n\r\n'),
-    protocol: 'http1',
-  },
-  {
-    name: 'HTTP/1.1 app: a chunk shorter than its data',
-    start: h1('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nhi\r\n0\r\n\r\n'),
-    protocol: 'http1',
-  },
-  {
-    name: 'HTTP/2 app: DATA past the content-length',
-    start: h2((id) => [
-      h2Headers(id, [
-        [':status', '200'],
-        ['content-length', '2'],
-      ]),
-      h2Data(id, 'hiHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nSECRET'),
-    ]),
-    protocol: 'http2',
-  },
-  {
-    name: 'HTTP/2 app: DATA ending short of the content-length',
-    start: h2((id) => [
-      h2Headers(id, [
-        [':status', '200'],
-        ['content-length', '10'],
-      ]),
-      h2Data(id, 'hi'),
-    ]),
-    protocol: 'http2',
-  },
-  {
-    name: 'HTTP/2 app: DATA on a 204',
-    start: h2((id) => [h2Headers(id, [[':status', '204']]), h2Data(id, 'SECRET')]),
-    protocol: 'http2',
-  },
-];
+/** The local apps: each answers `/hostile` with its malformed response, anything else honestly. */
+const rows = EARLY_MALFORMED.map((r) => ({ ...r, name: `${protocolName(r.protocol)} app: ${r.what}` }));
 
 const callers = [
   { caller: 'HTTP/1.1', call: h1Call },

@@ -2,79 +2,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { metricValue } from '../helpers/metrics.ts';
-import {
-  clientRequest,
-  h2Data,
-  h2Headers,
-  honestBody,
-  HOSTILE_PATH,
-  type ScriptedEndpoint,
-  startH1Endpoint,
-  startH2Endpoint,
-} from './response-endpoints.ts';
+import { EARLY_MALFORMED, protocolName } from './early-malformed.ts';
+import { clientRequest, honestBody, HOSTILE_PATH, type ScriptedEndpoint } from './response-endpoints.ts';
 
-interface Row {
-  name: string;
-  /** Starts the endpoint that answers `/hostile` with the malformed response. */
-  start: () => Promise<ScriptedEndpoint>;
-  protocol: 'http1' | 'http2';
-  /** What the follow-up request's honest answer says. */
-  next: string;
-}
+/** What the follow-up request's honest answer says, by what is wrong with the response. */
+const NEXT: Record<string, string> = {
+  'a chunk size that is not hex': honestBody('/next', 2),
+  'a negative chunk size': honestBody('/next', 2),
+  'a chunk shorter than its data': honestBody('/next', 2),
+  'DATA past the content-length': honestBody('stream 2', 2),
+  'DATA ending short of the content-length': honestBody('stream 2', 1),
+  'DATA on a 204': honestBody('stream 2', 2),
+};
 
-const h1 = (bytes: string) => () => startH1Endpoint({ bytes });
-const h2 = (frames: (id: number) => Buffer[]) => () => startH2Endpoint(frames);
-
-const rows: Row[] = [
-  {
-    name: 'HTTP/1.1: a chunk size that is not hex',
-    start: h1('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n'),
-    protocol: 'http1',
-    next: honestBody('/next', 2),
-  },
-  {
-    name: 'HTTP/1.1: a negative chunk size',
-    start: h1('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-2\r\nhi\r\n0\r\n\r\n'),
-    protocol: 'http1',
-    next: honestBody('/next', 2),
-  },
-  {
-    name: 'HTTP/1.1: a chunk shorter than its data',
-    start: h1('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nhi\r\n0\r\n\r\n'),
-    protocol: 'http1',
-    next: honestBody('/next', 2),
-  },
-  {
-    name: 'HTTP/2: DATA past the content-length',
-    start: h2((id) => [
-      h2Headers(id, [
-        [':status', '200'],
-        ['content-length', '2'],
-      ]),
-      h2Data(id, 'hiHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nSECRET'),
-    ]),
-    protocol: 'http2',
-    next: honestBody('stream 2', 2),
-  },
-  {
-    name: 'HTTP/2: DATA ending short of the content-length',
-    start: h2((id) => [
-      h2Headers(id, [
-        [':status', '200'],
-        ['content-length', '10'],
-      ]),
-      h2Data(id, 'hi'),
-    ]),
-    protocol: 'http2',
-    next: honestBody('stream 2', 1),
-  },
-  {
-    name: 'HTTP/2: DATA on a 204',
-    start: h2((id) => [h2Headers(id, [[':status', '204']]), h2Data(id, 'SECRET')]),
-    protocol: 'http2',
-    next: honestBody('stream 2', 2),
-  },
-];
+const rows = EARLY_MALFORMED.map((r) => ({
+  ...r,
+  name: `${protocolName(r.protocol)}: ${r.what}`,
+  next: NEXT[r.what]!,
+}));
 
 describe('a response malformed in the read that carried its head', () => {
   const endpoints: ScriptedEndpoint[] = [];

@@ -1,7 +1,5 @@
 // etcd/redis `registry.watch.maxOnDemand` and `idleTimeout` from config, as Consul's: the cap, 0 disabling, idle removal and reload.
 import { writeFileSync } from 'node:fs';
-import { Etcd3 } from 'etcd3';
-import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -12,64 +10,12 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { startMeshlet, writeConfig } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { within } from '../consul/consul-helpers.ts';
-import { EtcdServer, RedisServer } from '../registry/servers.ts';
+import { type CatalogKv as Kv, etcdCatalogKv, redisCatalogKv } from '../registry/kv-catalogs.ts';
 
 const LIMIT_MSG = 'on-demand upstream limit reached; new upstream names get no_route';
 
-/** One real backend the test writes instances into. */
-interface Kv {
-  registry(watch?: Record<string, unknown>): ConfigInput['registry'];
-  put(service: string, port: number): Promise<void>;
-  close(): Promise<void>;
-}
-
 const record = (service: string, port: number): string =>
   JSON.stringify({ id: `${service}-1`, service, address: '127.0.0.1', port, weight: 1, status: 'passing' });
-
-async function etcdKv(): Promise<Kv> {
-  const server = new EtcdServer();
-  await server.start();
-  const client = new Etcd3({ hosts: server.url });
-  const prefix = '/meshlet/services/';
-  return {
-    registry: (watch) =>
-      ({
-        type: 'etcd',
-        etcd: { hosts: [server.url], prefix, leaseTtl: '2s' },
-        ...(watch === undefined ? {} : { watch }),
-      }) as ConfigInput['registry'],
-    async put(service, port) {
-      await client.put(`${prefix}${service}/${service}-1`).value(record(service, port)).exec();
-    },
-    async close() {
-      client.close();
-      await server.close();
-    },
-  };
-}
-
-async function redisKv(): Promise<Kv> {
-  const server = new RedisServer();
-  await server.start();
-  const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  client.on('error', () => undefined);
-  const prefix = 'meshlet:services:';
-  return {
-    registry: (watch) =>
-      ({
-        type: 'redis',
-        redis: { url: server.url, prefix, ttl: '2s' },
-        ...(watch === undefined ? {} : { watch }),
-      }) as ConfigInput['registry'],
-    async put(service, port) {
-      await client.set(`${prefix}${service}:${service}-1`, record(service, port));
-    },
-    async close() {
-      client.disconnect();
-      await server.close();
-    },
-  };
-}
 
 async function statusOf(outbound: string, name: string): Promise<number> {
   const res = await request(`${outbound}/`, {
@@ -85,8 +31,8 @@ const ready = async (admin: string): Promise<boolean> =>
   (await request(`${admin}/ready`, { headersTimeout: 2000 })).statusCode === 200;
 
 describe.each([
-  ['etcd', etcdKv],
-  ['redis', redisKv],
+  ['etcd', etcdCatalogKv],
+  ['redis', redisCatalogKv],
 ])('%s registry.watch', (_type, makeKv) => {
   let kv: Kv;
   let app: TestUpstream;
@@ -94,7 +40,8 @@ describe.each([
   beforeAll(async () => {
     kv = await makeKv();
     app = await startUpstream();
-    for (const name of ['users', 'alpha', 'beta', 'gamma']) await kv.put(name, app.port);
+    for (const name of ['users', 'alpha', 'beta', 'gamma'])
+      await kv.put(name, `${name}-1`, record(name, app.port));
   }, 30_000);
   afterAll(async () => {
     await kv?.close();
@@ -102,7 +49,7 @@ describe.each([
   });
 
   const base = (watch?: Record<string, unknown>): ConfigInput => ({
-    registry: kv.registry(watch),
+    registry: kv.registry(watch === undefined ? {} : { watch }),
     upstreams: { users: {} },
     accessLog: { enabled: false },
     shutdown: { drainDelay: 0 },

@@ -9,6 +9,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { writeConfig } from '../helpers/meshlet.ts';
 import { closedPort, startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { answeredBy, configText, spawnOn, type Watched } from './config-watch-helpers.ts';
+import { untilDaemonImage } from './daemon-image.ts';
 import { until, writeApp } from './wrapper-helpers.ts';
 
 const SLOW_LOAD = fileURLToPath(new URL('./slow-load.ts', import.meta.url));
@@ -51,17 +52,7 @@ describe('the config file watch over meshlet’s life', () => {
         let out = '';
         proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
         writing = (async () => {
-          await until(
-            () => {
-              try {
-                return readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8').includes('daemon-main');
-              } catch {
-                return false;
-              }
-            },
-            10_000,
-            'meshlet re-executed into the daemon image',
-          );
+          await untilDaemonImage(proc.pid!);
           await sleep(300);
           writeFileSync(file, configText(listeners, { users: [b.endpoint] }));
           return out.includes('meshlet started');

@@ -6,6 +6,7 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, type MeshletProcess, spawnMeshlet, writeConfig } from '../helpers/meshlet.ts';
+import { untilDaemonImage } from './daemon-image.ts';
 import { until } from './wrapper-helpers.ts';
 
 const SLOW_LOAD = fileURLToPath(new URL('./slow-load.ts', import.meta.url));
@@ -95,17 +96,7 @@ describe('SIGHUP races', () => {
     );
     try {
       // The same PID becomes daemon-main (execve); Node's own start-up takes well under 500 ms.
-      await until(
-        () => {
-          try {
-            return readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8').includes('daemon-main');
-          } catch {
-            return false;
-          }
-        },
-        10_000,
-        'meshlet re-executed into the daemon image',
-      );
+      await untilDaemonImage(proc.pid!);
       // Node's own bootstrap (before any JavaScript) cannot hold a SIGHUP: wait until the new image
       // catches it (SigCgt bit 0), which the hold does before the daemon's modules load.
       await until(() => sighupCaught(proc.pid!), 10_000, 'the daemon image holds SIGHUP');

@@ -1,97 +1,19 @@
 // etcd and redis acceptance: a SIGKILLed meshlet's key gone within TTL + 1 s, 1,000 requests across a backend restart, bad values and bad credentials.
 import { Etcd3 } from 'etcd3';
-import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ConfigInput } from '../../src/config/schema.ts';
 import { runCli, spawnMeshlet, startMeshlet, writeConfig } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { metric, via, within } from '../consul/consul-helpers.ts';
+import { etcdCatalogKv, type CatalogKv as Kv, redisCatalogKv } from './kv-catalogs.ts';
 import { EtcdServer, RedisServer } from './servers.ts';
-
-/** Drives one key-value backend from the test. */
-interface Kv {
-  type: 'etcd' | 'redis';
-  server: EtcdServer | RedisServer;
-  registry(extra?: Record<string, unknown>): ConfigInput['registry'];
-  put(service: string, id: string, value: string, ttlMs?: number): Promise<void>;
-  keys(service: string): Promise<string[]>;
-  /** Restarts the backend; `wipe` loses every key. */
-  restart(wipe: boolean): Promise<void>;
-  close(): Promise<void>;
-}
-
-async function etcdKv(): Promise<Kv> {
-  const server = new EtcdServer();
-  await server.start();
-  const client = new Etcd3({ hosts: server.url });
-  const prefix = '/meshlet/services/';
-  return {
-    type: 'etcd',
-    server,
-    registry: (extra = {}) =>
-      ({ type: 'etcd', etcd: { hosts: [server.url], leaseTtl: '2s' }, ...extra }) as ConfigInput['registry'],
-    async put(service, id, value, ttlMs) {
-      if (ttlMs === undefined) await client.put(`${prefix}${service}/${id}`).value(value).exec();
-      else
-        await client
-          .lease(ttlMs / 1000, { autoKeepAlive: false })
-          .put(`${prefix}${service}/${id}`)
-          .value(value)
-          .exec();
-    },
-    keys: async (service) =>
-      client
-        .getAll()
-        .prefix(`${prefix}${service}/`)
-        .keys()
-        .then((k) => k.map(String)),
-    async restart(wipe) {
-      await server.stop();
-      if (wipe) server.wipe();
-      await server.start();
-    },
-    async close() {
-      client.close();
-      await server.close();
-    },
-  };
-}
-
-async function redisKv(): Promise<Kv> {
-  const server = new RedisServer();
-  await server.start();
-  const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  client.on('error', () => undefined);
-  const prefix = 'meshlet:services:';
-  return {
-    type: 'redis',
-    server,
-    registry: (extra = {}) =>
-      ({ type: 'redis', redis: { url: server.url, ttl: '2s' }, ...extra }) as ConfigInput['registry'],
-    async put(service, id, value, ttlMs) {
-      const key = `${prefix}${service}:${id}`;
-      if (ttlMs === undefined) await client.set(key, value);
-      else await client.set(key, value, 'PX', ttlMs);
-    },
-    keys: (service) => client.keys(`${prefix}${service}:*`),
-    async restart() {
-      await server.stop();
-      await server.start(); // no persistence: every key is lost
-    },
-    async close() {
-      client.disconnect();
-      await server.close();
-    },
-  };
-}
 
 const peer = (port: number): string =>
   JSON.stringify({ address: '127.0.0.1', port, weight: 1, status: 'passing' });
 
 describe.each([
-  ['etcd', etcdKv],
-  ['redis', redisKv],
+  ['etcd', etcdCatalogKv],
+  ['redis', redisCatalogKv],
 ] as const)('%s registry faults', (_name, make) => {
   let kv: Kv;
   let a: TestUpstream;

@@ -1,10 +1,10 @@
 // Two instances sharing a service ID in etcd or Redis (cluster-wide stores): neither writes over, keeps alive or deletes the other's key.
-import { hostname } from 'node:os';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
+import type { TestUpstream } from '../helpers/upstream-server.ts';
 import { adminGet, metric, within } from '../consul/consul-helpers.ts';
 import { holderGraceMs, type Kv, etcdKv, redisKv } from './kv-backends.ts';
+import { kvServiceIdFixture } from './kv-service-id-fixtures.ts';
 
 const INTERVAL = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,65 +13,19 @@ describe.each([
   ['etcd', etcdKv],
   ['redis', redisKv],
 ] as const)('%s: two instances with the same service ID', (name, make) => {
+  const fx = kvServiceIdFixture(name, make, { interval: INTERVAL, timeout: 150 });
+  const { web, stop, keys, logsAt, registration, RENAMED, REFUSED, started } = fx;
   let kv: Kv;
   let app: TestUpstream;
   /** The default ID every instance here would take: `web-<hostname>-<app port>`. */
   let defaultId: string;
-  const started: InProcessMeshlet[] = [];
-  const RENAMED = `meshlet_registry_${name}_service_id_collisions_total{outcome="renamed"}`;
-  const REFUSED = `meshlet_registry_${name}_service_id_collisions_total{outcome="refused"}`;
+  beforeAll(() => {
+    ({ kv, app, defaultId } = fx);
+  });
   /** How long a key held at another address is watched before it is called another live instance's. */
   const GRACE = holderGraceMs(name, INTERVAL);
 
-  beforeAll(async () => {
-    kv = await make();
-    app = await startUpstream();
-    defaultId = `web-${hostname()}-${app.port}`;
-  }, 30_000);
-  afterEach(async () => {
-    for (const m of started.splice(0)) await m.close();
-    await kv.clear();
-  });
-  afterAll(async () => {
-    await app?.close();
-    await kv?.close();
-  });
-
-  /** A meshlet registering `web` (the same name, hostname and port as every other) with `address`. */
-  async function web(
-    address: string,
-    registry: Record<string, unknown> = {},
-    drainDelay = 0,
-  ): Promise<InProcessMeshlet> {
-    const m = await startMeshlet({
-      service: { name: 'web', port: app.port, address },
-      registry: kv.registry({ check: { interval: INTERVAL, timeout: 150 }, ...registry }),
-      shutdown: { drainDelay },
-      accessLog: { enabled: false },
-    });
-    started.push(m);
-    return m;
-  }
-
-  async function stop(m: InProcessMeshlet): Promise<void> {
-    started.splice(started.indexOf(m), 1);
-    await m.close();
-  }
-
-  /** `id@address status` of every `web` key, sorted. */
-  async function keys(): Promise<string[]> {
-    return Object.entries(await kv.web())
-      .map(([id, h]) => `${id}@${h.address} ${h.status}`)
-      .sort();
-  }
-
-  const errors = (m: InProcessMeshlet) => m.logs.filter((l) => l.level === 'error');
-
-  type Registration = { serviceId: string; key: string; registered: boolean; refusedBecause: string | null };
-  async function registration(m: InProcessMeshlet): Promise<Registration> {
-    const s = await adminGet<{ registry: { registration: Registration } }>(m.admin, '/upstreams');
-    return s.body.registry.registration;
-  }
+  const errors = (m: InProcessMeshlet) => logsAt(m, 'error');
 
   it('the second writes a distinct key; both are discovered; one error, counted; neither shutdown touches the other key', async () => {
     const a = await web('127.0.0.1', {}, 600);

@@ -1,10 +1,11 @@
 // etcd and Redis: a crashed earlier run's key (a pod re-created at a new address) is written aside at once, then moved from when it expires, not called a collision; a live holder still is.
-import { hostname } from 'node:os';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { adminGet, metric, within } from '../consul/consul-helpers.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { InProcessMeshlet } from '../helpers/meshlet.ts';
+import type { TestUpstream } from '../helpers/upstream-server.ts';
+import { metric, within } from '../consul/consul-helpers.ts';
+import { expectCollisionCalled, expectMovedQuietly, expectWaitingAside } from '../consul/collision-called.ts';
 import { etcdKv, holderGraceMs, type Kv, redisKv } from './kv-backends.ts';
+import { kvServiceIdFixture } from './kv-service-id-fixtures.ts';
 
 const INTERVAL = 200;
 /**
@@ -18,46 +19,17 @@ describe.each([
   ['etcd', etcdKv],
   ['redis', redisKv],
 ] as const)('%s: a key held at another address', (name, make) => {
+  const fx = kvServiceIdFixture(name, make, { interval: INTERVAL, timeout: 150 }, TTL);
+  const { web, stop, keys, logsAt, registration, RENAMED, REFUSED } = fx;
   let kv: Kv;
   let app: TestUpstream;
   /** The default ID: `web-<hostname>-<app port>`, the same for a pod and its re-created successor. */
   let defaultId: string;
-  const started: InProcessMeshlet[] = [];
-  const RENAMED = `meshlet_registry_${name}_service_id_collisions_total{outcome="renamed"}`;
-  const REFUSED = `meshlet_registry_${name}_service_id_collisions_total{outcome="refused"}`;
+  beforeAll(() => {
+    ({ kv, app, defaultId } = fx);
+  });
   /** How long a live-looking holder is watched: one TTL (etcd: and its lease check) and one check interval. */
   const GRACE = holderGraceMs(name, INTERVAL, TTL);
-
-  beforeAll(async () => {
-    kv = await make();
-    app = await startUpstream();
-    defaultId = `web-${hostname()}-${app.port}`;
-  }, 30_000);
-  afterEach(async () => {
-    for (const m of started.splice(0)) await m.close();
-    await kv.clear();
-  });
-  afterAll(async () => {
-    await app?.close();
-    await kv?.close();
-  });
-
-  /** A meshlet registering `web` (the same name, hostname and port as every other) with `address`. */
-  async function web(address: string, registry: Record<string, unknown> = {}): Promise<InProcessMeshlet> {
-    const m = await startMeshlet({
-      service: { name: 'web', port: app.port, address },
-      registry: kv.registry({ check: { interval: INTERVAL, timeout: 150 }, ...registry }, TTL),
-      shutdown: { drainDelay: 0 },
-      accessLog: { enabled: false },
-    });
-    started.push(m);
-    return m;
-  }
-
-  async function stop(m: InProcessMeshlet): Promise<void> {
-    started.splice(started.indexOf(m), 1);
-    await m.close();
-  }
 
   /**
    * The key a meshlet at `address` left when it crashed (SIGKILL, node eviction): nobody deleted it,
@@ -68,23 +40,9 @@ describe.each([
     await kv.put(id, record, ttlMs);
   }
 
-  /** `id@address status` of every `web` key, sorted. */
-  async function keys(): Promise<string[]> {
-    return Object.entries(await kv.web())
-      .map(([id, h]) => `${id}@${h.address} ${h.status}`)
-      .sort();
-  }
-
-  const logsAt = (m: InProcessMeshlet, level: string) => m.logs.filter((l) => l.level === level);
   /** The warning a meshlet logs when it starts watching a live-looking holder. */
   const waitWarnings = (m: InProcessMeshlet) =>
     logsAt(m, 'warn').filter((l) => String(l.msg).includes('has not expired'));
-
-  type Registration = { serviceId: string; registered: boolean; refusedBecause: string | null };
-  async function registration(m: InProcessMeshlet): Promise<Registration> {
-    return (await adminGet<{ registry: { registration: Registration } }>(m.admin, '/upstreams')).body.registry
-      .registration;
-  }
 
   /**
    * Polls every 10 ms until `done` (rejects after `timeoutMs`); at every poll, `invariant` must hold
@@ -118,16 +76,15 @@ describe.each([
     const [now, reg, renamed] = await Promise.all([keys(), registration(m), metric(m.admin, RENAMED)]);
     expect(performance.now() - crashedAt).toBeLessThan(TTL);
     expect(now).toEqual([`${defaultId}@10.0.0.3 passing`, `${aside}@127.0.0.1 passing`].sort());
-    expect(logsAt(m, 'error')).toEqual([]);
-    expect(renamed).toBe(0);
-    expect(reg).toMatchObject({ serviceId: aside, registered: true, refusedBecause: null });
-    expect(waitWarnings(m)).toHaveLength(1);
-    expect(waitWarnings(m)[0]).toMatchObject({
+    expectWaitingAside(m, {
+      renamed,
+      registration: reg,
       heldId: defaultId,
       heldBy: `10.0.0.3:${app.port}`,
-      serviceId: aside,
+      interimId: aside,
       instance: `127.0.0.1:${app.port}`,
-      waitMs: GRACE,
+      graceMs: GRACE,
+      waitWarning: 'has not expired',
     });
 
     // Until the predecessor's key expires and meshlet moves: at every poll, its aside or default key (or both).
@@ -141,15 +98,12 @@ describe.each([
     expect(performance.now() - crashedAt).toBeGreaterThanOrEqual(TTL);
     await sleep(3 * INTERVAL);
     expect(await keys()).toEqual([`${defaultId}@127.0.0.1 passing`]);
-    expect(logsAt(m, 'error')).toEqual([]);
-    expect(waitWarnings(m)).toHaveLength(1);
-    expect(logsAt(m, 'info').some((l) => l.serviceId === defaultId && l.interimId === aside)).toBe(true);
-    expect(await metric(m.admin, RENAMED)).toBe(0);
-    expect(await metric(m.admin, REFUSED)).toBe(0);
-    expect(await registration(m)).toMatchObject({
-      serviceId: defaultId,
-      registered: true,
-      refusedBecause: null,
+    await expectMovedQuietly(m, {
+      defaultId,
+      interimId: aside,
+      renamed: RENAMED,
+      refused: REFUSED,
+      waitWarning: 'has not expired',
     });
     // Past one more TTL: the default key is kept alive, nothing else appears.
     await sleep(TTL + 500);
@@ -208,21 +162,17 @@ describe.each([
     const waitingFrom = performance.now();
     await within(1000, async () => (await keys()).includes(`${bId}@127.0.0.2 passing`), 'b written aside');
     await sleep(3 * INTERVAL);
-    // Well inside one TTL: b is aside, not called a collision yet.
-    expect(logsAt(b, 'error')).toEqual([]);
-    expect(await metric(b.admin, RENAMED)).toBe(0);
-    expect(waitWarnings(b)).toHaveLength(1);
-
-    await within(GRACE + 3000, () => logsAt(b, 'error').length > 0, 'the collision error');
-    // Not before one TTL and one interval of a's key kept alive.
-    expect(performance.now() - waitingFrom).toBeGreaterThanOrEqual(GRACE);
-    expect(logsAt(b, 'error')).toHaveLength(1);
-    expect(logsAt(b, 'error')[0]).toMatchObject({
+    // Well inside one TTL, b is aside, not called a collision yet (one wait warning); called not before
+    // one TTL and one interval of a's key kept alive.
+    await expectCollisionCalled(b, {
+      waitingFrom,
+      graceMs: GRACE,
       heldId: defaultId,
       heldBy: `127.0.0.1:${app.port}`,
       serviceId: bId,
+      renamed: RENAMED,
+      waitWarning: 'has not expired',
     });
-    expect(await metric(b.admin, RENAMED)).toBe(1);
     expect(await keys()).toEqual([`${defaultId}@127.0.0.1 passing`, `${bId}@127.0.0.2 passing`].sort());
     expect(logsAt(a, 'error')).toEqual([]);
 
