@@ -59,6 +59,24 @@ export function sampleValue(text: string, name: string, labels: Record<string, s
   return 0;
 }
 
+/**
+ * The sum of the samples of `name` whose labels include `labels` (others may be there too; `{}`: every
+ * sample of `name`) in exposition `text`; 0 when there is none.
+ */
+export function sampleSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  const want = Object.entries(labels);
+  let total = 0;
+  for (const line of sampleLines(text)) {
+    const space = line.lastIndexOf(' ');
+    const series = line.slice(0, space);
+    const brace = series.indexOf('{');
+    if ((brace === -1 ? series : series.slice(0, brace)) !== name) continue;
+    const have = labelsOf(brace === -1 ? '' : series.slice(brace + 1, -1));
+    if (want.every(([k, v]) => have.get(k) === v)) total += Number(line.slice(space + 1));
+  }
+  return total;
+}
+
 /** {@link sampleValue} of `name` with exactly `labels` in a fresh scrape of `admin`; 0 when absent. */
 export async function metricValue(
   admin: string,

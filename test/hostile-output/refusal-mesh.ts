@@ -7,7 +7,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll } from 'vitest';
 import { h2Exchange, type H2Tls } from '../helpers/h2-request.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { sampleLines, scrapeMetrics } from '../helpers/metrics.ts';
+import { sampleSum, scrapeMetrics } from '../helpers/metrics.ts';
 import { collectReply, replyComplete } from '../helpers/raw-http.ts';
 import { smugglingMesh, type SmugglingMesh } from '../hostile-smuggling/smuggling-mesh.ts';
 import { makePki, tempDir } from '../tls/tls-helpers.ts';
@@ -117,27 +117,16 @@ export async function overHttp1(m: RefusalMesh, name: ListenerName, text: string
   return [status, error].filter((s) => s !== undefined).join(' ');
 }
 
-/** Sums the samples of `name` whose labels include `labels`, in exposition `text`. */
-function sum(text: string, name: string, labels: Record<string, string>): number {
-  let total = 0;
-  for (const line of sampleLines(text)) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
-}
-
 /** The counters one refusal on a listener must move, and those that must not (against the `users` endpoint). */
 function counters(text: string, name: ListenerName): Record<string, number> {
   const direction = name === 'inbound' ? 'inbound' : 'outbound';
   return {
-    localReplies: sum(text, 'meshlet_local_replies_total', { direction, code: 'bad_request' }),
-    inboundDenied: sum(text, 'meshlet_inbound_denied_total', { caller: 'web', reason: 'bad_request' }),
-    gatewayUnrouted: sum(text, 'meshlet_gateway_unrouted_total', { reason: 'bad_request' }),
-    '5xx for users': sum(text, 'meshlet_requests_total', { upstream: 'users', status_class: '5xx' }),
-    'connect errors': sum(text, 'meshlet_upstream_connect_errors_total', {}),
-    ejections: sum(text, 'meshlet_outlier_ejections_total', {}),
+    localReplies: sampleSum(text, 'meshlet_local_replies_total', { direction, code: 'bad_request' }),
+    inboundDenied: sampleSum(text, 'meshlet_inbound_denied_total', { caller: 'web', reason: 'bad_request' }),
+    gatewayUnrouted: sampleSum(text, 'meshlet_gateway_unrouted_total', { reason: 'bad_request' }),
+    '5xx for users': sampleSum(text, 'meshlet_requests_total', { upstream: 'users', status_class: '5xx' }),
+    'connect errors': sampleSum(text, 'meshlet_upstream_connect_errors_total', {}),
+    ejections: sampleSum(text, 'meshlet_outlier_ejections_total', {}),
   };
 }
 

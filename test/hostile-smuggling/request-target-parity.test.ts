@@ -1,7 +1,7 @@
 // Parity table of hostile request targets over HTTP/1.1 and HTTP/2 on the outbound, gateway and inbound listeners: what the client gets, what reaches the endpoint, and that a refusal counts against no endpoint.
 import { describe, expect, it } from 'vitest';
 import { h2Exchange } from '../helpers/h2-request.ts';
-import { sampleLines, scrapeMetrics } from '../helpers/metrics.ts';
+import { sampleSum, scrapeMetrics } from '../helpers/metrics.ts';
 import * as F from '../hostile-h2/h2-frames.ts';
 import { exchange, listeners, smugglingMesh, type SmugglingMesh } from './smuggling-mesh.ts';
 
@@ -136,23 +136,12 @@ async function overHttp2(mesh: SmugglingMesh, listener: ListenerName, target: st
   }
 }
 
-/** Sums the samples of `name` whose labels include `labels`, in exposition `text`. */
-function sum(text: string, name: string, labels: Record<string, string>): number {
-  let total = 0;
-  for (const line of sampleLines(text)) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
-}
-
 /** What must not move when meshlet refuses a request: failures and ejections of the `users` endpoint (meshlet A). */
 function againstEndpoint(text: string): Record<string, number> {
   return {
-    '5xx for users': sum(text, 'meshlet_requests_total', { upstream: 'users', status_class: '5xx' }),
-    'connect errors': sum(text, 'meshlet_upstream_connect_errors_total', {}),
-    ejections: sum(text, 'meshlet_outlier_ejections_total', {}),
+    '5xx for users': sampleSum(text, 'meshlet_requests_total', { upstream: 'users', status_class: '5xx' }),
+    'connect errors': sampleSum(text, 'meshlet_upstream_connect_errors_total', {}),
+    ejections: sampleSum(text, 'meshlet_outlier_ejections_total', {}),
   };
 }
 
@@ -183,11 +172,11 @@ describe('request targets: the same decision on every listener and protocol', ()
       const after = await scrapeMetrics(admin);
       // Each 400 is meshlet's own answer (a local reply), never the endpoint's.
       const localReplies = (text: string) =>
-        sum(text, 'meshlet_local_replies_total', { direction, code: 'bad_request' });
+        sampleSum(text, 'meshlet_local_replies_total', { direction, code: 'bad_request' });
       expect(localReplies(after) - localReplies(before)).toBe(refusedByMeshlet);
       if (listener === 'inbound') {
         const denied = (text: string) =>
-          sum(text, 'meshlet_inbound_denied_total', { caller: 'web', reason: 'bad_request' });
+          sampleSum(text, 'meshlet_inbound_denied_total', { caller: 'web', reason: 'bad_request' });
         expect(denied(after) - denied(before)).toBe(refusedByMeshlet);
       } else expect(againstEndpoint(after)).toEqual(againstEndpoint(before));
     }, 60_000);
