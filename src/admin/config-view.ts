@@ -1,4 +1,5 @@
 // `GET /config` and gRPC GetConfig: the running config as JSON with every secret redacted.
+import { resolve } from 'node:path';
 
 /** What a redacted value reads as. */
 export const REDACTED = '[redacted]';
@@ -109,7 +110,11 @@ export function redact(value: unknown, path = '', paths: string[] = []): unknown
   return value;
 }
 
-/** The `GET /config` document of a running config. */
+/**
+ * The `GET /config` document of a running config.
+ * @param file The config file as `--config` named it; shown absolute (resolved against the working
+ *   directory), so a relative `--config meshlet.yaml` still says which file runs.
+ */
 export function configDocument(
   config: unknown,
   file: string | undefined,
@@ -118,5 +123,11 @@ export function configDocument(
 ): ConfigDocument {
   const redacted: string[] = [];
   const safe = redact(config, '', redacted);
-  return { file: file ?? null, loadedAt: loadedAt.toISOString(), lastReload, redacted, config: safe };
+  return {
+    file: file === undefined ? null : resolve(file),
+    loadedAt: loadedAt.toISOString(),
+    lastReload,
+    redacted,
+    config: safe,
+  };
 }
