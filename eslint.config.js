@@ -32,4 +32,26 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // V8's date-to-string builtins look up the local time zone's name in ICU first, mapping ~1.1 MiB
+    // of the node binary into the process for good; the daemon formats times with utc-time.ts instead.
+    files: ['src/**/*.ts'],
+    ignores: ['src/**/*.test.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        ...['toISOString', 'toUTCString', 'toJSON', 'toDateString', 'toTimeString'].map((property) => ({
+          property,
+          message:
+            'use isoTime / httpDate (src/telemetry/utc-time.ts): V8 date strings map ICU time-zone data',
+        })),
+        ...['toLocaleString', 'toLocaleDateString', 'toLocaleTimeString', 'localeCompare'].map(
+          (property) => ({
+            property,
+            message: 'locale-aware formatting maps megabytes of ICU data into the daemon; format explicitly',
+          }),
+        ),
+      ],
+    },
+  },
 );

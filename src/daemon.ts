@@ -38,6 +38,7 @@ import { TunnelSet } from './tunnel/tunnel.ts';
 import { UpstreamTable } from './upstream/upstream-table.ts';
 import { OwnListeners } from './upstream/forwarding-loop.ts';
 import { mallocInUse } from './cli/malloc-choice.ts';
+import { isoTime } from './telemetry/utc-time.ts';
 
 /** Options for starting a daemon. */
 export interface DaemonOptions {
@@ -481,7 +482,7 @@ export class Daemon {
       next = (await import('./config/load-config.ts')).loadConfigFile(this.#configFile);
     } catch (err) {
       this.metrics.configReloads.labels('config', 'failed').inc();
-      this.#lastReload = { result: 'failed', at: new Date().toISOString(), reason: (err as Error).message };
+      this.#lastReload = { result: 'failed', at: isoTime(Date.now()), reason: (err as Error).message };
       this.logger.error({
         msg: 'config reload refused; keeping the running config',
         trigger,
@@ -536,7 +537,7 @@ export class Daemon {
     this.#loadedAt = new Date();
     this.#lastReload = {
       result,
-      at: this.#loadedAt.toISOString(),
+      at: isoTime(this.#loadedAt.getTime()),
       ...(notApplied.length > 0 ? { notApplied } : {}),
     };
     this.logger.info({

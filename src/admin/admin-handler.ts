@@ -3,6 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Registry } from '../registry/registry.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { httpDate } from '../telemetry/utc-time.ts';
 import { tlsModeOf } from '../tls/tls-pool-factory.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
 import { adminIndex } from './admin-index.ts';
@@ -266,6 +267,10 @@ function guardMutation(view: AdminView, req: IncomingMessage, res: ServerRespons
  */
 export function adminHandler(view: AdminView): RequestListener {
   return function admin(req: IncomingMessage, res: ServerResponse) {
+    // node:http's own Date would format it with V8's date-to-string, which maps ICU's time-zone data
+    // (~1.1 MiB) into an idle sidecar on its first probe: same field, made without it (utc-time.ts).
+    res.sendDate = false;
+    res.setHeader('Date', httpDate(Date.now()));
     if (hasBody(req)) res.shouldKeepAlive = false;
     const target = pathOf(req.url ?? '/');
     if (target === undefined) return json(res, 404, { error: 'not_found', message: 'no admin endpoint' });

@@ -1,5 +1,6 @@
 // `GET /config` and gRPC GetConfig: the running config as JSON with every secret redacted.
 import { resolve } from 'node:path';
+import { isoTime } from '../telemetry/utc-time.ts';
 
 /** What a redacted value reads as. */
 export const REDACTED = '[redacted]';
@@ -125,7 +126,7 @@ export function configDocument(
   const safe = redact(config, '', redacted);
   return {
     file: file === undefined ? null : resolve(file),
-    loadedAt: loadedAt.toISOString(),
+    loadedAt: isoTime(loadedAt.getTime()),
     lastReload,
     redacted,
     config: safe,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createDevCa, issueLeaf, readDevCa, writeDevCa, writeLeaf } from '../tls/dev-ca.ts';
 import { isValidPathSegment, isValidTrustDomain } from '../tls/identity.ts';
 import { EXIT } from './run-command.ts';
+import { isoTime } from '../telemetry/utc-time.ts';
 
 /** A bad argument: the CLI prints it and exits 2. */
 export class CertsUsageError extends Error {
@@ -87,7 +88,7 @@ export async function certsIssue(options: CertsIssueOptions): Promise<number> {
   const paths = await writeLeaf(options.out, options.service, leaf);
   process.stdout.write(
     `${leaf.spiffeId}\n  certificate (tls.cert): ${paths.cert}\n  key (tls.key):          ${paths.key}\n` +
-      `  serial ${leaf.serialNumber}, valid until ${leaf.notAfter.toISOString()}\n`,
+      `  serial ${leaf.serialNumber}, valid until ${isoTime(leaf.notAfter.getTime())}\n`,
   );
   return EXIT.ok;
 }

@@ -1,6 +1,7 @@
 // `meshlet upstreams [--watch]`: each upstream's endpoints and breaker; --watch streams changes over the gRPC admin API.
 import { AdminUnreachable, readAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
 import { EXIT } from './run-command.ts';
+import { isoTime } from '../telemetry/utc-time.ts';
 
 /** An upstream as the table prints it (the HTTP view and the proto messages both map to it). */
 interface Row {
@@ -100,7 +101,7 @@ export async function watchUpstreamsCommand(
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     call.on('data', (s: { upstreams: Row[]; atUnixMs: number }) => {
-      const at = new Date(s.atUnixMs).toISOString();
+      const at = isoTime(s.atUnixMs);
       if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
       else if (tty)
         process.stdout.write(

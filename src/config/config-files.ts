@@ -3,6 +3,7 @@ import { ConfigError } from '../errors/config-error.ts';
 import { loadEndpointsFile } from './load-config.ts';
 import type { MeshletConfig } from './schema.ts';
 import { readConfiguredFile } from './secret-env.ts';
+import { isoTime } from '../telemetry/utc-time.ts';
 
 /** One file the config names that `run` could not use at start. */
 export interface ConfigFileProblem {
@@ -50,7 +51,7 @@ export async function configFileProblems(
   };
   const expired = (keyPath: string, path: string, notAfter: Date) => {
     if (notAfter.getTime() <= nowMs)
-      add(keyPath, `${keyPath}: ${path}: expired at ${notAfter.toISOString()}`);
+      add(keyPath, `${keyPath}: ${path}: expired at ${isoTime(notAfter.getTime())}`);
   };
 
   const gatewayTls = config.listeners.gateway?.tls;

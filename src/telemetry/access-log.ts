@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import { boundedJson, MAX_PATH_BYTES, MAX_VALUE_BYTES } from './access-log-fields.ts';
 import { REDACTED } from './logger.ts';
 import type { TunnelEnd, TunnelKind } from './tunnel-metrics.ts';
+import { isoTime } from './utc-time.ts';
 
 /** A string as a JSON value (quoted and escaped); client-sent values may hold anything. */
 const str = JSON.stringify as (s: string) => string;
@@ -95,7 +96,7 @@ export class AccessLog {
     const now = Date.now();
     if (now !== this.#lastMs) {
       this.#lastMs = now;
-      this.#lastIso = new Date(now).toISOString();
+      this.#lastIso = isoTime(now);
     }
     return this.#lastIso;
   }

@@ -1,5 +1,6 @@
 // The process logger: pino JSON on stdout, buffered, with secrets redacted wherever they appear.
 import pino, { type Logger } from 'pino';
+import { pinoIsoTime } from './utc-time.ts';
 
 export type { Logger } from 'pino';
 
@@ -23,7 +24,7 @@ export function createLogger(level: LogLevel = 'info', destination?: NodeJS.Writ
     {
       level,
       base: { service: 'meshlet' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: pinoIsoTime,
       redact: { paths: REDACT, censor: REDACTED },
       formatters: { level: (label) => ({ level: label }) },
     },

@@ -13,6 +13,7 @@ import {
   type TlsSource,
   tlsMaterial,
 } from './tls-source.ts';
+import { isoTime } from '../telemetry/utc-time.ts';
 
 /** Options of {@link ConnectCaSource}. */
 export interface ConnectCaSourceOptions {
@@ -306,7 +307,7 @@ export class ConnectCaSource implements TlsSource {
         throw new Error(`leaf certificate names ${named ?? 'no service'}, not ${this.#o.service}`);
       }
       if (material.cert.notAfter.getTime() <= Date.now()) {
-        throw new Error(`leaf certificate expired at ${material.cert.notAfter.toISOString()}`);
+        throw new Error(`leaf certificate expired at ${isoTime(material.cert.notAfter.getTime())}`);
       }
       createSecureContext({ cert: material.certPem, key: material.keyPem, ca: material.caPem });
       return material;

@@ -9,6 +9,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { RefusalLog } from './refusal-log.ts';
 import type { TlsMaterial, TlsSource } from './tls-source.ts';
+import { isoTime } from '../telemetry/utc-time.ts';
 
 /**
  * The cipher suites meshlet accepts and offers between sidecars: TLS 1.3's three AEAD suites and,
@@ -131,7 +132,7 @@ export class MeshTls {
       source: kind,
       serial: material.cert.serialNumber,
       spiffeId: material.cert.spiffeId ?? null,
-      notAfter: material.cert.notAfter.toISOString(),
+      notAfter: isoTime(material.cert.notAfter.getTime()),
     });
     const options = this.serverContextOptions();
     for (const l of this.#listeners) l(options);

@@ -23,6 +23,7 @@ import {
   SidecarRegistration,
   type SidecarSpec,
 } from './sidecar-registration.ts';
+import { isoTime } from '../../telemetry/utc-time.ts';
 
 type ServiceConfig = NonNullable<MeshletConfig['service']>;
 type WatchKind = 'configured' | 'on_demand';
@@ -658,7 +659,7 @@ export class ConsulRegistry implements Registry {
       acl: aclStatus(this.#client.token),
       synced: this.synced,
       reachable: this.#reach.reachable,
-      since: new Date(this.#reach.since).toISOString(),
+      since: isoTime(this.#reach.since),
       lastError: this.#reach.lastError,
       watches,
       registration:

@@ -11,6 +11,7 @@ import { RegistryMetrics } from '../kv/registry-metrics.ts';
 import type { ReadinessCheck, Registry } from '../registry.ts';
 import { type DnsServer, parseServer, query } from './dns-client.ts';
 import { nextResolveMs, resolveUpstream, retryMs, type TargetFailure } from './dns-resolution.ts';
+import { isoTime } from '../../telemetry/utc-time.ts';
 
 /** Options of the dns registry. */
 export interface DnsRegistryOptions {
@@ -187,8 +188,8 @@ export class DnsRegistry implements Registry {
         endpoints: w.endpoints,
         ttlSeconds: w.ttlSeconds,
         priority: w.priority,
-        lastAnswerAt: w.lastAnswerAt === null ? null : new Date(w.lastAnswerAt).toISOString(),
-        nextResolveAt: w.nextAt === null ? null : new Date(w.nextAt).toISOString(),
+        lastAnswerAt: w.lastAnswerAt === null ? null : isoTime(w.lastAnswerAt),
+        nextResolveAt: w.nextAt === null ? null : isoTime(w.nextAt),
         lastError: w.lastError,
       };
     }
@@ -200,7 +201,7 @@ export class DnsRegistry implements Registry {
       maxTtlMs: maxTtl,
       synced: this.synced,
       reachable: this.#reach.reachable,
-      since: new Date(this.#reach.since).toISOString(),
+      since: isoTime(this.#reach.since),
       lastError: this.#reach.lastError,
       upstreams,
     };

@@ -5,6 +5,7 @@ import type { CheckStatus } from '../consul/app-probe.ts';
 import { advertisedProtocol } from '../consul/health-endpoints.ts';
 import { meshletVersion } from '../consul/meshlet-version.ts';
 import { type Endpoint, makeEndpoint } from '../../upstream/endpoint.ts';
+import { isoTime } from '../../telemetry/utc-time.ts';
 
 /**
  * One instance's value (JSON). `address`, `port` required; `weight` default 1; `status` default
@@ -93,7 +94,7 @@ export function buildRecord(spec: InstanceSpec, status: CheckStatus, output: str
     protocol: spec.protocol,
     status,
     output: output.slice(0, 512),
-    updatedAt: new Date().toISOString(),
+    updatedAt: isoTime(Date.now()),
   };
 }
 

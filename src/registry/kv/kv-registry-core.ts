@@ -13,6 +13,7 @@ import { InstanceIdClaim } from './instance-id-claim.ts';
 import { type InstanceSpec, instanceSpec } from './instance-record.ts';
 import { InstanceRegistration, probeSettings, type RecordStore } from './instance-registration.ts';
 import { RegistryMetrics } from './registry-metrics.ts';
+import { isoTime } from '../../telemetry/utc-time.ts';
 
 /** What a key-value registry is built from (the daemon's registry dependencies). */
 export interface KvRegistryOptions {
@@ -138,7 +139,7 @@ export class KvRegistryCore {
     return {
       synced,
       reachable: reach.reachable,
-      since: new Date(reach.since).toISOString(),
+      since: isoTime(reach.since),
       lastError: reach.lastError,
       instances: this.catalog.size,
     };
