@@ -7,24 +7,38 @@ import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { consulRegistry } from './consul-helpers.ts';
 
+/**
+ * The options of a service ID `describe` with its own fixture (its own Consul double, etcd or Redis
+ * server, app and default ID): it runs side by side with the file's other such `describe`s, and so
+ * do its tests unless they are {@link ONE_AT_A_TIME} (the etcd and Redis fixture gives each test its
+ * own keys; the Consul one shares one double between the tests of a `describe`).
+ */
+export const SIDE_BY_SIDE = { concurrent: true } as const;
+
+/**
+ * The options of a test of a {@link SIDE_BY_SIDE} `describe` that must not overlap its other tests
+ * (they share the Consul fixture's double and default ID).
+ */
+export const ONE_AT_A_TIME = { concurrent: false } as const;
+
 /** The collision counter's line for IDs meshlet registered under a distinct ID. */
 export const RENAMED = 'meshlet_registry_consul_service_id_collisions_total{outcome="renamed"}';
 /** The collision counter's line for a `registry.serviceId` meshlet did not register (held by another instance). */
 export const REFUSED = 'meshlet_registry_consul_service_id_collisions_total{outcome="refused"}';
 
-/** What {@link serviceIdFixture} gives a test file; `double`, `app` and `defaultId` are set from `beforeAll` on. */
+/** What {@link serviceIdFixture} gives a `describe`; `double`, `app` and `defaultId` are set from `beforeAll` on. */
 export interface ServiceIdFixture {
   readonly double: ConsulDouble;
   readonly app: TestUpstream;
   /** The default ID: `web-<hostname>-<app port>`, the same for every meshlet here. */
   readonly defaultId: string;
-  /** The meshlets this file started and has not stopped (closed after each test). */
+  /** The meshlets this `describe` started and has not stopped (closed after each test). */
   readonly started: InProcessMeshlet[];
   /** A meshlet registering `web` (the same name, hostname and port as every other) with `address`. */
   web(address: string, registry?: Record<string, unknown>): Promise<InProcessMeshlet>;
   /** A meshlet with an mTLS inbound listener (certificates from the double's Connect CA), so its sidecar proxy is registered on ports `from` to `from + 9`. */
   withSidecar(address: string, from: number): Promise<InProcessMeshlet>;
-  /** Stops a meshlet this file started (and forgets it). */
+  /** Stops a meshlet this `describe` started (and forgets it). */
   stop(m: InProcessMeshlet): Promise<void>;
   /** The `web` instances the catalog holds, as `id@address`, sorted. */
   catalog(): string[];
@@ -41,8 +55,8 @@ export interface ServiceIdFixture {
 }
 
 /**
- * Starts the double and the app before all tests of the calling file, closes its meshlets and restarts
- * the double (forgetting its requests) after each, stops both after all.
+ * Starts the double and the app before all tests of the calling `describe`, closes its meshlets and
+ * restarts the double (forgetting its requests) after each, stops both after all.
  * @param check `registry.check` of every meshlet (`interval`, `timeout`, `ttl`, ms).
  */
 export function serviceIdFixture(check: Record<string, unknown>): ServiceIdFixture {

@@ -24,6 +24,12 @@ export interface Kv {
   /** Writes a `web` record under `id` as another process would, expiring after `ttlMs` unless refreshed. */
   put(id: string, record: Record<string, unknown>, ttlMs: number): Promise<void>;
   clear(): Promise<void>;
+  /**
+   * The same server with every key under another registry prefix (`registry.<type>.prefix`
+   * `root`): a test's own keys, which no other test's meshlets read or write. Its `close` does
+   * nothing (the server stays until this `Kv` closes).
+   */
+  under(root: string): Kv;
   close(): Promise<void>;
 }
 
@@ -32,69 +38,87 @@ const parse = (v: string): Held => {
   return { address: r.address, status: r.status, output: r.output };
 };
 
-/** A real etcd member; keys of `web` under `/meshlet/services/web/`. */
+/** A real etcd member; keys of `web` under `/meshlet/services/web/` (see {@link Kv.under}). */
 export async function etcdKv(): Promise<Kv> {
   const server = new EtcdServer();
   await server.start();
   const client = new Etcd3({ hosts: server.url });
-  const prefix = '/meshlet/services/web/';
-  return {
-    type: 'etcd',
-    registry: (extra = {}, ttlMs = KV_TTL) =>
-      ({ type: 'etcd', etcd: { hosts: [server.url], leaseTtl: ttlMs }, ...extra }) as ConfigInput['registry'],
-    async web() {
-      const all = await client.getAll().prefix(prefix).strings();
-      return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length), parse(v)]));
-    },
-    async put(id, record, ttlMs) {
-      await client
-        .lease(Math.ceil(ttlMs / 1000), { autoKeepAlive: false })
-        .put(`${prefix}${id}`)
-        .value(JSON.stringify(record))
-        .exec();
-    },
-    clear: async () => {
-      await client.delete().prefix(prefix).exec();
-    },
-    async close() {
-      client.close();
-      await server.close();
-    },
+  const view = (root: string, close: () => Promise<void>): Kv => {
+    const prefix = `${root}web/`;
+    return {
+      type: 'etcd',
+      registry: (extra = {}, ttlMs = KV_TTL) =>
+        ({
+          type: 'etcd',
+          etcd: { hosts: [server.url], leaseTtl: ttlMs, prefix: root },
+          ...extra,
+        }) as ConfigInput['registry'],
+      async web() {
+        const all = await client.getAll().prefix(prefix).strings();
+        return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length), parse(v)]));
+      },
+      async put(id, record, ttlMs) {
+        await client
+          .lease(Math.ceil(ttlMs / 1000), { autoKeepAlive: false })
+          .put(`${prefix}${id}`)
+          .value(JSON.stringify(record))
+          .exec();
+      },
+      clear: async () => {
+        await client.delete().prefix(prefix).exec();
+      },
+      under: (other) => view(other, async () => undefined),
+      close,
+    };
   };
+  return view('/meshlet/services/', async () => {
+    client.close();
+    await server.close();
+  });
 }
 
-/** A real redis-server; keys of `web` under `meshlet:services:web:`. */
+/** A real redis-server; keys of `web` under `meshlet:services:web:` (see {@link Kv.under}). */
 export async function redisKv(): Promise<Kv> {
   const server = new RedisServer();
   await server.start();
   const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
   client.on('error', () => undefined);
-  const prefix = 'meshlet:services:web:';
-  return {
-    type: 'redis',
-    registry: (extra = {}, ttlMs = KV_TTL) =>
-      ({ type: 'redis', redis: { url: server.url, ttl: ttlMs }, ...extra }) as ConfigInput['registry'],
-    async web() {
-      const keys = await client.keys(`${prefix}*`);
-      const values = keys.length === 0 ? [] : await client.mget(...keys);
-      return Object.fromEntries(
-        keys.flatMap((k, i) =>
-          values[i] === null || values[i] === undefined ? [] : [[k.slice(prefix.length), parse(values[i]!)]],
-        ),
-      );
-    },
-    async put(id, record, ttlMs) {
-      await client.set(`${prefix}${id}`, JSON.stringify(record), 'PX', ttlMs);
-    },
-    clear: async () => {
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
-    },
-    async close() {
-      client.disconnect();
-      await server.close();
-    },
+  const view = (root: string, close: () => Promise<void>): Kv => {
+    const prefix = `${root}web:`;
+    return {
+      type: 'redis',
+      registry: (extra = {}, ttlMs = KV_TTL) =>
+        ({
+          type: 'redis',
+          redis: { url: server.url, ttl: ttlMs, prefix: root },
+          ...extra,
+        }) as ConfigInput['registry'],
+      async web() {
+        const keys = await client.keys(`${prefix}*`);
+        const values = keys.length === 0 ? [] : await client.mget(...keys);
+        return Object.fromEntries(
+          keys.flatMap((k, i) =>
+            values[i] === null || values[i] === undefined
+              ? []
+              : [[k.slice(prefix.length), parse(values[i]!)]],
+          ),
+        );
+      },
+      async put(id, record, ttlMs) {
+        await client.set(`${prefix}${id}`, JSON.stringify(record), 'PX', ttlMs);
+      },
+      clear: async () => {
+        const keys = await client.keys(`${prefix}*`);
+        if (keys.length > 0) await client.del(...keys);
+      },
+      under: (other) => view(other, async () => undefined),
+      close,
+    };
   };
+  return view('meshlet:services:', async () => {
+    client.disconnect();
+    await server.close();
+  });
 }
 
 /**

@@ -4,6 +4,7 @@ import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import type { TestUpstream } from '../helpers/upstream-server.ts';
 import { adminGet, metric, within } from '../consul/consul-helpers.ts';
 import { holderGraceMs, type Kv, etcdKv, redisKv } from './kv-backends.ts';
+import { SIDE_BY_SIDE } from '../consul/service-id-fixtures.ts';
 import { kvServiceIdFixture } from './kv-service-id-fixtures.ts';
 
 const INTERVAL = 200;
@@ -12,7 +13,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.each([
   ['etcd', etcdKv],
   ['redis', redisKv],
-] as const)('%s: two instances with the same service ID', (name, make) => {
+] as const)('%s: two instances with the same service ID', SIDE_BY_SIDE, (name, make) => {
   const fx = kvServiceIdFixture(name, make, { interval: INTERVAL, timeout: 150 });
   const { web, stop, keys, logsAt, registration, RENAMED, REFUSED, started } = fx;
   let kv: Kv;

@@ -5,6 +5,7 @@ import type { TestUpstream } from '../helpers/upstream-server.ts';
 import { metric, within } from '../consul/consul-helpers.ts';
 import { expectCollisionCalled, expectMovedQuietly, expectWaitingAside } from '../consul/collision-called.ts';
 import { etcdKv, holderGraceMs, type Kv, redisKv } from './kv-backends.ts';
+import { SIDE_BY_SIDE } from '../consul/service-id-fixtures.ts';
 import { kvServiceIdFixture } from './kv-service-id-fixtures.ts';
 
 const INTERVAL = 200;
@@ -18,7 +19,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.each([
   ['etcd', etcdKv],
   ['redis', redisKv],
-] as const)('%s: a key held at another address', (name, make) => {
+] as const)('%s: a key held at another address', SIDE_BY_SIDE, (name, make) => {
   const fx = kvServiceIdFixture(name, make, { interval: INTERVAL, timeout: 150 }, TTL);
   const { web, stop, keys, logsAt, registration, RENAMED, REFUSED } = fx;
   let kv: Kv;
