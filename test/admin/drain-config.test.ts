@@ -1,11 +1,11 @@
 // POST|DELETE /drain flip /ready and the Consul check while requests pass; GET /config hides every secret; GET / lists the endpoints.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsulDouble } from '../consul-double/consul-double.ts';
 import { type InProcessMeshlet, spawnMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 
 async function call(url: string, method: 'GET' | 'POST' | 'DELETE', headers: Record<string, string> = {}) {
@@ -123,7 +123,7 @@ describe('GET /config and GET /', () => {
   it('shows the running config with its file and last reload, and no secret: admin token, ACL token, tokenFile contents', async () => {
     const double = new ConsulDouble();
     await double.start();
-    const tokenFile = join(tmpdir(), `meshlet-config-token-${process.pid}`);
+    const tokenFile = join(tempDir('meshlet-config-token-'), 'consul-token');
     writeFileSync(tokenFile, 'token-from-file-SECRET-1\n');
     const mesh = await spawnMeshlet({
       listeners: { admin: { port: 0, token: 'admin-token-SECRET-2' }, adminGrpc: { enabled: false } },

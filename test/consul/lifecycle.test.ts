@@ -2,10 +2,10 @@
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsulDouble } from '../consul-double/consul-double.ts';
 import { type InProcessMeshlet, spawnMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { closedPort, startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { adminGet, consulRegistry, metric, via, within } from './consul-helpers.ts';
 
@@ -37,7 +37,7 @@ describe('SIGTERM with Consul', () => {
   });
 
   it('the instance is critical in Consul before meshlet stops accepting, then deregistered; exit 0', async () => {
-    const tokenFile = join(tmpdir(), `meshlet-token-${process.pid}`);
+    const tokenFile = join(tempDir('meshlet-token-'), 'consul-token');
     writeFileSync(tokenFile, 'file-token-abc\n');
     const mesh = await spawnMeshlet({
       service: { name: 'web', port: app.port, address: '127.0.0.1' },

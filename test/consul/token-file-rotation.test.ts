@@ -1,6 +1,5 @@
 // registry.consul.tokenFile replaced on disk (Vault agent sink, Kubernetes projected token) is used without a restart or SIGHUP.
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +7,7 @@ import { ConsulTokenSource } from '../../src/registry/consul/token-file.ts';
 import { createLogger, flushLogger } from '../../src/telemetry/logger.ts';
 import { ConsulDouble, type TokenPolicy } from '../consul-double/consul-double.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { consulRegistry, within } from './consul-helpers.ts';
 
@@ -20,7 +20,7 @@ describe('Consul ACL token file rotated on disk', () => {
   let double: ConsulDouble;
   let app: TestUpstream;
   let mesh: InProcessMeshlet | undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'meshlet-token-rotation-'));
+  const dir = tempDir('meshlet-token-rotation-');
   const tokenFile = join(dir, 'consul-token');
 
   beforeAll(async () => {
@@ -33,7 +33,6 @@ describe('Consul ACL token file rotated on disk', () => {
     await mesh?.close();
     await double?.stop();
     await app?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('the new token is used for every later call (watches too) without a restart, and never logged', async () => {
@@ -86,7 +85,7 @@ describe('Consul ACL token file rotated on disk', () => {
 
 describe('ConsulTokenSource on a 403', () => {
   it('reads the file again at once (no waiting for the next look), takes a new token, keeps the running one when unreadable', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-token-403-'));
+    const dir = tempDir('meshlet-token-403-');
     const file = join(dir, 'token');
     const lines: string[] = [];
     const logger = createLogger(
@@ -119,7 +118,6 @@ describe('ConsulTokenSource on a 403', () => {
       expect(said).not.toContain(NEW);
     } finally {
       source.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,10 +1,10 @@
 // SIGHUP takes a rotated Consul ACL token from registry.consul.tokenFile; an unreadable file keeps the running one.
 import { rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsulDouble } from '../consul-double/consul-double.ts';
 import { type MeshletProcess, spawnMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { consulRegistry, within } from './consul-helpers.ts';
 
@@ -15,7 +15,7 @@ describe('Consul ACL token reload', () => {
   let double: ConsulDouble;
   let app: TestUpstream;
   let mesh: MeshletProcess;
-  const tokenFile = join(tmpdir(), `meshlet-token-reload-${process.pid}`);
+  const tokenFile = join(tempDir('meshlet-token-reload-'), 'consul-token');
 
   beforeAll(async () => {
     double = new ConsulDouble({ acl: { defaultPolicy: 'deny', tokens: { [OLD]: 'write', [NEW]: 'write' } } });
@@ -27,7 +27,6 @@ describe('Consul ACL token reload', () => {
     mesh?.proc.kill('SIGKILL');
     await double?.stop();
     await app?.close();
-    rmSync(tokenFile, { force: true });
   });
 
   const checkUpdates = (from: number) =>

@@ -1,10 +1,10 @@
 // `secretFile` naming a missing, unreadable or empty file: `config check` and `run` both refuse the config (exit 2), naming the key path and the file.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { runCli, spawnMeshlet, writeConfig } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 /** A gateway whose `jwt` authenticators take their HMAC secret from the files named. */
 function gatewayConfig(secrets: Record<string, string>) {
@@ -42,7 +42,7 @@ const SECRET = 'a-secret-long-enough-for-hs256-000000';
 
 describe('secretFile', () => {
   it('a missing file: config check and run both exit 2 with one line naming the key path and the file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-secret-'));
+    const dir = tempDir('meshlet-secret-');
     const missing = join(dir, 'jwt.secret');
     const file = writeConfig(stringify(gatewayConfig({ users: missing })));
     for (const { verb, code, lines } of await bothVerbs(file)) {
@@ -54,7 +54,7 @@ describe('secretFile', () => {
   });
 
   it('an empty file (a lone newline too), a directory and an unreadable file are refused the same way; the secret never shows', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-secret-'));
+    const dir = tempDir('meshlet-secret-');
     const empty = join(dir, 'empty.secret');
     writeFileSync(empty, '\n');
     const folder = join(dir, 'folder');
@@ -81,7 +81,7 @@ describe('secretFile', () => {
   });
 
   it('a readable file: config check says ok and run starts', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-secret-'));
+    const dir = tempDir('meshlet-secret-');
     const good = join(dir, 'jwt.secret');
     writeFileSync(good, `${SECRET}\n`);
     const config = gatewayConfig({ users: good });
@@ -100,7 +100,7 @@ describe('secretFile', () => {
   });
 
   it('a reload to a config whose secretFile is gone is refused, naming the key path; the running config is kept', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-secret-'));
+    const dir = tempDir('meshlet-secret-');
     const good = join(dir, 'jwt.secret');
     writeFileSync(good, `${SECRET}\n`);
     const m = await spawnMeshlet(gatewayConfig({ users: good }) as never);

@@ -1,11 +1,11 @@
 // Gateway API keys from a watched file: valid, revoked by editing the file, a per-key token bucket, and tenants confined to their tagged endpoints.
-import { mkdtempSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { hashApiKey } from '../../src/gateway/api-key-authenticator.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { call, gatewayUrl } from './fixtures.ts';
 
@@ -26,7 +26,7 @@ describe('gateway API keys and tenants', () => {
 
   beforeAll(async () => {
     [a1, a2, b1] = await Promise.all([startUpstream(), startUpstream(), startUpstream()]);
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-keys-'));
+    const dir = tempDir('meshlet-gw-keys-');
     keysFile = join(dir, 'api-keys.yaml');
     writeFileSync(keysFile, stringify({ keys }));
     m = await startMeshlet({

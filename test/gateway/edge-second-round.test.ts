@@ -1,12 +1,12 @@
 // Gateway defects found by a second round of hostile testing, each pinned by a test: fake preflights routed by the method they ask for, mesh identity headers from the internet, made-up x-forwarded-for keys, huge identity-service answers.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientIp } from '../../src/gateway/rate-limits.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { call, gatewayUrl, mint } from './fixtures.ts';
@@ -38,7 +38,7 @@ describe('gateway second-round hostile requests', () => {
   beforeAll(async () => {
     upstream = await startUpstream();
     identity = await hugeIdentityService(1024 * 1024);
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-'));
+    const dir = tempDir('meshlet-gw-');
     writeFileSync(join(dir, 'jwt.secret'), SECRET);
     m = await startMeshlet({
       listeners: { gateway: { address: '127.0.0.1', port: 0 } },

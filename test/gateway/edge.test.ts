@@ -1,6 +1,5 @@
 // The gateway's edge behaviour: CORS preflights, smuggling and oversized input, per-IP limits behind trusted proxies, TLS termination with a reloaded certificate, route reloads, and idle HTTP/2 sessions.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as http2 from 'node:http2';
 import { connect } from 'node:tls';
@@ -12,6 +11,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { validateConfig } from '../../src/config/load-config.ts';
 import { createDevCa, issueLeaf } from '../../src/tls/dev-ca.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { call, gatewayUrl } from './fixtures.ts';
@@ -166,7 +166,7 @@ describe('gateway edge', () => {
   });
 
   it('a reload applies new gateway routes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-reload-'));
+    const dir = tempDir('meshlet-gw-reload-');
     const file = join(dir, 'meshlet.yaml');
     const config = (prefix: string): ConfigInput => ({
       listeners: {
@@ -202,7 +202,7 @@ describe('gateway TLS termination', () => {
   it('serves HTTPS with x-forwarded-proto https upstream, and a replaced certificate is used for new connections', async () => {
     const upstream = await startUpstream();
     const ca = await createDevCa({ trustDomain: 'gw.test' });
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-tls-'));
+    const dir = tempDir('meshlet-gw-tls-');
     const write = async (service: string) => {
       const leaf = await issueLeaf({ ca, service, trustDomain: 'gw.test' });
       writeFileSync(join(dir, 'gw-key.pem'), leaf.keyPem);
@@ -281,7 +281,7 @@ describe('gateway idle HTTP/2 sessions', () => {
   it('closes an idle h2c or h2 session with GOAWAY after keepAliveTimeout, as it closes idle HTTP/1.1 connections', async () => {
     const upstream = await startUpstream();
     const ca = await createDevCa({ trustDomain: 'gw.test' });
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-h2-'));
+    const dir = tempDir('meshlet-gw-h2-');
     const leaf = await issueLeaf({ ca, service: 'localhost', trustDomain: 'gw.test' });
     writeFileSync(join(dir, 'gw-key.pem'), leaf.keyPem);
     writeFileSync(join(dir, 'gw.pem'), leaf.certPem);

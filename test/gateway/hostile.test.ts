@@ -1,13 +1,13 @@
 // Gateway defects found by hostile testing, each pinned by a test: CORS wildcards with credentials, repeated Authorization headers, huge JWKS documents, an upstream's own Vary and CORS headers, non-Latin-1 claims.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.ts';
 import { ConfigError } from '../../src/errors/config-error.ts';
 import { CorsPolicy } from '../../src/gateway/cors.ts';
 import { type InProcessMeshlet, runCli, startMeshlet, writeConfig } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import {
@@ -73,7 +73,7 @@ describe('gateway requests from hostile clients', () => {
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-'));
+    const dir = tempDir('meshlet-gw-');
     writeFileSync(join(dir, 'jwt.secret'), SECRET);
     m = await startMeshlet({
       listeners: { gateway: { address: '127.0.0.1', port: 0 } },

@@ -1,9 +1,9 @@
 // Gateway JWT authentication against a real JWKS server: valid, expired, wrong aud, bad signature, alg none, unknown kid, rotation, kid floods.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import {
   call,
@@ -33,7 +33,7 @@ describe('gateway jwt', () => {
     k1 = await signingKey('k1');
     k2 = await signingKey('k2');
     jwks = await startJwksServer([k1.jwk]);
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-'));
+    const dir = tempDir('meshlet-gw-');
     writeFileSync(join(dir, 'jwt.secret'), `${SECRET}\n`);
     m = await startMeshlet({
       listeners: { gateway: { address: '127.0.0.1', port: 0 } },

@@ -1,6 +1,5 @@
 // gateway.tenantDefaults: a tenant with no rateLimit of its own (listed or not) gets a bucket of its own at the default rate.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -8,6 +7,7 @@ import { stringify } from 'yaml';
 import { validateConfig } from '../../src/config/load-config.ts';
 import { hashApiKey } from '../../src/gateway/api-key-authenticator.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { call, gatewayUrl } from './fixtures.ts';
 
@@ -15,11 +15,10 @@ describe('gateway tenantDefaults (real meshlet, API keys)', () => {
   let upstream: TestUpstream;
   let m: InProcessMeshlet;
   let gw: string;
-  let dir: string;
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    dir = mkdtempSync(join(tmpdir(), 'meshlet-gw-tenants-'));
+    const dir = tempDir('meshlet-gw-tenants-');
     const keysFile = join(dir, 'api-keys.yaml');
     const keys = [
       { name: 'acme-app', sha256: hashApiKey('key-acme'), tenant: 'acme' },
@@ -48,7 +47,6 @@ describe('gateway tenantDefaults (real meshlet, API keys)', () => {
   afterAll(async () => {
     await m.close();
     await upstream.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   const statuses = async (key: string, n: number, path = '/orders/1'): Promise<number[]> => {

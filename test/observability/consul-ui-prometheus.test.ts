@@ -1,9 +1,8 @@
 // Real Prometheus scraping real meshlets (gateway → web → users): every Consul UI query and every Grafana panel query gets the right data.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -11,11 +10,14 @@ import { CONSUL_UI_SERIES } from '../../src/telemetry/consul-ui-metrics.ts';
 import { ConsulDouble } from '../consul-double/consul-double.ts';
 import { consulRegistry, within } from '../consul/consul-helpers.ts';
 import { type MeshletProcess, spawnMeshlet } from '../helpers/meshlet.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { consulUiQueries, type UiQuery } from './consul-ui-queries.ts';
 
 const USERS_DELAY_MS = 30;
 const TOTAL = 300;
 const ERRORS = 30;
+/** Prometheus scrape interval, ms: short, so the waits for a scrape are short (the queries do not depend on it). */
+const SCRAPE_MS = 500;
 
 let consul: ConsulDouble;
 let usersApp: Server;
@@ -24,6 +26,8 @@ const meshlets: MeshletProcess[] = [];
 let prom: ChildProcess;
 let promUrl: string;
 let dir: string;
+/** When the last request of the traffic ended (unix ms): the chart is drawn as the UI draws it then. */
+let trafficEnd: number;
 
 async function listen(server: Server): Promise<number> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -44,8 +48,20 @@ async function query(q: string): Promise<{ metric: Record<string, string>; value
   return body.data.result;
 }
 
+/** Resolves once Prometheus holds a scrape of every target that started after `afterMs` (unix ms). */
+async function scrapedAfter(afterMs: number, what: string): Promise<void> {
+  await within(
+    10_000,
+    async () => {
+      const r = await query('timestamp(up{job="meshlet"})');
+      return r.length === 3 && r.every((x) => Number(x.value[1]) * 1000 > afterMs);
+    },
+    what,
+  );
+}
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'meshlet-prom-'));
+  dir = tempDir('meshlet-prom-');
   consul = new ConsulDouble();
   await consul.start();
   // users: answers after 30 ms; every 10th request is a 500.
@@ -71,8 +87,6 @@ beforeAll(async () => {
       accessLog: { enabled: false },
       shutdown: { drainDelay: 0 },
     }) as never;
-  const users = await spawnMeshlet(common('users', usersPort, {}));
-  meshlets.push(users);
   // web: its app calls users through its own meshlet and passes the status on.
   let webOutbound = '';
   webApp = createServer((_req, res) => {
@@ -89,31 +103,18 @@ beforeAll(async () => {
     );
   });
   const webPort = await listen(webApp);
-  const web = await spawnMeshlet(common('web', webPort, { users: { retries: { attempts: 1 } } }));
-  meshlets.push(web);
-  webOutbound = web.outbound;
-  const gateway = await spawnMeshlet({
-    ...(common('api-gateway', 1, { web: { retries: { attempts: 1 } } }) as object),
-    registry: consulRegistry(consul, { register: false }),
-  } as never);
-  meshlets.push(gateway);
-
+  // Prometheus starts first, discovering its targets from a file written once the meshlets are up,
+  // so its start overlaps theirs.
   const port = await freePort();
   promUrl = `http://127.0.0.1:${port}`;
-  const targets = [
-    ['users', users.admin],
-    ['web', web.admin],
-    ['api-gateway', gateway.admin],
-  ];
+  const targetsFile = join(dir, 'targets.json');
   const config = [
-    'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+    `global: { scrape_interval: ${SCRAPE_MS}ms, evaluation_interval: 1s }`,
     'scrape_configs:',
     '  - job_name: meshlet',
-    '    static_configs:',
-    ...targets.flatMap(([service, admin]) => [
-      `      - targets: ["${admin!.replace('http://', '')}"]`,
-      `        labels: { service: "${service}" }`,
-    ]),
+    '    file_sd_configs:',
+    `      - files: ["${targetsFile}"]`,
+    '        refresh_interval: 1s',
   ].join('\n');
   writeFileSync(join(dir, 'prometheus.yml'), `${config}\n`);
   execFileSync('promtool', ['check', 'config', join(dir, 'prometheus.yml')]);
@@ -126,21 +127,42 @@ beforeAll(async () => {
     ],
     { stdio: 'ignore' },
   );
+
+  // The meshlets start one after the other (side by side, three `meshlet` processes compiling at once
+  // on a busy machine can pass spawnMeshlet's 15 s start limit); each one started is stopped in afterAll.
+  const users = await spawnMeshlet(common('users', usersPort, {}));
+  meshlets.push(users);
+  const web = await spawnMeshlet(common('web', webPort, { users: { retries: { attempts: 1 } } }));
+  meshlets.push(web);
+  const gateway = await spawnMeshlet({
+    ...(common('api-gateway', 1, { web: { retries: { attempts: 1 } } }) as object),
+    registry: consulRegistry(consul, { register: false }),
+  } as never);
+  meshlets.push(gateway);
+  webOutbound = web.outbound;
+  const targets = [
+    ['users', users.admin],
+    ['web', web.admin],
+    ['api-gateway', gateway.admin],
+  ].map(([service, admin]) => ({ targets: [admin!.replace('http://', '')], labels: { service } }));
+  // Written whole, then renamed: Prometheus never reads half a file.
+  writeFileSync(`${targetsFile}.tmp`, JSON.stringify(targets));
+  renameSync(`${targetsFile}.tmp`, targetsFile);
   await within(
     20_000,
     async () => (await query('up == 1').catch(() => [])).length === 3,
     'prometheus scraping',
   );
-  // Wait for a scrape that saw the zeroed series before the traffic.
+  // Wait for the zeroed series, then for one more scrape of every target: each holds a zero before the traffic.
   await within(
     10_000,
     async () => (await query(`${CONSUL_UI_SERIES.clusterCompleted}`)).length > 0,
     'series',
   );
-  await new Promise((r) => setTimeout(r, 1500));
+  await scrapedAfter(Date.now(), 'a scrape of the zeroed series');
 
-  // 300 requests, 30 of them 5xx, gateway → web → users, 10 at a time over ~13 s (so the chart's
-  // 10 s steps, each an irate of the last two 1 s scrapes, see traffic).
+  // 300 requests, 30 of them 5xx, gateway → web → users, 10 at a time over a few seconds (several
+  // scrapes), so the chart's last step, an irate of the last two scrapes before the traffic ended, sees both.
   for (let i = 0; i < TOTAL / 10; i++) {
     await Promise.all(
       Array.from({ length: 10 }, async () => {
@@ -148,13 +170,21 @@ beforeAll(async () => {
         await r.body.dump();
       }),
     );
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 50));
   }
-  await new Promise((r) => setTimeout(r, 2500));
+  trafficEnd = Date.now();
+  // Every count is in Prometheus once each target was scraped after the last response (250 ms to spare).
+  await scrapedAfter(trafficEnd + 250, 'a scrape after the traffic');
 }, 90_000);
 
 afterAll(async () => {
-  if (prom?.pid !== undefined) prom.kill('SIGTERM');
+  if (prom?.pid !== undefined && prom.exitCode === null && prom.signalCode === null) {
+    const exited = new Promise((r) => prom.once('exit', r));
+    prom.kill('SIGTERM');
+    const timer = setTimeout(() => prom.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
   for (const m of meshlets) {
     m.proc.kill('SIGTERM');
     await m.exited;
@@ -162,7 +192,6 @@ afterAll(async () => {
   await new Promise((r) => usersApp?.close(r));
   await new Promise((r) => webApp?.close(r));
   await consul?.stop();
-  rmSync(dir, { recursive: true, force: true });
 }, 30_000);
 
 /** Requests per second the UI's 15 m rate gives for `count` requests. */
@@ -209,10 +238,11 @@ describe('the Consul UI topology queries against meshlet series', () => {
     for (const q of all.filter((x) => x.l4 && x.type !== 'service'))
       expect(results.get(`${q.service} ${q.type} ${q.stat}`)).toEqual([]);
 
-    // The chart: Successes and Errors stacked, over the last 15 minutes at 10 s steps.
+    // The chart: Successes and Errors stacked, over the last 15 minutes at 10 s steps, as the UI
+    // draws it when the traffic ended (its last step is an irate of the last two scrapes then).
     for (const svc of ['web', 'users']) {
       const chart = consulUiQueries(svc, 'dc1', 'default').find((q) => q.stat === 'chart')!;
-      const now = Date.now() / 1000;
+      const now = trafficEnd / 1000;
       const res = await request(
         `${promUrl}/api/v1/query_range?${new URLSearchParams({ query: chart.promql, start: String(now - 900), end: String(now), step: '10s' })}`,
       );

@@ -21,7 +21,9 @@ async function spread(outbound: string, n: number): Promise<Set<string>> {
   return seen;
 }
 
-describe.each(harnesses)('registry conformance: $type', (h) => {
+// Every registry type has its own backend, upstreams and meshlet, so the types run side by side
+// (`describe.concurrent`); the tests of one type run in order (`concurrent: false`), each building on the last.
+describe.concurrent.each(harnesses)('registry conformance: $type', (h) => {
   let a: TestUpstream;
   let b: TestUpstream;
   let c: TestUpstream;
@@ -47,22 +49,28 @@ describe.each(harnesses)('registry conformance: $type', (h) => {
     await h.teardown();
   });
 
-  it('discovers the peers and shows it on /ready, /upstreams and metrics', async () => {
-    await within(
-      h.propagationMs + 2000,
-      async () => (await adminGet(mesh.admin, '/ready')).status === 200,
-      '/ready',
-    );
-    await within(h.propagationMs, async () => (await spread(mesh.outbound, 6)).size === 2, 'both peers');
-    expect(await spread(mesh.outbound, 6)).toEqual(new Set([String(a.port), String(b.port)]));
-    const ups = await adminGet<{ registry: { type: string; synced: boolean } }>(mesh.admin, '/upstreams');
-    expect(ups.body.registry.type).toBe(h.type);
-    expect(ups.body.registry.synced).toBe(true);
-    expect(await metric(mesh.admin, 'meshlet_upstream_endpoints{upstream="users",state="healthy"}')).toBe(2);
-    if (h.upMetric !== null) expect(await metric(mesh.admin, h.upMetric)).toBe(1);
-  });
+  it(
+    'discovers the peers and shows it on /ready, /upstreams and metrics',
+    { concurrent: false },
+    async () => {
+      await within(
+        h.propagationMs + 2000,
+        async () => (await adminGet(mesh.admin, '/ready')).status === 200,
+        '/ready',
+      );
+      await within(h.propagationMs, async () => (await spread(mesh.outbound, 6)).size === 2, 'both peers');
+      expect(await spread(mesh.outbound, 6)).toEqual(new Set([String(a.port), String(b.port)]));
+      const ups = await adminGet<{ registry: { type: string; synced: boolean } }>(mesh.admin, '/upstreams');
+      expect(ups.body.registry.type).toBe(h.type);
+      expect(ups.body.registry.synced).toBe(true);
+      expect(await metric(mesh.admin, 'meshlet_upstream_endpoints{upstream="users",state="healthy"}')).toBe(
+        2,
+      );
+      if (h.upMetric !== null) expect(await metric(mesh.admin, h.upMetric)).toBe(1);
+    },
+  );
 
-  it('propagates a change within the stated time', async () => {
+  it('propagates a change within the stated time', { concurrent: false }, async () => {
     await h.publish([
       { id: 'a', port: a.port },
       { id: 'c', port: c.port },
@@ -78,30 +86,34 @@ describe.each(harnesses)('registry conformance: $type', (h) => {
     expect(took).toBeLessThan(h.propagationMs);
   });
 
-  it('keeps the last endpoints while the backend is down and resyncs after it returns', async () => {
-    await h.down();
-    await new Promise((r) => setTimeout(r, 500));
-    const during = await spread(mesh.outbound, 20);
-    expect(during).toEqual(new Set([String(a.port), String(c.port)]));
-    if (h.upMetric !== null) {
-      await within(5000, async () => (await metric(mesh.admin, h.upMetric!)) === 0, `${h.upMetric} 0`);
-    }
-    expect((await adminGet(mesh.admin, '/ready')).status).toBe(200);
-    await h.up();
-    await h.publish([{ id: 'b', port: b.port }]);
-    await within(
-      h.propagationMs + 5000,
-      async () => {
-        const seen = await spread(mesh.outbound, 4);
-        return seen.size === 1 && seen.has(String(b.port));
-      },
-      'change after the backend returned',
-    );
-    if (h.upMetric !== null) expect(await metric(mesh.admin, h.upMetric)).toBe(1);
-  }, 30_000);
+  it(
+    'keeps the last endpoints while the backend is down and resyncs after it returns',
+    { concurrent: false, timeout: 30_000 },
+    async () => {
+      await h.down();
+      await new Promise((r) => setTimeout(r, 500));
+      const during = await spread(mesh.outbound, 20);
+      expect(during).toEqual(new Set([String(a.port), String(c.port)]));
+      if (h.upMetric !== null) {
+        await within(5000, async () => (await metric(mesh.admin, h.upMetric!)) === 0, `${h.upMetric} 0`);
+      }
+      expect((await adminGet(mesh.admin, '/ready')).status).toBe(200);
+      await h.up();
+      await h.publish([{ id: 'b', port: b.port }]);
+      await within(
+        h.propagationMs + 5000,
+        async () => {
+          const seen = await spread(mesh.outbound, 4);
+          return seen.size === 1 && seen.has(String(b.port));
+        },
+        'change after the backend returned',
+      );
+      if (h.upMetric !== null) expect(await metric(mesh.admin, h.upMetric)).toBe(1);
+    },
+  );
 });
 
-describe.each([consulHarness(), etcdHarness(), redisHarness()])(
+describe.concurrent.each([consulHarness(), etcdHarness(), redisHarness()])(
   'registry conformance, registration: $type',
   (h) => {
     beforeAll(() => h.setup(), 30_000);

@@ -1,8 +1,6 @@
 // Test PKI and in-process assemblies for mTLS tests: CAs and leaves on disk, inbound listener, outbound proxy.
 import { AccessLog } from '../../src/telemetry/access-log.ts';
-import { mkdtempSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -32,6 +30,7 @@ import type { TlsSource } from '../../src/tls/tls-source.ts';
 import { makeEndpoint } from '../../src/upstream/endpoint.ts';
 import { UpstreamTable } from '../../src/upstream/upstream-table.ts';
 import { writeFile } from 'node:fs/promises';
+import { tempDir as makeTempDir } from '../helpers/temp-dir.ts';
 
 export const TRUST_DOMAIN = 'mesh.test';
 
@@ -47,9 +46,9 @@ export function captureLogger(): { logger: Logger; logs: Record<string, unknown>
   return { logger: createLogger('info', sink), logs };
 }
 
-/** A fresh temp directory. */
+/** A fresh temp directory, removed after the test file (test/helpers/temp-dir.ts). */
 export function tempDir(prefix = 'meshlet-tls-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 /** A CA and a directory holding `ca.pem`; `leaf()` issues and writes `<service>.pem` / `<service>-key.pem`. */
