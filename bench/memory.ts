@@ -28,7 +28,7 @@ import {
   ROLLUP_FIELDS,
   sampleMemory,
 } from './lib/memory-breakdown.ts';
-import { freePort, killAll, killAllNow, sleep, start, stop } from './lib/proc.ts';
+import { asInImage, freePort, killAll, killAllNow, sleep, start, stop } from './lib/proc.ts';
 import { median } from './lib/report.ts';
 import {
   buildDist,
@@ -71,6 +71,8 @@ if (values.help) {
   process.exit(0);
 }
 const RUNS = Number(values.runs);
+/** What this host's environment had that meshlet's image has not (removed for every process measured). */
+const NOT_IN_IMAGE = asInImage();
 if (!(Number.isInteger(RUNS) && RUNS > 0)) {
   process.stderr.write(`memory: --runs needs a whole number above 0, got ${values.runs}\n\n${USAGE}`);
   process.exit(2);
@@ -398,7 +400,7 @@ function render(x: Measured): string {
     '',
   );
   L.push(
-    `Machine: ${cpus.length} cores, ${cpus[0]?.model ?? 'unknown'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; meshlet ${commitLine()}; ${x.date}; load average ${x.loadStart.join(' ')} at start, ${x.loadEnd.join(' ')} at end. ${RUNS === 1 ? '1 run (so no spread; `--runs 3` for medians)' : `${RUNS} runs: medians, with the spread (min–max) over runs`}.`,
+    `Machine: ${cpus.length} cores, ${cpus[0]?.model ?? 'unknown'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; meshlet ${commitLine()}; ${x.date}; load average ${x.loadStart.join(' ')} at start, ${x.loadEnd.join(' ')} at end.${NOT_IN_IMAGE.length === 0 ? '' : ` Every process runs without ${NOT_IN_IMAGE.map((n) => `\`${n}\``).join(', ')}, which this host sets and meshlet's image does not (~0.8 MiB of RSS per Node process for Debian's CA bundle).`} ${RUNS === 1 ? '1 run (so no spread; `--runs 3` for medians)' : `${RUNS} runs: medians, with the spread (min–max) over runs`}.`,
     '',
   );
   L.push('## What runs');

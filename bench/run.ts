@@ -68,7 +68,7 @@ import {
   type Target,
   useMeshletMain,
 } from './lib/targets.ts';
-import { aloneWith, freePort, pinProcess } from './lib/proc.ts';
+import { aloneWith, asInImage, freePort, pinProcess } from './lib/proc.ts';
 import { runGrpcPhase } from './grpc.ts';
 import { runGatewayPhase } from './gateway.ts';
 import { DEFAULT_SEMI_SPACE_MB } from '../src/cli/gc-tuning.ts';
@@ -247,6 +247,11 @@ async function main(): Promise<void> {
     useMeshletMain(fileURLToPath(new URL('../dist/cli/main.js', import.meta.url)));
   }
   const notes: string[] = buildNote === null ? [] : [buildNote];
+  const notInImage = asInImage();
+  if (notInImage.length > 0)
+    notes.push(
+      `every process runs without ${notInImage.join(', ')}, which this host sets and meshlet's image does not (~0.8 MiB of RSS per Node process)`,
+    );
   const skipped: { target: string; reason: string }[] = [];
   log(
     `meshlet bench${quick ? ' (--quick)' : ''}: ${machine.cores} cores, ${machine.cpu}, Node ${machine.node}`,
