@@ -6,6 +6,7 @@ import type { AnyRequestListener } from '../listener/http-listener.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../proxy/downstream.ts';
 import { writeHead } from '../proxy/downstream.ts';
 import { type EdgeHeaders, Exchange } from '../proxy/exchange.ts';
+import { countRefused } from '../proxy/outbound-stack.ts';
 import type { ProxyContext } from '../proxy/proxy-context.ts';
 import { methodRefusal, targetRefusal } from '../proxy/request-target.ts';
 import { authorityRefusal } from '../route/authority.ts';
@@ -31,13 +32,30 @@ function clientGone(res: DownstreamResponse): boolean {
   return 'stream' in res ? res.stream.destroyed : res.destroyed;
 }
 
-/** Answers a refusal of the gateway's own (counted and logged like the outbound listener's). */
-function refuse(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse, err: MeshletError): void {
-  ctx.unrouted.localReply(err.code);
-  ctx.unrouted.finished(err.status, 0);
-  ctx.access.refused(req.method, err.status, err.code);
+/**
+ * Answers a refusal of the gateway's own, counted and logged like the outbound listener's
+ * ({@link countRefused}: the request id forwarding would have kept under the gateway's `drop`,
+ * echoed in `x-request-id`). `line` adds the route's upstream and path once a route matched, and
+ * the caller once authenticated.
+ */
+function refuse(
+  ctx: ProxyContext,
+  g: GatewayState,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  err: MeshletError,
+  startedAt: number,
+  line?: { readonly path: string; readonly upstream: string; readonly principal?: Principal | null },
+): void {
+  const requestId = countRefused(ctx, req, err, {
+    startedAt,
+    drop: g.drop,
+    path: line?.path,
+    upstream: line?.upstream,
+    principal: line?.principal ?? undefined,
+  });
   if (clientGone(res)) return;
-  sendError(res, err, undefined, undefined, isGrpcRequest(req.headers['content-type']));
+  sendError(res, err, requestId, undefined, isGrpcRequest(req.headers['content-type']));
 }
 
 /** The `tenant` metric label: a configured tenant, `""` for none, `other` for any other (bounded). */
@@ -153,38 +171,44 @@ export function gatewayHandler(
     const method = req.method ?? 'GET';
     const headers = req.headers;
     const target = req.url ?? '/';
+    const startedAt = performance.now();
     if (method === 'CONNECT') {
       return refuse(
         ctx,
+        g,
         req,
         res,
         new MeshletError('method_not_allowed', 'CONNECT is not routed by the gateway'),
+        startedAt,
       );
     }
     // node:http refuses both over HTTP/1.1; over HTTP/2 they arrive and are refused here, at the first hop.
     const invalid = methodRefusal(method) ?? targetRefusal(target);
     if (invalid !== null) {
       metrics.unrouted.labels(invalid.code).inc();
-      return refuse(ctx, req, res, invalid);
+      return refuse(ctx, g, req, res, invalid, startedAt);
     }
     if (target.charCodeAt(0) !== 47 /* / */) {
       metrics.unrouted.labels('bad_request').inc();
       return refuse(
         ctx,
+        g,
         req,
         res,
         new MeshletError('bad_request', 'the gateway takes origin-form request targets only'),
+        startedAt,
       );
     }
     // A Host that is not an authority (`us ers`, `a@host`) would reach the upstream as it came.
     const badHost = authorityRefusal(headers.host ?? (headers[':authority'] as string | undefined));
     if (badHost !== null) {
       metrics.unrouted.labels('bad_request').inc();
-      return refuse(ctx, req, res, badHost);
+      return refuse(ctx, g, req, res, badHost, startedAt);
     }
     if (repeatedAuthorization(req.rawHeaders)) {
       metrics.unrouted.labels('bad_request').inc();
-      return refuse(ctx, req, res, new MeshletError('bad_request', 'more than one Authorization header'));
+      const twice = new MeshletError('bad_request', 'more than one Authorization header');
+      return refuse(ctx, g, req, res, twice, startedAt);
     }
     const origin = headers.origin;
     const askedMethod = headers['access-control-request-method'];
@@ -205,7 +229,7 @@ export function gatewayHandler(
     }
     if (matched instanceof MeshletError) {
       metrics.unrouted.labels(matched.code).inc();
-      return refuse(ctx, req, res, matched);
+      return refuse(ctx, g, req, res, matched, startedAt);
     }
     const route = g.routes[matched.index]!;
     if (route.cors !== null && origin !== undefined) {
@@ -219,7 +243,7 @@ export function gatewayHandler(
       setHeaders(res, route.cors.response(origin));
     }
     if (route.auth === null) {
-      forward(ctx, g, route, req, res, matched.path, null, 'public', metrics);
+      forward(ctx, g, route, req, res, matched.path, null, 'public', metrics, startedAt);
       return;
     }
     const credentials: Credentials = { bearer: bearerOf(headers), headers };
@@ -229,13 +253,17 @@ export function gatewayHandler(
           metrics.requests.labels(route.name, decision.result, '').inc();
           if (decision.challenges.length > 0 && !clientGone(res))
             res.setHeader('www-authenticate', decision.challenges);
-          return refuse(ctx, req, res, decision.refusal);
+          return refuse(ctx, g, req, res, decision.refusal, startedAt, {
+            path: matched.path,
+            upstream: route.upstream,
+          });
         }
-        forward(ctx, g, route, req, res, matched.path, decision.principal, 'ok', metrics);
+        forward(ctx, g, route, req, res, matched.path, decision.principal, 'ok', metrics, startedAt);
       },
       (err: unknown) => {
         ctx.logger.error({ msg: 'gateway authentication failed', reason: (err as Error).message });
-        refuse(ctx, req, res, new MeshletError('auth_unavailable', 'authentication failed unexpectedly'));
+        const failed = new MeshletError('auth_unavailable', 'authentication failed unexpectedly');
+        refuse(ctx, g, req, res, failed, startedAt, { path: matched.path, upstream: route.upstream });
       },
     );
   };
@@ -252,6 +280,7 @@ function forward(
   principal: Principal | null,
   result: GatewayAuthResult,
   metrics: GatewayMetrics,
+  startedAt: number,
 ): void {
   const tenantName = principal?.tenant;
   const label = tenantLabel(g, tenantName);
@@ -261,12 +290,8 @@ function forward(
       metrics.requests.labels(route.name, 'forbidden', label).inc();
       if (!clientGone(res))
         res.setHeader('www-authenticate', withError(route.challenges[0]!, 'insufficient_scope', why));
-      return refuse(
-        ctx,
-        req,
-        res,
-        new MeshletError('forbidden', `not allowed on this route: ${why}`, route.upstream),
-      );
+      const forbidden = new MeshletError('forbidden', `not allowed on this route: ${why}`, route.upstream);
+      return refuse(ctx, g, req, res, forbidden, startedAt, { path, upstream: route.upstream, principal });
     }
   }
   metrics.requests.labels(route.name, result, label).inc();
@@ -280,9 +305,12 @@ function forward(
       if (!clientGone(res)) setHeaders(res, rateLimitHeaders(v));
       refuse(
         ctx,
+        g,
         req,
         res,
         new MeshletError('rate_limited', `${limit} rate limit exceeded`, route.upstream, v.resetSeconds),
+        startedAt,
+        { path, upstream: route.upstream, principal },
       );
       return false;
     }
@@ -306,12 +334,12 @@ function forward(
   const name = tenant?.upstreams?.[route.upstream] ?? route.upstream;
   const upstream = ctx.upstreams.get(name);
   if (upstream === undefined) {
-    return refuse(
-      ctx,
-      req,
-      res,
-      new MeshletError('no_route', `gateway route names upstream "${name}", which is unknown`, name),
+    const unknown = new MeshletError(
+      'no_route',
+      `gateway route names upstream "${name}", which is unknown`,
+      name,
     );
+    return refuse(ctx, g, req, res, unknown, startedAt, { path, upstream: name, principal });
   }
   if (clientGone(res)) return;
   const tags = tenant?.tags ?? null;

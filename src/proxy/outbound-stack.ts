@@ -1,14 +1,16 @@
 // The outbound request path in one screen: parse the target → route → upstream → exchange (balance, forward).
 import { sendError } from '../errors/error-response.ts';
-import { isGrpcRequest } from '../errors/grpc-status.ts';
+import { GRPC_STATUS_OF, isGrpcRequest } from '../errors/grpc-status.ts';
 import type { AnyRequestListener, RefusalListener } from '../listener/http-listener.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { authorityRefusal } from '../route/authority.ts';
 import { normalizePath } from '../route/path-normalize.ts';
 import { pathRefused, type RouteTarget, type Router } from '../route/router.ts';
+import type { AccessPrincipal } from '../telemetry/access-log.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { authorityOf, type DownstreamRequest, type DownstreamResponse, isH2 } from './downstream.ts';
 import { Exchange } from './exchange.ts';
+import { forwardRequestHeaders } from './headers.ts';
 import type { ProxyContext } from './proxy-context.ts';
 import { methodRefusal, targetRefusal } from './request-target.ts';
 
@@ -50,37 +52,100 @@ function hostFromTarget(req: DownstreamRequest, authority: string): void {
   req.headers.host = authority;
 }
 
+/** Milliseconds since `startedAt` (a `performance.now()`), to the microsecond, as access lines write them. */
+function elapsedMs(startedAt: number): number {
+  return Math.round((performance.now() - startedAt) * 1e3) / 1e3;
+}
+
+/** What a handler's refusal line says besides the request's own method and target. */
+export interface RefusalLine {
+  /** `performance.now()` when the handler got the request. */
+  readonly startedAt: number;
+  /** Names the request-header pass drops (the gateway's `drop`), so its request id is the one forwarding would keep. */
+  readonly drop: ReadonlySet<string> | null;
+  /** The path as the line of a forwarded request would show it; default the target as received. */
+  readonly path?: string | undefined;
+  /**
+   * The configured upstream a gateway route named; default `""`, as the metric label (an outbound
+   * refusal chose none: the name a Host asked for is the caller's, and is in the answer's body).
+   */
+  readonly upstream?: string | undefined;
+  /** Who called, when the gateway authenticated the caller before refusing. */
+  readonly principal?: AccessPrincipal | undefined;
+}
+
 /**
- * Counts and logs a request meshlet refused before any upstream is involved (upstream label "",
- * nothing told to any endpoint); the caller answers it.
+ * Counts and logs a request a handler refused before any endpoint is involved (metric label
+ * upstream "", nothing told to any endpoint) and returns its request id for the answer to echo: the
+ * one forwarding would have sent (the client's `x-request-id` unless `line.drop` or `Connection`
+ * removes it, else a new UUID), chosen by the same pass ({@link forwardRequestHeaders}), run for
+ * refusals only. The line is a forwarded request's (endpoint null, attempts 0; a gRPC call's
+ * `grpcStatus` is the one its answer carries).
  */
-function countRefusal(ctx: ProxyContext, err: MeshletError, method: string | undefined): void {
+export function countRefused(
+  ctx: ProxyContext,
+  req: DownstreamRequest,
+  err: MeshletError,
+  line: RefusalLine,
+): string {
+  const requestId = forwardRequestHeaders(req, 'http', line.drop).requestId;
+  const grpc = isGrpcRequest(req.headers['content-type']);
   ctx.unrouted.localReply(err.code);
   ctx.unrouted.finished(err.status, 0);
-  ctx.access.refused(method, err.status, err.code);
+  ctx.access.outbound(
+    requestId,
+    req.method,
+    line.path ?? req.url ?? '/',
+    line.upstream ?? '',
+    null,
+    err.status,
+    0,
+    elapsedMs(line.startedAt),
+    err.code,
+    grpc ? GRPC_STATUS_OF[err.code] : undefined,
+    line.principal,
+  );
+  return requestId;
 }
 
 /**
  * What an outbound or per-upstream listener calls for a request it answered itself (a malformed or
- * slow head, too many header fields): counted and logged like any other refusal.
+ * slow head, too many header fields): counted like any other refusal and logged with what the
+ * listener knows (`AccessLog.refused`: no request id, path or duration).
  */
 export function listenerRefusals(ctx: ProxyContext): RefusalListener {
-  return (err, method) => countRefusal(ctx, err, method);
+  return (err, method) => {
+    ctx.unrouted.localReply(err.code);
+    ctx.unrouted.finished(err.status, 0);
+    ctx.access.refused(method, err.status, err.code);
+  };
 }
 
-/** Answers a request meshlet refuses before any upstream is involved. */
-function refuse(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse, err: MeshletError): void {
-  countRefusal(ctx, err, req.method);
-  sendError(res, err, undefined, undefined, isGrpcRequest(req.headers['content-type']));
+/** Answers a request meshlet refuses before any upstream is involved; `startedAt` as {@link RefusalLine}'s. */
+function refuse(
+  ctx: ProxyContext,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  err: MeshletError,
+  startedAt: number,
+): void {
+  const requestId = countRefused(ctx, req, err, { startedAt, drop: null });
+  sendError(res, err, requestId, undefined, isGrpcRequest(req.headers['content-type']));
 }
 
 /** Answers 405 to an HTTP/2 `CONNECT` (HTTP/1.1's never reaches a handler: the listener answers it). */
-function refuseConnect(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse): void {
+function refuseConnect(
+  ctx: ProxyContext,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  startedAt: number,
+): void {
   refuse(
     ctx,
     req,
     res,
     new MeshletError('method_not_allowed', 'CONNECT tunnels are not supported by meshlet'),
+    startedAt,
   );
 }
 
@@ -144,11 +209,12 @@ export function routePerUpstream(upstream: Upstream, req: DownstreamRequest): Ro
  */
 export function outboundHandler(ctx: ProxyContext, router: () => Router): AnyRequestListener {
   return function outbound(req, res) {
-    if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
+    const startedAt = performance.now();
+    if (req.method === 'CONNECT') return refuseConnect(ctx, req, res, startedAt);
     const invalid = methodRefusal(req.method) ?? targetRefusal(req.url ?? '/');
-    if (invalid !== null) return refuse(ctx, req, res, invalid);
+    if (invalid !== null) return refuse(ctx, req, res, invalid, startedAt);
     const target = routeOutbound(router(), req);
-    if (target instanceof MeshletError) return refuse(ctx, req, res, target);
+    if (target instanceof MeshletError) return refuse(ctx, req, res, target, startedAt);
     new Exchange(ctx, req, res, target.upstream, target.path, target.policy).start();
   };
 }
@@ -156,11 +222,12 @@ export function outboundHandler(ctx: ProxyContext, router: () => Router): AnyReq
 /** The handler of a per-upstream listener (see {@link routePerUpstream}). */
 export function upstreamListenerHandler(ctx: ProxyContext, upstream: () => Upstream): AnyRequestListener {
   return function perUpstream(req, res) {
-    if (req.method === 'CONNECT') return refuseConnect(ctx, req, res);
+    const startedAt = performance.now();
+    if (req.method === 'CONNECT') return refuseConnect(ctx, req, res, startedAt);
     const invalid = methodRefusal(req.method) ?? targetRefusal(req.url ?? '/');
-    if (invalid !== null) return refuse(ctx, req, res, invalid);
+    if (invalid !== null) return refuse(ctx, req, res, invalid, startedAt);
     const target = routePerUpstream(upstream(), req);
-    if (target instanceof MeshletError) return refuse(ctx, req, res, target);
+    if (target instanceof MeshletError) return refuse(ctx, req, res, target, startedAt);
     new Exchange(ctx, req, res, target.upstream, target.path, target.policy).start();
   };
 }

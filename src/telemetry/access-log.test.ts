@@ -95,18 +95,30 @@ describe('AccessLog', () => {
     expect(shape(lines[2]!)).toEqual(shape(lines[3]!));
   });
 
-  it('writes a refused outbound request (no upstream chosen) exactly as the logger would, whatever the sampling', async () => {
+  it('writes a request a listener refused (no upstream chosen) exactly as the logger would, whatever the sampling', async () => {
     const { logger, lines, access } = capture('info', { enabled: false, sampleRate: 0 });
     access.refused(`GET${NASTY}`, 400, 'bad_request');
     logger.info({
       msg: 'access',
       direction: 'outbound',
       method: `GET${NASTY}`,
+      upstream: '',
+      endpoint: null,
       status: 400,
+      attempts: 0,
       error: 'bad_request',
     });
-    access.refused(undefined, 404, 'no_route');
-    logger.info({ msg: 'access', direction: 'outbound', method: undefined, status: 404, error: 'no_route' });
+    access.refused(undefined, 408, 'request_timeout');
+    logger.info({
+      msg: 'access',
+      direction: 'outbound',
+      method: undefined,
+      upstream: '',
+      endpoint: null,
+      status: 408,
+      attempts: 0,
+      error: 'request_timeout',
+    });
     await new Promise((r) => setImmediate(r));
     expect(lines).toHaveLength(4);
     expect(shape(lines[0]!)).toEqual(shape(lines[1]!));

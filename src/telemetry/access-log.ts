@@ -102,7 +102,9 @@ export class AccessLog {
   }
 
   /**
-   * One outbound request, what the app sent through meshlet, if {@link AccessLog} logs it.
+   * One outbound request, what the app sent through meshlet (or a client through the gateway), if
+   * {@link AccessLog} logs it; also a request meshlet refused before any endpoint (`endpoint` null,
+   * `attempts` 0, `upstream` `""` before routing).
    * @param durationMs time from request received to response finished, milliseconds.
    * @param error meshlet's error code when meshlet answered itself.
    * @param grpcStatus a gRPC call's `grpc-status` (its service and method are the path).
@@ -134,15 +136,20 @@ export class AccessLog {
   }
 
   /**
-   * One outbound request meshlet refused before choosing an upstream (a malformed target, no route):
-   * always logged, as every answer of meshlet's own is.
+   * One request a listener refused before any handler saw it (a malformed or slow head, too many
+   * header fields, CONNECT where no tunnel opens): always logged, as every answer of meshlet's own
+   * is. The {@link outbound} line's fields but those the listener does not have: no `requestId`
+   * (none was kept, and the listener's answer echoes none), no `path` (the target may never have
+   * been parsed), no `durationMs` (the head's arrival is not known); `upstream` is `""` (as the
+   * metric label), `endpoint` null and `attempts` 0. A refusal a handler answers (no route, a
+   * malformed target, the gateway's own answers) is an {@link outbound} line with every field.
    */
   refused(method: string | undefined, status: number, error: string): void {
     if (!this.#levelOn) return;
     this.#write(
       `${PREFIX}${this.#time()}","service":"meshlet","msg":"access","direction":"outbound"${
         method === undefined ? '' : `,"method":${callerStr(method)}`
-      },"status":${status},"error":${str(error)}}\n`,
+      },"upstream":"","endpoint":null,"status":${status},"attempts":0,"error":${str(error)}}\n`,
     );
   }
 
