@@ -4,7 +4,8 @@ import type { Daemon } from '../daemon.ts';
 import { flushLogger, type Logger } from '../telemetry/logger.ts';
 import { appEnvironment, listenerUrl } from './app-env.ts';
 import { AppProcess } from './app-process.ts';
-import { type AppCommand, EXIT } from './run-command.ts';
+import { EXIT } from './exit-codes.ts';
+import type { AppCommand } from './run-command.ts';
 
 /** How often readiness is checked while the app waits to start, ms. */
 const READY_POLL_MS = 10;

@@ -1,6 +1,6 @@
 // `meshlet breakers` and `meshlet breakers reset NAME`: circuit breaker states, and closing one by hand.
 import { AdminUnreachable, postAdmin, readAdmin, table } from './admin-client.ts';
-import { EXIT } from './run-command.ts';
+import { EXIT } from './exit-codes.ts';
 
 interface BreakerView {
   upstreams: Record<string, { circuitBreaker?: string; healthy: number; total: number }>;

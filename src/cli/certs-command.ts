@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { createDevCa, issueLeaf, readDevCa, writeDevCa, writeLeaf } from '../tls/dev-ca.ts';
 import { isValidPathSegment, isValidTrustDomain } from '../tls/identity.ts';
-import { EXIT } from './run-command.ts';
+import { EXIT } from './exit-codes.ts';
 import { isoTime } from '../telemetry/utc-time.ts';
 
 /** A bad argument: the CLI prints it and exits 2. */

@@ -6,7 +6,7 @@ import {
   table,
   type UpstreamsAnswer,
 } from './admin-client.ts';
-import { EXIT } from './run-command.ts';
+import { EXIT } from './exit-codes.ts';
 
 /** The overall verdict and its reasons. */
 export interface HealthReport {

@@ -2,12 +2,11 @@
 import { takeHandedOver } from '../config/config-handover.ts';
 import { type ConfigWatch, watchConfigFile } from '../config/config-watch.ts';
 import type { MeshletConfig } from '../config/schema.ts';
-import { ConfigError } from '../errors/config-error.ts';
 import { Daemon, StartAbortedError } from '../daemon.ts';
 import { createLogger, flushLogger, type LogLevel } from '../telemetry/logger.ts';
+import { EXIT } from './exit-codes.ts';
 
-/** Exit codes of the CLI. */
-export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
+export { EXIT, reportFailure } from './exit-codes.ts';
 
 /** The app `meshlet run --config FILE [--export-proxy-env] -- CMD…` runs under meshlet. */
 export interface AppCommand {
@@ -39,19 +38,6 @@ function watchConfig(configFile: string, running: Promise<Daemon | null>, readBe
     reload: async (trigger) => (await running)?.reload(trigger) ?? false,
     readBefore,
   });
-}
-
-/**
- * Reports a failure of a CLI verb on stderr and returns its exit code: a bad config names the key
- * (exit 2), anything else prints its stack (exit 1).
- */
-export function reportFailure(err: unknown): number {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`meshlet: invalid config: ${err.message}\n`);
-    return EXIT.usage;
-  }
-  process.stderr.write(`meshlet: ${(err as Error).stack ?? String(err)}\n`);
-  return EXIT.runtime;
 }
 
 /**

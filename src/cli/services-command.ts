@@ -1,6 +1,6 @@
 // `meshlet services`: the upstreams a running meshlet knows, with healthy/total endpoints.
 import { AdminUnreachable, readAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
-import { EXIT } from './run-command.ts';
+import { EXIT } from './exit-codes.ts';
 
 /** Where an upstream came from: `configured` or `on_demand` (Consul), `static` otherwise. */
 function sourceOf(answer: UpstreamsAnswer, name: string): string {

@@ -1,6 +1,6 @@
 // `meshlet upstreams [--watch]`: each upstream's endpoints and breaker; --watch streams changes over the gRPC admin API.
 import { AdminUnreachable, readAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
-import { EXIT } from './run-command.ts';
+import { EXIT } from './exit-codes.ts';
 import { isoTime } from '../telemetry/utc-time.ts';
 
 /** An upstream as the table prints it (the HTTP view and the proto messages both map to it). */

@@ -5,7 +5,8 @@ import { LOG_LEVELS, type LogLevel } from '../telemetry/logger.ts';
 import { parseDuration } from '../config/duration.ts';
 import { ensureGcTuning } from './gc-tuning.ts';
 import { settleHangups } from './hangup-hold.ts';
-import { type AppCommand, EXIT, reportFailure, runCommand } from './run-command.ts';
+import { EXIT, reportFailure } from './exit-codes.ts';
+import type { AppCommand } from './run-command.ts';
 
 /**
  * `meshlet config check FILE`: validates a config file and prints a one-line summary. Unless
@@ -95,6 +96,9 @@ export async function runVerbs(argv: string[]): Promise<void> {
                 ];
           await settleHangups();
           ensureGcTuning(args.config, args['log-level'], config, runArgs);
+          // Loaded only here (the daemon and everything it imports): no other verb pays for it, and
+          // `run` itself re-executes into the daemon bundle above unless told not to.
+          const { runCommand } = await import('./run-command.ts');
           code = await runCommand(args.config, args['log-level'] as LogLevel, config, app);
         },
       )

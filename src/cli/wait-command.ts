@@ -1,6 +1,6 @@
 // `meshlet wait`: blocks until a running meshlet is ready (exit 0) or the timeout passes (exit 1).
 import { AdminUnreachable, getAdmin, type ReadyAnswer } from './admin-client.ts';
-import { EXIT } from './run-command.ts';
+import { EXIT } from './exit-codes.ts';
 
 /** Time between two readiness polls, ms. */
 const POLL_MS = 100;
