@@ -1,22 +1,14 @@
 // The real `meshlet` CLI run from a chosen working directory, and development certificates written to disk, for the config-check tests.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
 import { createDevCa, type DevCa, issueLeaf, type IssueLeafOptions } from '../../src/tls/dev-ca.ts';
-import { CLI, runCli } from '../helpers/meshlet.ts';
+import { CLI, runCli, runCliToEnd } from '../helpers/meshlet.ts';
+import { tempDir as makeTempDir } from '../helpers/temp-dir.ts';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-/** A fresh temp directory, removed after the test file. */
+/** A fresh temp directory, removed after the test file (test/helpers/temp-dir.ts). */
 export function tempDir(prefix = 'meshlet-check-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(dir);
-  return dir;
+  return makeTempDir(prefix);
 }
 
 /** Writes `files` (relative name → text) under `dir`, creating subdirectories. */
@@ -35,6 +27,15 @@ export function cli(
   timeoutMs = 15_000,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runCli(args, timeoutMs, CLI, cwd);
+}
+
+/** {@link cli}, resolving only once the process exited and its stdout and stderr closed (the whole output). */
+export function cliToEnd(
+  args: string[],
+  cwd: string,
+  timeoutMs = 15_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runCliToEnd(args, { timeoutMs, cwd });
 }
 
 /** A `meshlet run` started in a chosen directory. */

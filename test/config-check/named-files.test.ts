@@ -1,8 +1,8 @@
 // `config check` refuses the other files a config names that `run` refuses at start (endpoints, API keys, gateway TLS, registry credentials); --offline skips them.
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { cli, devPki, tempDir, writeFiles } from './cli.ts';
+import { cliToEnd as cli, devPki, type DevPki, tempDir, writeFiles } from './cli.ts';
 
 const LISTENERS = { outbound: { port: 0 }, admin: { port: 0 }, adminGrpc: { enabled: false } };
 const GATEWAY_LISTENER = { ...LISTENERS, gateway: { address: '127.0.0.1', port: 0 } };
@@ -145,29 +145,40 @@ const CASES: Case[] = [
 ];
 
 describe('config check reads the files a config names', () => {
+  // One CA and leaf for every case: the cases only read them.
+  let pki: DevPki;
+  beforeAll(async () => {
+    pki = await devPki();
+  });
+
   for (const c of CASES) {
     it(`${c.name}: refused as run refuses it, ok when good, skipped with --offline`, async () => {
-      const pki = await devPki();
-      for (const [files, expected] of c.bad) {
+      // Each bad set of files in its own directory, and the good one: every CLI run at once.
+      const bad = c.bad.map(async ([files, expected]) => {
         const dir = tempDir();
         writeFiles(dir, { 'meshlet.yaml': stringify(c.config), ...files });
         const file = join(dir, 'meshlet.yaml');
-        const check = await cli(['config', 'check', file], dir);
+        const [check, offline, run] = await Promise.all([
+          cli(['config', 'check', file], dir),
+          cli(['config', 'check', '--offline', file], dir),
+          cli(['run', '--config', file], dir),
+        ]);
         expect(check.code, check.stderr).toBe(2);
         expect(check.stderr).toContain(
           `meshlet: invalid config: ${file}: ${expected.replaceAll('D/', `${dir}/`)}`,
         );
         expect(check.stderr.split('\n')).toHaveLength(2);
-        const offline = await cli(['config', 'check', '--offline', file], dir);
         expect([offline.code, offline.stderr]).toEqual([0, '']);
         // run refuses it at start too (exit 1: "cannot start"), so a passing check would have lied.
-        const run = await cli(['run', '--config', file], dir);
         expect([run.code, run.stderr.startsWith('meshlet: cannot start: ')]).toEqual([1, true]);
-      }
-      const dir = tempDir();
-      writeFiles(dir, { 'meshlet.yaml': stringify(c.config), ...c.good(pki) });
-      const ok = await cli(['config', 'check', join(dir, 'meshlet.yaml')], dir);
-      expect([ok.code, ok.stderr]).toEqual([0, '']);
+      });
+      const good = (async () => {
+        const dir = tempDir();
+        writeFiles(dir, { 'meshlet.yaml': stringify(c.config), ...c.good(pki) });
+        const ok = await cli(['config', 'check', join(dir, 'meshlet.yaml')], dir);
+        expect([ok.code, ok.stderr]).toEqual([0, '']);
+      })();
+      await Promise.all([...bad, good]);
     }, 90_000);
   }
 });

@@ -1,6 +1,6 @@
 // Bad config files: the CLI exits 2 with one line naming the key (or the file) and the problem.
 import { describe, expect, it } from 'vitest';
-import { runCli, writeConfig } from '../helpers/meshlet.ts';
+import { runCliToEnd, writeConfig } from '../helpers/meshlet.ts';
 
 describe('config errors', () => {
   it.each([
@@ -39,11 +39,11 @@ describe('config errors', () => {
     ],
   ])('%s → exit 2 naming the key', async (_name, text, message) => {
     const file = writeConfig(text);
-    for (const args of [
+    const verbs = [
       ['config', 'check', file],
       ['run', '--config', file],
-    ]) {
-      const { code, stderr } = await runCli(args);
+    ];
+    for (const { code, stderr } of await Promise.all(verbs.map((args) => runCliToEnd(args)))) {
       expect(code).toBe(2);
       const lines = stderr.trim().split('\n');
       expect(lines).toHaveLength(1);
@@ -53,7 +53,7 @@ describe('config errors', () => {
   });
 
   it('a missing file → exit 2 naming the file', async () => {
-    const { code, stderr } = await runCli(['run', '--config', '/nonexistent/meshlet.yaml']);
+    const { code, stderr } = await runCliToEnd(['run', '--config', '/nonexistent/meshlet.yaml']);
     expect(code).toBe(2);
     expect(stderr.trim()).toBe(
       'meshlet: invalid config: /nonexistent/meshlet.yaml: cannot read config file: no such file',
@@ -62,16 +62,21 @@ describe('config errors', () => {
 
   it('a valid file → config check exits 0 with a summary', async () => {
     const file = writeConfig('registry:\n  type: static\n  endpoints:\n    users: ["127.0.0.1:9001"]\n');
-    const { code, stdout } = await runCli(['config', 'check', file]);
+    const { code, stdout } = await runCliToEnd(['config', 'check', file]);
     expect(code).toBe(0);
     expect(stdout).toMatch(/ok \(1 upstream\(s\), 0 route\(s\), registry static\)/);
   });
 
   it('bad usage → exit 2; --help on every verb → exit 0', async () => {
-    expect((await runCli(['frobnicate'])).code).toBe(2);
-    expect((await runCli(['run'])).code).toBe(2);
-    for (const verb of [[], ['run'], ['config'], ['config', 'check']]) {
-      const { code, stdout } = await runCli([...verb, '--help']);
+    const verbs = [[], ['run'], ['config'], ['config', 'check']];
+    const [frobnicate, bareRun, ...helps] = await Promise.all([
+      runCliToEnd(['frobnicate']),
+      runCliToEnd(['run']),
+      ...verbs.map((verb) => runCliToEnd([...verb, '--help'])),
+    ]);
+    expect(frobnicate.code).toBe(2);
+    expect(bareRun.code).toBe(2);
+    for (const { code, stdout } of helps) {
       expect(code).toBe(0);
       expect(stdout).toMatch(/meshlet/);
     }
@@ -83,7 +88,7 @@ describe('config errors', () => {
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
     const port = (blocker.address() as { port: number }).port;
     const file = writeConfig(`listeners:\n  outbound: { port: ${port} }\n  admin: { port: 0 }\n`);
-    const { code, stderr } = await runCli(['run', '--config', file]);
+    const { code, stderr } = await runCliToEnd(['run', '--config', file]);
     blocker.close();
     expect(code).toBe(1);
     expect(stderr).toMatch(/cannot start: address in use/);

@@ -1,15 +1,17 @@
 // Hostile config files: alias bombs, __proto__ keys, colliding listener ports, admin tokens no header can carry; each exits 2 with one line naming the key.
 import { describe, expect, it } from 'vitest';
-import { runCli, writeConfig } from '../helpers/meshlet.ts';
+import { runCliToEnd, writeConfig } from '../helpers/meshlet.ts';
 
 /** Both `config check` and `run` refuse the file: exit 2, one line on stderr matching `message`. */
 async function refused(text: string, message: RegExp): Promise<void> {
   const file = writeConfig(text);
-  for (const args of [
+  const verbs = [
     ['config', 'check', file],
     ['run', '--config', file],
-  ]) {
-    const { code, stderr } = await runCli(args);
+  ];
+  const results = await Promise.all(verbs.map((args) => runCliToEnd(args)));
+  for (const [i, { code, stderr }] of results.entries()) {
+    const args = verbs[i]!;
     const lines = stderr.trim().split('\n');
     expect([args[0], code, lines.length]).toEqual([args[0], 2, 1]);
     expect(lines[0]).toMatch(/^meshlet: invalid config: /);
@@ -34,17 +36,17 @@ describe('hostile config files', () => {
     const file = writeConfig(
       'upstreams:\n  c: { retries: &retry { attempts: 2 } }\n  a: { retries: *retry }\n  b: { retries: *retry }\n',
     );
-    const { code, stdout } = await runCli(['config', 'check', file]);
+    const { code, stdout } = await runCliToEnd(['config', 'check', file]);
     expect(code).toBe(0);
     expect(stdout).toContain('3 upstream(s)');
   });
 
   it('/dev/zero as the config file → exit 2 "larger than 16 MiB" (not gigabytes of memory)', async () => {
-    for (const args of [
+    const verbs = [
       ['config', 'check', '/dev/zero'],
       ['run', '--config', '/dev/zero'],
-    ]) {
-      const { code, stderr } = await runCli(args);
+    ];
+    for (const { code, stderr } of await Promise.all(verbs.map((args) => runCliToEnd(args)))) {
       expect(code).toBe(2);
       expect(stderr).toBe(
         'meshlet: invalid config: /dev/zero: cannot read config file: larger than 16 MiB\n',
@@ -57,28 +59,32 @@ describe('hostile config files', () => {
     for (let i = 0; i < 80_000; i++)
       lines.push(`    svc${i}: ["127.0.0.1:${1000 + (i % 60000)}", "127.0.0.2:80"]`);
     const file = writeConfig(`${lines.join('\n')}\n`);
-    const { code, stdout } = await runCli(['config', 'check', file], 20_000);
+    const { code, stdout } = await runCliToEnd(['config', 'check', file], { timeoutMs: 20_000 });
     expect(code).toBe(0);
     expect(stdout).toContain('80000 upstream(s)');
   });
 
   it('duplicate keys are still refused with their line, and `1` and "1" are the same key', async () => {
-    await refused(
-      'upstreams:\n  a: {}\n  b: { timeouts: { connect: 1s, connect: 2s } }\n',
-      /not valid YAML at line 3, column 33: Map keys must be unique$/,
-    );
-    await refused(
-      'registry:\n  endpoints:\n    "1": ["127.0.0.1:1"]\n    1: ["127.0.0.1:2"]\n',
-      /not valid YAML at line 4, column 5: Map keys must be unique$/,
-    );
+    await Promise.all([
+      refused(
+        'upstreams:\n  a: {}\n  b: { timeouts: { connect: 1s, connect: 2s } }\n',
+        /not valid YAML at line 3, column 33: Map keys must be unique$/,
+      ),
+      refused(
+        'registry:\n  endpoints:\n    "1": ["127.0.0.1:1"]\n    1: ["127.0.0.1:2"]\n',
+        /not valid YAML at line 4, column 5: Map keys must be unique$/,
+      ),
+    ]);
   });
 
   it('a __proto__ key in a map of names is refused, not dropped without a word', async () => {
-    await refused('upstreams:\n  __proto__: { port: 9191 }\n', /upstreams\.__proto__: unknown key$/);
-    await refused(
-      'registry:\n  endpoints:\n    __proto__: ["127.0.0.1:1"]\n',
-      /registry\.endpoints\.__proto__: unknown key$/,
-    );
+    await Promise.all([
+      refused('upstreams:\n  __proto__: { port: 9191 }\n', /upstreams\.__proto__: unknown key$/),
+      refused(
+        'registry:\n  endpoints:\n    __proto__: ["127.0.0.1:1"]\n',
+        /registry\.endpoints\.__proto__: unknown key$/,
+      ),
+    ]);
   });
 
   it('the gateway listener on a port another listener names → exit 2 naming listeners.gateway.port', async () => {
@@ -89,12 +95,15 @@ describe('hostile config files', () => {
   });
 
   it('a listener on 15002 while the gRPC admin API keeps its default port → exit 2 naming listeners.adminGrpc.port', async () => {
-    await refused(
-      'listeners:\n  outbound: { port: 15002 }\n',
-      /listeners\.adminGrpc\.port: unset, so the gRPC admin API takes 15002, which listeners\.outbound\.port names: set another port, or enabled: false$/,
-    );
     const file = writeConfig('listeners:\n  outbound: { port: 15002 }\n  adminGrpc: { enabled: false }\n');
-    expect((await runCli(['config', 'check', file])).code).toBe(0);
+    const [, off] = await Promise.all([
+      refused(
+        'listeners:\n  outbound: { port: 15002 }\n',
+        /listeners\.adminGrpc\.port: unset, so the gRPC admin API takes 15002, which listeners\.outbound\.port names: set another port, or enabled: false$/,
+      ),
+      runCliToEnd(['config', 'check', file]),
+    ]);
+    expect(off.code).toBe(0);
   });
 
   it.each([

@@ -1,16 +1,16 @@
 // Starts meshlet for tests: in-process (Daemon) or as a real `meshlet run` process.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { afterAll } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { Daemon } from '../../src/daemon.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
+import { tempDir } from './temp-dir.ts';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -52,16 +52,9 @@ export async function startMeshlet(input: ConfigInput): Promise<InProcessMeshlet
   };
 }
 
-/** Temp dirs of this test file's configs, removed after its tests (vitest workers end by signal). */
-const tempDirs: string[] = [];
-afterAll(() => {
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
 /** Writes a config object (or YAML text) to a fresh temp dir (removed after the file's tests); returns the file path. */
 export function writeConfig(config: ConfigInput | string, name = 'meshlet.yaml'): string {
-  const dir = mkdtempSync(join(tmpdir(), 'meshlet-test-'));
-  tempDirs.push(dir);
+  const dir = tempDir('meshlet-test-');
   const file = join(dir, name);
   writeFileSync(file, typeof config === 'string' ? config : stringify(config));
   return file;
@@ -82,12 +75,16 @@ export interface MeshletProcess {
 /**
  * Runs `meshlet ARGS` (the real CLI, or another entry `script`) in `cwd` (default: this process's)
  * and collects its output; resolves with its exit code and output.
+ * @param settle - `'exit'` (default): resolves on the process's exit, when its last output may still be
+ *   unread (Node emits `exit` before the pipes close; seen under load: exit 2 with an empty stderr);
+ *   `'close'`: once it exited and its stdout and stderr closed, so the output is whole.
  */
 export function runCli(
   args: string[],
   timeoutMs = 15_000,
   script = CLI,
   cwd?: string,
+  settle: 'exit' | 'close' = 'exit',
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [script, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -103,11 +100,53 @@ export function runCli(
       proc.kill('SIGKILL');
       reject(new Error(`meshlet ${args.join(' ')} did not exit within ${timeoutMs} ms`));
     }, timeoutMs);
-    proc.on('exit', (code) => {
+    proc.on(settle, (code: number | null) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * How many {@link runCliToEnd} processes run at once in a test file: one per core, at least 2. Each
+ * `meshlet` process spends most of its life on the CPU loading modules, so more at once only slows each
+ * down (toward its timeout) without finishing sooner; the others wait for a slot, their timeout not yet running.
+ */
+const CLI_SLOTS = Math.max(2, availableParallelism());
+let cliRunning = 0;
+const cliQueue: (() => void)[] = [];
+
+/** Resolves once a CLI slot is this caller's. */
+async function takeCliSlot(): Promise<void> {
+  if (cliRunning < CLI_SLOTS) {
+    cliRunning++;
+    return;
+  }
+  await new Promise<void>((resolve) => cliQueue.push(resolve));
+}
+
+/** Hands the slot to the next waiting caller, if any. */
+function releaseCliSlot(): void {
+  const next = cliQueue.shift();
+  if (next === undefined) cliRunning--;
+  else next();
+}
+
+/**
+ * {@link runCli} with the whole output (resolves once the process exited and its stdout and stderr
+ * closed), for tests that start several at once (`Promise.all`): at most {@link CLI_SLOTS} run at a
+ * time, and `timeoutMs` (default 15 s) counts from the process's start.
+ */
+export async function runCliToEnd(
+  args: string[],
+  options: { timeoutMs?: number; script?: string; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  await takeCliSlot();
+  try {
+    return await runCli(args, options.timeoutMs, options.script, options.cwd, 'close');
+  } finally {
+    releaseCliSlot();
+  }
 }
 
 /** Spawns `meshlet run` on a config and waits until it logs "meshlet started". */

@@ -54,6 +54,9 @@ process.on('SIGTERM', async () => {
 });
 `;
 
+// Each test runs its own meshlet and app. Some that measure no time run side by side (it.concurrent):
+// the first three (mostly waiting on readiness), later --export-proxy-env beside SIGHUP; never more than
+// three meshlets at once. The ones timing the shutdown (SIGTERM, the grace period, a crash) run alone.
 describe('meshlet run -- CMD', () => {
   let users: TestUpstream;
   beforeAll(async () => {
@@ -61,89 +64,98 @@ describe('meshlet run -- CMD', () => {
   });
   afterAll(() => users.close());
 
-  it("the app's first request, made the instant it starts, succeeds; it sees MESHLET_OUTBOUND and MESHLET_ADMIN and nothing else changed; its exit code is meshlet's", async () => {
-    const out = writeConfig('', 'out.json');
-    const app = writeApp(FIRST_REQUEST_APP);
-    const env = { APP_OUT: out, EXIT_CODE: '7', MY_OWN_SETTING: 'kept' };
-    const run = runWrapped(
-      { registry: { type: 'static', endpoints: { users: [users.endpoint] } } },
-      [process.execPath, app],
-      { env },
-    );
-    const { code } = await run.exited;
-    expect(code).toBe(7);
-    const seen = readJson<{ status: number; env: Record<string, string> }>(out)!;
-    expect(seen.status).toBe(200);
-    expect(users.requests.some((r) => r.url === '/first')).toBe(true);
-    const started = run.logs.find((l) => l.msg === 'meshlet started') as {
-      outbound: { port: number };
-      admin: { port: number };
-    };
-    expect(seen.env.MESHLET_OUTBOUND).toBe(`http://127.0.0.1:${started.outbound.port}`);
-    expect(seen.env.MESHLET_ADMIN).toBe(`http://127.0.0.1:${started.admin.port}`);
-    // Exactly the environment meshlet was given, plus the two variables: nothing meshlet set for itself
-    // (jemalloc's LD_PRELOAD and MALLOC_CONF, MESHLET_GC_TUNED, the config handover) leaks into the app.
-    const expected: Record<string, string | undefined> = { ...process.env, ...env };
-    const { MESHLET_OUTBOUND, MESHLET_ADMIN, ...rest } = seen.env;
-    expect(MESHLET_OUTBOUND).toBeDefined();
-    expect(MESHLET_ADMIN).toBeDefined();
-    for (const k of Object.keys(rest)) if (k !== '_') expect(rest[k], k).toBe(expected[k]);
-    for (const k of Object.keys(expected)) if (k !== '_') expect(rest[k], k).toBe(expected[k]);
-    expect(rest.HTTP_PROXY).toBeUndefined();
-    expect(rest.GLIBC_TUNABLES).toBeUndefined();
-    expect(rest.LD_PRELOAD).toBeUndefined();
-    expect(rest.MALLOC_CONF).toBeUndefined();
-  });
-
-  it('waits for readiness: with Consul up only 700 ms after meshlet started, the first request still succeeds', async () => {
-    const port = await closedPort();
-    const out = writeConfig('', 'out.json');
-    const app = writeApp(FIRST_REQUEST_APP);
-    const run = runWrapped(
-      {
-        registry: { type: 'consul', consul: { address: `http://127.0.0.1:${port}` } },
-        upstreams: { users: {} },
-        shutdown: { drainDelay: 0 },
-      },
-      [process.execPath, app],
-      { env: { APP_OUT: out } },
-    );
-    await run.logged('meshlet started');
-    await new Promise((r) => setTimeout(r, 700));
-    expect(readJson(out)).toBeUndefined(); // not started while not ready
-    const double = new ConsulDouble();
-    try {
-      await double.start({ port });
-      double.addInstance({ service: 'users', id: 'users-1', port: users.port });
+  it.concurrent(
+    "the app's first request, made the instant it starts, succeeds; it sees MESHLET_OUTBOUND and MESHLET_ADMIN and nothing else changed; its exit code is meshlet's",
+    async () => {
+      const out = writeConfig('', 'out.json');
+      const app = writeApp(FIRST_REQUEST_APP);
+      const env = { APP_OUT: out, EXIT_CODE: '7', MY_OWN_SETTING: 'kept' };
+      const run = runWrapped(
+        { registry: { type: 'static', endpoints: { users: [users.endpoint] } } },
+        [process.execPath, app],
+        { env },
+      );
       const { code } = await run.exited;
-      expect(code).toBe(0);
-      expect(readJson<{ status: number }>(out)!.status).toBe(200);
-    } finally {
-      await double.stop();
-    }
-  });
+      expect(code).toBe(7);
+      const seen = readJson<{ status: number; env: Record<string, string> }>(out)!;
+      expect(seen.status).toBe(200);
+      expect(users.requests.some((r) => r.url === '/first')).toBe(true);
+      const started = run.logs.find((l) => l.msg === 'meshlet started') as {
+        outbound: { port: number };
+        admin: { port: number };
+      };
+      expect(seen.env.MESHLET_OUTBOUND).toBe(`http://127.0.0.1:${started.outbound.port}`);
+      expect(seen.env.MESHLET_ADMIN).toBe(`http://127.0.0.1:${started.admin.port}`);
+      // Exactly the environment meshlet was given, plus the two variables: nothing meshlet set for itself
+      // (jemalloc's LD_PRELOAD and MALLOC_CONF, MESHLET_GC_TUNED, the config handover) leaks into the app.
+      const expected: Record<string, string | undefined> = { ...process.env, ...env };
+      const { MESHLET_OUTBOUND, MESHLET_ADMIN, ...rest } = seen.env;
+      expect(MESHLET_OUTBOUND).toBeDefined();
+      expect(MESHLET_ADMIN).toBeDefined();
+      for (const k of Object.keys(rest)) if (k !== '_') expect(rest[k], k).toBe(expected[k]);
+      for (const k of Object.keys(expected)) if (k !== '_') expect(rest[k], k).toBe(expected[k]);
+      expect(rest.HTTP_PROXY).toBeUndefined();
+      expect(rest.GLIBC_TUNABLES).toBeUndefined();
+      expect(rest.LD_PRELOAD).toBeUndefined();
+      expect(rest.MALLOC_CONF).toBeUndefined();
+    },
+  );
 
-  it('gives up when meshlet is not ready within --ready-timeout: exit 1, the app never ran', async () => {
-    const port = await closedPort();
-    const marker = writeConfig('', 'ran.json');
-    const app = writeApp(
-      `import { writeFileSync } from 'node:fs'; writeFileSync(process.env.APP_OUT, '{}');`,
-    );
-    const run = runWrapped(
-      {
-        registry: { type: 'consul', consul: { address: `http://127.0.0.1:${port}` } },
-        upstreams: { users: {} },
-      },
-      [process.execPath, app],
-      { flags: ['--ready-timeout', '500ms'], env: { APP_OUT: marker } },
-    );
-    const { code } = await run.exited;
-    expect(code).toBe(1);
-    expect(run.stderr.join('')).toMatch(
-      /not ready within 500 ms \(registry: not synced yet.*\); the app was not started/,
-    );
-    expect(readJson(marker)).toBeUndefined();
-  });
+  it.concurrent(
+    'waits for readiness: with Consul up only 700 ms after meshlet started, the first request still succeeds',
+    async () => {
+      const port = await closedPort();
+      const out = writeConfig('', 'out.json');
+      const app = writeApp(FIRST_REQUEST_APP);
+      const run = runWrapped(
+        {
+          registry: { type: 'consul', consul: { address: `http://127.0.0.1:${port}` } },
+          upstreams: { users: {} },
+          shutdown: { drainDelay: 0 },
+        },
+        [process.execPath, app],
+        { env: { APP_OUT: out } },
+      );
+      await run.logged('meshlet started');
+      await new Promise((r) => setTimeout(r, 700));
+      expect(readJson(out)).toBeUndefined(); // not started while not ready
+      const double = new ConsulDouble();
+      try {
+        await double.start({ port });
+        double.addInstance({ service: 'users', id: 'users-1', port: users.port });
+        const { code } = await run.exited;
+        expect(code).toBe(0);
+        expect(readJson<{ status: number }>(out)!.status).toBe(200);
+      } finally {
+        await double.stop();
+      }
+    },
+  );
+
+  it.concurrent(
+    'gives up when meshlet is not ready within --ready-timeout: exit 1, the app never ran',
+    async () => {
+      const port = await closedPort();
+      const marker = writeConfig('', 'ran.json');
+      const app = writeApp(
+        `import { writeFileSync } from 'node:fs'; writeFileSync(process.env.APP_OUT, '{}');`,
+      );
+      const run = runWrapped(
+        {
+          registry: { type: 'consul', consul: { address: `http://127.0.0.1:${port}` } },
+          upstreams: { users: {} },
+        },
+        [process.execPath, app],
+        { flags: ['--ready-timeout', '500ms'], env: { APP_OUT: marker } },
+      );
+      const { code } = await run.exited;
+      expect(code).toBe(1);
+      expect(run.stderr.join('')).toMatch(
+        /not ready within 500 ms \(registry: not synced yet.*\); the app was not started/,
+      );
+      expect(readJson(marker)).toBeUndefined();
+    },
+  );
 
   it('SIGTERM: /ready 503 and the drain delay first, then the app gets SIGTERM while the outbound listener serves it; zero failed requests, the app exits before meshlet, in time', async () => {
     const out = writeConfig('', 'out.json');
@@ -228,19 +240,21 @@ describe('meshlet run -- CMD', () => {
   it('exits with the signal the app died of (128 + n), and 127 when the command does not exist', async () => {
     const app = writeApp(`process.kill(process.pid, 'SIGSEGV');`);
     const crashed = runWrapped({ registry: { type: 'static', endpoints: {} } }, [process.execPath, app]);
-    expect((await crashed.exited).code).toBe(139);
     const missing = runWrapped({ registry: { type: 'static', endpoints: {} } }, [
       '/nonexistent/meshlet-test-app',
     ]);
+    expect((await crashed.exited).code).toBe(139);
     expect((await missing.exited).code).toBe(127);
     expect(missing.stderr.join('')).toMatch(
       /cannot start the app: \/nonexistent\/meshlet-test-app: command not found/,
     );
   });
 
-  it('--export-proxy-env gives the app HTTP_PROXY, http_proxy and NO_PROXY; a forward-proxy request through it succeeds', async () => {
-    const out = writeConfig('', 'out.json');
-    const app = writeApp(`
+  it.concurrent(
+    '--export-proxy-env gives the app HTTP_PROXY, http_proxy and NO_PROXY; a forward-proxy request through it succeeds',
+    async () => {
+      const out = writeConfig('', 'out.json');
+      const app = writeApp(`
 import { request } from 'node:http';
 import { writeFileSync } from 'node:fs';
 const proxy = new URL(process.env.HTTP_PROXY);
@@ -248,45 +262,49 @@ request({ host: proxy.hostname, port: proxy.port, path: 'http://users/via-proxy'
   res.resume();
   res.on('end', () => { writeFileSync(process.env.APP_OUT, JSON.stringify({ status: res.statusCode, env: process.env })); process.exit(0); });
 }).end();`);
-    const run = runWrapped(
-      { registry: { type: 'static', endpoints: { users: [users.endpoint] } } },
-      [process.execPath, app],
-      {
-        flags: ['--export-proxy-env'],
-        env: { APP_OUT: out },
-      },
-    );
-    expect((await run.exited).code).toBe(0);
-    const seen = readJson<{ status: number; env: Record<string, string> }>(out)!;
-    expect(seen.status).toBe(200);
-    expect(seen.env.HTTP_PROXY).toBe(seen.env.MESHLET_OUTBOUND);
-    expect(seen.env.http_proxy).toBe(seen.env.MESHLET_OUTBOUND);
-    expect(seen.env.NO_PROXY).toBe('localhost,127.0.0.1');
-    expect(users.requests.some((r) => r.url === '/via-proxy')).toBe(true);
-  });
+      const run = runWrapped(
+        { registry: { type: 'static', endpoints: { users: [users.endpoint] } } },
+        [process.execPath, app],
+        {
+          flags: ['--export-proxy-env'],
+          env: { APP_OUT: out },
+        },
+      );
+      expect((await run.exited).code).toBe(0);
+      const seen = readJson<{ status: number; env: Record<string, string> }>(out)!;
+      expect(seen.status).toBe(200);
+      expect(seen.env.HTTP_PROXY).toBe(seen.env.MESHLET_OUTBOUND);
+      expect(seen.env.http_proxy).toBe(seen.env.MESHLET_OUTBOUND);
+      expect(seen.env.NO_PROXY).toBe('localhost,127.0.0.1');
+      expect(users.requests.some((r) => r.url === '/via-proxy')).toBe(true);
+    },
+  );
 
-  it('SIGHUP reloads meshlet and reaches the app; SIGINT stops both, the app with SIGINT', async () => {
-    const out = writeConfig('', 'signals.log');
-    const app = writeApp(`
+  it.concurrent(
+    'SIGHUP reloads meshlet and reaches the app; SIGINT stops both, the app with SIGINT',
+    async () => {
+      const out = writeConfig('', 'signals.log');
+      const app = writeApp(`
 import { appendFileSync } from 'node:fs';
 for (const s of ['SIGHUP', 'SIGINT']) process.on(s, () => { appendFileSync(process.env.APP_OUT, s + '\\n'); if (s === 'SIGINT') process.exit(0); });
 setInterval(() => {}, 1000);
 console.log('{"msg":"app up"}');`);
-    const run = runWrapped(
-      { registry: { type: 'static', endpoints: {} }, shutdown: { drainDelay: 0 } },
-      [process.execPath, app],
-      {
-        env: { APP_OUT: out },
-      },
-    );
-    await run.logged('app up');
-    run.proc.kill('SIGHUP');
-    await run.logged('config reloaded');
-    await until(() => readFileSync(out, 'utf8').includes('SIGHUP'), 2000, 'the app got SIGHUP');
-    run.proc.kill('SIGINT');
-    expect((await run.exited).code).toBe(0);
-    expect(readFileSync(out, 'utf8')).toBe('SIGHUP\nSIGINT\n');
-  });
+      const run = runWrapped(
+        { registry: { type: 'static', endpoints: {} }, shutdown: { drainDelay: 0 } },
+        [process.execPath, app],
+        {
+          env: { APP_OUT: out },
+        },
+      );
+      await run.logged('app up');
+      run.proc.kill('SIGHUP');
+      await run.logged('config reloaded');
+      await until(() => readFileSync(out, 'utf8').includes('SIGHUP'), 2000, 'the app got SIGHUP');
+      run.proc.kill('SIGINT');
+      expect((await run.exited).code).toBe(0);
+      expect(readFileSync(out, 'utf8')).toBe('SIGHUP\nSIGINT\n');
+    },
+  );
 
   it('meshlet cannot start (its admin port is taken): exit 1 saying why, the app never ran', async () => {
     const taken = await startUpstream();
