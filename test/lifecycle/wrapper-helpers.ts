@@ -1,9 +1,31 @@
 // Runs `meshlet run --config FILE -- node APP` as a real process for the lifecycle tests, and the apps they run.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { afterAll } from 'vitest';
 import { stringify } from 'yaml';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { CLI, writeConfig } from '../helpers/meshlet.ts';
+
+/** Every `meshlet run` this test file started that has not exited yet. */
+const running = new Set<ChildProcess>();
+
+// A test that failed before stopping its meshlet leaves it running, and with it its app (in a process
+// group of its own, which a later SIGKILL of meshlet would orphan): SIGTERM stops both, as a user's would.
+afterAll(async () => {
+  await Promise.all(
+    [...running].map(
+      (proc) =>
+        new Promise<void>((resolve) => {
+          const kill = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+          proc.once('exit', () => {
+            clearTimeout(kill);
+            resolve();
+          });
+          proc.kill('SIGTERM');
+        }),
+    ),
+  );
+});
 
 /** A running `meshlet run … -- node APP`. */
 export interface Wrapped {
@@ -70,8 +92,12 @@ export function runWrapped(
     }
   });
   proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  running.add(proc);
   const exited = new Promise<{ code: number | null; at: number }>((resolve) =>
-    proc.on('exit', (code) => resolve({ code, at: Date.now() })),
+    proc.on('exit', (code) => {
+      running.delete(proc);
+      resolve({ code, at: Date.now() });
+    }),
   );
   const logged = (msg: string, timeoutMs = 10_000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
