@@ -90,8 +90,9 @@ export function countRefused(
 ): string {
   const requestId = forwardRequestHeaders(req, 'http', line.drop).requestId;
   const grpc = isGrpcRequest(req.headers['content-type']);
+  const durationMs = elapsedMs(line.startedAt);
   ctx.unrouted.localReply(err.code);
-  ctx.unrouted.finished(err.status, 0);
+  ctx.unrouted.finished(err.status, durationMs / 1000);
   ctx.access.outbound(
     requestId,
     req.method,
@@ -100,7 +101,7 @@ export function countRefused(
     null,
     err.status,
     0,
-    elapsedMs(line.startedAt),
+    durationMs,
     err.code,
     grpc ? GRPC_STATUS_OF[err.code] : undefined,
     line.principal,
@@ -116,7 +117,7 @@ export function countRefused(
 export function listenerRefusals(ctx: ProxyContext): RefusalListener {
   return (err, method) => {
     ctx.unrouted.localReply(err.code);
-    ctx.unrouted.finished(err.status, 0);
+    ctx.unrouted.finished(err.status, durationMs / 1000);
     ctx.access.refused(method, err.status, err.code);
   };
 }

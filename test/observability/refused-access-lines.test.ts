@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { hashApiKey } from '../../src/gateway/api-key-authenticator.ts';
 import { call, gatewayUrl } from '../gateway/fixtures.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
+import { scrapeMetrics, sampleValue } from '../helpers/metrics.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
@@ -264,5 +265,23 @@ describe('access lines of requests meshlet refuses before any endpoint', () => {
       attempts: 0,
       error: 'bad_request',
     });
+  });
+
+  it('the request-duration histogram times a refusal as its line does (not as 0 s)', async () => {
+    const series = { direction: 'outbound', upstream: '', status_class: '4xx' };
+    const before = await scrapeMetrics(m.admin);
+    for (let i = 0; i < 5; i++) {
+      const res = await request(`${m.outbound}/nr/timed-${i}`, { headers: { host: 'nowhere' } });
+      await res.body.dump();
+      expect(res.statusCode).toBe(404);
+    }
+    const after = await scrapeMetrics(m.admin);
+    const count = (t: string) => sampleValue(t, 'meshlet_request_duration_seconds_count', series);
+    const sum = (t: string) => sampleValue(t, 'meshlet_request_duration_seconds_sum', series);
+    expect(count(after) - count(before)).toBe(5);
+    // Each refusal took some microseconds between the handler and its answer; 0 s were recorded before.
+    const added = sum(after) - sum(before);
+    expect(added).toBeGreaterThan(0);
+    expect(added).toBeLessThan(5);
   });
 });
