@@ -117,7 +117,8 @@ export function countRefused(
 export function listenerRefusals(ctx: ProxyContext): RefusalListener {
   return (err, method) => {
     ctx.unrouted.localReply(err.code);
-    ctx.unrouted.finished(err.status, durationMs / 1000);
+    // When the head began to arrive is not known here (a slow head waited out headersTimeout).
+    ctx.unrouted.finished(err.status, 0);
     ctx.access.refused(method, err.status, err.code);
   };
 }
