@@ -72,24 +72,34 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
     const grpc = isGrpcRequest(req.headers['content-type']);
     const startedAt = performance.now();
     const caller = peer.identity.service;
-    /** Answers meshlet's refusal; `count` is the `meshlet_inbound_denied_total` reason (authorizePeer counts `forbidden`). */
+    /** The request-header pass's result once it ran (refusals before it run it for their request id). */
+    let forwarded: ForwardedRequestHeaders | undefined;
+    /**
+     * Answers meshlet's refusal, with a forwarded request's line (request id, path, upstream: this
+     * instance's service, as the metric label, durationMs) and the request id forwarding would have
+     * sent the app (the caller's `x-request-id` unless `Connection` drops it, else a new UUID; the
+     * same pass, {@link forwardRequestHeaders}) echoed in `x-request-id`; `count` is the
+     * `meshlet_inbound_denied_total` reason (authorizePeer counts `forbidden`).
+     */
     const refuse = (err: MeshletError, count?: 'bad_request' | 'overloaded' | 'rate_limited'): void => {
       if (count !== undefined) ctx.tlsMetrics.deny(caller, count);
+      const requestId = (forwarded ?? forwardRequestHeaders(req, 'https', DROP_INCOMING)).requestId;
+      const durationMs = Math.round((performance.now() - startedAt) * 1e3) / 1e3;
       ctx.metrics.localReply(err.code);
-      ctx.metrics.finished(err.status, (performance.now() - startedAt) / 1000);
+      ctx.metrics.finished(err.status, durationMs / 1000);
       ctx.access.inbound(
-        undefined,
+        requestId,
         peer.identity.uri,
         peer.serial,
         req.method,
         req.url,
-        undefined,
+        ctx.service,
         err.status,
-        undefined,
+        durationMs,
         err.code,
       );
       req.resume();
-      sendError(res, err, undefined, undefined, grpc);
+      sendError(res, err, requestId, undefined, grpc);
     };
     const proceed = (decision: AuthorizeResult): void => {
       if (!decision.allowed) {
@@ -110,7 +120,7 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         refuse(path, 'bad_request');
         return;
       }
-      const forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
+      forwarded = forwardRequestHeaders(req, 'https', DROP_INCOMING);
       if (forwarded.invalid !== null) {
         refuse(new MeshletError('bad_request', forwarded.invalid), 'bad_request');
         return;
@@ -278,7 +288,10 @@ function refusedCaller(
  * What the inbound listener calls for an HTTP/1.1 request it answered itself (a malformed or slow
  * head, one over `maxHeaderSize`, too many header fields): counted as a local reply of the inbound
  * direction (a `bad_request` also in `meshlet_inbound_denied_total`) and logged with the peer's
- * identity ("unknown" in the rare case the listener could not tell it).
+ * identity ("unknown" in the rare case the listener could not tell it). Its line has no
+ * `requestId`, `path` or `durationMs`: the listener hands over no header (no id was kept, and its
+ * answer echoes none), the target may never have been parsed, and when the head began to arrive
+ * is not known (so its duration is observed as 0 s).
  */
 export function inboundRefusals(ctx: InboundContext): InboundRefusalListener {
   return (err, method, peer) => {

@@ -154,8 +154,17 @@ export class AccessLog {
   }
 
   /**
-   * One inbound request, a peer's call to this instance's app, if {@link AccessLog} logs it.
-   * @param caller the peer's SPIFFE ID. @param requestId undefined when refused before forwarding.
+   * One inbound request, a peer's call to this instance's app, if {@link AccessLog} logs it; also
+   * one the inbound handler refused (a caller not allowed, a malformed request, a deadline too
+   * short, the listener's limits), with every field a forwarded request's line has.
+   * @param caller the peer's SPIFFE ID.
+   * @param requestId the one sent to the app (or echoed on meshlet's refusal); undefined only for a
+   *   request the listener answered before any handler saw it (a malformed or slow head, too many
+   *   header fields): no id was kept or echoed.
+   * @param path undefined in that case too (the target may never have been parsed).
+   * @param upstream this instance's service; undefined in that case.
+   * @param durationMs from the request received to its answer finished, milliseconds; undefined in
+   *   that case (when the head began to arrive is not known).
    */
   inbound(
     requestId: string | undefined,

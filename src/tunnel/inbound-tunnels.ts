@@ -81,11 +81,14 @@ export function inboundTunnelHandler(
     });
     const count = (result: 'established' | 'refused' | 'failed'): void =>
       ctx.metrics.opened.inc({ direction: 'inbound', upstream: ictx.service, kind, result });
-    /** meshlet answers the handshake itself (or, with null, the caller left first: 499). */
+    /**
+     * meshlet answers the handshake itself, echoing the line's request id in `x-request-id` (or, with
+     * null, the caller left first: 499).
+     */
     const failed = (err: MeshletError | null): void => {
       count('failed');
       line.write(err === null ? { status: CLIENT_CLOSED } : { status: err.status, error: err.code });
-      if (err !== null) refuseRaw(socket, err);
+      if (err !== null) refuseRaw(socket, err, forwarded.requestId);
     };
     authorizePeer(ictx, peer, kind, (decision) => {
       if (!decision.allowed) {

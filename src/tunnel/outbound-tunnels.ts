@@ -19,7 +19,14 @@ const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
 
 /**
  * Answers a tunnel request meshlet refuses before any upstream is involved, with its access line
- * (always written: meshlet's own answer). `startedAt` is when the handshake arrived (performance.now()).
+ * (always written: meshlet's own answer): the line of a tunnel that opened nothing (`requestId`,
+ * `method`, `path`, `upstream` as the answer's body names it — a no_route's is the name asked for —
+ * `endpoint` null, `attempts` 0, `durationMs`, `error`), the request id echoed in the answer's
+ * `x-request-id`. `requestId` is the one forwarding
+ * would have sent: an upgrade's from {@link forwardRequestHeaders} (the client's `x-request-id`
+ * unless `Connection` drops it, else a new UUID), a CONNECT's always new (it forwards no header).
+ * `startedAt` is when the handshake arrived (performance.now()); the duration metric takes the
+ * line's figure.
  */
 function refuse(
   ctx: TunnelContext,
@@ -28,20 +35,25 @@ function refuse(
   err: MeshletError,
   kind: TunnelKind,
   startedAt: number,
+  requestId: string,
 ): void {
+  const durationMs = Math.round((performance.now() - startedAt) * 1e3) / 1e3;
   ctx.proxy.unrouted.localReply(err.code);
-  ctx.proxy.unrouted.finished(err.status, 0);
+  ctx.proxy.unrouted.finished(err.status, durationMs / 1000);
   ctx.proxy.access.tunnel({
     direction: 'outbound',
     kind,
+    requestId,
     method: req.method,
     path: req.url,
     upstream: err.upstream,
+    endpoint: null,
     status: err.status,
-    durationMs: Math.round((performance.now() - startedAt) * 1e3) / 1e3,
+    attempts: 0,
+    durationMs,
     error: err.code,
   });
-  refuseRaw(socket, err);
+  refuseRaw(socket, err, requestId);
 }
 
 /**
@@ -57,7 +69,16 @@ export function upgradeHandler(
     const startedAt = performance.now();
     const token = String(req.headers.upgrade ?? '').toLowerCase();
     const kind = upgradeKind(token);
-    const refused = (err: MeshletError): void => refuse(ctx, req, socket, err, kind, startedAt);
+    const refused = (err: MeshletError, requestId?: string): void =>
+      refuse(
+        ctx,
+        req,
+        socket,
+        err,
+        kind,
+        startedAt,
+        requestId ?? forwardRequestHeaders(req, 'http', DROP_INCOMING).requestId,
+      );
     // As the listener's request handler: node:http's parser lets a `#` fragment through.
     const invalid = targetRefusal(req.url ?? '/');
     if (invalid !== null) return refused(invalid);
@@ -77,7 +98,7 @@ export function upgradeHandler(
     if (withBody !== null) return refused(withBody);
     const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
     if (forwarded.invalid !== null)
-      return refused(new MeshletError('bad_request', forwarded.invalid, upstream.name));
+      return refused(new MeshletError('bad_request', forwarded.invalid, upstream.name), forwarded.requestId);
     // Upgrade and Connection are hop-by-hop: restate them for the next hop.
     const headers = [...forwarded.headers, 'Connection', 'Upgrade', 'Upgrade', String(req.headers.upgrade)];
     const method = req.method ?? 'GET';
@@ -104,12 +125,14 @@ export function connectHandler(ctx: TunnelContext, router: () => Router): Socket
   return function connect(req, socket, head) {
     const startedAt = performance.now();
     const authority = req.url ?? '';
+    // A CONNECT forwards no header: its request id is always new, refused or not.
+    const requestId = randomUUID();
     let target: RouteTarget;
     try {
       target = router().resolve(authority, '/', req.headers);
     } catch (err) {
       if (!(err instanceof MeshletError)) throw err;
-      return refuse(ctx, req, socket, err, 'connect', startedAt);
+      return refuse(ctx, req, socket, err, 'connect', startedAt, requestId);
     }
     const upstream = target.upstream;
     new TunnelExchange(
@@ -119,7 +142,7 @@ export function connectHandler(ctx: TunnelContext, router: () => Router): Socket
       head,
       upstream,
       target.policy,
-      { method: 'CONNECT', path: authority.slice(0, 200), requestId: randomUUID() },
+      { method: 'CONNECT', path: authority.slice(0, 200), requestId },
       (conn, handle) =>
         (conn as TLSSocket).encrypted === true
           ? requestOn(conn, 'CONNECT', `${upstream.name}:${handle.endpoint.port}`, [
