@@ -32,12 +32,15 @@ const WRITES = {
   'the rest written later': true,
 };
 
-/** Each case has its own endpoint and meshlet: a request left running by one is not another's trouble. */
+/**
+ * Each case has its own endpoint and meshlet: a request left running by one is not another's trouble,
+ * so the cases run side by side.
+ */
 const CASES = Object.entries(LEAVES).flatMap(([how, leave]) =>
   Object.entries(WRITES).map(([written, split]) => ({ how, leave, written, split })),
 );
 
-describe.each(CASES)(
+describe.concurrent.each(CASES)(
   'a client that $how while its pipelined requests, $written, wait',
   ({ leave, split }) => {
     /** When the endpoint saw each request cancelled before it answered, by URL (ms since the epoch). */

@@ -37,6 +37,9 @@ describe('all endpoints failing at once', () => {
     });
     const eps = ups.map((u) => u.endpoint);
     const retries = { retryOn: ['gateway-error', 'reset', '5xx'] };
+    // The ejection cases are not about the wait between retries: the same attempts and conditions as the
+    // default policy, a 1 ms backoff instead of 25-250 ms (60 failing requests took ~1.8 s of backoff).
+    const quickRetries = { backoff: { base: '1ms', max: '2ms' } };
     const ejectAll = {
       maxEjectionPercent: 100,
       consecutive5xx: 2,
@@ -59,11 +62,16 @@ describe('all endpoints failing at once', () => {
         nobreaker: { retries, circuitBreaker: { enabled: false }, outlierDetection: { enabled: false } },
         guarded: { retries, circuitBreaker: { resetTimeout: '500ms' }, outlierDetection: { enabled: false } },
         defaults: {
+          retries: quickRetries,
           circuitBreaker: { enabled: false },
           outlierDetection: { consecutive5xx: 2, consecutiveGatewayFailure: 2 },
         },
-        panic: { circuitBreaker: { enabled: false }, outlierDetection: ejectAll },
-        nopanic: { circuitBreaker: { enabled: false }, outlierDetection: { ...ejectAll, panicThreshold: 0 } },
+        panic: { retries: quickRetries, circuitBreaker: { enabled: false }, outlierDetection: ejectAll },
+        nopanic: {
+          retries: quickRetries,
+          circuitBreaker: { enabled: false },
+          outlierDetection: { ...ejectAll, panicThreshold: 0 },
+        },
         lone: { retries: { attempts: 1 }, circuitBreaker: { volumeThreshold: 5, resetTimeout: '300ms' } },
       },
       accessLog: { enabled: false },

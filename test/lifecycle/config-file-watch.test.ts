@@ -1,7 +1,7 @@
 // A change of meshlet's own config file reloads it as SIGHUP does, however the file is replaced; a touch or an unchanged save does not; a half-written file is refused, then the complete one applied.
 import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { spawnMeshlet, type MeshletProcess, writeConfig } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { fileSet, type FileSet, WRITE_STYLES } from '../hostile-state/file-writers.ts';
@@ -60,18 +60,19 @@ function boundListeners(mesh: MeshletProcess): object {
   };
 }
 
-describe('the config file is watched', () => {
-  const running: (() => void)[] = [];
-  const sets: FileSet[] = [];
-  afterEach(() => {
-    for (const kill of running.splice(0)) kill();
-    for (const set of sets.splice(0)) set.remove();
-  });
+/** Kills a spawnMeshlet process (SIGKILL) if it is still running. */
+const killer = (mesh: MeshletProcess) => (): void => {
+  if (mesh.proc.exitCode === null && mesh.proc.signalCode === null) mesh.proc.kill('SIGKILL');
+};
 
+// Each case has its own meshlet process and config file, so the cases run side by side.
+describe.concurrent('the config file is watched', () => {
   for (const style of WRITE_STYLES) {
-    it(`a change written by ${style} is applied (new upstream endpoint and route), trigger "file"; saving the same text again or touching the file does not reload`, async () => {
-      const set = fileSet(style);
-      sets.push(set);
+    it(`a change written by ${style} is applied (new upstream endpoint and route), trigger "file"; saving the same text again or touching the file does not reload`, async ({
+      onTestFinished,
+    }: TestContext) => {
+      const set: FileSet = fileSet(style);
+      onTestFinished(() => set.remove());
       set.write({
         'meshlet.yaml': version(0, {
           outbound: { port: 0 },
@@ -80,7 +81,7 @@ describe('the config file is watched', () => {
         }),
       });
       const mesh: Watched = await spawnOn(set.path('meshlet.yaml'));
-      running.push(mesh.kill);
+      onTestFinished(mesh.kill);
       expect(await answeredBy(mesh.outbound, '/', 'users')).toBe(a.port);
       expect(await answeredBy(mesh.outbound, '/v1/x')).toBe('status 404');
 
@@ -106,14 +107,14 @@ describe('the config file is watched', () => {
     });
   }
 
-  it('written in place: a half-written file and an empty one are refused (logged, counted, old config kept), then the complete write is applied', async () => {
+  it('written in place: a half-written file and an empty one are refused (logged, counted, old config kept), then the complete write is applied', async ({
+    onTestFinished,
+  }: TestContext) => {
     const mesh = await spawnMeshlet({
       registry: { type: 'static', endpoints: { users: [a.endpoint] } },
       listeners: { adminGrpc: { enabled: false } },
     } as never);
-    running.push(
-      () => mesh.proc.exitCode === null && mesh.proc.signalCode === null && mesh.proc.kill('SIGKILL'),
-    );
+    onTestFinished(killer(mesh));
     const complete = version(1, boundListeners(mesh));
     // Cut inside the route, before its upstream: the schema refuses it.
     const half = complete.slice(0, complete.indexOf('/v1/') + 2);
@@ -171,14 +172,14 @@ describe('the config file is watched', () => {
     expect(await metric(mesh.admin, OK)).toBe(1);
   });
 
-  it('a file change and a SIGHUP at the same moment reload once (trigger "signal"); SIGHUP alone still reloads an unchanged file', async () => {
+  it('a file change and a SIGHUP at the same moment reload once (trigger "signal"); SIGHUP alone still reloads an unchanged file', async ({
+    onTestFinished,
+  }: TestContext) => {
     const mesh = await spawnMeshlet({
       registry: { type: 'static', endpoints: { users: [a.endpoint] } },
       listeners: { adminGrpc: { enabled: false } },
     } as never);
-    running.push(
-      () => mesh.proc.exitCode === null && mesh.proc.signalCode === null && mesh.proc.kill('SIGKILL'),
-    );
+    onTestFinished(killer(mesh));
     let from = mesh.stdout.length;
     const lines = () => reloadLines(parsed(mesh).slice(from));
 
@@ -198,35 +199,32 @@ describe('the config file is watched', () => {
     expect(await metric(mesh.admin, OK)).toBe(2);
   });
 
-  it('the daemon image loads neither zod nor yaml for the watch, a touch or an unchanged save; the first change loads them', async () => {
+  it('the daemon image loads neither zod nor yaml for the watch, a touch or an unchanged save; the first change loads them', async ({
+    onTestFinished,
+  }: TestContext) => {
     const log = writeConfig('', 'modules.log');
-    process.env.MESHLET_TEST_MODULE_LOG = log;
-    process.env.NODE_OPTIONS = `--import ${RECORD_MODULES}`;
-    let mesh: MeshletProcess;
-    try {
-      mesh = await spawnMeshlet({
-        registry: { type: 'static', endpoints: { users: [a.endpoint] } },
-        listeners: { adminGrpc: { enabled: false } },
-      } as never);
-    } finally {
-      delete process.env.NODE_OPTIONS;
-      delete process.env.MESHLET_TEST_MODULE_LOG;
-    }
-    const m = mesh;
-    running.push(() => m.proc.exitCode === null && m.proc.signalCode === null && m.proc.kill('SIGKILL'));
-    const text = readFileSync(m.configFile, 'utf8');
-    writeFileSync(m.configFile, text);
+    // The recorder goes in this meshlet's environment only (not process.env: the other cases spawn meanwhile).
+    const configFile = writeConfig({
+      registry: { type: 'static', endpoints: { users: [a.endpoint] } },
+      listeners: { outbound: { port: 0 }, admin: { port: 0 }, adminGrpc: { enabled: false } },
+    } as never);
+    const m = await spawnOn(configFile, {
+      env: { MESHLET_TEST_MODULE_LOG: log, NODE_OPTIONS: `--import ${RECORD_MODULES}` },
+    });
+    onTestFinished(m.kill);
+    const text = readFileSync(configFile, 'utf8');
+    writeFileSync(configFile, text);
     const now = new Date();
-    utimesSync(m.configFile, now, now);
+    utimesSync(configFile, now, now);
     await sleep(QUIET_MS);
-    expect(reloadLines(parsed(m))).toEqual([]);
+    expect(reloadLines(m.logs)).toEqual([]);
     const loaded = readFileSync(log, 'utf8');
     expect(loaded).toMatch(/config-watch\.(ts|js)\n/); // the recorder saw the watch load
     const parser = loaded.split('\n').findIndex((l) => /node_modules\/(zod|yaml)\//.test(l));
     expect(parser, `loaded after ${loaded.split('\n')[parser - 1]}`).toBe(-1);
 
-    writeFileSync(m.configFile, version(1, boundListeners(m)));
-    await until(() => reloadLines(parsed(m)).length > 0, PICKUP_MS, 'the reload');
+    writeFileSync(configFile, version(1, m.listeners));
+    await until(() => reloadLines(m.logs).length > 0, PICKUP_MS, 'the reload');
     expect(await answeredBy(m.outbound, '/', 'users')).toBe(b.port);
     expect(readFileSync(log, 'utf8')).toMatch(/node_modules\/zod\//);
   });

@@ -1,7 +1,7 @@
 // SIGTERM drain with long-lived work in flight: a gRPC server stream, a WebSocket, idle HTTP/1.1 keep-alive connections; and a second SIGTERM.
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { EchoClient, echoClient, grpc } from '../helpers/grpc.ts';
 import { type MeshletProcess, spawnMeshlet } from '../helpers/meshlet.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
@@ -66,28 +66,32 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-describe('SIGTERM drain with long-lived work', () => {
-  let mesh: MeshletProcess | undefined;
-  let grpcServer: { close(): void } | undefined;
-  let ws: WsEcho | undefined;
-  let http: TestUpstream | undefined;
+/** What one case started: stopped when the case ends, whatever happened. */
+interface Started {
+  mesh?: MeshletProcess;
+  grpcServer?: { close(): void };
+  ws?: WsEcho;
+  http?: TestUpstream;
+}
 
-  afterEach(async () => {
-    if (mesh !== undefined && mesh.proc.exitCode === null && mesh.proc.signalCode === null)
-      mesh.proc.kill('SIGKILL');
-    grpcServer?.close();
-    await ws?.close();
-    await http?.close();
-    mesh = grpcServer = ws = http = undefined;
-  });
+/** Stops what a case started (meshlet by SIGKILL if it still runs). */
+async function stop(s: Started): Promise<void> {
+  if (s.mesh !== undefined && s.mesh.proc.exitCode === null && s.mesh.proc.signalCode === null)
+    s.mesh.proc.kill('SIGKILL');
+  s.grpcServer?.close();
+  await s.ws?.close();
+  await s.http?.close();
+}
 
+// Each case has its own meshlet process and servers, so the cases run side by side.
+describe.concurrent('SIGTERM drain with long-lived work', () => {
   /** meshlet in front of the slow stream (`g`), the WebSocket echo (`chat`) and an HTTP echo (`h`). */
-  async function start(streamEveryMs: number, drainDelay: string): Promise<MeshletProcess> {
+  async function start(s: Started, streamEveryMs: number, drainDelay: string): Promise<MeshletProcess> {
     const g = await slowStreamServer(streamEveryMs);
-    grpcServer = g;
-    ws = await startWsEcho();
-    http = await startUpstream();
-    mesh = await spawnMeshlet({
+    s.grpcServer = g;
+    const ws = (s.ws = await startWsEcho());
+    const http = (s.http = await startUpstream());
+    s.mesh = await spawnMeshlet({
       listeners: { adminGrpc: { enabled: false } },
       registry: {
         type: 'static',
@@ -100,7 +104,7 @@ describe('SIGTERM drain with long-lived work', () => {
       accessLog: { enabled: false },
       shutdown: { drainDelay, drainTimeout: '3s' },
     } as never);
-    return mesh;
+    return s.mesh;
   }
 
   /** Opens the server stream (`count` replies); resolves with the replies' count and the final status. */
@@ -121,8 +125,12 @@ describe('SIGTERM drain with long-lived work', () => {
     return { replies, done };
   }
 
-  it('/ready 503 at once; keep-alive answers say connection: close; then no new connection, the WebSocket gets 1001, the stream finishes; exit 0', async () => {
-    const m = await start(100, '1s');
+  it('/ready 503 at once; keep-alive answers say connection: close; then no new connection, the WebSocket gets 1001, the stream finishes; exit 0', async ({
+    onTestFinished,
+  }: TestContext) => {
+    const s: Started = {};
+    onTestFinished(() => stop(s));
+    const m = await start(s, 100, '1s');
     const port = Number(new URL(m.outbound).port);
     const stream = openStream(port, 25); // 2.5 s: outlives the drain delay, ends inside the drain timeout
     const socket = await openWs(`ws://127.0.0.1:${port}/room`, { host: 'chat' });
@@ -161,8 +169,12 @@ describe('SIGTERM drain with long-lived work', () => {
     expect(stopped.find((l) => l.msg === 'meshlet stopped')?.outcome).toBe('drained');
   });
 
-  it('a stream longer than drainTimeout is cut at the deadline: UNAVAILABLE to the client (it retries elsewhere), exit 0', async () => {
-    const m = await start(100, '500ms');
+  it('a stream longer than drainTimeout is cut at the deadline: UNAVAILABLE to the client (it retries elsewhere), exit 0', async ({
+    onTestFinished,
+  }: TestContext) => {
+    const s: Started = {};
+    onTestFinished(() => stop(s));
+    const m = await start(s, 100, '500ms');
     const port = Number(new URL(m.outbound).port);
     const stream = openStream(port, 100); // 10 s: outlives drainDelay 0.5 s + drainTimeout 3 s
     await until(() => stream.replies.length >= 2, 3000, 'the stream is flowing');
@@ -180,32 +192,38 @@ describe('SIGTERM drain with long-lived work', () => {
     expect(logs.find((l) => l.msg === 'meshlet stopped')?.outcome).toBe('timeout');
   });
 
-  it('a second SIGTERM (or SIGINT) during the drain joins it: the in-flight request completes and meshlet exits 0', async () => {
-    for (const second of ['SIGTERM', 'SIGINT'] as const) {
-      http = await startUpstream((req, res) => {
-        req.resume();
-        setTimeout(() => res.end('slow done'), 1000).unref();
-      });
-      mesh = await spawnMeshlet({
-        listeners: { adminGrpc: { enabled: false } },
-        registry: { type: 'static', endpoints: { h: [http.endpoint] } },
-        shutdown: { drainDelay: '300ms', drainTimeout: '3s' },
-      } as never);
-      const m = mesh;
-      const inflight = request(`${m.outbound}/`, { headers: { host: 'h' } }).then(
-        async (r) => `${r.statusCode} ${await r.body.text()}`,
-        (err: Error) => `failed: ${err.message}`,
-      );
-      await until(() => http!.requests.length === 1, 3000, 'the request reached the upstream');
-      m.proc.kill('SIGTERM');
-      await until(() => m.stdout.some((l) => l.includes('"draining"')), 2000, 'the drain began');
-      m.proc.kill(second);
-      expect(await inflight).toBe('200 slow done');
-      expect(await m.exited).toBe(0);
-      expect(m.proc.signalCode).toBeNull();
-      expect(m.stdout.some((l) => l.includes('"meshlet stopped"'))).toBe(true);
-      await http.close();
-      http = undefined;
-    }
+  it('a second SIGTERM (or SIGINT) during the drain joins it: the in-flight request completes and meshlet exits 0', async ({
+    onTestFinished,
+  }: TestContext) => {
+    // The two signals on two meshlets side by side.
+    await Promise.all(
+      (['SIGTERM', 'SIGINT'] as const).map(async (second) => {
+        const s: Started = {};
+        onTestFinished(() => stop(s));
+        const http = (s.http = await startUpstream((req, res) => {
+          req.resume();
+          setTimeout(() => res.end('slow done'), 1000).unref();
+        }));
+        const m = (s.mesh = await spawnMeshlet({
+          listeners: { adminGrpc: { enabled: false } },
+          registry: { type: 'static', endpoints: { h: [http.endpoint] } },
+          shutdown: { drainDelay: '300ms', drainTimeout: '3s' },
+        } as never));
+        const inflight = request(`${m.outbound}/`, { headers: { host: 'h' } }).then(
+          async (r) => `${r.statusCode} ${await r.body.text()}`,
+          (err: Error) => `failed: ${err.message}`,
+        );
+        await until(() => http.requests.length === 1, 3000, 'the request reached the upstream');
+        m.proc.kill('SIGTERM');
+        await until(() => m.stdout.some((l) => l.includes('"draining"')), 2000, 'the drain began');
+        m.proc.kill(second);
+        expect(await inflight).toBe('200 slow done');
+        expect(await m.exited).toBe(0);
+        expect(m.proc.signalCode).toBeNull();
+        expect(m.stdout.some((l) => l.includes('"meshlet stopped"'))).toBe(true);
+        await http.close();
+        s.http = undefined;
+      }),
+    );
   });
 });

@@ -11,7 +11,9 @@ import { EtcdServer, RedisServer } from './servers.ts';
 const peer = (port: number): string =>
   JSON.stringify({ address: '127.0.0.1', port, weight: 1, status: 'passing' });
 
-describe.each([
+// The two backends (and the credentials suite below) run side by side; each backend's cases one after another
+// (the restart case restarts the backend under the others).
+describe.concurrent.each([
   ['etcd', etcdCatalogKv],
   ['redis', redisCatalogKv],
 ] as const)('%s registry faults', (_name, make) => {
@@ -28,153 +30,169 @@ describe.each([
     await kv?.close();
   });
 
-  it('a SIGKILLed registered meshlet: its key is gone within TTL + 1 s and callers stop routing to it', async () => {
-    const app = await startUpstream();
-    const proc = await spawnMeshlet({
-      service: { name: 'victim', port: app.port, address: '127.0.0.1' },
-      registry: kv.registry({ check: { interval: '200ms', timeout: '100ms' } }),
-      accessLog: { enabled: false },
-    });
-    const caller = await startMeshlet({
-      registry: kv.registry(),
-      upstreams: { victim: {} },
-      accessLog: { enabled: false },
-    });
-    try {
-      await within(
-        5000,
-        async () => (await via(caller.outbound, 'victim')) === String(app.port),
-        'routed to it',
-      );
-      const killedAt = performance.now();
-      proc.proc.kill('SIGKILL');
-      await proc.exited;
-      await within(3000, async () => (await kv.keys('victim')).length === 0, 'key gone');
-      await within(
-        3000 - (performance.now() - killedAt),
-        async () => (await via(caller.outbound, 'victim')) === 'status 503',
-        'no route to it',
-      );
-      expect(performance.now() - killedAt).toBeLessThan(3000);
-    } finally {
-      await caller.close();
-      await app.close();
-    }
-  }, 30_000);
-
-  it('an instance whose heartbeat stops disappears within TTL + 1 s', async () => {
-    const caller = await startMeshlet({
-      registry: kv.registry(),
-      upstreams: { stale: {} },
-      accessLog: { enabled: false },
-    });
-    try {
-      const wrote = performance.now();
-      await kv.put('stale', 'x', peer(a.port), 2000);
-      await within(1000, async () => (await via(caller.outbound, 'stale')) === String(a.port), 'routed');
-      await within(
-        3000 - (performance.now() - wrote),
-        async () => (await via(caller.outbound, 'stale')) === 'status 503',
-        'gone',
-      );
-      expect(performance.now() - wrote).toBeLessThan(3000);
-    } finally {
-      await caller.close();
-    }
-  }, 30_000);
-
-  it('a restarted backend: 0 failed requests in 1,000 across it, registration restored, watches resume', async () => {
-    await kv.put('users', 'a', peer(a.port));
-    const app = await startUpstream();
-    const self = await startMeshlet({
-      service: { name: 'self', port: app.port, address: '127.0.0.1' },
-      registry: kv.registry({ check: { interval: '200ms', timeout: '100ms' } }),
-      upstreams: { users: {} },
-      accessLog: { enabled: false },
-      shutdown: { drainDelay: 0 },
-    });
-    try {
-      await within(3000, async () => (await kv.keys('self')).length === 1, 'registered');
-      await within(3000, async () => (await via(self.outbound, 'users')) === String(a.port), 'routed');
-      let failed = 0;
-      let done = 0;
-      const load = (async () => {
-        for (let i = 0; i < 1000; i++) {
-          const res = await request(`${self.outbound}/`, { headers: { host: 'users' } });
-          await res.body.dump();
-          if (res.statusCode !== 200) failed++;
-          done++;
-          if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
-        }
-      })();
-      await within(5000, () => done >= 100, 'load running');
-      await kv.restart(false);
-      // What the peer's own meshlet would do within ttl/3 (redis restarted empty).
-      await kv.put('users', 'a', peer(a.port));
-      await load;
-      expect(done).toBe(1000);
-      expect(failed).toBe(0);
-      // Registration restored (redis lost the key; etcd kept it under the lease).
-      await within(5000, async () => (await kv.keys('self')).length === 1, 'registration restored');
-      // The watch resumed: a change after the restart reaches routing.
-      await kv.put('users', 'b', peer(b.port));
-      await within(
-        3000,
-        async () => (await via(self.outbound, 'users')) === String(b.port),
-        'change after restart',
-      );
-      if (kv.type === 'etcd') {
-        // A member restored empty: the lease is unknown, so a new one is granted and the key put again.
-        await kv.restart(true);
+  it(
+    'a SIGKILLed registered meshlet: its key is gone within TTL + 1 s and callers stop routing to it',
+    { concurrent: false, timeout: 30_000 },
+    async () => {
+      const app = await startUpstream();
+      const proc = await spawnMeshlet({
+        service: { name: 'victim', port: app.port, address: '127.0.0.1' },
+        registry: kv.registry({ check: { interval: '200ms', timeout: '100ms' } }),
+        accessLog: { enabled: false },
+      });
+      const caller = await startMeshlet({
+        registry: kv.registry(),
+        upstreams: { victim: {} },
+        accessLog: { enabled: false },
+      });
+      try {
         await within(
-          8000,
-          async () => (await kv.keys('self')).length === 1,
-          'registration restored after data loss',
+          5000,
+          async () => (await via(caller.outbound, 'victim')) === String(app.port),
+          'routed to it',
         );
-        expect(await metric(self.admin, 'meshlet_registry_etcd_registrations_total')).toBeGreaterThanOrEqual(
-          2,
+        const killedAt = performance.now();
+        proc.proc.kill('SIGKILL');
+        await proc.exited;
+        await within(3000, async () => (await kv.keys('victim')).length === 0, 'key gone');
+        await within(
+          3000 - (performance.now() - killedAt),
+          async () => (await via(caller.outbound, 'victim')) === 'status 503',
+          'no route to it',
         );
+        expect(performance.now() - killedAt).toBeLessThan(3000);
+      } finally {
+        await caller.close();
+        await app.close();
       }
-    } finally {
-      await self.close();
-      await app.close();
-    }
-  }, 60_000);
+    },
+  );
 
-  it('a malformed value is skipped with a warning and a metric; the watch goes on', async () => {
-    const caller = await startMeshlet({
-      registry: kv.registry(),
-      upstreams: { bad: {} },
-      accessLog: { enabled: false },
-    });
-    try {
-      await kv.put('bad', 'ok', peer(a.port));
-      await within(2000, async () => (await via(caller.outbound, 'bad')) === String(a.port), 'routed');
-      await kv.put('bad', 'junk', '{"address": 42');
-      await kv.put('bad', 'noport', JSON.stringify({ address: '127.0.0.1' }));
-      const name = `meshlet_registry_${kv.type}_invalid_records_total`;
-      await within(2000, async () => (await metric(caller.admin, name)) === 2, name);
-      expect(
-        caller.logs.filter((l) => l.msg === 'skipping a malformed registry record').map((l) => l.reason),
-      ).toEqual(['not JSON', 'port: expected an integer in 1..65535']);
-      await kv.put('bad', 'b', peer(b.port));
-      const seen = new Set<string>();
-      await within(
-        2000,
-        async () => {
-          seen.add(await via(caller.outbound, 'bad'));
-          return seen.has(String(b.port));
-        },
-        'a later change applied',
-      );
-      expect(seen.has('status 503')).toBe(false);
-    } finally {
-      await caller.close();
-    }
-  }, 30_000);
+  it(
+    'an instance whose heartbeat stops disappears within TTL + 1 s',
+    { concurrent: false, timeout: 30_000 },
+    async () => {
+      const caller = await startMeshlet({
+        registry: kv.registry(),
+        upstreams: { stale: {} },
+        accessLog: { enabled: false },
+      });
+      try {
+        const wrote = performance.now();
+        await kv.put('stale', 'x', peer(a.port), 2000);
+        await within(1000, async () => (await via(caller.outbound, 'stale')) === String(a.port), 'routed');
+        await within(
+          3000 - (performance.now() - wrote),
+          async () => (await via(caller.outbound, 'stale')) === 'status 503',
+          'gone',
+        );
+        expect(performance.now() - wrote).toBeLessThan(3000);
+      } finally {
+        await caller.close();
+      }
+    },
+  );
+
+  it(
+    'a restarted backend: 0 failed requests in 1,000 across it, registration restored, watches resume',
+    { concurrent: false, timeout: 60_000 },
+    async () => {
+      await kv.put('users', 'a', peer(a.port));
+      const app = await startUpstream();
+      const self = await startMeshlet({
+        service: { name: 'self', port: app.port, address: '127.0.0.1' },
+        registry: kv.registry({ check: { interval: '200ms', timeout: '100ms' } }),
+        upstreams: { users: {} },
+        accessLog: { enabled: false },
+        shutdown: { drainDelay: 0 },
+      });
+      try {
+        await within(3000, async () => (await kv.keys('self')).length === 1, 'registered');
+        await within(3000, async () => (await via(self.outbound, 'users')) === String(a.port), 'routed');
+        let failed = 0;
+        let done = 0;
+        const load = (async () => {
+          for (let i = 0; i < 1000; i++) {
+            const res = await request(`${self.outbound}/`, { headers: { host: 'users' } });
+            await res.body.dump();
+            if (res.statusCode !== 200) failed++;
+            done++;
+            if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
+          }
+        })();
+        await within(5000, () => done >= 100, 'load running');
+        await kv.restart(false);
+        // What the peer's own meshlet would do within ttl/3 (redis restarted empty).
+        await kv.put('users', 'a', peer(a.port));
+        await load;
+        expect(done).toBe(1000);
+        expect(failed).toBe(0);
+        // Registration restored (redis lost the key; etcd kept it under the lease).
+        await within(5000, async () => (await kv.keys('self')).length === 1, 'registration restored');
+        // The watch resumed: a change after the restart reaches routing.
+        await kv.put('users', 'b', peer(b.port));
+        await within(
+          3000,
+          async () => (await via(self.outbound, 'users')) === String(b.port),
+          'change after restart',
+        );
+        if (kv.type === 'etcd') {
+          // A member restored empty: the lease is unknown, so a new one is granted and the key put again.
+          await kv.restart(true);
+          await within(
+            8000,
+            async () => (await kv.keys('self')).length === 1,
+            'registration restored after data loss',
+          );
+          expect(
+            await metric(self.admin, 'meshlet_registry_etcd_registrations_total'),
+          ).toBeGreaterThanOrEqual(2);
+        }
+      } finally {
+        await self.close();
+        await app.close();
+      }
+    },
+  );
+
+  it(
+    'a malformed value is skipped with a warning and a metric; the watch goes on',
+    { concurrent: false, timeout: 30_000 },
+    async () => {
+      const caller = await startMeshlet({
+        registry: kv.registry(),
+        upstreams: { bad: {} },
+        accessLog: { enabled: false },
+      });
+      try {
+        await kv.put('bad', 'ok', peer(a.port));
+        await within(2000, async () => (await via(caller.outbound, 'bad')) === String(a.port), 'routed');
+        await kv.put('bad', 'junk', '{"address": 42');
+        await kv.put('bad', 'noport', JSON.stringify({ address: '127.0.0.1' }));
+        const name = `meshlet_registry_${kv.type}_invalid_records_total`;
+        await within(2000, async () => (await metric(caller.admin, name)) === 2, name);
+        expect(
+          caller.logs.filter((l) => l.msg === 'skipping a malformed registry record').map((l) => l.reason),
+        ).toEqual(['not JSON', 'port: expected an integer in 1..65535']);
+        await kv.put('bad', 'b', peer(b.port));
+        const seen = new Set<string>();
+        await within(
+          2000,
+          async () => {
+            seen.add(await via(caller.outbound, 'bad'));
+            return seen.has(String(b.port));
+          },
+          'a later change applied',
+        );
+        expect(seen.has('status 503')).toBe(false);
+      } finally {
+        await caller.close();
+      }
+    },
+  );
 });
 
-describe('wrong credentials: a clear startup error naming the key', () => {
+describe.concurrent('wrong credentials: a clear startup error naming the key', () => {
   let etcd: EtcdServer;
   let redis: RedisServer;
   beforeAll(async () => {
