@@ -135,8 +135,10 @@ describe('SIGHUP races', () => {
       proc.on('exit', (code, signal) => r({ code, signal })),
     );
     try {
-      // Node's own start-up and the preload take well under 700 ms; the verbs then load for 2 s.
-      await sleep(700);
+      // Node's own start-up (before any JavaScript, and slower on a loaded machine) cannot hold a
+      // SIGHUP: wait until the CLI catches it (SigCgt bit 0), which main() does before the verbs
+      // load; they then load for 2 s, the window under test.
+      await until(() => sighupCaught(proc.pid!), 10_000, 'the CLI holds SIGHUP');
       expect(readFileSync(`/proc/${proc.pid}/cmdline`, 'utf8')).not.toContain('daemon-main');
       proc.kill('SIGHUP');
       writeFileSync(file, configWith(4, { outbound: { port: 0 }, admin: { port: 0 } }));
