@@ -8,36 +8,9 @@ import { sampleValue, scrapeMetrics } from '../helpers/metrics.ts';
 import { collectReply, parseReply } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import { accessLine, DURATION, UUID } from './access-lines.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TD = 'spiffe://mesh.test/svc';
-
-/** An access line without the fields every line has (`level`, `time`, `service`, `msg`). */
-type Fields = Record<string, unknown>;
-
-/** Waits (≤ 2 s) for the one access line `pick` selects; returns it without the common fields. */
-async function accessLine(m: InProcessMeshlet, pick: (l: Fields) => boolean): Promise<Fields> {
-  const deadline = Date.now() + 2000;
-  for (;;) {
-    const found = m.logs.filter((l) => l.msg === 'access' && pick(l));
-    if (found.length > 1) throw new Error(`${found.length} access lines match, expected one`);
-    if (found.length === 1) {
-      const { level, time, service, msg, ...rest } = found[0]!;
-      expect({ level, service, msg, time: typeof time }).toEqual({
-        level: 'info',
-        service: 'meshlet',
-        msg: 'access',
-        time: 'string',
-      });
-      return rest;
-    }
-    if (Date.now() > deadline) throw new Error('no matching access line within 2 s');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The duration of a refusal's line: measured (a number, at least 0), never left out. */
-const DURATION = expect.any(Number) as unknown;
 
 /** A caller's client certificate files, read. */
 interface Caller {

@@ -11,35 +11,7 @@ import { scrapeMetrics, sampleValue } from '../helpers/metrics.ts';
 import { parseReply, rawRequest } from '../helpers/raw-http.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** An access line without the fields every line has (`level`, `time`, `service`, `msg`). */
-type Fields = Record<string, unknown>;
-
-/** Waits (≤ 2 s) for the one access line `pick` selects; returns it without the common fields. */
-async function accessLine(m: InProcessMeshlet, pick: (l: Fields) => boolean): Promise<Fields> {
-  const deadline = Date.now() + 2000;
-  for (;;) {
-    const found = m.logs.filter((l) => l.msg === 'access' && pick(l));
-    if (found.length > 1) throw new Error(`${found.length} access lines match, expected one`);
-    if (found.length === 1) {
-      const { level, time, service, msg, ...rest } = found[0]!;
-      expect({ level, service, msg, time: typeof time }).toEqual({
-        level: 'info',
-        service: 'meshlet',
-        msg: 'access',
-        time: 'string',
-      });
-      return rest;
-    }
-    if (Date.now() > deadline) throw new Error('no matching access line within 2 s');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The duration of a refusal's line: measured (a number, at least 0), never left out. */
-const DURATION = expect.any(Number) as unknown;
+import { accessLine, DURATION, UUID } from './access-lines.ts';
 
 describe('access lines of requests meshlet refuses before any endpoint', () => {
   let up: TestUpstream;
