@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createDevCa, type DevCa, issueLeaf, type IssueLeafOptions } from '../../src/tls/dev-ca.ts';
 import { CLI, runCli, runCliToEnd } from '../helpers/meshlet.ts';
 import { tempDir as makeTempDir } from '../helpers/temp-dir.ts';
+import { onLines } from '../helpers/lines.ts';
 
 /** A fresh temp directory, removed after the test file (test/helpers/temp-dir.ts). */
 export function tempDir(prefix = 'meshlet-check-'): string {
@@ -58,7 +59,6 @@ export async function runIn(file: string, cwd: string): Promise<RunningMeshlet> 
   });
   const stdout: string[] = [];
   let stderr = '';
-  let buffered = '';
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   proc.stderr.on('data', (d) => (stderr += d));
   await new Promise<void>((resolve, reject) => {
@@ -66,16 +66,11 @@ export async function runIn(file: string, cwd: string): Promise<RunningMeshlet> 
       proc.kill('SIGKILL');
       reject(new Error(`meshlet did not start within 15 s: ${stderr}`));
     }, 15_000);
-    proc.stdout.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        stdout.push(line);
-        if (line.includes('"meshlet started"')) {
-          clearTimeout(timer);
-          resolve();
-        }
+    onLines(proc.stdout, (line) => {
+      stdout.push(line);
+      if (line.includes('"meshlet started"')) {
+        clearTimeout(timer);
+        resolve();
       }
     });
     void exited.then((code) => {

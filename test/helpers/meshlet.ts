@@ -11,6 +11,7 @@ import type { ConfigInput } from '../../src/config/schema.ts';
 import { Daemon } from '../../src/daemon.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { tempDir } from './temp-dir.ts';
+import { onLines } from './lines.ts';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -158,30 +159,22 @@ export async function spawnMeshlet(input: ConfigInput, extraArgs: string[] = [])
   const stdout: string[] = [];
   const stderr: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  let buffered = '';
   const started = new Promise<{ outbound: number; admin: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`meshlet did not start: ${stderr.join('')}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl = buffered.indexOf('\n');
-      while (nl !== -1) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        stdout.push(line);
-        try {
-          const entry = JSON.parse(line) as {
-            msg?: string;
-            outbound?: { port: number };
-            admin?: { port: number };
-          };
-          if (entry.msg === 'meshlet started') {
-            clearTimeout(timer);
-            resolve({ outbound: entry.outbound!.port, admin: entry.admin!.port });
-          }
-        } catch {
-          // not JSON: keep it in stdout for the test to read
+    onLines(proc.stdout!, (line) => {
+      stdout.push(line);
+      try {
+        const entry = JSON.parse(line) as {
+          msg?: string;
+          outbound?: { port: number };
+          admin?: { port: number };
+        };
+        if (entry.msg === 'meshlet started') {
+          clearTimeout(timer);
+          resolve({ outbound: entry.outbound!.port, admin: entry.admin!.port });
         }
-        nl = buffered.indexOf('\n');
+      } catch {
+        // not JSON: keep it in stdout for the test to read
       }
     });
     proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { CLI } from '../helpers/meshlet.ts';
+import { onLines } from '../helpers/lines.ts';
 
 /** A running `meshlet run` whose config file the test rewrites. */
 export interface Watched {
@@ -65,27 +66,19 @@ export async function spawnOn(file: string, options: SpawnOptions = {}): Promise
   options.onSpawn?.(proc);
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
-  let buffered = '';
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   const started = new Promise<Record<string, unknown>>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`meshlet did not start: ${stderr}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl = buffered.indexOf('\n');
-      while (nl !== -1) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === 'meshlet started') {
-            clearTimeout(timer);
-            resolve(entry);
-          }
-        } catch {
-          logs.push({ raw: line });
+    onLines(proc.stdout!, (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'meshlet started') {
+          clearTimeout(timer);
+          resolve(entry);
         }
-        nl = buffered.indexOf('\n');
+      } catch {
+        logs.push({ raw: line });
       }
     });
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));

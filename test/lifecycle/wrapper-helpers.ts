@@ -5,6 +5,7 @@ import { afterAll } from 'vitest';
 import { stringify } from 'yaml';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { CLI, writeConfig } from '../helpers/meshlet.ts';
+import { onLines } from '../helpers/lines.ts';
 
 /** Every `meshlet run` this test file started that has not exited yet. */
 const running = new Set<ChildProcess>();
@@ -75,21 +76,13 @@ export function runWrapped(
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   const waiters: (() => void)[] = [];
-  let buffered = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buffered += d.toString();
-    let nl = buffered.indexOf('\n');
-    while (nl !== -1) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logs.push({ raw: line });
-      }
-      for (const w of waiters.splice(0)) w();
-      nl = buffered.indexOf('\n');
+  onLines(proc.stdout!, (line) => {
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      logs.push({ raw: line });
     }
+    for (const w of waiters.splice(0)) w();
   });
   proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
   running.add(proc);
