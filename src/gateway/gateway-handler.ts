@@ -357,6 +357,7 @@ function forward(
       principal === null
         ? undefined
         : { auth: principal.auth, subject: principal.subject, tenant: principal.tenant, key: principal.key },
+    receivedAt: startedAt,
   };
   new Exchange(
     ctx,

@@ -76,6 +76,12 @@ export interface EdgeHeaders {
   /** Who called, for the access line (never a token). */
   readonly principal?: AccessPrincipal | undefined;
   /**
+   * When the edge listener's handler took the request (`performance.now()`, ms): the access line's
+   * `durationMs` and the duration histogram count from it, so time spent authenticating is in them.
+   * The request timeout still starts with the exchange. Default: the exchange's own start.
+   */
+  readonly receivedAt?: number | undefined;
+  /**
    * Rewrites the upstream's `[name, value, …]` response head before it goes out (a gateway route
    * with `cors` makes its own CORS headers win); module-level, so nothing is allocated per request.
    */
@@ -1115,7 +1121,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const upstream = this.#upstream;
     if (this.#holdsRequest) upstream.limits.releaseRequest();
     if (this.#holdsRetry) upstream.limits.releaseRetry();
-    const seconds = (performance.now() - this.#startedAt) / 1000;
+    const seconds = (performance.now() - (this.#edge?.receivedAt ?? this.#startedAt)) / 1000;
     if (this.#admitted) upstream.metrics.active--;
     upstream.metrics.finished(status, seconds);
     let grpcStatus: number | undefined;
