@@ -13,6 +13,7 @@ import {
   type AnyRequestListener,
   bindListener,
   checkingIntervalMs,
+  h2Refusals,
   type HttpListener,
   http1Only,
   listenHttp,
@@ -47,7 +48,8 @@ export interface GatewaySocket {
  * connection beyond the cap is closed before any TLS or HTTP byte; default none. `onRefused` is
  * told of each request the listener answers itself before `handler` (a malformed, slow or oversized
  * head, too many header fields; over HTTP/2 a header block over `maxHeaderSize` or a Host naming
- * another authority than `:authority`), for metrics and the access log; default none.
+ * another authority than `:authority`), for metrics and the access log, and returns the request id
+ * the answer echoes; default none.
  */
 export async function listenGateway(
   spec: GatewayListenerSpec,
@@ -90,7 +92,7 @@ export async function listenGateway(
   const sessions = new H2Sessions(spec.keepAliveTimeout, onH2Abuse);
   const h2 = lazyH2cServer(handler, sessions, {
     maxHeaderBytes: spec.maxHeaderSize,
-    onRefused: (err, req) => onRefused?.(err, req.method, req.socket),
+    onRefused: h2Refusals(onRefused),
   });
   const server = createTlsServer({
     cert: current.cert,

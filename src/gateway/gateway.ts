@@ -26,13 +26,18 @@ export interface GatewayDeps {
  * What the gateway listener calls for a request it answered itself (a malformed, slow or oversized
  * head; over HTTP/2 a Host naming another authority): counted and logged as its handler's refusals
  * are (`meshlet_local_replies_total`, an access line; a `bad_request` also in
- * `meshlet_gateway_unrouted_total`, as the handler counts a malformed request).
+ * `meshlet_gateway_unrouted_total`, as the handler counts a malformed request). A parsed request's
+ * id is the one the gateway's forwarding pass would keep under `drop()` (the running state's).
  */
-function gatewayRefusals(ctx: ProxyContext, metrics: GatewayMetrics): RefusalListener {
-  const counted = listenerRefusals(ctx);
-  return (err, method, socket) => {
+function gatewayRefusals(
+  ctx: ProxyContext,
+  metrics: GatewayMetrics,
+  drop: () => ReadonlySet<string>,
+): RefusalListener {
+  const counted = listenerRefusals(ctx, drop);
+  return (err, method, socket, refused) => {
     if (err.code === 'bad_request') metrics.unrouted.labels('bad_request').inc();
-    counted(err, method, socket);
+    return counted(err, method, socket, refused);
   };
 }
 
@@ -82,7 +87,7 @@ export class Gateway {
         new ConnectionGuard('gateway', deps.ctx.metrics.connectionSeries, deps.logger, {
           maxConnections: spec.maxConnections,
         }),
-        gatewayRefusals(ctx, metrics),
+        gatewayRefusals(ctx, metrics, () => (gateway === null ? state : gateway.#state).drop),
       );
       gateway = new Gateway(socket, state, metrics, deps, ctx);
     } catch (err) {

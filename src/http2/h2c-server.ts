@@ -120,9 +120,10 @@ export interface H2cServerOptions {
   /**
    * Told of each request refused here, before `handler` (a header block over `maxHeaderBytes`, a
    * Host naming another authority), as the request is answered: the listener counts and logs it as
-   * a refusal of its handler's. Default none.
+   * a refusal of its handler's, and returns the request id the answer echoes (undefined: none).
+   * Default none.
    */
-  onRefused?: (err: MeshletError, req: Http2ServerRequest) => void;
+  onRefused?: (err: MeshletError, req: Http2ServerRequest) => string | undefined;
 }
 
 /** A request's header block size as HTTP/1.1 would carry it: `name: value\r\n` per field, bytes. */
@@ -177,8 +178,7 @@ export function lazyH2cServer(
     else {
       const grpc = isGrpcRequest(req.headers['content-type']);
       const err = new MeshletError('bad_request', refusal);
-      options.onRefused?.(err, req);
-      sendError(res, err, undefined, undefined, grpc);
+      sendError(res, err, options.onRefused?.(err, req), undefined, grpc);
     }
   };
   // node:http2 refuses a header list over 64 KiB itself (it resets the stream): room for a larger limit.

@@ -14,7 +14,8 @@ import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import type { H2AbuseListener } from '../http2/h2-session-guard.ts';
 import { routeByPreface } from '../http2/sniff.ts';
 import { type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
-import { rawErrorPayload } from '../errors/raw-error.ts';
+import { isGrpcRequest } from '../errors/grpc-status.ts';
+import { rawErrorPayload, refuseRaw } from '../errors/raw-error.ts';
 import { sendError } from '../errors/error-response.ts';
 import { answering, oneRequestAtATime } from './pipelining.ts';
 import type { ConnectionGuard } from './connection-guard.ts';
@@ -50,17 +51,37 @@ export interface HttpListenerOptions {
    * Told of each request the listener answers itself before any handler sees it (a malformed or
    * slow head, too many header fields, another HTTP version, CONNECT where no tunnel is opened;
    * over HTTP/2 a header block over `maxHeaderSize` or a Host naming another authority than
-   * `:authority`), for metrics and the access log. `method` is undefined when the head was never parsed.
+   * `:authority`), for metrics and the access log. `method` is undefined when the head was never
+   * parsed; `refused` is the request when it was. Returns the request id the answer echoes in
+   * `x-request-id` (undefined: none).
    */
   onRefused?: RefusalListener;
 }
 
 /**
+ * A request the listener refuses after node:http (or node:http2) parsed its head: what its access
+ * line and echoed request id are made of, as a handler's refusal's are.
+ */
+export interface RefusedRequest {
+  readonly req: IncomingMessage | Http2ServerRequest;
+  /** `performance.now()` when the listener took the request up (its turn on the connection). */
+  readonly startedAt: number;
+  /** Whether the answer is a gRPC one (HTTP/2 only; HTTP/1.1 and raw answers are JSON). */
+  readonly grpc: boolean;
+}
+
+/**
  * See {@link HttpListenerOptions.onRefused}. `socket` is the refused request's connection (the
  * inbound listener reads the caller's verified identity from it), also when the request was
- * pipelined behind others and refused after they were answered.
+ * pipelined behind others and refused after they were answered. `refused` is undefined when the
+ * head was never parsed (then no request id is echoed). Returns the request id to echo, or undefined.
  */
-export type RefusalListener = (err: MeshletError, method: string | undefined, socket: Duplex) => void;
+export type RefusalListener = (
+  err: MeshletError,
+  method: string | undefined,
+  socket: Duplex,
+  refused?: RefusedRequest,
+) => string | undefined;
 
 /**
  * Header fields a request may carry where the listener is not told otherwise: 1000, the most
@@ -77,11 +98,8 @@ const CONNECT_REFUSED = new MeshletError(
   'method_not_allowed',
   'CONNECT tunnels are opened by the outbound listener only',
 );
-/** Its answer. */
-const CONNECT_REFUSAL = rawErrorPayload(CONNECT_REFUSED, [
-  'allow',
-  'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE',
-]);
+/** Its `allow` header. */
+const CONNECT_ALLOW = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'] as const;
 
 /** Why a client's bytes could not be parsed as HTTP, in words. */
 function clientErrorReason(err: NodeJS.ErrnoException): string {
@@ -127,10 +145,11 @@ function withinHeaderCount(
   return function counted(req, socket, head) {
     const refusal = tooManyHeaders(req, max);
     if (refusal === null) return listener(req, socket, head);
-    onRefused?.(refusal, req.method, socket);
+    // Refused as it is taken up: the check is all the time meshlet spent on it (no clock read per request).
+    const refused = { req, startedAt: performance.now(), grpc: false };
+    const requestId = onRefused?.(refusal, req.method, socket, refused);
     socket.on('error', () => socket.destroy());
-    if (socket.writable && !socket.destroyed) socket.end(rawErrorPayload(refusal));
-    else socket.destroy();
+    refuseRaw(socket, refusal, requestId);
   };
 }
 
@@ -170,7 +189,7 @@ export async function listenHttp(
   const sessions = new H2Sessions(options.h2IdleTimeoutMs, options.onH2Abuse);
   const h2 = lazyH2cServer(handler, sessions, {
     maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024,
-    onRefused: (err, req) => options.onRefused?.(err, req.method, req.socket),
+    onRefused: h2Refusals(options.onRefused),
   });
   const front = createNetServer({ noDelay: true }, (socket) =>
     routeByPreface(socket, h1, h2, headersTimeout),
@@ -180,6 +199,22 @@ export async function listenHttp(
   // never listens itself, its sockets come from the front server.
   h1.emit('listening');
   return listener;
+}
+
+/**
+ * The `onRefused` of a listener's h2c server ({@link lazyH2cServer}): tells `onRefused` of the
+ * refused HTTP/2 request and returns the request id its answer echoes.
+ */
+export function h2Refusals(
+  onRefused: RefusalListener | undefined,
+): (err: MeshletError, req: Http2ServerRequest) => string | undefined {
+  return (err, req) =>
+    onRefused?.(err, req.method, req.socket, {
+      req,
+      // Refused as it arrived: the check that refused it is all the time meshlet spent on it.
+      startedAt: performance.now(),
+      grpc: isGrpcRequest(req.headers['content-type']),
+    });
 }
 
 /** Creates and binds an HTTP/1.1-only listener (the admin API). Rejects when the port cannot be bound. */
@@ -210,7 +245,7 @@ const NO_HOST = new MeshletError(
  * them over, but neither is an HTTP/2 request, which starts with the connection preface, nor
  * anything meshlet should forward), an HTTP/1.1 request without Host, and one with more than
  * `limits.maxHeadersCount` header fields (Envoy answers those 431; meshlet's answer to a head that
- * is too large is `bad_request`).
+ * is too large is `bad_request`). The answer echoes the request id `limits.onRefused` returns.
  * Pipelined requests are handled one at a time ({@link oneRequestAtATime}).
  */
 export function http1Only(
@@ -230,9 +265,11 @@ export function http1Only(
           ? NO_HOST
           : tooManyHeaders(req, maxHeaders);
     if (refusal === null) return handler(req, res);
-    onRefused?.(refusal, req.method, req.socket);
+    // Refused as it is taken up: the checks above are all the time meshlet spent on it.
+    const refused = { req, startedAt: performance.now(), grpc: false };
+    const requestId = onRefused?.(refusal, req.method, req.socket, refused);
     res.shouldKeepAlive = false;
-    sendError(res, refusal);
+    sendError(res, refusal, requestId);
   });
 }
 
@@ -304,10 +341,11 @@ export function checkingIntervalMs(...timeoutsMs: number[]): number {
 /**
  * Answers bytes that are not a valid HTTP request (too-large headers, bad method…) with meshlet's
  * 400, headers that did not arrive in time with 408, and `CONNECT` with 405; each then closes and
- * is told to `options.onRefused`. node:http's own header-field count is turned off: `http1Only`
- * (and here, upgrades and CONNECT) count the fields and refuse past `options.maxHeadersCount`
- * (Node before 22.23.2 and 24.18.1 dropped the extra fields silently; later ones refuse them before
- * meshlet can say why).
+ * is told to `options.onRefused`, with the request when its head was parsed (a CONNECT, an
+ * upgrade): that answer echoes the request id `onRefused` returns; one to a head never parsed
+ * echoes none. node:http's own header-field count is turned off: `http1Only` (and here, upgrades
+ * and CONNECT) count the fields and refuse past `options.maxHeadersCount` (Node before 22.23.2
+ * and 24.18.1 dropped the extra fields silently; later ones refuse them before meshlet can say why).
  */
 export function answerClientErrors(
   server: Server | TlsHttpServer,
@@ -328,10 +366,13 @@ export function answerClientErrors(
     return;
   }
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    const startedAt = performance.now();
     socket.on('error', () => socket.destroy());
     if (socket.writable && !socket.destroyed) {
-      onRefused?.(CONNECT_REFUSED, req.method, socket);
-      socket.end(CONNECT_REFUSAL);
+      const refused = { req, startedAt, grpc: false };
+      const requestId = onRefused?.(CONNECT_REFUSED, req.method, socket, refused);
+      const id = requestId === undefined ? [] : ['x-request-id', requestId];
+      socket.end(rawErrorPayload(CONNECT_REFUSED, [...CONNECT_ALLOW, ...id]));
     } else socket.destroy();
   });
 }

@@ -5,6 +5,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { H2Sessions, lazyH2cServer } from '../http2/h2c-server.ts';
 import type { ConnectionGuard } from './connection-guard.ts';
 import type { H2AbuseListener } from '../http2/h2-session-guard.ts';
+import { isGrpcRequest } from '../errors/grpc-status.ts';
 import type { MeshletError } from '../errors/meshlet-error.ts';
 import type { DownstreamRequest } from '../proxy/downstream.ts';
 import { handshakeFailureReason, type HandshakeFailureReason } from '../telemetry/tls-metrics.ts';
@@ -17,6 +18,8 @@ import {
   checkingIntervalMs,
   type HttpListener,
   http1Only,
+  type RefusalListener,
+  type RefusedRequest,
   type SocketListener,
 } from './http-listener.ts';
 
@@ -54,21 +57,25 @@ export interface InboundListenerOptions {
    * Told of each request the listener answers itself before `handler` sees it (a malformed or
    * slow head, a head over `maxHeaderSize`, too many header fields, another HTTP version; over
    * HTTP/2 a header block over `maxHeaderSize` or a Host naming another authority than
-   * `:authority`), for metrics and the access log, as the outbound listener's `onRefused`.
+   * `:authority`), for metrics and the access log, as the outbound listener's `onRefused`; returns
+   * the request id the answer echoes.
    */
   readonly onRefused?: InboundRefusalListener;
 }
 
 /**
  * See {@link InboundListenerOptions.onRefused}. `method` is undefined when the head was never
- * parsed; `peer` is the verified peer of the refused request's connection (pipelined requests
- * included), undefined only if the connection was never verified (it is then never served).
+ * parsed, `refused` the request when it was; `peer` is the verified peer of the refused request's
+ * connection (pipelined requests included), undefined only if the connection was never verified
+ * (it is then never served). Returns the request id the answer echoes in `x-request-id`, or
+ * undefined (always for a head never parsed).
  */
 export type InboundRefusalListener = (
   err: MeshletError,
   method: string | undefined,
   peer: InboundPeer | undefined,
-) => void;
+  refused?: RefusedRequest,
+) => string | undefined;
 
 /** Verified peers by TLS socket (HTTP/1.1) and by session (HTTP/2, whose `socket` is a proxy). */
 const peers = new WeakMap<object, InboundPeer>();
@@ -134,11 +141,10 @@ export async function listenInbound(
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const requestTimeout = options.requestTimeoutMs ?? 60_000;
   const told = options.onRefused;
-  const onRefused =
+  const onRefused: RefusalListener | undefined =
     told === undefined
       ? undefined
-      : (err: MeshletError, method: string | undefined, socket: object) =>
-          told(err, method, peers.get(socket));
+      : (err, method, socket, refused) => told(err, method, peers.get(socket), refused);
   const verified = (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse): void => {
     // Defence in depth: a socket refused at handshake never reaches here, but never serve one without a peer.
     if (inboundPeerOf(req) === undefined) {
@@ -164,7 +170,12 @@ export async function listenInbound(
   let handing: InboundPeer | undefined;
   const h2 = lazyH2cServer(verified, sessions, {
     maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024,
-    onRefused: (err, req) => told?.(err, req.method, inboundPeerOf(req)),
+    onRefused: (err, req) =>
+      told?.(err, req.method, inboundPeerOf(req), {
+        req,
+        startedAt: performance.now(),
+        grpc: isGrpcRequest(req.headers['content-type']),
+      }),
     configure: (server) =>
       server.prependListener('session', (session: Http2Session) => {
         if (handing !== undefined) peers.set(session, handing);

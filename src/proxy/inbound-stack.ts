@@ -285,31 +285,41 @@ function refusedCaller(
 }
 
 /**
- * What the inbound listener calls for an HTTP/1.1 request it answered itself (a malformed or slow
- * head, one over `maxHeaderSize`, too many header fields): counted as a local reply of the inbound
- * direction (a `bad_request` also in `meshlet_inbound_denied_total`) and logged with the peer's
- * identity ("unknown" in the rare case the listener could not tell it). Its line has no
- * `requestId`, `path` or `durationMs`: the listener hands over no header (no id was kept, and its
- * answer echoes none), the target may never have been parsed, and when the head began to arrive
- * is not known (so its duration is observed as 0 s).
+ * What the inbound listener calls for a request it answered itself: counted as a local reply of
+ * the inbound direction (a `bad_request` also in `meshlet_inbound_denied_total`) and logged with
+ * the peer's identity ("unknown" in the rare case the listener could not tell it). One whose head
+ * was parsed (too many header fields, no Host, another HTTP version; over HTTP/2 a header block
+ * too large or a Host naming another authority) has the line of a handler's refusal: the request
+ * id forwarding would have sent the app (the same pass, {@link forwardRequestHeaders}), returned
+ * for the answer to echo, its path, this instance's service and its duration. One whose head was
+ * never parsed (a malformed or slow head, one over `maxHeaderSize`) has no `requestId`, `path` or
+ * `durationMs` (no id was kept or echoed; when the head began to arrive is not known, so its
+ * duration is observed as 0 s).
  */
 export function inboundRefusals(ctx: InboundContext): InboundRefusalListener {
-  return (err, method, peer) => {
+  return (err, method, peer, refused) => {
     if (peer !== undefined && err.code === 'bad_request')
       ctx.tlsMetrics.deny(peer.identity.service, 'bad_request');
     ctx.metrics.localReply(err.code);
-    ctx.metrics.finished(err.status, 0);
+    const requestId =
+      refused === undefined
+        ? undefined
+        : forwardRequestHeaders(refused.req, 'https', DROP_INCOMING).requestId;
+    const durationMs =
+      refused === undefined ? undefined : Math.round((performance.now() - refused.startedAt) * 1e3) / 1e3;
+    ctx.metrics.finished(err.status, (durationMs ?? 0) / 1000);
     ctx.access.inbound(
-      undefined,
+      requestId,
       peer?.identity.uri ?? 'unknown',
       peer?.serial ?? 'unknown',
       method,
-      undefined,
-      undefined,
+      refused?.req.url,
+      refused === undefined ? undefined : ctx.service,
       err.status,
-      undefined,
+      durationMs,
       err.code,
     );
+    return requestId;
   };
 }
 

@@ -72,6 +72,8 @@ export interface RefusalLine {
   readonly upstream?: string | undefined;
   /** Who called, when the gateway authenticated the caller before refusing. */
   readonly principal?: AccessPrincipal | undefined;
+  /** Whether the answer is a gRPC one (its line has `grpcStatus`); default: as the content-type says. */
+  readonly grpc?: boolean | undefined;
 }
 
 /**
@@ -89,7 +91,7 @@ export function countRefused(
   line: RefusalLine,
 ): string {
   const requestId = forwardRequestHeaders(req, 'http', line.drop).requestId;
-  const grpc = isGrpcRequest(req.headers['content-type']);
+  const grpc = line.grpc ?? isGrpcRequest(req.headers['content-type']);
   const durationMs = elapsedMs(line.startedAt);
   ctx.unrouted.localReply(err.code);
   ctx.unrouted.finished(err.status, durationMs / 1000);
@@ -109,17 +111,35 @@ export function countRefused(
   return requestId;
 }
 
+/** A drop list that removes the client's `x-request-id`: the pass then generates one. */
+const NEW_REQUEST_ID: ReadonlySet<string> = new Set(['x-request-id']);
+
 /**
- * What an outbound or per-upstream listener calls for a request it answered itself (a malformed or
- * slow head, too many header fields): counted like any other refusal and logged with what the
- * listener knows (`AccessLog.refused`: no request id, path or duration).
+ * What an outbound, per-upstream or gateway listener calls for a request it answered itself. One
+ * whose head was parsed (too many header fields, no Host, another HTTP version, CONNECT where no
+ * tunnel opens; over HTTP/2 a header block too large or a Host naming another authority) is
+ * counted and logged as a handler's refusal ({@link countRefused}: its request id is the one the
+ * forwarding pass would keep under `drop()`, returned for the answer to echo; an HTTP/1.1
+ * CONNECT's is always new, as the tunnel it would open forwards no header). One whose head was
+ * never parsed (a malformed or slow head) is logged with what the listener knows
+ * (`AccessLog.refused`: no request id, path or duration) and echoes no id.
+ * @param drop the request-header pass's extra names to remove (the gateway's); default none.
  */
-export function listenerRefusals(ctx: ProxyContext): RefusalListener {
-  return (err, method) => {
+export function listenerRefusals(
+  ctx: ProxyContext,
+  drop: () => ReadonlySet<string> | null = () => null,
+): RefusalListener {
+  return (err, method, _socket, refused) => {
+    if (refused !== undefined) {
+      const { req, startedAt, grpc } = refused;
+      const connect = req.method === 'CONNECT' && req.httpVersionMajor === 1;
+      return countRefused(ctx, req, err, { startedAt, grpc, drop: connect ? NEW_REQUEST_ID : drop() });
+    }
     ctx.unrouted.localReply(err.code);
     // When the head began to arrive is not known here (a slow head waited out headersTimeout).
     ctx.unrouted.finished(err.status, 0);
     ctx.access.refused(method, err.status, err.code);
+    return undefined;
   };
 }
 

@@ -136,13 +136,14 @@ export class AccessLog {
   }
 
   /**
-   * One request a listener refused before any handler saw it (a malformed or slow head, too many
-   * header fields, CONNECT where no tunnel opens): always logged, as every answer of meshlet's own
-   * is. The {@link outbound} line's fields but those the listener does not have: no `requestId`
-   * (none was kept, and the listener's answer echoes none), no `path` (the target may never have
-   * been parsed), no `durationMs` (the head's arrival is not known); `upstream` is `""` (as the
-   * metric label), `endpoint` null and `attempts` 0. A refusal a handler answers (no route, a
-   * malformed target, the gateway's own answers) is an {@link outbound} line with every field.
+   * One request a listener refused before its head was parsed (a malformed or slow head): always
+   * logged, as every answer of meshlet's own is. The {@link outbound} line's fields but those the
+   * listener does not have: no `requestId` (none was kept, and the listener's answer echoes none),
+   * no `path` (the target was never parsed), no `durationMs` (the head's arrival is not known);
+   * `upstream` is `""` (as the metric label), `endpoint` null and `attempts` 0. A refusal of a
+   * parsed request, by the listener (too many header fields, no Host, another HTTP version, CONNECT
+   * where no tunnel opens) or a handler (no route, a malformed target, the gateway's own answers),
+   * is an {@link outbound} line with every field.
    */
   refused(method: string | undefined, status: number, error: string): void {
     if (!this.#levelOn) return;
@@ -159,8 +160,8 @@ export class AccessLog {
    * short, the listener's limits), with every field a forwarded request's line has.
    * @param caller the peer's SPIFFE ID.
    * @param requestId the one sent to the app (or echoed on meshlet's refusal); undefined only for a
-   *   request the listener answered before any handler saw it (a malformed or slow head, too many
-   *   header fields): no id was kept or echoed.
+   *   request the listener answered before its head was parsed (a malformed or slow head): no id
+   *   was kept or echoed.
    * @param path undefined in that case too (the target may never have been parsed).
    * @param upstream this instance's service; undefined in that case.
    * @param durationMs from the request received to its answer finished, milliseconds; undefined in
@@ -231,7 +232,7 @@ export interface TunnelAccessLine {
   readonly method?: string | undefined;
   /** The request target: a path, or CONNECT's authority. */
   readonly path?: string | undefined;
-  /** The upstream (inbound: this instance's service); absent when meshlet refused before routing. */
+  /** The upstream (inbound: this instance's service); `""` when meshlet refused before routing chose one. */
   readonly upstream?: string | undefined;
   /** Outbound: the endpoint dialled last, null when none was. */
   readonly endpoint?: string | null | undefined;

@@ -20,13 +20,14 @@ const DROP_INCOMING = new Set([TIMEOUT_HEADER]);
 /**
  * Answers a tunnel request meshlet refuses before any upstream is involved, with its access line
  * (always written: meshlet's own answer): the line of a tunnel that opened nothing (`requestId`,
- * `method`, `path`, `upstream` as the answer's body names it — a no_route's is the name asked for —
- * `endpoint` null, `attempts` 0, `durationMs`, `error`), the request id echoed in the answer's
- * `x-request-id`. `requestId` is the one forwarding
- * would have sent: an upgrade's from {@link forwardRequestHeaders} (the client's `x-request-id`
- * unless `Connection` drops it, else a new UUID), a CONNECT's always new (it forwards no header).
- * `startedAt` is when the handshake arrived (performance.now()); the duration metric takes the
- * line's figure.
+ * `method`, `path` (a CONNECT's is the authority asked for), `upstream`, `endpoint` null,
+ * `attempts` 0, `durationMs`, `error`), the request id echoed in the answer's `x-request-id`.
+ * `upstream` is the one routing chose, or `""` before one was (a no_route included), as an HTTP
+ * refusal's line and the metric label write it: a name that matched nothing is the client's own
+ * text (the answer's body names it). `requestId` is the one forwarding would have sent: an
+ * upgrade's from {@link forwardRequestHeaders} (the client's `x-request-id` unless `Connection`
+ * drops it, else a new UUID), a CONNECT's always new (it forwards no header). `startedAt` is when
+ * the handshake arrived (performance.now()); the duration metric takes the line's figure.
  */
 function refuse(
   ctx: TunnelContext,
@@ -35,6 +36,7 @@ function refuse(
   err: MeshletError,
   kind: TunnelKind,
   startedAt: number,
+  upstream: string,
   requestId: string,
 ): void {
   const durationMs = Math.round((performance.now() - startedAt) * 1e3) / 1e3;
@@ -46,7 +48,7 @@ function refuse(
     requestId,
     method: req.method,
     path: req.url,
-    upstream: err.upstream,
+    upstream,
     endpoint: null,
     status: err.status,
     attempts: 0,
@@ -69,7 +71,8 @@ export function upgradeHandler(
     const startedAt = performance.now();
     const token = String(req.headers.upgrade ?? '').toLowerCase();
     const kind = upgradeKind(token);
-    const refused = (err: MeshletError, requestId?: string): void =>
+    /** `upstream`: the one routing chose, `""` before. */
+    const refused = (err: MeshletError, upstream = '', requestId?: string): void =>
       refuse(
         ctx,
         req,
@@ -77,6 +80,7 @@ export function upgradeHandler(
         err,
         kind,
         startedAt,
+        upstream,
         requestId ?? forwardRequestHeaders(req, 'http', DROP_INCOMING).requestId,
       );
     // As the listener's request handler: node:http's parser lets a `#` fragment through.
@@ -92,13 +96,18 @@ export function upgradeHandler(
           `upgrade to "${token.slice(0, 40)}" is not forwarded to upstream "${upstream.name}" (upstreams.${upstream.name}.upgrades)`,
           upstream.name,
         ),
+        upstream.name,
       );
     }
     const withBody = upgradeBodyRefusal(req, upstream.name);
-    if (withBody !== null) return refused(withBody);
+    if (withBody !== null) return refused(withBody, upstream.name);
     const forwarded = forwardRequestHeaders(req, 'http', DROP_INCOMING);
     if (forwarded.invalid !== null)
-      return refused(new MeshletError('bad_request', forwarded.invalid, upstream.name), forwarded.requestId);
+      return refused(
+        new MeshletError('bad_request', forwarded.invalid, upstream.name),
+        upstream.name,
+        forwarded.requestId,
+      );
     // Upgrade and Connection are hop-by-hop: restate them for the next hop.
     const headers = [...forwarded.headers, 'Connection', 'Upgrade', 'Upgrade', String(req.headers.upgrade)];
     const method = req.method ?? 'GET';
@@ -132,7 +141,7 @@ export function connectHandler(ctx: TunnelContext, router: () => Router): Socket
       target = router().resolve(authority, '/', req.headers);
     } catch (err) {
       if (!(err instanceof MeshletError)) throw err;
-      return refuse(ctx, req, socket, err, 'connect', startedAt, requestId);
+      return refuse(ctx, req, socket, err, 'connect', startedAt, '', requestId);
     }
     const upstream = target.upstream;
     new TunnelExchange(
