@@ -1,27 +1,17 @@
 // A request a listener refuses after parsing its head (too many header fields, no Host, another HTTP version, CONNECT where no tunnel opens) keeps and echoes the request id a handler's refusal would, with a full access line.
 import { readFileSync, rmSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayUrl } from '../gateway/fixtures.ts';
 import { h2Exchange } from '../helpers/h2-request.ts';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
-import { collectReply, parseReply } from '../helpers/raw-http.ts';
+import { parseReply } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
-import { accessLine, DURATION, UUID } from './access-lines.ts';
+import { accessLine, DURATION, overTcp, overMtls, UUID } from './access-lines.ts';
 
 /** `n` header fields (`a:1`, 5 bytes each: 1001 fit the gateway's 8 KiB head), to go past a listener's `maxHeadersCount`. */
 function fields(n: number): string {
   return 'a:1\r\n'.repeat(n);
-}
-
-/** Writes `text` on a plain TCP connection and resolves with all that came back until it closed (≤ 5 s). */
-async function overTcp(port: number, text: string): Promise<string> {
-  const socket = tcpConnect(port, '127.0.0.1', () => socket.write(text));
-  const reply = await collectReply(socket, { timeoutMs: 5000 });
-  if (reply.timedOut) throw new Error(`not closed within 5 s: ${JSON.stringify(reply.text.slice(0, 200))}`);
-  return reply.text;
 }
 
 /** The listener refusal's outbound line: a handler refusal's fields (upstream "", endpoint null, 0 attempts). */
@@ -256,23 +246,7 @@ describe('inbound (mTLS) listener refusals of a parsed head: the caller’s id k
   let web: { ca: Buffer; cert: Buffer; key: Buffer; serial: string };
 
   /** Writes `text` on a fresh HTTP/1.1-over-mTLS connection as `web`; resolves with the reply once closed (≤ 5 s). */
-  async function overTls(text: string): Promise<string> {
-    const socket = tlsConnect(
-      {
-        port: inboundPort,
-        host: '127.0.0.1',
-        ca: web.ca,
-        cert: web.cert,
-        key: web.key,
-        checkServerIdentity: () => undefined,
-        ALPNProtocols: ['http/1.1'],
-      },
-      () => socket.write(Buffer.from(text, 'latin1')),
-    );
-    const reply = await collectReply(socket, { timeoutMs: 5000 });
-    if (reply.timedOut) throw new Error(`not closed within 5 s: ${JSON.stringify(reply.text.slice(0, 200))}`);
-    return reply.text;
-  }
+  const overTls = (text: string): Promise<string> => overMtls(inboundPort, web, text);
 
   const inboundLine = (requestId: unknown, path: string) => ({
     requestId,

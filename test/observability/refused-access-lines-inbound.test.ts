@@ -1,14 +1,12 @@
 // A request or tunnel the inbound listener, or the outbound listener's tunnel entry, refuses gets a forwarded request's access line and echoes its request id.
 import { readFileSync, rmSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { sampleValue, scrapeMetrics } from '../helpers/metrics.ts';
-import { collectReply, parseReply } from '../helpers/raw-http.ts';
+import { parseReply } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import { makePki, type TestPki, tlsFilesConfig } from '../tls/tls-helpers.ts';
-import { accessLine, DURATION, UUID } from './access-lines.ts';
+import { accessLine, DURATION, overTcp, overMtls, UUID } from './access-lines.ts';
 
 const TD = 'spiffe://mesh.test/svc';
 
@@ -28,33 +26,6 @@ async function caller(pki: TestPki, service: string): Promise<Caller> {
     key: readFileSync(leaf.key),
     serial: leaf.serialNumber,
   };
-}
-
-/** Writes `text` on a fresh HTTP/1.1-over-mTLS connection and resolves with all that came back until it closed (≤ 5 s). */
-async function overTls(port: number, who: Caller, text: string): Promise<string> {
-  const socket = tlsConnect(
-    {
-      port,
-      host: '127.0.0.1',
-      ca: who.ca,
-      cert: who.cert,
-      key: who.key,
-      checkServerIdentity: () => undefined,
-      ALPNProtocols: ['http/1.1'],
-    },
-    () => socket.write(Buffer.from(text, 'latin1')),
-  );
-  const reply = await collectReply(socket, { timeoutMs: 5000 });
-  if (reply.timedOut) throw new Error(`not closed within 5 s: ${JSON.stringify(reply.text.slice(0, 200))}`);
-  return reply.text;
-}
-
-/** Writes `text` on a plain TCP connection and resolves with all that came back until it closed (≤ 5 s). */
-async function overTcp(port: number, text: string): Promise<string> {
-  const socket = tcpConnect(port, '127.0.0.1', () => socket.write(text));
-  const reply = await collectReply(socket, { timeoutMs: 5000 });
-  if (reply.timedOut) throw new Error(`not closed within 5 s: ${JSON.stringify(reply.text.slice(0, 200))}`);
-  return reply.text;
 }
 
 describe('access lines and x-request-id of inbound and tunnel refusals', () => {
@@ -98,7 +69,7 @@ describe('access lines and x-request-id of inbound and tunnel refusals', () => {
 
   it('inbound 403 forbidden (caller not allowed), no x-request-id sent: a generated one, on the line and echoed', async () => {
     const reply = parseReply(
-      await overTls(
+      await overMtls(
         inboundPort,
         evil,
         'GET /inb/forbidden HTTP/1.1\r\nhost: orders\r\nconnection: close\r\n\r\n',
@@ -123,7 +94,7 @@ describe('access lines and x-request-id of inbound and tunnel refusals', () => {
 
   it('inbound 400 bad_request (a target with a # fragment): the caller’s x-request-id kept on the line and echoed', async () => {
     const reply = parseReply(
-      await overTls(
+      await overMtls(
         inboundPort,
         web,
         'GET /inb/target#frag HTTP/1.1\r\nhost: orders\r\nx-request-id: inb-target-1\r\nconnection: close\r\n\r\n',
@@ -148,7 +119,7 @@ describe('access lines and x-request-id of inbound and tunnel refusals', () => {
 
   it('inbound 400 bad_request (two Host headers, found by the forwarding pass): its request id on the line and echoed', async () => {
     const reply = parseReply(
-      await overTls(
+      await overMtls(
         inboundPort,
         web,
         'GET /inb/hosts HTTP/1.1\r\nhost: orders\r\nhost: other\r\nx-request-id: inb-hosts-1\r\nconnection: close\r\n\r\n',
@@ -173,7 +144,7 @@ describe('access lines and x-request-id of inbound and tunnel refusals', () => {
 
   it('inbound 504 upstream_timeout (a deadline under 10 ms), x-request-id named by Connection: a new id, as forwarding would send', async () => {
     const reply = parseReply(
-      await overTls(
+      await overMtls(
         inboundPort,
         web,
         'GET /inb/deadline HTTP/1.1\r\nhost: orders\r\nx-meshlet-timeout-ms: 0\r\nx-request-id: dropped-1\r\nconnection: close, x-request-id\r\n\r\n',
@@ -198,7 +169,7 @@ describe('access lines and x-request-id of inbound and tunnel refusals', () => {
 
   it('inbound 429 rate_limited (the caller’s bucket is empty): its request id on the line and echoed', async () => {
     const first = parseReply(
-      await overTls(
+      await overMtls(
         inboundPort,
         lim,
         'GET /inb/rate-1 HTTP/1.1\r\nhost: orders\r\nconnection: close\r\n\r\n',
@@ -206,7 +177,7 @@ describe('access lines and x-request-id of inbound and tunnel refusals', () => {
     );
     expect(first.status).toBe(200);
     const reply = parseReply(
-      await overTls(
+      await overMtls(
         inboundPort,
         lim,
         'GET /inb/rate-2 HTTP/1.1\r\nhost: orders\r\nx-request-id: inb-rate-2\r\nconnection: close\r\n\r\n',
@@ -230,7 +201,7 @@ describe('access lines and x-request-id of inbound and tunnel refusals', () => {
 
   it('inbound tunnel 403 forbidden: the line’s request id (the caller’s) is echoed on the raw refusal', async () => {
     const reply = parseReply(
-      await overTls(
+      await overMtls(
         inboundPort,
         evil,
         'GET /inb/ws HTTP/1.1\r\nhost: orders\r\nconnection: Upgrade\r\nupgrade: websocket\r\nx-request-id: inb-ws-1\r\n\r\n',

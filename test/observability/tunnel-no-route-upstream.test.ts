@@ -1,19 +1,10 @@
 // A refused tunnel whose name matches no upstream logs `upstream: ""`, as an HTTP no_route and the metric label do: the name asked for is the caller's text, kept in the line's path (CONNECT) and the answer's body.
-import { connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InProcessMeshlet, startMeshlet } from '../helpers/meshlet.ts';
 import { sampleValue, scrapeMetrics } from '../helpers/metrics.ts';
-import { collectReply, parseReply } from '../helpers/raw-http.ts';
+import { parseReply } from '../helpers/raw-http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { accessLine, DURATION, UUID } from './access-lines.ts';
-
-/** Writes `text` on a plain TCP connection and resolves with all that came back until it closed (≤ 5 s). */
-async function overTcp(port: number, text: string): Promise<string> {
-  const socket = tcpConnect(port, '127.0.0.1', () => socket.write(text));
-  const reply = await collectReply(socket, { timeoutMs: 5000 });
-  if (reply.timedOut) throw new Error(`not closed within 5 s: ${JSON.stringify(reply.text.slice(0, 200))}`);
-  return reply.text;
-}
+import { accessLine, DURATION, overTcp, UUID } from './access-lines.ts';
 
 describe('tunnel no_route refusals: upstream "" on the line and the metric label', () => {
   let up: TestUpstream;
