@@ -25,21 +25,37 @@ export interface HeldId {
  * the catalog) and moves to the default ID once the holder expires; an ID `registry.serviceId` sets
  * has no such fallback, so that instance is not registered until the holder expires.
  *
+ * A look the store does not answer starts the watch over ({@link interrupted}): only a holder seen
+ * unexpired for the whole watch of a store that kept answering is a live instance.
+ *
  * The watch ends for good with {@link end}: once this run holds its ID for good, a registration that
  * replaced it afterwards was made by a live instance, so it is a collision at once.
  */
 export class HolderWait {
   /** How long a holder is watched, ms. */
   readonly graceMs: number;
+  /** How much longer a watch that started over after an outage lasts, ms (see {@link interrupted}). */
+  readonly renewalMs: number;
   /** `id@address:port` of the holder watched, or null. */
   #holder: string | null = null;
   /** When the holder was first seen (the answer's arrival, `performance.now()` ms). */
   #since = 0;
   #ended = false;
+  /** A look at the holder failed since it was last seen: its watch starts over at its next answer. */
+  #interrupted = false;
+  /** How long the current holder is watched from {@link #since}, ms: `graceMs`, plus `renewalMs` after an outage. */
+  #limit: number;
 
-  /** @param graceMs How long a live-looking holder is watched, ms: the registration's TTL plus its check interval. */
-  constructor(graceMs: number) {
+  /**
+   * @param graceMs How long a live-looking holder is watched, ms: the registration's TTL plus its check interval.
+   * @param renewalMs How much longer the watch lasts when it started over after an outage, ms: the
+   *   longest the store may have put the holder's expiry off past a full TTL (etcd: one lease TTL).
+   *   Default 0.
+   */
+  constructor(graceMs: number, renewalMs = 0) {
     this.graceMs = graceMs;
+    this.renewalMs = renewalMs;
+    this.#limit = graceMs;
   }
 
   /**
@@ -53,15 +69,35 @@ export class HolderWait {
     const first = claim.passed[0];
     if (first === undefined || this.#ended) {
       this.#holder = null;
+      this.#interrupted = false;
       return 'decided';
     }
     const holder = `${first.id}@${first.holder.address}:${first.holder.port}`;
     if (holder !== this.#holder) {
       this.#holder = holder;
       this.#since = answeredAt;
+      this.#interrupted = false;
+      this.#limit = this.graceMs;
       return 'first';
     }
-    return askedAt - this.#since >= this.graceMs ? 'decided' : 'waiting';
+    if (this.#interrupted) {
+      this.#interrupted = false;
+      this.#since = answeredAt;
+      this.#limit = this.graceMs + this.renewalMs;
+      return 'waiting';
+    }
+    return askedAt - this.#since >= this.#limit ? 'decided' : 'waiting';
+  }
+
+  /**
+   * The store did not answer a look at the holder (unreachable, restarting): the holder's expiry
+   * may have been put off meanwhile without its owner refreshing it (a member that becomes leader,
+   * as after a restart, gives every lease its full TTL plus its election timeout again), so its watch
+   * starts over at its next answer, for `graceMs` plus `renewalMs` (no second warning). Nothing
+   * changes while no holder is watched.
+   */
+  interrupted(): void {
+    if (this.#holder !== null && !this.#ended) this.#interrupted = true;
   }
 
   /** This run holds its ID for good: holders seen from now on are live instances (no more watching). */

@@ -176,7 +176,7 @@ export class EtcdRecordStore implements RecordStore {
     };
   }
 
-  /** One transaction: put `record` under `id` with the lease when the key holds what `expect` says, else read it. */
+  /** One transaction: put `record` under `id` with the lease when the key holds what `expect` says, else read it (with the answer's raft term). */
   #conditionalPut(record: InstanceRecord, leaseId: string): ConditionalPut {
     return async (id: string, expect: Expect) => {
       const key = this.#keyOf(id);
@@ -196,12 +196,15 @@ export class EtcdRecordStore implements RecordStore {
         )
         .else(client.get(key))
         .commit();
-      if (res.succeeded) return { written: true };
+      // The raft term: a new leader (a restart, a switch) renewed every lease, a crashed run's too.
+      const term = res.header.raft_term;
+      if (res.succeeded) return { written: true, term };
       const kv: IKeyValue | undefined = res.responses[0]?.response_range.kvs[0];
-      if (kv === undefined) return { written: false, held: null };
+      if (kv === undefined) return { written: false, held: null, term };
       return {
         written: false,
         held: { value: kv.value.toString(), version: kv.mod_revision, mine: kv.lease === leaseId },
+        term,
       };
     };
   }

@@ -88,6 +88,9 @@ export class EtcdRegistry implements Registry {
           metrics: core.metrics,
           logger: core.logger,
         }),
+      // A member that becomes leader (a restart) renews every lease: its TTL plus the election
+      // timeout, which etcd keeps under the shortest lease TTL it grants (1.5 election timeouts).
+      leaseExpiryMs(etcd.leaseTtl),
     );
   }
 

@@ -21,11 +21,15 @@ export interface Held {
   mine: boolean;
 }
 
-/** One atomic attempt: writes the record under `id` when the key holds what `expect` says; else what it holds (null: nothing). */
+/**
+ * One atomic attempt: writes the record under `id` when the key holds what `expect` says; else what
+ * it holds (null: nothing). `term`: the store's leadership term of the answer (etcd's raft term),
+ * undefined for a store without one: a new term means a new leader, which renewed every lease.
+ */
 export type ConditionalPut = (
   id: string,
   expect: Expect,
-) => Promise<{ written: true } | { written: false; held: Held | null }>;
+) => Promise<({ written: true } | { written: false; held: Held | null }) & { term?: string }>;
 
 /**
  * One atomic attempt: deletes the key of `id` while it holds this instance's record of this run
@@ -106,21 +110,26 @@ export class InstanceIdClaim {
   #stale: string | null = null;
   /** What was last said about a failed delete of {@link #stale} (logged once). */
   #staleFailure: string | null = null;
+  /** The store's leadership term of the last answer (etcd's raft term), or undefined. */
+  #term: string | undefined;
 
   /**
    * @param deps.graceMs How long a live-looking holder is watched before it is called another
    *   live instance, ms: the key's lease or TTL plus one check interval.
+   * @param deps.renewalMs How much longer that watch lasts when it started over after the store did
+   *   not answer, ms: the longest the store may put a key's expiry off when it comes back (etcd:
+   *   one lease TTL; default 0).
    */
   constructor(
     spec: ClaimSpec,
-    deps: { type: string; metrics: RegistryMetrics; logger: Logger; graceMs: number },
+    deps: { type: string; metrics: RegistryMetrics; logger: Logger; graceMs: number; renewalMs?: number },
   ) {
     this.#spec = spec;
     this.#candidates = candidateIds(spec.id, spec, spec.explicitId);
     this.#type = deps.type;
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
-    this.#wait = new HolderWait(deps.graceMs);
+    this.#wait = new HolderWait(deps.graceMs, deps.renewalMs);
   }
 
   /** The ID written under (or to be tried next): the configured one unless another instance holds it. */
@@ -147,14 +156,17 @@ export class InstanceIdClaim {
    * Writes through `put` under the current ID, or the next candidate another live instance does not
    * hold. `mine`: the store believes it holds the current key (tried first as `mine`). Rejects with
    * {@link IdRefusedError} when live instances hold every candidate (or an explicit ID's holder is
-   * watched), and with the store's error when it fails.
+   * watched), and with the store's error when it fails (a watch of a holder then starts over).
    */
   async write(put: ConditionalPut, mine: boolean): Promise<void> {
     const askedAt = performance.now();
     const passed: Passed[] = [];
     for (let i = this.#index; i < this.#candidates.length; i++) {
       const id = this.#candidates[i]!;
-      const held = await this.#put(put, id, mine && i === this.#index);
+      const held = await this.#put(put, id, mine && i === this.#index).catch((err: unknown) => {
+        this.#wait.interrupted();
+        throw err;
+      });
       if (held === null) {
         this.#took(i, passed, askedAt);
         return;
@@ -173,7 +185,9 @@ export class InstanceIdClaim {
    * key is deleted next (true is returned: a new key holds the record). Still held by the holder
    * first seen, after `graceMs`, or held by another: a live instance, the collision is logged and
    * counted and the watch ends (the instance keeps its distinct ID for the run). A store failure is
-   * tried again on the next call. Then deletes the interim key when one is left ({@link dropStale}).
+   * tried again on the next call, and starts the watch over (see {@link HolderWait.interrupted}), as
+   * does an answer under a new leadership term: a restarted etcd member renews the lease of a crashed
+   * run's key. Then deletes the interim key when one is left ({@link dropStale}).
    */
   async followUp(put: ConditionalPut, drop: ConditionalDelete): Promise<boolean> {
     const watched = this.#watched;
@@ -184,7 +198,9 @@ export class InstanceIdClaim {
       try {
         held = await this.#put(put, watched, false);
       } catch {
+        // The store did not answer: the holder's watch starts over at its next answer.
         held = undefined;
+        this.#wait.interrupted();
       }
       if (held === null) {
         moved = true;
@@ -258,6 +274,7 @@ export class InstanceIdClaim {
     for (let attempt = 0; ; attempt++) {
       if (attempt === MAX_ATTEMPTS) throw new Error(`the ${this.#type} key of ${id} kept changing; retrying`);
       const out = await put(id, expect);
+      this.#newTerm(out.term);
       if (out.written) return null;
       const held = out.held;
       if (held === null) expect = { kind: 'absent' };
@@ -272,6 +289,17 @@ export class InstanceIdClaim {
         };
       }
     }
+  }
+
+  /**
+   * A store answer's leadership term: a new one (etcd: a member became leader, as after a restart or
+   * a leader switch, even one no call of this meshlet's saw) renewed every lease, a crashed run's too,
+   * so a holder's watch starts over (see {@link HolderWait.interrupted}).
+   */
+  #newTerm(term: string | undefined): void {
+    if (term === undefined) return;
+    if (this.#term !== undefined && term !== this.#term) this.#wait.interrupted();
+    this.#term = term;
   }
 
   /** The watch's verdict on a holder (a value that is no valid record is no crashed meshlet's: decided). */

@@ -72,11 +72,14 @@ export class KvRegistryCore {
    * backend's record store for its spec and the claim that picks its service ID. `expiryMs`: the
    * longest a crashed instance's key outlives it (its lease or TTL, ms); a key held at another
    * address is watched for that plus one check interval before it is called another live
-   * instance's. Returns the store, or null when nothing is registered.
+   * instance's. `renewalMs`: how much longer that watch lasts when it started over because the
+   * backend did not answer (the longest the backend may put a key's expiry off when it comes back;
+   * default 0). Returns the store, or null when nothing is registered.
    */
   register<S extends RecordStore>(
     expiryMs: number,
     store: (spec: InstanceSpec, claim: InstanceIdClaim) => S,
+    renewalMs = 0,
   ): S | null {
     const service = this.#config.service;
     if (service === undefined || this.settings.register === false) return null;
@@ -86,6 +89,7 @@ export class KvRegistryCore {
       metrics: this.metrics,
       logger: this.logger,
       graceMs: expiryMs + this.settings.check.interval,
+      renewalMs,
     });
     const made = store(spec, claim);
     this.registration = new InstanceRegistration(spec, probeSettings(service, this.settings.check), {
