@@ -805,6 +805,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     const kind = classifyFailure(err, this.#requestStarted);
+    if (kind === 'loop') {
+      // The endpoint is meshlet's own listener, found once connected (nothing sent): its upstream set
+      // it aside (forwarding-loop.ts). The request goes on as if it had never been picked: no
+      // failure counted, no retry spent; another endpoint, else 503 no_healthy_endpoints.
+      if (this.#body === null || Buffer.isBuffer(this.#body) || !this.#bodyTouched()) {
+        this.#attempts--;
+        this.#handle = undefined;
+        this.#attempt();
+      } else this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
+      return;
+    }
     if (kind === 'timeout' && err instanceof AttemptTimeoutError && this.#uploading()) {
       // The client was still sending the body when the wait for the answer ran out: its slowness,
       // not the endpoint's (Envoy starts its timeouts once the request is complete). Not blamed.

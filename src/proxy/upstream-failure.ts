@@ -1,5 +1,6 @@
 // Classifies why an attempt to an endpoint failed (undici and socket error codes → a failure kind).
 import { MeshletError } from '../errors/meshlet-error.ts';
+import { FORWARDING_LOOP_CODE } from '../upstream/forwarding-loop.ts';
 
 /**
  * Why an attempt failed before a response finished:
@@ -12,8 +13,12 @@ import { MeshletError } from '../errors/meshlet-error.ts';
  * - `exhausted`: meshlet could not open a connection because it is out of file descriptors
  *   (`EMFILE`, `ENFILE`): its own failure, never the endpoint's; nothing was sent, the request is
  *   answered 503 `overloaded` and not retried.
+ * - `loop`: the connection reached one of meshlet's own listeners (the endpoint's host name resolves
+ *   to this host, forwarding-loop.ts) and was closed before any byte was written: the endpoint is
+ *   set aside as a forwarding loop, never counted as failing; the request moves to another
+ *   endpoint, else gets 503 `no_healthy_endpoints`.
  */
-export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted' | 'local' | 'exhausted';
+export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted' | 'local' | 'exhausted' | 'loop';
 
 /** meshlet's own exhaustion: no file descriptor left in the process (`EMFILE`) or on the host (`ENFILE`). */
 const EXHAUSTED_CODES = new Set(['EMFILE', 'ENFILE']);
@@ -130,6 +135,7 @@ export function streamResetCode(err: Error): number | undefined {
 /** The failure kind of an error raised by undici or the socket. */
 export function classifyFailure(err: Error, requestStarted: boolean): FailureKind {
   const code = (err as { code?: string }).code ?? '';
+  if (code === FORWARDING_LOOP_CODE) return 'loop';
   if (EXHAUSTED_CODES.has(code)) return 'exhausted';
   if (CONNECT_CODES.has(code)) return 'connect';
   if (LOCAL_CODES.has(code)) return 'local';
@@ -158,6 +164,9 @@ export function errorForFailure(
       `meshlet's HTTP client refused the request: ${err.message} (${why})`,
       upstream,
     );
+  }
+  if (kind === 'loop') {
+    return new MeshletError('no_healthy_endpoints', `${err.message} (${why})`, upstream);
   }
   if (kind === 'exhausted') {
     return new MeshletError(

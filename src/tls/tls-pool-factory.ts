@@ -6,6 +6,7 @@ import { Pool } from '../upstream/undici-pool.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { handshakeFailureReason } from '../telemetry/tls-metrics.ts';
 import type { Endpoint } from '../upstream/endpoint.ts';
+import type { ConnectCheck } from '../upstream/forwarding-loop.ts';
 import { h2Client } from '../http2/h2-client.ts';
 import { type EndpointDialer, plainDial } from '../tunnel/dial.ts';
 import { type PoolFactory, plainPoolFactory, speaksH2 } from '../upstream/upstream.ts';
@@ -48,7 +49,9 @@ function identityError(message: string): Error {
  * the server's chain against the trust bundle and that its SPIFFE identity is `service` (in the
  * trust domain, when one is set). Every failure after TCP connected — bad chain, wrong identity,
  * reset during the handshake — is reported with an `ERR_TLS*` code before anything was sent, so the
- * request path counts it as a connect failure (retries, outlier detection).
+ * request path counts it as a connect failure (retries, outlier detection). `check` (the
+ * forwarding-loop guard), when given, runs once TCP connected: a connection it refuses is destroyed
+ * and fails with its error, not counted as a handshake failure (the TLS client hello may have left).
  */
 export function mtlsConnector(
   tls: MeshTls,
@@ -56,6 +59,7 @@ export function mtlsConnector(
   connectTimeoutMs: number,
   metrics: TlsMetrics,
   alpn: readonly string[] = HTTP1_ALPN,
+  check?: ConnectCheck,
 ): buildConnector.connector {
   return (options, callback) => {
     const host = options.hostname.startsWith('[') ? options.hostname.slice(1, -1) : options.hostname;
@@ -121,6 +125,8 @@ export function mtlsConnector(
     }, connectTimeoutMs);
     socket.once('connect', () => {
       tcpConnected = true;
+      const refused = check?.(socket) ?? null;
+      if (refused !== null) finish(refused);
     });
     socket.on('error', onError);
     socket.once('secureConnect', () => finish(null));
@@ -134,18 +140,18 @@ export function mtlsConnector(
  * the handshake (a connect failure), never a silent downgrade to HTTP/1.1.
  */
 export function tlsPoolFactory(tls: MeshTls | null): PoolFactory {
-  return (endpoint, settings, upstream) => {
+  return (endpoint, settings, upstream, check) => {
     if (tls === null || tlsModeOf(endpoint, true) !== 'mtls')
-      return plainPoolFactory(endpoint, settings, upstream);
+      return plainPoolFactory(endpoint, settings, upstream, check);
     if (speaksH2(endpoint, settings)) {
       return h2Client(`https://${endpoint.id}`, {
         connectTimeoutMs: settings.connectTimeoutMs,
-        connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics, H2_ALPN),
+        connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics, H2_ALPN, check),
       });
     }
     return new Pool(`https://${endpoint.id}`, {
       pipelining: 1,
-      connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics),
+      connect: mtlsConnector(tls, upstream, settings.connectTimeoutMs, tls.metrics, HTTP1_ALPN, check),
       keepAliveTimeout: KEEP_ALIVE_MS,
     });
   };

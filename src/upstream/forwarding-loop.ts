@@ -1,9 +1,57 @@
-// Forwarding-loop guard: whether an endpoint is one of this meshlet's own listening sockets.
+// Forwarding-loop guard: whether an endpoint, or the peer of a connection just opened to one, is one of this meshlet's own listening sockets.
+import type { Socket } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
+import type { buildConnector } from 'undici';
 import type { Endpoint } from './endpoint.ts';
 
 /** The warning logged (once per endpoint while it stays refused) for an endpoint that is meshlet's own listener. */
 export const FORWARDING_LOOP_WARNING = "endpoint is meshlet's own listener: forwarding loop refused";
+
+/** The `code` of {@link ForwardingLoopError}. */
+export const FORWARDING_LOOP_CODE = 'MESHLET_FORWARDING_LOOP';
+
+/**
+ * A connection to an endpoint reached one of meshlet's own listeners (its host name resolved to
+ * this host): closed before any byte was written. Nothing was sent; the endpoint is no failing one.
+ */
+export class ForwardingLoopError extends Error {
+  readonly code = FORWARDING_LOOP_CODE;
+  constructor(endpoint: string, peer: string) {
+    super(
+      `endpoint ${endpoint} connected to ${peer}, meshlet's own listener: forwarding loop refused, nothing sent`,
+    );
+    this.name = 'ForwardingLoopError';
+  }
+}
+
+/**
+ * Checks a connection to an endpoint once it is open, before any byte is written on it: null to use
+ * it, else the error the connection attempt fails with (the socket is then destroyed).
+ */
+export type ConnectCheck = (socket: Socket) => Error | null;
+
+/**
+ * `connector` with every connection it opens passed to `check` first (once per connection, never
+ * per request); a connection `check` refuses is destroyed and the attempt fails with its error.
+ * The socket `connector` returns is returned too (undici cancels a connect through it).
+ */
+export function checkedConnector(
+  connector: buildConnector.connector,
+  check: ConnectCheck,
+): buildConnector.connector {
+  return (options, callback) =>
+    connector(options, (...args) => {
+      // undici's connector calls back with the error alone when it fails.
+      const socket = args[1] as Socket | null | undefined;
+      const refused = args[0] === null && socket !== null && socket !== undefined ? check(socket) : null;
+      if (refused === null) {
+        callback(...args);
+        return;
+      }
+      socket!.destroy();
+      callback(refused, null);
+    });
+}
 
 /** This host's own names and interface addresses (normalized), read once per process and cached. */
 let hostAddresses: ReadonlySet<string> | null = null;
@@ -95,6 +143,18 @@ export class OwnListeners {
   /** Whether `endpoint` is one of meshlet's own listening sockets (its port first: the address is read only on a match). */
   isOwnListener(endpoint: Endpoint): boolean {
     return this.#ports.has(endpoint.port) && isOwnHostAddress(endpoint.address);
+  }
+
+  /**
+   * Whether a connected socket's peer is one of meshlet's own listening sockets: the same test as
+   * {@link isOwnListener} on the address and port it actually reached (a host name resolved to this
+   * host included). Its port first: the address is read only on a match.
+   */
+  isOwnPeer(socket: Socket): boolean {
+    const port = socket.remotePort;
+    if (port === undefined || !this.#ports.has(port)) return false;
+    const address = socket.remoteAddress;
+    return address !== undefined && isOwnHostAddress(address);
   }
 
   /** Calls `cb` each time a new port is added; returns a function that stops it. */

@@ -1,5 +1,7 @@
 // An upstream: its endpoints, balancer, connection pools, and the resilience policies that guard it.
+import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
+import buildConnector from 'undici/lib/core/connect.js';
 import { h2Client } from '../http2/h2-client.ts';
 import { Pool } from './undici-pool.ts';
 import { createBalancer } from '../balancer/create-balancer.ts';
@@ -21,7 +23,13 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.ts';
 import type { RefusalLog } from '../tls/refusal-log.ts';
 import { type Endpoint, EndpointHandle } from './endpoint.ts';
-import { FORWARDING_LOOP_WARNING, type OwnListeners } from './forwarding-loop.ts';
+import {
+  checkedConnector,
+  type ConnectCheck,
+  FORWARDING_LOOP_WARNING,
+  ForwardingLoopError,
+  type OwnListeners,
+} from './forwarding-loop.ts';
 import {
   idleProtocolErrorLog,
   type IdleProtocolErrorReason,
@@ -34,24 +42,44 @@ export type EndpointPool = Pick<Dispatcher, 'dispatch' | 'close'>;
 
 /**
  * Creates the connection pool of one endpoint (plain HTTP here; the TLS layer supplies mTLS pools).
- * `upstream` is the upstream's name: the identity an mTLS server must prove.
+ * `upstream` is the upstream's name: the identity an mTLS server must prove. `check`, when given,
+ * is run on each connection the pool opens, before any byte is written on it (the forwarding-loop
+ * guard): a connection it refuses is destroyed and the attempt fails with its error.
  */
-export type PoolFactory = (endpoint: Endpoint, settings: UpstreamSettings, upstream: string) => EndpointPool;
+export type PoolFactory = (
+  endpoint: Endpoint,
+  settings: UpstreamSettings,
+  upstream: string,
+  check?: ConnectCheck,
+) => EndpointPool;
 
 /** Whether meshlet speaks HTTP/2 to an endpoint: its own advertised protocol, else the upstream's. */
 export function speaksH2(endpoint: Endpoint, settings: UpstreamSettings): boolean {
   return (endpoint.protocol ?? settings.protocol) !== 'http1';
 }
 
-/** Per-endpoint keep-alive pool: pipelining off, connect timeout from settings; h2c for HTTP/2 and gRPC. */
-export const plainPoolFactory: PoolFactory = (endpoint, settings) =>
-  speaksH2(endpoint, settings)
-    ? h2Client(`http://${endpoint.id}`, { connectTimeoutMs: settings.connectTimeoutMs })
-    : new Pool(`http://${endpoint.id}`, {
-        pipelining: 1,
-        connect: { timeout: settings.connectTimeoutMs },
-        keepAliveTimeout: 4000,
-      });
+/**
+ * Per-endpoint keep-alive pool: pipelining off, connect timeout from settings; h2c for HTTP/2 and
+ * gRPC. With a `check`, the pool's connector (undici's own, built once per pool) runs it on each
+ * new connection.
+ */
+export const plainPoolFactory: PoolFactory = (endpoint, settings, _upstream, check) => {
+  const timeout = settings.connectTimeoutMs;
+  if (speaksH2(endpoint, settings)) {
+    if (check === undefined) return h2Client(`http://${endpoint.id}`, { connectTimeoutMs: timeout });
+    // The connector h2Client builds itself for h2c (undici's types leave out `useH2c`, which it reads).
+    const h2c = buildConnector({ allowH2: true, ...{ useH2c: true }, timeout });
+    return h2Client(`http://${endpoint.id}`, {
+      connectTimeoutMs: timeout,
+      connect: checkedConnector(h2c, check),
+    });
+  }
+  return new Pool(`http://${endpoint.id}`, {
+    pipelining: 1,
+    connect: check === undefined ? { timeout } : checkedConnector(buildConnector({ timeout }), check),
+    keepAliveTimeout: 4000,
+  });
+};
 
 const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
 
@@ -63,7 +91,10 @@ const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
  * upstream's breaker, resource limits, retry budget and backoff. An endpoint that breaks HTTP/1.1 on
  * an idle connection of its pool (bytes after a complete response) counts a gateway failure with
  * outlier detection, like a reset (idle-protocol-error.ts). An endpoint that is one of meshlet's own
- * listeners (forwarding-loop.ts) is never used: kept out of the handles, shown as `loopEndpoints`.
+ * listeners (forwarding-loop.ts) is never used: kept out of the handles, shown as `loopEndpoints`;
+ * by its address when discovery delivers it, or, for a host name that resolves to this host, by the
+ * peer a connection of its pool reached (closed before any byte is written), until discovery
+ * delivers a different endpoint list.
  */
 export class Upstream {
   readonly name: string;
@@ -99,6 +130,12 @@ export class Upstream {
   #snapshot: readonly Endpoint[] = [];
   /** Endpoints of the snapshot refused as meshlet's own listeners (a forwarding loop). */
   #loops: readonly Endpoint[] = [];
+  /**
+   * Endpoint ids whose connection reached one of meshlet's own listeners (a host name resolving to
+   * this host), with the peer it reached: refused like {@link loopEndpoints} until discovery
+   * delivers a different endpoint list.
+   */
+  readonly #connectLoops = new Map<string, string>();
   /** Whether the `state="loop"` endpoint gauge was ever set (it is published from the first refusal on). */
   #loopSeries = false;
   readonly #ownListeners: OwnListeners | null;
@@ -123,7 +160,7 @@ export class Upstream {
     this.#ownListeners = ownListeners ?? null;
     this.#stopOwnListeners =
       ownListeners?.onChange(() => {
-        if (this.synced && !this.#closed) this.setEndpoints(this.#snapshot);
+        if (this.synced && !this.#closed) this.#apply(this.#snapshot);
       }) ?? null;
     this.#idleProtocolLog = logger === undefined ? null : idleProtocolErrorLog(logger);
     this.settings = settings;
@@ -209,9 +246,17 @@ export class Upstream {
   /**
    * Swaps in a new endpoint snapshot. Handles (and their pools) of endpoints that stay are kept; a
    * new endpoint gets its pool on first use; pools of endpoints that left are closed gracefully
-   * (in-flight requests finish). An endpoint that is meshlet's own listener gets no handle.
+   * (in-flight requests finish). An endpoint that is meshlet's own listener gets no handle; one
+   * found so at connect stays refused while the snapshot lists the same endpoint ids, and is checked
+   * afresh once a different list arrives.
    */
   setEndpoints(snapshot: readonly Endpoint[]): void {
+    if (!sameIds(this.#snapshot, snapshot)) this.#connectLoops.clear();
+    this.#apply(snapshot);
+  }
+
+  /** {@link setEndpoints} without forgetting the endpoints refused at connect (the same list again). */
+  #apply(snapshot: readonly Endpoint[]): void {
     this.#snapshot = snapshot;
     const byId = new Map<string, EndpointHandle>();
     for (const h of this.#handles) byId.set(h.endpoint.id, h);
@@ -318,9 +363,14 @@ export class Upstream {
   poolOf(handle: EndpointHandle): EndpointPool | undefined {
     const pool = this.#pools.get(handle);
     if (pool !== null) return pool;
+    const endpoint = handle.endpoint;
+    const check =
+      this.#ownListeners === null
+        ? undefined
+        : (socket: Socket): Error | null => this.#checkConnection(endpoint, socket);
     let created: EndpointPool;
     try {
-      created = this.#poolFactory(handle.endpoint, this.settings, this.name);
+      created = this.#poolFactory(endpoint, this.settings, this.name, check);
     } catch {
       return undefined;
     }
@@ -375,6 +425,24 @@ export class Upstream {
   }
 
   /**
+   * A connection to `endpoint` just opened: when its peer is one of meshlet's own listeners (a host
+   * name that resolves to this host), the endpoint is set aside as a loop like a refusal at
+   * discovery (warned of once, `loopEndpoints`, the `state="loop"` gauge), its pool closed, and the
+   * attempt fails with a {@link ForwardingLoopError} before any byte was written: counted against no
+   * endpoint, breaker or retry budget (the request path moves the request on).
+   */
+  #checkConnection(endpoint: Endpoint, socket: Socket): Error | null {
+    if (!this.#ownListeners!.isOwnPeer(socket)) return null;
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const current = this.#snapshot.some((e) => e.id === endpoint.id);
+    if (!this.#closed && current && !this.#connectLoops.has(endpoint.id)) {
+      this.#connectLoops.set(endpoint.id, peer);
+      this.#apply(this.#snapshot);
+    }
+    return new ForwardingLoopError(endpoint.id, peer);
+  }
+
+  /**
    * `snapshot` without the endpoints that are meshlet's own listeners; those become `loopEndpoints`,
    * each warned of once (when it becomes one). A request there would come back into meshlet: each hop
    * a new connection, retries multiplying it, until fd or concurrency limits (a forwarding loop).
@@ -382,17 +450,22 @@ export class Upstream {
   #refuseLoops(snapshot: readonly Endpoint[]): readonly Endpoint[] {
     const guard = this.#ownListeners;
     if (guard === null) return snapshot;
-    const loops = snapshot.filter((e) => guard.isOwnListener(e));
+    const found = this.#connectLoops;
+    const loops = snapshot.filter((e) => found.has(e.id) || guard.isOwnListener(e));
     const before = this.#loops;
     this.#loops = loops;
     if (loops.length === 0) return snapshot;
     for (const e of loops) {
       if (before.some((b) => b.id === e.id)) continue;
+      const peer = found.get(e.id);
       this.#logger?.warn({
         msg: FORWARDING_LOOP_WARNING,
         upstream: this.name,
         endpoint: e.id,
-        detail: `port ${e.port} is a meshlet listener port and ${e.address} is this host: not used (check the registry entry of this upstream)`,
+        detail:
+          peer === undefined
+            ? `port ${e.port} is a meshlet listener port and ${e.address} is this host: not used (check the registry entry of this upstream)`
+            : `${e.address} resolved to ${peer}, a meshlet listener on this host: connection closed before anything was sent, not used until discovery delivers a different endpoint list (check the registry entry of this upstream)`,
       });
     }
     return snapshot.filter((e) => !loops.includes(e));
@@ -500,6 +573,13 @@ function samePolicy(a: RequestPolicy, b: RequestPolicy): boolean {
     sameJson(x.retryOn.conditions, y.retryOn.conditions) &&
     sameJson([...x.retryOn.statusCodes].sort(), [...y.retryOn.statusCodes].sort())
   );
+}
+
+/** Whether two snapshots list the same endpoint ids (in any order). */
+function sameIds(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
+  if (a.length !== b.length) return false;
+  const ids = new Set(a.map((e) => e.id));
+  return b.every((e) => ids.has(e.id));
 }
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
