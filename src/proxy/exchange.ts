@@ -184,6 +184,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #holdsRetry = false;
   /** True while every attempt so far failed to connect (then a fallback may still serve). */
   #onlyConnectFailures = true;
+  /** True once an endpoint of the upstream was found to be meshlet's own listener at connect (nothing sent). */
+  #metLoop = false;
   #failedOver = false;
   #status = 0;
   /** The call's `grpc-status` once known (from headers or trailers), else -1. */
@@ -417,7 +419,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /**
    * Every attempt on the primary failed to connect (nothing was sent anywhere): move the request to
    * the primary's fallback, once. The primary's breaker hears the failure; its slots are given back.
-   * False when there is no fallback (or the request already moved).
+   * When the only endpoints tried were found to be meshlet's own listeners (a forwarding loop, no
+   * attempt counted), the breaker gets its admission back without an outcome. False when there is
+   * no fallback (or the request already moved).
    */
   #failover(): boolean {
     if (this.#failedOver || !this.#onlyConnectFailures) return false;
@@ -425,7 +429,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const fallback = this.#fallbackOf(primary);
     if (fallback === undefined) return false;
     this.#failedOver = true;
-    this.#settleBreaker(false);
+    if (this.#attempts > 0) this.#settleBreaker(false);
+    else this.#releaseBreaker();
     if (this.#holdsRequest) primary.limits.releaseRequest();
     if (this.#holdsRetry) primary.limits.releaseRetry();
     this.#holdsRequest = false;
@@ -442,7 +447,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const handle = upstream.pick(this.#hashKey, this.#handle);
     const pool = handle === undefined ? undefined : upstream.poolOf(handle);
     if (handle === undefined || pool === undefined) {
-      if (this.#attempts > 0 && this.#failover()) return;
+      if ((this.#attempts > 0 || this.#metLoop) && this.#failover()) return;
       this.#fail(
         new MeshletError(
           'no_healthy_endpoints',
@@ -808,8 +813,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (kind === 'loop') {
       // The endpoint is meshlet's own listener, found once connected (nothing sent): its upstream set
       // it aside (forwarding-loop.ts). The request goes on as if it had never been picked: no
-      // failure counted, no retry spent; another endpoint, else 503 no_healthy_endpoints.
+      // failure counted, no retry spent; another endpoint, else the fallback (nothing was sent
+      // anywhere, #failover), else 503 no_healthy_endpoints.
       if (this.#body === null || Buffer.isBuffer(this.#body) || !this.#bodyTouched()) {
+        this.#metLoop = true;
         this.#attempts--;
         this.#handle = undefined;
         this.#attempt();

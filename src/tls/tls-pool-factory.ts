@@ -162,10 +162,10 @@ export function tlsPoolFactory(tls: MeshTls | null): PoolFactory {
  * that advertises it (when TLS is configured), plain TCP otherwise.
  */
 export function tlsDialer(tls: MeshTls | null): EndpointDialer {
-  return (endpoint, upstream, connectTimeoutMs) => {
+  return (endpoint, upstream, connectTimeoutMs, check) => {
     if (tls === null || tlsModeOf(endpoint, true) !== 'mtls')
-      return plainDial(endpoint, upstream, connectTimeoutMs);
-    const connector = mtlsConnector(tls, upstream, connectTimeoutMs, tls.metrics);
+      return plainDial(endpoint, upstream, connectTimeoutMs, check);
+    const connector = mtlsConnector(tls, upstream, connectTimeoutMs, tls.metrics, HTTP1_ALPN, check);
     return new Promise((resolve, reject) => {
       connector(
         {

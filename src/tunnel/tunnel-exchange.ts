@@ -34,8 +34,11 @@ export type Handshake = (socket: Socket, handle: EndpointHandle) => ClientReques
  * One tunnel request on the outbound side. Admission (concurrency limit, breaker) holds for the
  * handshake only: an established tunnel holds no request slot. Connect failures are retried on
  * another endpoint (nothing was sent; within `retries.attempts` and the budget); once the
- * handshake was sent nothing is retried. The endpoint's outlier detector and the breaker hear how
- * the handshake went: a connect failure, a 5xx or no answer in time count against them.
+ * handshake was sent nothing is retried. A connection that reached one of meshlet's own listeners
+ * (the upstream's forwarding-loop check, run on each dial) is closed before any byte and its
+ * endpoint set aside: the tunnel moves to another endpoint, counted against nothing, else gets 503
+ * no_healthy_endpoints. The endpoint's outlier detector and the breaker hear how the handshake
+ * went: a connect failure, a 5xx or no answer in time count against them.
  */
 export class TunnelExchange {
   readonly #ctx: TunnelContext;
@@ -118,7 +121,12 @@ export class TunnelExchange {
     handle.active++;
     let socket: Socket;
     try {
-      socket = await this.#ctx.dial(handle.endpoint, upstream.name, upstream.settings.connectTimeoutMs);
+      socket = await this.#ctx.dial(
+        handle.endpoint,
+        upstream.name,
+        upstream.settings.connectTimeoutMs,
+        upstream.connectCheck(handle.endpoint),
+      );
     } catch (err) {
       handle.active--;
       this.#connectFailed(handle, err as Error);
@@ -211,7 +219,17 @@ export class TunnelExchange {
 
   #connectFailed(handle: EndpointHandle, err: Error): void {
     const upstream = this.#upstream;
-    if (classifyFailure(err, false) === 'exhausted') {
+    const kind = classifyFailure(err, false);
+    if (kind === 'loop') {
+      // The endpoint is meshlet's own listener, found once connected (nothing sent): its upstream
+      // set it aside (forwarding-loop.ts). The tunnel goes on as if it had never been picked: no
+      // failure counted, no retry spent; another endpoint, else 503 no_healthy_endpoints.
+      this.#attempts--;
+      this.#handle = undefined;
+      if (!this.#done) void this.#attempt();
+      return;
+    }
+    if (kind === 'exhausted') {
       // meshlet's own fd limit, not the endpoint's failure: no outlier count, no retry.
       noteFdExhaustion(this.#ctx.proxy.logger, err, upstream.name);
       this.#fail(errorForFailure('exhausted', err, upstream.name, handle.endpoint.id));

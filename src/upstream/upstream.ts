@@ -364,13 +364,9 @@ export class Upstream {
     const pool = this.#pools.get(handle);
     if (pool !== null) return pool;
     const endpoint = handle.endpoint;
-    const check =
-      this.#ownListeners === null
-        ? undefined
-        : (socket: Socket): Error | null => this.#checkConnection(endpoint, socket);
     let created: EndpointPool;
     try {
-      created = this.#poolFactory(endpoint, this.settings, this.name, check);
+      created = this.#poolFactory(endpoint, this.settings, this.name, this.connectCheck(endpoint));
     } catch {
       return undefined;
     }
@@ -379,6 +375,17 @@ export class Upstream {
       watchIdleProtocolErrors(created, (reason, err) => this.#onIdleProtocolError(handle, reason, err));
     }
     return created;
+  }
+
+  /**
+   * The forwarding-loop check for a connection to `endpoint` (run once it is open, before any byte
+   * is written): the one its pool runs, for the connections opened outside it (a tunnel's dial). A
+   * connection it refuses sets the endpoint aside as a loop (see {@link loopEndpoints}); undefined
+   * when meshlet's own listeners are not known (no guard).
+   */
+  connectCheck(endpoint: Endpoint): ConnectCheck | undefined {
+    if (this.#ownListeners === null) return undefined;
+    return (socket: Socket): Error | null => this.#checkConnection(endpoint, socket);
   }
 
   /** How many pools this upstream holds now: one per live endpoint used since it arrived (or since `timeouts.connect` or `protocol` changed). */

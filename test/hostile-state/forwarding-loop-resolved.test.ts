@@ -1,69 +1,25 @@
 // An endpoint given by a host name that resolves to this host, at one of meshlet's own listener ports, is found when its connection opens: refused, nothing sent, no loop.
-import { channel } from 'node:diagnostics_channel';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { lookup } from 'node:dns/promises';
-import type { Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FORWARDING_LOOP_WARNING, isOwnHostAddress } from '../../src/upstream/forwarding-loop.ts';
-import { type InProcessMeshlet, startMeshlet, writeConfig } from '../helpers/meshlet.ts';
+import { FORWARDING_LOOP_WARNING } from '../../src/upstream/forwarding-loop.ts';
+import { startMeshlet, writeConfig } from '../helpers/meshlet.ts';
 import { metricValue, sampleSum, scrapeMetrics } from '../helpers/metrics.ts';
 import { closedPort, startUpstream } from '../helpers/upstream-server.ts';
 import { upstreamState } from '../helpers/upstream-state.ts';
 import { within } from '../consul/consul-helpers.ts';
 import { makePki, tlsFilesConfig } from '../tls/tls-helpers.ts';
+import {
+  acceptedOn,
+  expectNothingCounted,
+  loopbackAlias,
+  loopWarnings,
+  QUIET,
+  TRIPWIRES,
+} from './loop-fixtures.ts';
 
 /** Longest a request may take, ms: refused at once (without the guard the loop took 10 s and ~1,300 connections). */
 const ANSWER_WITHIN_MS = 3000;
-
-/** No gRPC admin port (15002 is shared by every test), a drain bounded to 1 s, no access log. */
-const QUIET = {
-  accessLog: { enabled: false },
-  shutdown: { drainDelay: 0, drainTimeout: '1s' },
-} as const;
-
-/** A single counted failure would trip them: an ejection after one connect failure, the breaker after one failed request. */
-const TRIPWIRES = {
-  outlierDetection: { consecutiveConnectFailure: 1, consecutiveGatewayFailure: 1, maxEjectionPercent: 100 },
-  circuitBreaker: { volumeThreshold: 1, errorThresholdPercentage: 1 },
-} as const;
-
-/**
- * A host name that really resolves to 127.0.0.1 here and that the discovery-time check does not
- * recognize (not `localhost`, not the host name): a loopback alias from /etc/hosts, or a usual one.
- */
-async function loopbackAlias(): Promise<string> {
-  const names = new Set<string>();
-  try {
-    for (const line of readFileSync('/etc/hosts', 'utf8').split('\n')) {
-      const [address, ...aliases] = line.replace(/#.*/, '').trim().split(/\s+/);
-      if (address?.startsWith('127.')) for (const a of aliases) names.add(a);
-    }
-  } catch {
-    // no /etc/hosts: the usual names only
-  }
-  for (const n of ['localhost.localdomain', 'localhost4', 'ip6-localhost', 'ip6-loopback']) names.add(n);
-  for (const name of names) {
-    if (isOwnHostAddress(name)) continue;
-    const found = await lookup(name, { all: true }).catch(() => []);
-    if (found.some((a) => a.address === '127.0.0.1')) return name;
-  }
-  throw new Error(
-    'no host name here resolves to 127.0.0.1 but localhost and the host name: add one to /etc/hosts (e.g. "127.0.0.1 meshlet-self")',
-  );
-}
-
-/** Every connection accepted on `port` in this process (meshlet's listeners run here), from now on. */
-function acceptedOn(port: number): { sockets: Socket[]; stop(): void } {
-  const sockets: Socket[] = [];
-  const accepted = channel('net.server.socket');
-  const onSocket = (message: unknown): void => {
-    const { socket } = message as { socket: Socket };
-    if (socket.localPort === port) sockets.push(socket);
-  };
-  accepted.subscribe(onSocket);
-  return { sockets, stop: () => accepted.unsubscribe(onSocket) };
-}
 
 const stops: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -84,27 +40,6 @@ async function get(url: string, host?: string) {
     attempts: res.headers['x-meshlet-attempts'],
     ms: performance.now() - started,
   };
-}
-
-function loopWarnings(mesh: InProcessMeshlet, upstream: string): unknown[] {
-  return mesh.logs
-    .filter((l) => l.msg === FORWARDING_LOOP_WARNING && l.upstream === upstream)
-    .map((l) => l.endpoint);
-}
-
-/** Nothing counted against the upstream's endpoints, breaker or retry budget. */
-async function expectNothingCounted(mesh: InProcessMeshlet, upstream: string): Promise<void> {
-  const text = await scrapeMetrics(mesh.admin);
-  for (const result of ['connect_failure', 'reset', 'timeout']) {
-    expect(sampleSum(text, 'meshlet_upstream_attempts_total', { upstream, result }), result).toBe(0);
-  }
-  expect(sampleSum(text, 'meshlet_upstream_connect_errors_total', { upstream })).toBe(0);
-  expect(sampleSum(text, 'meshlet_outlier_ejections_total', { upstream })).toBe(0);
-  expect(sampleSum(text, 'meshlet_retries_total', { upstream })).toBe(0);
-  expect(sampleSum(text, 'meshlet_circuit_breaker_transitions_total', { upstream })).toBe(0);
-  const state = await upstreamState(mesh.admin, upstream);
-  expect(state.circuitBreaker).toBe('closed');
-  expect(state.outlierDetection.ejectionsActive).toBe(0);
 }
 
 describe('forwarding loops through a host name that resolves to this host', () => {
@@ -331,6 +266,45 @@ describe('forwarding loops through a host name that resolves to this host', () =
       const state = await upstreamState(mesh.admin, 'orders');
       expect(state.endpoints.map((e) => [e.id, e.state as string])).toEqual([[`${alias}:${out}`, 'loop']]);
       await expectNothingCounted(mesh, 'orders');
+    },
+  );
+  it(
+    'an upstream with a fallback whose only endpoint is a name for this host at the outbound port: the request moves to the fallback (a failover), nothing counted against the primary',
+    { timeout: 20_000 },
+    async () => {
+      const alias = await loopbackAlias();
+      const backup = await startUpstream();
+      stops.push(() => backup.close());
+      const out = await closedPort();
+      const seen = acceptedOn(out);
+      stops.push(seen.stop);
+      const endpoint = `${alias}:${out}`;
+      const mesh = await startMeshlet({
+        ...QUIET,
+        listeners: { outbound: { port: out }, adminGrpc: { enabled: false } },
+        registry: { type: 'static', endpoints: { users: [endpoint], backup: [backup.endpoint] } },
+        // No retries: nothing was sent anywhere, so the request moves all the same.
+        upstreams: { users: { fallback: 'backup', retries: { attempts: 1 }, ...TRIPWIRES }, backup: {} },
+      });
+      stops.push(() => mesh.close());
+      const failovers = async () =>
+        sampleSum(await scrapeMetrics(mesh.admin), 'meshlet_failovers_total', {
+          upstream: 'users',
+          fallback: 'backup',
+        });
+      // The first request finds the loop at connect and moves; the next ones go to the fallback at
+      // admission (the primary has no usable endpoint left). Each one is a failover.
+      for (let i = 0; i < 3; i++) {
+        const r = await get(`${mesh.outbound}/v1/${i}`, 'users');
+        expect([r.status, r.error, r.attempts]).toEqual([200, undefined, '1']);
+        expect(r.ms).toBeLessThan(ANSWER_WITHIN_MS);
+        expect(await failovers()).toBe(i + 1);
+      }
+      expect(backup.requests.map((q) => q.url)).toEqual(['/v1/0', '/v1/1', '/v1/2']);
+      expect(seen.sockets.filter((s) => s.bytesRead === 0)).toHaveLength(1);
+      expect(mesh.daemon.table.get('users')!.loopEndpoints.map((e) => e.id)).toEqual([endpoint]);
+      expect(loopWarnings(mesh, 'users')).toEqual([endpoint]);
+      await expectNothingCounted(mesh, 'users');
     },
   );
 });
