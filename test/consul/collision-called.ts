@@ -57,11 +57,14 @@ export interface Moved {
  * no collision counted, and /upstreams showing it registered under the default ID.
  */
 export async function expectMovedQuietly(m: InProcessMeshlet, c: Moved): Promise<void> {
+  // The move is logged once the interim ID's deregistration is answered, which the catalog shows first.
+  await within(
+    2000,
+    () => logsAt(m, 'info').some((l) => l.serviceId === c.defaultId && l.interimId === c.interimId),
+    'the move logged (info, naming both IDs)',
+  );
   expect(logsAt(m, 'error')).toEqual([]);
   expect(logsAt(m, 'warn').filter((l) => String(l.msg).includes(c.waitWarning))).toHaveLength(1);
-  expect(logsAt(m, 'info').some((l) => l.serviceId === c.defaultId && l.interimId === c.interimId)).toBe(
-    true,
-  );
   expect(await metric(m.admin, c.renamed)).toBe(0);
   expect(await metric(m.admin, c.refused)).toBe(0);
   const status = await adminGet<{ registry: { registration: unknown } }>(m.admin, '/upstreams');
