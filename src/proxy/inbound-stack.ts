@@ -1,6 +1,6 @@
 // The inbound request path in one screen: verified peer → authorize → concurrency and rate limits → local app.
 import type { AnyRequestListener } from '../listener/http-listener.ts';
-import type { AccessLog } from '../telemetry/access-log.ts';
+import { type AccessLog, elapsedMs } from '../telemetry/access-log.ts';
 import { sendError } from '../errors/error-response.ts';
 import { isGrpcRequest } from '../errors/grpc-status.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
@@ -84,7 +84,7 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
     const refuse = (err: MeshletError, count?: 'bad_request' | 'overloaded' | 'rate_limited'): void => {
       if (count !== undefined) ctx.tlsMetrics.deny(caller, count);
       const requestId = (forwarded ?? forwardRequestHeaders(req, 'https', DROP_INCOMING)).requestId;
-      const durationMs = Math.round((performance.now() - startedAt) * 1e3) / 1e3;
+      const durationMs = elapsedMs(startedAt);
       ctx.metrics.localReply(err.code);
       ctx.metrics.finished(err.status, durationMs / 1000);
       ctx.access.inbound(
@@ -305,8 +305,7 @@ export function inboundRefusals(ctx: InboundContext): InboundRefusalListener {
       refused === undefined
         ? undefined
         : forwardRequestHeaders(refused.req, 'https', DROP_INCOMING).requestId;
-    const durationMs =
-      refused === undefined ? undefined : Math.round((performance.now() - refused.startedAt) * 1e3) / 1e3;
+    const durationMs = refused === undefined ? undefined : elapsedMs(refused.startedAt);
     ctx.metrics.finished(err.status, (durationMs ?? 0) / 1000);
     ctx.access.inbound(
       requestId,

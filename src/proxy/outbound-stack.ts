@@ -6,7 +6,7 @@ import { MeshletError } from '../errors/meshlet-error.ts';
 import { authorityRefusal } from '../route/authority.ts';
 import { normalizePath } from '../route/path-normalize.ts';
 import { pathRefused, type RouteTarget, type Router } from '../route/router.ts';
-import type { AccessPrincipal } from '../telemetry/access-log.ts';
+import { type AccessPrincipal, elapsedMs } from '../telemetry/access-log.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { authorityOf, type DownstreamRequest, type DownstreamResponse, isH2 } from './downstream.ts';
 import { Exchange } from './exchange.ts';
@@ -50,11 +50,6 @@ function hostFromTarget(req: DownstreamRequest, authority: string): void {
   }
   if (!set) raw.push('Host', authority);
   req.headers.host = authority;
-}
-
-/** Milliseconds since `startedAt` (a `performance.now()`), to the microsecond, as access lines write them. */
-function elapsedMs(startedAt: number): number {
-  return Math.round((performance.now() - startedAt) * 1e3) / 1e3;
 }
 
 /** What a handler's refusal line says besides the request's own method and target. */

@@ -17,6 +17,11 @@ const pathStr = (path: string): string => boundedJson(redactQuery(path), MAX_PAT
 /** The start of every line, up to the time. */
 const PREFIX = '{"level":"info","time":"';
 
+/** Milliseconds since `startedAt` (a `performance.now()`), to the microsecond: an access line's `durationMs`. */
+export function elapsedMs(startedAt: number): number {
+  return Math.round((performance.now() - startedAt) * 1e3) / 1e3;
+}
+
 /** Status logged when the client's side went away before the answer finished (nginx's 499). */
 export const CLIENT_CLOSED = 499;
 

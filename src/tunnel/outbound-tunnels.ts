@@ -11,6 +11,7 @@ import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
 import { forwardRequestHeaders } from '../proxy/headers.ts';
 import { targetRefusal } from '../proxy/request-target.ts';
 import type { RouteTarget, Router } from '../route/router.ts';
+import { elapsedMs } from '../telemetry/access-log.ts';
 import { type TunnelKind, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { requestOn, type TunnelContext, TunnelExchange } from './tunnel-exchange.ts';
 import { upgradeBodyRefusal } from './upgrade-body.ts';
@@ -39,7 +40,7 @@ function refuse(
   upstream: string,
   requestId: string,
 ): void {
-  const durationMs = Math.round((performance.now() - startedAt) * 1e3) / 1e3;
+  const durationMs = elapsedMs(startedAt);
   ctx.proxy.unrouted.localReply(err.code);
   ctx.proxy.unrouted.finished(err.status, durationMs / 1000);
   ctx.proxy.access.tunnel({

@@ -1,5 +1,5 @@
 // The one access line of one tunnel: what is known at its handshake, completed and written once when it ends or is refused.
-import type { AccessLog, TunnelAccessLine } from '../telemetry/access-log.ts';
+import { type AccessLog, elapsedMs, type TunnelAccessLine } from '../telemetry/access-log.ts';
 import type { TunnelEnd } from '../telemetry/tunnel-metrics.ts';
 
 /** What a tunnel's line says that is known when its handshake arrives. */
@@ -45,7 +45,7 @@ export class TunnelAccess {
       error: end.error,
       endpoint: end.endpoint,
       attempts: end.attempts,
-      durationMs: Math.round((performance.now() - this.#startedAt) * 1e3) / 1e3,
+      durationMs: elapsedMs(this.#startedAt),
       bytesReceived: relayed?.up,
       bytesSent: relayed?.down,
       closeReason: relayed?.reason,
