@@ -115,7 +115,7 @@ export class Daemon {
   readonly #gcDurations: boolean;
   /** Live WebSocket and CONNECT tunnels (both directions), closed on drain. */
   readonly #tunnels: TunnelSet;
-  /** Ports of the listeners bound so far that lead back into meshlet: endpoints on them are refused (forwarding-loop.ts). */
+  /** Addresses and ports of the listeners bound so far that lead back into meshlet: endpoints reaching them are refused (forwarding-loop.ts). */
   readonly #ownListeners = new OwnListeners();
   #listeners: HttpListener[] = [];
   #admin: HttpListener | null = null;
@@ -238,9 +238,9 @@ export class Daemon {
     this.#admin = await listenHttp1(listeners.admin.address, listeners.admin.port, adminHandler(view), {
       connections: this.#connectionGuard('admin'),
     });
-    this.#ownListeners.add(this.#admin.port);
+    this.#ownListeners.add(this.#admin.port, this.#admin.address);
     await this.#startAdminGrpc(view);
-    if (this.#adminGrpc !== null) this.#ownListeners.add(this.#adminGrpc.port);
+    if (this.#adminGrpc !== null) this.#ownListeners.add(this.#adminGrpc.port, this.#adminGrpc.address);
     // Startup's garbage goes before the data listeners open, so no request waits for this collection.
     const compaction = compactHeap();
     this.logger.debug({
@@ -272,7 +272,7 @@ export class Daemon {
         },
       ),
     );
-    this.#ownListeners.add(this.#listeners[0]!.port);
+    this.#ownListeners.add(this.#listeners[0]!.port, this.#listeners[0]!.address);
     if (this.#inbound !== null) this.#listeners.push(this.#inbound.listener);
     for (const [name, spec] of Object.entries(this.config.upstreams)) {
       if (spec.port !== undefined) await this.#listenForUpstream(name, spec.port);
@@ -287,7 +287,7 @@ export class Daemon {
       };
       this.#gateway = await Gateway.start(this.config, deps);
       this.#listeners.push(this.#gateway.listener);
-      this.#ownListeners.add(this.#gateway.listener.port);
+      this.#ownListeners.add(this.#gateway.listener.port, this.#gateway.listener.address);
     }
     this.logger.info({ msg: 'meshlet started', ...this.addresses(), malloc: mallocInUse() });
   }
@@ -316,7 +316,7 @@ export class Daemon {
     });
     this.#perUpstream[name] = listener;
     this.#listeners.push(listener);
-    this.#ownListeners.add(listener.port);
+    this.#ownListeners.add(listener.port, listener.address);
     return listener.port;
   }
 

@@ -1,5 +1,5 @@
 // Forwarding-loop guard: whether an endpoint, or the peer of a connection just opened to one, is one of this meshlet's own listening sockets.
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import type { buildConnector } from 'undici';
 import type { Endpoint } from './endpoint.ts';
@@ -117,32 +117,76 @@ export function isOwnHostAddress(address: string): boolean {
 }
 
 /**
- * The ports meshlet listens on that lead back into its request path or admin API: the outbound,
- * per-upstream, gateway, admin and gRPC admin listeners (not the inbound listener: it forwards only to
- * the local app at `service.port`, which config validation keeps apart from every listener port, so
- * an app calling its own service through its own inbound listener is no loop). An endpoint on one of
- * these ports at an address of this host is refused ({@link isOwnListener}); adding a port tells
- * every subscriber, so endpoints set before a listener was bound (port 0) are checked again.
+ * What a listener bound to `address` is reached through: {@link ANY_ADDRESS} for a wildcard (`0.0.0.0`,
+ * `::`, which with dual-stack takes IPv4 too) or a host name meshlet did not resolve itself (it may
+ * have been bound to any address of this host), else the one address it is bound to, normalized.
+ */
+function boundAddress(address: string): string {
+  const a = normalizeAddress(address);
+  return a === '0.0.0.0' || a === '::' || isIP(a) === 0 ? ANY_ADDRESS : a;
+}
+
+/** A listener reached through any address of this host (see {@link boundAddress}). */
+const ANY_ADDRESS = '*';
+
+function isLoopback(address: string): boolean {
+  return address === '::1' || address.startsWith('127.');
+}
+
+/**
+ * Whether a connection to `address` reaches a listener on one of the `bound` addresses (from
+ * {@link boundAddress}, of one port). A wildcard listener: when `address` is any address of this
+ * host ({@link isOwnHostAddress}). A listener on one address: when `address` is that address
+ * (`127.0.0.2` does not reach a listener on `127.0.0.1`), an unspecified one (`0.0.0.0`, `::`:
+ * the kernel sends it to loopback), `localhost` when the listener is on loopback, or this host's
+ * name (not resolved here: it may be that address).
+ */
+function reachesBound(address: string, bound: readonly string[]): boolean {
+  if (bound.includes(ANY_ADDRESS)) return isOwnHostAddress(address);
+  const a = normalizeAddress(address);
+  if (bound.includes(a) || a === '0.0.0.0' || a === '::') return true;
+  if (isIP(a) !== 0) return false;
+  if (a === 'localhost' || a.endsWith('.localhost')) return bound.some(isLoopback);
+  return isOwnHostAddress(a);
+}
+
+/**
+ * The listeners meshlet runs that lead back into its request path or admin API, each an address and
+ * a port: the outbound, per-upstream, gateway, admin and gRPC admin listeners (not the inbound
+ * listener: it forwards only to the local app at `service.port`, which config validation keeps apart
+ * from every listener port, so an app calling its own service through its own inbound listener is no
+ * loop). An endpoint that reaches one is refused ({@link isOwnListener}): on its port, and at any
+ * address of this host for a listener on a wildcard address, or at the listener's own address for
+ * one bound to a single address (a real service on `127.0.0.2:P` is no loop when meshlet listens on
+ * `127.0.0.1:P`). Adding a listener tells every subscriber, so endpoints set before it was bound
+ * (port 0) are checked again.
  */
 export class OwnListeners {
-  readonly #ports = new Set<number>();
+  /** Per listener port, the addresses listened on there ({@link boundAddress}). */
+  readonly #ports = new Map<number, string[]>();
   readonly #subscribers = new Set<() => void>();
 
-  /** Records a bound listener's port (0 is ignored) and, when new, tells every subscriber. */
-  add(port: number): void {
-    if (port === 0 || this.#ports.has(port)) return;
-    this.#ports.add(port);
+  /**
+   * Records a bound listener (port 0 is ignored) and, when new, tells every subscriber.
+   *
+   * @param port the port it is bound to.
+   * @param address the address it is bound to (`server.address().address`, or the configured one):
+   *   a wildcard or a host name counts as every address of this host.
+   */
+  add(port: number, address: string): void {
+    if (port === 0) return;
+    const bound = boundAddress(address);
+    const known = this.#ports.get(port);
+    if (known?.includes(bound) === true) return;
+    if (known === undefined) this.#ports.set(port, [bound]);
+    else known.push(bound);
     for (const s of this.#subscribers) s();
-  }
-
-  /** The ports recorded so far. */
-  get ports(): ReadonlySet<number> {
-    return this.#ports;
   }
 
   /** Whether `endpoint` is one of meshlet's own listening sockets (its port first: the address is read only on a match). */
   isOwnListener(endpoint: Endpoint): boolean {
-    return this.#ports.has(endpoint.port) && isOwnHostAddress(endpoint.address);
+    const bound = this.#ports.get(endpoint.port);
+    return bound !== undefined && reachesBound(endpoint.address, bound);
   }
 
   /**
@@ -152,12 +196,13 @@ export class OwnListeners {
    */
   isOwnPeer(socket: Socket): boolean {
     const port = socket.remotePort;
-    if (port === undefined || !this.#ports.has(port)) return false;
+    const bound = port === undefined ? undefined : this.#ports.get(port);
+    if (bound === undefined) return false;
     const address = socket.remoteAddress;
-    return address !== undefined && isOwnHostAddress(address);
+    return address !== undefined && reachesBound(address, bound);
   }
 
-  /** Calls `cb` each time a new port is added; returns a function that stops it. */
+  /** Calls `cb` each time a new listener is added; returns a function that stops it. */
   onChange(cb: () => void): () => void {
     this.#subscribers.add(cb);
     return () => this.#subscribers.delete(cb);

@@ -145,7 +145,7 @@ export class Upstream {
   /**
    * @param logger where an endpoint's protocol error on an idle connection, and an endpoint refused as
    *   meshlet's own listener, are logged (none: not logged).
-   * @param ownListeners meshlet's own listener ports: endpoints on them are refused (none: no check).
+   * @param ownListeners meshlet's own listeners: endpoints that reach one are refused (none: no check).
    */
   constructor(
     name: string,

@@ -1,7 +1,9 @@
-// Fixtures of the forwarding-loop tests: a host name for this host the discovery-time check does not know, the connections a listener accepts, what must stay uncounted.
+// Fixtures of the forwarding-loop tests: a host name for this host the discovery-time check does not know, a service on another loopback address, the connections a listener accepts, what must stay uncounted.
 import { channel } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
+import dns from 'node:dns';
 import { lookup } from 'node:dns/promises';
+import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { expect } from 'vitest';
 import { FORWARDING_LOOP_WARNING, isOwnHostAddress } from '../../src/upstream/forwarding-loop.ts';
@@ -32,6 +34,46 @@ export async function loopbackAlias(): Promise<string> {
   throw new Error(
     'no host name here resolves to 127.0.0.1 but localhost and the host name: add one to /etc/hosts (e.g. "127.0.0.1 meshlet-self")',
   );
+}
+
+/**
+ * Makes `name` resolve to `address` for every connection this process opens by host name (meshlet's
+ * upstream connections included: Node's `net.connect` looks names up through `dns.lookup`), as an
+ * /etc/hosts entry would, until the returned function is called. Other names resolve as before.
+ */
+export function resolveNameTo(name: string, address: string): () => void {
+  const real = dns.lookup;
+  const patched = (host: string, ...rest: unknown[]): void => {
+    (real as (...args: unknown[]) => void)(host.toLowerCase() === name ? address : host, ...rest);
+  };
+  (dns as { lookup: unknown }).lookup = patched;
+  return () => {
+    (dns as { lookup: unknown }).lookup = real;
+  };
+}
+
+/** A plain HTTP service bound to `address:port` answering 200 `ok` to everything, with the requests it served. */
+export async function serviceOn(
+  address: string,
+  port: number,
+): Promise<{ served: () => number; close: () => Promise<void> }> {
+  let served = 0;
+  const server = createServer((_req, res) => {
+    served++;
+    res.end('ok');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: address, port }, () => resolve());
+  });
+  return {
+    served: () => served,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /** Every connection accepted on `port` in this process (meshlet's listeners run here), from now on. */
