@@ -69,7 +69,7 @@ function untilReady(
  * - SIGTERM/SIGINT: peers are told and the drain delay passes, the inbound listener closes, the
  *   app gets the same signal and `shutdown.appGracePeriod` (then SIGKILL) while the outbound
  *   listener serves it, then meshlet drains; the exit code is the app's. A second signal goes to
- *   the app at once;
+ *   the app at once. `shutdown.appGracePeriod` is read at the stop, so a reload's value applies;
  * - SIGHUP: meshlet reloads its config (`reload`; default `daemon.reload()`) and the app gets SIGHUP;
  * - SIGUSR2, SIGQUIT: passed to the app (see {@link PASSED_ON}); meshlet exits when the app does;
  * - the app exits on its own: meshlet drains at once (no drain delay: nothing is left to serve
@@ -144,7 +144,8 @@ export async function runApp(
     },
     app.exportProxyEnv,
   );
-  const graceMs = daemon.config.shutdown.appGracePeriod;
+  // Read when the app is stopped, not now: a reload since (SIGHUP, the config file) may have changed it.
+  const graceMs = (): number => daemon.config.shutdown.appGracePeriod;
   const started = new AppProcess(app.command, env);
   child = started;
   logger.info({ msg: 'app started', command: app.command, pid: started.pid ?? null });
@@ -161,20 +162,22 @@ export async function runApp(
     // the outbound listener still serves it.
     const stopLeftovers = async () => {
       if (!started.groupRunning) return;
+      const grace = graceMs();
       logger.warn({
         msg: 'the app left processes in its process group: stopping them',
         signal: 'SIGTERM',
-        appGracePeriodMs: graceMs,
+        appGracePeriodMs: grace,
       });
-      await started.stop('SIGTERM', graceMs);
+      await started.stop('SIGTERM', grace);
     };
     return finish(first.exited, 'app exited', { skipDrainDelay: true, stopApp: stopLeftovers });
   }
   const { signal } = first.stop;
   let code = 0;
   const stopApp = async () => {
-    logger.info({ msg: 'stopping the app', signal, appGracePeriodMs: graceMs });
-    code = await started.stop(signal, graceMs);
+    const grace = graceMs();
+    logger.info({ msg: 'stopping the app', signal, appGracePeriodMs: grace });
+    code = await started.stop(signal, grace);
     logger.info({ msg: 'app exited', code });
   };
   await finish(0, signal, { stopApp, drainDelayEnds: started.exited });
