@@ -137,15 +137,79 @@ function limitingSessions(connector: buildConnector.connector): buildConnector.c
 }
 
 /**
- * One HTTP/2 connection to an endpoint, multiplexing every request to it (per-request balancing
- * happens above, across endpoints). undici re-dials after GOAWAY and replays, once, the streams the
- * peer had not processed (its GOAWAY last-stream-id); what still fails reaches the request path as
- * a refused stream or a reset. Windows are widened from HTTP/2's 64 KiB default; response heads and
- * trailers are held to the byte limit of meshlet's HTTP/1.1 side, however many fields they have.
- * undici's `Client` and connector come from their own modules (undici's Pool loads them anyway).
+ * An endpoint's HTTP/2 connection as meshlet dispatches to it: one {@link H2Client}, replaced by a
+ * fresh one when its session received GOAWAY with streams still running. undici's Client takes one
+ * request at a time while it has no session, so after a GOAWAY every new request waited for the old
+ * session's last stream to end: a watch or a long server stream on an endpoint shutting down
+ * gracefully (a peer meshlet draining, gRPC's max connection age) held every new call to that
+ * endpoint for as long as the stream lasted, its per-try timeout included (it runs from the
+ * request's start). New requests now go to the fresh client: a new session, or, when the endpoint
+ * no longer accepts connections, a connect failure at once (retried elsewhere). The old client
+ * finishes its streams (and the ones undici replays after the GOAWAY), then closes.
  */
-export function h2Client(origin: string, options: H2ClientOptions): UndiciClient {
-  return new H2Client(origin, {
+export class H2Endpoint {
+  readonly #origin: string;
+  readonly #options: UndiciClient.Options;
+  #current: H2Client;
+  /** Clients whose session went away with streams running: they finish those, then close. */
+  readonly #retiring = new Set<H2Client>();
+  #closed = false;
+
+  constructor(origin: string, options: UndiciClient.Options) {
+    this.#origin = origin;
+    this.#options = options;
+    this.#current = this.#client();
+  }
+
+  #client(): H2Client {
+    const client = new H2Client(this.#origin, this.#options);
+    client.on('disconnect', () => this.#onDisconnect(client));
+    return client;
+  }
+
+  /**
+   * `client`'s session is gone. A lost connection fails its streams first (undici), so streams
+   * still running mean a GOAWAY: the client is retired. Otherwise it stays (it dials on the next request).
+   */
+  #onDisconnect(client: H2Client): void {
+    if (this.#closed || client !== this.#current || client.stats.running === 0) return;
+    this.#current = this.#client();
+    this.#retiring.add(client);
+    const retired = (): void => {
+      this.#retiring.delete(client);
+    };
+    client.close().then(retired, retired);
+  }
+
+  /** Dispatches on the current client (undici's `Dispatcher.dispatch`). */
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.#current.dispatch(options, handler);
+  }
+
+  /** Closes every client, waiting for the requests they run (undici's `Dispatcher.close`). */
+  close(): Promise<void>;
+  close(callback: () => void): void;
+  close(callback?: () => void): Promise<void> | void {
+    this.#closed = true;
+    const closing = [this.#current.close()];
+    for (const c of this.#retiring) closing.push(c.close());
+    const all = Promise.all(closing).then(() => undefined);
+    if (callback === undefined) return all;
+    all.then(callback, callback);
+  }
+}
+
+/**
+ * One HTTP/2 connection to an endpoint, multiplexing every request to it (per-request balancing
+ * happens above, across endpoints); a new one once the endpoint sent GOAWAY ({@link H2Endpoint}).
+ * undici replays, once, the streams the peer had not processed (its GOAWAY last-stream-id); what
+ * still fails reaches the request path as a refused stream or a reset. Windows are widened from
+ * HTTP/2's 64 KiB default; response heads and trailers are held to the byte limit of meshlet's
+ * HTTP/1.1 side, however many fields they have. undici's `Client` and connector come from their
+ * own modules (undici's Pool loads them anyway).
+ */
+export function h2Client(origin: string, options: H2ClientOptions): H2Endpoint {
+  return new H2Endpoint(origin, {
     allowH2: true,
     // The connector undici would build from `{ timeout }`, h2c (prior knowledge) when no TLS one is given.
     connect: limitingSessions(
