@@ -113,6 +113,12 @@ export class Daemon {
   readonly #configFile: string | undefined;
   /** `metrics.gcDurations` at start: the GC histogram is registered once. */
   readonly #gcDurations: boolean;
+  /**
+   * The config the daemon started with: what runs for every key only a restart applies (listeners,
+   * `service`, `tls`, registry settings, per-upstream `port`). Each reload compares with it, not
+   * with the last file, so every partial reload names every file value not in effect.
+   */
+  readonly #started: MeshletConfig;
   /** Live WebSocket and CONNECT tunnels (both directions), closed on drain. */
   readonly #tunnels: TunnelSet;
   /** Addresses and ports of the listeners bound so far that lead back into meshlet: endpoints reaching them are refused (forwarding-loop.ts). */
@@ -141,6 +147,7 @@ export class Daemon {
     createTlsSource: TlsSourceFactory,
   ) {
     this.config = config;
+    this.#started = config;
     this.logger = options.logger;
     this.#configFile = options.configFile;
     this.#gcDurations = config.metrics.gcDurations;
@@ -470,8 +477,11 @@ export class Daemon {
    * file is refused and the old config kept, and so is an empty one (a write in progress). Other listener settings (addresses, ports, socket
    * timeouts, per-upstream `port`) and the registry type need a restart: the warning names the
    * keys, and the reload counts as `partial`, each key in `meshlet_config_keys_not_applied_total`.
-   * Resolves with whether the new config was applied. The loader (zod, yaml) is imported on the
-   * first reload: a daemon started from a handed-over config has not loaded it.
+   * Those keys are found against the config the daemon started with, so each reload names every
+   * file value not in effect (a key named once stays named until a restart or until the file is back
+   * at the running value); `this.config` (and `GET /config`) is the file last applied. Resolves
+   * with whether the new config was applied. The loader (zod, yaml) is imported on the first
+   * reload: a daemon started from a handed-over config has not loaded it.
    */
   async #reload(trigger: ReloadTrigger): Promise<boolean> {
     if (this.#configFile === undefined) return false;
@@ -490,16 +500,19 @@ export class Daemon {
       });
       return false;
     }
-    // A listener started on port 0 already runs on the port a new file may name: no change there.
+    // Compared with the config started with (what runs), not the last file: a key a partial reload
+    // named stays named until the file is back at the running value. A listener started on port 0
+    // already runs on the port a new file may name: no change there.
+    const started = this.#started;
     const bound = this.addresses();
-    const notApplied = restartKeys(this.config, next).filter((key) => {
+    const notApplied = restartKeys(started, next).filter((key) => {
       const kind = /^listeners\.(outbound|admin|inbound|gateway)\.port$/.exec(key)?.[1] as
         'outbound' | 'admin' | 'inbound' | 'gateway' | undefined;
       return kind === undefined || next.listeners[kind]?.port !== bound[kind]?.port;
     });
     // A per-upstream listener is bound once: a changed `port` needs a restart like any listener.
-    for (const name of new Set([...Object.keys(this.config.upstreams), ...Object.keys(next.upstreams)])) {
-      if (this.config.upstreams[name]?.port !== next.upstreams[name]?.port) {
+    for (const name of new Set([...Object.keys(started.upstreams), ...Object.keys(next.upstreams)])) {
+      if (started.upstreams[name]?.port !== next.upstreams[name]?.port) {
         notApplied.push(`upstreams.${name}.port`);
       }
     }
@@ -511,7 +524,7 @@ export class Daemon {
     if (next.registry.type === this.#registry.type) {
       this.#registry.reload?.(next);
       // Registry settings its reload does not apply (the agent's address, registration, …): named, values never shown.
-      const registryKeys = registryRestartKeys(this.config, next);
+      const registryKeys = registryRestartKeys(started, next);
       if (registryKeys.length > 0) {
         this.logger.warn({
           msg: 'registry changes need a restart; other changes applied',

@@ -1,4 +1,4 @@
-// Which changed listener and registry settings a reload cannot apply to the running daemon (they need a restart).
+// Which changed listener, identity and registry settings a reload cannot apply to the running daemon (they need a restart).
 
 /** Listener settings a reload applies live; every other `listeners.…` change needs a restart. */
 const LIVE = new Set([
@@ -52,14 +52,34 @@ function changedKeys(running: unknown, next: unknown, root: string, live: Readon
   return [...changed].filter((k) => !isLive(k, live)).sort();
 }
 
+/** Nothing under it applies live. */
+const NONE: ReadonlySet<string> = new Set();
+
+/** What {@link restartKeys} compares: the config's parts read once, at start (a whole `MeshletConfig` fits). */
+export interface RestartKeyInput {
+  listeners: unknown;
+  service?: unknown;
+  tls?: unknown;
+  metrics?: { consulUi?: unknown };
+}
+
 /**
- * The `listeners.…` keys that differ between the running config and a reloaded one and need a
- * restart (addresses, ports, the inbound listener's timeouts and limits on the socket), sorted.
- * The admin token, the outbound and gateway body timeouts, the inbound allow-list, concurrency limit, rate
- * limit and app timeout, and each listener's `maxConnections` are left out: the reload applies them.
+ * The keys that differ between the running config and a reloaded one and need a restart, sorted:
+ * `listeners.…` (addresses, ports, the inbound listener's timeouts and limits on the socket);
+ * every `service.…` key (the inbound listener's app port and protocol, the registration in Consul,
+ * etcd or Redis, the Connect leaf's service); every `tls.…` key (the identity's source and files,
+ * whose contents are watched, not their paths; a `tls` block added or removed); and
+ * `metrics.consulUi`. The admin token, the outbound and gateway body timeouts, the inbound
+ * allow-list, concurrency limit, rate limit and app timeout, and each listener's `maxConnections`
+ * are left out: the reload applies them. (`metrics.gcDurations` is the daemon's to name.)
  */
-export function restartKeys(running: { listeners: unknown }, next: { listeners: unknown }): string[] {
-  return changedKeys(running.listeners, next.listeners, 'listeners', LIVE);
+export function restartKeys(running: RestartKeyInput, next: RestartKeyInput): string[] {
+  return [
+    ...changedKeys(running.listeners, next.listeners, 'listeners', LIVE),
+    ...changedKeys(running.service, next.service, 'service', NONE),
+    ...changedKeys(running.tls, next.tls, 'tls', NONE),
+    ...changedKeys(running.metrics?.consulUi, next.metrics?.consulUi, 'metrics.consulUi', NONE),
+  ].sort();
 }
 
 /**

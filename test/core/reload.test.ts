@@ -94,7 +94,7 @@ describe('reload on SIGHUP', () => {
     expect(restartLines()).toEqual([]);
 
     before = reloads();
-    write({ outbound: { port: 0 }, admin: { port: ports.admin, token: 'token-two-abc' } });
+    write({ outbound: { port: ports.outbound + 1 }, admin: { port: ports.admin, token: 'token-two-abc' } });
     mesh.proc.kill('SIGHUP');
     expect(await until(async () => reloads() > before)).toBe(true);
     const [line] = restartLines();
