@@ -91,10 +91,11 @@ export class HolderWait {
 
   /**
    * The store did not answer a look at the holder (unreachable, restarting): the holder's expiry
-   * may have been put off meanwhile without its owner refreshing it (a member that becomes leader,
-   * as after a restart, gives every lease its full TTL plus its election timeout again), so its watch
-   * starts over at its next answer, for `graceMs` plus `renewalMs` (no second warning). Nothing
-   * changes while no holder is watched.
+   * may have been put off meanwhile without its owner refreshing it (an etcd member that becomes
+   * leader, as after a restart, gives every lease its full TTL plus its election timeout again; a
+   * Consul agent restarted with its data directory gives a TTL check its persisted status and a full
+   * TTL from the restart), so its watch starts over at its next answer, for `graceMs` plus
+   * `renewalMs` (no second warning). Nothing changes while no holder is watched.
    */
   interrupted(): void {
     if (this.#holder !== null && !this.#ended) this.#interrupted = true;

@@ -37,11 +37,24 @@ export interface InstanceSpec {
   kind?: string;
 }
 
+/**
+ * A TTL check's state as Consul writes it to `<data-dir>/checks/state` at each TTL update
+ * (`persistCheckState`): the status and output set, and when that state expires, in whole Unix
+ * seconds (`time.Now().Add(check.TTL).Unix()`).
+ */
+interface PersistedTtlState {
+  status: HealthStatus;
+  output: string;
+  expiresS: number;
+}
+
 /** Emulates one Consul agent (also acting as the single server of its datacenter). */
 export class Agent {
   readonly store = new Store();
   readonly runner: CheckRunner;
   readonly identity: AgentIdentity;
+  /** Local TTL checks' persisted state, by check ID: written by {@link updateTtlCheck}, read by {@link restore}. */
+  readonly #ttlState = new Map<string, PersistedTtlState>();
 
   constructor(identity: AgentIdentity) {
     this.identity = identity;
@@ -173,7 +186,10 @@ export class Agent {
     const svc = this.store.getService(node, id);
     if (svc === undefined || !svc.local) return false;
     for (const c of this.store.checks.values())
-      if (c.node === node && c.serviceId === id) this.runner.stop(c);
+      if (c.node === node && c.serviceId === id) {
+        this.runner.stop(c);
+        this.#ttlState.delete(c.checkId);
+      }
     this.store.write(() => this.store.deleteService(node, id));
     return true;
   }
@@ -227,6 +243,7 @@ export class Agent {
   deregisterCheck(checkId: string): void {
     const c = this.localCheck(checkId);
     this.runner.stop(c);
+    this.#ttlState.delete(c.checkId);
     this.store.write(() => this.store.deleteCheck(c.node, c.checkId));
   }
 
@@ -236,7 +253,14 @@ export class Agent {
     if (c.definition.ttlMs <= 0) {
       throw new HttpError(500, `CheckID ${JSON.stringify(checkId)} does not have associated TTL`);
     }
-    return this.runner.setStatus(c, status, output);
+    const rec = this.runner.setStatus(c, status, output);
+    // Consul's updateTTLCheck: persisted so the check can come up in the same state after a restart.
+    this.#ttlState.set(checkId, {
+      status,
+      output: rec.output,
+      expiresS: Math.floor((Date.now() + c.definition.ttlMs) / 1000),
+    });
+    return rec;
   }
 
   /** Adds a peer instance to the catalog on its own node, with a `service:<id>` check. */
@@ -284,7 +308,10 @@ export class Agent {
     const svc = [...this.store.services.values()].find((s) => s.id === id);
     if (svc === undefined) return false;
     for (const c of this.store.checks.values())
-      if (c.node === svc.node && c.serviceId === id) this.runner.stop(c);
+      if (c.node === svc.node && c.serviceId === id) {
+        this.runner.stop(c);
+        if (svc.node === this.identity.nodeName) this.#ttlState.delete(c.checkId);
+      }
     this.store.write(() => this.store.deleteService(svc.node, id));
     return true;
   }
@@ -299,10 +326,42 @@ export class Agent {
     return true;
   }
 
-  /** Forgets every record, KV entry and index, then re-registers the node (an agent restart). */
+  /** Forgets every record, KV entry and index, then re-registers the node (an agent restart without state). */
   restart(): void {
     this.runner.stopAll();
+    this.#ttlState.clear();
     this.store.clear();
     this.bootstrap();
+  }
+
+  /** The agent process stops (for a restart with its data directory): no check runs, no TTL expires, until {@link restore}. */
+  halt(): void {
+    this.runner.stopAll();
+  }
+
+  /**
+   * The agent starts again from its data directory, as Consul's `loadServices`, `loadChecks` and
+   * `addCheckLocked` do. The catalog and KV (raft state) are as they were; the local services and
+   * their checks are registered again from disk, each check critical ("to avoid placing potentially
+   * unhealthy services into the active pool") with no output (an API registration carries none),
+   * except a TTL check whose persisted state has not expired (`loadCheckState`: now, in Unix
+   * seconds, before the state's expiry): that state's status and output. Every TTL check then starts
+   * a full TTL from now (`CheckTTL.Start`); an expired state is purged. HTTP and TCP checks probe again.
+   */
+  restore(): void {
+    const node = this.identity.nodeName;
+    const nowS = Math.floor(Date.now() / 1000);
+    const local = [...this.store.checks.values()].filter((c) => c.node === node && c.local);
+    for (const c of local) {
+      let status: HealthStatus = 'critical';
+      let output = '';
+      const state = this.#ttlState.get(c.checkId);
+      if (c.definition.ttlMs > 0 && state !== undefined) {
+        if (nowS < state.expiresS) ({ status, output } = state);
+        else this.#ttlState.delete(c.checkId);
+      }
+      const rec = this.store.write(() => this.store.putCheck({ ...c, status, output }));
+      this.runner.start(rec);
+    }
   }
 }

@@ -334,6 +334,25 @@ export class ConsulDouble {
     this.#agent.restart();
   }
 
+  /**
+   * Restarts the agent with its data directory (`-data-dir`), as Consul does: the process goes down
+   * (connections refused and dropped, blocked queries included; no check runs and no TTL expires)
+   * for `downMs`, then comes back with what it persisted. The catalog, KV and index are kept; its
+   * local services and checks come back, each check critical, except a TTL check updated through
+   * `PUT /v1/agent/check/update|pass|warn|fail` whose persisted state has not expired (its last
+   * update plus its TTL, in whole Unix seconds): that status and output. Every TTL check starts a
+   * full TTL from the restart, so a crashed client's passing check outlives its TTL by the restart.
+   * See `Agent.restore`. Resolves once it listens again. `downMs` default 0.
+   */
+  async restartWithState(downMs = 0): Promise<void> {
+    await this.setDown(true);
+    this.#agent.halt();
+    if (downMs > 0) await this.#delay(downMs);
+    if (this.#stopped) return;
+    this.#agent.restore();
+    await this.setDown(false);
+  }
+
   // ---- faults ------------------------------------------------------------------------------------
 
   /**

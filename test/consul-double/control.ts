@@ -40,7 +40,7 @@ function statusParam(q: URLSearchParams): HealthStatus {
  * - `PUT /_double/slow?ms=N`: delay answers; `ms=0` turns it off
  * - `PUT /_double/fail?status=500&times=N`: inject errors; `DELETE /_double/fail` clears
  * - `PUT /_double/tamper` (body: a `Tampering` as JSON): mangle answers; `DELETE /_double/tamper` clears
- * - `PUT /_double/reset-index?to=1`, `PUT /_double/restart`
+ * - `PUT /_double/reset-index?to=1`, `PUT /_double/restart` (no state; `?keep-state=true&down-ms=N`: with its data directory)
  * - `GET|PUT /_double/instances` (PUT body: `addInstance` spec), `DELETE /_double/instances/:id`
  * - `PUT /_double/check/:checkId?status=passing&output=...`
  * - `GET|DELETE /_double/requests`, `GET /_double/tokens`
@@ -103,6 +103,15 @@ export async function controlRoutes(double: ConsulDouble, r: ControlRequest): Pr
     return;
   }
   if (area === 'restart' && put) {
+    if (query.get('keep-state') === 'true') {
+      // Answered first: the restart drops this connection too.
+      const ms = numberParam(query, 'down-ms', 0);
+      res.once('finish', () => {
+        void double.restartWithState(ms);
+      });
+      json(res, 200, { restarting: true, keepState: true, downMs: ms });
+      return;
+    }
     double.restart();
     json(res, 200, { index: double.index });
     return;

@@ -3,6 +3,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import type { BackendReachability } from '../backend-reachability.ts';
 import { AppCheckLoop, DRAINED_OUTPUT, SHUTDOWN_CALL_MS, withTimeout } from '../app-check-loop.ts';
 import { type CheckStatus, describeProbe, type ProbeTarget } from './app-probe.ts';
+import { AgentRestartWatch, agentUnanswered } from './agent-restart-watch.ts';
 import { type ConsulClient, ConsulHttpError } from './consul-client.ts';
 import type { ConsulMetrics, ConsulOperation } from './consul-metrics.ts';
 import {
@@ -71,6 +72,15 @@ export function registrationLost(err: unknown): boolean {
  * A holder still unexpired after the watch is a live instance: the collision error, and the instance
  * keeps its distinct ID (or stays unregistered).
  *
+ * A call the agent did not answer during the watch ({@link agentUnanswered}: a look, a check update,
+ * a registration, or the read {@link AgentRestartWatch} holds open meanwhile, which a restart between
+ * two looks drops) starts it over at the next look ({@link HolderWait.interrupted}). A Consul agent
+ * restarted with its data directory registers the crashed holder's TTL check again with the status
+ * its last update persisted (unless that update is older than one TTL) and a full TTL from the
+ * restart; with the state expired the check comes back critical but not "TTL expired" (as a live
+ * instance's failing app looks) until one TTL after the restart. Either way the holder expires
+ * within one TTL of the agent's first answer after the restart, inside the watch that starts then.
+ *
  * An instance that moved to a distinct ID because of a live instance keeps it while it runs, also
  * once the default ID is free again: moving back would change its ID in the catalog and the Consul UI
  * (a deregistration and a registration for its peers' watches), and with two instances that share a
@@ -87,6 +97,8 @@ export class AppRegistration {
   #collision: string | null = null;
   /** Watches a live-looking holder of the ID seen before the first registration: it may be this instance's crashed predecessor. */
   readonly #holderWait: HolderWait;
+  /** Holds a read open on the agent while a holder is watched, so a restart between two looks starts the watch over. */
+  readonly #restartWatch: AgentRestartWatch;
   /** The default ID while registered under `<id>-<address>` and watching its holder, else null. */
   #watched: string | null = null;
   /**
@@ -140,6 +152,12 @@ export class AppRegistration {
     this.#candidates = candidateIds(spec.id, spec, spec.explicitId === true);
     this.#holderWait = new HolderWait(spec.ttlMs + spec.intervalMs);
     this.#client = deps.client;
+    this.#restartWatch = new AgentRestartWatch({
+      client: deps.client,
+      waitMs: this.#holderWait.graceMs,
+      retryMs: spec.intervalMs,
+      onUnanswered: () => this.#holderWait.interrupted(),
+    });
     this.#reach = deps.reach;
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
@@ -247,9 +265,21 @@ export class AppRegistration {
         this.#logger.warn({ msg: 'Consul lost this instance; registering again', serviceId: this.#id });
         await this.#register(status, output);
       } else if (!this.#refused('check_update', err)) {
-        this.#reach.failed('check_update', err as Error);
+        this.#failed('check_update', err as Error);
       }
     }
+  }
+
+  /** This run holds its ID for good: no holder is watched any more. */
+  #endWatch(): void {
+    this.#holderWait.end();
+    this.#restartWatch.stop();
+  }
+
+  /** A call that failed other than by a refusal: reachability takes it, and a holder's watch starts over when the agent did not answer. */
+  #failed(operation: ConsulOperation, err: Error): void {
+    if (agentUnanswered(err)) this.#holderWait.interrupted();
+    this.#reach.failed(operation, err);
   }
 
   /** The registration body, in Consul's field names. */
@@ -303,12 +333,12 @@ export class AppRegistration {
     } catch (err) {
       if (signal.aborted) return;
       if (this.#newToken(err, retried)) await this.#register(status, output, true);
-      else if (!this.#refused('register', err)) this.#reach.failed('register', err as Error);
+      else if (!this.#refused('register', err)) this.#failed('register', err as Error);
       return;
     }
     this.#refusal = null;
     this.#registered = true;
-    if (this.#watched === null) this.#holderWait.end();
+    if (this.#watched === null) this.#endWatch();
     this.#confirm = true;
     this.#metrics.registrations.inc();
     await this.sidecar?.registerWithService();
@@ -329,7 +359,7 @@ export class AppRegistration {
    * moves to it ({@link #moveToWatched}; true when that took this tick's check update). Still held by
    * the holder first seen after one TTL and one check interval, or by another: a live instance, the
    * collision is logged and counted and the watch ends (the instance keeps its distinct ID). A read
-   * that fails is made again on the next tick.
+   * that fails is made again on the next tick; one the agent did not answer starts the watch over.
    */
   async #watch(status: CheckStatus, output: string): Promise<boolean> {
     const watched = this.#watched!;
@@ -337,13 +367,15 @@ export class AppRegistration {
     let claim: Claim;
     try {
       claim = await claimServiceId(this.#client, [watched], this.spec, this.#shutdown.signal);
-    } catch {
+    } catch (err) {
+      // Made again on the next tick; the watch starts over if the agent did not answer (a restart).
+      if (agentUnanswered(err)) this.#holderWait.interrupted();
       return false;
     }
     if (claim.id !== null) return this.#moveToWatched(claim, status, output);
     if (this.#holderWait.see(claim, askedAt, performance.now()) === 'waiting') return false;
     this.#watched = null;
-    this.#holderWait.end();
+    this.#endWatch();
     this.#renamed(claim.passed[0]!, this.#id);
     return false;
   }
@@ -372,11 +404,11 @@ export class AppRegistration {
       // Back to the interim ID; a registration under the default ID that may have gone through is dropped later.
       this.#id = interim;
       this.#stale = err instanceof ConsulHttpError && !answered ? staleBefore : claim.id;
-      if (!this.#refused('register', err)) this.#reach.failed('register', err as Error);
+      if (!this.#refused('register', err)) this.#failed('register', err as Error);
       return false;
     }
     this.#watched = null;
-    this.#holderWait.end();
+    this.#endWatch();
     this.#collision = null;
     this.#refusal = null;
     this.#confirm = true;
@@ -465,6 +497,8 @@ export class AppRegistration {
     // Registering again while watching (Consul lost the interim registration): the claim starts at the interim ID.
     const verdict =
       this.#watched === null ? this.#holderWait.see(claim, askedAt, performance.now()) : 'decided';
+    if (verdict === 'first') this.#restartWatch.start(first!.id, this.#shutdown.signal);
+    else if (verdict === 'decided' && this.#watched === null) this.#restartWatch.stop();
     if (verdict !== 'decided' && claim.id !== null) {
       this.#watched = first!.id;
       if (verdict === 'first') {

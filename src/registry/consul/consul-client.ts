@@ -266,6 +266,42 @@ export class ConsulClient {
     };
   }
 
+  /**
+   * `GET /v1/agent/service/<id>` as a hash-blocking read: with `hash`, the agent holds it until the
+   * service's definition changes or `waitMs` (plus up to 1/16 of it) runs out. Resolves with the
+   * answer's `X-Consul-ContentHash`, or null when the agent holds no such service (404).
+   */
+  async agentServiceHash(
+    id: string,
+    hash: string | undefined,
+    waitMs: number,
+    signal: AbortSignal,
+  ): Promise<string | null> {
+    const query = hash === undefined ? '' : `?hash=${encodeURIComponent(hash)}&wait=${waitMs}ms`;
+    const limit = new CallTimeout(waitMs + Math.ceil(waitMs / 16) + this.#timeoutMs, signal);
+    try {
+      const res = await request(`${this.#base}/v1/agent/service/${encodeURIComponent(id)}${query}`, {
+        headers: this.#token === undefined ? {} : { 'x-consul-token': this.#token },
+        signal: limit.signal,
+        dispatcher: this.#dispatcher,
+        maxBodyBytes: this.#maxAnswerBytes,
+      });
+      const text = await res.body.text();
+      if (res.statusCode === 404) return null;
+      if (res.statusCode !== 200) throw new ConsulHttpError(res.statusCode, text.slice(0, 1024));
+      const contentHash = res.headers['x-consul-contenthash'];
+      if (typeof contentHash !== 'string' || contentHash === '')
+        throw new ConsulAnswerError(`/v1/agent/service/${id}: no X-Consul-ContentHash`);
+      return contentHash;
+    } catch (err) {
+      if (err instanceof BodyTooLargeError)
+        throw new ConsulAnswerError(`/v1/agent/service/${id}: ${err.message}`);
+      throw err;
+    } finally {
+      limit.clear();
+    }
+  }
+
   /** A small GET (bounded by the call timeout and `signal`): status and body text. */
   async #get(path: string, signal?: AbortSignal): Promise<{ status: number; text: string }> {
     const limit = new CallTimeout(this.#timeoutMs, signal);
