@@ -4,7 +4,6 @@ import type { Dispatcher } from 'undici';
 import { respondGrpcStatus, sendError } from '../errors/error-response.ts';
 import {
   encodeGrpcMessage,
-  GRPC,
   GRPC_STATUS_OF,
   grpcStatusOf,
   grpcStatusOfStreamReset,
@@ -40,6 +39,7 @@ import {
 import { type HeldResponse, ReadTurn, sendHeld } from './response-hold.ts';
 import { clientGone, passInterim } from './interim-response.ts';
 import { AttemptTimers } from './attempt-timers.ts';
+import { grpcStatusAtEnd, grpcStatusOfCall, NO_GRPC_STATUS } from './grpc-call-status.ts';
 import { BODY_REFUSED } from '../listener/http-listener.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { AccessPrincipal } from '../telemetry/access-log.ts';
@@ -771,17 +771,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     let success = this.#status < 500;
     if (success && !this.#grpc) this.#upstream.outlier.onSuccess(handle);
     if (this.#grpc && this.#status < 500) {
-      const trailer = trailers['grpc-status'];
-      if (typeof trailer === 'string') {
-        this.#grpcStatus = grpcStatusOf(trailer);
-        this.#judgeGrpc(handle, this.#grpcStatus);
-      } else if (this.#grpcStatus === -1 && this.#status === 200) {
-        // A gRPC answer that ended without a status (no trailers): gRPC clients read INTERNAL (grpc-js:
-        // "Call ended without gRPC status", grpc-go: "server closed the stream without sending
-        // trailers"), and so does meshlet. An endpoint's RST_STREAM CANCEL or NO_ERROR after its
-        // response headers ends the same way: undici reports it as the response's end.
-        this.#grpcStatus = GRPC.INTERNAL;
-        this.#judgeGrpc(handle, this.#grpcStatus);
+      // The trailers' status; none, after a head without one either: INTERNAL, as gRPC clients read it.
+      const ended = grpcStatusAtEnd(trailers, this.#grpcStatus, this.#status);
+      if (ended !== NO_GRPC_STATUS) {
+        this.#grpcStatus = ended;
+        this.#judgeGrpc(handle, ended);
       }
       if (this.#grpcStatus !== -1) success = !isGrpcServerFailure(this.#grpcStatus);
     }
@@ -1144,14 +1138,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     upstream.metrics.finished(status, seconds);
     let grpcStatus: number | undefined;
     if (this.#grpc) {
-      grpcStatus =
-        err !== undefined
-          ? GRPC_STATUS_OF[err.code]
-          : this.#grpcStatus !== -1
-            ? this.#grpcStatus
-            : status === CLIENT_CLOSED
-              ? GRPC.CANCELLED
-              : GRPC.UNKNOWN;
+      grpcStatus = grpcStatusOfCall(this.#grpcStatus, status, err);
       upstream.metrics.grpcFinished(grpcStatus);
     }
     this.#ctx.access.outbound(

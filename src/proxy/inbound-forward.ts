@@ -1,7 +1,14 @@
 // Forwards one authorized inbound request to the local app and streams the answer back (an undici dispatch handler).
 import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { sendError } from '../errors/error-response.ts';
+import { respondGrpcStatus, sendError } from '../errors/error-response.ts';
+import {
+  encodeGrpcMessage,
+  GRPC_STATUS_OF,
+  grpcStatusOf,
+  grpcStatusOfStreamReset,
+  h2ErrorName,
+} from '../errors/grpc-status.ts';
 import { type MeshletError } from '../errors/meshlet-error.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
@@ -14,9 +21,12 @@ import { hasBody } from './request-body.ts';
 import { acceptUnsolicitedContinue } from './unsolicited-continue.ts';
 import { noteFdExhaustion } from './fd-exhaustion.ts';
 import { forwardResponseHeaders } from './headers.ts';
+import { grpcStatusAtEnd, grpcStatusOfCall, NO_GRPC_STATUS } from './grpc-call-status.ts';
 import {
   classifyFailure,
   errorForFailure,
+  H2_REFUSED_STREAM,
+  streamResetCode,
   unsendableHead,
   unsupportedTransferCoding,
   type UpstreamProtocolError,
@@ -38,7 +48,8 @@ const HOLD_LIMIT_BYTES = 64 * 1024;
  * warned about on `logger` ({@link noteFdExhaustion}). The
  * response head waits out the turn that read it ({@link ReadTurn}), as on the outbound side: an
  * answer malformed right after its head is a `502 upstream_unreachable`, not a closed connection.
- * `done(status, error?)` is called exactly once.
+ * `done(status, error?, grpcStatus?)` is called exactly once; `grpcStatus` (a gRPC call's only) is
+ * the status the call ended with, read as the outbound side reads it ({@link grpcStatusOfCall}).
  */
 export class InboundForward implements Dispatcher.DispatchHandler {
   readonly #req: DownstreamRequest;
@@ -49,10 +60,12 @@ export class InboundForward implements Dispatcher.DispatchHandler {
   readonly #logger: Logger;
   /** The answer went out as one HEADERS frame that ended the stream (gRPC Trailers-Only over HTTP/2). */
   #headersOnly = false;
-  readonly #done: (status: number, err?: MeshletError) => void;
+  readonly #done: (status: number, err?: MeshletError, grpcStatus?: number) => void;
   #controller: Dispatcher.DispatchController | null = null;
   #requestStarted = false;
   #status = 0;
+  /** A gRPC call's `grpc-status` once known (head, trailers, a failure's or reset's), else NO_GRPC_STATUS. */
+  #grpcStatus = NO_GRPC_STATUS;
   #finished = false;
   /** The response while it waits out the turn that read its head, else null. */
   #held: HeldResponse | null = null;
@@ -69,7 +82,7 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     requestId: string,
     grpc: boolean,
     logger: Logger,
-    done: (status: number, err?: MeshletError) => void,
+    done: (status: number, err?: MeshletError, grpcStatus?: number) => void,
   ) {
     this.#req = req;
     this.#res = res;
@@ -128,12 +141,14 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     this.#timers.awaitBody(this.#idleTimeoutMs);
     const out = forwardResponseHeaders(headers, this.#requestId, statusCode);
-    if (!this.#grpc || headers['grpc-status'] === undefined) {
+    const grpcHeader = this.#grpc ? headers['grpc-status'] : undefined;
+    if (grpcHeader === undefined) {
       this.#held = { status: statusCode, headers: out, chunks: [], bytes: 0 };
       this.#turn.start();
       return;
     }
     // A gRPC Trailers-Only answer: the whole call in its head, nothing follows to wait for.
+    if (typeof grpcHeader === 'string') this.#grpcStatus = grpcStatusOf(grpcHeader);
     try {
       this.#headersOnly = startResponse(this.#res, statusCode, out, true);
     } catch (err) {
@@ -201,25 +216,67 @@ export class InboundForward implements Dispatcher.DispatchHandler {
       this.onResponseError(controller, unsendable);
       return;
     }
+    if (this.#grpc && this.#status < 500) {
+      const ended = grpcStatusAtEnd(trailers, this.#grpcStatus, this.#status);
+      if (ended !== NO_GRPC_STATUS) this.#grpcStatus = ended;
+    }
     if (!this.#headersOnly) endResponse(this.#res, trailers);
     this.#finish(this.#status);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (this.#finished) return;
+    const held = this.#held;
     // A held response never reached the caller: it gets meshlet's answer instead.
     this.#held = null;
     this.#turn.cancel();
+    const kind = classifyFailure(err, this.#requestStarted);
+    const resetCode = this.#grpc && kind === 'reset' ? streamResetCode(err) : undefined;
+    if (resetCode !== undefined && resetCode !== H2_REFUSED_STREAM) {
+      this.#onStreamReset(resetCode, held);
+      return;
+    }
+    if (kind === 'exhausted') noteFdExhaustion(this.#logger, err, this.#app);
+    const error = errorForFailure(kind === 'aborted' ? 'reset' : kind, err, this.#app, this.#app);
     if (this.#res.headersSent) {
-      this.#res.destroy(err);
+      // The answer started: an HTTP/2 gRPC call ends with the failure as its status in trailers
+      // (UNAVAILABLE, DEADLINE_EXCEEDED), as the outbound side ends one; a reset stream would reach
+      // the caller's meshlet as a stream reset, which its client reads as INTERNAL. Else cut.
+      if (this.#grpc) this.#grpcStatus = GRPC_STATUS_OF[error.code];
+      sendError(this.#res, error, undefined, undefined, this.#grpc);
       this.#finish(this.#status);
       return;
     }
-    const kind = classifyFailure(err, this.#requestStarted);
-    if (kind === 'exhausted') noteFdExhaustion(this.#logger, err, this.#app);
-    const error = errorForFailure(kind === 'aborted' ? 'reset' : kind, err, this.#app, this.#app);
     sendError(this.#res, error, this.#requestId, undefined, this.#grpc);
     this.#finish(error.status, error);
+  }
+
+  /**
+   * The app reset a gRPC call's stream itself (RST_STREAM, not REFUSED_STREAM; its connection up):
+   * the call ends with the status gRPC maps that reset to (CANCEL → CANCELLED, ENHANCE_YOUR_CALM →
+   * RESOURCE_EXHAUSTED, most codes → INTERNAL), as the outbound side ends it for an endpoint that
+   * resets (README: streams the endpoint resets). The caller's meshlet then judges and retries it
+   * as that status, as if it had reached the app directly; as `502 upstream_unreachable`
+   * (UNAVAILABLE) it replayed a call the app may have acted on. What was held goes out first; the
+   * status is in trailers once the response started.
+   */
+  #onStreamReset(code: number, held: HeldResponse | null): void {
+    const grpcStatus = grpcStatusOfStreamReset(code);
+    const message = `endpoint ${this.#app}: stream reset (${h2ErrorName(code)})`;
+    const res = this.#res;
+    this.#grpcStatus = grpcStatus;
+    if (held !== null) {
+      this.#held = held;
+      this.#release(null);
+    }
+    if (res.headersSent) {
+      if (!res.writableEnded)
+        endResponse(res, { 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(message) });
+    } else {
+      this.#status = 200;
+      respondGrpcStatus(res, grpcStatus, message, ['x-request-id', this.#requestId]);
+    }
+    this.#finish(this.#status);
   }
 
   #onClientClose = (): void => {
@@ -235,6 +292,6 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     this.#held = null;
     this.#turn.cancel();
     this.#timers.stop();
-    this.#done(status, err);
+    this.#done(status, err, this.#grpc ? grpcStatusOfCall(this.#grpcStatus, status, err) : undefined);
   }
 }

@@ -2,7 +2,7 @@
 import type { AnyRequestListener } from '../listener/http-listener.ts';
 import { type AccessLog, elapsedMs } from '../telemetry/access-log.ts';
 import { sendError } from '../errors/error-response.ts';
-import { isGrpcRequest } from '../errors/grpc-status.ts';
+import { GRPC_STATUS_OF, isGrpcRequest } from '../errors/grpc-status.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import {
   inboundPeerOf,
@@ -85,8 +85,10 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
       if (count !== undefined) ctx.tlsMetrics.deny(caller, count);
       const requestId = (forwarded ?? forwardRequestHeaders(req, 'https', DROP_INCOMING)).requestId;
       const durationMs = elapsedMs(startedAt);
+      const grpcStatus = grpc ? GRPC_STATUS_OF[err.code] : undefined;
       ctx.metrics.localReply(err.code);
       ctx.metrics.finished(err.status, durationMs / 1000);
+      if (grpcStatus !== undefined) ctx.metrics.grpcFinished(grpcStatus);
       ctx.access.inbound(
         requestId,
         peer.identity.uri,
@@ -97,6 +99,7 @@ export function inboundHandler(ctx: InboundContext): AnyRequestListener {
         err.status,
         durationMs,
         err.code,
+        grpcStatus,
       );
       req.resume();
       sendError(res, err, requestId, undefined, grpc);
@@ -306,7 +309,9 @@ export function inboundRefusals(ctx: InboundContext): InboundRefusalListener {
         ? undefined
         : forwardRequestHeaders(refused.req, 'https', DROP_INCOMING).requestId;
     const durationMs = refused === undefined ? undefined : elapsedMs(refused.startedAt);
+    const grpcStatus = refused?.grpc === true ? GRPC_STATUS_OF[err.code] : undefined;
     ctx.metrics.finished(err.status, (durationMs ?? 0) / 1000);
+    if (grpcStatus !== undefined) ctx.metrics.grpcFinished(grpcStatus);
     ctx.access.inbound(
       requestId,
       peer?.identity.uri ?? 'unknown',
@@ -317,6 +322,7 @@ export function inboundRefusals(ctx: InboundContext): InboundRefusalListener {
       err.status,
       durationMs,
       err.code,
+      grpcStatus,
     );
     return requestId;
   };
@@ -339,22 +345,32 @@ function forward(
   headers.push(PEER_IDENTITY_HEADER, peer.identity.service, PEER_SPIFFE_ID_HEADER, peer.identity.uri);
   ctx.metrics.active++;
   if (ctx.draining && !('stream' in res)) res.setHeader('connection', 'close');
-  new InboundForward(req, res, ctx.service, forwarded.requestId, grpc, ctx.logger, (status, err) => {
-    release();
-    const seconds = (performance.now() - startedAt) / 1000;
-    ctx.metrics.active--;
-    ctx.metrics.finished(status, seconds);
-    if (err !== undefined) ctx.metrics.localReply(err.code);
-    ctx.access.inbound(
-      forwarded.requestId,
-      peer.identity.uri,
-      peer.serial,
-      req.method,
-      req.url,
-      ctx.service,
-      status,
-      Math.round(seconds * 1e6) / 1e3,
-      err?.code,
-    );
-  }).start(ctx.app, path, headers, timeout, ctx.idleTimeoutMs);
+  new InboundForward(
+    req,
+    res,
+    ctx.service,
+    forwarded.requestId,
+    grpc,
+    ctx.logger,
+    (status, err, grpcStatus) => {
+      release();
+      const seconds = (performance.now() - startedAt) / 1000;
+      ctx.metrics.active--;
+      ctx.metrics.finished(status, seconds);
+      if (grpcStatus !== undefined) ctx.metrics.grpcFinished(grpcStatus);
+      if (err !== undefined) ctx.metrics.localReply(err.code);
+      ctx.access.inbound(
+        forwarded.requestId,
+        peer.identity.uri,
+        peer.serial,
+        req.method,
+        req.url,
+        ctx.service,
+        status,
+        Math.round(seconds * 1e6) / 1e3,
+        err?.code,
+        grpcStatus,
+      );
+    },
+  ).start(ctx.app, path, headers, timeout, ctx.idleTimeoutMs);
 }

@@ -171,6 +171,7 @@ export class AccessLog {
    * @param upstream this instance's service; undefined in that case.
    * @param durationMs from the request received to its answer finished, milliseconds; undefined in
    *   that case (when the head began to arrive is not known).
+   * @param grpcStatus a gRPC call's `grpc-status` (the app's, or meshlet's own answer's mapped one).
    */
   inbound(
     requestId: string | undefined,
@@ -182,6 +183,7 @@ export class AccessLog {
     status: number,
     durationMs: number | undefined,
     error: string | undefined,
+    grpcStatus?: number,
   ): void {
     if (!this.#wants(error, status)) return;
     this.#write(
@@ -191,7 +193,9 @@ export class AccessLog {
         method === undefined ? '' : `,"method":${callerStr(method)}`
       }${path === undefined ? '' : `,"path":${pathStr(path)}`}${
         upstream === undefined ? '' : `,"upstream":${str(upstream)}`
-      },"status":${status}${this.#cutField(status)}${durationMs === undefined ? '' : `,"durationMs":${durationMs}`}${
+      },"status":${status}${this.#cutField(status)}${
+        grpcStatus === undefined ? '' : `,"grpcStatus":${grpcStatus}`
+      }${durationMs === undefined ? '' : `,"durationMs":${durationMs}`}${
         error === undefined ? '' : `,"error":${str(error)}`
       }}\n`,
     );
