@@ -26,7 +26,7 @@ export const inboundListenerSpec = z.strictObject({
   headersTimeout: duration.default(10_000),
   /** Time a client has to send the whole request, body included (0 = none). Default 60 s. */
   requestTimeout: duration.default(60_000),
-  /** Largest request header block, bytes. Default 16 KiB. */
+  /** Largest request header block a calling app may send, bytes (the listener accepts 1 KiB more for what the calling meshlet adds). Default 16 KiB. */
   maxHeaderSize: z
     .number()
     .int()

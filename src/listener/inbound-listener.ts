@@ -32,9 +32,23 @@ export interface InboundPeer {
   readonly address: string | undefined;
 }
 
+/**
+ * Bytes the inbound listener accepts past `maxHeaderSize`: room for the header fields the calling
+ * meshlet adds to what its app sent (as its listener counted it, within the same 16 KiB by default):
+ * `x-request-id` (52 bytes), `x-forwarded-for` (≤ 75), `x-forwarded-proto` (26),
+ * `x-meshlet-timeout-ms` (≤ 34), `grpc-timeout` (≤ 27), `content-length` of a re-framed body
+ * (≤ 30), `connection: keep-alive` (24), and HTTP/2's `:scheme` and pseudo-header names in place
+ * of an HTTP/1.1 request line (≤ 30): under 300 bytes in all, so a request one meshlet took is not
+ * refused by the next for what meshlet itself added.
+ */
+export const PEER_ADDED_HEADER_BYTES = 1024;
+
 /** Limits of the inbound listener (`listeners.inbound`). */
 export interface InboundListenerOptions {
-  /** Largest request header block, bytes. Default 16 KiB. */
+  /**
+   * Largest request header block a calling app may send, bytes; the listener accepts
+   * {@link PEER_ADDED_HEADER_BYTES} more for what the calling meshlet adds. Default 16 KiB.
+   */
   readonly maxHeaderSize?: number;
   /** Time a client has for the TLS handshake and then the whole header block, ms. Default 10 s. */
   readonly headersTimeoutMs?: number;
@@ -140,6 +154,7 @@ export async function listenInbound(
   const metrics = tls.metrics;
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const requestTimeout = options.requestTimeoutMs ?? 60_000;
+  const maxHeaderBytes = (options.maxHeaderSize ?? 16 * 1024) + PEER_ADDED_HEADER_BYTES;
   const told = options.onRefused;
   const onRefused: RefusalListener | undefined =
     told === undefined
@@ -155,7 +170,7 @@ export async function listenInbound(
   };
   const h1 = createHttpServer(
     {
-      maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
+      maxHeaderSize: maxHeaderBytes,
       headersTimeout,
       requestTimeout,
       connectionsCheckingInterval: checkingIntervalMs(headersTimeout, requestTimeout),
@@ -169,7 +184,7 @@ export async function listenInbound(
   /** The peer of the connection being handed to the h2 server ('session' fires synchronously). */
   let handing: InboundPeer | undefined;
   const h2 = lazyH2cServer(verified, sessions, {
-    maxHeaderBytes: options.maxHeaderSize ?? 16 * 1024,
+    maxHeaderBytes,
     onRefused: (err, req) =>
       told?.(err, req.method, inboundPeerOf(req), {
         req,

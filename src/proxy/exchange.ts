@@ -52,6 +52,7 @@ import {
   errorForFailure,
   type FailureKind,
   H2_REFUSED_STREAM,
+  isPeerClientFault,
   RequestFaultError,
   streamResetCode,
   unsendableHead,
@@ -167,6 +168,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #retryAfter: string | undefined;
   /** A gRPC server's pushback before the retry, ms. */
   #pushbackMs: number | undefined;
+  /** The attempt's answer is a peer meshlet's refusal of the request as the caller's fault (not judged). */
+  #peerRefused = false;
   /** The attempt's per-try and idle timeouts (created with the first attempt). */
   #timers: AttemptTimers | null = null;
   /** The end of a held gRPC response's hold. */
@@ -481,6 +484,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#discarding = false;
     this.#retryAfter = undefined;
     this.#pushbackMs = undefined;
+    this.#peerRefused = false;
     this.#attemptStartedAt = now;
     this.#inflight = true;
     handle.active++;
@@ -572,9 +576,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // gRPC: `grpc-status` in the headers is a Trailers-Only answer, the whole call's outcome.
     const grpcHeader = this.#grpc ? headers['grpc-status'] : undefined;
     const grpcStatus = typeof grpcHeader === 'string' ? grpcStatusOf(grpcHeader) : undefined;
-    if (statusCode >= 500)
-      this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
-    else if (grpcStatus !== undefined) this.#judgeGrpc(handle, grpcStatus);
+    // A peer meshlet (reached over mTLS) refused the request as the caller's fault (its
+    // x-meshlet-error names a client-fault code): the request never reached the peer's app, so the
+    // answer goes to the caller as it is and counts for nothing (outlier detection, breaker, retry),
+    // as meshlet's own refusals do. Looked up on failed answers only.
+    const refused =
+      (statusCode >= 400 || (grpcStatus !== undefined && grpcStatus !== 0)) &&
+      handle.endpoint.transport === 'mtls' &&
+      isPeerClientFault(headers, statusCode, grpcStatus);
+    this.#peerRefused = refused;
+    if (!refused) {
+      if (statusCode >= 500)
+        this.#reportOutlier(handle, statusCode >= 502 && statusCode <= 504 ? 'gateway' : '5xx');
+      else if (grpcStatus !== undefined) this.#judgeGrpc(handle, grpcStatus);
+    }
     // Any other answer is judged once its body ended (onResponseEnd): cleared at the head, the
     // failure count of an endpoint that resets every body mid-way never reached its threshold.
     const res = this.#res;
@@ -587,6 +602,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const retryAfter = headers['retry-after'];
     this.#retryAfter = typeof retryAfter === 'string' ? retryAfter : undefined;
     if (
+      !refused &&
       (statusCode >= 409 || (grpcStatus !== undefined && grpcStatus !== 0)) &&
       this.#serverAllowsRetry(headers) &&
       this.#mayRetry({ kind: 'response', status: statusCode, grpcStatus })
@@ -766,6 +782,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#endAttempt();
     if (unsendable !== null) {
       this.onResponseError(controller, unsendable);
+      return;
+    }
+    if (this.#peerRefused) {
+      // A peer meshlet's refusal of the request as the caller's fault: nothing to the breaker either.
+      if (!this.#headersOnly) endResponse(this.#res, trailers);
+      this.#releaseBreaker();
+      this.#complete(this.#status);
       return;
     }
     let success = this.#status < 500;

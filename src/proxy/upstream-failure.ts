@@ -1,5 +1,6 @@
 // Classifies why an attempt to an endpoint failed (undici and socket error codes → a failure kind).
-import { MeshletError } from '../errors/meshlet-error.ts';
+import { GRPC_STATUS_OF } from '../errors/grpc-status.ts';
+import { CLIENT_FAULT, ERROR_STATUS, type ErrorCode, MeshletError } from '../errors/meshlet-error.ts';
 import { FORWARDING_LOOP_CODE } from '../upstream/forwarding-loop.ts';
 
 /**
@@ -107,6 +108,27 @@ export function unsupportedTransferCoding(
 /** The error for a response head Node would not write to the client (see Exchange.onResponseStart). */
 export function unsendableHead(err: unknown): UpstreamProtocolError {
   return new UpstreamProtocolError(`response head meshlet cannot pass on (${(err as Error).message})`);
+}
+
+/**
+ * Whether an answer is a peer meshlet's refusal of the request as the caller's fault: its
+ * `x-meshlet-error` names a client-fault code ({@link CLIENT_FAULT}: `bad_request`,
+ * `request_timeout`, `body_too_large`, `method_not_allowed`) and it carries the status meshlet
+ * answers that code with (error-response.ts): the HTTP status of the error table, or, for a gRPC
+ * answer (`grpcStatus` from its headers), the gRPC status the code maps to. The request never
+ * reached the peer's app: the endpoint is not to blame. Asked only of failed answers (HTTP ≥ 400 or
+ * a non-zero `grpc-status`) from an endpoint reached over mTLS (a peer meshlet); one lookup.
+ */
+export function isPeerClientFault(
+  headers: Record<string, string | string[] | undefined>,
+  statusCode: number,
+  grpcStatus: number | undefined,
+): boolean {
+  const code = headers['x-meshlet-error'];
+  if (typeof code !== 'string' || !CLIENT_FAULT.has(code as ErrorCode)) return false;
+  return grpcStatus === undefined
+    ? ERROR_STATUS[code as ErrorCode] === statusCode
+    : GRPC_STATUS_OF[code as ErrorCode] === grpcStatus;
 }
 
 /** HTTP/2 REFUSED_STREAM: the endpoint did not process the stream (RFC 9113 §8.7), safe to replay. */
