@@ -27,7 +27,13 @@ export type AuthOutcome =
   /** A credential of its kind that does not verify (401). */
   | { readonly kind: 'invalid'; readonly reason: string }
   /** Could not decide (the identity service or JWKS server is down). */
-  | { readonly kind: 'unavailable'; readonly reason: string };
+  | { readonly kind: 'unavailable'; readonly reason: string }
+  /**
+   * Could not decide, and the authenticator lets such a request go on unauthenticated (`failOpen`):
+   * unless another authenticator accepts it (or could not decide either, failing closed), the
+   * request goes on with no principal, which no `allow` passes.
+   */
+  | { readonly kind: 'failOpen'; readonly reason: string };
 
 export const SKIP: AuthOutcome = Object.freeze({ kind: 'skip' });
 

@@ -28,6 +28,9 @@ function setHeaders(res: DownstreamResponse, pairs: readonly string[]): void {
   }
 }
 
+/** What a route with `cors` adds to the answer of a request without `Origin`. */
+const VARY_ORIGIN: readonly string[] = Object.freeze(['vary', 'origin']);
+
 function clientGone(res: DownstreamResponse): boolean {
   return 'stream' in res ? res.stream.destroyed : res.destroyed;
 }
@@ -70,9 +73,13 @@ function withError(challenge: string, error: string, description?: string): stri
   return `${challenge}, error="${error}"${d}`;
 }
 
-/** How the authenticators of a route decided. */
+/**
+ * How the authenticators of a route decided: a principal, or (`failOpen`: the credential could not
+ * be checked and its authenticator lets the request go on) none, counted as `unavailable`.
+ */
 type Decision =
-  | { readonly principal: Principal | null }
+  | { readonly principal: Principal; readonly result: 'ok' }
+  | { readonly principal: null; readonly result: 'unavailable' }
   | {
       readonly refusal: MeshletError;
       readonly result: GatewayAuthResult;
@@ -83,28 +90,34 @@ type Decision =
  * Asks the route's authenticators in order: the first that accepts wins. None accepting: an
  * unavailable one (identity service or JWKS down) is 503 `auth_unavailable`; a credential that did
  * not verify is 401 with `error="invalid_token"`; no credential at all is 401 with the challenges.
- * A `failOpen` authenticator whose service is down skips, and a request no one accepts then goes on
- * as anonymous only when every authenticator skipped because of that.
+ * A `failOpen` authenticator whose service is down answers `failOpen`: unless another one that
+ * could not decide fails closed (503), the request then goes on unauthenticated (no principal), a
+ * credential another authenticator refused included, as that one's unavailability outranks it too.
  */
 async function authenticate(route: GatewayRoute, credentials: Credentials): Promise<Decision> {
   let invalid: { reason: string; challenge: string } | null = null;
   let unavailable: string | null = null;
+  let open = false;
   for (const a of route.auth!) {
     const answer = a.authenticate(credentials);
     const outcome: AuthOutcome = answer instanceof Promise ? await answer : answer;
     switch (outcome.kind) {
       case 'ok':
-        return { principal: outcome.principal };
+        return { principal: outcome.principal, result: 'ok' };
       case 'invalid':
         invalid ??= { reason: outcome.reason, challenge: a.challenge };
         break;
       case 'unavailable':
         unavailable ??= outcome.reason;
         break;
+      case 'failOpen':
+        open = true;
+        break;
       case 'skip':
         break;
     }
   }
+  if (unavailable === null && open) return { principal: null, result: 'unavailable' };
   if (unavailable !== null) {
     return {
       refusal: new MeshletError('auth_unavailable', `authentication unavailable: ${unavailable}`),
@@ -232,15 +245,18 @@ export function gatewayHandler(
       return refuse(ctx, g, req, res, matched, startedAt);
     }
     const route = g.routes[matched.index]!;
-    if (route.cors !== null && origin !== undefined) {
-      if (preflight) {
+    if (route.cors !== null) {
+      if (origin === undefined) {
+        // Its answer differs from an Origin request's (no CORS headers): a shared cache must not
+        // serve it to a cross-origin caller (Fetch standard, "CORS protocol and HTTP caches").
+        setHeaders(res, VARY_ORIGIN);
+      } else if (preflight) {
         const allowed = route.cors.allows(origin);
         metrics.preflights.labels(route.name, allowed ? 'allowed' : 'refused').inc();
         writeHead(res, 204, route.cors.preflight(origin, headers['access-control-request-headers']));
         res.end();
         return;
-      }
-      setHeaders(res, route.cors.response(origin));
+      } else setHeaders(res, route.cors.response(origin));
     }
     if (route.auth === null) {
       forward(ctx, g, route, req, res, matched.path, null, 'public', metrics, startedAt);
@@ -258,7 +274,18 @@ export function gatewayHandler(
             upstream: route.upstream,
           });
         }
-        forward(ctx, g, route, req, res, matched.path, decision.principal, 'ok', metrics, startedAt);
+        forward(
+          ctx,
+          g,
+          route,
+          req,
+          res,
+          matched.path,
+          decision.principal,
+          decision.result,
+          metrics,
+          startedAt,
+        );
       },
       (err: unknown) => {
         ctx.logger.error({ msg: 'gateway authentication failed', reason: (err as Error).message });
@@ -284,11 +311,14 @@ function forward(
 ): void {
   const tenantName = principal?.tenant;
   const label = tenantLabel(g, tenantName);
-  if (principal !== null && route.allow !== null) {
-    const why = route.allow.deny(principal);
+  // `allow` needs auth on the route (the schema): no principal here means a `failOpen` authenticator
+  // let the request go on unauthenticated, and no rule passes an unknown caller.
+  if (route.allow !== null) {
+    const why =
+      principal === null ? 'not authenticated (authentication unavailable)' : route.allow.deny(principal);
     if (why !== null) {
       metrics.requests.labels(route.name, 'forbidden', label).inc();
-      if (!clientGone(res))
+      if (principal !== null && !clientGone(res))
         res.setHeader('www-authenticate', withError(route.challenges[0]!, 'insufficient_scope', why));
       const forbidden = new MeshletError('forbidden', `not allowed on this route: ${why}`, route.upstream);
       return refuse(ctx, g, req, res, forbidden, startedAt, { path, upstream: route.upstream, principal });

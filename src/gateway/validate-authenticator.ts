@@ -35,8 +35,8 @@ interface CacheEntry {
 /**
  * Largest identity-service answer read, bytes. A real answer is a few hundred bytes; without a cap a
  * misbehaving identity service could make the gateway buffer (and cache, per token) as much as it
- * sends within `timeout`. A larger answer is a failed call: 503 `auth_unavailable` (or a skip with
- * `failOpen`), never cached.
+ * sends within `timeout`. A larger answer is a failed call: 503 `auth_unavailable` (or, with
+ * `failOpen`, goes on unauthenticated), never cached.
  */
 export const MAX_VALIDATE_BODY_BYTES = 64 * 1024;
 
@@ -65,7 +65,7 @@ type Answer = { status: number; body: string } | Error;
  * 401/403 (any 4xx) refuses; both are cached per token for `cacheTtl` (at most `cacheSize` tokens,
  * least recently stored dropped first), and concurrent requests with one token share one call. No
  * answer, a timeout or a 5xx is `unavailable` (503 `auth_unavailable`), never cached — or, with
- * `failOpen`, a skip, so the request goes on unauthenticated.
+ * `failOpen`, a `failOpen` outcome: the request goes on unauthenticated, and no `allow` passes it.
  */
 export class ValidateAuthenticator implements Authenticator {
   readonly name: string;
@@ -114,7 +114,7 @@ export class ValidateAuthenticator implements Authenticator {
     if (answer instanceof Error || answer.status >= 500) {
       this.#options.onCall?.('failed');
       const reason = `identity service ${answer instanceof Error ? `unreachable (${answer.message})` : `answered ${answer.status}`}`;
-      return this.#spec.failOpen ? SKIP : { kind: 'unavailable', reason };
+      return { kind: this.#spec.failOpen ? 'failOpen' : 'unavailable', reason };
     }
     if (answer.status >= 200 && answer.status < 300) {
       let fields: Record<string, unknown> = {};
