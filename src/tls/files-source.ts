@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { type FileWatch, watchFiles } from '../config/file-watch.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
+import { isoTime } from '../telemetry/utc-time.ts';
 import { loadTlsFiles, type TlsFilePaths } from './certificate-info.ts';
 import { ChangeListeners, type TlsMaterial, type TlsSource } from './tls-source.ts';
 
@@ -27,7 +28,10 @@ export interface FilesTlsSourceOptions {
  * Kubernetes Secret volume swaps its `..data` link). A change is reloaded after a
  * short debounce; a set that does not fit together yet (the key written before the certificate, as
  * `meshlet certs issue` and most tools do) is retried until it does or `settleMs` passed, then the
- * failure is logged and counted and the old material stays. An unchanged set is not re-applied.
+ * failure is logged and counted and the old material stays. A set whose certificate has already
+ * expired is refused the same way, at once (waiting does not make it fit): every peer would refuse
+ * it, so applying it would turn a working mesh identity into an outage (the Connect CA source
+ * refuses an expired leaf too). An unchanged set is not re-applied.
  */
 export class FilesTlsSource implements TlsSource {
   readonly kind = 'files' as const;
@@ -101,6 +105,11 @@ export class FilesTlsSource implements TlsSource {
           old.caPem === next.caPem
         )
           return;
+        const notAfter = next.cert.notAfter.getTime();
+        if (notAfter <= Date.now()) {
+          this.#refuse(`tls.cert: ${this.#paths.cert}: expired at ${isoTime(notAfter)}`);
+          return;
+        }
         this.#material = next;
         this.#listeners.emit(next);
         return;
@@ -110,16 +119,21 @@ export class FilesTlsSource implements TlsSource {
           await new Promise((r) => setTimeout(r, 50).unref());
           continue;
         }
-        this.#options.metrics.reloads.labels('files', 'failed').inc();
-        // A warning, as the Connect CA source's: meshlet keeps serving with the previous material.
-        this.#options.logger.warn({
-          msg: 'tls certificate reload failed; keeping the current certificate',
-          source: 'files',
-          reason: (err as Error).message,
-        });
+        this.#refuse((err as Error).message);
         return;
       }
     }
+  }
+
+  /** Counts and logs a refused set; the current material stays in use. */
+  #refuse(reason: string): void {
+    this.#options.metrics.reloads.labels('files', 'failed').inc();
+    // A warning, as the Connect CA source's: meshlet keeps serving with the previous material.
+    this.#options.logger.warn({
+      msg: 'tls certificate reload failed; keeping the current certificate',
+      source: 'files',
+      reason,
+    });
   }
 
   async #load(): Promise<TlsMaterial> {

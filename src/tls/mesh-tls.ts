@@ -1,4 +1,5 @@
 // The live TLS state of one meshlet: current secure contexts from a source, swapped on rotation, with metrics and logs.
+import { constants } from 'node:crypto';
 import {
   createSecureContext,
   type SecureContext,
@@ -28,6 +29,15 @@ export const MESH_CIPHERS = [
   'ECDHE-ECDSA-AES256-GCM-SHA384',
   'ECDHE-RSA-AES256-GCM-SHA384',
 ].join(':');
+
+/**
+ * `SSL_OP_NO_TICKET` for the inbound server: no session tickets, TLS 1.3 and 1.2 (and node:tls
+ * keeps no server session cache, so no session-ID resumption either). A resumed session skips
+ * certificate verification: a caller whose certificate expired since its last full handshake
+ * would get in by resuming, for the ticket's lifetime (node's 300 s) until the next rotation.
+ * meshlet's own outbound connections never resume, so this costs peers nothing.
+ */
+export const NO_SESSION_RESUMPTION = constants.SSL_OP_NO_TICKET;
 
 /** Options of {@link MeshTls}. */
 export interface MeshTlsOptions {
@@ -89,7 +99,11 @@ export class MeshTls {
     return this.#client;
   }
 
-  /** Options for `tls.Server#setSecureContext` / `createServer` with the newest certificate. */
+  /**
+   * Options for `tls.Server#setSecureContext` / `createServer` with the newest certificate. The
+   * server hands out no session tickets ({@link NO_SESSION_RESUMPTION}): every inbound connection
+   * verifies the caller's certificate as it is now.
+   */
   serverContextOptions(): SecureContextOptions {
     const m = this.material;
     return {
@@ -99,6 +113,7 @@ export class MeshTls {
       minVersion: this.minVersion,
       ciphers: MESH_CIPHERS,
       honorCipherOrder: true,
+      secureOptions: NO_SESSION_RESUMPTION,
     };
   }
 
