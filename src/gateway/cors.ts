@@ -50,7 +50,8 @@ export class CorsPolicy {
     const headers = this.#headers ?? requestHeaders;
     if (headers !== undefined && headers !== '') out.push('access-control-allow-headers', headers);
     if (this.#credentials) out.push('access-control-allow-credentials', 'true');
-    out.push('access-control-max-age', this.#maxAge, 'content-length', '0');
+    // No content-length: a 204 never carries one (RFC 9110 §8.6); node:http frames a 204 without it.
+    out.push('access-control-max-age', this.#maxAge);
     return out;
   }
 

@@ -2,7 +2,7 @@
 import { sendError } from '../errors/error-response.ts';
 import { isGrpcRequest } from '../errors/grpc-status.ts';
 import { MeshletError } from '../errors/meshlet-error.ts';
-import type { AnyRequestListener } from '../listener/http-listener.ts';
+import { type AnyRequestListener, ROUTED_METHODS } from '../listener/http-listener.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../proxy/downstream.ts';
 import { writeHead } from '../proxy/downstream.ts';
 import { type EdgeHeaders, Exchange } from '../proxy/exchange.ts';
@@ -15,7 +15,7 @@ import { mergePolicy } from '../upstream/upstream-settings.ts';
 import { upstreamView } from '../upstream/upstream-view.ts';
 import { type AuthOutcome, bearerOf, type Credentials, type Principal } from './authenticator.ts';
 import { corsResponseHeaders } from './cors.ts';
-import { hostOf, matchRoute } from './gateway-routes.ts';
+import { hostOf, MethodNotAllowed, matchRoute } from './gateway-routes.ts';
 import type { GatewayRoute, GatewayState, GatewayTenant } from './gateway-state.ts';
 import { bucketAddress, clientIp, type LimitVerdict, rateLimitHeaders } from './rate-limits.ts';
 
@@ -58,6 +58,7 @@ function refuse(
     principal: line?.principal ?? undefined,
   });
   if (clientGone(res)) return;
+  if (err instanceof MethodNotAllowed) res.setHeader('allow', err.allow);
   sendError(res, err, requestId, undefined, isGrpcRequest(req.headers['content-type']));
 }
 
@@ -191,7 +192,7 @@ export function gatewayHandler(
         g,
         req,
         res,
-        new MeshletError('method_not_allowed', 'CONNECT is not routed by the gateway'),
+        new MethodNotAllowed('CONNECT is not routed by the gateway', ROUTED_METHODS),
         startedAt,
       );
     }

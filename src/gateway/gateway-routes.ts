@@ -5,6 +5,19 @@ import { MeshletError } from '../errors/meshlet-error.ts';
 import { normalizePath, type PathRefusal } from '../route/path-normalize.ts';
 import { pathRefused } from '../route/router.ts';
 
+/**
+ * A 405 `method_not_allowed` with the methods the target takes, for its `allow` header (RFC 9110
+ * §15.5.6 requires one on every 405).
+ */
+export class MethodNotAllowed extends MeshletError {
+  /** The `allow` header's value: the allowed methods, comma-separated. */
+  readonly allow: string;
+  constructor(message: string, allow: string) {
+    super('method_not_allowed', message);
+    this.allow = allow;
+  }
+}
+
 /** A gateway route's matcher, compiled once. */
 export interface RouteMatcher {
   readonly pathPrefix: string | null;
@@ -129,9 +142,10 @@ export function matchRoute(
   }
   if (refusal !== null) return pathRefused(refusal);
   if (allowed !== null) {
-    return new MeshletError(
-      'method_not_allowed',
-      `method ${method} is not allowed on this gateway route (allowed: ${[...allowed].join(', ')})`,
+    const allow = [...allowed].join(', ');
+    return new MethodNotAllowed(
+      `method ${method} is not allowed on this gateway route (allowed: ${allow})`,
+      allow,
     );
   }
   return new MeshletError('no_route', 'no gateway route matches the request');

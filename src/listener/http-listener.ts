@@ -98,8 +98,10 @@ const CONNECT_REFUSED = new MeshletError(
   'method_not_allowed',
   'CONNECT tunnels are opened by the outbound listener only',
 );
+/** The methods meshlet routes as requests (every one but `CONNECT`): the `allow` of a refused `CONNECT`. */
+export const ROUTED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE';
 /** Its `allow` header. */
-const CONNECT_ALLOW = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'] as const;
+const CONNECT_ALLOW = ['allow', ROUTED_METHODS] as const;
 
 /** Why a client's bytes could not be parsed as HTTP, in words. */
 function clientErrorReason(err: NodeJS.ErrnoException): string {
