@@ -130,11 +130,16 @@ export function forwardRequestHeaders(
  * (PROTOCOL_ERROR) instead of the answer.
  * A 304 keeps it (it names the length of the selected representation).
  * @param status the upstream's status code.
+ * @param dropMeshletError leave `x-meshlet-error` out (default false). The inbound listener sets it
+ *   when the app's answer carries one: only meshlet itself names its refusals to a peer, and the
+ *   calling meshlet trusts a peer's client-fault code not to count against the peer
+ *   (isPeerClientFault). The outbound side keeps it: it is how a peer meshlet's refusal reaches the app.
  */
 export function forwardResponseHeaders(
   upstream: IncomingHttpHeaders,
   requestId: string,
   status: number,
+  dropMeshletError = false,
 ): string[] {
   const extra = connectionTokens(upstream.connection);
   const noLength = status === 204 || status < 200;
@@ -143,6 +148,7 @@ export function forwardResponseHeaders(
   for (const name in upstream) {
     if (HOP_BY_HOP.has(name) || extra?.has(name)) continue;
     if (noLength && name === 'content-length') continue;
+    if (dropMeshletError && name === 'x-meshlet-error') continue;
     const value = upstream[name];
     if (value === undefined) continue;
     if (name === 'x-request-id') sawRequestId = true;

@@ -140,7 +140,14 @@ export class InboundForward implements Dispatcher.DispatchHandler {
     }
     this.#status = statusCode;
     this.#timers.awaitBody(this.#idleTimeoutMs);
-    const out = forwardResponseHeaders(headers, this.#requestId, statusCode);
+    // The app's own `x-meshlet-error` never reaches the calling meshlet: it would read it as this
+    // meshlet's refusal (a client-fault code counts against no endpoint) and not count the app's failure.
+    const out = forwardResponseHeaders(
+      headers,
+      this.#requestId,
+      statusCode,
+      headers['x-meshlet-error'] !== undefined,
+    );
     const grpcHeader = this.#grpc ? headers['grpc-status'] : undefined;
     if (grpcHeader === undefined) {
       this.#held = { status: statusCode, headers: out, chunks: [], bytes: 0 };
