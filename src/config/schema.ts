@@ -91,7 +91,23 @@ const timeouts = z
   })
   .prefault({});
 
-const retryOnItem = z.union([z.string(), z.number().int()]);
+/**
+ * The lowest status a `retryOn` code may name: a response below it is never retried (1xx are interim,
+ * 2xx and 3xx are answers, and 400–407 refuse the request itself, so the same request gets the same
+ * answer). 408 Request Timeout is retried when listed, as RFC 9110 §15.5.9 suggests.
+ */
+export const LOWEST_RETRIABLE_STATUS = 408;
+
+/** A `retryOn` item: a condition name, or a status code (a number or digits) of 408–599 (retry-policy.ts checks the rest). */
+const retryOnItem = z.union([z.string(), z.number().int()]).superRefine((item, ctx) => {
+  const code = typeof item === 'number' ? item : /^\d+$/.test(item) ? Number(item) : Number.NaN;
+  if (code >= 100 && code < LOWEST_RETRIABLE_STATUS) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `${JSON.stringify(item)} is never retried: meshlet retries statuses from ${LOWEST_RETRIABLE_STATUS} up only (1xx are interim, 2xx and 3xx are answers, and 400–407 refuse the request itself, which sent again gets the same answer)`,
+    });
+  }
+});
 
 /** Retry policy of an upstream (or a route override). */
 export const retriesSpec = z

@@ -603,7 +603,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#retryAfter = typeof retryAfter === 'string' ? retryAfter : undefined;
     if (
       !refused &&
-      (statusCode >= 409 || (grpcStatus !== undefined && grpcStatus !== 0)) &&
+      (statusCode >= 408 || (grpcStatus !== undefined && grpcStatus !== 0)) &&
       this.#serverAllowsRetry(headers) &&
       this.#mayRetry({ kind: 'response', status: statusCode, grpcStatus })
     ) {

@@ -86,8 +86,8 @@ export interface RetryOnPolicy {
 
 /**
  * Parses and validates a config `retryOn` list: condition names ({@link RetryOn}) and HTTP status
- * codes (integers 100–599, or such digits as a string) for `retriable-status-codes`, which listing a
- * code turns on. Duplicates are fine; an empty list retries nothing.
+ * codes (integers 100–599, or such digits as a string; the config schema refuses those below 408,
+ * never retried) for `retriable-status-codes`, which listing a code turns on. Duplicates are fine; an empty list retries nothing.
  * @param keyPath config key path for error messages. Defaults to `retries.retryOn`.
  * @throws ConfigError naming the bad item and the accepted values.
  */
@@ -164,7 +164,7 @@ export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 /**
  * The retry condition an outcome matches under `retryOn`: the most specific listed one
  * (RETRY_ON_CONDITIONS order), or undefined when the outcome is not retriable under that policy
- * (every 1xx–4xx response but listed ones and 409 under `retriable-4xx`, for instance).
+ * (every 1xx–4xx response but listed ones of 408 and up and 409 under `retriable-4xx`, for instance).
  */
 export function classify(outcome: AttemptOutcome, retryOn: RetryOnPolicy): RetryOn | undefined {
   const matched = outcomeMask(outcome, retryOn.statusCodes) & retryOn.mask;

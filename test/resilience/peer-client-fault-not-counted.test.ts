@@ -33,7 +33,7 @@ let b4: InProcessMeshlet;
 let liars: RawH2Server[];
 /** A: gRPC upstreams `orders` (B1, B2), `ledger` (B3) and `liars`. */
 let a: InProcessMeshlet;
-/** A for HTTP/1.1: upstream `orders` (B1, B2) over HTTP/1.1, 400 listed in `retryOn`. */
+/** A for HTTP/1.1: upstream `orders` (B1, B2) over HTTP/1.1, 408 and 413 listed in `retryOn`. */
 let ah1: InProcessMeshlet;
 
 const outlier = { consecutive5xx: 3, consecutiveGatewayFailure: 3, baseEjectionTime: 30_000 };
@@ -118,7 +118,7 @@ beforeAll(async () => {
     },
     upstreams: {
       orders: {
-        retries: { attempts: 3, retryOn: [400, 'gateway-error'] },
+        retries: { attempts: 3, retryOn: [408, 413, 'gateway-error'] },
         outlierDetection: outlier,
         circuitBreaker: breaker,
       },
@@ -254,7 +254,7 @@ describe("a peer meshlet's client-fault refusal counts against no endpoint", () 
     expect(state.healthy).toBe(2);
   });
 
-  // A guard: an HTTP refusal (400, 405, 408, 413) was never a 5xx, nor retried (below 409).
+  // A guard: an HTTP refusal (400, 405, 408, 413) is never a 5xx, and 400 is never retried (retryOn cannot list a code below 408).
   it(`HTTP/1.1: ${CALLS} requests with a header over the peers' limit: 400 bad_request, once each; no ejection, no retry`, async () => {
     for (let i = 0; i < CALLS; i++) {
       const id = `pcf-h1-${i}`;
