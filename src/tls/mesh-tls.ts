@@ -39,6 +39,17 @@ export const MESH_CIPHERS = [
  */
 export const NO_SESSION_RESUMPTION = constants.SSL_OP_NO_TICKET;
 
+/**
+ * `SSL_OP_NO_RENEGOTIATION` for the inbound server: TLS 1.2 renegotiation (`minTlsVersion:
+ * TLSv1.2`; TLS 1.3 has none) is refused. Each renegotiation is a full handshake the caller can
+ * ask for at will on one connection (CPU spent on the server's side), and HTTP/2 forbids it
+ * (RFC 9113 §9.2.1); meshlet's own outbound connections never renegotiate. The gateway refuses it too.
+ */
+export const NO_RENEGOTIATION = constants.SSL_OP_NO_RENEGOTIATION;
+
+/** The inbound server's `secureOptions`: {@link NO_SESSION_RESUMPTION} and {@link NO_RENEGOTIATION}. */
+export const INBOUND_SECURE_OPTIONS = NO_SESSION_RESUMPTION | NO_RENEGOTIATION;
+
 /** Options of {@link MeshTls}. */
 export interface MeshTlsOptions {
   readonly source: TlsSource;
@@ -102,7 +113,8 @@ export class MeshTls {
   /**
    * Options for `tls.Server#setSecureContext` / `createServer` with the newest certificate. The
    * server hands out no session tickets ({@link NO_SESSION_RESUMPTION}): every inbound connection
-   * verifies the caller's certificate as it is now.
+   * verifies the caller's certificate as it is now; and it refuses TLS 1.2 renegotiation
+   * ({@link NO_RENEGOTIATION}).
    */
   serverContextOptions(): SecureContextOptions {
     const m = this.material;
@@ -113,7 +125,7 @@ export class MeshTls {
       minVersion: this.minVersion,
       ciphers: MESH_CIPHERS,
       honorCipherOrder: true,
-      secureOptions: NO_SESSION_RESUMPTION,
+      secureOptions: INBOUND_SECURE_OPTIONS,
     };
   }
 

@@ -3,8 +3,11 @@ import { isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { buildConnector } from 'undici';
 import { Pool } from '../upstream/undici-pool.ts';
-import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
-import { handshakeFailureReason } from '../telemetry/tls-metrics.ts';
+import {
+  handshakeFailureReason,
+  type HandshakeFailureReason,
+  type TlsMetrics,
+} from '../telemetry/tls-metrics.ts';
 import type { Endpoint } from '../upstream/endpoint.ts';
 import type { ConnectCheck } from '../upstream/forwarding-loop.ts';
 import { h2Client } from '../http2/h2-client.ts';
@@ -32,16 +35,29 @@ export function tlsModeOf(endpoint: Endpoint, tlsConfigured: boolean): string {
 /** An error raised while establishing an outbound mTLS connection; its code marks it a connect failure. */
 class TlsConnectError extends Error {
   readonly code: string;
-  constructor(message: string, code: string, cause?: unknown) {
+  /** The handshake failure reason it is counted under, when the code alone does not tell it. */
+  readonly reason: HandshakeFailureReason | undefined;
+  constructor(message: string, code: string, cause?: unknown, reason?: HandshakeFailureReason) {
     super(message, { cause });
     this.name = 'TlsConnectError';
     this.code = code;
+    this.reason = reason;
   }
 }
 
-/** The error `checkServerIdentity` returns when the server is not the service routed to. */
-function identityError(message: string): Error {
-  return new TlsConnectError(message, 'ERR_MESHLET_PEER_IDENTITY');
+/**
+ * The error `checkServerIdentity` returns when the server's verified certificate is refused:
+ * `reason` is the metric label (`no_identity`, `foreign_trust_domain`, `wrong_identity`).
+ */
+function identityError(message: string, reason: HandshakeFailureReason): Error {
+  return new TlsConnectError(message, 'ERR_MESHLET_PEER_IDENTITY', undefined, reason);
+}
+
+/** The reason a failed handshake is counted under: the one an identity error carries, else from its code. */
+function failureReason(err: Error & { code?: string }): HandshakeFailureReason {
+  return err instanceof TlsConnectError && err.reason !== undefined
+    ? err.reason
+    : handshakeFailureReason(err.code);
 }
 
 /**
@@ -75,11 +91,18 @@ export function mtlsConnector(
       checkServerIdentity: (_name: string, cert: PeerCertificate) => {
         const trustDomain = tls.trustDomain;
         const identity = identityFromPeerCertificate(cert);
-        if (identity === undefined) return identityError('server certificate holds no SPIFFE identity');
+        if (identity === undefined)
+          return identityError('server certificate holds no SPIFFE identity', 'no_identity');
         if (trustDomain !== undefined && identity.trustDomain !== trustDomain)
-          return identityError(`server identity ${identity.uri} is outside trust domain ${trustDomain}`);
+          return identityError(
+            `server identity ${identity.uri} is outside trust domain ${trustDomain}`,
+            'foreign_trust_domain',
+          );
         if (identity.service !== service)
-          return identityError(`server identity ${identity.uri} is not service "${service}"`);
+          return identityError(
+            `server identity ${identity.uri} is not service "${service}"`,
+            'wrong_identity',
+          );
         return undefined;
       },
     });
@@ -104,8 +127,7 @@ export function mtlsConnector(
         return;
       }
       const code = err.code ?? '';
-      const reason = handshakeFailureReason(code);
-      metrics.failed('outbound', reason);
+      metrics.failed('outbound', failureReason(err));
       const tlsCode = code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') ? code : 'ERR_TLS_HANDSHAKE';
       finish(
         new TlsConnectError(
