@@ -1,13 +1,11 @@
 // One proxied request: admission, the attempt loop (pick, dispatch, retry) and streaming the response back.
 import type { Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { respondGrpcStatus, sendError } from '../errors/error-response.ts';
+import { sendError } from '../errors/error-response.ts';
 import {
-  encodeGrpcMessage,
   GRPC_STATUS_OF,
   grpcStatusOf,
   grpcStatusOfStreamReset,
-  h2ErrorName,
   isGrpcRequest,
   isGrpcServerFailure,
 } from '../errors/grpc-status.ts';
@@ -39,7 +37,7 @@ import {
 import { type HeldResponse, ReadTurn, sendHeld } from './response-hold.ts';
 import { clientGone, passInterim } from './interim-response.ts';
 import { AttemptTimers } from './attempt-timers.ts';
-import { grpcStatusAtEnd, grpcStatusOfCall, NO_GRPC_STATUS } from './grpc-call-status.ts';
+import { endResetGrpcCall, grpcStatusAtEnd, grpcStatusOfCall, NO_GRPC_STATUS } from './grpc-call-status.ts';
 import { BODY_REFUSED } from '../listener/http-listener.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import type { AccessPrincipal } from '../telemetry/access-log.ts';
@@ -907,20 +905,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#scheduleRetry();
       return;
     }
-    const message = `endpoint ${handle.endpoint.id}: stream reset (${h2ErrorName(code)})`;
     this.#grpcStatus = grpcStatus;
     if (held !== null) {
       this.#held = held;
       this.#release(null);
     }
-    if (res.headersSent) {
-      if (!res.writableEnded)
-        endResponse(res, { 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(message) });
-    } else {
-      this.#status = 200;
-      const extra = ['x-request-id', this.#requestId, 'x-meshlet-attempts', String(this.#attempts)];
-      respondGrpcStatus(res, grpcStatus, message, extra);
-    }
+    const extra = ['x-request-id', this.#requestId, 'x-meshlet-attempts', String(this.#attempts)];
+    if (endResetGrpcCall(res, handle.endpoint.id, code, grpcStatus, extra)) this.#status = 200;
     this.#settleBreaker(!isGrpcServerFailure(grpcStatus));
     this.#complete(this.#status === 0 ? 200 : this.#status);
   }

@@ -1,7 +1,9 @@
-// The grpc-status a proxied gRPC call ends with, as the outbound and inbound paths count and log it.
-import { GRPC, GRPC_STATUS_OF, grpcStatusOf } from '../errors/grpc-status.ts';
+// The grpc-status a proxied gRPC call ends with, as the outbound and inbound paths count, log and answer it.
+import { respondGrpcStatus } from '../errors/error-response.ts';
+import { encodeGrpcMessage, GRPC, GRPC_STATUS_OF, grpcStatusOf, h2ErrorName } from '../errors/grpc-status.ts';
 import type { MeshletError } from '../errors/meshlet-error.ts';
 import { CLIENT_CLOSED } from '../telemetry/access-log.ts';
+import { type DownstreamResponse, endResponse } from './downstream.ts';
 
 /** A call's `grpc-status` not known yet (no Trailers-Only head, no trailers). */
 export const NO_GRPC_STATUS = -1;
@@ -40,4 +42,27 @@ export function grpcStatusOfCall(known: number, status: number, err?: MeshletErr
   if (err !== undefined) return GRPC_STATUS_OF[err.code];
   if (known !== NO_GRPC_STATUS) return known;
   return status === CLIENT_CLOSED ? GRPC.CANCELLED : GRPC.UNKNOWN;
+}
+
+/**
+ * Ends a gRPC call whose stream `endpoint` reset with `code` (its connection up) with `grpcStatus`
+ * (gRPC's mapping of that reset) and a `grpc-message` naming the endpoint and the code: in trailers
+ * once the response started (unless it already ended), else as a Trailers-Only answer carrying
+ * `extra` header pairs. Returns true when it answered Trailers-Only (the call's HTTP status is then 200).
+ */
+export function endResetGrpcCall(
+  res: DownstreamResponse,
+  endpoint: string,
+  code: number,
+  grpcStatus: number,
+  extra: readonly string[],
+): boolean {
+  const message = `endpoint ${endpoint}: stream reset (${h2ErrorName(code)})`;
+  if (res.headersSent) {
+    if (!res.writableEnded)
+      endResponse(res, { 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(message) });
+    return false;
+  }
+  respondGrpcStatus(res, grpcStatus, message, extra);
+  return true;
 }

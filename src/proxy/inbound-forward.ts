@@ -1,14 +1,8 @@
 // Forwards one authorized inbound request to the local app and streams the answer back (an undici dispatch handler).
 import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { respondGrpcStatus, sendError } from '../errors/error-response.ts';
-import {
-  encodeGrpcMessage,
-  GRPC_STATUS_OF,
-  grpcStatusOf,
-  grpcStatusOfStreamReset,
-  h2ErrorName,
-} from '../errors/grpc-status.ts';
+import { sendError } from '../errors/error-response.ts';
+import { GRPC_STATUS_OF, grpcStatusOf, grpcStatusOfStreamReset } from '../errors/grpc-status.ts';
 import { type MeshletError } from '../errors/meshlet-error.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { EndpointPool } from '../upstream/upstream.ts';
@@ -21,7 +15,7 @@ import { hasBody } from './request-body.ts';
 import { acceptUnsolicitedContinue } from './unsolicited-continue.ts';
 import { noteFdExhaustion } from './fd-exhaustion.ts';
 import { forwardResponseHeaders } from './headers.ts';
-import { grpcStatusAtEnd, grpcStatusOfCall, NO_GRPC_STATUS } from './grpc-call-status.ts';
+import { endResetGrpcCall, grpcStatusAtEnd, grpcStatusOfCall, NO_GRPC_STATUS } from './grpc-call-status.ts';
 import {
   classifyFailure,
   errorForFailure,
@@ -269,20 +263,13 @@ export class InboundForward implements Dispatcher.DispatchHandler {
    */
   #onStreamReset(code: number, held: HeldResponse | null): void {
     const grpcStatus = grpcStatusOfStreamReset(code);
-    const message = `endpoint ${this.#app}: stream reset (${h2ErrorName(code)})`;
-    const res = this.#res;
     this.#grpcStatus = grpcStatus;
     if (held !== null) {
       this.#held = held;
       this.#release(null);
     }
-    if (res.headersSent) {
-      if (!res.writableEnded)
-        endResponse(res, { 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(message) });
-    } else {
+    if (endResetGrpcCall(this.#res, this.#app, code, grpcStatus, ['x-request-id', this.#requestId]))
       this.#status = 200;
-      respondGrpcStatus(res, grpcStatus, message, ['x-request-id', this.#requestId]);
-    }
     this.#finish(this.#status);
   }
 
