@@ -400,10 +400,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  /** The upstream to use: the primary, or its fallback while the primary has no usable endpoint or is open. */
+  /** The primary, or its fallback while the primary has no usable endpoint or its breaker refuses (open, trial in flight). */
   #chooseUpstream(primary: Upstream): Upstream {
     if (primary.settings.fallback === null) return primary;
-    if (primary.usable && primary.breaker?.state !== 'open') return primary;
+    if (primary.usable && primary.breaker?.refusing !== true) return primary;
     return this.#fallbackOf(primary) ?? primary;
   }
 
@@ -1093,10 +1093,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#upstream.breaker?.settle(admission, success);
   }
 
-  /** A resource limit is full: count the overflow and answer 503 `overloaded`; nothing goes upstream. */
+  /**
+   * A resource limit is full: count the overflow and answer 503 `overloaded`; nothing goes upstream.
+   * meshlet's own refusal is no outcome for the breaker (not a success diluting the endpoint's
+   * failures); a retry refused so ends a request whose earlier attempt failed, and counts that.
+   */
   #overflow(limit: 'pending', why: string): void {
     const name = this.#upstream.name;
     this.#ctx.metrics.resilience.overflows.labels(name, limit).inc();
+    if (this.#attempts === 0) this.#releaseBreaker();
+    else this.#settleBreaker(false);
     this.#fail(new MeshletError('overloaded', `upstream "${name}" ${why}`, name));
   }
 

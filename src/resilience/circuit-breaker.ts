@@ -70,6 +70,15 @@ export class UpstreamBreaker {
     return b.opened ? 'open' : b.halfOpen ? 'half_open' : 'closed';
   }
 
+  /**
+   * Whether {@link admit} would refuse a request now: open, or half-open with its trial already in
+   * flight. The request path reads it to send such a request to the upstream's fallback instead.
+   */
+  get refusing(): boolean {
+    const b = this.#opossum;
+    return !b.closed && (b.opened || this.#trialInFlight);
+  }
+
   /** Admits a request, or refuses it (open, or half-open with its trial already in flight). */
   admit(): Admission {
     const b = this.#opossum;
