@@ -16,6 +16,7 @@ import {
   PEER_SPIFFE_ID_HEADER,
 } from '../proxy/inbound-stack.ts';
 import { classifyFailure, errorForFailure } from '../proxy/upstream-failure.ts';
+import { timerDelay } from '../resilience/timer-delay.ts';
 import { CLIENT_CLOSED } from '../telemetry/access-log.ts';
 import { type TunnelKind, type TunnelMetrics, upgradeKind } from '../telemetry/tunnel-metrics.ts';
 import { rawHead } from '../errors/raw-error.ts';
@@ -256,13 +257,14 @@ function upgradeApp(
     app.destroy();
     outcome.failed(null);
   };
+  // Clamped: an `appTimeout: 1000h` (over 2^31 − 1 ms) would otherwise fire after 1 ms.
   const timer = setTimeout(() => {
     if (!settle()) return;
     app.destroy();
     outcome.failed(
       new MeshletError('upstream_timeout', `local app: no answer to the upgrade within ${who.timeoutMs} ms`),
     );
-  }, who.timeoutMs);
+  }, timerDelay(who.timeoutMs));
   client.once('close', onCallerGone);
   up.once('upgrade', (res: IncomingMessage, upSocket: Socket, upHead: Buffer) => {
     if (!settle()) {

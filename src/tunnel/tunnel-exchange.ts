@@ -7,6 +7,7 @@ import { CLIENT_CLOSED } from '../telemetry/access-log.ts';
 import { classifyFailure, errorForFailure } from '../proxy/upstream-failure.ts';
 import { noteFdExhaustion } from '../proxy/fd-exhaustion.ts';
 import { type Admission, REFUSED } from '../resilience/circuit-breaker.ts';
+import { timerDelay } from '../resilience/timer-delay.ts';
 import type { TunnelKind, TunnelMetrics } from '../telemetry/tunnel-metrics.ts';
 import type { EndpointHandle } from '../upstream/endpoint.ts';
 import type { Upstream } from '../upstream/upstream.ts';
@@ -152,7 +153,8 @@ export class TunnelExchange {
         req.destroy(
           Object.assign(new Error('no answer to the handshake in time'), { code: 'MESHLET_ATTEMPT_TIMEOUT' }),
         ),
-      this.#policy.perTryTimeoutMs,
+      // Clamped: a `timeouts.request: 1000h` (over 2^31 − 1 ms) would otherwise fire after 1 ms.
+      timerDelay(this.#policy.perTryTimeoutMs),
     );
     const settle = (): void => {
       clearTimeout(timer);

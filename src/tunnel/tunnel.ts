@@ -1,6 +1,7 @@
 // An established tunnel: bytes both ways with backpressure, an idle timeout, and a clean close on drain.
 import type { Socket } from 'node:net';
 import type { TunnelEnd, TunnelKind, TunnelMetrics } from '../telemetry/tunnel-metrics.ts';
+import { timerDelay } from '../resilience/timer-delay.ts';
 import { closeFrame, FrameBoundaries, GOING_AWAY } from './ws-frames.ts';
 
 /** Labels and settings of one tunnel. */
@@ -36,6 +37,8 @@ export class Tunnel {
   readonly #toUpstream: FrameBoundaries | null;
   readonly #toClient: FrameBoundaries | null;
   #goingAway = false;
+  /** The drain's close frames went out (a WebSocket's goAway is done: what follows is only read). */
+  #closeSent = false;
   readonly #onClosed: Array<() => void> = [];
 
   /**
@@ -66,12 +69,15 @@ export class Tunnel {
     this.#toClient = ws ? new FrameBoundaries() : null;
     metrics.active.inc(this.#labels);
 
+    // Counted as relayed, so not once the drain's close frames went out (what follows is dropped).
     client.on('data', (chunk: Buffer) => {
+      if (this.#closeSent) return;
       this.#up += chunk.length;
       this.#toUpstream?.push(chunk);
       if (this.#goingAway) this.#tryGoAway();
     });
     upstream.on('data', (chunk: Buffer) => {
+      if (this.#closeSent) return;
       this.#down += chunk.length;
       this.#toClient?.push(chunk);
       if (this.#goingAway) this.#tryGoAway();
@@ -81,7 +87,8 @@ export class Tunnel {
     upstream.on('error', fail);
     client.on('close', () => this.#end(this.#reason));
     upstream.on('close', () => this.#end(this.#reason));
-    client.setTimeout(options.idleMs, () => {
+    // Clamped: Node truncates a longer one itself, but warns (TimeoutOverflowWarning) per tunnel.
+    client.setTimeout(timerDelay(options.idleMs), () => {
       this.#reason = 'idle';
       this.#destroy();
     });
@@ -125,9 +132,15 @@ export class Tunnel {
   }
 
   #tryGoAway(): void {
-    if (this.#ended || !this.#toUpstream!.atBoundary || !this.#toClient!.atBoundary) return;
+    if (this.#ended || this.#closeSent || !this.#toUpstream!.atBoundary || !this.#toClient!.atBoundary)
+      return;
+    this.#closeSent = true;
     this.#client.unpipe(this.#upstream);
     this.#upstream.unpipe(this.#client);
+    // unpipe() pauses a stream left without a pipe: keep reading (and dropping) each side's answer
+    // to the close and its FIN, so both sockets close when the peers do rather than at the 1 s cut.
+    this.#client.resume();
+    this.#upstream.resume();
     this.#client.write(closeFrame(GOING_AWAY, false));
     this.#upstream.write(closeFrame(GOING_AWAY, true));
     this.#finish();
@@ -161,9 +174,14 @@ export class Tunnel {
   }
 }
 
-/** The live tunnels of a daemon: tracked so a drain can close them and wait for them. */
+/**
+ * The live tunnels of a daemon: tracked so a drain can close them and wait for them. Once the drain
+ * has begun ({@link goAway}), a tunnel whose handshake was still in flight goes away as it opens: it
+ * would otherwise hold its connection (and the exit) until `shutdown.drainTimeout`.
+ */
 export class TunnelSet {
   readonly #live = new Set<Tunnel>();
+  #goingAway = false;
   /** The tunnel metrics every tunnel of this daemon counts in. */
   readonly metrics: TunnelMetrics;
 
@@ -171,18 +189,23 @@ export class TunnelSet {
     this.metrics = metrics;
   }
 
-  /** Tracks `tunnel` until it ends. */
+  /** Tracks `tunnel` until it ends; during a drain it is asked to go away at once. */
   add(tunnel: Tunnel): void {
     this.#live.add(tunnel);
     tunnel.onClosed(() => this.#live.delete(tunnel));
+    if (this.#goingAway) tunnel.goAway();
   }
 
   get size(): number {
     return this.#live.size;
   }
 
-  /** Asks every tunnel to go away (WebSocket close 1001); resolves when all have ended. */
+  /**
+   * Asks every tunnel to go away (WebSocket close 1001), and any added from now on as it opens;
+   * resolves when all live now have ended.
+   */
   goAway(): Promise<void> {
+    this.#goingAway = true;
     const all = [...this.#live].map((t) => new Promise<void>((resolve) => t.onClosed(resolve)));
     for (const t of this.#live) t.goAway();
     return Promise.all(all).then(() => undefined);
