@@ -202,7 +202,8 @@ export async function resolveUpstream(
   if ('srv' in spec) return resolveSrv(ask, spec.srv, spec.transport, previous);
   const found = await resolveHost(ask, spec.host);
   return {
-    endpoints: found.addresses
+    // An address the answer repeats (a record twice, A through two CNAMEs) is one endpoint.
+    endpoints: [...new Set(found.addresses)]
       .map((a) => makeEndpoint(a, spec.port, { transport: spec.transport }))
       .sort(byId),
     ttlSeconds: found.ttl === Infinity ? 0 : found.ttl,

@@ -72,7 +72,9 @@ const CHANGING_EVENTS = new Set(['set', 'del', 'expired', 'evicted', 'rename_fro
  * and re-reads the key named by each. Every `resyncInterval`, and at once after the subscriber
  * connection comes back, it SCANs the whole prefix (every master, in a cluster) and replaces the
  * catalog, so a notification lost in an outage (or never sent) costs at most one interval. A key
- * the SCAN misses is dropped only once a TTL has passed since it was last seen (`graceMs`).
+ * the SCAN misses is dropped only once a TTL has passed since it was last seen (`graceMs`). A key a
+ * notification re-read while the SCAN ran keeps what that read found: the SCAN may have read it
+ * before the change (a deleted instance is not put back, a new record not replaced by the old).
  */
 export class RedisCatalogSync {
   readonly #o: RedisCatalogSyncOptions;
@@ -82,6 +84,11 @@ export class RedisCatalogSync {
   #synced = false;
   #resyncing: Promise<void> | null = null;
   #subscribedOnce = false;
+  /**
+   * While a full read runs: what each key's notification read found meanwhile. Applied again over
+   * the full read, whose view of such a key may be older (read before the change).
+   */
+  #readDuringResync: Map<string, string | null | WrongType> | null = null;
 
   constructor(options: RedisCatalogSyncOptions) {
     this.#o = options;
@@ -134,20 +141,35 @@ export class RedisCatalogSync {
     this.#timer.unref();
   }
 
-  /** Re-reads one key the notifications named. */
+  /**
+   * Re-reads one key the notifications named. A read sent while a full read runs is also noted for
+   * it: the full read may have read the key before the change and must not put the old value back.
+   */
   #refresh(key: string): void {
-    const { client, catalog, reach } = this.#o;
+    const { client, reach } = this.#o;
+    const during = this.#readDuringResync;
     readValue(client, key).then(
       (value) => {
         if (this.#stopped) return;
         reach.ok();
-        if (value === null) catalog.delete(key);
-        else if (value instanceof WrongType) catalog.refuse(key, value.marker, value.reason);
-        else catalog.put(key, value);
+        during?.set(key, value);
+        this.#apply(key, value);
         this.#o.onChange();
       },
-      (err: Error) => reach.failed('watch', err),
+      (err: Error) => {
+        // No newer read of the key to trust: the full read's stands.
+        during?.delete(key);
+        reach.failed('watch', err);
+      },
     );
+  }
+
+  /** Applies what one key holds now to the catalog. */
+  #apply(key: string, value: string | null | WrongType): void {
+    const { catalog } = this.#o;
+    if (value === null) catalog.delete(key);
+    else if (value instanceof WrongType) catalog.refuse(key, value.marker, value.reason);
+    else catalog.put(key, value);
   }
 
   /** SCANs the whole prefix and replaces the catalog (one at a time). */
@@ -160,6 +182,8 @@ export class RedisCatalogSync {
 
   async #resync(reason: string): Promise<void> {
     const { client, prefix, catalog, metrics, reach } = this.#o;
+    const during = new Map<string, string | null | WrongType>();
+    this.#readDuringResync = during;
     try {
       if (client.status === 'wait') await client.connect();
       const nodes =
@@ -186,6 +210,8 @@ export class RedisCatalogSync {
       if (this.#stopped) return;
       const kept = catalog.replaceAll(entries, this.#o.graceMs);
       for (const [k, w] of wrongTypes) catalog.refuse(k, w.marker, w.reason);
+      // Keys that changed while the SCAN ran: their notification's read is at least as new.
+      for (const [k, v] of during) this.#apply(k, v);
       metrics.resyncs.labels(reason).inc();
       if (kept > 0 && this.#graceTimer === null) {
         // Settle the kept keys once their grace ran out.
@@ -201,6 +227,8 @@ export class RedisCatalogSync {
     } catch (err) {
       reach.failed('resync', err as Error);
       throw err;
+    } finally {
+      if (this.#readDuringResync === during) this.#readDuringResync = null;
     }
   }
 

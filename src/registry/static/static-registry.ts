@@ -40,6 +40,19 @@ export function toEndpoint(spec: EndpointSpec): Endpoint {
   });
 }
 
+/**
+ * One upstream's list as endpoints, each `address:port` once (the first entry wins): an endpoint
+ * listed twice is one endpoint, as in every registry (give it a `weight` to send it more).
+ */
+export function toEndpoints(specs: readonly EndpointSpec[]): Endpoint[] {
+  const byId = new Map<string, Endpoint>();
+  for (const spec of specs) {
+    const endpoint = toEndpoint(spec);
+    if (!byId.has(endpoint.id)) byId.set(endpoint.id, endpoint);
+  }
+  return [...byId.values()];
+}
+
 /** Whether YAML text holds nothing but whitespace and comments. */
 function blank(text: string): boolean {
   return text.replace(/^\s*#.*$/gm, '').trim() === '';
@@ -131,7 +144,7 @@ export class StaticRegistry implements Registry {
   #apply(): void {
     const merged: EndpointMap = { ...this.#options.endpoints, ...this.#fromFile };
     const { table } = this.#options;
-    for (const [name, specs] of Object.entries(merged)) table.setEndpoints(name, specs.map(toEndpoint));
+    for (const [name, specs] of Object.entries(merged)) table.setEndpoints(name, toEndpoints(specs));
     // An upstream that left the files keeps existing with no endpoints (503, not a silent 404).
     for (const upstream of table.values()) if (!(upstream.name in merged)) upstream.setEndpoints([]);
   }
