@@ -3,7 +3,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { type BucketCounts, BucketHistogram } from './bucket-histogram.ts';
 import { registerProcessMetrics } from './process-metrics.ts';
 import { ResilienceMetrics } from './resilience-metrics.ts';
-import { dropUpstreamSeries } from './upstream-series.ts';
+import { dropSeriesWhere, dropUpstreamSeries } from './upstream-series.ts';
 
 /** Which listener a request came through. */
 export type Direction = 'outbound' | 'inbound';
@@ -49,13 +49,22 @@ export class Metrics {
   readonly registry = new Registry();
   /** One per (direction, upstream), kept while the upstream exists ({@link releaseUpstream}). */
   readonly #bound = new Map<string, UpstreamMetrics>();
+  /** Set by the first {@link releaseUpstream}: from then on each scrape sweeps removed upstreams' late series. */
+  #sweepRemoved = false;
 
+  /**
+   * Declared first, so its `collect` runs before any other family of the registry is read: that is
+   * where a scrape drops the series of removed upstreams ({@link releaseUpstream}).
+   */
   readonly requests: Counter<'direction' | 'upstream' | 'status_class'> = new Counter({
     name: 'meshlet_requests_total',
     help: 'Requests handled, by listener direction, upstream and response status class.',
     labelNames: ['direction', 'upstream', 'status_class'] as const,
     registers: [this.registry],
-    collect: () => this.#collectRequests(),
+    collect: () => {
+      if (this.#sweepRemoved) this.#dropRemovedSeries();
+      this.#collectRequests();
+    },
   });
   readonly requestDuration = new BucketHistogram({
     name: 'meshlet_request_duration_seconds',
@@ -171,12 +180,27 @@ export class Metrics {
    * idle or out of the catalog): its request counters and every series labelled with its name leave
    * `/metrics`, as Envoy drops a removed cluster's stats, so names that come and go cannot pile up
    * series. Counting starts from 0 should the name come back (a counter reset, which `rate()` handles).
+   * Work still under way through it (a tunnel open across the removal, a request in flight) counts
+   * into series of the name when it ends; every later scrape drops those too, before they are read.
    */
   releaseUpstream(upstream: string): void {
     const key = `outbound\u0000${upstream}`;
     this.#bound.get(key)?.release();
     this.#bound.delete(key);
     dropUpstreamSeries(this.registry, upstream);
+    this.#sweepRemoved = true;
+  }
+
+  /**
+   * Drops every outbound series labelled with an upstream that is not in the table (a name released
+   * and not back); `""` (no upstream) always stays. One pass over the labelled children, at scrape
+   * time only, and only once an upstream was ever removed.
+   */
+  #dropRemovedSeries(): void {
+    dropSeriesWhere(
+      this.registry,
+      (upstream) => upstream !== '' && !this.#bound.has(`outbound\u0000${upstream}`),
+    );
   }
 
   /** Every (direction, upstream) counted so far: what scrape-time exporters (the Consul UI series) read. */

@@ -33,8 +33,21 @@ const COLLECTORS = [
 ];
 
 /**
+ * prom-client's gauges whose names end in `_total`, which Prometheus reserves for counters (`promtool
+ * check metrics`: "non-counter metrics should not have _total suffix"). Each is the sum of the
+ * by-type gauge beside it (`meshlet_nodejs_active_handles{type}`, `…_requests{type}`,
+ * `…_resources{type}`): `sum(meshlet_nodejs_active_handles)` reads the same count.
+ */
+const GAUGES_NAMED_TOTAL = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
+/**
  * Registers the `meshlet_process_*` and `meshlet_nodejs_*` series prom-client's
- * `collectDefaultMetrics` would, read at scrape time. `meshlet_nodejs_gc_duration_seconds` comes
+ * `collectDefaultMetrics` would, but the gauges named `_total` ({@link GAUGES_NAMED_TOTAL}), read at
+ * scrape time. `meshlet_nodejs_gc_duration_seconds` comes
  * only with `gcDurations` (`metrics.gcDurations`, default off): it needs a PerformanceObserver on
  * every collection, and Node builds each GC entry with deprecated-property wrappers that outlived
  * young-generation collections: ~60 of the ~120 bytes each proxied request left in the old
@@ -44,5 +57,6 @@ export function registerProcessMetrics(registry: Registry, gcDurations: boolean)
   const config = { prefix: 'meshlet_', eventLoopMonitoringPrecision: 10 };
   registerProcessCpu(registry, config.prefix);
   for (const collect of COLLECTORS) collect(registry, config);
+  for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(config.prefix + name);
   if (gcDurations) gc(registry, config);
 }

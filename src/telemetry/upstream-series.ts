@@ -22,9 +22,10 @@ interface LabelledFamily {
  */
 const KEEP_WHILE_NONZERO: ReadonlySet<string> = new Set(['meshlet_tunnels_active']);
 
-/** Whether a child belongs to outbound upstream `upstream` (`direction` absent or not `inbound`). */
-function ofUpstream(labels: Readonly<Record<string, string | number>>, upstream: string): boolean {
-  return labels.upstream === upstream && labels.direction !== 'inbound';
+/** The outbound upstream a child is labelled with; undefined for an inbound child or one without `upstream`. */
+function outboundUpstreamOf(labels: Readonly<Record<string, string | number>>): string | undefined {
+  const upstream = labels.upstream;
+  return typeof upstream === 'string' && labels.direction !== 'inbound' ? upstream : undefined;
 }
 
 /**
@@ -36,13 +37,27 @@ function ofUpstream(labels: Readonly<Record<string, string | number>>, upstream:
  * @returns the number of children removed.
  */
 export function dropUpstreamSeries(registry: Registry, upstream: string): number {
+  return dropSeriesWhere(registry, (name) => name === upstream);
+}
+
+/**
+ * Removes every outbound child whose `upstream` label `stale` says is gone, from every family of
+ * `registry`, as {@link dropUpstreamSeries} does for one name; a `meshlet_tunnels_active` child
+ * still counting an open tunnel is kept (it goes once the tunnel has ended). O(children) per call.
+ * @returns the number of children removed.
+ */
+export function dropSeriesWhere(registry: Registry, stale: (upstream: string) => boolean): number {
   let removed = 0;
+  const hit = (labels: Readonly<Record<string, string | number>>): boolean => {
+    const upstream = outboundUpstreamOf(labels);
+    return upstream !== undefined && stale(upstream);
+  };
   for (const metric of registry.getMetricsAsArray() as unknown[]) {
     if (metric instanceof BucketHistogram) {
       metric.removeWhere((labels) => {
-        const hit = ofUpstream(labels, upstream);
-        if (hit) removed++;
-        return hit;
+        const drop = hit(labels);
+        if (drop) removed++;
+        return drop;
       });
       continue;
     }
@@ -50,7 +65,7 @@ export function dropUpstreamSeries(registry: Registry, upstream: string): number
     if (family.hashMap === undefined || family.labelNames?.includes('upstream') !== true) continue;
     const keepLive = KEEP_WHILE_NONZERO.has(family.name);
     for (const child of Object.values(family.hashMap)) {
-      if (!ofUpstream(child.labels, upstream)) continue;
+      if (!hit(child.labels)) continue;
       if (keepLive && child.value !== 0) continue;
       family.remove(child.labels);
       removed++;
