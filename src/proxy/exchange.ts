@@ -180,6 +180,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #bodyDeadline: NodeJS.Timeout | null = null;
   // Whole-exchange state.
   #attempts = 0;
+  /** Attempts made before the current upstream's admission: the primary's, once failed over to its fallback. */
+  #attemptsBefore = 0;
   #holdsRequest = false;
   #admitted = false;
   #holdsRetry = false;
@@ -438,6 +440,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#holdsRetry = false;
     primary.metrics.active--;
     this.#handle = undefined;
+    this.#attemptsBefore = this.#attempts;
     if (this.#claim(fallback)) this.#attempt();
     return true;
   }
@@ -449,6 +452,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const pool = handle === undefined ? undefined : upstream.poolOf(handle);
     if (handle === undefined || pool === undefined) {
       if ((this.#attempts > 0 || this.#metLoop) && this.#failover()) return;
+      // meshlet's own refusal: no outcome when nothing was sent; after a retry, the failed attempt counts.
+      this.#settleRefusal(this.#attempts - this.#attemptsBefore);
       this.#fail(
         new MeshletError(
           'no_healthy_endpoints',
@@ -461,11 +466,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const now = performance.now();
     const remaining = this.#deadlineAt - now;
     if (remaining < MIN_ATTEMPT_BUDGET_MS) {
-      if (this.#attempts === 0 && this.#admission !== REFUSED) {
-        // Nothing was sent: the caller's deadline was too short, not the upstream's fault.
-        this.#upstream.breaker?.release(this.#admission);
-        this.#admission = REFUSED;
-      }
+      // Nothing was sent: the caller's deadline was too short, not the upstream's fault.
+      if (this.#attempts === this.#attemptsBefore) this.#releaseBreaker();
       this.#fail(
         new MeshletError('upstream_timeout', `upstream "${upstream.name}": request timeout`, upstream.name),
       );
@@ -835,7 +837,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
         this.#attempts--;
         this.#handle = undefined;
         this.#attempt();
-      } else this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
+      } else {
+        // The body cannot be sent again: 503 no_healthy_endpoints. This attempt reached no endpoint.
+        this.#settleRefusal(this.#attempts - this.#attemptsBefore - 1);
+        this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
+      }
       return;
     }
     if (kind === 'timeout' && err instanceof AttemptTimeoutError && this.#uploading()) {
@@ -849,9 +855,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (kind === 'exhausted') {
-      // meshlet's own fd limit, not the endpoint's failure: no outlier count, nothing to the breaker, no retry.
+      // meshlet's own fd limit, not the endpoint's failure: no outlier count, no retry, and no breaker
+      // outcome for this attempt (a retry's earlier attempt failed, and counts so).
       noteFdExhaustion(this.#ctx.logger, err, upstream.name);
-      this.#releaseBreaker();
+      this.#settleRefusal(this.#attempts - this.#attemptsBefore - 1);
       this.#fail(errorForFailure(kind, err, upstream.name, handle?.endpoint.id ?? '?'));
       return;
     }
@@ -1015,6 +1022,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return false;
     }
     const connectionLost = outcome.kind !== 'response' && outcome.kind !== 'timeout';
+    let tookSlot = false;
     if (!connectionLost && !this.#holdsRetry) {
       const limits = upstream.limits;
       const share = Math.ceil(limits.activeRequests / Math.max(1, upstream.endpoints.length));
@@ -1024,8 +1032,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
         return false;
       }
       this.#holdsRetry = true;
+      tookSlot = true;
     }
     if (!upstream.budget(this.#policy.retry).tryRetry()) {
+      // No retry after all: the slot just taken goes back at once, not when the answer has streamed.
+      if (tookSlot) {
+        this.#holdsRetry = false;
+        upstream.limits.releaseRetry();
+      }
       r.retriesSkipped.labels(upstream.name, 'budget-exhausted').inc();
       return false;
     }
@@ -1094,6 +1108,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /**
+   * meshlet ends the request with its own refusal (no endpoint left, a full limit, a forwarding loop,
+   * its own file descriptors): no outcome for the breaker when no attempt was made on this upstream
+   * (not a success diluting the endpoint's failures, nor a half-open trial's success); else the
+   * failed attempt before the refusal (what a retry was for) counts as a failure.
+   * @param made - attempts made on the current upstream before the refusal (a fallback's exclude the primary's).
+   */
+  #settleRefusal(made: number): void {
+    if (made === 0) this.#releaseBreaker();
+    else this.#settleBreaker(false);
+  }
+
+  /**
    * A resource limit is full: count the overflow and answer 503 `overloaded`; nothing goes upstream.
    * meshlet's own refusal is no outcome for the breaker (not a success diluting the endpoint's
    * failures); a retry refused so ends a request whose earlier attempt failed, and counts that.
@@ -1101,12 +1127,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #overflow(limit: 'pending', why: string): void {
     const name = this.#upstream.name;
     this.#ctx.metrics.resilience.overflows.labels(name, limit).inc();
-    if (this.#attempts === 0) this.#releaseBreaker();
-    else this.#settleBreaker(false);
+    this.#settleRefusal(this.#attempts - this.#attemptsBefore);
     this.#fail(new MeshletError('overloaded', `upstream "${name}" ${why}`, name));
   }
 
-  /** Answers with meshlet's own error and finishes. A refusal for the request's own fault tells the breaker nothing. */
+  /**
+   * Answers with meshlet's own error and finishes. A refusal for the request's own fault tells the
+   * breaker nothing; meshlet's own refusals (`no_healthy_endpoints`, `overloaded`) settle it first
+   * (#settleRefusal), so they never reach the success below.
+   */
   #fail(err: MeshletError): void {
     if (this.#done) return;
     this.#upstream.metrics.localReply(err.code);
