@@ -55,6 +55,16 @@ export async function upstreamsCommand(admin: string, json: boolean): Promise<nu
   return EXIT.ok;
 }
 
+/**
+ * Checks an `--admin-grpc` value: `HOST:PORT` (an IPv6 address in brackets), port 1–65535. Returns
+ * why it is not one (a usage error, exit 2), or undefined when it is.
+ */
+export function badGrpcTarget(target: string): string | undefined {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]@]+):(\d{1,5})$/.exec(target);
+  if (m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535) return undefined;
+  return `--admin-grpc: expected HOST:PORT like "127.0.0.1:15002", got "${target}"`;
+}
+
 /** Where the gRPC admin API listens: `target` when given, else what `GET ADMIN/` says. */
 async function grpcTargetOf(admin: string, target: string | undefined): Promise<string> {
   if (target !== undefined) return target;
@@ -68,14 +78,21 @@ async function grpcTargetOf(admin: string, target: string | undefined): Promise<
 /**
  * `meshlet upstreams --watch`: subscribes to `WatchUpstreams` and prints every snapshot — redrawn
  * in place when stdout is a terminal, else one block per snapshot headed by its time (or one JSON
- * line each with `--json`). Runs until interrupted (exit 0) or the stream fails (exit 1).
- * @param grpcTarget `host:port` of the gRPC admin API; default: asked from the HTTP admin's `GET /`.
+ * line each with `--json`). Runs until interrupted (exit 0), or until the stream fails or meshlet ends
+ * it (exit 1, with one line on stderr saying so).
+ * @param grpcTarget `host:port` of the gRPC admin API (anything else: exit 2); default: asked from the
+ *   HTTP admin's `GET /`.
  */
 export async function watchUpstreamsCommand(
   admin: string,
   grpcTarget: string | undefined,
   json: boolean,
 ): Promise<number> {
+  const bad = grpcTarget === undefined ? undefined : badGrpcTarget(grpcTarget);
+  if (bad !== undefined) {
+    process.stderr.write(`meshlet: ${bad}\n`);
+    return EXIT.usage;
+  }
   let target: string;
   try {
     target = await grpcTargetOf(admin, grpcTarget);
@@ -89,7 +106,14 @@ export async function watchUpstreamsCommand(
   const Admin = adminClientClass();
   const client = new Admin(target, grpc.credentials.createInsecure(), { 'grpc.enable_http_proxy': 0 });
   const tty = process.stdout.isTTY === true && !json;
-  return new Promise<number>((resolve) => {
+  return new Promise<number>((finish) => {
+    // The first outcome wins: a cancelled or failed call also ends its stream afterwards.
+    let settled = false;
+    const resolve = (code: number): void => {
+      if (settled) return;
+      settled = true;
+      finish(code);
+    };
     const call = (
       client as unknown as { WatchUpstreams(req: object): NodeJS.EventEmitter & { cancel(): void } }
     ).WatchUpstreams({});
@@ -117,6 +141,9 @@ export async function watchUpstreamsCommand(
     });
     call.on('end', () => {
       client.close();
+      if (settled) return;
+      // The server ended the stream (status OK): meshlet shut down or restarted.
+      process.stderr.write(`meshlet: watching upstreams on ${target}: the stream ended (meshlet stopped?)\n`);
       resolve(EXIT.runtime);
     });
   });
