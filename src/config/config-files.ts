@@ -23,14 +23,18 @@ function lineOf(keyPath: string, err: unknown): string {
  * Every file `config` names that `meshlet run` refuses at start, in file order, read as `run` reads
  * it (paths already resolved by `validateConfig`):
  * - `tls.cert|key|ca` (`source: files`): `loadTlsFiles`, as the files source loads them
- *   (readable, PEM, key matches certificate, chains to the CA bundle), and the certificate not
- *   expired at `nowMs`;
- * - `listeners.gateway.tls.cert|key`: readable, PEM, the key the certificate's, not expired;
+ *   (readable, PEM, key matches certificate, chains to the CA bundle, node:tls can build a secure
+ *   context from them), and the certificate not expired at `nowMs`;
+ * - `listeners.gateway.tls.cert|key`: readable, PEM, the key the certificate's, usable by node:tls
+ *   (`checkTlsContext`), not expired;
  * - `registry.file`: `loadEndpointsFile`, as the static registry loads it;
  * - `gateway.auth.NAME.file` (apiKey): readable and parsed by `parseApiKeys`;
  * - `registry.consul.tokenFile`, `registry.{consul,etcd,redis}.tls.ca|cert|key`,
  *   `registry.etcd.auth.passwordFile`, `registry.redis.passwordFile`: readable (run reads them
- *   whole and refuses to start when it cannot).
+ *   whole and refuses to start when it cannot); and `registry.etcd.tls.ca|cert|key` usable by
+ *   node:tls (`checkTlsContext`: the etcd client builds its context from them at start, so run
+ *   stops on a set OpenSSL refuses; the Consul and Redis clients build theirs per connection, and
+ *   run starts and retries).
  * `gateway.auth.NAME.secretFile` is checked with the secrets (`checkSecretFiles`).
  */
 export async function configFileProblems(
@@ -46,8 +50,10 @@ export async function configFileProblems(
     add(keyPath, `${keyPath}: ${path}: ${read.problem}`);
     return undefined;
   };
+  /** Reads `PREFIX.ca|cert|key`; the texts of those that were read. */
   const clientTls = (prefix: string, tls: { ca?: string; cert?: string; key?: string } | undefined) => {
-    for (const k of ['ca', 'cert', 'key'] as const) readable(`${prefix}.${k}`, tls?.[k]);
+    const [ca, cert, key] = (['ca', 'cert', 'key'] as const).map((k) => readable(`${prefix}.${k}`, tls?.[k]));
+    return { ca, cert, key };
   };
   const expired = (keyPath: string, path: string, notAfter: Date) => {
     if (notAfter.getTime() <= nowMs)
@@ -59,7 +65,8 @@ export async function configFileProblems(
     const certPem = readable('listeners.gateway.tls.cert', gatewayTls.cert);
     const keyPem = readable('listeners.gateway.tls.key', gatewayTls.key);
     if (certPem !== undefined && keyPem !== undefined) {
-      const { checkKeyMatchesCertificate, parseCertificatePem } = await import('../tls/certificate-info.ts');
+      const { checkKeyMatchesCertificate, checkTlsContext, parseCertificatePem } =
+        await import('../tls/certificate-info.ts');
       const labels = { cert: 'listeners.gateway.tls.cert', key: 'listeners.gateway.tls.key' };
       try {
         checkKeyMatchesCertificate(certPem, keyPem, {
@@ -67,6 +74,8 @@ export async function configFileProblems(
           certFile: gatewayTls.cert,
           keyFile: gatewayTls.key,
         });
+        // The gateway listener builds its TLS server from this pair: one OpenSSL refuses stops run.
+        checkTlsContext({ certPem, keyPem }, gatewayTls, labels);
         const cert = parseCertificatePem(certPem, `${labels.cert}: ${gatewayTls.cert}`);
         expired(labels.cert, gatewayTls.cert, cert.notAfter);
       } catch (err) {
@@ -89,7 +98,24 @@ export async function configFileProblems(
   }
   if (registry.type === 'etcd') {
     readable('registry.etcd.auth.passwordFile', registry.etcd.auth?.passwordFile);
-    clientTls('registry.etcd.tls', registry.etcd.tls);
+    const t = registry.etcd.tls;
+    const pem = clientTls('registry.etcd.tls', t);
+    // The etcd client builds its gRPC TLS context from these when it is created: a set OpenSSL
+    // refuses (an RSA-512 key, a key that is no PEM) stops run at start.
+    if (t?.cert !== undefined && t.key !== undefined && pem.cert !== undefined && pem.key !== undefined) {
+      const { checkTlsContext } = await import('../tls/certificate-info.ts');
+      const labels = {
+        ca: 'registry.etcd.tls.ca',
+        cert: 'registry.etcd.tls.cert',
+        key: 'registry.etcd.tls.key',
+      };
+      const files = { cert: t.cert, key: t.key, ca: pem.ca === undefined ? undefined : t.ca };
+      try {
+        checkTlsContext({ certPem: pem.cert, keyPem: pem.key, caPem: pem.ca }, files, labels);
+      } catch (err) {
+        add(labels.cert, (err as Error).message);
+      }
+    }
   }
   if (registry.type === 'redis') {
     readable('registry.redis.passwordFile', registry.redis.passwordFile);

@@ -1,6 +1,7 @@
 // Certificate facts meshlet needs at runtime: parse PEM files, check key/cert/CA agree, with errors naming the file.
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { ConfigError } from '../errors/config-error.ts';
 import { identityFromPeerCertificate, type WorkloadIdentity } from './identity.ts';
 
@@ -208,12 +209,15 @@ export interface LoadedTlsFiles {
 }
 
 /**
- * Reads and checks the three TLS files: each exists and parses, the key matches the certificate, and
- * the certificate chains to the CA bundle. Expiry is not refused here (compare `cert.notAfter`
- * yourself). Throws {@link TlsFileError} naming the key and file, e.g.
+ * Reads and checks the three TLS files: each exists and parses, the key matches the certificate,
+ * the certificate chains to the CA bundle, and node:tls can build a secure context from them
+ * ({@link checkTlsContext}). Expiry is not refused here (compare `cert.notAfter` yourself). The
+ * files source (`meshlet run`, every reload) and `meshlet config check` load them with it. Throws
+ * {@link TlsFileError} naming the key and file, e.g.
  * `tls.cert: ./certs/web.pem: not a PEM certificate`, `tls.key does not match tls.cert (…)`,
  * `tls.cert: ./certs/web.pem: not issued by tls.ca (./certs/ca.pem)`, or, for a chain file in the
- * wrong order, `tls.cert: ./certs/web.pem: certificate 2 of 2 is the one tls.key belongs to: …`.
+ * wrong order, `tls.cert: ./certs/web.pem: certificate 2 of 2 is the one tls.key belongs to: …`;
+ * and {@link UnusableTlsFilesError} for a set that fits together but TLS cannot use.
  */
 export async function loadTlsFiles(paths: TlsFilePaths): Promise<LoadedTlsFiles> {
   const [certPem, keyPem, caPem] = await Promise.all([
@@ -228,7 +232,54 @@ export async function loadTlsFiles(paths: TlsFilePaths): Promise<LoadedTlsFiles>
   if (!isIssuedBy(certPem, caPem)) {
     throw new TlsFileError('tls.cert', `tls.cert: ${paths.cert}: not issued by tls.ca (${paths.ca})`);
   }
+  checkTlsContext({ certPem, keyPem, caPem }, paths);
   return { certPem, keyPem, caPem, cert, ca };
+}
+
+/**
+ * A certificate set whose files parse and fit together but that node:tls cannot build a secure
+ * context from (a key OpenSSL refuses at its default security level, such as RSA-512). Waiting does
+ * not make it usable, so the files source refuses it at once rather than retrying it as a set still
+ * being written.
+ */
+export class UnusableTlsFilesError extends TlsFileError {
+  constructor(keyPath: string, message: string) {
+    super(keyPath, message);
+    this.name = 'UnusableTlsFilesError';
+  }
+}
+
+/** Key paths of the TLS files {@link checkTlsContext} names. Defaults `tls.cert`, `tls.key`, `tls.ca`. */
+export interface TlsContextLabels {
+  readonly cert?: string;
+  readonly key?: string;
+  readonly ca?: string;
+}
+
+/**
+ * Builds the `tls.createSecureContext({ cert, key, ca })` a listener or client would build from
+ * these PEMs, and throws {@link UnusableTlsFilesError} with OpenSSL's reason when it cannot, naming
+ * the files: `tls.cert: ./certs/web.pem: TLS cannot use it with tls.key ./certs/web-key.pem and
+ * tls.ca ./certs/ca.pem: error:0A00018F:SSL routines::ee key too small` (without `ca`, the CA part is
+ * left out). `files` are the paths as shown; `labels` the key paths. Costs one context build
+ * (about a millisecond): call it when files are loaded, never per connection.
+ */
+export function checkTlsContext(
+  pem: { readonly certPem: string; readonly keyPem: string; readonly caPem?: string },
+  files: { readonly cert: string; readonly key: string; readonly ca?: string },
+  labels: TlsContextLabels = {},
+): void {
+  try {
+    createSecureContext({ cert: pem.certPem, key: pem.keyPem, ca: pem.caPem });
+  } catch (err) {
+    const certName = labels.cert ?? 'tls.cert';
+    const ca = files.ca === undefined ? '' : ` and ${labels.ca ?? 'tls.ca'} ${files.ca}`;
+    throw new UnusableTlsFilesError(
+      certName,
+      `${certName}: ${files.cert}: TLS cannot use it with ${labels.key ?? 'tls.key'} ${files.key}${ca}: ` +
+        (err as Error).message,
+    );
+  }
 }
 
 /**

@@ -1,11 +1,10 @@
 // Certificate source `files`: reads tls.cert / tls.key / tls.ca, watches their directories, reloads on change.
 import { resolve } from 'node:path';
-import { createSecureContext } from 'node:tls';
 import { type FileWatch, watchFiles } from '../config/file-watch.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { TlsMetrics } from '../telemetry/tls-metrics.ts';
 import { isoTime } from '../telemetry/utc-time.ts';
-import { loadTlsFiles, TlsFileError, type TlsFilePaths } from './certificate-info.ts';
+import { loadTlsFiles, type TlsFilePaths, UnusableTlsFilesError } from './certificate-info.ts';
 import { ChangeListeners, type TlsMaterial, type TlsSource } from './tls-source.ts';
 
 /** Options of {@link FilesTlsSource}. */
@@ -33,9 +32,10 @@ export interface FilesTlsSourceOptions {
  * expired is refused the same way, at once (waiting does not make it fit): every peer would refuse
  * it, so applying it would turn a working mesh identity into an outage (the Connect CA source
  * refuses an expired leaf too). So is a set node:tls cannot build a secure context from (a key
- * OpenSSL refuses at its default security level, such as RSA-512): it is tried with
- * `tls.createSecureContext` before it is applied, as the Connect CA source does, and at start such
- * a set fails with a {@link TlsFileError}. An unchanged set is not re-applied.
+ * OpenSSL refuses at its default security level, such as RSA-512): `loadTlsFiles` tries it with
+ * `tls.createSecureContext` (`checkTlsContext`, as `meshlet config check` does) and throws an
+ * `UnusableTlsFilesError`, so at start such a set fails with that line. An unchanged set is not
+ * re-applied.
  */
 export class FilesTlsSource implements TlsSource {
   readonly kind = 'files' as const;
@@ -55,10 +55,7 @@ export class FilesTlsSource implements TlsSource {
   }
 
   async start(): Promise<void> {
-    const first = await this.#load();
-    const unusable = this.#unusable(first);
-    if (unusable !== undefined) throw new TlsFileError('tls.cert', unusable);
-    this.#material = first;
+    this.#material = await this.#load();
     this.#watch = watchFiles([this.#paths.cert, this.#paths.key, this.#paths.ca], {
       onChange: () => void this.reload(),
       debounceMs: this.#options.debounceMs,
@@ -117,18 +114,13 @@ export class FilesTlsSource implements TlsSource {
           this.#refuse(`tls.cert: ${this.#paths.cert}: expired at ${isoTime(notAfter)}`);
           return;
         }
-        // Refused at once too: waiting does not make OpenSSL take a set whose files fit together.
-        const unusable = this.#unusable(next);
-        if (unusable !== undefined) {
-          this.#refuse(unusable);
-          return;
-        }
         this.#material = next;
         this.#listeners.emit(next);
         return;
       } catch (err) {
         if (this.#stopped) return;
-        if (Date.now() < deadline) {
+        // Refused at once too: waiting does not make OpenSSL take a set whose files fit together.
+        if (Date.now() < deadline && !(err instanceof UnusableTlsFilesError)) {
           await new Promise((r) => setTimeout(r, 50).unref());
           continue;
         }
@@ -147,21 +139,6 @@ export class FilesTlsSource implements TlsSource {
       source: 'files',
       reason,
     });
-  }
-
-  /**
-   * Why node:tls cannot use `m` (the `tls.createSecureContext` error, naming the files), or
-   * undefined when it can: MeshTls builds its contexts from the same PEM, so a set that fails here
-   * would fail there after the source had already taken it.
-   */
-  #unusable(m: TlsMaterial): string | undefined {
-    try {
-      createSecureContext({ cert: m.certPem, key: m.keyPem, ca: m.caPem });
-      return undefined;
-    } catch (err) {
-      const p = this.#paths;
-      return `tls.cert: ${p.cert}: TLS cannot use it with tls.key ${p.key} and tls.ca ${p.ca}: ${(err as Error).message}`;
-    }
   }
 
   async #load(): Promise<TlsMaterial> {

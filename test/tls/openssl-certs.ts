@@ -81,3 +81,45 @@ export function opensslChain(
   }
   return { root, issuer, intermediatesPem: intermediates.join('') };
 }
+
+/**
+ * A leaf for `service` (a `mesh.test` SPIFFE identity) signed by `ca` whose key is RSA-512, made in
+ * `dir`: it parses, matches its certificate and chains to the CA, but OpenSSL refuses it at its
+ * default security level (`ee key too small`). Serial 512 (`0200`).
+ */
+export function rsa512Leaf(
+  dir: string,
+  ca: { readonly certPem: string; readonly keyPem: string },
+  service: string,
+): { certPem: string; keyPem: string; serialNumber: string } {
+  const [caCert, caKey, cfg, key, csr, cert] = [
+    'rsa512-ca.pem',
+    'rsa512-ca.key',
+    `${service}-rsa512.cnf`,
+    `${service}-rsa512.key`,
+    `${service}-rsa512.csr`,
+    `${service}-rsa512.pem`,
+  ].map((f) => join(dir, f)) as [string, string, string, string, string, string];
+  writeFileSync(caCert, ca.certPem);
+  writeFileSync(caKey, ca.keyPem);
+  writeFileSync(cfg, `[req]\ndistinguished_name=dn\n[dn]\n[ext]\n${leafExt(service)}\n`);
+  execFileSync('openssl', ['genrsa', '-out', key, '512'], quiet);
+  execFileSync(
+    'openssl',
+    ['req', '-new', '-key', key, '-subj', `/CN=${service}`, '-out', csr, '-config', cfg],
+    quiet,
+  );
+  execFileSync(
+    'openssl',
+    ['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-set_serial', '512', '-days', '1'].concat([
+      '-extfile',
+      cfg,
+      '-extensions',
+      'ext',
+      '-out',
+      cert,
+    ]),
+    quiet,
+  );
+  return { certPem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8'), serialNumber: '0200' };
+}
