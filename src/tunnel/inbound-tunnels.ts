@@ -49,7 +49,11 @@ export interface InboundTunnelContext {
  * CONNECT becomes a TCP tunnel to its port. A dial that fails for want of file descriptors
  * (`EMFILE`/`ENFILE`) is meshlet's own failure, `503 overloaded` ({@link noteFdExhaustion} warns);
  * any other is `502 upstream_unreachable`. Each tunnel has one access line ({@link TunnelAccess}):
- * at once when it opened nothing, at its end when it did.
+ * at once when it opened nothing, at its end when it did. As on the outbound side, each one is also a
+ * request of the inbound direction (`meshlet_requests_total`, `meshlet_request_duration_seconds`),
+ * timed from the handshake's arrival: meshlet's refusal or failure (also a local reply) and the app's
+ * non-101 answer at once, 499 when the caller left during the handshake, an established tunnel with
+ * 101 (CONNECT: 200) when it ends.
  */
 export function inboundTunnelHandler(
   ctx: InboundTunnelContext,
@@ -80,14 +84,22 @@ export function inboundTunnelHandler(
       path: req.url,
       upstream: ictx.service,
     });
+    // As the outbound side ({@link TunnelExchange}): the handshake (and an established tunnel's whole
+    // life) is one request of the inbound direction, timed from its arrival to its end.
+    const startedAt = performance.now();
     const count = (result: 'established' | 'refused' | 'failed'): void =>
       ctx.metrics.opened.inc({ direction: 'inbound', upstream: ictx.service, kind, result });
     /**
      * meshlet answers the handshake itself, echoing the line's request id in `x-request-id` (or, with
-     * null, the caller left first: 499).
+     * null, the caller left first: 499), counted as a local reply and a finished request.
      */
     const failed = (err: MeshletError | null): void => {
       count('failed');
+      if (err !== null) ictx.metrics.localReply(err.code);
+      ictx.metrics.finished(
+        err === null ? CLIENT_CLOSED : err.status,
+        (performance.now() - startedAt) / 1000,
+      );
       line.write(err === null ? { status: CLIENT_CLOSED } : { status: err.status, error: err.code });
       if (err !== null) refuseRaw(socket, err, forwarded.requestId);
     };
@@ -136,13 +148,17 @@ export function inboundTunnelHandler(
           }
           const open = (upSocket: Socket, upHead: Buffer): void => {
             count('established');
+            const status = kind === 'connect' ? 200 : 101;
             ctx.tunnels.add(
               new Tunnel(socket, upSocket, head, upHead, ctx.metrics, {
                 kind,
                 direction: 'inbound',
                 upstream: ictx.service,
                 idleMs: ctx.idleMs,
-                onEnd: (relayed) => line.write({ status: kind === 'connect' ? 200 : 101, relayed }),
+                onEnd: (relayed) => {
+                  ictx.metrics.finished(status, (performance.now() - startedAt) / 1000);
+                  line.write({ status, relayed });
+                },
               }),
             );
           };
@@ -162,6 +178,7 @@ export function inboundTunnelHandler(
               open,
               refused: (status) => {
                 count('refused');
+                ictx.metrics.finished(status, (performance.now() - startedAt) / 1000);
                 line.write({ status });
               },
               failed,

@@ -142,7 +142,8 @@ for (const protocol of ['http1', 'http2'] as const) {
       }
       expect(appRequests()).toBe(1);
       const labels = { direction: 'inbound', upstream: 'orders', code: 'overloaded' };
-      expect(await metric(m.admin, 'meshlet_local_replies_total', labels)).toBe(2);
+      // The refused tunnel is a local reply too (http1), as on the outbound side.
+      expect(await metric(m.admin, 'meshlet_local_replies_total', labels)).toBe(protocol === 'http1' ? 3 : 2);
       // One warning for requests and tunnel alike (once per 10 s; the access lines carry each refusal).
       const warnings = fdWarnings(m);
       expect(warnings).toHaveLength(1);
