@@ -2,7 +2,7 @@
 import type { GatewaySpec } from '../config/gateway-schema.ts';
 import type { MeshletConfig, RouteSpec } from '../config/schema.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type { GatewayMetrics } from '../telemetry/gateway-metrics.ts';
+import type { AuthenticatorType, GatewayMetrics } from '../telemetry/gateway-metrics.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
 import { type RequestPolicy, resolveRouteOverride } from '../upstream/upstream-settings.ts';
 import { TIMEOUT_HEADER } from '../proxy/deadline.ts';
@@ -55,7 +55,20 @@ export interface GatewayState {
   readonly trustedProxies: number;
   readonly proto: 'http' | 'https';
   /** Authenticators by name, with the spec JSON they were built from (reused across reloads while it stays equal). */
-  readonly authenticators: ReadonlyMap<string, { readonly json: string; readonly auth: Authenticator }>;
+  readonly authenticators: ReadonlyMap<string, BuiltAuthenticator>;
+}
+
+/** One `gateway.auth.NAME`, built. */
+export interface BuiltAuthenticator {
+  /** The spec it was built from, as JSON. */
+  readonly json: string;
+  readonly type: AuthenticatorType;
+  readonly auth: Authenticator;
+  /**
+   * Whether its metric callbacks still count (cleared when it is retired, so that a JWKS fetch,
+   * identity-service call or key-file load finishing late brings no retired series back).
+   */
+  readonly live: { counting: boolean };
 }
 
 /** What building a state needs. */
@@ -69,20 +82,29 @@ function buildAuthenticator(
   name: string,
   spec: GatewaySpec['auth'][string],
   deps: GatewayStateDeps,
+  live: { counting: boolean },
 ): Authenticator {
   const m = deps.metrics;
   switch (spec.type) {
     case 'jwt':
-      return new JwtAuthenticator(name, spec, { onJwksFetch: (r) => m.jwksFetches.labels(name, r).inc() });
+      return new JwtAuthenticator(name, spec, {
+        onJwksFetch: (r) => {
+          if (live.counting) m.jwksFetches.labels(name, r).inc();
+        },
+      });
     case 'validate':
       return new ValidateAuthenticator(name, spec, {
         table: deps.table,
-        onCall: (r) => m.validateCalls.labels(name, r).inc(),
+        onCall: (r) => {
+          if (live.counting) m.validateCalls.labels(name, r).inc();
+        },
       });
     case 'apiKey':
       return new ApiKeyAuthenticator(name, spec, {
         logger: deps.logger,
-        onLoad: (n) => m.apiKeys.labels(name).set(n),
+        onLoad: (n) => {
+          if (live.counting) m.apiKeys.labels(name).set(n);
+        },
       });
   }
 }
@@ -107,7 +129,7 @@ export function buildGatewayState(
     maxRequestBodyBytes: 1024 * 1024,
     identityHeaders: [],
   };
-  const authenticators = new Map<string, { json: string; auth: Authenticator }>();
+  const authenticators = new Map<string, BuiltAuthenticator>();
   const built: Authenticator[] = [];
   try {
     for (const [name, a] of Object.entries(spec.auth)) {
@@ -117,9 +139,10 @@ export function buildGatewayState(
       const reusable = a.type !== 'jwt' || a.jwksUrl !== undefined;
       if (old !== undefined && old.json === json && reusable) authenticators.set(name, old);
       else {
-        const auth = buildAuthenticator(name, a, deps);
+        const live = { counting: true };
+        const auth = buildAuthenticator(name, a, deps, live);
         built.push(auth);
-        authenticators.set(name, { json, auth });
+        authenticators.set(name, { json, type: a.type, auth, live });
       }
     }
   } catch (err) {
@@ -191,8 +214,18 @@ export function buildGatewayState(
   };
 }
 
-/** Authenticators of `old` that `next` no longer uses (to close once `next` is in use). */
-export function retiredAuthenticators(old: GatewayState, next: GatewayState): Authenticator[] {
+/**
+ * Retires the authenticators of `old` that `next` no longer uses, once `next` is in use: each is
+ * closed and stops counting, and its series are dropped ({@link GatewayMetrics.retireAuthenticator})
+ * — all of them for a name `next` has no authenticator of (removed or renamed); a name rebuilt with
+ * a new spec keeps those of its new type, which its new authenticator goes on counting.
+ */
+export function retireAuthenticators(old: GatewayState, next: GatewayState, metrics: GatewayMetrics): void {
   const kept = new Set([...next.authenticators.values()].map((x) => x.auth));
-  return [...old.authenticators.values()].map((x) => x.auth).filter((a) => !kept.has(a));
+  for (const [name, entry] of old.authenticators) {
+    if (kept.has(entry.auth)) continue;
+    entry.live.counting = false;
+    entry.auth.close();
+    metrics.retireAuthenticator(name, next.authenticators.get(name)?.type);
+  }
 }

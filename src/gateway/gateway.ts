@@ -11,7 +11,7 @@ import { GatewayMetrics } from '../telemetry/gateway-metrics.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
 import { gatewayHandler } from './gateway-handler.ts';
 import { listenGateway, type GatewaySocket } from './gateway-listener.ts';
-import { buildGatewayState, type GatewayState, retiredAuthenticators } from './gateway-state.ts';
+import { buildGatewayState, type GatewayState, retireAuthenticators } from './gateway-state.ts';
 
 /** What the gateway shares with the daemon. */
 export interface GatewayDeps {
@@ -117,7 +117,7 @@ export class Gateway {
     const old = this.#state;
     this.#state = state;
     if (next.listeners.gateway !== undefined) this.#ctx.bodyTimeoutMs = next.listeners.gateway.bodyTimeout;
-    for (const a of retiredAuthenticators(old, state)) a.close();
+    retireAuthenticators(old, state, this.metrics);
     return true;
   }
 

@@ -4,6 +4,9 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 /** How authentication ended for a gateway request (a bounded label). */
 export type GatewayAuthResult = 'public' | 'ok' | 'missing' | 'invalid' | 'forbidden' | 'unavailable';
 
+/** The type of a `gateway.auth.NAME` authenticator, as its metrics tell them apart. */
+export type AuthenticatorType = 'jwt' | 'validate' | 'apiKey';
+
 /** Which limit refused a request: the route's bucket, the tenant's, or the API key's own. */
 export type GatewayLimit = 'route' | 'tenant' | 'key';
 
@@ -81,4 +84,22 @@ export class GatewayMetrics {
       registers,
     });
   }
+
+  /**
+   * Drops the series of authenticator `name` (its JWKS fetches, identity-service calls and API-key
+   * count) once a reload retired it: all of them when no `gateway.auth.NAME` of that name is left
+   * (removed or renamed: no longer exported; should the name come back, its counters start from 0),
+   * else those of the other types than `kept`, the type the name was rebuilt as (whose series its
+   * new authenticator goes on counting).
+   */
+  retireAuthenticator(name: string, kept?: AuthenticatorType): void {
+    if (kept !== 'jwt') for (const result of JWKS_RESULTS) this.jwksFetches.remove(name, result);
+    if (kept !== 'validate') for (const result of VALIDATE_RESULTS) this.validateCalls.remove(name, result);
+    if (kept !== 'apiKey') this.apiKeys.remove(name);
+  }
 }
+
+/** The `result` values of `meshlet_gateway_jwks_fetches_total`. */
+const JWKS_RESULTS = ['ok', 'failed'] as const;
+/** The `result` values of `meshlet_gateway_validate_calls_total`. */
+const VALIDATE_RESULTS = ['allowed', 'denied', 'failed'] as const;
