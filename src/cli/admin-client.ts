@@ -62,11 +62,14 @@ async function callAdmin<T>(
   }
 }
 
+/** How long the CLI waits for the admin API to answer, ms (every verb; the watch's first snapshot too). */
+export const ADMIN_TIMEOUT_MS = 5000;
+
 /** GETs `path` from the admin API and parses JSON; any HTTP status is accepted. Timeout in ms, default 5 s. */
 export function getAdmin<T>(
   admin: string,
   path: string,
-  timeoutMs = 5000,
+  timeoutMs = ADMIN_TIMEOUT_MS,
 ): Promise<{ status: number; body: T }> {
   return callAdmin<T>('GET', admin, path, undefined, timeoutMs);
 }
@@ -81,7 +84,7 @@ export async function readAdmin<T>(
   path: string,
   keys: readonly string[],
   statuses: readonly number[] = [200],
-  timeoutMs = 5000,
+  timeoutMs = ADMIN_TIMEOUT_MS,
 ): Promise<{ status: number; body: T }> {
   const url = `${admin.replace(/\/+$/, '')}${path}`;
   let answer: { status: number; body: unknown };
@@ -137,7 +140,7 @@ export function postAdmin<T>(
   admin: string,
   path: string,
   token: string | undefined,
-  timeoutMs = 5000,
+  timeoutMs = ADMIN_TIMEOUT_MS,
 ): Promise<{ status: number; body: T }> {
   return callAdmin<T>('POST', admin, path, token, timeoutMs);
 }

@@ -1,5 +1,11 @@
 // `meshlet upstreams [--watch]`: each upstream's endpoints and breaker; --watch streams changes over the gRPC admin API.
-import { AdminUnreachable, readAdmin, table, type UpstreamsAnswer } from './admin-client.ts';
+import {
+  ADMIN_TIMEOUT_MS,
+  AdminUnreachable,
+  readAdmin,
+  table,
+  type UpstreamsAnswer,
+} from './admin-client.ts';
 import { EXIT } from './exit-codes.ts';
 import { isoTime } from '../telemetry/utc-time.ts';
 
@@ -65,6 +71,26 @@ export function badGrpcTarget(target: string): string | undefined {
   return `--admin-grpc: expected HOST:PORT like "127.0.0.1:15002", got "${target}"`;
 }
 
+/**
+ * Longest wait for the watch's first snapshot, ms: the HTTP verbs' ({@link ADMIN_TIMEOUT_MS}). Also the
+ * watch channel's keepalive interval and ping-ack timeout, so a path that dies silently later is
+ * noticed within twice this (≤ 5 s until the next ping, then 5 s for its ack).
+ */
+export const WATCH_DEADLINE_MS = ADMIN_TIMEOUT_MS;
+
+/**
+ * grpc-js channel options of the watch: no proxy, and keepalive pings every {@link WATCH_DEADLINE_MS}
+ * (also while no call is open) that must be acked within {@link WATCH_DEADLINE_MS}, else the call
+ * fails UNAVAILABLE. meshlet's gRPC admin server (grpc-js) enforces no minimum ping interval, so it
+ * never answers GOAWAY too_many_pings; a server that does makes grpc-js double the interval.
+ */
+const WATCH_CHANNEL_OPTIONS = {
+  'grpc.enable_http_proxy': 0,
+  'grpc.keepalive_time_ms': WATCH_DEADLINE_MS,
+  'grpc.keepalive_timeout_ms': WATCH_DEADLINE_MS,
+  'grpc.keepalive_permit_without_calls': 1,
+};
+
 /** Where the gRPC admin API listens: `target` when given, else what `GET ADMIN/` says. */
 async function grpcTargetOf(admin: string, target: string | undefined): Promise<string> {
   if (target !== undefined) return target;
@@ -79,7 +105,9 @@ async function grpcTargetOf(admin: string, target: string | undefined): Promise<
  * `meshlet upstreams --watch`: subscribes to `WatchUpstreams` and prints every snapshot — redrawn
  * in place when stdout is a terminal, else one block per snapshot headed by its time (or one JSON
  * line each with `--json`). Runs until interrupted (exit 0), or until the stream fails or meshlet ends
- * it (exit 1, with one line on stderr saying so).
+ * it (exit 1, with one line on stderr saying so). No first snapshot within {@link WATCH_DEADLINE_MS}
+ * (a port that accepts but never answers) is a failure too, and keepalive pings notice a path that
+ * dies later within twice that.
  * @param grpcTarget `host:port` of the gRPC admin API (anything else: exit 2); default: asked from the
  *   HTTP admin's `GET /`.
  */
@@ -104,7 +132,7 @@ export async function watchUpstreamsCommand(
   const grpc = await import('@grpc/grpc-js');
   const { adminClientClass } = await import('../admin-grpc/admin-proto.ts');
   const Admin = adminClientClass();
-  const client = new Admin(target, grpc.credentials.createInsecure(), { 'grpc.enable_http_proxy': 0 });
+  const client = new Admin(target, grpc.credentials.createInsecure(), WATCH_CHANNEL_OPTIONS);
   const tty = process.stdout.isTTY === true && !json;
   return new Promise<number>((finish) => {
     // The first outcome wins: a cancelled or failed call also ends its stream afterwards.
@@ -112,11 +140,20 @@ export async function watchUpstreamsCommand(
     const resolve = (code: number): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       finish(code);
     };
     const call = (
       client as unknown as { WatchUpstreams(req: object): NodeJS.EventEmitter & { cancel(): void } }
     ).WatchUpstreams({});
+    const deadline = setTimeout(() => {
+      process.stderr.write(
+        `meshlet: watching upstreams on ${target}: no snapshot within ${WATCH_DEADLINE_MS} ms\n`,
+      );
+      resolve(EXIT.runtime);
+      call.cancel();
+      client.close();
+    }, WATCH_DEADLINE_MS);
     const stop = () => {
       call.cancel();
       client.close();
@@ -125,6 +162,7 @@ export async function watchUpstreamsCommand(
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     call.on('data', (s: { upstreams: Row[]; atUnixMs: number }) => {
+      clearTimeout(deadline);
       const at = isoTime(s.atUnixMs);
       if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
       else if (tty)
