@@ -1,8 +1,8 @@
 // `meshlet upstreams --watch` has deadlines: a port that accepts TCP but never speaks ends it (exit 1, one line) in ~5 s, a path that goes silent later within 10 s; a real meshlet still streams.
-import { spawn } from 'node:child_process';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { CLI, runCli, startMeshlet } from '../helpers/meshlet.ts';
+import { runCli, startMeshlet } from '../helpers/meshlet.ts';
+import { spawnWatch } from './watch-process.ts';
 
 describe.concurrent('meshlet upstreams --watch: deadline for the first snapshot', () => {
   it('a port that accepts and never writes: exit 1 within ~5 s, one stderr line naming the address', async () => {
@@ -44,29 +44,15 @@ describe.concurrent('meshlet upstreams --watch: deadline for the first snapshot'
       accessLog: { enabled: false },
     });
     try {
-      const watch = spawn(process.execPath, [CLI, 'upstreams', '--watch', '--admin', mesh.admin], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      watch.stdout.on('data', (d) => (out += d));
-      watch.stderr.on('data', (d) => (err += d));
-      const exited = new Promise<number | null>((resolve) => watch.on('exit', resolve));
-      const started = performance.now();
-      while (!out.includes('127.0.0.1:9001')) {
-        if (performance.now() - started > 8000) {
-          watch.kill('SIGKILL');
-          throw new Error(`no table in: ${out}${err}`);
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      const watch = spawnWatch(['--admin', mesh.admin]);
+      await watch.shows('127.0.0.1:9001', 8000);
       // The deadline is for the first snapshot only: an idle stream after it is not cut.
       await new Promise((r) => setTimeout(r, 5500));
-      expect(watch.exitCode).toBeNull();
-      watch.kill('SIGINT');
-      expect(await exited).toBe(0);
-      expect(err).toBe('');
-      expect(out.match(/^# \d{4}-\d\d-\d\dT/gm)).toHaveLength(1);
+      expect(watch.proc.exitCode).toBeNull();
+      watch.proc.kill('SIGINT');
+      expect(await watch.exited).toBe(0);
+      expect(watch.err()).toBe('');
+      expect(watch.out().match(/^# \d{4}-\d\d-\d\dT/gm)).toHaveLength(1);
     } finally {
       await mesh.close();
     }
@@ -93,29 +79,18 @@ describe.concurrent('meshlet upstreams --watch: deadline for the first snapshot'
     });
     await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
     const target = `127.0.0.1:${(relay.address() as AddressInfo).port}`;
-    const watch = spawn(process.execPath, [CLI, 'upstreams', '--watch', '--admin-grpc', target], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const watch = spawnWatch(['--admin-grpc', target]);
     try {
-      let out = '';
-      let err = '';
-      watch.stdout.on('data', (d) => (out += d));
-      watch.stderr.on('data', (d) => (err += d));
-      const exited = new Promise<number | null>((resolve) => watch.on('exit', resolve));
-      const started = performance.now();
-      while (!out.includes('127.0.0.1:9001')) {
-        if (performance.now() - started > 5000) throw new Error(`no table in: ${out}${err}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await watch.shows('127.0.0.1:9001', 5000);
       silent = true;
       const silentAt = performance.now();
-      expect(await exited).toBe(1);
+      expect(await watch.exited).toBe(1);
       expect(performance.now() - silentAt).toBeLessThan(12_000);
-      const lines = err.trim().split('\n');
+      const lines = watch.err().trim().split('\n');
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(new RegExp(`^meshlet: watching upstreams on ${target}: 14 UNAVAILABLE`));
     } finally {
-      watch.kill('SIGKILL');
+      watch.proc.kill('SIGKILL');
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => relay.close(resolve));
       await mesh.close();

@@ -1,7 +1,7 @@
 // `meshlet upstreams --watch` ends in one line: meshlet shutting down ends it with exit 1 and a reason; a bad --admin-grpc is a usage error (exit 2).
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { CLI, runCli, startMeshlet } from '../helpers/meshlet.ts';
+import { runCli, startMeshlet } from '../helpers/meshlet.ts';
+import { spawnWatch } from './watch-process.ts';
 
 describe('meshlet upstreams --watch: how it ends', () => {
   it('meshlet shutting down ends the watch with exit 1 and one stderr line saying the stream ended', async () => {
@@ -10,25 +10,14 @@ describe('meshlet upstreams --watch: how it ends', () => {
       registry: { type: 'static', endpoints: { users: ['127.0.0.1:9001'] } },
       accessLog: { enabled: false },
     });
-    const watch = spawn(process.execPath, [CLI, 'upstreams', '--watch', '--admin', mesh.admin], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    watch.stdout.on('data', (d) => (out += d));
-    watch.stderr.on('data', (d) => (err += d));
-    const exited = new Promise<number | null>((resolve) => watch.on('exit', resolve));
+    const watch = spawnWatch(['--admin', mesh.admin]);
     try {
-      const started = performance.now();
-      while (!out.includes('127.0.0.1:9001')) {
-        if (performance.now() - started > 8000) throw new Error(`no table in: ${out}${err}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await watch.shows('127.0.0.1:9001', 8000);
     } finally {
       await mesh.close();
     }
-    expect(await exited).toBe(1);
-    const lines = err.trim().split('\n');
+    expect(await watch.exited).toBe(1);
+    const lines = watch.err().trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^meshlet: watching upstreams on 127\.0\.0\.1:\d+: the stream ended/);
   }, 20_000);
