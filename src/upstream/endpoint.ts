@@ -39,10 +39,16 @@ export function makeEndpoint(address: string, port: number, extra: Partial<Endpo
 /**
  * Live state of one endpoint inside an upstream: what balancers read (in-flight requests, latency
  * estimate) and what outlier detection writes (ejected or not). One handle lives as long as the
- * endpoint stays in the upstream's snapshots, so its counters survive snapshot swaps.
+ * endpoint's id (`address:port`) stays in the upstream's snapshots, so its counters and ejection
+ * survive snapshot swaps, including ones that change only its weight, tags, meta, transport or
+ * protocol (as Envoy keeps a host across EDS updates of its metadata or weight).
  */
 export class EndpointHandle {
-  readonly endpoint: Endpoint;
+  /**
+   * The endpoint as discovery last described it. Replaced by the owning upstream (and only by it)
+   * when a snapshot re-sends the same id with other fields; the id never changes.
+   */
+  endpoint: Endpoint;
   /** Requests in flight to this endpoint right now. */
   active = 0;
   /** Peak-EWMA latency estimate in milliseconds (maintained by the peak_ewma balancer). */

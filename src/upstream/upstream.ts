@@ -244,9 +244,11 @@ export class Upstream {
   }
 
   /**
-   * Swaps in a new endpoint snapshot. Handles (and their pools) of endpoints that stay are kept; a
-   * new endpoint gets its pool on first use; pools of endpoints that left are closed gracefully
-   * (in-flight requests finish). An endpoint that is meshlet's own listener gets no handle; one
+   * Swaps in a new endpoint snapshot. Handles (and their pools) of endpoints that stay (by id,
+   * `address:port`) are kept, with their ejection and outlier counts, even when the snapshot changes
+   * their weight, tags or meta (the handle takes the new fields; a new transport or protocol gets a
+   * new pool on next use, the old one finishing its requests); a new endpoint gets its pool on
+   * first use; pools of endpoints that left are closed gracefully (in-flight requests finish). An endpoint that is meshlet's own listener gets no handle; one
    * found so at connect stays refused while the snapshot lists the same endpoint ids, and is checked
    * afresh once a different list arrives.
    */
@@ -263,8 +265,9 @@ export class Upstream {
     const next: EndpointHandle[] = [];
     for (const endpoint of this.#refuseLoops(snapshot)) {
       const old = byId.get(endpoint.id);
-      if (old !== undefined && sameEndpoint(old.endpoint, endpoint)) {
+      if (old !== undefined) {
         byId.delete(endpoint.id);
+        if (!sameEndpoint(old.endpoint, endpoint)) this.#redescribe(old, endpoint);
         next.push(old);
         continue;
       }
@@ -520,6 +523,23 @@ export class Upstream {
       );
       this.#tick.unref();
     }
+  }
+
+  /**
+   * Discovery re-sent `handle`'s endpoint (same id) with other fields: the handle stays, with its
+   * ejection, outlier counts and multiplier, in-flight count and latency estimate (the balancer is
+   * rebuilt from the new weight by the caller's rebalance). Its pool stays too, unless the transport
+   * (plain vs mTLS) or protocol changed: that pool speaks the old one, so it is closed gracefully
+   * (in-flight requests finish) and a new one is made on next use.
+   */
+  #redescribe(handle: EndpointHandle, endpoint: Endpoint): void {
+    const before = handle.endpoint;
+    handle.endpoint = endpoint;
+    if (before.transport === endpoint.transport && before.protocol === endpoint.protocol) return;
+    const pool = this.#pools.get(handle);
+    if (pool === null || pool === undefined) return;
+    this.#pools.set(handle, null);
+    pool.close().catch(() => {});
   }
 
   #retire(handle: EndpointHandle): void {
