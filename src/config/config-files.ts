@@ -62,12 +62,11 @@ export async function configFileProblems(
 
   const gatewayTls = config.listeners.gateway?.tls;
   if (gatewayTls !== undefined) {
-    const certPem = readable('listeners.gateway.tls.cert', gatewayTls.cert);
-    const keyPem = readable('listeners.gateway.tls.key', gatewayTls.key);
+    const { GATEWAY_TLS_LABELS: labels, ...tlsInfo } = await import('../tls/certificate-info.ts');
+    const certPem = readable(labels.cert, gatewayTls.cert);
+    const keyPem = readable(labels.key, gatewayTls.key);
     if (certPem !== undefined && keyPem !== undefined) {
-      const { checkKeyMatchesCertificate, checkTlsContext, parseCertificatePem } =
-        await import('../tls/certificate-info.ts');
-      const labels = { cert: 'listeners.gateway.tls.cert', key: 'listeners.gateway.tls.key' };
+      const { checkKeyMatchesCertificate, checkTlsContext, parseCertificatePem } = tlsInfo;
       try {
         checkKeyMatchesCertificate(certPem, keyPem, {
           ...labels,
@@ -103,12 +102,7 @@ export async function configFileProblems(
     // The etcd client builds its gRPC TLS context from these when it is created: a set OpenSSL
     // refuses (an RSA-512 key, a key that is no PEM) stops run at start.
     if (t?.cert !== undefined && t.key !== undefined && pem.cert !== undefined && pem.key !== undefined) {
-      const { checkTlsContext } = await import('../tls/certificate-info.ts');
-      const labels = {
-        ca: 'registry.etcd.tls.ca',
-        cert: 'registry.etcd.tls.cert',
-        key: 'registry.etcd.tls.key',
-      };
+      const { checkTlsContext, ETCD_TLS_LABELS: labels } = await import('../tls/certificate-info.ts');
       const files = { cert: t.cert, key: t.key, ca: pem.ca === undefined ? undefined : t.ca };
       try {
         checkTlsContext({ certPem: pem.cert, keyPem: pem.key, caPem: pem.ca }, files, labels);

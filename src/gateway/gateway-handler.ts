@@ -253,7 +253,7 @@ export function gatewayHandler(
         setHeaders(res, VARY_ORIGIN);
       } else if (preflight) {
         const allowed = route.cors.allows(origin);
-        metrics.preflights.labels(route.name, allowed ? 'allowed' : 'refused').inc();
+        if (route.live.counting) metrics.preflights.labels(route.name, allowed ? 'allowed' : 'refused').inc();
         writeHead(res, 204, route.cors.preflight(origin, headers['access-control-request-headers']));
         res.end();
         return;
@@ -267,7 +267,7 @@ export function gatewayHandler(
     authenticate(route, credentials).then(
       (decision) => {
         if ('refusal' in decision) {
-          metrics.requests.labels(route.name, decision.result, '').inc();
+          if (route.live.counting) metrics.requests.labels(route.name, decision.result, '').inc();
           if (decision.challenges.length > 0 && !clientGone(res))
             res.setHeader('www-authenticate', decision.challenges);
           return refuse(ctx, g, req, res, decision.refusal, startedAt, {
@@ -318,21 +318,21 @@ function forward(
     const why =
       principal === null ? 'not authenticated (authentication unavailable)' : route.allow.deny(principal);
     if (why !== null) {
-      metrics.requests.labels(route.name, 'forbidden', label).inc();
+      if (route.live.counting) metrics.requests.labels(route.name, 'forbidden', label).inc();
       if (principal !== null && !clientGone(res))
         res.setHeader('www-authenticate', withError(route.challenges[0]!, 'insufficient_scope', why));
       const forbidden = new MeshletError('forbidden', `not allowed on this route: ${why}`, route.upstream);
       return refuse(ctx, g, req, res, forbidden, startedAt, { path, upstream: route.upstream, principal });
     }
   }
-  metrics.requests.labels(route.name, result, label).inc();
+  if (route.live.counting) metrics.requests.labels(route.name, result, label).inc();
   const tenant: GatewayTenant | undefined = tenantName === undefined ? undefined : g.tenants.get(tenantName);
   // Rate limits: the route's (by key, tenant or IP), the tenant's (its own, else tenantDefaults'),
   // the key's own; the tightest answers.
   let shown: LimitVerdict | null = null;
   const check = (v: LimitVerdict, limit: 'route' | 'tenant' | 'key'): boolean => {
     if (!v.ok) {
-      metrics.rateLimited.labels(route.name, limit, label).inc();
+      if (route.live.counting) metrics.rateLimited.labels(route.name, limit, label).inc();
       if (!clientGone(res)) setHeaders(res, rateLimitHeaders(v));
       refuse(
         ctx,

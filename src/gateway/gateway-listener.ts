@@ -21,6 +21,7 @@ import {
 } from '../listener/http-listener.ts';
 import type { ConnectionGuard } from '../listener/connection-guard.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { checkTlsContext, GATEWAY_TLS_LABELS } from '../tls/certificate-info.ts';
 
 /**
  * TLS 1.2 renegotiation refused by OpenSSL (TLS 1.3 has none): HTTP/2 forbids it (RFC 9113
@@ -77,6 +78,9 @@ export async function listenGateway(
   const keyFile = resolve(spec.tls.key);
   const read = () => ({ cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') });
   let current = read();
+  // A pair OpenSSL refuses (an RSA-512 key) stops start naming the files, with the line
+  // `meshlet config check` prints.
+  checkTlsContext({ certPem: current.cert, keyPem: current.key }, spec.tls, GATEWAY_TLS_LABELS);
   const h1 = createHttpServer(
     {
       maxHeaderSize: spec.maxHeaderSize,

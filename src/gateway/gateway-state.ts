@@ -31,6 +31,11 @@ export interface GatewayRoute {
   readonly cors: CorsPolicy | null;
   readonly override: Partial<RequestPolicy> | null;
   readonly maxRequestBodyBytes: number;
+  /**
+   * Whether its metrics still count (cleared when a reload removed or renamed it, so that a request
+   * still in flight on it brings no retired series back).
+   */
+  readonly live: { counting: boolean };
 }
 
 /** A configured tenant, compiled. */
@@ -112,8 +117,9 @@ function buildAuthenticator(
 /**
  * Compiles `config.gateway` (an absent block is a gateway with no routes: everything 404).
  * Authenticators whose spec did not change since `previous` are kept (their JWKS cache, validation
- * cache, key buckets); the caller closes the ones {@link retiredAuthenticators} names once the new
- * state is in use. @throws Error when a secret or keys file cannot be loaded.
+ * cache, key buckets); the caller retires the others, and the routes gone, once the new state is in
+ * use ({@link retireAuthenticators}, {@link retireRoutes}). @throws Error when a secret or keys file
+ * cannot be loaded.
  */
 export function buildGatewayState(
   config: MeshletConfig,
@@ -173,6 +179,7 @@ export function buildGatewayState(
   const routes = spec.routes.map((r, i): GatewayRoute => {
     const auth = r.auth === undefined ? null : r.auth.map((n) => authenticators.get(n)!.auth);
     const name = r.name ?? `${r.upstream}#${i}`;
+    const live = { counting: true };
     return {
       name,
       upstream: r.upstream,
@@ -182,11 +189,16 @@ export function buildGatewayState(
       limit:
         r.rateLimit === undefined
           ? null
-          : new KeyedLimit(r.rateLimit, { onEvict: () => evictions.labels(name, 'route').inc() }),
+          : new KeyedLimit(r.rateLimit, {
+              onEvict: () => {
+                if (live.counting) evictions.labels(name, 'route').inc();
+              },
+            }),
       limitBy: r.rateLimit?.by ?? 'ip',
       cors: r.cors === undefined ? null : new CorsPolicy(r.cors, r.match.methods),
       override: resolveRouteOverride({ timeouts: r.timeouts } as RouteSpec, i),
       maxRequestBodyBytes: r.maxRequestBodyBytes ?? spec.maxRequestBodyBytes,
+      live,
     };
   });
   const tenants = new Map<string, GatewayTenant>();
@@ -227,5 +239,19 @@ export function retireAuthenticators(old: GatewayState, next: GatewayState, metr
     entry.live.counting = false;
     entry.auth.close();
     metrics.retireAuthenticator(name, next.authenticators.get(name)?.type);
+  }
+}
+
+/**
+ * Retires the routes of `old` whose name `next` has no route of (removed or renamed), once `next`
+ * is in use: they stop counting and their series are dropped ({@link GatewayMetrics.retireRoute}).
+ * A route whose name stays keeps its series, which its successor goes on counting.
+ */
+export function retireRoutes(old: GatewayState, next: GatewayState, metrics: GatewayMetrics): void {
+  const kept = new Set(next.routes.map((r) => r.name));
+  for (const route of old.routes) {
+    if (kept.has(route.name)) continue;
+    route.live.counting = false;
+    metrics.retireRoute(route.name, old.tenants.keys());
   }
 }

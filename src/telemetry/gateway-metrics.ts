@@ -97,7 +97,36 @@ export class GatewayMetrics {
     if (kept !== 'validate') for (const result of VALIDATE_RESULTS) this.validateCalls.remove(name, result);
     if (kept !== 'apiKey') this.apiKeys.remove(name);
   }
+
+  /**
+   * Drops the series of gateway route `name` (requests, 429s, CORS preflights and its per-caller
+   * bucket evictions) once a reload removed or renamed it: no longer exported; should the name come
+   * back, its counters start from 0. `tenants` are the tenant names configured while it counted
+   * (with `""` and `other`, every `tenant` value its series can carry).
+   */
+  retireRoute(name: string, tenants: Iterable<string>): void {
+    for (const tenant of ['', 'other', ...tenants]) {
+      for (const auth of AUTH_RESULTS) this.requests.remove(name, auth, tenant);
+      for (const limit of LIMITS) this.rateLimited.remove(name, limit, tenant);
+    }
+    for (const result of PREFLIGHT_RESULTS) this.preflights.remove(name, result);
+    this.rateLimitEvictions.remove(name, 'route');
+  }
 }
+
+/** The `auth` values of `meshlet_gateway_requests_total`. */
+const AUTH_RESULTS: readonly GatewayAuthResult[] = [
+  'public',
+  'ok',
+  'missing',
+  'invalid',
+  'forbidden',
+  'unavailable',
+];
+/** The `limit` values of `meshlet_gateway_rate_limited_total`. */
+const LIMITS: readonly GatewayLimit[] = ['route', 'tenant', 'key'];
+/** The `result` values of `meshlet_gateway_cors_preflights_total`. */
+const PREFLIGHT_RESULTS = ['allowed', 'refused'] as const;
 
 /** The `result` values of `meshlet_gateway_jwks_fetches_total`. */
 const JWKS_RESULTS = ['ok', 'failed'] as const;

@@ -256,6 +256,19 @@ export interface TlsContextLabels {
   readonly ca?: string;
 }
 
+/** The key paths {@link checkTlsContext} names for `listeners.gateway.tls` (config check and the gateway listener). */
+export const GATEWAY_TLS_LABELS = {
+  cert: 'listeners.gateway.tls.cert',
+  key: 'listeners.gateway.tls.key',
+} as const satisfies TlsContextLabels;
+
+/** The key paths {@link checkTlsContext} names for `registry.etcd.tls` (config check and the etcd client). */
+export const ETCD_TLS_LABELS = {
+  ca: 'registry.etcd.tls.ca',
+  cert: 'registry.etcd.tls.cert',
+  key: 'registry.etcd.tls.key',
+} as const satisfies TlsContextLabels;
+
 /**
  * Builds the `tls.createSecureContext({ cert, key, ca })` a listener or client would build from
  * these PEMs, and throws {@link UnusableTlsFilesError} with OpenSSL's reason when it cannot, naming

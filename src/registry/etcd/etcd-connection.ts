@@ -4,6 +4,7 @@ import { noop } from 'cockatiel';
 import { Etcd3, type IOptions } from 'etcd3';
 import type { EtcdRegistryConfig } from '../../config/etcd-schema.ts';
 import { ConfigError } from '../../errors/config-error.ts';
+import { checkTlsContext, ETCD_TLS_LABELS } from '../../tls/certificate-info.ts';
 
 type EtcdSettings = EtcdRegistryConfig['etcd'];
 
@@ -47,15 +48,21 @@ export function etcdOptions(etcd: EtcdSettings): IOptions {
     }
     if (ca === undefined)
       throw new ConfigError('registry.etcd.tls.ca', 'required with tls (the CA of the members)');
-    options.credentials = {
-      rootCertificate: readPem(ca, 'registry.etcd.tls.ca'),
-      ...(cert !== undefined && key !== undefined
-        ? {
-            certChain: readPem(cert, 'registry.etcd.tls.cert'),
-            privateKey: readPem(key, 'registry.etcd.tls.key'),
-          }
-        : {}),
-    };
+    const rootCertificate = readPem(ca, ETCD_TLS_LABELS.ca);
+    options.credentials = { rootCertificate };
+    if (cert !== undefined && key !== undefined) {
+      const certChain = readPem(cert, ETCD_TLS_LABELS.cert);
+      const privateKey = readPem(key, ETCD_TLS_LABELS.key);
+      // A set OpenSSL refuses (an RSA-512 key) stops start with the line `meshlet config check`
+      // prints, naming the files, before gRPC builds its context from it.
+      const pem = {
+        certPem: certChain.toString(),
+        keyPem: privateKey.toString(),
+        caPem: rootCertificate.toString(),
+      };
+      checkTlsContext(pem, { cert, key, ca }, ETCD_TLS_LABELS);
+      options.credentials = { rootCertificate, certChain, privateKey };
+    }
     if (etcd.tls.serverName !== undefined) {
       options.grpcOptions = { 'grpc.ssl_target_name_override': etcd.tls.serverName };
     }
