@@ -31,10 +31,10 @@ function lineOf(keyPath: string, err: unknown): string {
  * - `gateway.auth.NAME.file` (apiKey): readable and parsed by `parseApiKeys`;
  * - `registry.consul.tokenFile`, `registry.{consul,etcd,redis}.tls.ca|cert|key`,
  *   `registry.etcd.auth.passwordFile`, `registry.redis.passwordFile`: readable (run reads them
- *   whole and refuses to start when it cannot); and `registry.etcd.tls.ca|cert|key` usable by
- *   node:tls (`checkTlsContext`: the etcd client builds its context from them at start, so run
- *   stops on a set OpenSSL refuses; the Consul and Redis clients build theirs per connection, and
- *   run starts and retries).
+ *   whole and refuses to start when it cannot); and `registry.{consul,etcd,redis}.tls.ca|cert|key`
+ *   usable by node:tls when a client certificate and key are set (`checkTlsContext`: each client
+ *   checks its set when run creates it, so run stops on a set OpenSSL refuses rather than retrying
+ *   a registry it can never reach).
  * `gateway.auth.NAME.secretFile` is checked with the secrets (`checkSecretFiles`).
  */
 export async function configFileProblems(
@@ -91,9 +91,31 @@ export async function configFileProblems(
       add('registry.file', lineOf('registry.file', err));
     }
   }
+  /**
+   * `prefix.ca|cert|key` readable, and, when a client certificate and key are set and read, a set
+   * node:tls can build a context from (`checkTlsContext`): the Consul and Redis clients check it
+   * the same way when run creates them, and stop start on a set OpenSSL refuses (an RSA-512 key).
+   */
+  const usableClientTls = async (
+    prefix: string,
+    tls: { ca?: string; cert?: string; key?: string } | undefined,
+    labels: { readonly ca: string; readonly cert: string; readonly key: string },
+  ) => {
+    const pem = clientTls(prefix, tls);
+    if (tls?.cert === undefined || tls.key === undefined || pem.cert === undefined || pem.key === undefined)
+      return;
+    const { checkTlsContext } = await import('../tls/certificate-info.ts');
+    const files = { cert: tls.cert, key: tls.key, ca: pem.ca === undefined ? undefined : tls.ca };
+    try {
+      checkTlsContext({ certPem: pem.cert, keyPem: pem.key, caPem: pem.ca }, files, labels);
+    } catch (err) {
+      add(labels.cert, (err as Error).message);
+    }
+  };
   if (registry.type === 'consul') {
     readable('registry.consul.tokenFile', registry.consul.tokenFile);
-    clientTls('registry.consul.tls', registry.consul.tls);
+    const { CONSUL_TLS_LABELS } = await import('../tls/certificate-info.ts');
+    await usableClientTls('registry.consul.tls', registry.consul.tls, CONSUL_TLS_LABELS);
   }
   if (registry.type === 'etcd') {
     readable('registry.etcd.auth.passwordFile', registry.etcd.auth?.passwordFile);
@@ -113,7 +135,8 @@ export async function configFileProblems(
   }
   if (registry.type === 'redis') {
     readable('registry.redis.passwordFile', registry.redis.passwordFile);
-    clientTls('registry.redis.tls', registry.redis.tls);
+    const { REDIS_TLS_LABELS } = await import('../tls/certificate-info.ts');
+    await usableClientTls('registry.redis.tls', registry.redis.tls, REDIS_TLS_LABELS);
   }
 
   const tls = config.tls;

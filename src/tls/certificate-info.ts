@@ -269,6 +269,20 @@ export const ETCD_TLS_LABELS = {
   key: 'registry.etcd.tls.key',
 } as const satisfies TlsContextLabels;
 
+/** The key paths {@link checkTlsContext} names for `registry.consul.tls` (config check and the Consul client). */
+export const CONSUL_TLS_LABELS = {
+  ca: 'registry.consul.tls.ca',
+  cert: 'registry.consul.tls.cert',
+  key: 'registry.consul.tls.key',
+} as const satisfies TlsContextLabels;
+
+/** The key paths {@link checkTlsContext} names for `registry.redis.tls` (config check and the Redis connection). */
+export const REDIS_TLS_LABELS = {
+  ca: 'registry.redis.tls.ca',
+  cert: 'registry.redis.tls.cert',
+  key: 'registry.redis.tls.key',
+} as const satisfies TlsContextLabels;
+
 /**
  * Builds the `tls.createSecureContext({ cert, key, ca })` a listener or client would build from
  * these PEMs, and throws {@link UnusableTlsFilesError} with OpenSSL's reason when it cannot, naming

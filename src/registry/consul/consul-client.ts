@@ -10,6 +10,7 @@ import {
   request,
 } from '../../control-plane/control-request.ts';
 import { CallTimeout } from '../../control-plane/call-timeout.ts';
+import { checkTlsContext, CONSUL_TLS_LABELS } from '../../tls/certificate-info.ts';
 
 /** One entry of `GET /v1/health/service/<name>` (only the fields meshlet reads). */
 export interface HealthEntry {
@@ -147,6 +148,13 @@ export class ConsulClient {
       cert: options.tls?.cert === undefined ? undefined : readFileSync(options.tls.cert),
       key: options.tls?.key === undefined ? undefined : readFileSync(options.tls.key),
     };
+    if (tls.cert !== undefined && tls.key !== undefined) {
+      // A set OpenSSL refuses (an RSA-512 key) would fail every call for good: stop start with the
+      // line `meshlet config check` prints, naming the files, rather than retry it as an outage.
+      const pem = { certPem: tls.cert.toString(), keyPem: tls.key.toString(), caPem: tls.ca?.toString() };
+      const files = { cert: options.tls!.cert!, key: options.tls!.key!, ca: options.tls!.ca };
+      checkTlsContext(pem, files, CONSUL_TLS_LABELS);
+    }
     this.#base = `${url.protocol}//${url.host}`;
     this.#timeoutMs = options.timeoutMs ?? 5000;
     this.#maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisRegistryConfig } from '../../config/redis-schema.ts';
 import { ConfigError } from '../../errors/config-error.ts';
+import { checkTlsContext, REDIS_TLS_LABELS } from '../../tls/certificate-info.ts';
 
 type RedisSettings = RedisRegistryConfig['redis'];
 
@@ -58,10 +59,19 @@ function baseOptions(redis: RedisSettings): RedisOptions {
   };
   if (redis.tls !== undefined || url.protocol === 'rediss:') {
     const t = redis.tls ?? {};
+    const ca = t.ca !== undefined ? readFile(t.ca, REDIS_TLS_LABELS.ca, false) : undefined;
+    const cert = t.cert !== undefined ? readFile(t.cert, REDIS_TLS_LABELS.cert, false) : undefined;
+    const key = t.key !== undefined ? readFile(t.key, REDIS_TLS_LABELS.key, false) : undefined;
+    if (cert !== undefined && key !== undefined) {
+      // A set OpenSSL refuses (an RSA-512 key) would fail every connection for good: stop start with
+      // the line `meshlet config check` prints, naming the files, rather than reconnect forever.
+      const pem = { certPem: cert.toString(), keyPem: key.toString(), caPem: ca?.toString() };
+      checkTlsContext(pem, { cert: t.cert!, key: t.key!, ca: t.ca }, REDIS_TLS_LABELS);
+    }
     options.tls = {
-      ...(t.ca !== undefined ? { ca: readFile(t.ca, 'registry.redis.tls.ca', false) } : {}),
-      ...(t.cert !== undefined ? { cert: readFile(t.cert, 'registry.redis.tls.cert', false) } : {}),
-      ...(t.key !== undefined ? { key: readFile(t.key, 'registry.redis.tls.key', false) } : {}),
+      ...(ca !== undefined ? { ca } : {}),
+      ...(cert !== undefined ? { cert } : {}),
+      ...(key !== undefined ? { key } : {}),
       ...(t.serverName !== undefined ? { servername: t.serverName } : {}),
     };
   }
