@@ -62,12 +62,6 @@ function refuse(
   sendError(res, err, requestId, undefined, isGrpcRequest(req.headers['content-type']));
 }
 
-/** The `tenant` metric label: a configured tenant, `""` for none, `other` for any other (bounded). */
-function tenantLabel(state: GatewayState, tenant: string | undefined): string {
-  if (tenant === undefined) return '';
-  return state.tenants.has(tenant) ? tenant : 'other';
-}
-
 /** `error="…"` parameters for a challenge; quotes and backslashes dropped from the description. */
 function withError(challenge: string, error: string, description?: string): string {
   const d = description === undefined ? '' : `, error_description="${description.replace(/["\\]/g, '')}"`;
@@ -311,28 +305,31 @@ function forward(
   startedAt: number,
 ): void {
   const tenantName = principal?.tenant;
-  const label = tenantLabel(g, tenantName);
+  const tenant: GatewayTenant | undefined = tenantName === undefined ? undefined : g.tenants.get(tenantName);
+  // The `tenant` label: a configured tenant, `""` for none, `other` for any other (bounded). A
+  // request still in flight on a route or tenant a reload retired counts nothing (no series back).
+  const label = tenantName === undefined ? '' : tenant === undefined ? 'other' : tenantName;
+  const counting = route.live.counting && (tenant === undefined || tenant.live.counting);
   // `allow` needs auth on the route (the schema): no principal here means a `failOpen` authenticator
   // let the request go on unauthenticated, and no rule passes an unknown caller.
   if (route.allow !== null) {
     const why =
       principal === null ? 'not authenticated (authentication unavailable)' : route.allow.deny(principal);
     if (why !== null) {
-      if (route.live.counting) metrics.requests.labels(route.name, 'forbidden', label).inc();
+      if (counting) metrics.requests.labels(route.name, 'forbidden', label).inc();
       if (principal !== null && !clientGone(res))
         res.setHeader('www-authenticate', withError(route.challenges[0]!, 'insufficient_scope', why));
       const forbidden = new MeshletError('forbidden', `not allowed on this route: ${why}`, route.upstream);
       return refuse(ctx, g, req, res, forbidden, startedAt, { path, upstream: route.upstream, principal });
     }
   }
-  if (route.live.counting) metrics.requests.labels(route.name, result, label).inc();
-  const tenant: GatewayTenant | undefined = tenantName === undefined ? undefined : g.tenants.get(tenantName);
+  if (counting) metrics.requests.labels(route.name, result, label).inc();
   // Rate limits: the route's (by key, tenant or IP), the tenant's (its own, else tenantDefaults'),
   // the key's own; the tightest answers.
   let shown: LimitVerdict | null = null;
   const check = (v: LimitVerdict, limit: 'route' | 'tenant' | 'key'): boolean => {
     if (!v.ok) {
-      if (route.live.counting) metrics.rateLimited.labels(route.name, limit, label).inc();
+      if (counting) metrics.rateLimited.labels(route.name, limit, label).inc();
       if (!clientGone(res)) setHeaders(res, rateLimitHeaders(v));
       refuse(
         ctx,

@@ -74,13 +74,14 @@ export async function listenGateway(
     const listener = await listenHttp(spec.address, spec.port, handler, limits);
     return { listener, reloadCertificate: () => false, close() {} };
   }
-  const certFile = resolve(spec.tls.cert);
-  const keyFile = resolve(spec.tls.key);
+  const tls = spec.tls;
+  const certFile = resolve(tls.cert);
+  const keyFile = resolve(tls.key);
   const read = () => ({ cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') });
   let current = read();
   // A pair OpenSSL refuses (an RSA-512 key) stops start naming the files, with the line
   // `meshlet config check` prints.
-  checkTlsContext({ certPem: current.cert, keyPem: current.key }, spec.tls, GATEWAY_TLS_LABELS);
+  checkTlsContext({ certPem: current.cert, keyPem: current.key }, tls, GATEWAY_TLS_LABELS);
   const h1 = createHttpServer(
     {
       maxHeaderSize: spec.maxHeaderSize,
@@ -118,7 +119,9 @@ export async function listenGateway(
     try {
       next = read();
       if (next.cert === current.cert && next.key === current.key) return false;
-      // Throws on a pair that does not fit (a key written before its certificate): the old one stays.
+      // Throws on a pair that does not fit (a key written before its certificate) or that OpenSSL
+      // refuses (an RSA-512 key), naming the files as start does: the old one stays.
+      checkTlsContext({ certPem: next.cert, keyPem: next.key }, tls, GATEWAY_TLS_LABELS);
       server.setSecureContext({ cert: next.cert, key: next.key, secureOptions: NO_RENEGOTIATION });
     } catch (err) {
       logger.error({

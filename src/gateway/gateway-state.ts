@@ -44,6 +44,11 @@ export interface GatewayTenant {
   /** Endpoint tags its requests are confined to, or null. */
   readonly tags: readonly string[] | null;
   readonly upstreams: Readonly<Record<string, string>> | null;
+  /**
+   * Whether its metrics still count, shared by the states that keep the tenant (cleared when a
+   * reload removed it, so that a request still in flight for it brings no retired series back).
+   */
+  readonly live: { counting: boolean };
 }
 
 /** Everything the gateway's request path reads, swapped whole on a reload. */
@@ -117,8 +122,9 @@ function buildAuthenticator(
 /**
  * Compiles `config.gateway` (an absent block is a gateway with no routes: everything 404).
  * Authenticators whose spec did not change since `previous` are kept (their JWKS cache, validation
- * cache, key buckets); the caller retires the others, and the routes gone, once the new state is in
- * use ({@link retireAuthenticators}, {@link retireRoutes}). @throws Error when a secret or keys file
+ * cache, key buckets); the caller retires the others, and the routes and tenants gone, once the new
+ * state is in use ({@link retireAuthenticators}, {@link retireRoutes}, {@link retireTenants}). A
+ * tenant kept shares its `live` flag with `previous`'s. @throws Error when a secret or keys file
  * cannot be loaded.
  */
 export function buildGatewayState(
@@ -207,6 +213,7 @@ export function buildGatewayState(
       limit: t.rateLimit === undefined ? null : new SingleLimit(t.rateLimit),
       tags: t.upstreamTags ?? null,
       upstreams: t.upstreams ?? null,
+      live: previous?.tenants.get(name)?.live ?? { counting: true },
     });
   }
   const defaultRate = spec.tenantDefaults?.rateLimit;
@@ -253,5 +260,19 @@ export function retireRoutes(old: GatewayState, next: GatewayState, metrics: Gat
     if (kept.has(route.name)) continue;
     route.live.counting = false;
     metrics.retireRoute(route.name, old.tenants.keys());
+  }
+}
+
+/**
+ * Retires the tenants of `old` that `next` no longer lists, once `next` is in use: they stop
+ * counting and their series are dropped on every route of either state
+ * ({@link GatewayMetrics.retireTenant}); a route's later retirement then has no series of theirs left.
+ */
+export function retireTenants(old: GatewayState, next: GatewayState, metrics: GatewayMetrics): void {
+  const routes = new Set([...old.routes, ...next.routes].map((r) => r.name));
+  for (const [name, tenant] of old.tenants) {
+    if (next.tenants.has(name)) continue;
+    tenant.live.counting = false;
+    metrics.retireTenant(name, routes);
   }
 }

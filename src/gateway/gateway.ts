@@ -11,7 +11,13 @@ import { GatewayMetrics } from '../telemetry/gateway-metrics.ts';
 import type { UpstreamTable } from '../upstream/upstream-table.ts';
 import { gatewayHandler } from './gateway-handler.ts';
 import { listenGateway, type GatewaySocket } from './gateway-listener.ts';
-import { buildGatewayState, type GatewayState, retireAuthenticators, retireRoutes } from './gateway-state.ts';
+import {
+  buildGatewayState,
+  type GatewayState,
+  retireAuthenticators,
+  retireRoutes,
+  retireTenants,
+} from './gateway-state.ts';
 
 /** What the gateway shares with the daemon. */
 export interface GatewayDeps {
@@ -118,6 +124,7 @@ export class Gateway {
     this.#state = state;
     if (next.listeners.gateway !== undefined) this.#ctx.bodyTimeoutMs = next.listeners.gateway.bodyTimeout;
     retireAuthenticators(old, state, this.metrics);
+    retireTenants(old, state, this.metrics);
     retireRoutes(old, state, this.metrics);
     return true;
   }

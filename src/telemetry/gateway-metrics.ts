@@ -112,6 +112,18 @@ export class GatewayMetrics {
     for (const result of PREFLIGHT_RESULTS) this.preflights.remove(name, result);
     this.rateLimitEvictions.remove(name, 'route');
   }
+
+  /**
+   * Drops the series of tenant `name` (requests and 429s) on each route of `routes` once a reload
+   * removed it from `gateway.tenants`: no longer exported; a caller of that tenant now counts as
+   * `other`, and should the tenant come back, its counters start from 0.
+   */
+  retireTenant(name: string, routes: Iterable<string>): void {
+    for (const route of routes) {
+      for (const auth of AUTH_RESULTS) this.requests.remove(route, auth, name);
+      for (const limit of LIMITS) this.rateLimited.remove(route, limit, name);
+    }
+  }
 }
 
 /** The `auth` values of `meshlet_gateway_requests_total`. */
