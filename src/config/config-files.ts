@@ -93,8 +93,8 @@ export async function configFileProblems(
   }
   /**
    * `prefix.ca|cert|key` readable, and, when a client certificate and key are set and read, a set
-   * node:tls can build a context from (`checkTlsContext`): the Consul and Redis clients check it
-   * the same way when run creates them, and stop start on a set OpenSSL refuses (an RSA-512 key).
+   * node:tls can build a context from (`checkTlsContext`): the Consul, etcd and Redis clients check
+   * it the same way when run creates them, and stop start on a set OpenSSL refuses (an RSA-512 key).
    */
   const usableClientTls = async (
     prefix: string,
@@ -119,19 +119,10 @@ export async function configFileProblems(
   }
   if (registry.type === 'etcd') {
     readable('registry.etcd.auth.passwordFile', registry.etcd.auth?.passwordFile);
-    const t = registry.etcd.tls;
-    const pem = clientTls('registry.etcd.tls', t);
     // The etcd client builds its gRPC TLS context from these when it is created: a set OpenSSL
     // refuses (an RSA-512 key, a key that is no PEM) stops run at start.
-    if (t?.cert !== undefined && t.key !== undefined && pem.cert !== undefined && pem.key !== undefined) {
-      const { checkTlsContext, ETCD_TLS_LABELS: labels } = await import('../tls/certificate-info.ts');
-      const files = { cert: t.cert, key: t.key, ca: pem.ca === undefined ? undefined : t.ca };
-      try {
-        checkTlsContext({ certPem: pem.cert, keyPem: pem.key, caPem: pem.ca }, files, labels);
-      } catch (err) {
-        add(labels.cert, (err as Error).message);
-      }
-    }
+    const { ETCD_TLS_LABELS } = await import('../tls/certificate-info.ts');
+    await usableClientTls('registry.etcd.tls', registry.etcd.tls, ETCD_TLS_LABELS);
   }
   if (registry.type === 'redis') {
     readable('registry.redis.passwordFile', registry.redis.passwordFile);
