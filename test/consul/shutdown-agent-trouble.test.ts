@@ -39,6 +39,13 @@ describe('shutdown while the Consul agent is in trouble', () => {
   it('a check update stuck on a slow agent does not hold the shutdown: the drain marks and deregisters at once', async () => {
     const m = await start();
     await double.waitFor((d) => d.checks(ID)[0]?.status === 'passing', 3000, 'registered');
+    // Past the one read that confirms the registration (the tick after it), so that the next
+    // tick's call is a check update: two updates seen.
+    await within(
+      2000,
+      () => double.requests.filter((r) => r.path.startsWith('/v1/agent/check/update/')).length >= 2,
+      'two check updates',
+    );
     // The next tick's call hangs (the double holds requests that arrive while slow) ...
     const sent = double.requests.length;
     double.setSlow(30_000);
