@@ -1,11 +1,8 @@
 // A Consul or Redis client TLS set OpenSSL refuses (an RSA-512 key): `config check` refuses it (exit 2) and `meshlet run` stops at start (exit 1) with the same line naming the files; a CA-only set still passes.
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { rsa512Leaf } from '../tls/openssl-certs.ts';
-import { cliToEnd as cli, devPki, type DevPki, tempDir, writeFiles } from './cli.ts';
-
-const LISTENERS = { outbound: { port: 0 }, admin: { port: 0 }, adminGrpc: { enabled: false } };
+import { cliToEnd as cli, type DevPki } from './cli.ts';
+import { configDir, KEY_TOO_SMALL, LISTENERS, weakLeaf } from './unusable-tls.ts';
 
 /** A Consul registry reached over TLS with client files `tls` (nothing listens on port 9). */
 function consulConfig(tls: Record<string, string>): string {
@@ -23,24 +20,13 @@ function redisConfig(tls: Record<string, string>): string {
   });
 }
 
-/** OpenSSL's reason for an RSA-512 key at its default security level. */
-const KEY_TOO_SMALL = 'error:0A00018F:SSL routines::ee key too small';
-
 let pki: DevPki;
 /** An RSA-512 leaf for `web`, issued by `pki.ca`. */
 let weak: { certPem: string; keyPem: string };
 
 beforeAll(async () => {
-  pki = await devPki();
-  weak = rsa512Leaf(tempDir(), pki.ca, 'web');
+  ({ pki, weak } = await weakLeaf());
 });
-
-/** A directory holding `meshlet.yaml` (`config`) and `files`. */
-function configDir(config: string, files: Record<string, string>): { dir: string; file: string } {
-  const dir = tempDir();
-  writeFiles(dir, { 'meshlet.yaml': config, ...files });
-  return { dir, file: join(dir, 'meshlet.yaml') };
-}
 
 const SET = { ca: './reg-ca.pem', cert: './reg.pem', key: './reg-key.pem' };
 
