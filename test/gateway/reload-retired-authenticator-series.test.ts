@@ -3,16 +3,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { validateConfig } from '../../src/config/load-config.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { Daemon } from '../../src/daemon.ts';
 import { hashApiKey } from '../../src/gateway/api-key-authenticator.ts';
-import { createLogger } from '../../src/telemetry/logger.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
 import {
   call,
-  gatewayUrl,
   type IdentityService,
   type JwksServer,
   mint,
@@ -21,23 +17,14 @@ import {
   startIdentityService,
   startJwksServer,
 } from './fixtures.ts';
-
-/** The `meshlet_gateway_*` sample lines of `text` that name an authenticator. */
-const authenticatorSeries = (text: string): string[] =>
-  text
-    .split('\n')
-    .filter((l) => l.startsWith('meshlet_gateway_') && l.includes('authenticator="'))
-    .sort();
+import { GATEWAY_LISTENERS, type ReloadableGateway, startReloadableGateway } from './reloadable-gateway.ts';
 
 describe('gateway authenticator series across a reload', () => {
   let upstream: TestUpstream;
   let identity: IdentityService;
   let jwks: JwksServer;
   let key: SigningKey;
-  let daemon: Daemon;
-  let file: string;
-  let gw: string;
-  let admin: string;
+  let g: ReloadableGateway;
 
   /** The gateway block with its authenticators named `names` (apiKey, apiKey kept, jwt, validate). */
   const config = (
@@ -45,12 +32,7 @@ describe('gateway authenticator series across a reload', () => {
     names: { keys: string; stays: string; jwt: string; validate: string },
     staysType: 'apiKey' | 'validate' = 'apiKey',
   ): ConfigInput => ({
-    listeners: {
-      outbound: { port: 0 },
-      admin: { port: 0 },
-      adminGrpc: { enabled: false },
-      gateway: { address: '127.0.0.1', port: 0 },
-    },
+    listeners: GATEWAY_LISTENERS,
     registry: {
       endpoints: { web: [upstream.endpoint], 'identity-service': [`127.0.0.1:${identity.port}`] },
     },
@@ -76,12 +58,10 @@ describe('gateway authenticator series across a reload', () => {
   const first = { keys: 'old', stays: 'stays', jwt: 'partners', validate: 'identity' };
   const second = { keys: 'renamed', stays: 'stays', jwt: 'partners2', validate: 'identity2' };
 
-  const scrape = async (): Promise<string[]> =>
-    authenticatorSeries(await (await fetch(`${admin}/metrics`)).text());
+  const scrape = (): Promise<string[]> => g.series('authenticator');
 
   const reloadTo = async (input: ConfigInput): Promise<void> => {
-    writeFileSync(file, stringify(input));
-    expect(await daemon.reload()).toBe(true);
+    expect(await g.reload(input)).toBe(true);
   };
 
   beforeAll(async () => {
@@ -101,19 +81,10 @@ describe('gateway authenticator series across a reload', () => {
         ],
       }),
     );
-    file = join(dir, 'meshlet.yaml');
-    const input = config(keysFile, first);
-    writeFileSync(file, stringify(input));
-    daemon = await Daemon.start(validateConfig(input), {
-      logger: createLogger('error'),
-      configFile: file,
-      processMetrics: false,
-    });
-    gw = gatewayUrl(daemon);
-    admin = `http://127.0.0.1:${daemon.addresses().admin.port}`;
+    g = await startReloadableGateway(config(keysFile, first), dir);
   });
   afterAll(async () => {
-    await daemon?.shutdown('test');
+    await g?.close();
     await upstream?.close();
     await identity?.close();
     await jwks?.close();
@@ -121,9 +92,9 @@ describe('gateway authenticator series across a reload', () => {
 
   it('renamed and removed authenticators lose their series; the one that remains keeps its own', async () => {
     const token = await mint(key, { sub: 'u-1', aud: 'api' });
-    expect((await call(gw, '/keys/a', { 'x-api-key': 'key-one' })).status).toBe(200);
-    expect((await call(gw, '/jwt/a', { authorization: `Bearer ${token}` })).status).toBe(200);
-    expect((await call(gw, '/validate/a', { authorization: 'Bearer good-token' })).status).toBe(200);
+    expect((await call(g.gw, '/keys/a', { 'x-api-key': 'key-one' })).status).toBe(200);
+    expect((await call(g.gw, '/jwt/a', { authorization: `Bearer ${token}` })).status).toBe(200);
+    expect((await call(g.gw, '/validate/a', { authorization: 'Bearer good-token' })).status).toBe(200);
     expect(await scrape()).toEqual([
       'meshlet_gateway_api_keys{authenticator="old"} 2',
       'meshlet_gateway_api_keys{authenticator="stays"} 2',
@@ -137,8 +108,8 @@ describe('gateway authenticator series across a reload', () => {
       'meshlet_gateway_api_keys{authenticator="stays"} 2',
     ]);
     // The new names count as the old ones did.
-    expect((await call(gw, '/keys/a', { 'x-api-key': 'key-two' })).status).toBe(200);
-    expect((await call(gw, '/validate/b', { authorization: 'Bearer good-token' })).status).toBe(200);
+    expect((await call(g.gw, '/keys/a', { 'x-api-key': 'key-two' })).status).toBe(200);
+    expect((await call(g.gw, '/validate/b', { authorization: 'Bearer good-token' })).status).toBe(200);
     expect(await scrape()).toContain(
       'meshlet_gateway_validate_calls_total{authenticator="identity2",result="allowed"} 1',
     );
@@ -149,7 +120,7 @@ describe('gateway authenticator series across a reload', () => {
     const after = await scrape();
     expect(after).not.toContain('meshlet_gateway_api_keys{authenticator="stays"} 2');
     expect(after.filter((l) => l.includes('authenticator="stays"'))).toEqual([]);
-    expect((await call(gw, '/stays/a', { authorization: 'Bearer good-token' })).status).toBe(200);
+    expect((await call(g.gw, '/stays/a', { authorization: 'Bearer good-token' })).status).toBe(200);
     expect(await scrape()).toContain(
       'meshlet_gateway_validate_calls_total{authenticator="stays",result="allowed"} 1',
     );

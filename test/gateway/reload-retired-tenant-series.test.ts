@@ -3,29 +3,17 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { validateConfig } from '../../src/config/load-config.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { Daemon } from '../../src/daemon.ts';
 import { hashApiKey } from '../../src/gateway/api-key-authenticator.ts';
-import { createLogger } from '../../src/telemetry/logger.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream-server.ts';
-import { call, gatewayUrl } from './fixtures.ts';
-
-/** The `meshlet_gateway_*` sample lines of `text` that carry a `tenant` label. */
-const tenantSeries = (text: string): string[] =>
-  text
-    .split('\n')
-    .filter((l) => l.startsWith('meshlet_gateway_') && l.includes('tenant="'))
-    .sort();
+import { call } from './fixtures.ts';
+import { GATEWAY_LISTENERS, type ReloadableGateway, startReloadableGateway } from './reloadable-gateway.ts';
 
 describe('gateway tenant series across reloads', () => {
   let upstream: TestUpstream;
-  let daemon: Daemon;
-  let file: string;
+  let g: ReloadableGateway;
   let keysFile: string;
-  let gw: string;
-  let admin: string;
 
   /** Routes `stays` and (when `withGone`) `gone`, each with a route limit; tenant `globex`, and `acme` when `withAcme`. */
   const config = (withAcme: boolean, withGone: boolean): ConfigInput => {
@@ -37,12 +25,7 @@ describe('gateway tenant series across reloads', () => {
       rateLimit: { perSecond: 0.001, burst: 1, by: 'key' as const },
     });
     return {
-      listeners: {
-        outbound: { port: 0 },
-        admin: { port: 0 },
-        adminGrpc: { enabled: false },
-        gateway: { address: '127.0.0.1', port: 0 },
-      },
+      listeners: GATEWAY_LISTENERS,
       registry: { endpoints: { web: [upstream.endpoint] } },
       gateway: {
         auth: { keys: { type: 'apiKey', file: keysFile } },
@@ -52,12 +35,12 @@ describe('gateway tenant series across reloads', () => {
     };
   };
 
-  const scrape = async (): Promise<string[]> => tenantSeries(await (await fetch(`${admin}/metrics`)).text());
+  const scrape = (): Promise<string[]> => g.series('tenant');
 
   /** One request let through and one refused with 429 on route `name` with API key `key`. */
   const exercise = async (name: string, key: string): Promise<void> => {
-    expect((await call(gw, `/${name}/a`, { 'x-api-key': key })).status).toBe(200);
-    expect((await call(gw, `/${name}/a`, { 'x-api-key': key })).status).toBe(429);
+    expect((await call(g.gw, `/${name}/a`, { 'x-api-key': key })).status).toBe(200);
+    expect((await call(g.gw, `/${name}/a`, { 'x-api-key': key })).status).toBe(429);
   };
 
   /** What {@link exercise} leaves exported for route `route` and tenant label `tenant`. */
@@ -75,19 +58,10 @@ describe('gateway tenant series across reloads', () => {
       { name: 'globex-app', sha256: hashApiKey('key-globex'), tenant: 'globex' },
     ];
     writeFileSync(keysFile, stringify({ keys }));
-    file = join(dir, 'meshlet.yaml');
-    const input = config(true, true);
-    writeFileSync(file, stringify(input));
-    daemon = await Daemon.start(validateConfig(input), {
-      logger: createLogger('error'),
-      configFile: file,
-      processMetrics: false,
-    });
-    gw = gatewayUrl(daemon);
-    admin = `http://127.0.0.1:${daemon.addresses().admin.port}`;
+    g = await startReloadableGateway(config(true, true), dir);
   });
   afterAll(async () => {
-    await daemon?.shutdown('test');
+    await g?.close();
     await upstream?.close();
   });
 
@@ -100,13 +74,11 @@ describe('gateway tenant series across reloads', () => {
     );
 
     // The reload removes tenant acme (both routes stay).
-    writeFileSync(file, stringify(config(false, true)));
-    expect(await daemon.reload()).toBe(true);
+    expect(await g.reload(config(false, true))).toBe(true);
     expect(await scrape()).toEqual(globex.sort());
 
     // A later reload removes route `gone`: no acme series is left behind on it.
-    writeFileSync(file, stringify(config(false, false)));
-    expect(await daemon.reload()).toBe(true);
+    expect(await g.reload(config(false, false))).toBe(true);
     expect(await scrape()).toEqual(seriesOf('stays', 'globex').sort());
 
     // acme's caller now counts as `other`.
